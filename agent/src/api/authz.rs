@@ -1,0 +1,187 @@
+//! Authorization: one table says who may call what; one tower layer
+//! enforces it before any handler runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+
+use super::peer::Peer;
+use crate::pki::role::Role;
+use crate::state::NodeState;
+
+/// Who may call a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone who got through TLS, also in maintenance mode.
+    Public,
+    /// Only in maintenance mode (then anyone: the client pinned our fingerprint).
+    MaintenanceOnly,
+    /// People with at least this role, and nodes never.
+    AtLeast(Role),
+}
+
+/// Every RPC and its rule. A method missing here is refused.
+pub const TABLE: &[(&str, Rule)] = &[
+    ("/orc.machine.v1.Machine/Version", Rule::Public),
+    ("/orc.machine.v1.Machine/Health", Rule::Public),
+    ("/orc.machine.v1.Machine/Bootstrap", Rule::MaintenanceOnly),
+    ("/orc.machine.v1.Machine/Reboot", Rule::AtLeast(Role::Operator)),
+    ("/orc.machine.v1.Machine/Shutdown", Rule::AtLeast(Role::Operator)),
+    ("/orc.machine.v1.Machine/Dmesg", Rule::AtLeast(Role::Reader)),
+    ("/orc.machine.v1.Machine/Logs", Rule::AtLeast(Role::Reader)),
+    ("/orc.machine.v1.Machine/Services", Rule::AtLeast(Role::Reader)),
+];
+
+fn rank(r: Role) -> u8 {
+    match r {
+        Role::Reader => 1,
+        Role::Operator => 2,
+        Role::Admin => 3,
+        Role::Worker | Role::Manager => 0,
+    }
+}
+
+/// Decides one call. `maintenance` is the node's mode now; `peer` who calls.
+pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: Option<&Peer>) -> Result<(), Status> {
+    let Some((_, rule)) = TABLE.iter().find(|(p, _)| *p == path) else {
+        return Err(Status::permission_denied(format!("{path} is not allowed for anyone")));
+    };
+    if maintenance {
+        return match rule {
+            Rule::Public | Rule::MaintenanceOnly => Ok(()),
+            Rule::AtLeast(_) => Err(Status::failed_precondition(
+                "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
+            )),
+        };
+    }
+    let identity = peer.and_then(|p| p.identity.as_ref()).ok_or_else(|| {
+        Status::unauthenticated("a client certificate from this cluster's CA is required")
+    })?;
+    if cluster_id.is_some_and(|c| c != identity.cluster_id) {
+        return Err(Status::unauthenticated(format!(
+            "certificate is for cluster {:?}, not this one",
+            identity.cluster_id
+        )));
+    }
+    match rule {
+        Rule::Public => Ok(()),
+        Rule::MaintenanceOnly => Err(Status::already_exists("the node is already part of a cluster")),
+        Rule::AtLeast(min) if identity.role.is_person() && rank(identity.role) >= rank(*min) => Ok(()),
+        Rule::AtLeast(min) => Err(Status::permission_denied(format!(
+            "{} {:?} may not call {path}: it needs the {min} role or higher",
+            identity.role, identity.name
+        ))),
+    }
+}
+
+/// The tower layer around every gRPC service.
+#[derive(Clone)]
+pub struct AuthzLayer {
+    pub state: Arc<NodeState>,
+}
+
+impl<S> tower::Layer<S> for AuthzLayer {
+    type Service = Authz<S>;
+    fn layer(&self, inner: S) -> Authz<S> {
+        Authz { inner, state: self.state.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authz<S> {
+    inner: S,
+    state: Arc<NodeState>,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Authz<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path().to_string();
+        let peer = req.extensions().get::<Peer>();
+        let (maintenance, cluster_id) = self.state.mode();
+        match authorize(&path, maintenance, cluster_id.as_deref(), peer) {
+            Ok(()) => {
+                tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
+                Box::pin(self.inner.call(req))
+            }
+            Err(status) => {
+                tracing::info!(method = %path, peer = ?peer, code = ?status.code(), "refused");
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::role::PeerIdentity;
+    use tonic::Code;
+
+    fn peer(role: Role, cluster: &str) -> Peer {
+        Peer { remote: "t".into(), identity: Some(PeerIdentity { name: "x".into(), cluster_id: cluster.into(), role }) }
+    }
+
+    #[test]
+    fn matrix() {
+        use Role::*;
+        let m = |s: &str| format!("/orc.machine.v1.Machine/{s}");
+        // (method, role, expected code or Ok)
+        let cases: &[(&str, Role, Option<Code>)] = &[
+            ("Version", Reader, None),
+            ("Version", Worker, None),
+            ("Health", Manager, None),
+            ("Dmesg", Reader, None),
+            ("Logs", Reader, None),
+            ("Services", Reader, None),
+            ("Reboot", Reader, Some(Code::PermissionDenied)),
+            ("Shutdown", Reader, Some(Code::PermissionDenied)),
+            ("Reboot", Operator, None),
+            ("Shutdown", Admin, None),
+            ("Reboot", Worker, Some(Code::PermissionDenied)),
+            ("Dmesg", Manager, Some(Code::PermissionDenied)),
+            ("Bootstrap", Admin, Some(Code::AlreadyExists)),
+            ("Nope", Admin, Some(Code::PermissionDenied)),
+        ];
+        for (i, (method, role, want)) in cases.iter().enumerate() {
+            let got = authorize(&m(method), false, Some("c"), Some(&peer(*role, "c"))).err().map(|s| s.code());
+            assert_eq!(got, *want, "case {i}: {method} as {role}");
+        }
+    }
+
+    #[test]
+    fn maintenance_and_identity_rules() {
+        let m = "/orc.machine.v1.Machine/";
+        assert!(authorize(&format!("{m}Bootstrap"), true, None, None).is_ok());
+        assert!(authorize(&format!("{m}Version"), true, None, None).is_ok());
+        assert_eq!(authorize(&format!("{m}Reboot"), true, None, None).unwrap_err().code(), Code::FailedPrecondition);
+        assert_eq!(authorize(&format!("{m}Version"), false, Some("c"), None).unwrap_err().code(), Code::Unauthenticated);
+        let other = peer(Role::Admin, "other");
+        assert_eq!(authorize(&format!("{m}Version"), false, Some("c"), Some(&other)).unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[test]
+    fn every_machine_rpc_has_a_rule() {
+        for name in ["Version", "Health", "Bootstrap", "Reboot", "Shutdown", "Dmesg", "Logs", "Services"] {
+            let path = format!("/orc.machine.v1.Machine/{name}");
+            assert!(TABLE.iter().any(|(p, _)| *p == path), "{path}");
+        }
+    }
+}

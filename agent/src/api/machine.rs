@@ -1,0 +1,80 @@
+//! `orc.machine.v1.Machine`: each handler traces, then calls a `do_*`
+//! function of [`crate::node`]. Authorization already happened in the layer.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use orc_proto::machine::machine_server::Machine;
+use orc_proto::machine::*;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::node::{bootstrap, dmesg, health, logs, power, services, version};
+use crate::state::NodeState;
+
+pub struct MachineService {
+    state: Arc<NodeState>,
+}
+
+impl MachineService {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
+    }
+}
+
+type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Machine for MachineService {
+    async fn version(&self, _: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
+        Ok(Response::new(version::do_version(&self.state)))
+    }
+
+    async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {
+        Ok(Response::new(health::do_health(&self.state)))
+    }
+
+    async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
+        tracing::info!(remote = ?req.remote_addr(), "bootstrap requested");
+        let state = self.state.clone();
+        let res = tokio::task::spawn_blocking(move || bootstrap::do_bootstrap(&state, req.into_inner()))
+            .await
+            .map_err(|e| Status::internal(format!("bootstrap task: {e}")))??;
+        Ok(Response::new(res))
+    }
+
+    async fn reboot(&self, _: Request<RebootRequest>) -> Result<Response<RebootResponse>, Status> {
+        power::do_power(&self.state, power::PowerAction::Reboot)?;
+        Ok(Response::new(RebootResponse {}))
+    }
+
+    async fn shutdown(&self, _: Request<ShutdownRequest>) -> Result<Response<ShutdownResponse>, Status> {
+        power::do_power(&self.state, power::PowerAction::Poweroff)?;
+        Ok(Response::new(ShutdownResponse {}))
+    }
+
+    type DmesgStream = Streamed<DmesgEntry>;
+
+    async fn dmesg(&self, req: Request<DmesgRequest>) -> Result<Response<Self::DmesgStream>, Status> {
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move { dmesg::stream(std::path::Path::new("/dev/kmsg"), req.get_ref().follow, tx).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type LogsStream = Streamed<LogLine>;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let r = req.into_inner();
+        let service = if r.service.is_empty() { "init".to_string() } else { r.service };
+        let path = logs::path_of(&self.state.config.run_dir.join("log"), &service)?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(logs::stream(path, service, r.tail as usize, r.follow, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn services(&self, _: Request<ServicesRequest>) -> Result<Response<ServicesResponse>, Status> {
+        Ok(Response::new(ServicesResponse { services: services::do_services(&self.state) }))
+    }
+}

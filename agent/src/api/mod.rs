@@ -1,0 +1,15 @@
+//! The agent's gRPC API.
+//!
+//! # Layout
+//! - [`server`]: listeners (TCP, vsock), TLS handshakes, serving; `run(listeners, shutdown)`.
+//! - [`tls`]: the rustls server configurations (maintenance, cluster).
+//! - [`peer`]: the connection type that carries who the client is.
+//! - [`authz`]: the one authorization table and the tower layer enforcing it.
+//! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
+//! - [`error`]: the one error → gRPC status mapping.
+
+pub mod authz;
+pub mod machine;
+pub mod peer;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,28 @@
+//! The agent's settings. On a node they are the defaults; tests and
+//! development runs point them at temporary directories and loopback ports.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The one API port, on TCP and vsock.
+pub const API_PORT: u16 = 7443;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the API on TCP.
+    #[arg(long, default_value = "0.0.0.0:7443")]
+    pub listen: SocketAddr,
+    /// vsock port of the API (0 turns vsock off). Skipped when the kernel has no vsock.
+    #[arg(long, default_value_t = API_PORT as u32)]
+    pub vsock_port: u32,
+    /// Persistent state (identity, and later images, Raft, volumes).
+    #[arg(long, default_value = "/var/lib/orc")]
+    pub state_dir: PathBuf,
+    /// Runtime directory shared with orc-init (logs, service status).
+    #[arg(long, default_value = "/run/orc")]
+    pub run_dir: PathBuf,
+    /// PID of orc-init, which reboots (SIGTERM) and powers off (SIGUSR2) the
+    /// machine. Without it the agent cannot reboot its host.
+    #[arg(long)]
+    pub init_pid: Option<i32>,
+}

@@ -1,0 +1,50 @@
+//! orc-agent: the node agent.
+//!
+//! # Layout
+//! - [`config`]: settings (listen address, state and run directories, init pid).
+//! - [`state`]: the node's identity and current TLS configuration.
+//! - [`api`]: the gRPC server, authorization, the Machine service.
+//! - [`node`]: what the Machine API reads and does (versions, health, logs, power…).
+//! - [`pki`]: the cluster CA, certificates and roles.
+//! - [`error`]: the agent's errors and their gRPC status codes.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod node;
+pub mod pki;
+pub mod state;
+
+use std::future::Future;
+
+use anyhow::Context;
+
+/// Runs the agent until `shutdown` completes.
+pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let state = state::NodeState::open(config.clone()).context("opening node state")?;
+    let tcp = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the API on {}", config.listen))?;
+    let addr = tcp.local_addr()?;
+    std::fs::create_dir_all(&config.run_dir).ok();
+    std::fs::write(config.run_dir.join("api.addr"), addr.to_string())
+        .with_context(|| format!("writing {}", config.run_dir.join("api.addr").display()))?;
+    let vsock = match config.vsock_port {
+        0 => None,
+        port => match tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port)) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::info!(port, error = %e, "no vsock listener (kernel without vsock?)");
+                None
+            }
+        },
+    };
+    let (maintenance, cluster_id) = state.mode();
+    if maintenance {
+        // Printed on the console: the operator pins it with `orcctl cluster init --fingerprint`.
+        println!("orc: maintenance mode: TLS fingerprint sha256:{}", state.maintenance_fingerprint);
+        std::fs::write(config.run_dir.join("maintenance.fingerprint"), &state.maintenance_fingerprint).ok();
+    }
+    tracing::info!(%addr, vsock = vsock.is_some(), maintenance, cluster_id = ?cluster_id, "serving the Machine API");
+    api::server::run(state, tcp, vsock, shutdown).await.context("serving the API")
+}

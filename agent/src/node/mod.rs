@@ -1,0 +1,16 @@
+//! What the Machine API reads from and does to the node, one file per concern.
+//!
+//! # Layout
+//! - [`bootstrap`]: creating the cluster on this node.
+//! - [`version`], [`health`], [`services`]: what the node is and how it is.
+//! - [`dmesg`]: the kernel ring buffer (`/dev/kmsg`), with follow.
+//! - [`logs`]: the logs orc-init keeps under `/run/orc/log`, with follow.
+//! - [`power`]: asking orc-init to reboot or power off.
+
+pub mod bootstrap;
+pub mod dmesg;
+pub mod health;
+pub mod logs;
+pub mod power;
+pub mod services;
+pub mod version;

@@ -1,0 +1,93 @@
+//! Making the cluster CA and issuing certificates from it.
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use time::OffsetDateTime;
+
+use super::role::Role;
+use super::{PkiError, NODE_SERVER_NAME};
+
+/// CA certificates live ten years.
+const CA_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Node certificates live 90 days (Swarm's default) and renew before expiry.
+pub const NODE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// People's certificates live one year.
+pub const PERSON_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Tolerate clocks that are a little behind the issuer's.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// A certificate with its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct CertKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn dn(name: &str, cluster_id: &str, ou: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, cluster_id);
+    dn.push(DnType::OrganizationalUnitName, ou);
+    dn
+}
+
+fn validity(params: &mut CertificateParams, ttl: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + ttl;
+}
+
+/// A new self-signed cluster CA.
+pub fn new_ca(cluster_id: &str, cluster_name: &str) -> Result<CertKey, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = dn(&format!("orc cluster CA {cluster_name}"), cluster_id, "ca");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity(&mut p, CA_TTL);
+    let cert = p.self_signed(&key)?;
+    Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Issues a certificate for `name` with `role`, signed by the CA.
+pub fn issue(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Duration) -> Result<CertKey, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = dn(name, cluster_id, role.as_str());
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if !role.is_person() {
+        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
+    }
+    validity(&mut p, ttl);
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::role::identity_of;
+
+    fn der(pem: &str) -> Vec<u8> {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map(|(_, p)| p.contents).unwrap_or_else(|_| b64.into_bytes())
+    }
+
+    #[test]
+    fn issued_certificates_carry_role_and_cluster() {
+        let ca = new_ca("c1", "test").unwrap();
+        for role in [Role::Admin, Role::Operator, Role::Reader, Role::Manager, Role::Worker] {
+            let ck = issue(&ca, "c1", "someone", role, PERSON_TTL).unwrap();
+            let id = identity_of(&der(&ck.cert_pem)).unwrap();
+            assert_eq!((id.name.as_str(), id.cluster_id.as_str(), id.role), ("someone", "c1", role));
+        }
+    }
+}

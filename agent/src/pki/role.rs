@@ -1,0 +1,81 @@
+//! Roles, and the identity a verified peer certificate describes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use x509_parser::prelude::*;
+
+use super::PkiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Read anything, change nothing.
+    Reader,
+    /// Day-2 operations: reboot, deploy, scale; no PKI or cluster membership.
+    Operator,
+    /// Everything.
+    Admin,
+    /// A worker node.
+    Worker,
+    /// A manager node.
+    Manager,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+            Role::Worker => "worker",
+            Role::Manager => "manager",
+        }
+    }
+
+    /// Roles held by people and tools (not nodes).
+    pub fn is_person(self) -> bool {
+        matches!(self, Role::Reader | Role::Operator | Role::Admin)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = PkiError;
+    fn from_str(s: &str) -> Result<Self, PkiError> {
+        Ok(match s {
+            "reader" => Role::Reader,
+            "operator" => Role::Operator,
+            "admin" => Role::Admin,
+            "worker" => Role::Worker,
+            "manager" => Role::Manager,
+            other => return Err(PkiError::BadRole(other.to_string())),
+        })
+    }
+}
+
+/// Who is on the other end of a verified connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub name: String,
+    pub cluster_id: String,
+    pub role: Role,
+}
+
+/// Reads name, cluster and role from a certificate (already verified by TLS).
+pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, PkiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| PkiError::Malformed { path: "peer certificate".into(), msg: e.to_string() })?;
+    let subject = cert.subject();
+    let first = |it: &mut dyn Iterator<Item = &AttributeTypeAndValue>| {
+        it.next().and_then(|a| a.as_str().ok()).map(str::to_string)
+    };
+    let name = first(&mut subject.iter_common_name()).unwrap_or_default();
+    let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
+    let ou = first(&mut subject.iter_organizational_unit()).unwrap_or_default();
+    Ok(PeerIdentity { name, cluster_id, role: ou.parse()? })
+}

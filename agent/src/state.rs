@@ -1,0 +1,87 @@
+//! What the agent knows about its node right now: settings, identity (or
+//! maintenance mode), and the TLS configuration new connections get.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use rustls::ServerConfig;
+
+use crate::api::tls;
+use crate::config::Config;
+use crate::error::AgentError;
+use crate::pki::identity::Identity;
+use crate::pki::{self, maintenance};
+
+pub struct NodeState {
+    pub config: Config,
+    identity: RwLock<Option<Identity>>,
+    tls: RwLock<Arc<ServerConfig>>,
+    /// Fingerprint of the maintenance certificate (what `cluster init` pins).
+    pub maintenance_fingerprint: String,
+    pub started: Instant,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl NodeState {
+    pub fn open(config: Config) -> Result<Arc<Self>, AgentError> {
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| AgentError::Io(format!("{}: {e}", config.state_dir.display())))?;
+        let m = maintenance::load_or_create(&config.state_dir)?;
+        let m_der = tls::certs(&m.cert_pem, "maintenance certificate")?;
+        let maintenance_fingerprint = m_der.first().map(|c| pki::fingerprint(c)).unwrap_or_default();
+        let identity = Identity::load(&config.state_dir)?;
+        let tls = match &identity {
+            Some(id) => tls::cluster(&id.ca_cert_pem, &id.node)?,
+            None => tls::maintenance(&m)?,
+        };
+        Ok(Arc::new(Self {
+            config,
+            identity: RwLock::new(identity),
+            tls: RwLock::new(tls),
+            maintenance_fingerprint,
+            started: Instant::now(),
+        }))
+    }
+
+    /// (in maintenance mode, cluster id).
+    pub fn mode(&self) -> (bool, Option<String>) {
+        match &*read(&self.identity) {
+            Some(id) => (false, Some(id.meta.cluster_id.clone())),
+            None => (true, None),
+        }
+    }
+
+    pub fn identity(&self) -> Option<Identity> {
+        read(&self.identity).clone()
+    }
+
+    pub fn tls(&self) -> Arc<ServerConfig> {
+        read(&self.tls).clone()
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.config.state_dir
+    }
+
+    /// Adopts a new identity: saved first (fsynced), then served. Fails if
+    /// the node already has one.
+    pub fn adopt(&self, make: impl FnOnce() -> Result<Identity, AgentError>) -> Result<Identity, AgentError> {
+        let mut slot = write(&self.identity);
+        if slot.is_some() {
+            return Err(AgentError::AlreadyMember);
+        }
+        let id = make()?;
+        id.save(self.state_dir())?;
+        *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
+        *slot = Some(id.clone());
+        Ok(id)
+    }
+}

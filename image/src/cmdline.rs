@@ -1,0 +1,28 @@
+//! Kernel command line keys understood by `orc-init`. The build writes them and
+//! PID 1 reads them, so both take the names from here.
+
+/// Block device holding the erofs root image followed by its dm-verity hash tree.
+pub const ROOT: &str = "orc.root";
+/// `<root hash hex>:<salt hex>:<data blocks>` of the root image (4 KiB blocks,
+/// hash tree right after the data). Without it the root is mounted unverified.
+pub const VERITY: &str = "orc.verity";
+/// Block device for STATE. A blank device named here is formatted on first boot;
+/// without it, the disk labelled [`STATE_LABEL`] is used, and tmpfs when none is.
+pub const STATE: &str = "orc.state";
+/// `IFACE:ADDR/PREFIX[:GATEWAY]`, may repeat; other interfaces use DHCP.
+pub const IP: &str = "orc.ip";
+/// Hostname; defaults to the DHCP-provided one, then `orc-<mac suffix>`.
+pub const HOSTNAME: &str = "orc.hostname";
+/// `TOKEN@ADDR`: join a cluster by itself on first boot.
+pub const JOIN: &str = "orc.join";
+
+/// The filesystem label of the STATE partition.
+pub const STATE_LABEL: &str = "ORC_STATE";
+/// dm-verity data and hash block size used by the image.
+pub const VERITY_BLOCK_SIZE: u64 = 4096;
+/// Where the STATE template (a small gzip'd ext4 image) lives in the initramfs.
+pub const STATE_TEMPLATE_PATH: &str = "/etc/orc/state.ext4.gz";
+/// Where the module load list lives in the initramfs (one path per line, in order).
+pub const MODULE_LIST_PATH: &str = "/etc/orc/modules";
+/// Where the agent binary lives on the root filesystem.
+pub const AGENT_PATH: &str = "/usr/bin/orc-agent";

@@ -1,0 +1,17 @@
+//! The orc OS image format, shared by the build (`cargo xtask image`) and, later,
+//! by the agent when it installs an upgrade.
+//!
+//! # Layout
+//! - [`manifest`]: what an image is made of (versions, artifacts and their digests).
+//! - [`initramfs`]: a reproducible gzip'd cpio (newc) writer.
+//! - [`kconfig`]: a kernel `.config` checked against orc's required options.
+//! - [`modules`]: the kernel modules a node loads, in dependency order.
+//! - [`rootfs`]: the erofs root filesystem and its dm-verity hash tree.
+//! - [`cmdline`]: the `orc.*` kernel command line keys the image and PID 1 share.
+
+pub mod cmdline;
+pub mod initramfs;
+pub mod kconfig;
+pub mod manifest;
+pub mod modules;
+pub mod rootfs;

@@ -1,0 +1,162 @@
+//! The boot sequence and PID 1's main loop. Nothing here returns: a fatal
+//! error is logged and the machine reboots after a delay (there is no shell
+//! to drop into).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cmdline::{self, Cmdline};
+use crate::mounts::{self, EARLY, LATE};
+use crate::power::{self, Action};
+use crate::supervisor::{Service, Supervisor};
+use crate::{log, modules, net, reaper, root, state};
+use orc_image::cmdline::{AGENT_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH};
+
+pub const STATE_DIR: &str = "/var/lib/orc";
+const RUN_DIR: &str = "/run/orc";
+const FATAL_REBOOT_DELAY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Mount(#[from] mounts::MountError),
+    #[error("kernel command line: {0}")]
+    Cmdline(#[from] cmdline::CmdlineError),
+    #[error(transparent)]
+    Modules(#[from] modules::ModuleError),
+    #[error(transparent)]
+    Root(#[from] root::RootError),
+    #[error("cannot start the event loop: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// PID 1's entry point.
+pub fn main() -> ! {
+    log::init();
+    let outcome = std::panic::catch_unwind(run);
+    match outcome {
+        Ok(e) => fatal(&e.to_string()),
+        Err(_) => fatal("orc-init panicked"),
+    }
+}
+
+fn fatal(msg: &str) -> ! {
+    tracing::error!(error = msg, delay_secs = FATAL_REBOOT_DELAY.as_secs(), "fatal boot error; rebooting");
+    std::thread::sleep(FATAL_REBOOT_DELAY);
+    power::final_reboot(Action::Reboot)
+}
+
+/// Runs the whole life of the node; returns only the error that stopped it.
+fn run() -> BootError {
+    let cmd = match early() {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return BootError::Runtime(e),
+    };
+    rt.block_on(main_loop(cmd))
+}
+
+fn early() -> Result<Cmdline, BootError> {
+    mounts::mount_table(Path::new("/"), EARLY)?;
+    log::attach_kmsg(Path::new("/dev"));
+    // Userspace writes to /dev/kmsg are rate-limited by default; PID 1's must not be.
+    let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    let _ = log::attach_file(Path::new("/run/orc/log/init.log"));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "orc-init starting");
+    // Ctrl-Alt-Del sends SIGINT to PID 1 rather than rebooting at once.
+    let _ = nix::sys::reboot::set_cad_enabled(false);
+
+    let cmd = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())?;
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &Path::new("/lib/modules").join(&release))?;
+    tracing::info!(loaded, kernel = %release, "kernel modules loaded");
+
+    // Read before the switch: the template lives in the initramfs.
+    let template = std::fs::read(STATE_TEMPLATE_PATH).ok();
+    root::mount_and_switch(&cmd)?;
+    mounts::mount_table(Path::new("/"), LATE)?;
+    if let Some(t) = template {
+        let _ = std::fs::write("/run/orc/state.ext4.gz", t);
+    }
+    let named = cmd.state.as_deref().map(Path::new);
+    match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
+        Ok(kind) => tracing::info!(?kind, path = STATE_DIR, "STATE mounted"),
+        Err(e) => {
+            // Keep the node reachable so an operator can see why.
+            tracing::error!(error = %e, "STATE unavailable; using tmpfs, nothing will persist");
+            let _ = mounts::mount_fs(Path::new("tmpfs"), Path::new(STATE_DIR), "tmpfs", nix::mount::MsFlags::MS_NOSUID, Some("mode=0700"));
+        }
+    }
+    let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
+    Ok(cmd)
+}
+
+fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
+    let mac_name = net::physical_ifaces(Path::new("/sys/class/net"))
+        .first()
+        .and_then(|i| net::mac_of(Path::new("/sys/class/net"), i))
+        .map(|m| format!("orc-{:02x}{:02x}{:02x}", m[3], m[4], m[5]));
+    let name = cmd.hostname.clone().or(dhcp).or(mac_name).unwrap_or_else(|| "orc".to_string());
+    match nix::unistd::sethostname(&name) {
+        Ok(()) => tracing::info!(hostname = %name, "hostname set"),
+        Err(e) => tracing::warn!(hostname = %name, error = %e, "cannot set hostname"),
+    }
+}
+
+async fn main_loop(cmd: Cmdline) -> BootError {
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => s,
+        Err(e) => return BootError::Runtime(e),
+    };
+    let (Ok(mut sigterm), Ok(mut sigint), Ok(mut sigusr2)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::user_defined2()))
+    else {
+        return BootError::Runtime(std::io::Error::other("cannot install signal handlers"));
+    };
+
+    let dhcp_hostname = match net::configure(&cmd.ips).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "network configuration failed");
+            None
+        }
+    };
+    set_hostname(&cmd, dhcp_hostname);
+
+    let agent = Service::new("agent", Path::new(AGENT_PATH), &["--init-pid", "1"]);
+    let run = Path::new(RUN_DIR);
+    let mut sup = Supervisor::new(vec![agent], &run.join("log"), &run.join("services.json"));
+    sup.start_due();
+
+    loop {
+        let due = sup.next_due();
+        let sleep = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let action = tokio::select! {
+            _ = sigchld.recv() => {
+                for (pid, how) in reaper::reap_all() {
+                    if !sup.on_exit(pid, &how) {
+                        tracing::debug!(pid, exit = %how, "reaped orphan");
+                    }
+                }
+                None
+            }
+            _ = sleep => { sup.start_due(); None }
+            _ = sigterm.recv() => Some(Action::Reboot),
+            _ = sigint.recv() => Some(Action::Reboot),
+            _ = sigusr2.recv() => Some(Action::Poweroff),
+        };
+        if let Some(action) = action {
+            power::shutdown(&mut sup, action, Path::new(STATE_DIR));
+        }
+    }
+}

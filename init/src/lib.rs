@@ -1,0 +1,30 @@
+//! orc-init, PID 1 of an orc node.
+//!
+//! # Layout
+//! - [`boot`]: the boot sequence and the main loop (signals, reaping, supervision).
+//! - [`cmdline`]: the `orc.*` kernel command line keys.
+//! - [`mounts`]: the mount tables and the one helper that walks them.
+//! - [`modules`]: kernel module loading (`finit_module`), in the order the build computed.
+//! - [`verity`]: dm-verity over the root device through device-mapper ioctls.
+//! - [`root`]: mounting the read-only root and switching to it.
+//! - [`state`]: the STATE filesystem (find, format when blank and named, grow, mount).
+//! - [`net`]: loopback, static addresses, the DHCP client.
+//! - [`supervisor`]: the agent's life: start, logs, backoff, status.
+//! - [`reaper`]: zombie reaping.
+//! - [`power`]: orderly reboot and poweroff.
+//! - [`log`]: PID 1's log to /dev/kmsg and /run/orc/log/init.log.
+//!
+//! Signals: SIGTERM and SIGINT (Ctrl-Alt-Del) reboot, SIGUSR2 powers off.
+
+pub mod boot;
+pub mod cmdline;
+pub mod log;
+pub mod modules;
+pub mod mounts;
+pub mod net;
+pub mod power;
+pub mod reaper;
+pub mod root;
+pub mod state;
+pub mod supervisor;
+pub mod verity;

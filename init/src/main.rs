@@ -1,0 +1,3 @@
+fn main() {
+    orc_init::boot::main()
+}

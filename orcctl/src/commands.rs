@@ -1,0 +1,257 @@
+//! One function per command. Node commands fan out over `--nodes`
+//! concurrently and report per node.
+
+use std::future::Future;
+
+use futures::future::join_all;
+use futures::StreamExt;
+use orc_proto::machine::machine_client::MachineClient;
+use orc_proto::machine::*;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, Output};
+use crate::config::{self, Config, Context};
+use crate::connect::{self, Trust};
+use crate::error::CliError;
+use crate::output::{bytes, table};
+
+pub type Client = MachineClient<Channel>;
+
+/// A Machine client for `addr`.
+pub async fn client(addr: &str, trust: &Trust) -> Result<Client, CliError> {
+    Ok(MachineClient::new(connect::channel(addr, trust).await?))
+}
+
+/// Bootstraps a cluster on `addr` and returns the context to reach it.
+pub async fn bootstrap(addr: &str, trust: &Trust, cluster_name: &str, admin_name: &str) -> Result<(BootstrapResponse, Context), CliError> {
+    let mut c = client(addr, trust).await?;
+    let req = BootstrapRequest { cluster_name: cluster_name.into(), admin_name: admin_name.into() };
+    let r = c.bootstrap(req).await.map_err(|s| CliError::from_status(addr, s))?.into_inner();
+    let ctx = Context {
+        endpoints: vec![connect::with_port(addr)],
+        ca: r.ca_cert_pem.clone(),
+        cert: r.admin_cert_pem.clone(),
+        key: r.admin_key_pem.clone(),
+    };
+    Ok((r, ctx))
+}
+
+/// Writes `ctx` as `name` into the config at `path` and makes it current.
+pub fn save_context(path: &std::path::Path, name: &str, ctx: Context) -> Result<(), CliError> {
+    let mut cfg = Config::load_or_default(path)?;
+    cfg.contexts.insert(name.to_string(), ctx);
+    cfg.current_context = name.to_string();
+    cfg.save(path)?;
+    Ok(())
+}
+
+async fn each<T, F, Fut>(nodes: &[String], trust: &Trust, f: F) -> Vec<(String, Result<T, CliError>)>
+where
+    F: Fn(Client) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    join_all(nodes.iter().map(|n| {
+        let f = &f;
+        async move {
+            let r = match client(n, trust).await {
+                Ok(c) => f(c).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(n, s)),
+                Err(e) => Err(e),
+            };
+            (n.clone(), r)
+        }
+    }))
+    .await
+}
+
+/// Prints failures to stderr and returns the first, after the successes were shown.
+fn split<T>(results: Vec<(String, Result<T, CliError>)>) -> (Vec<(String, T)>, Option<CliError>) {
+    let mut ok = vec![];
+    let mut first_err = None;
+    for (n, r) in results {
+        match r {
+            Ok(v) => ok.push((n, v)),
+            Err(e) => {
+                if first_err.is_some() {
+                    eprintln!("orcctl: {e}");
+                } else {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    (ok, first_err)
+}
+
+fn done(err: Option<CliError>) -> Result<(), CliError> {
+    err.map_or(Ok(()), Err)
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let path = config::path(cli.config.as_deref());
+    let out = cli.output;
+    match cli.command {
+        Command::Cluster(ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name }) => {
+            let trust = match (fingerprint, insecure) {
+                (Some(fp), _) => Trust::Pinned(fp),
+                (None, true) => Trust::Insecure,
+                (None, false) => {
+                    return Err(CliError::Usage(
+                        "pass --fingerprint sha256:... (printed on the node's console) or --insecure".into(),
+                    ))
+                }
+            };
+            let (r, ctx) = bootstrap(&addr, &trust, &cluster_name, &admin_name).await?;
+            let name = context_name.unwrap_or(cluster_name);
+            save_context(&path, &name, ctx)?;
+            match out {
+                Output::Json => println!("{}", json!({"cluster_id": r.cluster_id, "node_id": r.node_id, "context": name, "config": path})),
+                Output::Table => println!(
+                    "cluster {} bootstrapped on {addr} (node {}); context {name:?} written to {}",
+                    r.cluster_id,
+                    r.node_id,
+                    path.display()
+                ),
+            }
+            return Ok(());
+        }
+        Command::Config(cmd) => return config_command(&path, cmd, out),
+        _ => {}
+    }
+    let cfg = Config::load_or_default(&path)?;
+    let (_, ctx) = cfg.context(&path, cli.context.as_deref())?;
+    let nodes = if cli.nodes.is_empty() {
+        vec![ctx.endpoints.first().cloned().ok_or_else(|| CliError::Usage("the context has no endpoints; pass --nodes".into()))?]
+    } else {
+        cli.nodes.clone()
+    };
+    let trust = Trust::Cluster(ctx.clone());
+    match cli.command {
+        Command::Version => {
+            let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.version(VersionRequest {}).await }).await);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().map(|(n, v)| json!({"node": n, "version": v.version,
+                    "git_revision": v.git_revision, "kernel": v.kernel, "arch": v.arch, "hostname": v.hostname,
+                    "node_id": v.node_id, "cluster_id": v.cluster_id, "ca_fingerprint": v.ca_fingerprint,
+                    "maintenance": v.maintenance, "role": v.role})).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "HOSTNAME", "VERSION", "REVISION", "KERNEL", "NODE ID", "ROLE", "CLUSTER"],
+                    &ok.iter().map(|(n, v)| vec![n.clone(), v.hostname.clone(), v.version.clone(), v.git_revision.clone(),
+                        v.kernel.clone(), v.node_id.clone(), v.role.clone(), v.cluster_id.clone()]).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
+        Command::Health => {
+            let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.health(HealthRequest {}).await }).await);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().map(|(n, h)| json!({"node": n, "healthy": h.healthy,
+                    "uptime_seconds": h.uptime_seconds, "checks": h.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message})).collect::<Vec<_>>()})).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "CHECK", "OK", "MESSAGE"],
+                    &ok.iter().flat_map(|(n, h)| h.checks.iter().map(move |c| vec![n.clone(), c.name.clone(), c.ok.to_string(), c.message.clone()])).collect::<Vec<_>>(),
+                ),
+            }
+            let unhealthy: Vec<&str> = ok.iter().filter(|(_, h)| !h.healthy).map(|(n, _)| n.as_str()).collect();
+            if err.is_none() && !unhealthy.is_empty() {
+                return Err(CliError::Usage(format!("unhealthy: {}", unhealthy.join(", "))));
+            }
+            done(err)
+        }
+        Command::Services => {
+            let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.services(ServicesRequest {}).await }).await);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.services.iter().map(move |s| json!({"node": n,
+                    "name": s.name, "state": s.state, "pid": s.pid, "restarts": s.restarts, "started_at": s.started_at,
+                    "rss_bytes": s.rss_bytes, "last_exit": s.last_exit}))).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "SERVICE", "STATE", "PID", "RESTARTS", "RSS", "LAST EXIT"],
+                    &ok.iter().flat_map(|(n, r)| r.services.iter().map(move |s| vec![n.clone(), s.name.clone(), s.state.clone(),
+                        s.pid.to_string(), s.restarts.to_string(), bytes(s.rss_bytes), s.last_exit.clone()])).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
+        Command::Reboot | Command::Shutdown => {
+            let reboot = matches!(cli.command, Command::Reboot);
+            let (ok, err) = split(
+                each(&nodes, &trust, |mut c| async move {
+                    if reboot {
+                        c.reboot(RebootRequest {}).await.map(|r| r.map(|_| ()))
+                    } else {
+                        c.shutdown(ShutdownRequest {}).await.map(|r| r.map(|_| ()))
+                    }
+                })
+                .await,
+            );
+            for (n, _) in ok {
+                println!("{n}: {}", if reboot { "rebooting" } else { "powering off" });
+            }
+            done(err)
+        }
+        Command::Dmesg { follow } => {
+            let results = join_all(nodes.iter().map(|n| {
+                let (trust, prefix) = (trust.clone(), nodes.len() > 1);
+                async move {
+                    let mut c = client(n, &trust).await?;
+                    let mut s = c.dmesg(DmesgRequest { follow }).await.map_err(|e| CliError::from_status(n, e))?.into_inner();
+                    while let Some(e) = s.next().await {
+                        let e = e.map_err(|e| CliError::from_status(n, e))?;
+                        let line = format!("[{:>5}.{:06}] {}", e.timestamp_us / 1_000_000, e.timestamp_us % 1_000_000, e.message);
+                        match (out, prefix) {
+                            (Output::Json, _) => println!("{}", json!({"node": n, "seq": e.sequence, "timestamp_us": e.timestamp_us, "level": e.level, "facility": e.facility, "message": e.message})),
+                            (Output::Table, true) => println!("{n}: {line}"),
+                            (Output::Table, false) => println!("{line}"),
+                        }
+                    }
+                    Ok::<(), CliError>(())
+                }
+            }))
+            .await;
+            done(split(nodes.iter().cloned().zip(results).collect()).1)
+        }
+        Command::Logs { service, follow, tail } => {
+            let results = join_all(nodes.iter().map(|n| {
+                let (trust, service, prefix) = (trust.clone(), service.clone(), nodes.len() > 1);
+                async move {
+                    let mut c = client(n, &trust).await?;
+                    let mut s = c.logs(LogsRequest { service, follow, tail }).await.map_err(|e| CliError::from_status(n, e))?.into_inner();
+                    while let Some(l) = s.next().await {
+                        let l = l.map_err(|e| CliError::from_status(n, e))?;
+                        match (out, prefix) {
+                            (Output::Json, _) => println!("{}", json!({"node": n, "service": l.service, "line": l.line})),
+                            (Output::Table, true) => println!("{n}: {}", l.line),
+                            (Output::Table, false) => println!("{}", l.line),
+                        }
+                    }
+                    Ok::<(), CliError>(())
+                }
+            }))
+            .await;
+            done(split(nodes.iter().cloned().zip(results).collect()).1)
+        }
+        Command::Cluster(_) | Command::Config(_) => Ok(()),
+    }
+}
+
+fn config_command(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Result<(), CliError> {
+    let mut cfg = Config::load_or_default(path)?;
+    match cmd {
+        ConfigCommand::Contexts => {
+            match out {
+                Output::Json => println!("{}", json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints})).collect::<Vec<_>>()})),
+                Output::Table => table(
+                    &["CURRENT", "NAME", "ENDPOINTS"],
+                    &cfg.contexts.iter().map(|(n, c)| vec![if *n == cfg.current_context { "*".into() } else { String::new() }, n.clone(), c.endpoints.join(",")]).collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+        ConfigCommand::UseContext { name } => {
+            cfg.context(path, Some(&name))?;
+            cfg.current_context = name;
+            cfg.save(path)?;
+            Ok(())
+        }
+    }
+}

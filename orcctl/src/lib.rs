@@ -1,0 +1,17 @@
+//! orcctl: the orc command-line client, as a library so tests and the xtask
+//! drive the same code.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap).
+//! - [`config`]: the config file and its contexts.
+//! - [`connect`]: TLS channels to nodes (cluster mTLS, pinned fingerprint).
+//! - [`commands`]: one function per command.
+//! - [`output`]: tables and JSON.
+//! - [`error`]: errors that say what to do.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod output;

@@ -1,0 +1,19 @@
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = orcctl::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orcctl: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(orcctl::commands::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orcctl: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
