@@ -1,0 +1,252 @@
+//! A QEMU node booting the orc image: direct kernel boot of the built
+//! kernel and initramfs, the verified root image as `vda`, a persistent STATE
+//! disk as `vdb` (blank on first boot: PID 1 formats it), a user-network NIC
+//! (DHCP from QEMU, the API forwarded to a loopback port) and optionally a
+//! second NIC on the dgram hub with a static address.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub const STATE_DISK_BYTES: u64 = 2 << 30;
+
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Per-node directory: console.log, state.img, qemu.pid, qmp.sock.
+    pub dir: PathBuf,
+    /// The image artifacts (`target/orc`).
+    pub image: PathBuf,
+    /// Boot this root image instead of the image's (e.g. a tampered copy).
+    pub root_img: Option<PathBuf>,
+    /// Host loopback port forwarded to the node's API port.
+    pub api_port: u16,
+    /// Hub socket and node index (1-based) for the L2 network between nodes.
+    pub l2: Option<(PathBuf, u8)>,
+    pub memory_mb: u32,
+    /// Run detached (for `cargo xtask qemu`); otherwise a child of the caller.
+    pub daemonize: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    cmdline: String,
+}
+
+/// The accelerator to use: KVM only when a guest actually boots with it
+/// (nested KVM may exist and hang), decided once per image directory.
+pub fn accel(image: &Path) -> String {
+    let cache = image.join("accel");
+    if let Ok(a) = std::fs::read_to_string(&cache) {
+        return a.trim().to_string();
+    }
+    let works = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() && kvm_boots(image);
+    let a = if works { "kvm" } else { "tcg" }.to_string();
+    let _ = std::fs::write(&cache, &a);
+    a
+}
+
+fn kvm_boots(image: &Path) -> bool {
+    let floor = image.join("floor-initramfs.img");
+    if !floor.exists() {
+        return false;
+    }
+    let child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "kvm", "-m", "256", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "null", "-kernel"])
+        .arg(image.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(&floor)
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.success();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// The full kernel command line of a node.
+pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
+    let m: Manifest = serde_json::from_slice(&std::fs::read(image.join("manifest.json")).context("reading manifest.json; run `cargo xtask image`")?)?;
+    let mut c = format!("{} orc.state=/dev/vdb orc.hostname={}", m.cmdline, spec.name);
+    if let Some((_, i)) = &spec.l2 {
+        c.push_str(&format!(" orc.ip=eth1:10.42.0.{}/24", 10 + *i as u32));
+    }
+    Ok(c)
+}
+
+/// QEMU's arguments for `spec`.
+pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
+    let d = |f: &str| spec.dir.join(f).display().to_string();
+    let root = spec.root_img.clone().unwrap_or_else(|| spec.image.join("root.img"));
+    let mut a: Vec<String> = vec![
+        "-name".into(), spec.name.clone(),
+        "-machine".into(), "q35".into(),
+        "-accel".into(), accel.into(),
+        "-cpu".into(), if accel == "kvm" { "host" } else { "max" }.into(),
+        "-smp".into(), "1".into(),
+        "-m".into(), spec.memory_mb.to_string(),
+        "-display".into(), "none".into(),
+        "-monitor".into(), "none".into(),
+        "-chardev".into(), format!("file,id=con,path={},append=on", d("console.log")),
+        "-serial".into(), "chardev:con".into(),
+        "-qmp".into(), format!("unix:{},server=on,wait=off", d("qmp.sock")),
+        "-kernel".into(), spec.image.join("vmlinuz").display().to_string(),
+        "-initrd".into(), spec.image.join("initramfs.img").display().to_string(),
+        "-append".into(), cmdline.into(),
+        "-drive".into(), format!("file={},format=raw,if=virtio,readonly=on", root.display()),
+        "-drive".into(), format!("file={},format=raw,if=virtio", d("state.img")),
+        "-netdev".into(), format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443", spec.api_port),
+        "-device".into(), "virtio-net-pci,netdev=n0,romfile=".into(),
+    ];
+    if let Some((hub, i)) = &spec.l2 {
+        a.extend([
+            "-netdev".into(),
+            format!("dgram,id=l2,local.type=unix,local.path={},remote.type=unix,remote.path={}", d("l2.sock"), hub.display()),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=l2,romfile=,mac=52:54:00:42:00:{i:02x}"),
+        ]);
+    }
+    if spec.daemonize {
+        a.extend(["-daemonize".into(), "-pidfile".into(), d("qemu.pid")]);
+    }
+    a
+}
+
+pub struct Node {
+    pub spec: NodeSpec,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Boots the node; creates a blank STATE disk on first use.
+    pub fn start(spec: NodeSpec) -> anyhow::Result<Node> {
+        std::fs::create_dir_all(&spec.dir)?;
+        let state = spec.dir.join("state.img");
+        if !state.exists() {
+            std::fs::File::create(&state)?.set_len(STATE_DISK_BYTES)?;
+        }
+        let _ = std::fs::remove_file(spec.dir.join("l2.sock"));
+        let accel = accel(&spec.image);
+        let cmdline = cmdline(&spec.image, &spec)?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(args(&spec, &accel, &cmdline)).stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(std::fs::File::create(spec.dir.join("qemu.stderr"))?);
+        if spec.daemonize {
+            let st = cmd.status().context("running qemu-system-x86_64 (cargo xtask installs qemu-system-x86)")?;
+            anyhow::ensure!(st.success(), "qemu failed: {}", std::fs::read_to_string(spec.dir.join("qemu.stderr")).unwrap_or_default());
+            Ok(Node { spec, child: None })
+        } else {
+            let child = cmd.spawn().context("running qemu-system-x86_64 (cargo xtask installs qemu-system-x86)")?;
+            Ok(Node { spec, child: Some(child) })
+        }
+    }
+
+    pub fn console_path(&self) -> PathBuf {
+        self.spec.dir.join("console.log")
+    }
+
+    /// Console text from byte `from` on.
+    pub fn console_from(&self, from: u64) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.console_path()) {
+            let _ = f.seek(SeekFrom::Start(from));
+            let mut b = vec![];
+            let _ = f.read_to_end(&mut b);
+            s = String::from_utf8_lossy(&b).into_owned();
+        }
+        s
+    }
+
+    pub fn console_len(&self) -> u64 {
+        std::fs::metadata(self.console_path()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Waits for `needle` on the console after byte `from`; returns the line.
+    pub fn wait_console(&self, from: u64, needle: &str, limit: Duration) -> Option<String> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(l) = self.console_from(from).lines().find(|l| l.contains(needle)) {
+                return Some(l.to_string());
+            }
+            if self.exited() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// The maintenance fingerprint printed on the console after byte `from`.
+    pub fn fingerprint(&self, from: u64, limit: Duration) -> Option<String> {
+        let line = self.wait_console(from, "TLS fingerprint sha256:", limit)?;
+        line.split("sha256:").nth(1).map(|s| s.trim().chars().take(64).collect())
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        match &self.child {
+            Some(c) => Some(c.id() as i32),
+            None => std::fs::read_to_string(self.spec.dir.join("qemu.pid")).ok()?.trim().parse().ok(),
+        }
+    }
+
+    /// Whether QEMU has exited.
+    pub fn exited(&self) -> bool {
+        match self.pid() {
+            Some(pid) => {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                stat.is_empty() || stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'))
+            }
+            None => true,
+        }
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return true;
+                }
+            } else if self.exited() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        } else if let Some(pid) = self.pid() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.spec.daemonize {
+            self.kill();
+        }
+    }
+}
+
+/// A node handle for a daemonized QEMU started earlier (by `cargo xtask qemu`).
+pub fn attach(spec: NodeSpec) -> Node {
+    Node { spec, child: None }
+}

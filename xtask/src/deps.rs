@@ -1,0 +1,48 @@
+//! Host packages the build and the tests need, installed with apt when missing.
+
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Debian packages and a command each provides, to check for it cheaply.
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("ipxe-qemu", "/usr/lib/ipxe/qemu/efi-virtio.rom"),
+    ("erofs-utils", "mkfs.erofs"),
+    ("cryptsetup-bin", "veritysetup"),
+    ("kmod", "depmod"),
+    ("e2fsprogs", "mkfs.ext4"),
+    ("busybox-static", "/bin/busybox"),
+    ("dpkg", "dpkg-deb"),
+];
+
+fn present(probe: &str) -> bool {
+    if probe.starts_with('/') {
+        return std::path::Path::new(probe).exists();
+    }
+    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().any(|d| std::path::Path::new(d).join(probe).exists())
+}
+
+/// Installs what is missing, saying so.
+pub fn ensure() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, p)| !present(p)).map(|(pkg, _)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing host packages with apt: {}", missing.join(" "));
+    let sudo = if nix::unistd::geteuid().is_root() { vec![] } else { vec!["sudo"] };
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let mut all: Vec<&str> = sudo.clone();
+        all.extend_from_slice(args);
+        let st = Command::new(all[0]).args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive").status()
+            .with_context(|| format!("running {}", all.join(" ")))?;
+        if !st.success() {
+            bail!("`{}` failed; install the packages by hand: apt-get install {}", all.join(" "), missing.join(" "));
+        }
+        Ok(())
+    };
+    run(&["apt-get", "update", "-q"])?;
+    let mut args = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter());
+    run(&args)
+}

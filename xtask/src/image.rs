@@ -1,0 +1,182 @@
+//! `cargo xtask image`: static binaries, kernel, modules, the verified root
+//! image, the STATE template, the initramfs and the manifest, under
+//! `target/orc/`. No step needs root; two builds of one revision give the
+//! same bytes.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use orc_image::cmdline::{AGENT_PATH, MODULE_LIST_PATH, STATE_LABEL, STATE_TEMPLATE_PATH};
+use orc_image::initramfs::Initramfs;
+use orc_image::manifest::{Artifact, Manifest};
+use orc_image::rootfs;
+
+use crate::kernel;
+
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+pub fn workspace() -> PathBuf {
+    orc_e2e::paths::workspace()
+}
+
+pub fn out_dir() -> PathBuf {
+    orc_e2e::paths::image_dir()
+}
+
+pub fn git_revision(ws: &Path) -> String {
+    let out = Command::new("git").args(["describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"]).current_dir(ws).output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// Builds orc-init and orc-agent as static release binaries.
+pub fn static_binaries(ws: &Path, rev: &str) -> anyhow::Result<PathBuf> {
+    eprintln!("xtask: building static orc-init and orc-agent ({rev})");
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", TARGET, "-p", "orc-init", "-p", "orc-agent"])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("ORC_GIT_REVISION", rev)
+        .current_dir(ws)
+        .status()?;
+    if !st.success() {
+        bail!("building the static binaries failed");
+    }
+    Ok(orc_e2e::paths::target_dir().join(TARGET).join("release"))
+}
+
+fn copy_exec(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(d) = to.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The root filesystem tree: the agent and the few files a node needs.
+fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    for d in ["dev", "proc", "sys", "run", "tmp", "var/lib/orc", "etc", "usr/bin", "sysroot"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    copy_exec(&bins.join("orc-agent"), &dir.join(AGENT_PATH.trim_start_matches('/')))?;
+    std::fs::write(
+        dir.join("etc/os-release"),
+        format!("NAME=orc\nID=orc\nPRETTY_NAME=\"orc {version}\"\nVERSION_ID={version}\nBUILD_ID={rev}\n"),
+    )?;
+    std::fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+    std::os::unix::fs::symlink("/run/orc/resolv.conf", dir.join("etc/resolv.conf"))?;
+    for f in ["etc/os-release", "etc/hosts"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(())
+}
+
+/// A small blank ext4 labelled ORC_STATE, gzip'd, that PID 1 writes to a
+/// blank STATE disk and grows (the node carries no mkfs).
+fn state_template(work: &Path) -> anyhow::Result<Vec<u8>> {
+    let img = work.join("state.ext4");
+    let _ = std::fs::remove_file(&img);
+    std::fs::File::create(&img)?.set_len(16 << 20)?;
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-L", STATE_LABEL, "-U", "6f72632d-7374-6174-652d-303030303031"])
+        .args(["-E", "hash_seed=6f72632d-7374-6174-652d-686173683031,root_owner=0:0,lazy_itable_init=0"])
+        .arg(&img)
+        .env("E2FSPROGS_FAKE_TIME", "1")
+        .output()
+        .context("mkfs.ext4 (package e2fsprogs)")?;
+    if !out.status.success() {
+        bail!("mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let raw = std::fs::read(&img)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw)?;
+    Ok(gz.finish()?)
+}
+
+/// The floor of the boot benchmark and the KVM probe: busybox as PID 1, powering off at once.
+fn floor_initramfs(out: &Path) -> anyhow::Result<()> {
+    let busybox = std::fs::read("/bin/busybox").context("reading /bin/busybox (package busybox-static)")?;
+    let mut i = Initramfs::new();
+    i.file("/bin/busybox", 0o755, busybox)
+        .char_dev("/dev/console", 0o600, 5, 1)
+        .file("/init", 0o755, b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n".to_vec());
+    i.write_gz(std::fs::File::create(out.join("floor-initramfs.img"))?)?;
+    Ok(())
+}
+
+pub struct ImageOptions {
+    pub kernel: Option<PathBuf>,
+}
+
+pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
+    crate::deps::ensure()?;
+    let ws = workspace();
+    let out = out_dir();
+    let work = out.join("work");
+    std::fs::create_dir_all(&work)?;
+    let version = env!("CARGO_PKG_VERSION");
+    let rev = git_revision(&ws);
+    let bins = static_binaries(&ws, &rev)?;
+
+    let k = match &opts.kernel {
+        Some(dir) => kernel::from_dir(dir)?,
+        None => kernel::debian(&out.join("cache"))?,
+    };
+    kernel::check(&k, &ws)?;
+    let order = kernel::module_order(&k, &ws)?;
+    eprintln!("xtask: kernel {} checked against kernel-config/, {} modules", k.version, order.len());
+
+    eprintln!("xtask: building the root filesystem (erofs + dm-verity)");
+    let tree = work.join("rootfs");
+    root_tree(&tree, &bins, version, &rev)?;
+    let root = rootfs::build(&tree, &out.join("root.img"))?;
+
+    eprintln!("xtask: building the initramfs");
+    let mut initramfs = Initramfs::new();
+    initramfs
+        .file("/init", 0o755, std::fs::read(bins.join("orc-init"))?)
+        .char_dev("/dev/console", 0o600, 5, 1)
+        .char_dev("/dev/kmsg", 0o644, 1, 11)
+        .dir("/proc")
+        .dir("/sys")
+        .dir("/run")
+        .dir("/sysroot")
+        .file(STATE_TEMPLATE_PATH, 0o644, state_template(&work)?)
+        .file(MODULE_LIST_PATH, 0o644, order.iter().map(|p| format!("{p}\n")).collect::<String>().into_bytes());
+    for rel in &order {
+        let data = std::fs::read(k.modules_dir.join(rel)).with_context(|| format!("reading module {rel}"))?;
+        initramfs.file(&format!("/lib/modules/{}/{rel}", k.version), 0o644, data);
+    }
+    initramfs.write_gz(std::fs::File::create(out.join("initramfs.img"))?)?;
+    std::fs::copy(&k.vmlinuz, out.join("vmlinuz"))?;
+    floor_initramfs(&out)?;
+
+    let cmdline = format!(
+        "console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}",
+        root.cmdline_value()
+    );
+    let artifacts = ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img"]
+        .iter()
+        .map(|n| Artifact::of_file(&out.join(n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = Manifest {
+        version: version.to_string(),
+        git_revision: rev,
+        kernel_version: k.version.clone(),
+        root_hash: root.root_hash.clone(),
+        cmdline,
+        artifacts,
+    };
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    for a in &manifest.artifacts {
+        eprintln!("xtask:   {:<20} {:>10} bytes  sha256:{}", a.name, a.size, &a.sha256[..16]);
+    }
+    eprintln!("xtask: image ready in {}", out.display());
+    Ok(out)
+}

@@ -1,0 +1,107 @@
+//! The node kernel: Debian's `linux-image-amd64` resolved and unpacked at
+//! build time (cached under `target/orc/cache`), or a directory given with
+//! `--kernel` holding `vmlinuz`, `config` and `lib/modules/<version>/`.
+//! Either way it is checked against `kernel-config/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use orc_image::{kconfig, modules::ModuleDeps};
+
+pub struct Kernel {
+    pub version: String,
+    pub vmlinuz: PathBuf,
+    /// `lib/modules/<version>` of this kernel.
+    pub modules_dir: PathBuf,
+    pub config: PathBuf,
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The concrete package behind the `linux-image-amd64` metapackage.
+fn resolve_debian_package() -> anyhow::Result<String> {
+    let deps = |_: ()| output(Command::new("apt-cache").args(["depends", "linux-image-amd64"]));
+    let mut text = deps(())?;
+    if !text.contains("Depends: linux-image-") {
+        // A fresh machine may have no package lists yet.
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        text = deps(())?;
+    }
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: ").filter(|p| p.starts_with("linux-image-")))
+        .map(str::to_string)
+        .context("apt-cache knows no linux-image-amd64; run apt-get update, or pass --kernel DIR")
+}
+
+/// Downloads and unpacks Debian's kernel into `cache`.
+pub fn debian(cache: &Path) -> anyhow::Result<Kernel> {
+    let pkg = resolve_debian_package()?;
+    let version = pkg.trim_start_matches("linux-image-").to_string();
+    let root = cache.join(&pkg);
+    if !root.join("boot").join(format!("vmlinuz-{version}")).exists() {
+        std::fs::create_dir_all(cache)?;
+        eprintln!("xtask: downloading kernel package {pkg}");
+        let _ = output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
+            .or_else(|_| {
+                let _ = Command::new("apt-get").args(["update", "-q"]).status();
+                output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
+            })?;
+        let deb = std::fs::read_dir(cache)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")))
+            .context("apt-get download produced no .deb")?;
+        let tmp = cache.join(format!("{pkg}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::rename(&tmp, &root)?;
+        let _ = std::fs::remove_file(&deb);
+    }
+    Ok(Kernel {
+        vmlinuz: root.join("boot").join(format!("vmlinuz-{version}")),
+        modules_dir: root.join("lib/modules").join(&version),
+        config: root.join("boot").join(format!("config-{version}")),
+        version,
+    })
+}
+
+/// A kernel from a directory: `vmlinuz`, `config`, `lib/modules/<version>/`.
+pub fn from_dir(dir: &Path) -> anyhow::Result<Kernel> {
+    let mods = dir.join("lib/modules");
+    let version = std::fs::read_dir(&mods)
+        .with_context(|| format!("{}: expected lib/modules/<version>/", dir.display()))?
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no module directory", mods.display()))?;
+    Ok(Kernel { vmlinuz: dir.join("vmlinuz"), config: dir.join("config"), modules_dir: mods.join(&version), version })
+}
+
+/// Checks the kernel's config against `kernel-config/orc.config`.
+pub fn check(k: &Kernel, workspace: &Path) -> anyhow::Result<()> {
+    let config = std::fs::read_to_string(&k.config).with_context(|| format!("reading kernel config {}", k.config.display()))?;
+    let fragment = std::fs::read_to_string(workspace.join("kernel-config/orc.config"))?;
+    kconfig::check(&config, &fragment).with_context(|| format!("kernel {} does not fit orc", k.version))
+}
+
+/// Module paths (relative to the module directory) to load, in order.
+pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<Vec<String>> {
+    let base = k.modules_dir.parent().and_then(Path::parent).and_then(Path::parent).context("module dir layout")?;
+    if !k.modules_dir.join("modules.dep").exists() {
+        output(Command::new("depmod").arg("-b").arg(base).arg(&k.version))
+            .context("depmod (package kmod) computes module dependencies")?;
+    }
+    let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
+    let builtin = std::fs::read_to_string(k.modules_dir.join("modules.builtin")).unwrap_or_default();
+    let wanted_text = std::fs::read_to_string(workspace.join("kernel-config/modules"))?;
+    let wanted: Vec<&str> = wanted_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    Ok(ModuleDeps::parse(&dep, &builtin).load_order(&wanted)?)
+}

@@ -1,0 +1,179 @@
+//! `cargo xtask qemu [up|down|status] [--nodes N]`: a local cluster of QEMU
+//! nodes on one L2 network (a user-space hub, no root), each with its API
+//! forwarded to 127.0.0.1:<base+i>, a persistent STATE disk and a console
+//! log under `target/orc/qemu/<node>/`. The first node is bootstrapped and
+//! an orcctl context `qemu` is written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use orc_e2e::qemu::{self, Node, NodeSpec};
+use orcctl::connect::Trust;
+
+pub const BASE_PORT: u16 = 17442;
+const BOOT_LIMIT: Duration = Duration::from_secs(300);
+
+fn cluster_dir() -> PathBuf {
+    crate::image::out_dir().join("qemu")
+}
+
+fn spec(i: u8, daemonize: bool) -> NodeSpec {
+    let name = format!("node{i}");
+    NodeSpec {
+        dir: cluster_dir().join(&name),
+        name,
+        image: crate::image::out_dir(),
+        root_img: None,
+        api_port: BASE_PORT + i as u16,
+        l2: Some((cluster_dir().join("hub.sock"), i)),
+        memory_mb: 512,
+        daemonize,
+    }
+}
+
+fn existing_nodes() -> Vec<u8> {
+    let mut v: Vec<u8> = std::fs::read_dir(cluster_dir())
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn start_hub() -> anyhow::Result<()> {
+    let dir = cluster_dir();
+    std::fs::create_dir_all(&dir)?;
+    let pidfile = dir.join("hub.pid");
+    if let Some(pid) = std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            return Ok(());
+        }
+    }
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("hub").arg(dir.join("hub.sock")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid in the child before exec only detaches it from our session.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    let child = cmd.spawn().context("starting the L2 hub")?;
+    std::fs::write(pidfile, child.id().to_string())?;
+    for _ in 0..50 {
+        if dir.join("hub.sock").exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("the L2 hub did not start")
+}
+
+pub fn up(nodes: u8) -> anyhow::Result<()> {
+    crate::image::build(&crate::image::ImageOptions { kernel: None })?;
+    if existing_nodes().iter().any(|i| !qemu::attach(spec(*i, true)).exited()) {
+        bail!("a cluster is already running; `cargo xtask qemu status` shows it, `cargo xtask qemu down` stops it");
+    }
+    start_hub()?;
+    let accel = qemu::accel(&crate::image::out_dir());
+    eprintln!("xtask: booting {nodes} nodes with {accel}");
+    let mut started = vec![];
+    for i in 1..=nodes {
+        let s = spec(i, true);
+        let _ = std::fs::remove_file(s.dir.join("console.log"));
+        let _ = std::fs::remove_dir_all(s.dir.join("pki"));
+        started.push(Node::start(s)?);
+    }
+    let first = &started[0];
+    let fp = first
+        .fingerprint(0, BOOT_LIMIT)
+        .with_context(|| format!("node1 did not reach maintenance mode; see {}", first.console_path().display()))?;
+    let addr = format!("127.0.0.1:{}", first.spec.api_port);
+    let config = orcctl::config::path(None);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (r, ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "qemu", "admin"))?;
+    let mut ctx = ctx;
+    ctx.endpoints = started.iter().map(|n| format!("127.0.0.1:{}", n.spec.api_port)).collect();
+    orcctl::commands::save_context(&config, "qemu", ctx)?;
+    for n in &started[1..] {
+        n.fingerprint(0, BOOT_LIMIT)
+            .with_context(|| format!("{} did not come up; see {}", n.spec.name, n.console_path().display()))?;
+    }
+    println!("cluster {} bootstrapped on node1 ({addr}); {} nodes up", r.cluster_id, started.len());
+    println!("orcctl context \"qemu\" written to {}", config.display());
+    println!("try: orcctl version; orcctl services; orcctl --nodes {addr} logs agent");
+    Ok(())
+}
+
+pub fn down() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let config = orcctl::config::path(None);
+    let ctx = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
+    for i in existing_nodes() {
+        let mut n = qemu::attach(spec(i, true));
+        if n.exited() {
+            continue;
+        }
+        // Members power off in order through the API; maintenance nodes hold nothing to flush.
+        let asked = match &ctx {
+            Some(ctx) => rt.block_on(async {
+                let addr = format!("127.0.0.1:{}", n.spec.api_port);
+                match orcctl::commands::client(&addr, &Trust::Cluster(ctx.clone())).await {
+                    Ok(mut c) => c.shutdown(orc_proto::machine::ShutdownRequest {}).await.is_ok(),
+                    Err(_) => false,
+                }
+            }),
+            None => false,
+        };
+        if !(asked && n.wait_exit(Duration::from_secs(60))) {
+            n.kill();
+        }
+        println!("{}: stopped{}", n.spec.name, if asked { " (orderly shutdown)" } else { "" });
+    }
+    if let Some(pid) = std::fs::read_to_string(cluster_dir().join("hub.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        let _ = std::fs::remove_file(cluster_dir().join("hub.pid"));
+    }
+    Ok(())
+}
+
+pub fn status() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let config = orcctl::config::path(None);
+    let ctx = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
+    let mut rows = vec![];
+    for i in existing_nodes() {
+        let n = qemu::attach(spec(i, true));
+        let addr = format!("127.0.0.1:{}", n.spec.api_port);
+        let api = if n.exited() {
+            "-".to_string()
+        } else {
+            rt.block_on(async {
+                let trusts = ctx.iter().map(|c| Trust::Cluster(c.clone())).chain([Trust::Insecure]);
+                for t in trusts {
+                    if let Ok(mut c) = orcctl::commands::client(&addr, &t).await {
+                        if let Ok(v) = c.version(orc_proto::machine::VersionRequest {}).await {
+                            let v = v.into_inner();
+                            return if v.maintenance { "maintenance".to_string() } else { format!("{} ({})", v.role, v.node_id) };
+                        }
+                    }
+                }
+                "unreachable".to_string()
+            })
+        };
+        rows.push(vec![
+            n.spec.name.clone(),
+            if n.exited() { "stopped".into() } else { format!("running (pid {})", n.pid().unwrap_or(0)) },
+            addr,
+            api,
+            n.console_path().display().to_string(),
+        ]);
+    }
+    if rows.is_empty() {
+        println!("no local cluster; start one with `cargo xtask qemu`");
+    } else {
+        orcctl::output::table(&["NODE", "QEMU", "API", "STATE", "CONSOLE"], &rows);
+    }
+    Ok(())
+}
