@@ -83,6 +83,9 @@ fn classify(addr: &str, chain: &str) -> CliError {
     if chain.contains("CertificateExpired") || chain.contains("Expired") {
         return tls("a certificate has expired (ours or the node's); check clocks, or get a new client certificate");
     }
+    if chain.contains("broken pipe") || chain.contains("Connection reset") || chain.contains("stream closed") {
+        return tls("the node closed the connection after the TLS handshake: it refused our client certificate (not from its cluster CA, or expired)");
+    }
     if chain.contains("NotValidForName") {
         return tls("the node's certificate is not an orc node certificate");
     }
@@ -118,6 +121,7 @@ mod tests {
             ("invalid peer certificate: UnknownIssuer", "not signed by this context's CA"),
             ("received fatal alert: CertificateRequired", "requires a client certificate"),
             ("received fatal alert: UnknownCA", "refused our client certificate"),
+            ("connection error: stream closed because of a broken pipe", "refused our client certificate"),
             ("received fatal alert: CertificateExpired", "expired"),
             ("fingerprint mismatch: the node presented sha256:aa, expected sha256:bb", "fingerprint mismatch"),
         ];

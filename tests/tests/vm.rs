@@ -1,0 +1,144 @@
+//! VM end to end: real QEMU nodes booting the built image, driven only
+//! through the `orcctl` binary (and its library for the refusal cases).
+//! Runs when `ORC_E2E_IMAGE` names the image directory (`cargo xtask test`
+//! and `cargo xtask e2e` set it); skipped otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use orc_e2e::qemu::{Node, NodeSpec};
+use orcctl::connect::Trust;
+
+const BOOT: Duration = Duration::from_secs(240);
+
+fn image() -> Option<PathBuf> {
+    match std::env::var_os("ORC_E2E_IMAGE") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => {
+            eprintln!("skipped: set ORC_E2E_IMAGE (cargo xtask test does) to run the VM tests");
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27443)
+}
+
+fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        dir: dir.join(name),
+        image: image.to_path_buf(),
+        root_img: None,
+        api_port: free_port(),
+        l2: None,
+        memory_mb: 512,
+        daemonize: false,
+    }
+}
+
+/// Runs orcctl with `config`; returns stdout, panicking with stderr on failure.
+fn orcctl(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
+    assert!(out.status.success(), "orcctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["-o", "json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&orcctl(config, &a)).unwrap()
+}
+
+/// Waits until `orcctl version` answers (after a boot or reboot).
+fn wait_api(config: &Path, limit: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let out = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(["-o", "json", "version"]).output().unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        assert!(start.elapsed() < limit, "node API did not come back: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(spec(&image, dir.path(), "e2e1")).unwrap();
+    let fp = node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
+    let addr = format!("127.0.0.1:{}", node.spec.api_port);
+    let config = dir.path().join("orcctl.toml");
+
+    orcctl(&config, &["cluster", "init", &addr, "--fingerprint", &format!("sha256:{fp}"), "--context-name", "e2e"]);
+    let v = &json(&config, &["version"])[0];
+    assert_eq!(v["maintenance"], false);
+    assert_eq!(v["hostname"], "e2e1");
+    let (node_id, ca_fp) = (v["node_id"].as_str().unwrap().to_string(), v["ca_fingerprint"].as_str().unwrap().to_string());
+
+    // Health: writing to / fails (read-only verified root), STATE persists.
+    let h = &json(&config, &["health"])[0];
+    assert_eq!(h["healthy"], true, "{h}");
+    let checks = h["checks"].as_array().unwrap();
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).cloned().unwrap_or_default();
+    assert_eq!(check("root-readonly")["ok"], true, "{h}");
+    assert!(check("root-readonly")["message"].as_str().unwrap().contains("read-only"));
+    assert!(check("state")["message"].as_str().unwrap().contains("persistent"), "{h}");
+
+    let services = json(&config, &["services"]);
+    let agent = services.as_array().unwrap().iter().find(|s| s["name"] == "agent").unwrap();
+    assert_eq!(agent["state"], "running");
+    assert!(agent["rss_bytes"].as_u64().unwrap() > 0);
+    assert!(orcctl(&config, &["logs", "init"]).contains("root verified by dm-verity"));
+    assert!(orcctl(&config, &["logs", "agent"]).contains("cluster bootstrapped"));
+    assert!(orcctl(&config, &["dmesg"]).contains("Linux version"));
+
+    // No client certificate, or one from another cluster's CA: refused.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut c = orcctl::commands::client(&addr, &Trust::Insecure).await.unwrap();
+        let s = c.version(orc_proto::machine::VersionRequest {}).await.unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        let cfg = orcctl::config::Config::load_or_default(&config).unwrap();
+        let ctx = cfg.contexts["e2e"].clone();
+        let other = orc_agent::pki::ca::new_ca("x", "x").unwrap();
+        let foreign = orc_agent::pki::ca::issue(&other, "x", "m", orc_agent::pki::role::Role::Admin, Duration::from_secs(600)).unwrap();
+        let bad = orcctl::config::Context { cert: foreign.cert_pem, key: foreign.key_pem, ..ctx };
+        let r = async { orcctl::commands::client(&addr, &Trust::Cluster(bad)).await?.version(orc_proto::machine::VersionRequest {}).await.map_err(|s| orcctl::error::CliError::from_status(&addr, s)) }.await;
+        assert!(r.is_err(), "a foreign-CA client was served");
+    });
+
+    // Reboot: the identity (cluster CA, node id) is on STATE and survives.
+    let before = node.console_len();
+    orcctl(&config, &["reboot"]);
+    node.wait_console(before, "orc-init starting", BOOT).expect("node did not reboot");
+    let v = &wait_api(&config, BOOT)[0];
+    assert_eq!(v["node_id"], node_id.as_str());
+    assert_eq!(v["ca_fingerprint"], ca_fp.as_str());
+
+    orcctl(&config, &["shutdown"]);
+    assert!(node.wait_exit(Duration::from_secs(120)), "node did not power off");
+}
+
+#[test]
+fn tampered_root_image_does_not_boot() {
+    let Some(image) = image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tampered = dir.path().join("root.img");
+    let mut bytes = std::fs::read(image.join("root.img")).unwrap();
+    // One flipped byte in the erofs superblock block, which every mount reads.
+    bytes[1024 + 64] ^= 0x01;
+    std::fs::write(&tampered, bytes).unwrap();
+    let mut s = spec(&image, dir.path(), "tampered");
+    s.root_img = Some(tampered);
+    let node = Node::start(s).unwrap();
+    let line = node.wait_console(0, "fatal boot error", BOOT);
+    assert!(line.is_some(), "no fatal boot error:\n{}", node.console_from(0));
+    let console = node.console_from(0);
+    assert!(!console.contains("TLS fingerprint"), "the agent started from a tampered root");
+    assert!(console.contains("cannot mount the root filesystem"), "{console}");
+}
