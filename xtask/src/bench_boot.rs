@@ -1,1 +1,153 @@
-pub fn run() -> anyhow::Result<()> { anyhow::bail!("todo") }
+//! `cargo xtask bench boot`: time from QEMU start to the first successful
+//! mutual-TLS `Version` of a bootstrapped node, against the floor: the same
+//! kernel booting a trivial static init (busybox) that powers off at once.
+//! Also the artifact sizes and the idle RSS of orc-init and orc-agent.
+//! Writes bench/results/boot.md.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use orc_e2e::qemu::{self, Node, NodeSpec};
+use orc_image::manifest::Manifest;
+use orcctl::connect::Trust;
+
+const RUNS: usize = 5;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn floor_boot(image: &std::path::Path, accel: &str) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let st = Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-accel", accel, "-cpu", if accel == "kvm" { "host" } else { "max" }])
+        .args(["-m", "512", "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "null", "-no-reboot", "-kernel"])
+        .arg(image.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(image.join("floor-initramfs.img"))
+        .args(["-append", "console=ttyS0 panic=-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(st.success(), "floor boot failed");
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{} cores ({cpu}), host kernel {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), kernel.trim())
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let image = crate::image::build(&crate::image::ImageOptions { kernel: None })?;
+    let accel = qemu::accel(&image);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let dir = tempfile_dir()?;
+    let spec = NodeSpec {
+        name: "bench".into(),
+        dir: dir.join("bench"),
+        image: image.clone(),
+        root_img: None,
+        api_port: 17499,
+        l2: None,
+        memory_mb: 512,
+        daemonize: false,
+    };
+    let addr = format!("127.0.0.1:{}", spec.api_port);
+
+    // Bootstrap once; every measured boot is then a member node coming back.
+    let mut node = Node::start(spec.clone())?;
+    let fp = node.fingerprint(0, Duration::from_secs(300)).context("bench node did not reach maintenance mode")?;
+    let (_, ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "bench", "admin"))?;
+    let trust = Trust::Cluster(ctx);
+    let version_ok = || rt.block_on(async {
+        match orcctl::commands::client(&addr, &trust).await {
+            Ok(mut c) => c.version(orc_proto::machine::VersionRequest {}).await.is_ok(),
+            Err(_) => false,
+        }
+    });
+    let stop = |node: &mut Node| {
+        let asked = rt.block_on(async {
+            match orcctl::commands::client(&addr, &trust).await {
+                Ok(mut c) => c.shutdown(orc_proto::machine::ShutdownRequest {}).await.is_ok(),
+                Err(_) => false,
+            }
+        });
+        if !(asked && node.wait_exit(Duration::from_secs(60))) {
+            node.kill();
+        }
+    };
+    stop(&mut node);
+    drop(node);
+
+    let mut orc = vec![];
+    let mut rss = (0u64, 0u64);
+    for i in 0..RUNS {
+        let start = Instant::now();
+        let mut node = Node::start(spec.clone())?;
+        while !version_ok() {
+            anyhow::ensure!(start.elapsed() < Duration::from_secs(300), "boot {i} did not answer Version");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        orc.push(start.elapsed().as_secs_f64());
+        if i == RUNS - 1 {
+            std::thread::sleep(Duration::from_secs(5));
+            let s = rt.block_on(async { orcctl::commands::client(&addr, &trust).await?.services(orc_proto::machine::ServicesRequest {}).await.map_err(|s| orcctl::error::CliError::from_status(&addr, s)) })?;
+            for svc in s.into_inner().services {
+                match svc.name.as_str() {
+                    "init" => rss.0 = svc.rss_bytes,
+                    "agent" => rss.1 = svc.rss_bytes,
+                    _ => {}
+                }
+            }
+        }
+        stop(&mut node);
+        eprintln!("xtask: orc boot {} to mTLS Version: {:.2} s", i + 1, orc[i]);
+    }
+    let mut floor = vec![];
+    for i in 0..RUNS {
+        floor.push(floor_boot(&image, &accel)?);
+        eprintln!("xtask: floor boot {} to poweroff: {:.2} s", i + 1, floor[i]);
+    }
+    let (mo, mf) = (median(&mut orc), median(&mut floor));
+    let m = Manifest::load(&image.join("manifest.json"))?;
+    let mut md = String::new();
+    md.push_str("# Benchmark: boot\n\n");
+    md.push_str("`cargo xtask bench boot` — time from starting QEMU to the first successful mutual-TLS `Version` of a\n");
+    md.push_str("bootstrapped node (member, STATE on disk), against the floor: the same kernel booting a static busybox\n");
+    md.push_str("init that powers off at once (QEMU start to QEMU exit). Direct kernel boot, 1 vCPU, 512 MiB.\n\n");
+    md.push_str(&format!("- machine: {}\n- accelerator: {accel}\n- image: orc {} ({}), kernel {}\n- runs: {RUNS} each\n\n", machine(), m.version, m.git_revision, m.kernel_version));
+    md.push_str("| measure | median | runs (s) |\n|---|---|---|\n");
+    let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+    md.push_str(&format!("| orc: QEMU start → mTLS Version | {mo:.2} s | {} |\n", fmt(&orc)));
+    md.push_str(&format!("| floor: QEMU start → poweroff (busybox init) | {mf:.2} s | {} |\n", fmt(&floor)));
+    md.push_str(&format!("| orc over floor | {:.2} s ({:.2}×) | |\n\n", mo - mf, mo / mf));
+    md.push_str("| artifact | bytes |\n|---|---|\n");
+    for a in &m.artifacts {
+        md.push_str(&format!("| {} | {} |\n", a.name, a.size));
+    }
+    md.push_str(&format!(
+        "\nIdle RSS 5 s after the API answered (from `orcctl services`): orc-init {:.1} MiB, orc-agent {:.1} MiB.\n",
+        rss.0 as f64 / 1048576.0,
+        rss.1 as f64 / 1048576.0
+    ));
+    let out = crate::image::workspace().join("bench/results/boot.md");
+    std::fs::create_dir_all(out.parent().context("bench dir")?)?;
+    std::fs::write(&out, &md)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    print!("{md}");
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let d = crate::image::out_dir().join("bench-boot");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
