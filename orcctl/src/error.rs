@@ -34,16 +34,21 @@ impl CliError {
 
     /// Turns a gRPC status into an error naming the node, with advice for the usual cases.
     pub fn from_status(node: &str, s: tonic::Status) -> CliError {
-        let chain = s.source().map(|src| chain_text(src)).unwrap_or_default();
-        if s.code() == Code::Unavailable || s.code() == Code::Unknown {
-            if let CliError::Tls { why, .. } = classify(node, &chain) {
-                return CliError::Tls { addr: node.to_string(), why };
+        let source = s.source().map(|src| chain_text(src)).unwrap_or_default();
+        let chain = format!("{}: {source}", s.message());
+        match s.code() {
+            // The connection broke under the call: say why if the error chain knows.
+            Code::Unavailable | Code::Unknown | Code::Cancelled if !source.is_empty() || s.code() == Code::Cancelled => {
+                match classify(node, &chain) {
+                    CliError::Unreachable { .. } if s.code() == Code::Cancelled => CliError::Tls {
+                        addr: node.to_string(),
+                        why: "the node closed the connection: it refused our client certificate (not from its cluster CA, or expired), or it is going down".into(),
+                    },
+                    other => other,
+                }
             }
-            if !chain.is_empty() {
-                return classify(node, &chain);
-            }
+            code => CliError::Rpc { node: node.to_string(), code, msg: s.message().to_string() },
         }
-        CliError::Rpc { node: node.to_string(), code: s.code(), msg: s.message().to_string() }
     }
 
     pub fn exit_code(&self) -> u8 {
