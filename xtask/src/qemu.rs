@@ -77,30 +77,47 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
     }
     start_hub()?;
     let accel = qemu::accel(&crate::image::out_dir());
-    eprintln!("xtask: booting {nodes} nodes with {accel}");
+    let config = orcctl::config::path(None);
+    // STATE disks persist between runs; they are only useful with the context that knows their CA.
+    let known = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
+    eprintln!("xtask: booting {nodes} nodes with {accel}{}", if known.is_some() { " (reusing STATE disks)" } else { "" });
     let mut started = vec![];
     for i in 1..=nodes {
         let s = spec(i, true);
         let _ = std::fs::remove_file(s.dir.join("console.log"));
-        let _ = std::fs::remove_dir_all(s.dir.join("pki"));
+        if known.is_none() {
+            let _ = std::fs::remove_file(s.dir.join("state.img"));
+        }
         started.push(Node::start(s)?);
     }
     let first = &started[0];
-    let fp = first
-        .fingerprint(0, BOOT_LIMIT)
-        .with_context(|| format!("node1 did not reach maintenance mode; see {}", first.console_path().display()))?;
     let addr = format!("127.0.0.1:{}", first.spec.api_port);
-    let config = orcctl::config::path(None);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (r, ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "qemu", "admin"))?;
-    let mut ctx = ctx;
-    ctx.endpoints = started.iter().map(|n| format!("127.0.0.1:{}", n.spec.api_port)).collect();
-    orcctl::commands::save_context(&config, "qemu", ctx)?;
+    let start = std::time::Instant::now();
+    let cluster_id = loop {
+        anyhow::ensure!(start.elapsed() < BOOT_LIMIT, "node1 did not come up; see {}", first.console_path().display());
+        if let Some(ctx) = &known {
+            let member = rt.block_on(async {
+                let mut c = orcctl::commands::client(&addr, &Trust::Cluster(ctx.clone())).await.ok()?;
+                c.version(orc_proto::machine::VersionRequest {}).await.ok().map(|v| v.into_inner().cluster_id)
+            });
+            if let Some(id) = member {
+                break id;
+            }
+        }
+        if let Some(fp) = first.fingerprint(0, Duration::from_secs(1)) {
+            let (r, mut ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "qemu", "admin"))?;
+            ctx.endpoints = started.iter().map(|n| format!("127.0.0.1:{}", n.spec.api_port)).collect();
+            orcctl::commands::save_context(&config, "qemu", ctx)?;
+            break r.cluster_id;
+        }
+    };
     for n in &started[1..] {
-        n.fingerprint(0, BOOT_LIMIT)
+        n.wait_console(0, "serving the Machine API", BOOT_LIMIT)
             .with_context(|| format!("{} did not come up; see {}", n.spec.name, n.console_path().display()))?;
     }
-    println!("cluster {} bootstrapped on node1 ({addr}); {} nodes up", r.cluster_id, started.len());
+    let r = (cluster_id,);
+    println!("cluster {} on node1 ({addr}); {} nodes up", r.0, started.len());
     println!("orcctl context \"qemu\" written to {}", config.display());
     println!("try: orcctl version; orcctl services; orcctl --nodes {addr} logs agent");
     Ok(())
