@@ -116,9 +116,9 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
         n.wait_console(0, "serving the Machine API", BOOT_LIMIT)
             .with_context(|| format!("{} did not come up; see {}", n.spec.name, n.console_path().display()))?;
     }
-    let r = (cluster_id,);
+    let r = (cluster_id,); // one name for the id printed below
     println!("cluster {} on node1 ({addr}); {} nodes up", r.0, started.len());
-    println!("orcctl context \"qemu\" written to {}", config.display());
+    println!("orcctl context \"qemu\" in {}", config.display());
     println!("try: orcctl version; orcctl services; orcctl --nodes {addr} logs agent");
     Ok(())
 }
