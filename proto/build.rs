@@ -1,7 +1,11 @@
 //! Compiles the .proto files with protox (pure Rust), so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/orc/machine/v1/machine.proto"];
+    let files = [
+        "proto/orc/machine/v1/machine.proto",
+        "proto/orc/container/v1/container.proto",
+        "proto/orc/shim/v1/shim.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -25,4 +25,8 @@ pub struct Config {
     /// machine. Without it the agent cannot reboot its host.
     #[arg(long)]
     pub init_pid: Option<i32>,
+    /// Registries reached over plain HTTP (`host:port`), repeatable. On a
+    /// node: the kernel argument `orc.insecure_registries=a:5000,b:5000`.
+    #[arg(long = "insecure-registry", value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
 }

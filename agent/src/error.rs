@@ -12,11 +12,19 @@ pub enum AgentError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("i/o: {0}")]
     Io(String),
+    /// Something the node depends on (a registry, a shim) cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Disk full and the like.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("pki: {0}")]
     Pki(#[from] PkiError),
     #[error("tls: {0}")]
@@ -29,12 +37,31 @@ impl From<AgentError> for Status {
         match e {
             AgentError::AlreadyMember => Status::already_exists(msg),
             AgentError::NotFound(_) => Status::not_found(msg),
+            AgentError::AlreadyExists(_) => Status::already_exists(msg),
             AgentError::InvalidArgument(_) => Status::invalid_argument(msg),
             AgentError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            AgentError::Unavailable(_) => Status::unavailable(msg),
+            AgentError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             AgentError::Io(_) | AgentError::Pki(_) | AgentError::Tls(_) => {
                 tracing::error!(error = %msg, "internal error");
                 Status::internal(msg)
             }
+        }
+    }
+}
+
+impl AgentError {
+    /// An I/O error on `path`; a full disk becomes `ResourceExhausted` with
+    /// the fix in the message.
+    pub fn io(path: impl AsRef<std::path::Path>, e: std::io::Error) -> Self {
+        let path = path.as_ref().display();
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+            AgentError::ResourceExhausted(format!(
+                "{path}: no space left on the node's STATE disk: remove unused images and containers \
+                 (`orcctl image rm`, `orcctl container rm`) or give the node a bigger disk"
+            ))
+        } else {
+            AgentError::Io(format!("{path}: {e}"))
         }
     }
 }

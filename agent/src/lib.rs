@@ -6,13 +6,21 @@
 //! - [`api`]: the gRPC server, authorization, the Machine service.
 //! - [`node`]: what the Machine API reads and does (versions, health, logs, power…).
 //! - [`pki`]: the cluster CA, certificates and roles.
+//! - [`images`]: the image store (pull, load, layers, GC).
+//! - [`runtime`]: containers (specs, shims, logs, restart policies).
+//! - [`shim`]: `orc-agent shim`, the per-container process.
+//! - [`fsutil`]: atomic writes, disk usage.
 //! - [`error`]: the agent's errors and their gRPC status codes.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod fsutil;
+pub mod images;
 pub mod node;
 pub mod pki;
+pub mod runtime;
+pub mod shim;
 pub mod state;
 
 use std::future::Future;
@@ -46,5 +54,8 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         std::fs::write(config.run_dir.join("maintenance.fingerprint"), &state.maintenance_fingerprint).ok();
     }
     tracing::info!(%addr, vsock = vsock.is_some(), maintenance, cluster_id = ?cluster_id, "serving the Machine API");
-    api::server::run(state, tcp, vsock, shutdown).await.context("serving the API")
+    let images = images::ImageStore::open(&config.state_dir, config.insecure_registries.clone()).context("opening the image store")?;
+    let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images).context("opening the container store")?;
+    runtime.reattach().await;
+    api::server::run(state, runtime, tcp, vsock, shutdown).await.context("serving the API")
 }

@@ -59,6 +59,12 @@ pub enum Command {
     },
     /// What PID 1 supervises on nodes.
     Services,
+    /// Images on nodes: pull, load, list, remove.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Containers on nodes (node-level; services come with the cluster).
+    #[command(subcommand, alias = "c")]
+    Container(ContainerCommand),
     /// Reboot nodes.
     Reboot,
     /// Power nodes off.
@@ -93,4 +99,150 @@ pub enum ConfigCommand {
     Contexts,
     /// Make a context the current one.
     UseContext { name: String },
+}
+
+/// Registry credentials: `--username` with the password on stdin.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RegistryLogin {
+    /// Registry user name (basic or token auth).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Read the registry password from stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Pull an image from a registry onto nodes.
+    Pull {
+        /// e.g. busybox, docker.io/library/nginx:1.27, 10.0.2.2:5000/app:1
+        reference: String,
+        #[command(flatten)]
+        login: RegistryLogin,
+    },
+    /// Load an OCI image layout or `docker save` archive (tar or tar.gz) onto nodes.
+    Load {
+        file: PathBuf,
+        /// Name for images the archive does not name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List images on nodes.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove an image name; unused layers are freed.
+    #[command(alias = "remove")]
+    Rm { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create and start a container.
+    Run(RunArgs),
+    /// List containers.
+    #[command(alias = "list", alias = "ps")]
+    Ls {
+        /// Also containers that are not running.
+        #[arg(long, short = 'a')]
+        all: bool,
+    },
+    /// Everything about one container, with the generated OCI spec and live figures.
+    Inspect { id: String },
+    /// stdout and stderr of a container.
+    Logs {
+        id: String,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, default_value_t = 0)]
+        tail: u32,
+        /// Show the time of each line.
+        #[arg(long, short = 't')]
+        timestamps: bool,
+    },
+    /// Run a command in a running container; `-it` for an interactive shell.
+    Exec {
+        /// Keep stdin open and send it.
+        #[arg(long, short = 'i')]
+        interactive: bool,
+        /// Allocate a terminal.
+        #[arg(long, short = 't')]
+        tty: bool,
+        /// KEY=VALUE, repeatable.
+        #[arg(long = "env", short = 'e')]
+        env: Vec<String>,
+        #[arg(long, short = 'u', default_value = "")]
+        user: String,
+        #[arg(long, short = 'w', default_value = "")]
+        workdir: String,
+        id: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        id: String,
+        /// Seconds to wait before SIGKILL.
+        #[arg(long, short = 't', default_value_t = 10)]
+        timeout: u32,
+    },
+    /// Send a signal (default KILL).
+    Kill {
+        id: String,
+        #[arg(long, short = 's', default_value = "KILL")]
+        signal: String,
+    },
+    /// Remove a container.
+    #[command(alias = "remove")]
+    Rm {
+        id: String,
+        /// Kill it first if it is running.
+        #[arg(long, short = 'f')]
+        force: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    pub image: String,
+    /// Arguments after `--` replace the image's cmd.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// user, uid or uid:gid.
+    #[arg(long, short = 'u', default_value = "")]
+    pub user: String,
+    #[arg(long, short = 'w', default_value = "")]
+    pub workdir: String,
+    /// Bind mount: /node/path:/container/path[:ro], repeatable.
+    #[arg(long = "volume", short = 'v')]
+    pub volumes: Vec<String>,
+    /// A tmpfs at this path, repeatable.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// CPU quota in CPUs, e.g. 0.5.
+    #[arg(long, default_value_t = 0.0)]
+    pub cpus: f64,
+    /// Memory limit: bytes or with k, m, g.
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Max processes in the container.
+    #[arg(long, default_value_t = 0)]
+    pub pids_limit: i64,
+    /// no, always, unless-stopped, on-failure[:max-attempts].
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    #[command(flatten)]
+    pub login: RegistryLogin,
 }

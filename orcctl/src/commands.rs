@@ -65,7 +65,7 @@ where
 }
 
 /// Prints failures to stderr and returns the first, after the successes were shown.
-fn split<T>(results: Vec<(String, Result<T, CliError>)>) -> (Vec<(String, T)>, Option<CliError>) {
+pub(crate) fn split<T>(results: Vec<(String, Result<T, CliError>)>) -> (Vec<(String, T)>, Option<CliError>) {
     let mut ok = vec![];
     let mut first_err = None;
     for (n, r) in results {
@@ -83,7 +83,7 @@ fn split<T>(results: Vec<(String, Result<T, CliError>)>) -> (Vec<(String, T)>, O
     (ok, first_err)
 }
 
-fn done(err: Option<CliError>) -> Result<(), CliError> {
+pub(crate) fn done(err: Option<CliError>) -> Result<(), CliError> {
     err.map_or(Ok(()), Err)
 }
 
@@ -230,6 +230,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await;
             done(split(nodes.iter().cloned().zip(results).collect()).1)
         }
+        Command::Image(cmd) => crate::runtime::image(cmd, &nodes, &trust, out).await,
+        Command::Container(cmd) => crate::runtime::container(cmd, &nodes, &trust, out).await,
         Command::Cluster(_) | Command::Config(_) => Ok(()),
     }
 }

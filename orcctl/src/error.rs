@@ -23,6 +23,10 @@ pub enum CliError {
     Rpc { node: String, code: Code, msg: String },
     #[error("{0}")]
     Usage(String),
+    /// A process run through `container exec` ended with this code; orcctl
+    /// exits with it and prints nothing.
+    #[error("exit status {0}")]
+    Exit(u8),
 }
 
 impl CliError {
@@ -53,6 +57,7 @@ impl CliError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Exit(code) => *code,
             CliError::Usage(_) | CliError::Config(_) | CliError::BadCredentials(_) => 2,
             CliError::Rpc { code: Code::PermissionDenied | Code::Unauthenticated, .. } => 3,
             _ => 1,

@@ -6,6 +6,8 @@
 //! - [`config`]: the config file and its contexts.
 //! - [`connect`]: TLS channels to nodes (cluster mTLS, pinned fingerprint).
 //! - [`commands`]: one function per command.
+//! - [`runtime`]: `image …` and `container …` commands.
+//! - [`terminal`]: raw mode and window size for `exec -it`.
 //! - [`output`]: tables and JSON.
 //! - [`error`]: errors that say what to do.
 
@@ -15,3 +17,5 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod output;
+pub mod runtime;
+pub mod terminal;

@@ -11,6 +11,7 @@ fn main() -> std::process::ExitCode {
     };
     match rt.block_on(orcctl::commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(orcctl::error::CliError::Exit(code)) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("orcctl: {e}");
             std::process::ExitCode::from(e.exit_code())

@@ -1,9 +1,31 @@
 //! orc's gRPC API.
 //!
 //! # Layout
-//! - `machine`: `orc.machine.v1`, the per-node Machine service.
+//! - [`machine`]: `orc.machine.v1`, the per-node Machine service.
+//! - [`container`]: `orc.container.v1`, images and containers on one node.
+//! - [`shim`]: `orc.shim.v1`, between the agent and one container's shim.
 #![allow(clippy::all)]
 
-pub mod machine {
-    tonic::include_proto!("orc.machine.v1");
+/// The packages nested as in the .proto files, so cross-package references
+/// in the generated code resolve.
+pub mod orc {
+    pub mod machine {
+        pub mod v1 {
+            tonic::include_proto!("orc.machine.v1");
+        }
+    }
+    pub mod container {
+        pub mod v1 {
+            tonic::include_proto!("orc.container.v1");
+        }
+    }
+    pub mod shim {
+        pub mod v1 {
+            tonic::include_proto!("orc.shim.v1");
+        }
+    }
 }
+
+pub use orc::container::v1 as container;
+pub use orc::machine::v1 as machine;
+pub use orc::shim::v1 as shim;

@@ -33,6 +33,18 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.machine.v1.Machine/Dmesg", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Services", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Images/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Images/Remove", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/Run", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Containers/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Containers/Logs", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Containers/Exec", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/Stop", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
 ];
 
 fn rank(r: Role) -> u8 {

@@ -6,9 +6,12 @@
 //! - [`peer`]: the connection type that carries who the client is.
 //! - [`authz`]: the one authorization table and the tower layer enforcing it.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
+//! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`error`]: the one error → gRPC status mapping.
 
 pub mod authz;
+pub mod containers;
+pub mod images;
 pub mod machine;
 pub mod peer;
 pub mod server;

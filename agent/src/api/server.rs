@@ -16,6 +16,10 @@ use super::machine::MachineService;
 use super::peer::{Io, Peer, PeerStream};
 use crate::pki::role::identity_of;
 use crate::state::NodeState;
+use super::containers::ContainersService;
+use super::images::ImagesService;
+use orc_proto::container::containers_server::ContainersServer;
+use orc_proto::container::images_server::ImagesServer;
 use orc_proto::machine::machine_server::MachineServer;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -59,6 +63,7 @@ fn spawn_handshake(state: Arc<NodeState>, tx: mpsc::Sender<Result<PeerStream, st
 /// Serves the API until `shutdown` completes.
 pub async fn run(
     state: Arc<NodeState>,
+    runtime: Arc<crate::runtime::manager::Runtime>,
     tcp: TcpListener,
     vsock: Option<tokio_vsock::VsockListener>,
     shutdown: impl Future<Output = ()> + Send,
@@ -99,6 +104,8 @@ pub async fn run(
     tonic::transport::Server::builder()
         .layer(AuthzLayer { state: state.clone() })
         .add_service(MachineServer::new(MachineService::new(state)))
+        .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
+        .add_service(ContainersServer::new(ContainersService::new(runtime)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
         .await
 }

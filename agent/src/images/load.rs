@@ -1,0 +1,197 @@
+//! Loading images from archives, for sites without a registry: an OCI image
+//! layout (`index.json` + `blobs/`) or a `docker save` archive
+//! (`manifest.json`), as a tar, optionally gzip'd. The archive is unpacked
+//! with the same safe unpacker as layers, then every blob is checked against
+//! its digest before use.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{layer, reference, ImageRecord, ImageStore};
+use crate::error::AgentError;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifest {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// One image found in an archive, before its layers are unpacked.
+struct Found {
+    names: Vec<String>,
+    config: Vec<u8>,
+    manifest_digest: String,
+    /// Layer files and, for OCI layouts, their blob digests.
+    layers: Vec<(PathBuf, Option<String>)>,
+}
+
+fn bad(msg: impl std::fmt::Display) -> AgentError {
+    AgentError::InvalidArgument(format!("image archive: {msg}"))
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)))
+}
+
+/// Loads every image in the archive at `archive`; `default_name` names
+/// images the archive leaves unnamed.
+pub async fn load(store: &Arc<ImageStore>, archive: PathBuf, default_name: String) -> Result<Vec<ImageRecord>, AgentError> {
+    let s = store.clone();
+    let records = tokio::task::spawn_blocking(move || -> Result<Vec<ImageRecord>, AgentError> {
+        let dir = s.tmp_dir().join(format!("load-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        let result = (|| {
+            extract(&archive, &dir)?;
+            let found = find(&dir, &default_name)?;
+            let mut records = Vec::new();
+            for f in &found {
+                records.extend(import(&s, f)?);
+            }
+            Ok(records)
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    })
+    .await
+    .map_err(|e| AgentError::Io(format!("load task: {e}")))??;
+    for r in &records {
+        store.tag(r.clone()).await?;
+    }
+    Ok(records)
+}
+
+fn extract(archive: &Path, dir: &Path) -> Result<(), AgentError> {
+    let f = std::fs::File::open(archive).map_err(|e| AgentError::io(archive, e))?;
+    let mut r = BufReader::new(f);
+    let gzip = r.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
+    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(r)) } else { Box::new(r) };
+    orc_layer::unpack(reader, dir).map_err(|e| match e {
+        orc_layer::Error::Write { source, path } => AgentError::io(path, source),
+        e => bad(e),
+    })?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, AgentError> {
+    let data = std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&data).map_err(|e| bad(format!("{}: {e}", path.display())))
+}
+
+/// A blob of an OCI layout, read and checked against its digest.
+fn blob(dir: &Path, digest: &str) -> Result<Vec<u8>, AgentError> {
+    let hex = super::digest_hex(digest)?;
+    let data = std::fs::read(dir.join("blobs/sha256").join(hex)).map_err(|e| bad(format!("blob {digest}: {e}")))?;
+    if sha256(&data) != digest {
+        return Err(bad(format!("blob {digest} does not match its digest: the archive is corrupt")));
+    }
+    Ok(data)
+}
+
+fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
+    if dir.join("manifest.json").exists() {
+        let manifests: Vec<DockerManifest> = read_json(&dir.join("manifest.json"))?;
+        return manifests
+            .into_iter()
+            .map(|m| {
+                let config = std::fs::read(dir.join(&m.config)).map_err(|e| bad(format!("{}: {e}", m.config)))?;
+                let mut names = m.repo_tags.unwrap_or_default();
+                if names.is_empty() && !default_name.is_empty() {
+                    names.push(default_name.to_string());
+                }
+                Ok(Found {
+                    names,
+                    config,
+                    manifest_digest: String::new(),
+                    layers: m.layers.iter().map(|l| (dir.join(l), None)).collect(),
+                })
+            })
+            .collect();
+    }
+    if !dir.join("index.json").exists() {
+        return Err(bad("neither an OCI image layout (index.json) nor a `docker save` archive (manifest.json)"));
+    }
+    let index: oci_spec::image::ImageIndex = read_json(&dir.join("index.json"))?;
+    let mut out = Vec::new();
+    for desc in index.manifests() {
+        let mut digest = desc.digest().to_string();
+        let mut data = blob(dir, &digest)?;
+        if desc.media_type().to_string().contains("index") || desc.media_type().to_string().contains("list") {
+            let nested: oci_spec::image::ImageIndex = serde_json::from_slice(&data).map_err(bad)?;
+            let Some(m) = nested.manifests().iter().find(|m| {
+                m.platform().as_ref().is_some_and(|p| {
+                    p.os() == &oci_spec::image::Os::Linux && p.architecture() == &oci_spec::image::Arch::Amd64
+                })
+            }) else {
+                return Err(bad(format!("{digest}: no linux/amd64 image in this index")));
+            };
+            digest = m.digest().to_string();
+            data = blob(dir, &digest)?;
+        }
+        let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&data).map_err(bad)?;
+        let config = blob(dir, manifest.config().digest().as_ref())?;
+        let annotations = desc.annotations().clone().unwrap_or_default();
+        let name = annotations.get(CONTAINERD_NAME).or(annotations.get(REF_NAME)).cloned().unwrap_or_default();
+        let name = if name.is_empty() {
+            default_name.to_string()
+        } else if !name.contains(['/', ':']) && !default_name.is_empty() {
+            // A bare tag: it belongs to the name the user gave.
+            let base = default_name.rsplit_once(':').map(|(b, _)| b).unwrap_or(default_name);
+            format!("{base}:{name}")
+        } else {
+            name
+        };
+        let layers = manifest
+            .layers()
+            .iter()
+            .map(|l| {
+                let d = l.digest().to_string();
+                Ok((dir.join("blobs/sha256").join(super::digest_hex(&d)?), Some(d)))
+            })
+            .collect::<Result<_, AgentError>>()?;
+        out.push(Found { names: vec![name].into_iter().filter(|n| !n.is_empty()).collect(), config, manifest_digest: digest, layers });
+    }
+    Ok(out)
+}
+
+fn import(store: &ImageStore, f: &Found) -> Result<Vec<ImageRecord>, AgentError> {
+    if f.names.is_empty() {
+        return Err(bad("the archive does not name its image: pass a name (`orcctl image load --name app:1 FILE`)"));
+    }
+    let id = sha256(&f.config);
+    let diff_ids = super::pull::diff_ids(&f.config).map_err(|e| bad(format!("image config: {e}")))?;
+    if diff_ids.len() != f.layers.len() {
+        return Err(bad(format!("{} layers but the config lists {} diff ids", f.layers.len(), diff_ids.len())));
+    }
+    store.put_blob(&id, &f.config)?;
+    let mut size = 0;
+    for ((path, blob_digest), diff_id) in f.layers.iter().zip(&diff_ids) {
+        let target = store.layer_dir(diff_id)?;
+        if !target.exists() {
+            let file = std::fs::File::open(path).map_err(|e| bad(format!("layer {}: {e}", path.display())))?;
+            layer::unpack(store, file, blob_digest.as_deref(), Some(diff_id), Box::new(|_| {}))?;
+        }
+        size += crate::fsutil::du(&target);
+    }
+    f.names
+        .iter()
+        .map(|n| {
+            Ok(ImageRecord {
+                name: reference::normalize(n)?,
+                id: id.clone(),
+                digest: f.manifest_digest.clone(),
+                layers: diff_ids.clone(),
+                size,
+                created: super::now(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! The node's image store on STATE.
+//!
+//! ```text
+//! <state>/images/
+//!   index.json               names → image records (written atomically)
+//!   blobs/sha256/<hex>       manifests and configs, digest-verified
+//!   layers/sha256/<hex>/     unpacked layers, named by diff id (uncompressed digest)
+//!   tmp/                     downloads and unpacks in progress (emptied at start)
+//! ```
+//!
+//! A layer is unpacked once into a temporary directory, its compressed and
+//! uncompressed digests checked, and only then renamed into `layers/`: what
+//! sits there is verified. Compressed layer blobs are not kept.
+//!
+//! - [`pull`]: from registries (oci-client), with progress.
+//! - [`load`]: from OCI layouts and `docker save` archives.
+//! - [`layer`]: decompress, hash and unpack one layer.
+//! - [`reference`]: image names.
+
+pub mod layer;
+pub mod load;
+pub mod pull;
+pub mod reference;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::AgentError;
+use orc_proto::container as pb;
+
+/// One name on the node and what it points at.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageRecord {
+    pub name: String,
+    /// Config digest, `sha256:…`.
+    pub id: String,
+    /// Manifest digest, `sha256:…` (empty for `docker save` archives).
+    pub digest: String,
+    /// Diff ids, bottom layer first.
+    pub layers: Vec<String>,
+    pub size: u64,
+    pub created: i64,
+}
+
+impl ImageRecord {
+    pub fn to_proto(&self) -> pb::Image {
+        pb::Image {
+            name: self.name.clone(),
+            id: self.id.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            created: self.created,
+            layers: self.layers.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    images: Vec<ImageRecord>,
+}
+
+pub struct ImageStore {
+    root: PathBuf,
+    /// Registries reached over plain HTTP (`host:port`), from the node's settings.
+    pub insecure_registries: Vec<String>,
+    /// Serialises changes to index.json and garbage collection.
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// Hex part of a `sha256:<hex>` digest, checked.
+pub fn digest_hex(digest: &str) -> Result<&str, AgentError> {
+    match digest.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => Ok(h),
+        _ => Err(AgentError::InvalidArgument(format!("{digest:?} is not a sha256 digest"))),
+    }
+}
+
+impl ImageStore {
+    pub fn open(state_dir: &Path, insecure_registries: Vec<String>) -> Result<Arc<Self>, AgentError> {
+        let root = state_dir.join("images");
+        for d in ["blobs/sha256", "layers/sha256", "tmp"] {
+            std::fs::create_dir_all(root.join(d)).map_err(|e| AgentError::io(root.join(d), e))?;
+        }
+        // Leftovers of interrupted pulls: never verified, never used.
+        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+        Ok(Arc::new(Self { root, insecure_registries, lock: tokio::sync::Mutex::new(()) }))
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, AgentError> {
+        Ok(self.root.join("layers/sha256").join(digest_hex(diff_id)?))
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, AgentError> {
+        Ok(self.root.join("blobs/sha256").join(digest_hex(digest)?))
+    }
+
+    /// Stores a small blob (manifest, config) after checking its digest.
+    pub fn put_blob(&self, digest: &str, data: &[u8]) -> Result<(), AgentError> {
+        let actual = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
+        if actual != digest {
+            return Err(AgentError::InvalidArgument(format!(
+                "blob {digest} has digest {actual}: the registry or archive sent corrupt data"
+            )));
+        }
+        crate::fsutil::write_atomic(&self.blob_path(digest)?, data)
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, AgentError> {
+        let p = self.blob_path(digest)?;
+        std::fs::read(&p).map_err(|e| AgentError::io(&p, e))
+    }
+
+    fn read_index(&self) -> Result<Index, AgentError> {
+        let p = self.root.join("index.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| AgentError::Io(format!("{}: corrupt image index: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(AgentError::io(&p, e)),
+        }
+    }
+
+    fn write_index(&self, index: &Index) -> Result<(), AgentError> {
+        let data = serde_json::to_vec_pretty(index).map_err(|e| AgentError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&self.root.join("index.json"), &data)
+    }
+
+    pub async fn list(&self) -> Result<Vec<ImageRecord>, AgentError> {
+        let _g = self.lock.lock().await;
+        Ok(self.read_index()?.images)
+    }
+
+    /// The image a name (or id, or unique id prefix) refers to.
+    pub async fn get(&self, name: &str) -> Result<Option<ImageRecord>, AgentError> {
+        let images = self.list().await?;
+        let normalized = reference::normalize(name).ok();
+        let by_name = images.iter().find(|i| Some(&i.name) == normalized.as_ref() || i.name == name);
+        if let Some(i) = by_name {
+            return Ok(Some(i.clone()));
+        }
+        let id = if name.starts_with("sha256:") { name.to_string() } else { format!("sha256:{name}") };
+        let matches: Vec<_> = images.iter().filter(|i| name.len() >= 12 && i.id.starts_with(&id)).collect();
+        Ok(matches.first().filter(|_| matches.iter().all(|m| m.id == matches[0].id)).map(|i| (*i).clone()))
+    }
+
+    /// Adds or moves a name.
+    pub async fn tag(&self, record: ImageRecord) -> Result<(), AgentError> {
+        let _g = self.lock.lock().await;
+        let mut index = self.read_index()?;
+        index.images.retain(|i| i.name != record.name);
+        index.images.push(record);
+        index.images.sort_by(|a, b| a.name.cmp(&b.name));
+        self.write_index(&index)
+    }
+
+    /// Removes a name (or every name of an id). `in_use` are the diff-id
+    /// sets of containers on the node; an image they use is refused.
+    pub async fn remove(&self, name: &str, in_use: &[(String, String)]) -> Result<(Vec<String>, u64), AgentError> {
+        let Some(image) = self.get(name).await? else {
+            return Err(AgentError::NotFound(format!("no image {name:?} on this node (see `orcctl image ls`)")));
+        };
+        let users: Vec<_> = in_use.iter().filter(|(_, id)| *id == image.id).map(|(c, _)| c.as_str()).collect();
+        let _g = self.lock.lock().await;
+        let mut index = self.read_index()?;
+        let untag: Vec<String> = if name == image.name || reference::normalize(name).ok().as_deref() == Some(&image.name) {
+            vec![image.name.clone()]
+        } else {
+            index.images.iter().filter(|i| i.id == image.id).map(|i| i.name.clone()).collect()
+        };
+        let remaining_names = index.images.iter().filter(|i| i.id == image.id && !untag.contains(&i.name)).count();
+        if remaining_names == 0 && !users.is_empty() {
+            return Err(AgentError::FailedPrecondition(format!(
+                "image {} is used by container(s) {}: remove them first (`orcctl container rm`)",
+                image.name,
+                users.join(", ")
+            )));
+        }
+        index.images.retain(|i| !untag.contains(&i.name));
+        self.write_index(&index)?;
+        Ok((untag, 0))
+    }
+
+    /// Frees layers and blobs that no image and no container refers to.
+    /// `keep_layers` are the diff ids containers use. Returns bytes freed.
+    pub async fn gc(&self, keep_layers: &BTreeSet<String>, keep_ids: &BTreeSet<String>) -> Result<u64, AgentError> {
+        let _g = self.lock.lock().await;
+        let index = self.read_index()?;
+        let mut layers: BTreeSet<String> = keep_layers.clone();
+        let mut blobs: BTreeSet<String> = keep_ids.clone();
+        for i in &index.images {
+            layers.extend(i.layers.iter().cloned());
+            blobs.insert(i.id.clone());
+            if !i.digest.is_empty() {
+                blobs.insert(i.digest.clone());
+            }
+        }
+        let mut freed = 0;
+        for (dir, keep) in [("layers/sha256", &layers), ("blobs/sha256", &blobs)] {
+            let Ok(entries) = std::fs::read_dir(self.root.join(dir)) else { continue };
+            for e in entries.flatten() {
+                let name = format!("sha256:{}", e.file_name().to_string_lossy());
+                if keep.contains(&name) {
+                    continue;
+                }
+                freed += crate::fsutil::du(&e.path());
+                let r = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+                if let Err(err) = r {
+                    tracing::warn!(path = %e.path().display(), error = %err, "cannot remove unused image data");
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::info!(freed, "image garbage collected");
+        }
+        Ok(freed)
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,402 @@
+//! The node's containers: create, start (through a shim), watch, restart
+//! per policy, stop, remove, and re-attach after an agent restart or a
+//! reboot.
+//!
+//! ```text
+//! <state>/containers/<id>/container.json   the record
+//!                         bundle/           config.json, rootfs.json, rootfs/
+//!                         upper/ work/      the overlay's writable part
+//!                         log/              container.log[.1]
+//!                         exit.json         written by the shim at exit
+//! <run>/containers/<id>/shim.sock           the shim's socket (tmpfs)
+//! <run>/runc/                                libcontainer's state root
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Mutex};
+
+use super::record::{ContainerRecord, ExitInfo, RunSpec, Status};
+use super::spec::{self, ImageDefaults, Network};
+use super::{shim_client, user};
+use crate::error::AgentError;
+use crate::images::ImageStore;
+use crate::shim::container::{Overlay, OVERLAY_FILE};
+use crate::shim::{ShimArgs, EXIT_FILE, SOCKET};
+use orc_proto::container as pb;
+use orc_proto::shim as spb;
+
+const RECORD: &str = "container.json";
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+
+pub struct Runtime {
+    dir: PathBuf,
+    run: PathBuf,
+    root: PathBuf,
+    exe: PathBuf,
+    pub images: Arc<ImageStore>,
+    records: Mutex<HashMap<String, ContainerRecord>>,
+    /// Bumped on every record change; waiters look again.
+    changed: watch::Sender<u64>,
+}
+
+fn not_found(ident: &str) -> AgentError {
+    AgentError::NotFound(format!("no container {ident:?} on this node (see `orcctl container ls -a`)"))
+}
+
+impl Runtime {
+    pub fn open(state_dir: &Path, run_dir: &Path, images: Arc<ImageStore>) -> Result<Arc<Self>, AgentError> {
+        let dir = state_dir.join("containers");
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
+        let exe = std::env::current_exe().map_err(|e| AgentError::Io(format!("finding the agent binary: {e}")))?;
+        let mut records = HashMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| AgentError::io(&dir, e))?.flatten() {
+            let path = entry.path().join(RECORD);
+            match std::fs::read(&path).map(|d| serde_json::from_slice::<ContainerRecord>(&d)) {
+                Ok(Ok(r)) => {
+                    records.insert(r.id.clone(), r);
+                }
+                Ok(Err(e)) => tracing::error!(path = %path.display(), error = %e, "corrupt container record; skipped"),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "container directory without a record"),
+            }
+        }
+        Ok(Arc::new(Self {
+            dir,
+            run: run_dir.join("containers"),
+            root: run_dir.join("runc"),
+            exe,
+            images,
+            records: Mutex::new(records),
+            changed: watch::channel(0).0,
+        }))
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn shim_args(&self, id: &str) -> ShimArgs {
+        ShimArgs {
+            id: id.to_string(),
+            dir: self.container_dir(id),
+            run: self.run.join(id),
+            root: self.root.clone(),
+            log_max_size: crate::shim::log::MAX_SIZE,
+        }
+    }
+
+    fn socket(&self, id: &str) -> PathBuf {
+        self.run.join(id).join(SOCKET)
+    }
+
+    async fn save(&self, r: ContainerRecord) -> Result<(), AgentError> {
+        let data = serde_json::to_vec_pretty(&r).map_err(|e| AgentError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&self.container_dir(&r.id).join(RECORD), &data)?;
+        self.records.lock().await.insert(r.id.clone(), r);
+        self.changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn update(&self, id: &str, f: impl FnOnce(&mut ContainerRecord)) -> Result<ContainerRecord, AgentError> {
+        let mut r = self.get(id).await?;
+        f(&mut r);
+        self.save(r.clone()).await?;
+        Ok(r)
+    }
+
+    async fn get(&self, id: &str) -> Result<ContainerRecord, AgentError> {
+        self.records.lock().await.get(id).cloned().ok_or_else(|| not_found(id))
+    }
+
+    /// Id of the container named by an id, a unique id prefix or a name.
+    pub async fn resolve(&self, ident: &str) -> Result<String, AgentError> {
+        let records = self.records.lock().await;
+        if records.contains_key(ident) {
+            return Ok(ident.to_string());
+        }
+        if let Some(r) = records.values().find(|r| r.spec.name == ident) {
+            return Ok(r.id.clone());
+        }
+        let matches: Vec<&String> = records.keys().filter(|id| !ident.is_empty() && id.starts_with(ident)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(not_found(ident)),
+            _ => Err(AgentError::InvalidArgument(format!("{ident:?} matches {} containers: give more of the id", matches.len()))),
+        }
+    }
+
+    /// Image and container ids and layers containers hold (for image GC).
+    pub async fn in_use(&self) -> (Vec<(String, String)>, BTreeSet<String>, BTreeSet<String>) {
+        let records = self.records.lock().await;
+        let users = records.values().map(|r| (r.name().to_string(), r.image_id.clone())).collect();
+        let layers = records.values().flat_map(|r| r.layers.iter().cloned()).collect();
+        let ids = records.values().map(|r| r.image_id.clone()).collect();
+        (users, layers, ids)
+    }
+
+    /// Creates and starts a container; pulls the image when the node lacks it.
+    pub async fn run(self: &Arc<Self>, req: &pb::ContainerSpec) -> Result<ContainerRecord, AgentError> {
+        let spec = RunSpec::from_proto(req).map_err(AgentError::InvalidArgument)?;
+        if !spec.name.is_empty() && self.records.lock().await.values().any(|r| r.spec.name == spec.name) {
+            return Err(AgentError::AlreadyExists(format!(
+                "a container named {:?} exists: remove it (`orcctl container rm {}`) or pick another name",
+                spec.name, spec.name
+            )));
+        }
+        let image = match self.images.get(&spec.image).await? {
+            Some(i) => i,
+            None => {
+                let (tx, _rx) = tokio::sync::mpsc::channel(1);
+                crate::images::pull::pull(&self.images, &spec.image, req.auth.as_ref(), tx).await?
+            }
+        };
+        let config = self.images.read_blob(&image.id)?;
+        let defaults = ImageDefaults::from_config(&config)?;
+        let lower: Vec<PathBuf> =
+            image.layers.iter().rev().map(|l| self.images.layer_dir(l)).collect::<Result<_, _>>()?;
+        let user_spec = if spec.user.is_empty() { defaults.user.clone() } else { spec.user.clone() };
+        let ids = user::resolve(&user_spec, &lower)?;
+
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let dir = self.container_dir(&id);
+        let bundle = dir.join("bundle");
+        let oci = spec::generate(&id, &bundle.join("rootfs"), &defaults, &spec, ids, Network::Host)?;
+        for d in [&bundle, &dir.join("upper"), &dir.join("work"), &dir.join("log")] {
+            std::fs::create_dir_all(d).map_err(|e| AgentError::io(d, e))?;
+        }
+        let oci_json = serde_json::to_vec_pretty(&oci).map_err(|e| AgentError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&bundle.join("config.json"), &oci_json)?;
+        let overlay = Overlay { lower, upper: dir.join("upper"), work: dir.join("work") };
+        let overlay_json = serde_json::to_vec(&overlay).map_err(|e| AgentError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&bundle.join(OVERLAY_FILE), &overlay_json)?;
+        let record = ContainerRecord {
+            id: id.clone(),
+            spec,
+            image: image.name.clone(),
+            image_id: image.id.clone(),
+            layers: image.layers.clone(),
+            created: crate::images::now(),
+            ..Default::default()
+        };
+        self.save(record).await?;
+        tracing::info!(%id, image = %image.name, "container created");
+        self.start(&id).await
+    }
+
+    /// Starts the shim of a created or exited container and watches it.
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<ContainerRecord, AgentError> {
+        let args = self.shim_args(id);
+        let _ = std::fs::remove_dir_all(&args.run);
+        let (pid, started) = shim_client::spawn(&self.exe, &args).await?;
+        let r = self
+            .update(id, |r| {
+                r.status = Status::Running;
+                r.pid = pid;
+                r.started = started;
+                r.exit = None;
+            })
+            .await?;
+        tracing::info!(%id, pid, "container running");
+        self.watch(id.to_string());
+        Ok(r)
+    }
+
+    /// Waits (in a task) for the container to exit, records it, and
+    /// restarts it when its policy says so.
+    fn watch(self: &Arc<Self>, id: String) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let exit = rt.wait_shim(&id).await;
+            let Ok(r) = rt
+                .update(&id, |r| {
+                    r.status = Status::Exited;
+                    r.exit = Some(exit);
+                })
+                .await
+            else {
+                return; // removed meanwhile
+            };
+            tracing::info!(id = %id, code = exit.code, signal = exit.signal, oom = exit.oom_killed, "container exited");
+            if r.should_restart(&exit) {
+                let delay = Duration::from_millis(100u64 << r.restart_count.min(7)).min(MAX_RESTART_DELAY);
+                tokio::time::sleep(delay).await;
+                // Stopped or removed while we slept: leave it.
+                match rt.get(&id).await {
+                    Ok(now) if now.status == Status::Exited && !now.stopped_by_user => {}
+                    _ => return,
+                }
+                if rt.update(&id, |r| r.restart_count += 1).await.is_err() {
+                    return;
+                }
+                tracing::info!(id = %id, restarts = r.restart_count + 1, "restarting per policy");
+                if let Err(e) = rt.start(&id).await {
+                    tracing::error!(id = %id, error = %e, "restart failed");
+                }
+            }
+        });
+    }
+
+    /// The exit of the container behind the shim, however the shim ends.
+    async fn wait_shim(&self, id: &str) -> ExitInfo {
+        let socket = self.socket(id);
+        if let Ok(mut c) = shim_client::connect(&socket).await {
+            if let Ok(e) = c.wait(spb::WaitRequest {}).await {
+                let e = e.into_inner();
+                if let Some(info) = self.exit_file(id) {
+                    return info;
+                }
+                return ExitInfo { code: e.code, signal: e.signal, oom_killed: e.oom_killed, finished: crate::images::now() };
+            }
+        }
+        // The shim is gone: it left exit.json, or it died with the node.
+        self.exit_file(id).unwrap_or(ExitInfo { code: 255, signal: 9, oom_killed: false, finished: crate::images::now() })
+    }
+
+    fn exit_file(&self, id: &str) -> Option<ExitInfo> {
+        let data = std::fs::read(self.container_dir(id).join(EXIT_FILE)).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// After an agent restart: watch the shims still running; after a
+    /// reboot (no shims): record the exits and restart per policy.
+    pub async fn reattach(self: &Arc<Self>) {
+        let running: Vec<String> =
+            self.records.lock().await.values().filter(|r| r.status == Status::Running).map(|r| r.id.clone()).collect();
+        for id in running {
+            let alive = match shim_client::connect(&self.socket(&id)).await {
+                Ok(mut c) => c.state(spb::StateRequest {}).await.is_ok(),
+                Err(_) => false,
+            };
+            if alive {
+                tracing::info!(%id, "re-attached to the running container");
+            } else {
+                tracing::info!(%id, "the container's shim is gone (node rebooted or shim died)");
+            }
+            self.watch(id);
+        }
+    }
+
+    async fn signal(&self, id: &str, signal: i32, all: bool) -> Result<(), AgentError> {
+        let mut c = shim_client::connect(&self.socket(id)).await?;
+        c.kill(spb::KillRequest { signal, all }).await.map_err(|s| AgentError::Unavailable(format!("kill: {}", s.message())))?;
+        Ok(())
+    }
+
+    /// Waits until the container is not running, up to `timeout`.
+    async fn wait_exited(&self, id: &str, timeout: Duration) -> bool {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.get(id).await {
+                Ok(r) if r.status == Status::Running => {}
+                _ => return true,
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    pub async fn stop(&self, ident: &str, timeout: Option<Duration>) -> Result<ContainerRecord, AgentError> {
+        let id = self.resolve(ident).await?;
+        let r = self.update(&id, |r| r.stopped_by_user = true).await?;
+        if r.status != Status::Running {
+            return Ok(r);
+        }
+        let timeout = timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
+        tracing::info!(%id, ?timeout, "stopping");
+        if self.signal(&id, libc::SIGTERM, false).await.is_ok() && self.wait_exited(&id, timeout).await {
+            return self.get(&id).await;
+        }
+        let _ = self.signal(&id, libc::SIGKILL, true).await;
+        if !self.wait_exited(&id, Duration::from_secs(10)).await {
+            return Err(AgentError::Unavailable(format!("container {id} did not stop after SIGKILL")));
+        }
+        self.get(&id).await
+    }
+
+    pub async fn kill(&self, ident: &str, signal: i32) -> Result<ContainerRecord, AgentError> {
+        let id = self.resolve(ident).await?;
+        let r = self.update(&id, |r| r.stopped_by_user = true).await?;
+        if r.status != Status::Running {
+            return Err(AgentError::FailedPrecondition(format!("container {} is not running", r.name())));
+        }
+        self.signal(&id, signal, signal == libc::SIGKILL).await?;
+        if signal == libc::SIGKILL {
+            self.wait_exited(&id, Duration::from_secs(10)).await;
+        }
+        self.get(&id).await
+    }
+
+    pub async fn remove(&self, ident: &str, force: bool) -> Result<(), AgentError> {
+        let id = self.resolve(ident).await?;
+        let r = self.get(&id).await?;
+        if r.status == Status::Running {
+            if !force {
+                return Err(AgentError::FailedPrecondition(format!(
+                    "container {} is running: stop it first (`orcctl container stop`) or use --force",
+                    r.name()
+                )));
+            }
+            self.update(&id, |r| r.stopped_by_user = true).await?;
+            let _ = self.signal(&id, libc::SIGKILL, true).await;
+            if !self.wait_exited(&id, Duration::from_secs(10)).await {
+                return Err(AgentError::Unavailable(format!("container {id} did not die; try again")));
+            }
+        }
+        self.records.lock().await.remove(&id);
+        self.changed.send_modify(|n| *n += 1);
+        let dir = self.container_dir(&id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing the container directory");
+        }
+        let _ = std::fs::remove_dir_all(self.run.join(&id));
+        tracing::info!(%id, "container removed");
+        Ok(())
+    }
+
+    pub async fn list(&self, all: bool) -> Vec<ContainerRecord> {
+        let mut v: Vec<_> =
+            self.records.lock().await.values().filter(|r| all || r.status == Status::Running).cloned().collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    pub async fn inspect(&self, ident: &str) -> Result<(ContainerRecord, String, Option<pb::Stats>), AgentError> {
+        let id = self.resolve(ident).await?;
+        let r = self.get(&id).await?;
+        let spec = std::fs::read_to_string(self.container_dir(&id).join("bundle/config.json")).unwrap_or_default();
+        let stats = if r.status == Status::Running {
+            match shim_client::connect(&self.socket(&id)).await {
+                Ok(mut c) => c.stats(spb::StatsRequest {}).await.ok().map(|s| s.into_inner()),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        Ok((r, spec, stats))
+    }
+
+    /// (log directory, a function telling whether the container still runs).
+    pub async fn log_source(self: &Arc<Self>, ident: &str) -> Result<(PathBuf, impl Fn() -> bool + Send + 'static), AgentError> {
+        let id = self.resolve(ident).await?;
+        let dir = self.container_dir(&id).join("log");
+        let rt = self.clone();
+        let running = move || rt.records.try_lock().map(|m| m.get(&id).is_some_and(|r| r.status == Status::Running)).unwrap_or(true);
+        Ok((dir, running))
+    }
+
+    /// A shim client for exec into a running container.
+    pub async fn shim(&self, ident: &str) -> Result<spb::shim_client::ShimClient<tonic::transport::Channel>, AgentError> {
+        let id = self.resolve(ident).await?;
+        let r = self.get(&id).await?;
+        if r.status != Status::Running {
+            return Err(AgentError::FailedPrecondition(format!("container {} is not running", r.name())));
+        }
+        shim_client::connect(&self.socket(&id)).await
+    }
+}

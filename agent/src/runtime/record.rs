@@ -1,0 +1,293 @@
+//! What the agent remembers of a container, on STATE, one JSON file each:
+//! the request as given, the image it was made from, and its lifecycle.
+
+use serde::{Deserialize, Serialize};
+
+use orc_proto::container as pb;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MountSpec {
+    pub kind: String,
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    pub cpus: f64,
+    pub memory: u64,
+    pub pids: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    #[default]
+    No,
+    Always,
+    OnFailure,
+    UnlessStopped,
+}
+
+impl RestartCondition {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "no" | "none" => Ok(Self::No),
+            "always" => Ok(Self::Always),
+            "on-failure" => Ok(Self::OnFailure),
+            "unless-stopped" => Ok(Self::UnlessStopped),
+            other => Err(format!("restart policy {other:?} is not one of no, always, on-failure, unless-stopped")),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::No => "no",
+            Self::Always => "always",
+            Self::OnFailure => "on-failure",
+            Self::UnlessStopped => "unless-stopped",
+        }
+    }
+}
+
+/// A validated `pb::ContainerSpec` (registry credentials are not kept).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RunSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    pub mounts: Vec<MountSpec>,
+    pub read_only: bool,
+    pub limits: Limits,
+    pub restart: RestartCondition,
+    pub max_attempts: u32,
+}
+
+impl RunSpec {
+    pub fn from_proto(s: &pb::ContainerSpec) -> Result<Self, String> {
+        if s.image.trim().is_empty() {
+            return Err("an image is required".into());
+        }
+        if !s.name.is_empty() && !valid_name(&s.name) {
+            return Err(format!("container name {:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit", s.name));
+        }
+        for e in &s.env {
+            if !e.contains('=') || e.starts_with('=') {
+                return Err(format!("environment entry {e:?} is not KEY=VALUE"));
+            }
+        }
+        let mounts = s
+            .mounts
+            .iter()
+            .map(|m| {
+                let kind = if m.r#type.is_empty() { "bind".to_string() } else { m.r#type.clone() };
+                if kind != "bind" && kind != "tmpfs" {
+                    return Err(format!("mount type {kind:?} is not bind or tmpfs"));
+                }
+                if !m.target.starts_with('/') {
+                    return Err(format!("mount target {:?} must be an absolute path", m.target));
+                }
+                if kind == "bind" && !m.source.starts_with('/') {
+                    return Err(format!("bind mount source {:?} must be an absolute path on the node", m.source));
+                }
+                Ok(MountSpec { kind, source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
+            })
+            .collect::<Result<_, String>>()?;
+        let r = s.resources.clone().unwrap_or_default();
+        if r.cpus < 0.0 || !r.cpus.is_finite() {
+            return Err(format!("cpus {} must be a positive number", r.cpus));
+        }
+        if r.memory != 0 && r.memory < 6 * 1024 * 1024 {
+            return Err(format!("memory limit {} bytes is below the minimum of 6 MiB", r.memory));
+        }
+        if r.pids < 0 {
+            return Err(format!("pids limit {} must not be negative", r.pids));
+        }
+        let restart = s.restart.clone().unwrap_or_default();
+        Ok(Self {
+            name: s.name.clone(),
+            image: s.image.trim().to_string(),
+            command: s.command.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            user: s.user.clone(),
+            workdir: s.workdir.clone(),
+            mounts,
+            read_only: s.read_only,
+            limits: Limits { cpus: r.cpus, memory: r.memory, pids: r.pids },
+            restart: RestartCondition::parse(&restart.condition)?,
+            max_attempts: restart.max_attempts,
+        })
+    }
+
+    pub fn to_proto(&self) -> pb::ContainerSpec {
+        pb::ContainerSpec {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            user: self.user.clone(),
+            workdir: self.workdir.clone(),
+            mounts: self
+                .mounts
+                .iter()
+                .map(|m| pb::Mount { r#type: m.kind.clone(), source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
+                .collect(),
+            read_only: self.read_only,
+            resources: Some(pb::Resources { cpus: self.limits.cpus, memory: self.limits.memory, pids: self.limits.pids }),
+            restart: Some(pb::RestartPolicy { condition: self.restart.as_str().into(), max_attempts: self.max_attempts }),
+            auth: None,
+        }
+    }
+}
+
+pub fn valid_name(n: &str) -> bool {
+    n.len() <= 128
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: i32,
+    pub signal: i32,
+    pub oom_killed: bool,
+    /// Unix seconds.
+    pub finished: i64,
+}
+
+impl ExitInfo {
+    pub fn to_proto(self) -> pb::ExitStatus {
+        pb::ExitStatus { code: self.code, signal: self.signal, oom_killed: self.oom_killed }
+    }
+    pub fn failed(&self) -> bool {
+        self.code != 0 || self.signal != 0 || self.oom_killed
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Created,
+    Running,
+    Exited,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub spec: RunSpec,
+    /// Normalized image name and the image's config digest and diff ids at
+    /// creation (kept so re-tagging the name does not change the container).
+    pub image: String,
+    pub image_id: String,
+    pub layers: Vec<String>,
+    pub status: Status,
+    pub pid: i32,
+    pub created: i64,
+    pub started: i64,
+    pub exit: Option<ExitInfo>,
+    pub restart_count: u32,
+    /// Stopped through the API: `unless-stopped` and `always` leave it be
+    /// until started again.
+    pub stopped_by_user: bool,
+}
+
+impl ContainerRecord {
+    pub fn name(&self) -> &str {
+        if self.spec.name.is_empty() { &self.id[..12.min(self.id.len())] } else { &self.spec.name }
+    }
+
+    pub fn to_proto(&self) -> pb::Container {
+        pb::Container {
+            id: self.id.clone(),
+            name: self.name().to_string(),
+            image: self.image.clone(),
+            image_id: self.image_id.clone(),
+            state: self.status.as_str().into(),
+            pid: if self.status == Status::Running { self.pid } else { 0 },
+            created: self.created,
+            started: self.started,
+            finished: self.exit.map(|e| e.finished).unwrap_or(0),
+            exit: self.exit.map(ExitInfo::to_proto),
+            restart_count: self.restart_count,
+            spec: Some(self.spec.to_proto()),
+        }
+    }
+
+    /// Whether the restart policy brings the container back after `exit`.
+    pub fn should_restart(&self, exit: &ExitInfo) -> bool {
+        if self.stopped_by_user {
+            return false;
+        }
+        match self.spec.restart {
+            RestartCondition::No => false,
+            RestartCondition::Always | RestartCondition::UnlessStopped => true,
+            RestartCondition::OnFailure => {
+                exit.failed() && (self.spec.max_attempts == 0 || self.restart_count < self.spec.max_attempts)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(f: impl FnOnce(&mut pb::ContainerSpec)) -> Result<RunSpec, String> {
+        let mut s = pb::ContainerSpec { image: "busybox".into(), ..Default::default() };
+        f(&mut s);
+        RunSpec::from_proto(&s)
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        assert!(spec(|s| s.image.clear()).unwrap_err().contains("image is required"));
+        assert!(spec(|s| s.name = "-x".into()).unwrap_err().contains("container name"));
+        assert!(spec(|s| s.env = vec!["NOEQUALS".into()]).unwrap_err().contains("KEY=VALUE"));
+        assert!(spec(|s| s.mounts = vec![pb::Mount { target: "rel".into(), ..Default::default() }]).unwrap_err().contains("absolute"));
+        assert!(spec(|s| s.mounts = vec![pb::Mount { r#type: "nfs".into(), target: "/x".into(), ..Default::default() }])
+            .unwrap_err()
+            .contains("bind or tmpfs"));
+        assert!(spec(|s| s.resources = Some(pb::Resources { memory: 1024, ..Default::default() })).unwrap_err().contains("6 MiB"));
+        assert!(spec(|s| s.restart = Some(pb::RestartPolicy { condition: "sometimes".into(), max_attempts: 0 }))
+            .unwrap_err()
+            .contains("unless-stopped"));
+        let ok = spec(|s| s.restart = Some(pb::RestartPolicy { condition: "on-failure".into(), max_attempts: 2 })).unwrap();
+        assert_eq!(RunSpec::from_proto(&ok.to_proto()).unwrap(), ok);
+    }
+
+    #[test]
+    fn restart_policies() {
+        let mut r = ContainerRecord { spec: RunSpec { restart: RestartCondition::OnFailure, max_attempts: 2, ..Default::default() }, ..Default::default() };
+        let ok = ExitInfo::default();
+        let failed = ExitInfo { code: 1, ..Default::default() };
+        assert!(!r.should_restart(&ok));
+        assert!(r.should_restart(&failed));
+        r.restart_count = 2;
+        assert!(!r.should_restart(&failed));
+        r.spec.restart = RestartCondition::Always;
+        assert!(r.should_restart(&ok));
+        r.stopped_by_user = true;
+        assert!(!r.should_restart(&ok));
+        r.spec.restart = RestartCondition::No;
+        r.stopped_by_user = false;
+        assert!(!r.should_restart(&failed));
+    }
+}

@@ -1,0 +1,298 @@
+//! The OCI runtime spec of a container, from the image config and the
+//! request. Starts from oci-spec's defaults (the runc defaults: /proc, /dev,
+//! /dev/pts, /dev/shm, /dev/mqueue, /sys, masked and read-only paths) and
+//! sets what Docker users expect: Docker's default capabilities minus
+//! MKNOD (the node has no device cgroup program; Podman drops it too),
+//! Docker's seccomp profile, cgroup v2 limits under `/orc/<id>`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, Spec, UserBuilder,
+};
+
+use super::record::RunSpec;
+use super::seccomp;
+use super::user::Ids;
+use crate::error::AgentError;
+
+/// How a container reaches the network. Only the node's own stack for now;
+/// the networking work adds a bridge mode with a namespace per container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Host,
+}
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set without CAP_MKNOD.
+pub const CAPABILITIES: &[Capability] = &[
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// CFS period for CPU quotas.
+const CPU_PERIOD: u64 = 100_000;
+
+/// The cgroup of a container, relative to the cgroup2 root.
+pub fn cgroup_path(id: &str) -> String {
+    format!("/orc/{id}")
+}
+
+/// What the image says about how to run it.
+#[derive(Debug, Clone, Default)]
+pub struct ImageDefaults {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+}
+
+impl ImageDefaults {
+    pub fn from_config(config: &[u8]) -> Result<Self, AgentError> {
+        let c: oci_spec::image::ImageConfiguration = serde_json::from_slice(config)
+            .map_err(|e| AgentError::InvalidArgument(format!("image config: {e}")))?;
+        let Some(cfg) = c.config() else { return Ok(Self::default()) };
+        Ok(Self {
+            entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
+            cmd: cfg.cmd().clone().unwrap_or_default(),
+            env: cfg.env().clone().unwrap_or_default(),
+            workdir: cfg.working_dir().clone().unwrap_or_default(),
+            user: cfg.user().clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// The process args: Docker's rules (a new entrypoint drops the image's cmd).
+pub fn args(image: &ImageDefaults, req: &RunSpec) -> Result<Vec<String>, AgentError> {
+    let (entry, cmd) = if req.command.is_empty() {
+        (image.entrypoint.clone(), if req.args.is_empty() { image.cmd.clone() } else { req.args.clone() })
+    } else {
+        (req.command.clone(), req.args.clone())
+    };
+    let args: Vec<String> = entry.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(AgentError::InvalidArgument(
+            "the image has no entrypoint or cmd: give a command (`orcctl container run IMAGE -- CMD ARGS…`)".into(),
+        ));
+    }
+    Ok(args)
+}
+
+/// Image env, then the request's, later keys win; PATH always set.
+pub fn env(image: &ImageDefaults, req: &RunSpec) -> Vec<String> {
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in image.env.iter().chain(&req.env) {
+        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+        if m.insert(k.to_string(), v.to_string()).is_none() {
+            order.push(k.to_string());
+        }
+    }
+    let mut out: Vec<String> = order.iter().map(|k| format!("{k}={}", m[k])).collect();
+    if !m.contains_key("PATH") {
+        out.insert(0, DEFAULT_PATH.to_string());
+    }
+    out
+}
+
+fn spec_err(e: oci_spec::OciSpecError) -> AgentError {
+    AgentError::InvalidArgument(format!("building the runtime spec: {e}"))
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, AgentError> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(spec_err)
+}
+
+pub fn generate(
+    id: &str,
+    rootfs: &Path,
+    image: &ImageDefaults,
+    req: &RunSpec,
+    ids: Ids,
+    network: Network,
+) -> Result<Spec, AgentError> {
+    let mut spec = Spec::default();
+    spec.set_hostname(None);
+
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args(image, req)?));
+    process.set_env(Some(env(image, req)));
+    let cwd = if !req.workdir.is_empty() { req.workdir.clone() } else if !image.workdir.is_empty() { image.workdir.clone() } else { "/".into() };
+    if !cwd.starts_with('/') {
+        return Err(AgentError::InvalidArgument(format!("working directory {cwd:?} must be an absolute path")));
+    }
+    process.set_cwd(cwd.into());
+    process.set_user(UserBuilder::default().uid(ids.uid).gid(ids.gid).build().map_err(spec_err)?);
+    process.set_no_new_privileges(Some(false));
+    let caps: std::collections::HashSet<Capability> = CAPABILITIES.iter().copied().collect();
+    process.set_capabilities(Some(
+        LinuxCapabilitiesBuilder::default()
+            .bounding(caps.clone())
+            .effective(caps.clone())
+            .permitted(caps)
+            .build()
+            .map_err(spec_err)?,
+    ));
+    process.set_rlimits(Some(vec![PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(1_048_576u64)
+        .hard(1_048_576u64)
+        .build()
+        .map_err(spec_err)?]));
+    spec.set_process(Some(process));
+
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(rootfs.to_owned());
+    root.set_readonly(Some(req.read_only));
+    spec.set_root(Some(root));
+
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for m in &req.mounts {
+        let ro = if m.read_only { "ro" } else { "rw" };
+        mounts.push(match m.kind.as_str() {
+            "tmpfs" => mount(&m.target, "tmpfs", "tmpfs", &["nosuid", "nodev", ro])?,
+            _ => {
+                if !Path::new(&m.source).exists() {
+                    return Err(AgentError::InvalidArgument(format!(
+                        "bind mount source {} does not exist on the node",
+                        m.source
+                    )));
+                }
+                mount(&m.target, "bind", &m.source, &["rbind", "rprivate", ro])?
+            }
+        });
+    }
+    spec.set_mounts(Some(mounts));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = linux
+        .namespaces()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|ns| match network {
+            // The node's network and its hostname: as Docker's --network host.
+            Network::Host => !matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts),
+        })
+        .collect();
+    linux.set_namespaces(Some(namespaces));
+    linux.set_cgroups_path(Some(cgroup_path(id).into()));
+    let mut resources = LinuxResourcesBuilder::default();
+    if req.limits.memory > 0 {
+        let m = req.limits.memory as i64;
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).swap(m).build().map_err(spec_err)?);
+    }
+    if req.limits.cpus > 0.0 {
+        let quota = (req.limits.cpus * CPU_PERIOD as f64).round().max(1000.0) as i64;
+        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(spec_err)?);
+    }
+    if req.limits.pids > 0 {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(req.limits.pids).build().map_err(spec_err)?);
+    }
+    linux.set_resources(Some(resources.build().map_err(spec_err)?));
+    let mut masked = linux.masked_paths().clone().unwrap_or_default();
+    masked.push("/sys/devices/virtual/powercap".into());
+    linux.set_masked_paths(Some(masked));
+    linux.set_seccomp(Some(seccomp::default_profile().map_err(spec_err)?));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> ImageDefaults {
+        ImageDefaults {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["serve".into(), "--port=80".into()],
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            workdir: "/srv".into(),
+            user: String::new(),
+        }
+    }
+
+    #[test]
+    fn args_follow_docker_rules() {
+        let req = RunSpec::default();
+        assert_eq!(args(&image(), &req).unwrap(), ["/entry", "serve", "--port=80"]);
+        let req = RunSpec { args: vec!["debug".into()], ..Default::default() };
+        assert_eq!(args(&image(), &req).unwrap(), ["/entry", "debug"]);
+        let req = RunSpec { command: vec!["/bin/sh".into()], ..Default::default() };
+        assert_eq!(args(&image(), &req).unwrap(), ["/bin/sh"]);
+        let err = args(&ImageDefaults::default(), &RunSpec::default()).unwrap_err();
+        assert!(err.to_string().contains("give a command"));
+    }
+
+    #[test]
+    fn env_merges_with_request_winning() {
+        let req = RunSpec { env: vec!["A=req".into(), "B=2".into()], ..Default::default() };
+        assert_eq!(env(&image(), &req), ["PATH=/bin", "A=req", "B=2"]);
+        assert_eq!(env(&ImageDefaults::default(), &RunSpec::default()), [DEFAULT_PATH]);
+    }
+
+    #[test]
+    fn spec_has_limits_caps_seccomp_and_host_network() {
+        let req = RunSpec {
+            read_only: true,
+            limits: super::super::record::Limits { cpus: 0.5, memory: 64 << 20, pids: 100 },
+            mounts: vec![super::super::record::MountSpec { kind: "tmpfs".into(), target: "/tmp".into(), ..Default::default() }],
+            ..Default::default()
+        };
+        let s = generate("abc", Path::new("/r"), &image(), &req, Ids { uid: 33, gid: 34 }, Network::Host).unwrap();
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(linux.cgroups_path().as_ref().unwrap(), Path::new("/orc/abc"));
+        let res = linux.resources().as_ref().unwrap();
+        assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(res.pids().as_ref().unwrap().limit(), 100);
+        let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        assert!(!ns.contains(&LinuxNamespaceType::Network));
+        assert!(ns.contains(&LinuxNamespaceType::Pid) && ns.contains(&LinuxNamespaceType::Mount));
+        let seccomp = linux.seccomp().as_ref().unwrap();
+        assert!(seccomp.syscalls().as_ref().unwrap()[0].names().contains(&"read".to_string()));
+        assert!(!seccomp.syscalls().as_ref().unwrap()[0].names().contains(&"mount".to_string()));
+        let p = s.process().as_ref().unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (33, 34));
+        assert_eq!(p.cwd(), Path::new("/srv"));
+        let caps = p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap();
+        assert!(caps.contains(&Capability::NetBindService) && !caps.contains(&Capability::Mknod) && !caps.contains(&Capability::SysAdmin));
+        assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
+        assert!(s.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/tmp")));
+        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
+        assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
+    }
+
+    #[test]
+    fn relative_workdir_and_missing_bind_source_are_refused() {
+        let req = RunSpec { workdir: "srv".into(), ..Default::default() };
+        assert!(generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).is_err());
+        let req = RunSpec {
+            mounts: vec![super::super::record::MountSpec { kind: "bind".into(), source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }],
+            ..Default::default()
+        };
+        let err = generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).unwrap_err();
+        assert!(err.to_string().contains("does not exist on the node"));
+    }
+}

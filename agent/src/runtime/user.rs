@@ -1,0 +1,106 @@
+//! `user`, `uid`, `user:group` or `uid:gid` to numeric ids, read from the
+//! image's own /etc/passwd and /etc/group (topmost layer that has them,
+//! resolved inside the layer so its symlinks cannot point at the node's).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+
+use crate::error::AgentError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn read_in_layer(layer: &Path, file: &str) -> Option<String> {
+    let root = nix::fcntl::open(layer, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = openat2(&root, file, how).ok()?;
+    let mut s = String::new();
+    std::fs::File::from(fd).take(4 << 20).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+/// The first of `layers` (topmost first) that has `file`.
+fn read(layers: &[PathBuf], file: &str) -> Option<String> {
+    layers.iter().find_map(|l| read_in_layer(l, file))
+}
+
+/// (name, id, primary gid) entries of a passwd or group file.
+fn entries(text: &str) -> impl Iterator<Item = (&str, u32, u32)> {
+    text.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        Some((*f.first()?, f.get(2)?.parse().ok()?, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0)))
+    })
+}
+
+pub fn resolve(user: &str, layers: &[PathBuf]) -> Result<Ids, AgentError> {
+    let user = user.trim();
+    if user.is_empty() {
+        return Ok(Ids { uid: 0, gid: 0 });
+    }
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = read(layers, "etc/passwd").unwrap_or_default();
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(uid) => (uid, entries(&passwd).find(|e| e.1 == uid).map(|e| e.2).unwrap_or(0)),
+        Err(_) => entries(&passwd).find(|e| e.0 == u).map(|e| (e.1, e.2)).ok_or_else(|| {
+            AgentError::InvalidArgument(format!(
+                "user {u:?} is not in the image's /etc/passwd; use a numeric uid (e.g. 1000:1000)"
+            ))
+        })?,
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => {
+                let group = read(layers, "etc/group").unwrap_or_default();
+                let found = entries(&group).find(|e| e.0 == g).map(|e| e.1);
+                found.ok_or_else(|| {
+                    AgentError::InvalidArgument(format!("group {g:?} is not in the image's /etc/group; use a numeric gid"))
+                })?
+            }
+        },
+    };
+    Ok(Ids { uid, gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers_resolve_from_the_top_layer() {
+        let top = tempfile::tempdir().unwrap();
+        let bottom = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(top.path().join("etc")).unwrap();
+        std::fs::create_dir_all(bottom.path().join("etc")).unwrap();
+        std::fs::write(top.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\nwww:x:33:34::/:/bin/false\n").unwrap();
+        std::fs::write(bottom.path().join("etc/passwd"), "www:x:99:99::/:/bin/false\n").unwrap();
+        std::fs::write(bottom.path().join("etc/group"), "staff:x:50:\n").unwrap();
+        let layers = [top.path().to_owned(), bottom.path().to_owned()];
+        assert_eq!(resolve("", &layers).unwrap(), Ids { uid: 0, gid: 0 });
+        assert_eq!(resolve("www", &layers).unwrap(), Ids { uid: 33, gid: 34 });
+        assert_eq!(resolve("33", &layers).unwrap(), Ids { uid: 33, gid: 34 });
+        assert_eq!(resolve("1000:1000", &layers).unwrap(), Ids { uid: 1000, gid: 1000 });
+        assert_eq!(resolve("www:staff", &layers).unwrap(), Ids { uid: 33, gid: 50 });
+        assert!(resolve("nobody", &layers).unwrap_err().to_string().contains("not in the image"));
+    }
+
+    #[test]
+    fn a_symlinked_passwd_resolves_inside_the_layer() {
+        let layer = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(layer.path().join("etc")).unwrap();
+        // Points at the node's /etc/passwd if followed naively.
+        std::os::unix::fs::symlink("/etc/passwd", layer.path().join("etc/passwd")).unwrap();
+        assert!(resolve("root", &[layer.path().to_owned()]).is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! The container itself, through libcontainer: the rootfs overlay, create +
+//! start, and the cleanup after exit. Runs while the shim is still
+//! single-threaded.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+/// The overlay the agent asks for, in `bundle/rootfs.json`. Without the
+/// file, `bundle/rootfs` is used as it is (a prepared bundle).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overlay {
+    /// Unpacked layers, topmost first.
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+pub const OVERLAY_FILE: &str = "rootfs.json";
+
+pub fn mount_rootfs(bundle: &Path) -> Result<bool, String> {
+    let file = bundle.join(OVERLAY_FILE);
+    let data = match std::fs::read(&file) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    let o: Overlay = serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", file.display()))?;
+    let target = bundle.join("rootfs");
+    for d in [&target, &o.upper, &o.work] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    // A mount left by a shim that died: replace it.
+    let _ = umount2(&target, MntFlags::MNT_DETACH);
+    let lower: Vec<String> = o.lower.iter().map(|p| p.display().to_string()).collect();
+    if lower.is_empty() {
+        return Err("the image has no layers".into());
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), o.upper.display(), o.work.display());
+    mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(|e| format!("mounting the overlay rootfs at {}: {e}", target.display()))?;
+    Ok(true)
+}
+
+pub fn unmount_rootfs(bundle: &Path) {
+    if let Err(e) = umount2(&bundle.join("rootfs"), MntFlags::MNT_DETACH) {
+        tracing::warn!(error = %e, "unmounting the rootfs");
+    }
+}
+
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Removes what a dead shim left of container `id` in `root`.
+pub fn remove_stale(root: &Path, id: &str) {
+    let dir = root.join(id);
+    if !dir.exists() {
+        return;
+    }
+    match Container::load(dir.clone()) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!(error = %e, "deleting a stale container");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "loading a stale container"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates and starts the container; returns the pid of its init.
+pub fn create_and_start(id: &str, root: &Path, bundle: &Path, stdio: Stdio) -> Result<i32, String> {
+    remove_stale(root, id);
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
+        .with_root_path(root)
+        .map_err(|e| format!("state root {}: {e}", root.display()))?
+        .with_stdin(stdio.stdin)
+        .with_stdout(stdio.stdout)
+        .with_stderr(stdio.stderr)
+        .validate_id()
+        .map_err(|e| format!("container id {id:?}: {e}"))?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("creating the container: {e}"))?;
+    let pid = container.pid().map(|p| p.as_raw()).ok_or("the container has no init pid")?;
+    if let Err(e) = container.start() {
+        let _ = container.delete(true);
+        return Err(format!("starting the container: {e}"));
+    }
+    Ok(pid)
+}
+
+/// Deletes the container (its cgroup and libcontainer state).
+pub fn delete(root: &Path, id: &str) {
+    match Container::load(root.join(id)) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                tracing::warn!(error = %e, "deleting the container");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "loading the container for deletion"),
+    }
+}

@@ -1,0 +1,495 @@
+//! `orcctl image …` and `orcctl container …`: fan out over `--nodes` like
+//! the node commands; pull shows a progress bar per layer.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+
+use futures::future::join_all;
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use orc_proto::container::containers_client::ContainersClient;
+use orc_proto::container::images_client::ImagesClient;
+use orc_proto::container::*;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::cli::{ContainerCommand, ImageCommand, Output, RegistryLogin, RunArgs};
+use crate::commands::{done, split};
+use crate::connect::{self, Trust};
+use crate::error::CliError;
+use crate::output::{bytes, table};
+
+async fn images(addr: &str, trust: &Trust) -> Result<ImagesClient<Channel>, CliError> {
+    Ok(ImagesClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
+}
+
+async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
+    Ok(ContainersClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
+}
+
+/// Runs `f` for every node at once; results in node order.
+async fn fan<T, F, Fut>(nodes: &[String], f: F) -> Vec<(String, Result<T, CliError>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
+    let results = join_all(nodes.iter().map(|n| f(n.clone()))).await;
+    nodes.iter().cloned().zip(results).collect()
+}
+
+fn login(l: &RegistryLogin) -> Result<Option<RegistryAuth>, CliError> {
+    let Some(username) = &l.username else { return Ok(None) };
+    let mut password = String::new();
+    if l.password_stdin {
+        std::io::stdin()
+            .read_to_string(&mut password)
+            .map_err(|e| CliError::Usage(format!("reading the password from stdin: {e}")))?;
+    }
+    Ok(Some(RegistryAuth { username: username.clone(), password: password.trim_end_matches(['\n', '\r']).to_string() }))
+}
+
+fn short(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+fn age(unix: i64) -> String {
+    if unix <= 0 {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let s = (now - unix).max(0);
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+    match cmd {
+        ImageCommand::Pull { reference, login: l } => {
+            let auth = login(&l)?;
+            let bars = MultiProgress::new();
+            let style = ProgressStyle::with_template("{prefix:.bold} {msg:>12} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            let results = fan(nodes, |n| {
+                let (reference, auth, bars, style) = (reference.clone(), auth.clone(), bars.clone(), style.clone());
+                let prefix = nodes.len() > 1;
+                async move {
+                    let mut c = images(&n, trust).await?;
+                    let mut s = c.pull(PullRequest { reference, auth }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner();
+                    let mut layer_bars: HashMap<String, ProgressBar> = HashMap::new();
+                    let mut image = None;
+                    while let Some(p) = s.next().await {
+                        match p.map_err(|e| CliError::from_status(&n, e))?.event {
+                            Some(pull_progress::Event::Layer(l)) => {
+                                let bar = layer_bars.entry(l.digest.clone()).or_insert_with(|| {
+                                    let b = bars.add(ProgressBar::new(l.total).with_style(style.clone()));
+                                    let who = if prefix { format!("{n} {}", short(&l.digest)) } else { short(&l.digest) };
+                                    b.set_prefix(who);
+                                    b
+                                });
+                                bar.set_length(l.total.max(l.current));
+                                bar.set_position(l.current);
+                                bar.set_message(l.state.clone());
+                                if l.state == "done" || l.state == "exists" {
+                                    bar.finish();
+                                }
+                            }
+                            Some(pull_progress::Event::Image(i)) => image = Some(i),
+                            None => {}
+                        }
+                    }
+                    image.ok_or_else(|| CliError::Rpc { node: n.clone(), code: tonic::Code::Internal, msg: "the pull ended without an image".into() })
+                }
+            })
+            .await;
+            let (ok, err) = split(results);
+            for (n, i) in &ok {
+                match out {
+                    Output::Json => println!("{}", json!({"node": n, "name": i.name, "id": i.id, "digest": i.digest, "size": i.size})),
+                    Output::Table => println!("{n}: pulled {} ({}, {})", i.name, short(&i.id), bytes(i.size)),
+                }
+            }
+            done(err)
+        }
+        ImageCommand::Load { file, name } => {
+            let meta = std::fs::metadata(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+            let results = fan(nodes, |n| {
+                let (file, name) = (file.clone(), name.clone().unwrap_or_default());
+                async move {
+                    let mut f = std::fs::File::open(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                    let (tx, rx) = mpsc::channel(8);
+                    let reader = tokio::task::spawn_blocking(move || {
+                        let mut first = true;
+                        loop {
+                            let mut buf = vec![0u8; 1 << 20];
+                            let k = f.read(&mut buf)?;
+                            if k == 0 {
+                                return Ok::<(), std::io::Error>(());
+                            }
+                            buf.truncate(k);
+                            let chunk = LoadChunk { data: buf, name: if first { name.clone() } else { String::new() } };
+                            first = false;
+                            if tx.blocking_send(chunk).is_err() {
+                                return Ok(());
+                            }
+                        }
+                    });
+                    let mut c = images(&n, trust).await?;
+                    let r = c.load(ReceiverStream::new(rx)).await.map_err(|e| CliError::from_status(&n, e));
+                    reader
+                        .await
+                        .map_err(|e| CliError::Usage(e.to_string()))?
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                    Ok(r?.into_inner())
+                }
+            })
+            .await;
+            let (ok, err) = split(results);
+            for (n, r) in &ok {
+                for i in &r.images {
+                    match out {
+                        Output::Json => println!("{}", json!({"node": n, "name": i.name, "id": i.id, "size": i.size})),
+                        Output::Table => println!("{n}: loaded {} ({}, {} from a {} archive)", i.name, short(&i.id), bytes(i.size), bytes(meta.len())),
+                    }
+                }
+            }
+            done(err)
+        }
+        ImageCommand::Ls => {
+            let (ok, err) = split(fan(nodes, |n| async move {
+                let mut c = images(&n, trust).await?;
+                Ok(c.list(ListImagesRequest {}).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+            })
+            .await);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| json!({"node": n,
+                    "name": i.name, "id": i.id, "digest": i.digest, "size": i.size, "created": i.created, "layers": i.layers}))).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "NAME", "ID", "SIZE", "LAYERS", "CREATED"],
+                    &ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| vec![n.clone(), i.name.clone(), short(&i.id), bytes(i.size),
+                        i.layers.len().to_string(), age(i.created)])).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
+        ImageCommand::Rm { name } => {
+            let (ok, err) = split(fan(nodes, |n| {
+                let name = name.clone();
+                async move {
+                    let mut c = images(&n, trust).await?;
+                    Ok(c.remove(RemoveImageRequest { name }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                }
+            })
+            .await);
+            for (n, r) in ok {
+                println!("{n}: untagged {}; freed {}", r.untagged.join(", "), bytes(r.reclaimed));
+            }
+            done(err)
+        }
+    }
+}
+
+/// `64m`, `1g`, `512k`, `1048576`.
+pub fn parse_bytes(s: &str) -> Result<u64, CliError> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| CliError::Usage(format!("{s:?} is not a size (e.g. 64m, 1g, 1048576)")))?;
+    Ok((n * mult as f64) as u64)
+}
+
+pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
+    let mut mounts = Vec::new();
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (source, target, ro) = match parts.as_slice() {
+            [s, t] => (s, t, false),
+            [s, t, "ro"] => (s, t, true),
+            [s, t, "rw"] => (s, t, false),
+            _ => return Err(CliError::Usage(format!("volume {v:?} is not /node/path:/container/path[:ro]"))),
+        };
+        mounts.push(Mount { r#type: "bind".into(), source: source.to_string(), target: target.to_string(), read_only: ro });
+    }
+    for t in &a.tmpfs {
+        mounts.push(Mount { r#type: "tmpfs".into(), source: String::new(), target: t.clone(), read_only: false });
+    }
+    let (condition, max_attempts) = match a.restart.split_once(':') {
+        Some((c, n)) => (c.to_string(), n.parse().map_err(|_| CliError::Usage(format!("restart {:?}: {n:?} is not a number", a.restart)))?),
+        None => (a.restart.clone(), 0),
+    };
+    Ok(ContainerSpec {
+        name: a.name.clone().unwrap_or_default(),
+        image: a.image.clone(),
+        command: a.entrypoint.iter().cloned().collect(),
+        args: a.args.clone(),
+        env: a.env.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        mounts,
+        read_only: a.read_only,
+        resources: Some(Resources { cpus: a.cpus, memory: a.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0), pids: a.pids_limit }),
+        restart: Some(RestartPolicy { condition, max_attempts }),
+        auth: login(&a.login)?,
+    })
+}
+
+fn exit_text(c: &Container) -> String {
+    match (&c.state[..], &c.exit) {
+        ("exited", Some(e)) if e.oom_killed => format!("exited {} (OOM killed)", e.code),
+        ("exited", Some(e)) if e.signal != 0 => format!("exited {} (signal {})", e.code, e.signal),
+        ("exited", Some(e)) => format!("exited {}", e.code),
+        (s, _) => s.to_string(),
+    }
+}
+
+fn container_json(n: &str, c: &Container) -> serde_json::Value {
+    json!({"node": n, "id": c.id, "name": c.name, "image": c.image, "image_id": c.image_id, "state": c.state, "pid": c.pid,
+        "created": c.created, "started": c.started, "finished": c.finished, "restart_count": c.restart_count,
+        "exit": c.exit.as_ref().map(|e| json!({"code": e.code, "signal": e.signal, "oom_killed": e.oom_killed}))})
+}
+
+pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+    match cmd {
+        ContainerCommand::Run(a) => {
+            let spec = run_spec(&a)?;
+            let (ok, err) = split(fan(nodes, |n| {
+                let spec = spec.clone();
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    Ok(c.run(RunRequest { spec: Some(spec) }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                }
+            })
+            .await);
+            for (n, c) in &ok {
+                match out {
+                    Output::Json => println!("{}", container_json(n, c)),
+                    Output::Table if nodes.len() > 1 => println!("{n}: {}", c.id),
+                    Output::Table => println!("{}", c.id),
+                }
+            }
+            done(err)
+        }
+        ContainerCommand::Ls { all } => {
+            let (ok, err) = split(fan(nodes, |n| async move {
+                let mut c = containers(&n, trust).await?;
+                Ok(c.list(ListContainersRequest { all }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+            })
+            .await);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.containers.iter().map(move |c| container_json(n, c))).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "ID", "NAME", "IMAGE", "STATE", "CREATED", "RESTARTS"],
+                    &ok.iter().flat_map(|(n, r)| r.containers.iter().map(move |c| vec![n.clone(), short(&c.id), c.name.clone(), c.image.clone(),
+                        exit_text(c), age(c.created), c.restart_count.to_string()])).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
+        ContainerCommand::Inspect { id } => {
+            let (ok, err) = split(fan(nodes, |n| {
+                let id = id.clone();
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    Ok(c.inspect(InspectRequest { id }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                }
+            })
+            .await);
+            let docs: Vec<_> = ok
+                .iter()
+                .map(|(n, r)| {
+                    let mut v = r.container.as_ref().map(|c| container_json(n, c)).unwrap_or_default();
+                    v["spec"] = serde_json::from_str(&r.oci_spec).unwrap_or_default();
+                    if let Some(s) = &r.stats {
+                        v["stats"] = json!({"memory_current": s.memory_current, "memory_max": s.memory_max,
+                            "cpu_usage_usec": s.cpu_usage_usec, "pids_current": s.pids_current});
+                    }
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&docs).unwrap_or_default());
+            done(err)
+        }
+        ContainerCommand::Logs { id, follow, tail, timestamps } => {
+            let prefix = nodes.len() > 1;
+            let results = fan(nodes, |n| {
+                let id = id.clone();
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    let mut s = c.logs(LogsRequest { id, follow, tail }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner();
+                    while let Some(e) = s.next().await {
+                        let e = e.map_err(|e| CliError::from_status(&n, e))?;
+                        let text = String::from_utf8_lossy(&e.line);
+                        match out {
+                            Output::Json => println!("{}", json!({"node": n, "time": e.time, "stream": e.stream, "line": text})),
+                            Output::Table => {
+                                let mut line = String::new();
+                                if prefix {
+                                    line.push_str(&format!("{n}: "));
+                                }
+                                if timestamps {
+                                    line.push_str(&format!("{} ", e.time));
+                                }
+                                line.push_str(&text);
+                                if e.stream == "stderr" {
+                                    eprintln!("{line}");
+                                } else {
+                                    println!("{line}");
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+            done(split(results).1)
+        }
+        ContainerCommand::Exec { interactive, tty, env, user, workdir, id, command } => {
+            let [node] = nodes else {
+                return Err(CliError::Usage("exec runs on one node: pass a single --nodes".into()));
+            };
+            exec(node, trust, ExecStart { container: id, args: command, env, tty, user, workdir, rows: 0, cols: 0 }, interactive).await
+        }
+        ContainerCommand::Stop { id, timeout } => {
+            let (ok, err) = split(fan(nodes, |n| {
+                let id = id.clone();
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    Ok(c.stop(StopRequest { id, timeout }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                }
+            })
+            .await);
+            for (n, c) in ok {
+                println!("{n}: {} {}", c.name, exit_text(&c));
+            }
+            done(err)
+        }
+        ContainerCommand::Kill { id, signal } => {
+            let (ok, err) = split(fan(nodes, |n| {
+                let (id, signal) = (id.clone(), signal.clone());
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    Ok(c.kill(KillRequest { id, signal }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                }
+            })
+            .await);
+            for (n, c) in ok {
+                println!("{n}: {} {}", c.name, exit_text(&c));
+            }
+            done(err)
+        }
+        ContainerCommand::Rm { id, force } => {
+            let (ok, err) = split(fan(nodes, |n| {
+                let id = id.clone();
+                async move {
+                    let mut c = containers(&n, trust).await?;
+                    c.remove(RemoveContainerRequest { id, force }).await.map_err(|e| CliError::from_status(&n, e))?;
+                    Ok(())
+                }
+            })
+            .await);
+            for (n, _) in ok {
+                println!("{n}: removed {id}");
+            }
+            done(err)
+        }
+    }
+}
+
+/// An exec session: stdin (with `-i`) and window changes up, output down;
+/// returns the process's exit code as [`CliError::Exit`] when it is not 0.
+async fn exec(node: &str, trust: &Trust, mut start: ExecStart, interactive: bool) -> Result<(), CliError> {
+    if start.tty && !crate::terminal::is_terminal() {
+        return Err(CliError::Usage("-t needs a terminal on stdin and stdout; drop -t when piping".into()));
+    }
+    if start.tty {
+        (start.rows, start.cols) = crate::terminal::size();
+    }
+    let tty = start.tty;
+    let (tx, rx) = mpsc::channel(16);
+    let _ = tx.send(ExecInput { input: Some(exec_input::Input::Start(start)) }).await;
+    if interactive {
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(ExecInput { input: Some(exec_input::Input::Stdin(buf[..n].to_vec())) }).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.blocking_send(ExecInput { input: Some(exec_input::Input::CloseStdin(true)) });
+        });
+    } else {
+        let _ = tx.send(ExecInput { input: Some(exec_input::Input::CloseStdin(true)) }).await;
+    }
+    if tty {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else { return };
+            while winch.recv().await.is_some() {
+                let (rows, cols) = crate::terminal::size();
+                if tx.send(ExecInput { input: Some(exec_input::Input::Resize(Resize { rows, cols })) }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut c = containers(node, trust).await?;
+    let mut s = c.exec(ReceiverStream::new(rx)).await.map_err(|e| CliError::from_status(node, e))?.into_inner();
+    let _raw = tty.then(crate::terminal::RawMode::enter);
+    let mut code = 0;
+    while let Some(m) = s.next().await {
+        match m.map_err(|e| CliError::from_status(node, e))?.output {
+            Some(exec_output::Output::Stdout(d)) => {
+                let mut o = std::io::stdout().lock();
+                let _ = o.write_all(&d);
+                let _ = o.flush();
+            }
+            Some(exec_output::Output::Stderr(d)) => {
+                let _ = std::io::stderr().write_all(&d);
+            }
+            Some(exec_output::Output::Exit(e)) => {
+                code = if e.code != 0 { e.code } else if e.signal != 0 { 128 + e.signal } else { 0 };
+                break;
+            }
+            None => {}
+        }
+    }
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Exit(code.clamp(1, 255) as u8))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+    }
+}
