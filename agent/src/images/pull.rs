@@ -22,6 +22,8 @@ const PARALLEL_LAYERS: usize = 3;
 pub type Progress = mpsc::Sender<pb::PullProgress>;
 
 fn client(store: &ImageStore) -> Client {
+    // reqwest panics without a process-wide rustls provider; ours is ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(store.insecure_registries.clone()),
         platform_resolver: Some(Box::new(linux_amd64_resolver)),
@@ -55,7 +57,7 @@ fn registry_error(r: &Reference, insecure: bool, e: OciDistributionError) -> Age
             let text = envelope.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
             let code = envelope.errors.first().map(|e| format!("{:?}", e.code)).unwrap_or_default();
             if code.contains("Unknown") {
-                AgentError::NotFound(format!("{what}: {text}"))
+                AgentError::NotFound(format!("{what}: no such image or tag in the registry ({text})"))
             } else if code.contains("Unauthorized") || code.contains("Denied") {
                 AgentError::FailedPrecondition(format!("{what}: {text}; pass --username and --password-stdin"))
             } else {

@@ -241,15 +241,29 @@ impl Runtime {
     }
 
     /// The exit of the container behind the shim, however the shim ends.
+    /// A broken Wait call is retried while the shim still answers.
     async fn wait_shim(&self, id: &str) -> ExitInfo {
         let socket = self.socket(id);
-        if let Ok(mut c) = shim_client::connect(&socket).await {
-            if let Ok(e) = c.wait(spb::WaitRequest {}).await {
-                let e = e.into_inner();
-                if let Some(info) = self.exit_file(id) {
-                    return info;
+        let mut failures = 0;
+        while let Ok(mut c) = shim_client::connect(&socket).await {
+            match c.wait(spb::WaitRequest {}).await {
+                Ok(e) => {
+                    let e = e.into_inner();
+                    return self.exit_file(id).unwrap_or(ExitInfo {
+                        code: e.code,
+                        signal: e.signal,
+                        oom_killed: e.oom_killed,
+                        finished: crate::images::now(),
+                    });
                 }
-                return ExitInfo { code: e.code, signal: e.signal, oom_killed: e.oom_killed, finished: crate::images::now() };
+                Err(s) => {
+                    failures += 1;
+                    tracing::warn!(%id, error = %s, failures, "waiting on the shim failed; asking again");
+                    if failures > 10 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 * failures)).await;
+                }
             }
         }
         // The shim is gone: it left exit.json, or it died with the node.

@@ -44,6 +44,21 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability::AuditWrite,
 ];
 
+/// Open files a container may have: Docker's usual 1048576, capped by the
+/// kernel's `fs.nr_open`, and by the agent's own hard limit where the agent
+/// cannot raise it (no CAP_SYS_RESOURCE, as in some sandboxes): asking for
+/// more than that fails the container with EPERM.
+pub fn max_open_files() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok());
+    let want: u64 = nr_open.unwrap_or(1_048_576).min(1_048_576);
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 4096));
+    if hard < want && setrlimit(Resource::RLIMIT_NOFILE, soft, want).is_ok() {
+        return want;
+    }
+    want.min(hard)
+}
+
 /// CFS period for CPU quotas.
 const CPU_PERIOD: u64 = 100_000;
 
@@ -144,20 +159,26 @@ pub fn generate(
     }
     process.set_cwd(cwd.into());
     process.set_user(UserBuilder::default().uid(ids.uid).gid(ids.gid).build().map_err(spec_err)?);
-    process.set_no_new_privileges(Some(false));
+    // Unset, not `false`: Docker's default (setuid binaries work), and
+    // libcontainer then loads the seccomp filter while the process still
+    // has CAP_SYS_ADMIN; with `Some(false)` it loads it after dropping
+    // capabilities and the kernel refuses it.
+    process.set_no_new_privileges(None);
     let caps: std::collections::HashSet<Capability> = CAPABILITIES.iter().copied().collect();
     process.set_capabilities(Some(
         LinuxCapabilitiesBuilder::default()
             .bounding(caps.clone())
             .effective(caps.clone())
             .permitted(caps)
+            .inheritable(std::collections::HashSet::new())
+            .ambient(std::collections::HashSet::new())
             .build()
             .map_err(spec_err)?,
     ));
     process.set_rlimits(Some(vec![PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
-        .soft(1_048_576u64)
-        .hard(1_048_576u64)
+        .soft(max_open_files())
+        .hard(max_open_files())
         .build()
         .map_err(spec_err)?]));
     spec.set_process(Some(process));

@@ -152,6 +152,17 @@ pub fn main(args: ShimArgs) -> i32 {
             return 1;
         }
     };
+    // The socket exists before the readiness line, so the agent can always
+    // connect once it has read it.
+    let sock = args.run.join(SOCKET);
+    let _ = std::fs::remove_file(&sock);
+    let listener = match std::os::unix::net::UnixListener::bind(&sock).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+        Ok(l) => l,
+        Err(e) => {
+            ready(serde_json::json!({ "error": format!("{}: {e}", sock.display()) }));
+            return 1;
+        }
+    };
     let mounted = match container::mount_rootfs(&bundle) {
         Ok(m) => m,
         Err(e) => {
@@ -211,7 +222,7 @@ pub fn main(args: ShimArgs) -> i32 {
             return 1;
         }
     };
-    let exit = rt.block_on(serve(shim.clone(), log, out_r, err_r, mounted, &args.dir));
+    let exit = rt.block_on(serve(shim.clone(), listener, log, out_r, err_r, mounted, &args.dir));
     tracing::info!(id = %args.id, code = exit.code, signal = exit.signal, oom = exit.oom_killed, "container exited");
     0
 }
@@ -234,6 +245,7 @@ async fn pump(fd: OwnedFd, stream: usize, log: Arc<Mutex<log::LogWriter>>) {
 
 async fn serve(
     shim: Arc<Shim>,
+    listener: std::os::unix::net::UnixListener,
     log: log::LogWriter,
     out: OwnedFd,
     err: OwnedFd,
@@ -251,8 +263,7 @@ async fn serve(
     let pumps = [tokio::spawn(pump(out, 0, log.clone())), tokio::spawn(pump(err, 1, log.clone()))];
 
     let sock = shim.run.join(SOCKET);
-    let _ = std::fs::remove_file(&sock);
-    match tokio::net::UnixListener::bind(&sock) {
+    match tokio::net::UnixListener::from_std(listener) {
         Ok(listener) => {
             let svc = orc_proto::shim::shim_server::ShimServer::new(server::ShimService { shim: shim.clone() });
             tokio::spawn(

@@ -1,0 +1,204 @@
+//! Process-level tests of the container runtime: a real agent (as root, in
+//! a private mount namespace with cgroup2), a real docker-registry on
+//! loopback, a busybox image built here and pushed to it, and the orcctl
+//! binary. Skipped when not root.
+
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use orc_e2e::agent::{can_run_containers, AgentProcess, Options};
+use orc_e2e::oci;
+use orc_e2e::paths::debug_bin;
+use orc_e2e::registry::Registry;
+use orcctl::commands::{bootstrap, save_context};
+use orcctl::connect::Trust;
+
+struct Ctl {
+    config: std::path::PathBuf,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ctl {
+    fn run(&self, args: &[&str]) -> Out {
+        let o = Command::new(debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output().unwrap();
+        let out = Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        };
+        eprintln!("$ orcctl {}\n  -> {} {:?} {:?}", args.join(" "), out.code, out.stdout, out.stderr);
+        out
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(o.code, 0, "orcctl {args:?} failed: {}", o.stderr);
+        o.stdout
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+    /// The container named `name` in `container ls -a`.
+    fn container(&self, name: &str) -> serde_json::Value {
+        let all = self.json(&["container", "ls", "-a"]);
+        all.as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_default()
+    }
+    fn wait_state(&self, name: &str, state: &str) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let c = self.container(name);
+            if c["state"] == state {
+                return c;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{name} never became {state}: {c}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn wait_http(port: u16) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(body) = http_get(port) {
+            return body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing answers on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn images_and_containers_on_a_real_agent() {
+    if !can_run_containers() {
+        eprintln!("skipped: running containers needs root");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let registry = Registry::start().unwrap();
+    let image = oci::busybox(0).unwrap();
+    let name = rt.block_on(registry.push(&image, "orc/busybox:1")).unwrap();
+    let mut agent =
+        AgentProcess::start_with(Options { runtime: true, insecure_registries: vec![registry.host()] }).unwrap();
+    let cfg = agent.dir.path().join("orcctl.toml");
+    let fp = agent.fingerprint().unwrap();
+    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(fp), "t", "admin")).unwrap();
+    save_context(&cfg, "t", ctx).unwrap();
+    let ctl = Ctl { config: cfg };
+
+    // Images: pull, list, a missing tag, a registry that is not there.
+    assert!(ctl.ok(&["image", "pull", &name]).contains("pulled"));
+    let images = ctl.json(&["image", "ls"]);
+    assert_eq!(images[0]["name"], name.as_str(), "{images}");
+    assert_eq!(images[0]["layers"].as_array().unwrap().len(), 2);
+    let missing = ctl.run(&["image", "pull", &format!("{}/orc/busybox:nope", registry.host())]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("no such image"), "{}", missing.stderr);
+    let unreachable = ctl.run(&["image", "pull", "127.0.0.1:1/x:1"]);
+    assert!(unreachable.stderr.contains("cannot reach the registry"), "{}", unreachable.stderr);
+
+    // A web server with host networking.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let id = ctl.ok(&["container", "run", "--name", "web", &name, "--", "httpd", "-f", "-p", &listen, "-h", "/www"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert_eq!(wait_http(port), oci::INDEX_HTML);
+    let dup = ctl.run(&["container", "run", "--name", "web", &name]);
+    assert!(dup.stderr.contains("exists"), "{}", dup.stderr);
+
+    // Exec: output, exit code, the whiteout of the second layer, users.
+    let o = ctl.run(&["container", "exec", "web", "--", "sh", "-c", "echo out; echo err >&2; cat /etc/motd; exit 7"]);
+    assert_eq!(o.code, 7);
+    assert_eq!(o.stdout, "out\n");
+    assert!(o.stderr.contains("err") && o.stderr.contains("motd"), "{}", o.stderr);
+    assert_eq!(ctl.ok(&["container", "exec", "-u", "www", "web", "--", "id", "-u"]), "33\n");
+    assert_eq!(ctl.ok(&["container", "exec", "-e", "X=1", "web", "--", "sh", "-c", "echo $X$ORC_TEST"]), "1image\n");
+    let stdin = Command::new(debug_bin("orcctl"))
+        .arg("--config")
+        .arg(&ctl.config)
+        .args(["container", "exec", "-i", "web", "--", "wc", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    stdin.stdin.as_ref().unwrap().write_all(b"twelve bytes").unwrap();
+    let o = stdin.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "12");
+
+    // Logs of a short-lived container, with its environment.
+    ctl.ok(&["container", "run", "--name", "hello", "-e", "A=b", &name, "--", "sh", "-c", "echo to-stdout; env; echo to-stderr >&2; exit 3"]);
+    let hello = ctl.wait_state("hello", "exited");
+    assert_eq!(hello["exit"]["code"], 3, "{hello}");
+    let logs = ctl.run(&["container", "logs", "hello"]);
+    assert!(logs.stdout.contains("to-stdout") && logs.stdout.contains("A=b") && logs.stdout.contains("ORC_TEST=image"), "{}", logs.stdout);
+    assert!(logs.stderr.contains("to-stderr"), "{}", logs.stderr);
+    assert_eq!(ctl.ok(&["container", "logs", "--tail", "1", "hello"]), "");
+    let inspect: serde_json::Value = serde_json::from_str(&ctl.ok(&["container", "inspect", "hello"])).unwrap();
+    assert_eq!(inspect[0]["spec"]["linux"]["cgroupsPath"], format!("/orc/{}", inspect[0]["id"].as_str().unwrap()));
+
+    // Restart policy: on-failure with a limit.
+    ctl.ok(&["container", "run", "--name", "flaky", "--restart", "on-failure:2", &name, "--", "sh", "-c", "echo try; exit 1"]);
+    let start = Instant::now();
+    loop {
+        let c = ctl.container("flaky");
+        if c["restart_count"] == 2 && c["state"] == "exited" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "flaky: {c}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ctl.ok(&["container", "logs", "flaky"]).matches("try").count(), 3);
+
+    // The agent dies: the web server keeps serving, the new agent re-attaches.
+    agent.restart().unwrap();
+    assert_eq!(http_get(port).as_deref(), Some(oci::INDEX_HTML));
+    assert_eq!(ctl.container("web")["state"], "running");
+    assert_eq!(ctl.ok(&["container", "exec", "web", "--", "echo", "still here"]), "still here\n");
+
+    // Stop, remove, image garbage collection.
+    let rm = ctl.run(&["container", "rm", "web"]);
+    assert!(rm.stderr.contains("is running"), "{}", rm.stderr);
+    assert!(ctl.ok(&["container", "stop", "-t", "2", "web"]).contains("exited"));
+    assert!(http_get(port).is_none());
+    let in_use = ctl.run(&["image", "rm", &name]);
+    assert!(in_use.stderr.contains("used by"), "{}", in_use.stderr);
+    for c in ["web", "hello", "flaky"] {
+        ctl.ok(&["container", "rm", c]);
+    }
+    assert!(ctl.ok(&["image", "rm", &name]).contains("freed"));
+    let layers = std::fs::read_dir(agent.state_dir().join("images/layers/sha256")).unwrap().count();
+    assert_eq!(layers, 0);
+
+    // Air-gapped: an OCI layout archive; then a corrupt one.
+    let archive = agent.dir.path().join("busybox.tar");
+    std::fs::write(&archive, image.layout_tar("local/busybox:2").unwrap()).unwrap();
+    assert!(ctl.ok(&["image", "load", archive.to_str().unwrap()]).contains("local/busybox:2"));
+    ctl.ok(&["container", "run", "--name", "loaded", "local/busybox:2", "--", "true"]);
+    assert_eq!(ctl.wait_state("loaded", "exited")["exit"]["code"], 0);
+    std::fs::write(&archive, b"not an archive at all").unwrap();
+    let bad = ctl.run(&["image", "load", archive.to_str().unwrap()]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("image archive"), "{}", bad.stderr);
+    let missing = ctl.run(&["container", "run", "nope/nothing:1"]);
+    assert_ne!(missing.code, 0);
+    eprintln!("{}", agent.log());
+}
