@@ -15,6 +15,8 @@ pub const IP: &str = "orc.ip";
 pub const HOSTNAME: &str = "orc.hostname";
 /// `TOKEN@ADDR`: join a cluster by itself on first boot.
 pub const JOIN: &str = "orc.join";
+/// Registries the node reaches over plain HTTP: `host:port[,host:port…]`.
+pub const INSECURE_REGISTRIES: &str = "orc.insecure_registries";
 
 /// The filesystem label of the STATE partition.
 pub const STATE_LABEL: &str = "ORC_STATE";

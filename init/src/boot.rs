@@ -128,7 +128,12 @@ async fn main_loop(cmd: Cmdline) -> BootError {
     };
     set_hostname(&cmd, dhcp_hostname);
 
-    let agent = Service::new("agent", Path::new(AGENT_PATH), &["--init-pid", "1"]);
+    let mut agent_args = vec!["--init-pid".to_string(), "1".to_string()];
+    for r in &cmd.insecure_registries {
+        agent_args.extend(["--insecure-registry".to_string(), r.clone()]);
+    }
+    let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+    let agent = Service::new("agent", Path::new(AGENT_PATH), &agent_args);
     let run = Path::new(RUN_DIR);
     let mut sup = Supervisor::new(vec![agent], &run.join("log"), &run.join("services.json"));
     sup.start_due();

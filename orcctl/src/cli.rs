@@ -59,6 +59,8 @@ pub enum Command {
     },
     /// What PID 1 supervises on nodes.
     Services,
+    /// Restart a service PID 1 supervises (today: agent; containers keep running).
+    Restart { service: String },
     /// Images on nodes: pull, load, list, remove.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -230,6 +230,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await;
             done(split(nodes.iter().cloned().zip(results).collect()).1)
         }
+        Command::Restart { service } => {
+            let (ok, err) = split(
+                each(&nodes, &trust, |mut c| {
+                    let service = service.clone();
+                    async move { c.restart_service(RestartServiceRequest { service }).await }
+                })
+                .await,
+            );
+            for (n, _) in ok {
+                println!("{n}: restarting {service}");
+            }
+            done(err)
+        }
         Command::Image(cmd) => crate::runtime::image(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => crate::runtime::container(cmd, &nodes, &trust, out).await,
         Command::Cluster(_) | Command::Config(_) => Ok(()),

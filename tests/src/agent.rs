@@ -15,6 +15,8 @@ use crate::paths::debug_bin;
 pub struct Options {
     pub runtime: bool,
     pub insecure_registries: Vec<String>,
+    /// Another agent binary (e.g. the static release one for benchmarks).
+    pub binary: Option<PathBuf>,
 }
 
 pub struct AgentProcess {
@@ -30,7 +32,7 @@ pub fn can_run_containers() -> bool {
 }
 
 fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<Child> {
-    let bin = debug_bin("orc-agent");
+    let bin = opts.binary.clone().unwrap_or_else(|| debug_bin("orc-agent"));
     anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bins` first", bin.display());
     let run = dir.join("run");
     let _ = std::fs::remove_file(run.join("api.addr"));

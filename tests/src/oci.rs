@@ -16,7 +16,7 @@ pub const INDEX_HTML: &str = "hello from an orc container\n";
 
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "echo", "cat", "sleep", "ls", "httpd", "yes", "dd", "head", "wc", "id", "env", "ps",
-    "kill", "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget",
+    "kill", "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget", "tail", "tr", "[", "test",
 ];
 
 pub struct Image {

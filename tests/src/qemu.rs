@@ -13,7 +13,7 @@ use anyhow::Context;
 
 pub const STATE_DISK_BYTES: u64 = 2 << 30;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeSpec {
     pub name: String,
     /// Per-node directory: console.log, state.img, qemu.pid, qmp.sock.
@@ -29,6 +29,10 @@ pub struct NodeSpec {
     pub memory_mb: u32,
     /// Run detached (for `cargo xtask qemu`); otherwise a child of the caller.
     pub daemonize: bool,
+    /// Appended to the kernel command line (e.g. `orc.insecure_registries=…`).
+    pub extra_cmdline: String,
+    /// More (host loopback port, guest port) TCP forwards on the user-net NIC.
+    pub forwards: Vec<(u16, u16)>,
 }
 
 #[derive(serde::Deserialize)]
@@ -83,6 +87,10 @@ pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
     if let Some((_, i)) = &spec.l2 {
         c.push_str(&format!(" orc.ip=eth1:10.42.0.{}/24", 10 + *i as u32));
     }
+    if !spec.extra_cmdline.is_empty() {
+        c.push(' ');
+        c.push_str(&spec.extra_cmdline);
+    }
     Ok(c)
 }
 
@@ -107,7 +115,11 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         "-append".into(), cmdline.into(),
         "-drive".into(), format!("file={},format=raw,if=virtio,readonly=on", root.display()),
         "-drive".into(), format!("file={},format=raw,if=virtio", d("state.img")),
-        "-netdev".into(), format!("user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443", spec.api_port),
+        "-netdev".into(), format!(
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443{}",
+            spec.api_port,
+            spec.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect::<String>()
+        ),
         "-device".into(), "virtio-net-pci,netdev=n0,romfile=".into(),
     ];
     if let Some((hub, i)) = &spec.l2 {

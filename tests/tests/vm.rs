@@ -36,6 +36,7 @@ fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
         l2: None,
         memory_mb: 512,
         daemonize: false,
+        ..Default::default()
     }
 }
 

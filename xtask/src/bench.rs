@@ -1,10 +1,26 @@
-//! `cargo xtask bench <name>`.
+//! `cargo xtask bench <name>`, and what the benchmarks share.
 
 use anyhow::bail;
 
 pub fn run(name: &str) -> anyhow::Result<()> {
     match name {
         "boot" => crate::bench_boot::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot"),
+        "container-start" => crate::bench_container::run(),
+        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start"),
     }
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Cores, CPU model and kernel of this machine, for the results file.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{} cores ({cpu}), host kernel {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), kernel.trim())
 }

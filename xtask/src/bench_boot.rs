@@ -8,16 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+use crate::bench::{machine, median};
 use orc_e2e::qemu::{self, Node, NodeSpec};
 use orc_image::manifest::Manifest;
 use orcctl::connect::Trust;
 
 const RUNS: usize = 5;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn floor_boot(image: &std::path::Path, accel: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
@@ -35,15 +32,6 @@ fn floor_boot(image: &std::path::Path, accel: &str) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{} cores ({cpu}), host kernel {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), kernel.trim())
-}
-
 pub fn run() -> anyhow::Result<()> {
     let image = crate::image::build(&crate::image::ImageOptions { kernel: None })?;
     let accel = qemu::accel(&image);
@@ -58,6 +46,7 @@ pub fn run() -> anyhow::Result<()> {
         l2: None,
         memory_mb: 512,
         daemonize: false,
+        ..Default::default()
     };
     let addr = format!("127.0.0.1:{}", spec.api_port);
 

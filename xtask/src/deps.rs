@@ -14,6 +14,18 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("e2fsprogs", "mkfs.ext4"),
     ("busybox-static", "/bin/busybox"),
     ("dpkg", "dpkg-deb"),
+    // The agent links libseccomp statically (container seccomp profiles).
+    ("libseccomp-dev", "/usr/lib/x86_64-linux-gnu/libseccomp.a"),
+    // CA roots the node image carries for pulls from public registries.
+    ("ca-certificates", "/etc/ssl/certs/ca-certificates.crt"),
+    // The registry the tests push to and nodes pull from.
+    ("docker-registry", "docker-registry"),
+    // The peers of `cargo xtask bench container-start`.
+    ("runc", "runc"),
+    ("crun", "crun"),
+    ("pkg-config", "pkg-config"),
+    // The floor of the pull benchmark.
+    ("curl", "curl"),
 ];
 
 fn present(probe: &str) -> bool {

@@ -40,6 +40,9 @@ pub fn static_binaries(ws: &Path, rev: &str) -> anyhow::Result<PathBuf> {
     let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", TARGET, "-p", "orc-init", "-p", "orc-agent"])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // Without these two, libseccomp-sys links dynamically and the static binary segfaults.
+        .env("LIBSECCOMP_LINK_TYPE", "static")
+        .env("LIBSECCOMP_LIB_PATH", "/usr/lib/x86_64-linux-gnu")
         .env("ORC_GIT_REVISION", rev)
         .current_dir(ws)
         .status()?;
@@ -58,6 +61,8 @@ fn copy_exec(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The root filesystem tree: the agent and the few files a node needs.
 fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
@@ -71,7 +76,12 @@ fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Resul
     )?;
     std::fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
     std::os::unix::fs::symlink("/run/orc/resolv.conf", dir.join("etc/resolv.conf"))?;
-    for f in ["etc/os-release", "etc/hosts"] {
+    // CA roots for pulls from public registries over HTTPS (Debian's bundle).
+    let roots = Path::new(CA_BUNDLE);
+    std::fs::create_dir_all(dir.join("etc/ssl/certs"))?;
+    std::fs::copy(roots, dir.join(CA_BUNDLE.trim_start_matches('/')))
+        .with_context(|| format!("copying {CA_BUNDLE} (Debian's ca-certificates)"))?;
+    for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/')] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
     }
     Ok(())

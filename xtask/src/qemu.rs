@@ -28,8 +28,9 @@ fn spec(i: u8, daemonize: bool) -> NodeSpec {
         root_img: None,
         api_port: BASE_PORT + i as u16,
         l2: Some((cluster_dir().join("hub.sock"), i)),
-        memory_mb: 512,
+        memory_mb: 1024,
         daemonize,
+        ..Default::default()
     }
 }
 

@@ -33,6 +33,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.machine.v1.Machine/Dmesg", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Services", Rule::AtLeast(Role::Reader)),
+    ("/orc.machine.v1.Machine/RestartService", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/List", Rule::AtLeast(Role::Reader)),

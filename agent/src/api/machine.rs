@@ -74,6 +74,20 @@ impl Machine for MachineService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn restart_service(&self, req: Request<RestartServiceRequest>) -> Result<Response<RestartServiceResponse>, Status> {
+        let service = req.into_inner().service;
+        if service != "agent" {
+            return Err(Status::invalid_argument(format!("{service:?} cannot be restarted; restartable: agent")));
+        }
+        tracing::info!("restart of the agent requested");
+        tokio::spawn(async {
+            // Let the answer reach the client first; PID 1 starts us again.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            std::process::exit(0);
+        });
+        Ok(Response::new(RestartServiceResponse {}))
+    }
+
     async fn services(&self, _: Request<ServicesRequest>) -> Result<Response<ServicesResponse>, Status> {
         Ok(Response::new(ServicesResponse { services: services::do_services(&self.state) }))
     }
