@@ -33,22 +33,38 @@ fn enter_private_cgroup2() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `dir/bundle/{config.json,rootfs}`: busybox, `/bin/true`, runc's default
-/// spec without a terminal, in cgroup /orc-bench.
-fn bundle(dir: &Path) -> anyhow::Result<PathBuf> {
+/// One busybox rootfs (`dir/rootfs`, `/bin/true`) and, per runtime, a bundle
+/// `dir/<runtime>/bundle/config.json`: runc's default spec without a
+/// terminal, identical but for its cgroup (`/orc-bench/<runtime>`), so one
+/// runtime's cgroup teardown does not slow the next runtime's creation.
+fn bundles(dir: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    let b = dir.join("bundle");
-    std::fs::create_dir_all(b.join("rootfs/bin"))?;
-    std::fs::copy(oci::BUSYBOX, b.join("rootfs/bin/busybox"))?;
-    std::os::unix::fs::symlink("busybox", b.join("rootfs/bin/true"))?;
-    let st = Command::new("runc").args(["spec"]).current_dir(&b).status().context("runc spec")?;
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::copy(oci::BUSYBOX, rootfs.join("bin/busybox"))?;
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/true"))?;
+    let tmp = dir.join("spec");
+    std::fs::create_dir_all(&tmp)?;
+    let st = Command::new("runc").args(["spec"]).current_dir(&tmp).status().context("runc spec")?;
     anyhow::ensure!(st.success(), "runc spec failed");
-    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("config.json"))?)?;
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] = serde_json::json!(["/bin/true"]);
-    spec["linux"]["cgroupsPath"] = "/orc-bench/c".into();
-    std::fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec)?)?;
-    Ok(b)
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.join("config.json"))?)?;
+    for rt in [Rt::Orc, Rt::Runc, Rt::Crun] {
+        let mut spec = base.clone();
+        spec["process"]["terminal"] = false.into();
+        spec["process"]["args"] = serde_json::json!(["/bin/true"]);
+        spec["root"]["path"] = rootfs.display().to_string().into();
+        spec["linux"]["cgroupsPath"] = format!("/orc-bench/{}", rt.dir()).into();
+        // No device-cgroup rules: on cgroup v2 they are a BPF program, which
+        // our nodes do not load (see docs/containers.md), and crun cannot
+        // raise RLIMIT_MEMLOCK for it where CAP_SYS_RESOURCE is missing.
+        if let Some(r) = spec["linux"]["resources"].as_object_mut() {
+            r.remove("devices");
+        }
+        let b = dir.join(rt.dir()).join("bundle");
+        std::fs::create_dir_all(&b)?;
+        std::fs::write(b.join("config.json"), serde_json::to_vec_pretty(&spec)?)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -59,6 +75,14 @@ enum Rt {
 }
 
 impl Rt {
+    fn dir(self) -> &'static str {
+        match self {
+            Rt::Orc => "orc",
+            Rt::Runc => "runc",
+            Rt::Crun => "crun",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Rt::Orc => "orc shim",
@@ -68,8 +92,9 @@ impl Rt {
     }
 }
 
-fn once(rt: Rt, agent: &Path, dir: &Path, n: usize) -> anyhow::Result<f64> {
+fn once(rt: Rt, agent: &Path, work: &Path, n: usize) -> anyhow::Result<f64> {
     let id = format!("bench{n}");
+    let dir = &work.join(rt.dir());
     let mut cmd = match rt {
         Rt::Orc => {
             let mut c = Command::new(agent);
@@ -174,7 +199,7 @@ pub fn run() -> anyhow::Result<()> {
     let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
     let work = orc_e2e::paths::target_dir().join("orc/bench/container-start");
     enter_private_cgroup2()?;
-    bundle(&work)?;
+    bundles(&work)?;
     let runtimes = [Rt::Orc, Rt::Runc, Rt::Crun];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runtimes.len()];
     let mut n = 0;
@@ -209,8 +234,9 @@ pub fn run() -> anyhow::Result<()> {
     md.push_str(&format!("Command: `cargo xtask bench container-start` (revision {rev}).\n\n"));
     md.push_str(&format!("Machine: {}. Shared and noisy: compare medians and ratios, not single runs.\n\n", machine()));
     md.push_str(&format!(
-        "## create + start + wait + delete of `/bin/true`\n\nThe same prepared bundle (busybox rootfs, `runc spec` \
-         with `terminal: false` and `cgroupsPath: /orc-bench/c`), {RUNS} runs each after {WARMUP} warm-ups, the three \
+        "## create + start + wait + delete of `/bin/true`\n\nThe same prepared bundle (one busybox rootfs, `runc spec` \
+         with `terminal: false` and no device-cgroup rules; each runtime its own `cgroupsPath`, `/orc-bench/<runtime>`, \
+         as re-creating a cgroup another runtime just removed costs several ms), {RUNS} runs each after {WARMUP} warm-ups, the three \
          interleaved, each a fresh process, in a private mount namespace with cgroup2 mounted at /sys/fs/cgroup.\n\
          orc: `orc-agent shim` (the static release binary nodes run), which is what the agent starts per container: \
          libcontainer create + start, log pipes, reaping, exit.json, cgroup and state cleanup.\n\

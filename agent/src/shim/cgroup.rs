@@ -20,8 +20,15 @@ fn keyed(text: &str, key: &str) -> u64 {
 }
 
 impl Cgroup {
-    pub fn of(id: &str) -> Self {
-        Self { dir: PathBuf::from(ROOT).join(crate::runtime::spec::cgroup_path(id).trim_start_matches('/')) }
+    /// The cgroup the bundle's spec names (`linux.cgroupsPath`), or the
+    /// agent's default for `id`.
+    pub fn of_bundle(bundle: &std::path::Path, id: &str) -> Self {
+        let path = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+            .ok()
+            .and_then(|s| s.linux().as_ref().and_then(|l| l.cgroups_path().clone()))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| crate::runtime::spec::cgroup_path(id));
+        Self { dir: PathBuf::from(ROOT).join(path.trim_start_matches('/')) }
     }
 
     fn read(&self, file: &str) -> String {
@@ -39,6 +46,18 @@ impl Cgroup {
             memory_max: if max.trim() == "max" { 0 } else { read_u64(&max) },
             cpu_usage_usec: keyed(&self.read("cpu.stat"), "usage_usec"),
             pids_current: read_u64(&self.read("pids.current")),
+        }
+    }
+
+    /// Waits (briefly) until the kernel reports the cgroup empty. Right after
+    /// the last process is reaped it may still count as populated, and
+    /// libcontainer's removal then sleeps 10 ms before retrying.
+    /// Blocking on purpose: the container is gone, nothing else is due, and
+    /// tokio's timer would round each wait up to a millisecond.
+    pub fn wait_empty(&self, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while keyed(&self.read("cgroup.events"), "populated") != 0 && start.elapsed() < limit {
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
 

@@ -208,7 +208,7 @@ pub fn main(args: ShimArgs) -> i32 {
         bundle: bundle.clone(),
         run: args.run.clone(),
         root: args.root.clone(),
-        cgroup: cgroup::Cgroup::of(&args.id),
+        cgroup: cgroup::Cgroup::of_bundle(&bundle, &args.id),
         exit: exit_tx,
         children: Mutex::new(HashMap::new()),
         early: Mutex::new(HashMap::new()),
@@ -291,6 +291,7 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(pumps)).await;
     exit.oom_killed = shim.cgroup.oom_kills() > 0;
     exit.finished = now();
+    shim.cgroup.wait_empty(Duration::from_millis(100));
     container::delete(&shim.root, &shim.id);
     if mounted {
         container::unmount_rootfs(&shim.bundle);
@@ -301,8 +302,11 @@ async fn serve(
         }
     }
     shim.exit.send_replace(Some(exit));
-    // Let Wait callers get their answer before the socket goes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Give Wait callers a chance to get their answer before the process
+    // goes; one that misses it finds exit.json, written above.
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
     let _ = std::fs::remove_file(&sock);
     exit
 }
