@@ -15,3 +15,31 @@ pub mod oci;
 pub mod paths;
 pub mod qemu;
 pub mod registry;
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27443)
+}
+
+/// The body of `GET /` on 127.0.0.1:`port`, or None when nothing answers.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+/// The image directory the VM tests boot (`ORC_E2E_IMAGE`, set by
+/// `cargo xtask test`); None, with a note, when unset.
+pub fn e2e_image() -> Option<std::path::PathBuf> {
+    match std::env::var_os("ORC_E2E_IMAGE") {
+        Some(p) => Some(std::path::PathBuf::from(p)),
+        None => {
+            eprintln!("skipped: set ORC_E2E_IMAGE (cargo xtask test does) to run the VM tests");
+            None
+        }
+    }
+}

@@ -3,10 +3,11 @@
 //! loopback, a busybox image built here and pushed to it, and the orcctl
 //! binary. Skipped when not root.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use orc_e2e::{free_port, http_get};
 use orc_e2e::agent::{can_run_containers, AgentProcess, Options};
 use orc_e2e::oci;
 use orc_e2e::paths::debug_bin;
@@ -63,14 +64,6 @@ impl Ctl {
     }
 }
 
-fn http_get(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
 
 fn wait_http(port: u16) -> String {
     let start = Instant::now();
@@ -83,9 +76,6 @@ fn wait_http(port: u16) -> String {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[test]
 fn images_and_containers_on_a_real_agent() {
@@ -98,7 +88,7 @@ fn images_and_containers_on_a_real_agent() {
     let image = oci::busybox(0).unwrap();
     let name = rt.block_on(registry.push(&image, "orc/busybox:1")).unwrap();
     let mut agent =
-        AgentProcess::start_with(Options { runtime: true, insecure_registries: vec![registry.host()] }).unwrap();
+        AgentProcess::start_with(Options { runtime: true, insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
     let fp = agent.fingerprint().unwrap();
     let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(fp), "t", "admin")).unwrap();

@@ -3,28 +3,17 @@
 //! Runs when `ORC_E2E_IMAGE` names the image directory (`cargo xtask test`
 //! and `cargo xtask e2e` set it); skipped otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use orc_e2e::free_port;
 use orc_e2e::qemu::{Node, NodeSpec};
 use orcctl::connect::Trust;
 
 const BOOT: Duration = Duration::from_secs(240);
 
-fn image() -> Option<PathBuf> {
-    match std::env::var_os("ORC_E2E_IMAGE") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipped: set ORC_E2E_IMAGE (cargo xtask test does) to run the VM tests");
-            None
-        }
-    }
-}
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27443)
-}
 
 fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
     NodeSpec {
@@ -68,7 +57,7 @@ fn wait_api(config: &Path, limit: Duration) -> serde_json::Value {
 
 #[test]
 fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
-    let Some(image) = image() else { return };
+    let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(spec(&image, dir.path(), "e2e1")).unwrap();
     let fp = node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
@@ -127,7 +116,7 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
 
 #[test]
 fn tampered_root_image_does_not_boot() {
-    let Some(image) = image() else { return };
+    let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
     let tampered = dir.path().join("root.img");
     let mut bytes = std::fs::read(image.join("root.img")).unwrap();

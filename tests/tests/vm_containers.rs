@@ -5,30 +5,18 @@
 //! agent restart and brings the container back after a reboot. Runs when
 //! `ORC_E2E_IMAGE` is set (`cargo xtask test`).
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use orc_e2e::{free_port, http_get};
 use orc_e2e::oci;
 use orc_e2e::qemu::{Node, NodeSpec};
 use orc_e2e::registry::Registry;
 
 const BOOT: Duration = Duration::from_secs(240);
 
-fn image() -> Option<PathBuf> {
-    match std::env::var_os("ORC_E2E_IMAGE") {
-        Some(p) => Some(PathBuf::from(p)),
-        None => {
-            eprintln!("skipped: set ORC_E2E_IMAGE (cargo xtask test does) to run the VM tests");
-            None
-        }
-    }
-}
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(27444)
-}
 
 struct Out {
     code: i32,
@@ -69,14 +57,6 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn http_get(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
 
 fn stats(config: &Path, name: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&ok(config, &["container", "inspect", name])).unwrap();
@@ -85,7 +65,7 @@ fn stats(config: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn node_runs_containers_from_a_registry() {
-    let Some(image) = image() else { return };
+    let Some(image) = orc_e2e::e2e_image() else { return };
     let registry = Registry::start().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();

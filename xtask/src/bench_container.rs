@@ -7,7 +7,7 @@
 //! against `curl | tar -xz` of the same blobs. Writes
 //! bench/results/container-start.md. Needs root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 

@@ -97,7 +97,7 @@ impl RunSpec {
                 Ok(MountSpec { kind, source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
             })
             .collect::<Result<_, String>>()?;
-        let r = s.resources.clone().unwrap_or_default();
+        let r = s.resources.unwrap_or_default();
         if r.cpus < 0.0 || !r.cpus.is_finite() {
             return Err(format!("cpus {} must be a positive number", r.cpus));
         }
