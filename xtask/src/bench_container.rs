@@ -236,7 +236,7 @@ pub fn run() -> anyhow::Result<()> {
     md.push_str(&format!(
         "## create + start + wait + delete of `/bin/true`\n\nThe same prepared bundle (one busybox rootfs, `runc spec` \
          with `terminal: false` and no device-cgroup rules; each runtime its own `cgroupsPath`, `/orc-bench/<runtime>`, \
-         as re-creating a cgroup another runtime just removed costs several ms), {RUNS} runs each after {WARMUP} warm-ups, the three \
+         so no runtime re-creates a cgroup another one just removed), {RUNS} runs each after {WARMUP} warm-ups, the three \
          interleaved, each a fresh process, in a private mount namespace with cgroup2 mounted at /sys/fs/cgroup.\n\
          orc: `orc-agent shim` (the static release binary nodes run), which is what the agent starts per container: \
          libcontainer create + start, log pipes, reaping, exit.json, cgroup and state cleanup.\n\
