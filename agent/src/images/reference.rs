@@ -34,7 +34,8 @@ mod tests {
         assert_eq!(normalize("busybox:1.36").unwrap(), "docker.io/library/busybox:1.36");
         assert_eq!(normalize("me/app").unwrap(), "docker.io/me/app:latest");
         assert_eq!(normalize("10.0.2.2:5000/orc/busybox:1").unwrap(), "10.0.2.2:5000/orc/busybox:1");
-        assert!(normalize("UPPER/case").is_err());
+        assert!(normalize("busybox:bad tag").is_err());
+        assert!(normalize("lower/UPPER").is_err());
         assert!(normalize("").is_err());
     }
 }
