@@ -169,3 +169,33 @@ impl Image {
         Ok(tar.into_inner()?)
     }
 }
+
+impl Image {
+    /// The image as `docker save` writes it: `manifest.json` with
+    /// `RepoTags`, the config, and uncompressed `<id>/layer.tar` files.
+    pub fn docker_save_tar(&self, repo_tag: &str) -> anyhow::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| -> anyhow::Result<()> {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut h, path, data)?;
+            Ok(())
+        };
+        let config_name = format!("{}.json", sha256(&self.config).trim_start_matches("sha256:"));
+        add(&config_name, &self.config)?;
+        let mut layers = Vec::new();
+        for l in &self.layers {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(&l[..]).read_to_end(&mut plain)?;
+            let name = format!("{}/layer.tar", sha256(&plain).trim_start_matches("sha256:"));
+            add(&name, &plain)?;
+            layers.push(name);
+        }
+        let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [repo_tag], "Layers": layers}]);
+        add("manifest.json", &serde_json::to_vec(&manifest)?)?;
+        Ok(tar.into_inner()?)
+    }
+}

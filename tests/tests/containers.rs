@@ -134,6 +134,18 @@ fn images_and_containers_on_a_real_agent() {
     let o = stdin.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "12");
 
+    // exec -it: a real pty on both ends (script(1) gives orcctl a terminal
+    // of 30x100); inside, a terminal of the same size.
+    let cmd = format!(
+        "stty rows 30 cols 100; {} --config {} container exec -it web -- sh -c 'tty; stty size'",
+        debug_bin("orcctl").display(),
+        ctl.config.display()
+    );
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("/dev/pts/") && text.contains("30 100"), "{text}");
+
     // Logs of a short-lived container, with its environment.
     ctl.ok(&["container", "run", "--name", "hello", "-e", "A=b", &name, "--", "sh", "-c", "echo to-stdout; env; echo to-stderr >&2; exit 3"]);
     let hello = ctl.wait_state("hello", "exited");
@@ -184,6 +196,12 @@ fn images_and_containers_on_a_real_agent() {
     assert!(ctl.ok(&["image", "load", archive.to_str().unwrap()]).contains("local/busybox:2"));
     ctl.ok(&["container", "run", "--name", "loaded", "local/busybox:2", "--", "true"]);
     assert_eq!(ctl.wait_state("loaded", "exited")["exit"]["code"], 0);
+    let saved = agent.dir.path().join("saved.tar");
+    std::fs::write(&saved, image.docker_save_tar("local/saved:3").unwrap()).unwrap();
+    assert!(ctl.ok(&["image", "load", saved.to_str().unwrap()]).contains("local/saved:3"));
+    assert_eq!(ctl.ok(&["container", "run", "--name", "saved", "local/saved:3", "--", "cat", "/www/index.html"]).trim().len(), 64);
+    ctl.wait_state("saved", "exited");
+    assert_eq!(ctl.ok(&["container", "logs", "saved"]), oci::INDEX_HTML);
     std::fs::write(&archive, b"not an archive at all").unwrap();
     let bad = ctl.run(&["image", "load", archive.to_str().unwrap()]);
     assert_ne!(bad.code, 0);
