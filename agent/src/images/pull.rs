@@ -41,25 +41,30 @@ fn auth(creds: Option<&pb::RegistryAuth>) -> RegistryAuth {
 }
 
 /// A registry error in words that say what to do.
-fn registry_error(r: &Reference, insecure: bool, e: OciDistributionError) -> AgentError {
+fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistributionError) -> AgentError {
     let what = r.whole();
+    let unauthorized = |detail: &str| {
+        if with_creds {
+            AgentError::FailedPrecondition(format!("{what}: the registry refused these credentials ({detail}); check the user name and password"))
+        } else {
+            AgentError::FailedPrecondition(format!(
+                "{what}: not authorized ({detail}): the image is private or does not exist; pass --username and --password-stdin"
+            ))
+        }
+    };
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => {
             AgentError::NotFound(format!("{what}: no such image or tag in the registry"))
         }
-        OciDistributionError::AuthenticationFailure(m) => AgentError::FailedPrecondition(format!(
-            "{what}: the registry refused the credentials ({m}); pass --username and --password-stdin"
-        )),
-        OciDistributionError::UnauthorizedError { .. } => AgentError::FailedPrecondition(format!(
-            "{what}: not authorized; the image is private or does not exist; pass --username and --password-stdin"
-        )),
+        OciDistributionError::AuthenticationFailure(m) => unauthorized(&m),
+        OciDistributionError::UnauthorizedError { .. } => unauthorized("401"),
         OciDistributionError::RegistryError { envelope, .. } => {
             let text = envelope.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
             let code = envelope.errors.first().map(|e| format!("{:?}", e.code)).unwrap_or_default();
             if code.contains("Unknown") {
                 AgentError::NotFound(format!("{what}: no such image or tag in the registry ({text})"))
             } else if code.contains("Unauthorized") || code.contains("Denied") {
-                AgentError::FailedPrecondition(format!("{what}: {text}; pass --username and --password-stdin"))
+                unauthorized(&text)
             } else {
                 AgentError::Unavailable(format!("{what}: registry error: {text}"))
             }
@@ -104,7 +109,8 @@ pub async fn pull(
     let insecure = store.insecure_registries.iter().any(|h| h == r.resolve_registry());
     let client = client(store);
     let auth = auth(creds);
-    let err = |e| registry_error(&r, insecure, e);
+    let with_creds = creds.is_some_and(|c| !c.username.is_empty());
+    let err = |e| registry_error(&r, insecure, with_creds, e);
     let (manifest, digest) = client.pull_image_manifest(&r, &auth).await.map_err(err)?;
     tracing::info!(image = %full, %digest, layers = manifest.layers.len(), "pulling");
 
@@ -128,7 +134,7 @@ pub async fn pull(
         .iter()
         .cloned()
         .zip(diff_ids.iter().cloned())
-        .map(|(desc, diff_id)| fetch_layer(&client, &r, store.clone(), desc, diff_id, progress.clone(), insecure))
+        .map(|(desc, diff_id)| fetch_layer(&client, &r, store.clone(), desc, diff_id, progress.clone(), (insecure, with_creds)))
         .collect();
     futures::stream::iter(jobs).buffer_unordered(PARALLEL_LAYERS).try_collect::<Vec<()>>().await?;
 
@@ -161,14 +167,14 @@ async fn fetch_layer(
     desc: oci_client::manifest::OciDescriptor,
     diff_id: String,
     progress: Progress,
-    insecure: bool,
+    (insecure, with_creds): (bool, bool),
 ) -> Result<(), AgentError> {
     let total = desc.size.max(0) as u64;
     if store.layer_dir(&diff_id)?.exists() {
         let _ = progress.send(layer_event(&desc.digest, total, total, "exists")).await;
         return Ok(());
     }
-    let blob = client.pull_blob_stream(r, &desc).await.map_err(|e| registry_error(r, insecure, e))?;
+    let blob = client.pull_blob_stream(r, &desc).await.map_err(|e| registry_error(r, insecure, with_creds, e))?;
     let reader = tokio_util::io::StreamReader::new(blob.stream.map_err(std::io::Error::other));
     let reader = tokio_util::io::SyncIoBridge::new(reader);
     let digest = desc.digest.clone();

@@ -1,0 +1,65 @@
+//! Pulls from private registries: HTTP basic (htpasswd) and bearer tokens
+//! (a token server issuing ES256 JWTs, the flow Docker Hub uses), through a
+//! real agent and the orcctl binary. No root needed: pulls do not run
+//! containers.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use orc_e2e::agent::{AgentProcess, Options};
+use orc_e2e::oci;
+use orc_e2e::paths::debug_bin;
+use orc_e2e::registry::{Access, Registry};
+use orcctl::commands::{bootstrap, save_context};
+use orcctl::connect::Trust;
+
+fn pull(config: &std::path::Path, name: &str, login: Option<(&str, &str)>) -> (bool, String, String) {
+    let mut cmd = Command::new(debug_bin("orcctl"));
+    cmd.arg("--config").arg(config).args(["image", "pull", name]);
+    if let Some((user, _)) = login {
+        cmd.args(["--username", user, "--password-stdin"]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    if let Some((_, password)) = login {
+        child.stdin.as_mut().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    eprintln!("pull {name} {login:?}: {} {out:?} {err:?}", o.status);
+    (o.status.success(), out, err)
+}
+
+fn check(access: Access) {
+    let registry = Registry::start_with(access.clone()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let name = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "private/busybox:1")).unwrap();
+    let agent = AgentProcess::start_with(Options { insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
+    let cfg = agent.dir.path().join("orcctl.toml");
+    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    save_context(&cfg, "t", ctx).unwrap();
+
+    let (ok, _, err) = pull(&cfg, &name, None);
+    assert!(!ok);
+    assert!(err.contains("--username"), "anonymous pull of a private image: {err}");
+    let (ok, _, err) = pull(&cfg, &name, Some(("alice", "wrong")));
+    assert!(!ok);
+    assert!(err.contains("refused these credentials"), "wrong password: {err}");
+    let (ok, out, err) = pull(&cfg, &name, Some(("alice", "s3cret")));
+    assert!(ok, "{err}");
+    assert!(out.contains("pulled"), "{out}");
+    // Credentials are not kept on the node.
+    let state = agent.state_dir();
+    let grep = Command::new("grep").args(["-r", "-l", "s3cret"]).arg(&state).output().unwrap();
+    assert!(grep.stdout.is_empty(), "the password was written to {}", String::from_utf8_lossy(&grep.stdout));
+}
+
+#[test]
+fn basic_auth_registry() {
+    check(Access::Basic { user: "alice".into(), password: "s3cret".into() });
+}
+
+#[test]
+fn bearer_token_registry() {
+    check(Access::Token { user: "alice".into(), password: "s3cret".into() });
+}
