@@ -121,6 +121,9 @@ fn images_and_containers_on_a_real_agent() {
     assert_eq!(o.stdout, "out\n");
     assert!(o.stderr.contains("err") && o.stderr.contains("motd"), "{}", o.stderr);
     assert_eq!(ctl.ok(&["container", "exec", "-u", "www", "web", "--", "id", "-u"]), "33\n");
+    // exec'd processes run under the container's seccomp filter too.
+    let status = ctl.ok(&["container", "exec", "web", "--", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]);
+    assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
     assert_eq!(ctl.ok(&["container", "exec", "-e", "X=1", "web", "--", "sh", "-c", "echo $X$ORC_TEST"]), "1image\n");
     let stdin = Command::new(debug_bin("orcctl"))
         .arg("--config")

@@ -41,7 +41,28 @@ fn set_winsize(fd: i32, rows: u32, cols: u32) {
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
-fn process(shim: &Shim, start: &pb::ExecStart) -> Result<Process, Status> {
+/// Runs the exec'd workload under the container's seccomp filter.
+/// libcontainer 0.7's tenant path drops `linux.seccomp` from the spec, so
+/// the shim installs the filter itself, last thing before `execve` (with
+/// no_new_privs set, as capabilities are already dropped by then).
+#[derive(Clone)]
+struct SeccompExecutor {
+    profile: oci_spec::runtime::LinuxSeccomp,
+}
+
+impl libcontainer::workload::Executor for SeccompExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), libcontainer::workload::ExecutorError> {
+        libcontainer::seccomp::initialize_seccomp(&self.profile)
+            .map_err(|e| libcontainer::workload::ExecutorError::Other(format!("installing the seccomp filter: {e}")))?;
+        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
+    }
+}
+
+fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_spec::runtime::LinuxSeccomp>), Status> {
     if start.args.is_empty() {
         return Err(Status::invalid_argument("exec needs a command (`orcctl container exec ID -- CMD ARGS…`)"));
     }
@@ -73,7 +94,11 @@ fn process(shim: &Shim, start: &pb::ExecStart) -> Result<Process, Status> {
         p.set_user(u);
     }
     p.set_terminal(Some(start.tty));
-    Ok(p)
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    if seccomp.is_some() {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok((p, seccomp))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Status> {
@@ -104,15 +129,18 @@ fn receive_master(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd
 /// Starts the process. Synchronous on purpose: nothing else runs meanwhile,
 /// so the reaper cannot take the child's exit before it is registered.
 pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status> {
-    let p = process(shim, start)?;
+    let (p, seccomp) = process(shim, start)?;
     let n = shim.exec_seq.fetch_add(1, Ordering::Relaxed);
     let process_file = shim.run.join(format!("exec-{n}.json"));
     let data = serde_json::to_vec(&p).map_err(|e| Status::internal(e.to_string()))?;
     std::fs::write(&process_file, data).map_err(|e| Status::internal(format!("{}: {e}", process_file.display())))?;
     let mut files = vec![process_file.clone()];
-    let builder = ContainerBuilder::new(shim.id.clone(), SyscallType::Linux)
+    let mut builder = ContainerBuilder::new(shim.id.clone(), SyscallType::Linux)
         .with_root_path(&shim.root)
         .map_err(|e| Status::internal(e.to_string()))?;
+    if let Some(profile) = seccomp {
+        builder = builder.with_executor(SeccompExecutor { profile });
+    }
     let (builder, io) = if start.tty {
         let sock = shim.run.join(format!("exec-{n}.sock"));
         let _ = std::fs::remove_file(&sock);
