@@ -13,6 +13,7 @@
 //! - [`error`]: the agent's errors and their gRPC status codes.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod fsutil;

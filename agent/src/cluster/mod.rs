@@ -1,0 +1,13 @@
+//! The cluster: the managers' Raft quorum and the state it holds.
+//!
+//! - [`types`]: openraft's type configuration for orc.
+//! - [`command`]: what the Raft log carries and the state machine applies.
+//! - [`store`]: the durable Raft log and state machine on redb (STATE).
+//!
+//! Built so far: the storage layer, checked with openraft's own storage test
+//! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
+//! the scheduler build on it.
+
+pub mod command;
+pub mod store;
+pub mod types;

@@ -1,0 +1,80 @@
+//! The Raft log and state machine on one redb database
+//! (`<state>/raft/raft.redb`). redb commits are durable (fsync) before they
+//! return, so an append is reported flushed only after its commit.
+//!
+//! Tables: `logs` (index → JSON entry), `meta` (vote, committed, last
+//! purged), `snapshot` (the latest snapshot: meta + state). The state
+//! machine lives in memory, restored from the snapshot at open; openraft
+//! re-applies the committed log after it (we save `committed`).
+
+// openraft's StorageError is large by design; every store function returns it.
+#![allow(clippy::result_large_err)]
+
+pub mod log;
+pub mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::TableDefinition;
+
+pub use log::LogStore;
+pub use state_machine::StateMachineStore;
+
+pub(crate) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the Raft store {path}: {source}")]
+    Open { path: String, source: redb::Error },
+    #[error("the Raft store {path} is corrupt: {reason}")]
+    Corrupt { path: String, reason: String },
+}
+
+/// Opens (or creates) the store at `path`.
+pub async fn open(path: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let open_err = |e: redb::Error| StoreError::Open { path: path.display().to_string(), source: e };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| open_err(redb::Error::Io(e)))?;
+    }
+    let db = redb::Database::create(path).map_err(|e| open_err(e.into()))?;
+    // Create the tables once so readers never meet a missing one.
+    let tx = db.begin_write().map_err(|e| open_err(e.into()))?;
+    for t in [META, SNAPSHOT] {
+        tx.open_table(t).map_err(|e| open_err(e.into()))?;
+    }
+    tx.open_table(LOGS).map_err(|e| open_err(e.into()))?;
+    tx.commit().map_err(|e| open_err(e.into()))?;
+    let db = Arc::new(db);
+    let sm = StateMachineStore::open(db.clone())
+        .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
+    Ok((LogStore::new(db), sm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::types::{NodeId, TypeConfig};
+    use openraft::testing::{StoreBuilder, Suite};
+    use openraft::StorageError;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
+            let (log, sm) = open(&dir.path().join("raft.redb"))
+                .await
+                .map_err(|e| openraft::StorageIOError::write(&e))?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own storage test suite against our redb store.
+    #[test]
+    fn openraft_storage_suite() -> Result<(), StorageError<NodeId>> {
+        Suite::test_all(Builder)
+    }
+}
