@@ -63,3 +63,17 @@ fn basic_auth_registry() {
 fn bearer_token_registry() {
     check(Access::Token { user: "alice".into(), password: "s3cret".into() });
 }
+
+#[test]
+fn plain_http_registry_not_listed_as_insecure_is_named() {
+    let registry = Registry::start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let name = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
+    let agent = AgentProcess::start().unwrap();
+    let cfg = agent.dir.path().join("orcctl.toml");
+    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    save_context(&cfg, "t", ctx).unwrap();
+    let (ok, _, err) = pull(&cfg, &name, None);
+    assert!(!ok);
+    assert!(err.contains("plain HTTP") && err.contains("orc.insecure_registries"), "{err}");
+}

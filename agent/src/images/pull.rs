@@ -70,13 +70,22 @@ fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistrib
             }
         }
         OciDistributionError::RequestError(e) => {
-            let hint = if insecure {
-                ""
-            } else {
-                " (if this registry speaks plain HTTP, list it in the node's insecure registries: \
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                src = s.source();
+            }
+            // TLS spoken to a plain-HTTP registry fails with a corrupt record.
+            let tls_to_http = ["corrupt", "InvalidContentType", "wrong version number"].iter().any(|s| chain.contains(s));
+            let hint = if tls_to_http && !insecure {
+                " (this registry seems to speak plain HTTP: list it in the node's insecure registries, \
                  kernel argument orc.insecure_registries=host:port)"
+            } else {
+                ""
             };
-            AgentError::Unavailable(format!("{what}: cannot reach the registry {}: {e:#}{hint}", r.resolve_registry()))
+            AgentError::Unavailable(format!("{what}: cannot reach the registry {}: {chain}{hint}", r.resolve_registry()))
         }
         OciDistributionError::DigestError(e) => {
             AgentError::InvalidArgument(format!("{what}: {e}: the registry sent corrupt data"))
