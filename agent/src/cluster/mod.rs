@@ -3,11 +3,15 @@
 //! - [`types`]: openraft's type configuration for orc.
 //! - [`command`]: what the Raft log carries and the state machine applies.
 //! - [`store`]: the durable Raft log and state machine on redb (STATE).
+//! - [`token`]: join tokens (`ORC1-<CA digest>-<secret>`).
+//! - [`scheduler`]: filters and spread for placing tasks, with reasons.
 //!
 //! Built so far: the storage layer, checked with openraft's own storage test
 //! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
 //! the scheduler build on it.
 
 pub mod command;
+pub mod scheduler;
 pub mod store;
+pub mod token;
 pub mod types;
