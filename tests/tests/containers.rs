@@ -124,6 +124,10 @@ fn images_and_containers_on_a_real_agent() {
     // exec'd processes run under the container's seccomp filter too.
     let status = ctl.ok(&["container", "exec", "web", "--", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]);
     assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
+    // Container processes get default signal handling (the shim ignores SIGPIPE).
+    let ign = ctl.ok(&["container", "exec", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
+    let mask = u64::from_str_radix(ign.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();
+    assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored in the container: {ign}");
     assert_eq!(ctl.ok(&["container", "exec", "-e", "X=1", "web", "--", "sh", "-c", "echo $X$ORC_TEST"]), "1image\n");
     let stdin = Command::new(debug_bin("orcctl"))
         .arg("--config")
@@ -173,7 +177,10 @@ fn images_and_containers_on_a_real_agent() {
     }
     assert_eq!(ctl.ok(&["container", "logs", "flaky"]).matches("try").count(), 3);
 
-    // The agent dies: the web server keeps serving, the new agent re-attaches.
+    // The agent dies (twice, each time with the shims' Wait calls open): the
+    // web server keeps serving, the new agent re-attaches.
+    agent.restart().unwrap();
+    assert_eq!(ctl.container("web")["state"], "running");
     agent.restart().unwrap();
     assert_eq!(http_get(port).as_deref(), Some(oci::INDEX_HTML));
     assert_eq!(ctl.container("web")["state"], "running");

@@ -82,6 +82,7 @@ pub fn create_and_start(id: &str, root: &Path, bundle: &Path, stdio: Stdio) -> R
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(root)
         .map_err(|e| format!("state root {}: {e}", root.display()))?
+        .with_executor(super::executor::Workload::default())
         .with_stdin(stdio.stdin)
         .with_stdout(stdio.stdout)
         .with_stderr(stdio.stderr)

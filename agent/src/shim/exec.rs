@@ -41,27 +41,6 @@ fn set_winsize(fd: i32, rows: u32, cols: u32) {
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
-/// Runs the exec'd workload under the container's seccomp filter.
-/// libcontainer 0.7's tenant path drops `linux.seccomp` from the spec, so
-/// the shim installs the filter itself, last thing before `execve` (with
-/// no_new_privs set, as capabilities are already dropped by then).
-#[derive(Clone)]
-struct SeccompExecutor {
-    profile: oci_spec::runtime::LinuxSeccomp,
-}
-
-impl libcontainer::workload::Executor for SeccompExecutor {
-    fn exec(&self, spec: &Spec) -> Result<(), libcontainer::workload::ExecutorError> {
-        libcontainer::seccomp::initialize_seccomp(&self.profile)
-            .map_err(|e| libcontainer::workload::ExecutorError::Other(format!("installing the seccomp filter: {e}")))?;
-        libcontainer::workload::default::DefaultExecutor {}.exec(spec)
-    }
-
-    fn validate(&self, spec: &Spec) -> Result<(), libcontainer::workload::ExecutorValidationError> {
-        libcontainer::workload::default::DefaultExecutor {}.validate(spec)
-    }
-}
-
 fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_spec::runtime::LinuxSeccomp>), Status> {
     if start.args.is_empty() {
         return Err(Status::invalid_argument("exec needs a command (`orcctl container exec ID -- CMD ARGS…`)"));
@@ -137,9 +116,10 @@ pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status>
     let mut files = vec![process_file.clone()];
     let mut builder = ContainerBuilder::new(shim.id.clone(), SyscallType::Linux)
         .with_root_path(&shim.root)
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_executor(super::executor::Workload::default());
     if let Some(profile) = seccomp {
-        builder = builder.with_executor(SeccompExecutor { profile });
+        builder = builder.with_executor(super::executor::Workload { seccomp: Some(profile) });
     }
     let (builder, io) = if start.tty {
         let sock = shim.run.join(format!("exec-{n}.sock"));

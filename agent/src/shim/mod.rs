@@ -12,10 +12,12 @@
 //! - [`container`]: libcontainer create/start/delete, the overlay rootfs.
 //! - [`server`], [`exec`]: the socket's service.
 //! - [`log`]: the CRI log writer; [`cgroup`]: figures and signals; [`fdio`].
+//! - [`executor`]: the last step before `execve` in container processes.
 
 pub mod cgroup;
 pub mod container;
 pub mod exec;
+pub mod executor;
 pub mod fdio;
 pub mod log;
 pub mod server;
@@ -124,10 +126,8 @@ fn ready(line: serde_json::Value) {
 
 fn prepare_process() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    // SAFETY: restoring default dispositions before any thread exists.
-    unsafe {
-        let _ = nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
-    }
+    // SIGPIPE stays ignored here (a hung-up agent must not kill the shim);
+    // container processes get the default back in `executor::Workload`.
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
