@@ -178,6 +178,29 @@ impl Registry {
         client.push(&reference, &layers, config, &auth, None).await?;
         Ok(name)
     }
+
+    /// Pushes `amd64` and `arm64` as two images and an OCI image index
+    /// `<repository>:<tag>` naming both by platform (a multi-arch image).
+    pub async fn push_index(&self, amd64: &Image, arm64: &Image, repository: &str, tag: &str) -> anyhow::Result<String> {
+        let mut entries = Vec::new();
+        for (img, arch) in [(arm64, "arm64"), (amd64, "amd64")] {
+            let name = self.push(img, &format!("{repository}:{arch}-only")).await?;
+            let reference: Reference = name.parse()?;
+            let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+            let (raw, digest) = client
+                .pull_manifest_raw(&reference, &RegistryAuth::Anonymous, &[crate::oci::MANIFEST_MEDIA_TYPE])
+                .await?;
+            entries.push(serde_json::json!({"mediaType": crate::oci::MANIFEST_MEDIA_TYPE, "digest": digest,
+                "size": raw.len(), "platform": {"architecture": arch, "os": "linux"}}));
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+        let name = format!("{}/{repository}:{tag}", self.host());
+        let reference: Reference = name.parse()?;
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+        let content_type = http::HeaderValue::from_static("application/vnd.oci.image.index.v1+json");
+        client.push_manifest_raw(&reference, serde_json::to_vec(&index)?, content_type).await?;
+        Ok(name)
+    }
 }
 
 impl Drop for Registry {
