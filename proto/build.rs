@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/orc/machine/v1/machine.proto",
         "proto/orc/container/v1/container.proto",
         "proto/orc/shim/v1/shim.proto",
+        "proto/orc/raft/v1/raft.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

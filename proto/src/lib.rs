@@ -4,6 +4,7 @@
 //! - [`machine`]: `orc.machine.v1`, the per-node Machine service.
 //! - [`container`]: `orc.container.v1`, images and containers on one node.
 //! - [`shim`]: `orc.shim.v1`, between the agent and one container's shim.
+//! - [`raft`]: `orc.raft.v1`, openraft's RPCs between managers.
 #![allow(clippy::all)]
 
 /// The packages nested as in the .proto files, so cross-package references
@@ -24,8 +25,14 @@ pub mod orc {
             tonic::include_proto!("orc.shim.v1");
         }
     }
+    pub mod raft {
+        pub mod v1 {
+            tonic::include_proto!("orc.raft.v1");
+        }
+    }
 }
 
 pub use orc::container::v1 as container;
 pub use orc::machine::v1 as machine;
+pub use orc::raft::v1 as raft;
 pub use orc::shim::v1 as shim;

@@ -5,13 +5,19 @@
 //! - [`store`]: the durable Raft log and state machine on redb (STATE).
 //! - [`token`]: join tokens (`ORC1-<CA digest>-<secret>`).
 //! - [`scheduler`]: filters and spread for placing tasks, with reasons.
+//! - [`rpc`], [`network`]: openraft's RPCs as `orc.raft.v1` over mutual TLS.
 //!
 //! Built so far: the storage layer, checked with openraft's own storage test
 //! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
 //! the scheduler build on it.
 
 pub mod command;
+pub mod network;
+pub mod rpc;
 pub mod scheduler;
 pub mod store;
 pub mod token;
 pub mod types;
+
+#[cfg(test)]
+mod tests;

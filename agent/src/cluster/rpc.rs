@@ -1,0 +1,51 @@
+//! The managers' side of `orc.raft.v1`: decode, hand to openraft, encode
+//! the result (errors included, so the caller sees openraft's own error).
+
+use openraft::Raft;
+use orc_proto::raft::raft_server;
+use orc_proto::raft::Payload;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::types::TypeConfig;
+
+pub struct RaftRpc {
+    raft: Raft<TypeConfig>,
+}
+
+impl RaftRpc {
+    pub fn new(raft: Raft<TypeConfig>) -> Self {
+        Self { raft }
+    }
+
+    pub fn server(raft: Raft<TypeConfig>) -> raft_server::RaftServer<Self> {
+        raft_server::RaftServer::new(Self::new(raft)).max_decoding_message_size(64 << 20)
+    }
+}
+
+fn decode<T: DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
+    serde_json::from_slice(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Response<Payload>, Status> {
+    serde_json::to_vec(v).map(|data| Response::new(Payload { data })).map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl raft_server::Raft for RaftRpc {
+    async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let res = self.raft.append_entries(decode(req)?).await;
+        encode(&res)
+    }
+
+    async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let res = self.raft.vote(decode(req)?).await;
+        encode(&res)
+    }
+
+    async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let res = self.raft.install_snapshot(decode(req)?).await;
+        encode(&res)
+    }
+}

@@ -1,0 +1,142 @@
+//! Three managers' Raft over real mutual TLS on loopback: election,
+//! replication into the redb-backed state machines, and the leader's loss
+//! with a majority left.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft};
+use tokio::net::TcpListener;
+
+use super::command::Command;
+use super::network::{client_tls, Network};
+use super::rpc::RaftRpc;
+use super::store;
+use super::types::{NodeId, TypeConfig};
+use crate::pki::ca::{issue, new_ca, CertKey};
+use crate::pki::role::Role;
+
+struct Manager {
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    sm: store::StateMachineStore,
+    server: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+/// Serves `raft` on `listener` behind the cluster's server TLS.
+fn serve(listener: TcpListener, raft: Raft<TypeConfig>, ca: &CertKey, node: &CertKey) -> tokio::task::JoinHandle<()> {
+    let tls = crate::api::tls::cluster(&ca.cert_pem, node).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let incoming = async_stream(listener, acceptor);
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder().add_service(RaftRpc::server(raft)).serve_with_incoming(incoming).await;
+    })
+}
+
+fn async_stream(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<Result<crate::api::peer::PeerStream, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((tcp, addr)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let io: Box<dyn crate::api::peer::Io> = Box::new(tcp);
+                if let Ok(tls) = acceptor.accept(io).await {
+                    let peer = crate::api::peer::Peer { remote: addr.to_string(), identity: None };
+                    let _ = tx.send(Ok(crate::api::peer::PeerStream { inner: tls, peer })).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn wait_for<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn value_on(sm: &store::StateMachineStore, id: &str) -> Option<serde_json::Value> {
+    sm.applied.read().await.state.get("services", id).map(|o| o.value.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_managers_elect_replicate_and_survive_the_leader() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = new_ca("c1", "test").unwrap();
+    let config = Arc::new(
+        Config { heartbeat_interval: 100, election_timeout_min: 400, election_timeout_max: 800, ..Default::default() }
+            .validate()
+            .unwrap(),
+    );
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(id, BasicNode { addr: l.local_addr().unwrap().to_string() });
+        listeners.push(l);
+    }
+    let mut managers = Vec::new();
+    for (id, listener) in (1..=3u64).zip(listeners) {
+        let cert = issue(&ca, "c1", &format!("m{id}"), Role::Manager, Duration::from_secs(3600)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
+        let tls = client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap();
+        let raft = Raft::new(id, config.clone(), Network { tls }, log, sm.clone()).await.unwrap();
+        let server = serve(listener, raft.clone(), &ca, &cert);
+        managers.push(Manager { id, raft, sm, server, _dir: dir });
+    }
+    managers[0].raft.initialize(members.clone()).await.unwrap();
+
+    // A leader, and a write that reaches every state machine.
+    let leader_of = |ms: &[Manager]| ms.iter().find_map(|m| m.raft.metrics().borrow().current_leader);
+    wait_for("a leader", || leader_of(&managers).is_some()).await;
+    let leader = leader_of(&managers).unwrap();
+    let put = |id: &str, v: i64| Command::Put { table: "services".into(), id: id.into(), value: serde_json::json!(v), expect_version: None };
+    let l = managers.iter().find(|m| m.id == leader).unwrap();
+    let r = l.raft.client_write(put("web", 1)).await.unwrap();
+    assert_eq!(r.data.version, 1);
+    for m in &managers {
+        for _ in 0..100 {
+            if value_on(&m.sm, "web").await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(value_on(&m.sm, "web").await, Some(serde_json::json!(1)), "manager {}", m.id);
+    }
+
+    // The leader goes away: the two others elect one and take writes.
+    let idx = managers.iter().position(|m| m.id == leader).unwrap();
+    let gone = managers.remove(idx);
+    gone.server.abort();
+    gone.raft.shutdown().await.unwrap();
+    wait_for("a new leader", || leader_of(&managers).is_some_and(|l| l != leader)).await;
+    let new_leader = leader_of(&managers).unwrap();
+    let l = managers.iter().find(|m| m.id == new_leader).unwrap();
+    l.raft.ensure_linearizable().await.unwrap();
+    let r = l.raft.client_write(put("web", 2)).await.unwrap();
+    assert_eq!(r.data.version, 2);
+    for m in &managers {
+        for _ in 0..100 {
+            if value_on(&m.sm, "web").await == Some(serde_json::json!(2)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(value_on(&m.sm, "web").await, Some(serde_json::json!(2)), "manager {}", m.id);
+    }
+    for m in managers {
+        m.server.abort();
+        let _ = m.raft.shutdown().await;
+    }
+}
