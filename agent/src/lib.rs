@@ -35,6 +35,7 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         .await
         .with_context(|| format!("binding the API on {}", config.listen))?;
     let addr = tcp.local_addr()?;
+    let _ = state.api_addr.set(addr);
     std::fs::create_dir_all(&config.run_dir).ok();
     std::fs::write(config.run_dir.join("api.addr"), addr.to_string())
         .with_context(|| format!("writing {}", config.run_dir.join("api.addr").display()))?;
@@ -58,5 +59,9 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     let images = images::ImageStore::open(&config.state_dir, config.insecure_registries.clone()).context("opening the image store")?;
     let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images).context("opening the container store")?;
     runtime.reattach().await;
+    {
+        let state = state.clone();
+        tokio::spawn(async move { state.start_cluster(false).await });
+    }
     api::server::run(state, runtime, tcp, vsock, shutdown).await.context("serving the API")
 }

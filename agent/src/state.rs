@@ -20,6 +20,10 @@ pub struct NodeState {
     /// Fingerprint of the maintenance certificate (what `cluster init` pins).
     pub maintenance_fingerprint: String,
     pub started: Instant,
+    /// This manager's Raft (when it is one).
+    pub cluster: Arc<crate::cluster::handle::ClusterHandle>,
+    /// Where the API listens, once bound (what managers advertise).
+    pub api_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -48,6 +52,8 @@ impl NodeState {
             tls: RwLock::new(tls),
             maintenance_fingerprint,
             started: Instant::now(),
+            cluster: Arc::default(),
+            api_addr: std::sync::OnceLock::new(),
         }))
     }
 
@@ -83,5 +89,38 @@ impl NodeState {
         *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
         *slot = Some(id.clone());
         Ok(id)
+    }
+}
+
+impl NodeState {
+    /// The address other managers reach this one at: the API's, with the
+    /// first non-loopback IPv4 address when it listens on all of them.
+    pub fn advertise_addr(&self) -> String {
+        let addr = self.api_addr.get().copied().unwrap_or(self.config.listen);
+        if !addr.ip().is_unspecified() {
+            return addr.to_string();
+        }
+        let ip = nix::ifaddrs::getifaddrs()
+            .ok()
+            .and_then(|mut it| {
+                it.find_map(|i| {
+                    let a = i.address?.as_sockaddr_in()?.ip();
+                    (!a.is_loopback()).then_some(a)
+                })
+            })
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        std::net::SocketAddr::new(ip.into(), addr.port()).to_string()
+    }
+
+    /// Starts this node's Raft when it is a manager (at agent start).
+    pub async fn start_cluster(&self, init: bool) {
+        let Some(id) = self.identity() else { return };
+        if id.meta.role != crate::pki::role::Role::Manager {
+            return;
+        }
+        let advertise = init.then(|| self.advertise_addr());
+        if let Err(e) = self.cluster.start(self.state_dir(), &id, advertise).await {
+            tracing::error!(error = %e, "Raft did not start; the cluster API is unavailable on this node");
+        }
     }
 }

@@ -93,6 +93,8 @@ pub enum ClusterCommand {
         #[arg(long, default_value = "admin")]
         admin_name: String,
     },
+    /// The Raft quorum as a manager sees it: members, leader, term, log.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

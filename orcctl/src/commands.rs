@@ -230,6 +230,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await;
             done(split(nodes.iter().cloned().zip(results).collect()).1)
         }
+        Command::Cluster(ClusterCommand::Status) => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let results = join_all(nodes.iter().map(|n| {
+                let trust = trust.clone();
+                async move {
+                    let mut c = ClusterClient::new(connect::channel(n, &trust).await?);
+                    c.status(orc_proto::cluster::StatusRequest {}).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(n, s))
+                }
+            }))
+            .await;
+            let (ok, err) = split(nodes.iter().cloned().zip(results).collect());
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().map(|(n, s)| json!({"node": n, "id": format!("{:016x}", s.id),
+                    "state": s.state, "leader": format!("{:016x}", s.leader), "term": s.term, "last_log_index": s.last_log_index,
+                    "last_applied": s.last_applied, "store_version": s.store_version,
+                    "members": s.members.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr, "voter": m.voter})).collect::<Vec<_>>()})).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "MEMBER", "ADDRESS", "VOTER", "LEADER", "TERM", "LOG", "APPLIED"],
+                    &ok.iter().flat_map(|(n, s)| s.members.iter().map(move |m| vec![n.clone(), m.node_id.clone(), m.addr.clone(),
+                        m.voter.to_string(), (m.id == s.leader).to_string(), s.term.to_string(), s.last_log_index.to_string(),
+                        s.last_applied.to_string()])).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
         Command::Restart { service } => {
             let (ok, err) = split(
                 each(&nodes, &trust, |mut c| {

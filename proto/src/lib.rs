@@ -5,6 +5,7 @@
 //! - [`container`]: `orc.container.v1`, images and containers on one node.
 //! - [`shim`]: `orc.shim.v1`, between the agent and one container's shim.
 //! - [`raft`]: `orc.raft.v1`, openraft's RPCs between managers.
+//! - [`cluster`]: `orc.cluster.v1`, the cluster API on managers.
 #![allow(clippy::all)]
 
 /// The packages nested as in the .proto files, so cross-package references
@@ -25,6 +26,11 @@ pub mod orc {
             tonic::include_proto!("orc.shim.v1");
         }
     }
+    pub mod cluster {
+        pub mod v1 {
+            tonic::include_proto!("orc.cluster.v1");
+        }
+    }
     pub mod raft {
         pub mod v1 {
             tonic::include_proto!("orc.raft.v1");
@@ -34,5 +40,6 @@ pub mod orc {
 
 pub use orc::container::v1 as container;
 pub use orc::machine::v1 as machine;
+pub use orc::cluster::v1 as cluster;
 pub use orc::raft::v1 as raft;
 pub use orc::shim::v1 as shim;

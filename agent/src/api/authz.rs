@@ -21,6 +21,8 @@ pub enum Rule {
     MaintenanceOnly,
     /// People with at least this role, and nodes never.
     AtLeast(Role),
+    /// Manager nodes of this cluster only (Raft between managers).
+    Managers,
 }
 
 /// Every RPC and its rule. A method missing here is refused.
@@ -46,6 +48,10 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.container.v1.Containers/Stop", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
+    ("/orc.raft.v1.Raft/AppendEntries", Rule::Managers),
+    ("/orc.raft.v1.Raft/Vote", Rule::Managers),
+    ("/orc.raft.v1.Raft/InstallSnapshot", Rule::Managers),
 ];
 
 fn rank(r: Role) -> u8 {
@@ -65,7 +71,7 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     if maintenance {
         return match rule {
             Rule::Public | Rule::MaintenanceOnly => Ok(()),
-            Rule::AtLeast(_) => Err(Status::failed_precondition(
+            Rule::AtLeast(_) | Rule::Managers => Err(Status::failed_precondition(
                 "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
             )),
         };
@@ -82,6 +88,11 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     match rule {
         Rule::Public => Ok(()),
         Rule::MaintenanceOnly => Err(Status::already_exists("the node is already part of a cluster")),
+        Rule::Managers if identity.role == Role::Manager => Ok(()),
+        Rule::Managers => Err(Status::permission_denied(format!(
+            "{} {:?} may not call {path}: only manager nodes may",
+            identity.role, identity.name
+        ))),
         Rule::AtLeast(min) if identity.role.is_person() && rank(identity.role) >= rank(*min) => Ok(()),
         Rule::AtLeast(min) => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: it needs the {min} role or higher",

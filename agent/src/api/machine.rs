@@ -42,6 +42,8 @@ impl Machine for MachineService {
         let res = tokio::task::spawn_blocking(move || bootstrap::do_bootstrap(&state, req.into_inner()))
             .await
             .map_err(|e| Status::internal(format!("bootstrap task: {e}")))??;
+        // The first manager: a one-member Raft quorum.
+        self.state.start_cluster(true).await;
         Ok(Response::new(res))
     }
 

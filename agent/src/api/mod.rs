@@ -7,9 +7,11 @@
 //! - [`authz`]: the one authorization table and the tower layer enforcing it.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
+//! - [`cluster`]: `orc.cluster.v1` (and `orc.raft.v1` from [`crate::cluster::rpc`]).
 //! - [`error`]: the one error → gRPC status mapping.
 
 pub mod authz;
+pub mod cluster;
 pub mod containers;
 pub mod images;
 pub mod machine;

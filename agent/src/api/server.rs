@@ -18,6 +18,7 @@ use crate::pki::role::identity_of;
 use crate::state::NodeState;
 use super::containers::ContainersService;
 use super::images::ImagesService;
+use orc_proto::cluster::cluster_server::ClusterServer;
 use orc_proto::container::containers_server::ContainersServer;
 use orc_proto::container::images_server::ImagesServer;
 use orc_proto::machine::machine_server::MachineServer;
@@ -103,6 +104,8 @@ pub async fn run(
     drop(tx);
     tonic::transport::Server::builder()
         .layer(AuthzLayer { state: state.clone() })
+        .add_service(crate::cluster::rpc::RaftRpc::server(state.cluster.clone()))
+        .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.cluster.clone())))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

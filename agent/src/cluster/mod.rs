@@ -6,12 +6,14 @@
 //! - [`token`]: join tokens (`ORC1-<CA digest>-<secret>`).
 //! - [`scheduler`]: filters and spread for placing tasks, with reasons.
 //! - [`rpc`], [`network`]: openraft's RPCs as `orc.raft.v1` over mutual TLS.
+//! - [`handle`]: this manager's Raft, started at agent start or `cluster init`.
 //!
 //! Built so far: the storage layer, checked with openraft's own storage test
 //! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
 //! the scheduler build on it.
 
 pub mod command;
+pub mod handle;
 pub mod network;
 pub mod rpc;
 pub mod scheduler;

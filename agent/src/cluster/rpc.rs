@@ -1,26 +1,23 @@
 //! The managers' side of `orc.raft.v1`: decode, hand to openraft, encode
 //! the result (errors included, so the caller sees openraft's own error).
 
-use openraft::Raft;
+use std::sync::Arc;
+
 use orc_proto::raft::raft_server;
 use orc_proto::raft::Payload;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::types::TypeConfig;
+use super::handle::ClusterHandle;
 
 pub struct RaftRpc {
-    raft: Raft<TypeConfig>,
+    cluster: Arc<ClusterHandle>,
 }
 
 impl RaftRpc {
-    pub fn new(raft: Raft<TypeConfig>) -> Self {
-        Self { raft }
-    }
-
-    pub fn server(raft: Raft<TypeConfig>) -> raft_server::RaftServer<Self> {
-        raft_server::RaftServer::new(Self::new(raft)).max_decoding_message_size(64 << 20)
+    pub fn server(cluster: Arc<ClusterHandle>) -> raft_server::RaftServer<Self> {
+        raft_server::RaftServer::new(Self { cluster }).max_decoding_message_size(64 << 20)
     }
 }
 
@@ -35,17 +32,17 @@ fn encode<T: Serialize>(v: &T) -> Result<Response<Payload>, Status> {
 #[tonic::async_trait]
 impl raft_server::Raft for RaftRpc {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.raft.append_entries(decode(req)?).await;
+        let res = self.cluster.get()?.raft.append_entries(decode(req)?).await;
         encode(&res)
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.raft.vote(decode(req)?).await;
+        let res = self.cluster.get()?.raft.vote(decode(req)?).await;
         encode(&res)
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.raft.install_snapshot(decode(req)?).await;
+        let res = self.cluster.get()?.raft.install_snapshot(decode(req)?).await;
         encode(&res)
     }
 }

@@ -26,12 +26,14 @@ struct Manager {
 }
 
 /// Serves `raft` on `listener` behind the cluster's server TLS.
-fn serve(listener: TcpListener, raft: Raft<TypeConfig>, ca: &CertKey, node: &CertKey) -> tokio::task::JoinHandle<()> {
+fn serve(listener: TcpListener, started: super::handle::Started, ca: &CertKey, node: &CertKey) -> tokio::task::JoinHandle<()> {
+    let handle = Arc::new(super::handle::ClusterHandle::default());
+    handle.set(started);
     let tls = crate::api::tls::cluster(&ca.cert_pem, node).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let incoming = async_stream(listener, acceptor);
     tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder().add_service(RaftRpc::server(raft)).serve_with_incoming(incoming).await;
+        let _ = tonic::transport::Server::builder().add_service(RaftRpc::server(handle)).serve_with_incoming(incoming).await;
     })
 }
 
@@ -92,7 +94,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
         let tls = client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap();
         let raft = Raft::new(id, config.clone(), Network { tls }, log, sm.clone()).await.unwrap();
-        let server = serve(listener, raft.clone(), &ca, &cert);
+        let server = serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone() }, &ca, &cert);
         managers.push(Manager { id, raft, sm, server, _dir: dir });
     }
     managers[0].raft.initialize(members.clone()).await.unwrap();

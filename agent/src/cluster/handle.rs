@@ -1,0 +1,106 @@
+//! This manager's Raft, once it has one: started at agent start when the
+//! node is a manager, or by `cluster init` (then as a one-member quorum).
+//! The Raft RPC and cluster services reach it through here; before it
+//! exists they answer `Unavailable`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::{BasicNode, Config, Raft};
+
+use super::network::{client_tls, Network};
+use super::store::{self, StateMachineStore};
+use super::types::{NodeId, TypeConfig};
+use crate::error::AgentError;
+use crate::pki::identity::Identity;
+use orc_proto::cluster as pb;
+
+#[derive(Clone)]
+pub struct Started {
+    pub id: NodeId,
+    pub raft: Raft<TypeConfig>,
+    pub sm: StateMachineStore,
+}
+
+#[derive(Default)]
+pub struct ClusterHandle {
+    inner: RwLock<Option<Started>>,
+}
+
+/// The Raft id of a node: its node id (16 hex digits) as a number.
+pub fn raft_id(node_id: &str) -> Result<NodeId, AgentError> {
+    u64::from_str_radix(node_id, 16).map_err(|_| AgentError::Io(format!("node id {node_id:?} is not 16 hex digits")))
+}
+
+pub fn raft_config() -> Result<Arc<Config>, AgentError> {
+    let c = Config {
+        cluster_name: "orc".into(),
+        heartbeat_interval: 250,
+        election_timeout_min: 1000,
+        election_timeout_max: 2000,
+        // Chunked snapshots over a slow link: the default 200 ms loops.
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    c.validate().map(Arc::new).map_err(|e| AgentError::Io(format!("Raft config: {e}")))
+}
+
+impl ClusterHandle {
+    pub fn set(&self, s: Started) {
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+    }
+
+    pub fn get(&self) -> Result<Started, tonic::Status> {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| tonic::Status::unavailable("this node runs no Raft: it is not a manager (yet)"))
+    }
+
+    /// Starts this manager's Raft on `<state>/raft/raft.redb`. With
+    /// `advertise` (at `cluster init`), makes it a one-member quorum.
+    pub async fn start(&self, state_dir: &Path, id: &Identity, advertise: Option<String>) -> Result<(), AgentError> {
+        let raft_id = raft_id(&id.meta.node_id)?;
+        let (log, sm) = store::open(&state_dir.join("raft/raft.redb")).await.map_err(|e| AgentError::Io(e.to_string()))?;
+        let tls = client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?;
+        let raft = Raft::new(raft_id, raft_config()?, Network { tls }, log, sm.clone())
+            .await
+            .map_err(|e| AgentError::Io(format!("starting Raft: {e}")))?;
+        if let Some(addr) = advertise {
+            let members = BTreeMap::from([(raft_id, BasicNode { addr })]);
+            raft.initialize(members).await.map_err(|e| AgentError::Io(format!("initializing the quorum: {e}")))?;
+        }
+        tracing::info!(raft_id, "Raft started");
+        self.set(Started { id: raft_id, raft, sm });
+        Ok(())
+    }
+
+    pub async fn status(&self) -> Result<pb::StatusResponse, tonic::Status> {
+        let s = self.get()?;
+        // Give a fresh quorum a moment to elect before answering.
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.raft.wait(None).current_leader(s.id, "")).await;
+        let m = s.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| pb::Member { id: *id, node_id: format!("{id:016x}"), addr: node.addr.clone(), voter: voters.contains(id) })
+            .collect();
+        let store_version = s.sm.applied.read().await.state.version;
+        Ok(pb::StatusResponse {
+            id: s.id,
+            state: format!("{:?}", m.state),
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            members,
+            store_version,
+        })
+    }
+}
