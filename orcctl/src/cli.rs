@@ -95,6 +95,14 @@ pub enum ClusterCommand {
     },
     /// The Raft quorum as a manager sees it: members, leader, term, log.
     Status,
+    /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
+    JoinToken {
+        #[arg(value_parser = ["manager", "worker"])]
+        role: String,
+        /// Replace it: nodes with the old token can no longer join.
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -255,6 +255,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             done(err)
         }
+        Command::Cluster(ClusterCommand::JoinToken { role, rotate }) => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let n = &nodes[0];
+            let mut c = ClusterClient::new(connect::channel(n, &trust).await?);
+            let t = c
+                .join_token(orc_proto::cluster::JoinTokenRequest { role: role.clone(), rotate })
+                .await
+                .map_err(|s| CliError::from_status(n, s))?
+                .into_inner()
+                .token;
+            match out {
+                Output::Json => println!("{}", json!({"role": role, "token": t})),
+                Output::Table => println!("{t}"),
+            }
+            Ok(())
+        }
         Command::Restart { service } => {
             let (ok, err) = split(
                 each(&nodes, &trust, |mut c| {

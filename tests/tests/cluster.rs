@@ -33,6 +33,27 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
     let (term, log) = (s["term"].as_u64().unwrap(), s["last_log_index"].as_u64().unwrap());
     assert!(term >= 1 && log >= 1, "{s}");
 
+    // Join tokens: one per role, stable until rotated, pinned to this CA.
+    let token = |args: &[&str]| {
+        let o = Command::new(debug_bin("orcctl")).arg("--config").arg(&cfg).args(["cluster", "join-token"]).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let worker = token(&["worker"]);
+    let manager = token(&["manager"]);
+    assert_ne!(worker, manager);
+    assert_eq!(token(&["worker"]), worker);
+    let ca_der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(ctx.ca.as_bytes()).unwrap()
+    };
+    let parsed = orc_agent::cluster::token::JoinToken::parse(&worker).unwrap();
+    parsed.check_ca(&ca_der).unwrap();
+    let rotated = token(&["worker", "--rotate"]);
+    assert_ne!(rotated, worker);
+    assert_eq!(token(&["worker"]), rotated);
+    assert_eq!(token(&["manager"]), manager, "rotating the worker token kept the manager's");
+
     agent.restart().unwrap();
     let mut s = status(&cfg);
     for _ in 0..50 {
@@ -45,6 +66,7 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
     assert_eq!(s["state"], "Leader", "{s}");
     assert!(s["term"].as_u64().unwrap() >= term && s["last_log_index"].as_u64().unwrap() >= log, "{s}");
     assert!(agent.state_dir().join("raft/raft.redb").exists());
+    assert_eq!(token(&["worker"]), rotated, "the rotated token is in the Raft log and survives");
 
     // An admin is a person, not a manager node: Raft is refused.
     rt.block_on(async {

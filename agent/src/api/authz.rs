@@ -49,6 +49,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Cluster/JoinToken", Rule::AtLeast(Role::Admin)),
     ("/orc.raft.v1.Raft/AppendEntries", Rule::Managers),
     ("/orc.raft.v1.Raft/Vote", Rule::Managers),
     ("/orc.raft.v1.Raft/InstallSnapshot", Rule::Managers),

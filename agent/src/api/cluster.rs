@@ -6,21 +6,33 @@ use orc_proto::cluster::cluster_server::Cluster;
 use orc_proto::cluster::*;
 use tonic::{Request, Response, Status};
 
-use crate::cluster::handle::ClusterHandle;
+use crate::state::NodeState;
 
 pub struct ClusterService {
-    cluster: Arc<ClusterHandle>,
+    state: Arc<NodeState>,
 }
 
 impl ClusterService {
-    pub fn new(cluster: Arc<ClusterHandle>) -> Self {
-        Self { cluster }
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
     }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(self.cluster.status().await?))
+        Ok(Response::new(self.state.cluster.status().await?))
+    }
+
+    async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
+        let req = req.into_inner();
+        let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
+        let ca_der = {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::from_pem_slice(id.ca_cert_pem.as_bytes())
+                .map_err(|e| Status::internal(format!("cluster CA: {e}")))?
+        };
+        let token = self.state.cluster.join_token(&ca_der, &req.role, req.rotate).await?;
+        Ok(Response::new(JoinTokenResponse { token }))
     }
 }

@@ -105,7 +105,7 @@ pub async fn run(
     tonic::transport::Server::builder()
         .layer(AuthzLayer { state: state.clone() })
         .add_service(crate::cluster::rpc::RaftRpc::server(state.cluster.clone()))
-        .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.cluster.clone())))
+        .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

@@ -104,3 +104,52 @@ impl ClusterHandle {
         })
     }
 }
+
+/// Where the join tokens live in the replicated state.
+const TOKENS: (&str, &str) = ("cluster", "join-tokens");
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Tokens {
+    manager: String,
+    worker: String,
+}
+
+impl ClusterHandle {
+    /// The join token for `role`, made (or replaced, with `rotate`) through
+    /// the Raft log so every manager knows it.
+    pub async fn join_token(&self, ca_der: &[u8], role: &str, rotate: bool) -> Result<String, tonic::Status> {
+        use super::command::Command;
+        use super::token::JoinToken;
+        if role != "manager" && role != "worker" {
+            return Err(tonic::Status::invalid_argument(format!("role {role:?}: a join token is for a manager or a worker")));
+        }
+        let s = self.get()?;
+        s.raft.ensure_linearizable().await.map_err(|e| tonic::Status::unavailable(format!("no quorum: {e}")))?;
+        let (current, version) = {
+            let a = s.sm.applied.read().await;
+            match a.state.get(TOKENS.0, TOKENS.1) {
+                Some(o) => (serde_json::from_value::<Tokens>(o.value.clone()).ok(), o.version),
+                None => (None, 0),
+            }
+        };
+        let mut tokens = current.unwrap_or_else(|| Tokens {
+            manager: JoinToken::generate(ca_der).to_string(),
+            worker: JoinToken::generate(ca_der).to_string(),
+        });
+        let fresh = version == 0;
+        if rotate {
+            let t = JoinToken::generate(ca_der).to_string();
+            if role == "manager" { tokens.manager = t } else { tokens.worker = t }
+        }
+        if fresh || rotate {
+            let value = serde_json::to_value(&tokens).map_err(|e| tonic::Status::internal(e.to_string()))?;
+            let cmd = Command::Put { table: TOKENS.0.into(), id: TOKENS.1.into(), value, expect_version: Some(version) };
+            let r = s.raft.client_write(cmd).await.map_err(|e| tonic::Status::unavailable(format!("writing the tokens: {e}")))?;
+            if let Some(conflict) = r.data.conflict {
+                return Err(tonic::Status::aborted(format!("tokens changed meanwhile ({conflict}); try again")));
+            }
+            tracing::info!(role, rotate, "join tokens written");
+        }
+        Ok(if role == "manager" { tokens.manager } else { tokens.worker })
+    }
+}
