@@ -37,6 +37,9 @@ pub enum Command {
     /// Manage orcctl's config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Nodes of the cluster.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Build and identity of nodes.
     Version,
     /// Live health checks of nodes.
@@ -257,4 +260,25 @@ pub struct RunArgs {
     pub restart: String,
     #[command(flatten)]
     pub login: RegistryLogin,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Make a node in maintenance mode join a cluster (its role comes from the token).
+    Join {
+        /// host[:port] of the node in maintenance mode.
+        addr: String,
+        /// From `orcctl cluster join-token manager|worker`.
+        #[arg(long)]
+        token: String,
+        /// host:port of a manager of the cluster.
+        #[arg(long)]
+        manager: String,
+        /// The fingerprint the node prints on its console (sha256:...).
+        #[arg(long, conflicts_with = "insecure")]
+        fingerprint: Option<String>,
+        /// Trust whatever certificate the node presents (only on a network you trust).
+        #[arg(long)]
+        insecure: bool,
+    },
 }

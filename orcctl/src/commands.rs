@@ -10,7 +10,7 @@ use orc_proto::machine::*;
 use serde_json::json;
 use tonic::transport::Channel;
 
-use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, Output};
+use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, NodeCommand, Output};
 use crate::config::{self, Config, Context};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
@@ -116,6 +116,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             return Ok(());
         }
         Command::Config(cmd) => return config_command(&path, cmd, out),
+        Command::Node(NodeCommand::Join { addr, token, manager, fingerprint, insecure }) => {
+            let trust = match (fingerprint, insecure) {
+                (Some(fp), _) => Trust::Pinned(fp),
+                (None, true) => Trust::Insecure,
+                (None, false) => {
+                    return Err(CliError::Usage("pass --fingerprint sha256:... (printed on the node's console) or --insecure".into()))
+                }
+            };
+            let mut c = client(&addr, &trust).await?;
+            let r = c
+                .join(JoinRequest { token, manager: manager.clone() })
+                .await
+                .map_err(|s| CliError::from_status(&addr, s))?
+                .into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"node": addr, "node_id": r.node_id, "cluster_id": r.cluster_id, "role": r.role})),
+                Output::Table => println!("{addr}: joined cluster {} through {manager} as {} (node {})", r.cluster_id, r.role, r.node_id),
+            }
+            return Ok(());
+        }
         _ => {}
     }
     let cfg = Config::load_or_default(&path)?;
@@ -286,7 +306,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Image(cmd) => crate::runtime::image(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => crate::runtime::container(cmd, &nodes, &trust, out).await,
-        Command::Cluster(_) | Command::Config(_) => Ok(()),
+        Command::Cluster(_) | Command::Config(_) | Command::Node(_) => Ok(()),
     }
 }
 

@@ -77,3 +77,66 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
         assert!(e.message().contains("only manager nodes"), "{e}");
     });
 }
+
+fn ctl(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(debug_bin("orcctl")).arg("--config").arg(cfg).args(args).output().unwrap();
+    let r = (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    eprintln!("$ orcctl {} -> {r:?}", args.join(" "));
+    r
+}
+
+#[test]
+fn managers_and_workers_join_with_tokens() {
+    let a = AgentProcess::start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let cfg = a.dir.path().join("orcctl.toml");
+    let (r, ctx) = rt.block_on(bootstrap(&a.addr, &Trust::Pinned(a.fingerprint().unwrap()), "t", "admin")).unwrap();
+    save_context(&cfg, "t", ctx).unwrap();
+    let manager_token = ctl(&cfg, &["cluster", "join-token", "manager"]).1.trim().to_string();
+    let worker_token = ctl(&cfg, &["cluster", "join-token", "worker"]).1.trim().to_string();
+
+    // A second manager joins and becomes a voter.
+    let b = AgentProcess::start().unwrap();
+    let fp = format!("sha256:{}", b.fingerprint().unwrap());
+    let (ok, out, err) = ctl(&cfg, &["node", "join", &b.addr, "--fingerprint", &fp, "--token", &manager_token, "--manager", &a.addr]);
+    assert!(ok, "{err}");
+    assert!(out.contains("as manager"), "{out}");
+    let mut s = status(&cfg);
+    for _ in 0..100 {
+        let voters = s["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()).unwrap_or(0);
+        if voters == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        s = status(&cfg);
+    }
+    assert_eq!(s["members"].as_array().unwrap().iter().filter(|m| m["voter"] == true).count(), 2, "{s}");
+    assert!(s["members"].as_array().unwrap().iter().any(|m| m["addr"] == b.addr.as_str()), "{s}");
+    // The new manager answers with the same CA, and sees the same leader.
+    let (ok, out, err) = ctl(&cfg, &["--nodes", &b.addr, "-o", "json", "cluster", "status"]);
+    assert!(ok, "{err}");
+    let sb: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(sb[0]["leader"], r.node_id.as_str(), "{sb}");
+
+    // A worker joins: a node of the cluster, not a Raft member.
+    let c = AgentProcess::start().unwrap();
+    let fp = format!("sha256:{}", c.fingerprint().unwrap());
+    let (ok, out, err) = ctl(&cfg, &["node", "join", &c.addr, "--fingerprint", &fp, "--token", &worker_token, "--manager", &a.addr]);
+    assert!(ok && out.contains("as worker"), "{out} {err}");
+    let (ok, out, _) = ctl(&cfg, &["--nodes", &c.addr, "-o", "json", "version"]);
+    assert!(ok && out.contains("\"worker\""), "{out}");
+    assert_eq!(status(&cfg)["members"].as_array().unwrap().len(), 2);
+
+    // Refusals: a made-up secret, and a token of another cluster (CA digest).
+    let d = AgentProcess::start().unwrap();
+    let fp = format!("sha256:{}", d.fingerprint().unwrap());
+    let fake = format!("{}{}", &worker_token[..worker_token.len() - 4], "0000");
+    let (ok, _, err) = ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &fake, "--manager", &a.addr]);
+    assert!(!ok && err.contains("not valid for this cluster"), "{err}");
+    let other_ca = format!("ORC1-{}-{}", "0".repeat(64), &worker_token[worker_token.len() - 40..]);
+    let (ok, _, err) = ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &other_ca, "--manager", &a.addr]);
+    assert!(!ok && err.contains("manager"), "{err}");
+    // Still in maintenance mode after both refusals.
+    let (_, out, _) = ctl(&cfg, &["--nodes", &d.addr, "-o", "json", "version"]);
+    assert!(!out.contains("worker"), "{out}");
+}

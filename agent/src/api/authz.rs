@@ -23,6 +23,9 @@ pub enum Rule {
     AtLeast(Role),
     /// Manager nodes of this cluster only (Raft between managers).
     Managers,
+    /// Anyone who got through TLS, without a certificate, once the node is
+    /// in a cluster: joining nodes (the handler checks their token).
+    Joiners,
 }
 
 /// Every RPC and its rule. A method missing here is refused.
@@ -50,6 +53,9 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Cluster/JoinToken", Rule::AtLeast(Role::Admin)),
+    // The joiner has no certificate yet: the handler checks its token.
+    ("/orc.cluster.v1.Cluster/Join", Rule::Joiners),
+    ("/orc.machine.v1.Machine/Join", Rule::MaintenanceOnly),
     ("/orc.raft.v1.Raft/AppendEntries", Rule::Managers),
     ("/orc.raft.v1.Raft/Vote", Rule::Managers),
     ("/orc.raft.v1.Raft/InstallSnapshot", Rule::Managers),
@@ -72,10 +78,13 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     if maintenance {
         return match rule {
             Rule::Public | Rule::MaintenanceOnly => Ok(()),
-            Rule::AtLeast(_) | Rule::Managers => Err(Status::failed_precondition(
+            Rule::AtLeast(_) | Rule::Managers | Rule::Joiners => Err(Status::failed_precondition(
                 "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
             )),
         };
+    }
+    if *rule == Rule::Joiners {
+        return Ok(());
     }
     let identity = peer.and_then(|p| p.identity.as_ref()).ok_or_else(|| {
         Status::unauthenticated("a client certificate from this cluster's CA is required")
@@ -89,6 +98,7 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     match rule {
         Rule::Public => Ok(()),
         Rule::MaintenanceOnly => Err(Status::already_exists("the node is already part of a cluster")),
+        Rule::Joiners => Ok(()),
         Rule::Managers if identity.role == Role::Manager => Ok(()),
         Rule::Managers => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: only manager nodes may",

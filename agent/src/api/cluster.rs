@@ -24,6 +24,10 @@ impl Cluster for ClusterService {
         Ok(Response::new(self.state.cluster.status().await?))
     }
 
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        Ok(Response::new(crate::cluster::join::admit(&self.state, req.into_inner()).await?))
+    }
+
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;

@@ -90,6 +90,14 @@ impl Machine for MachineService {
         Ok(Response::new(RestartServiceResponse {}))
     }
 
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let req = req.into_inner();
+        tracing::info!(manager = %req.manager, "join requested");
+        let id = crate::cluster::join::join(&self.state, &req.token, &req.manager).await?;
+        self.state.start_cluster(false).await;
+        Ok(Response::new(JoinResponse { node_id: id.meta.node_id, cluster_id: id.meta.cluster_id, role: id.meta.role.as_str().into() }))
+    }
+
     async fn services(&self, _: Request<ServicesRequest>) -> Result<Response<ServicesResponse>, Status> {
         Ok(Response::new(ServicesResponse { services: services::do_services(&self.state) }))
     }

@@ -7,6 +7,7 @@
 //! - [`scheduler`]: filters and spread for placing tasks, with reasons.
 //! - [`rpc`], [`network`]: openraft's RPCs as `orc.raft.v1` over mutual TLS.
 //! - [`handle`]: this manager's Raft, started at agent start or `cluster init`.
+//! - [`join`]: admitting nodes (token, CSR) and joining (CA pinned to the token).
 //!
 //! Built so far: the storage layer, checked with openraft's own storage test
 //! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
@@ -14,6 +15,7 @@
 
 pub mod command;
 pub mod handle;
+pub mod join;
 pub mod network;
 pub mod rpc;
 pub mod scheduler;

@@ -68,26 +68,30 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 type RpcErr<E> = RPCError<NodeId, BasicNode, E>;
 
+/// A channel to another node's API at `addr` with the TLS configuration `tls`.
+pub async fn channel(addr: &str, tls: Arc<rustls::ClientConfig>) -> Result<Channel, tonic::transport::Error> {
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let target = addr.to_string();
+    Endpoint::from_static("http://node.orc")
+        .connect_timeout(Duration::from_secs(3))
+        .connect_with_connector(tower::service_fn(move |_| {
+            let (connector, target) = (connector.clone(), target.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&target).await?;
+                let _ = tcp.set_nodelay(true);
+                let name = ServerName::try_from(NODE_SERVER_NAME).map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(TokioIo::new(connector.connect(name, tcp).await?))
+            }
+        }))
+        .await
+}
+
 impl Peer {
     async fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
-        let target = self.addr.clone();
-        let channel = Endpoint::from_static("http://node.orc")
-            .connect_timeout(Duration::from_secs(3))
-            .connect_with_connector(tower::service_fn(move |_| {
-                let (connector, target) = (connector.clone(), target.clone());
-                async move {
-                    let tcp = tokio::net::TcpStream::connect(&target).await?;
-                    let _ = tcp.set_nodelay(true);
-                    let name = ServerName::try_from(NODE_SERVER_NAME).map_err(std::io::Error::other)?;
-                    Ok::<_, std::io::Error>(TokioIo::new(connector.connect(name, tcp).await?))
-                }
-            }))
-            .await
-            .map_err(|e| Unreachable::new(&e))?;
+        let channel = channel(&self.addr, self.tls.clone()).await.map_err(|e| Unreachable::new(&e))?;
         let c = RaftClient::new(channel).max_decoding_message_size(64 << 20);
         self.client = Some(c.clone());
         Ok(c)

@@ -71,6 +71,29 @@ pub fn issue(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Durati
     Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
+/// Signs a joining node's CSR: the CA sets the name, cluster and role (the
+/// CSR only contributes its public key).
+pub fn sign_csr(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Duration, csr_pem: &str) -> Result<String, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name = dn(name, cluster_id, role.as_str());
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
+    p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
+    validity(&mut p, ttl);
+    csr.params = p;
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
+/// A new key and a CSR for it (the joiner's side).
+pub fn new_csr() -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let csr = CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,163 @@
+//! Joining: the manager's side (check the token, sign the CSR, add a new
+//! manager to the quorum) and the joiner's side (pin the manager's CA to
+//! the token's digest, send a CSR, adopt the identity).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::BasicNode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::handle::{raft_id, ClusterHandle};
+use super::token::{JoinToken, TokenRole};
+use crate::error::AgentError;
+use crate::pki::ca::{self, CertKey, NODE_TTL};
+use crate::pki::identity::{Identity, IdentityMeta};
+use crate::pki::role::Role;
+use crate::state::NodeState;
+use orc_proto::cluster as pb;
+
+/// The manager's side of `Cluster.Join`.
+pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinResponse, tonic::Status> {
+    let id = state.identity().ok_or_else(|| tonic::Status::failed_precondition("this node is not in a cluster"))?;
+    let Some(ca_key) = id.ca_key_pem.clone() else {
+        return Err(tonic::Status::failed_precondition("this node is not a manager: join through a manager"));
+    };
+    let token = JoinToken::parse(&req.token).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    let ca_der = pem_der(&id.ca_cert_pem)?;
+    let manager = JoinToken::parse(&state.cluster.join_token(&ca_der, "manager", false).await?)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let worker = JoinToken::parse(&state.cluster.join_token(&ca_der, "worker", false).await?)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let role = match token.role(&manager, &worker).map_err(|e| tonic::Status::permission_denied(e.to_string()))? {
+        TokenRole::Manager => Role::Manager,
+        TokenRole::Worker => Role::Worker,
+    };
+    let node_id = hex::encode(rand::random::<[u8; 8]>());
+    let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
+    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, NODE_TTL, &req.csr_pem)
+        .map_err(|e| tonic::Status::invalid_argument(format!("the certificate request: {e}")))?;
+    tracing::info!(%node_id, role = %role, addr = %req.addr, "node admitted");
+    if role == Role::Manager {
+        let cluster = state.cluster.clone();
+        let (nid, addr) = (node_id.clone(), req.addr.clone());
+        tokio::spawn(async move {
+            if let Err(e) = add_manager(&cluster, &nid, &addr).await {
+                tracing::error!(node_id = %nid, error = %e, "adding the manager to the quorum failed");
+            }
+        });
+    }
+    Ok(pb::JoinResponse {
+        node_id,
+        cluster_id: id.meta.cluster_id,
+        cluster_name: id.meta.cluster_name,
+        role: role.as_str().to_string(),
+        cert_pem,
+        ca_cert_pem: id.ca_cert_pem,
+        ca_key_pem: if role == Role::Manager { ca_key } else { String::new() },
+    })
+}
+
+/// Learner first (it catches up), then voter.
+async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &str) -> Result<(), String> {
+    let s = cluster.get().map_err(|e| e.message().to_string())?;
+    let id = raft_id(node_id).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for _ in 0..60 {
+        match s.raft.add_learner(id, BasicNode { addr: addr.to_string() }, true).await {
+            Ok(_) => {
+                let voters: BTreeSet<u64> = s.raft.metrics().borrow().membership_config.membership().voter_ids().chain([id]).collect();
+                s.raft.change_membership(voters, false).await.map_err(|e| e.to_string())?;
+                tracing::info!(%node_id, "manager added to the quorum");
+                return Ok(());
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(last)
+}
+
+fn pem_der(pem: &str) -> Result<CertificateDer<'static>, tonic::Status> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| tonic::Status::internal(format!("cluster CA: {e}")))
+}
+
+/// Trusts a server whose chain carries a CA with the token's digest, and
+/// whose certificate that CA signed.
+#[derive(Debug)]
+struct PinnedCa {
+    digest: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates.iter().find(|c| super::token::ca_digest(c) == self.digest).ok_or_else(|| {
+            rustls::Error::General("the manager's CA does not match the join token: wrong cluster, or someone in between".into())
+        })?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The joiner's side of `Machine.Join`.
+pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Identity, AgentError> {
+    let token = JoinToken::parse(token).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| AgentError::Io(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa { digest: token.ca_digest.clone(), provider }))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let channel = super::network::channel(manager, Arc::new(tls))
+        .await
+        .map_err(|e| AgentError::Unavailable(format!("cannot reach the manager {manager}: {e}")))?;
+    let (key_pem, csr_pem) = ca::new_csr()?;
+    let res = orc_proto::cluster::cluster_client::ClusterClient::new(channel)
+        .join(pb::JoinRequest { token: token.to_string(), csr_pem, addr: state.advertise_addr() })
+        .await
+        .map_err(|s| match s.code() {
+            tonic::Code::PermissionDenied | tonic::Code::InvalidArgument => AgentError::InvalidArgument(format!("the manager refused: {}", s.message())),
+            _ => AgentError::Unavailable(format!("joining through {manager}: {}", s.message())),
+        })?
+        .into_inner();
+    let role = if res.role == "manager" { Role::Manager } else { Role::Worker };
+    let identity = Identity {
+        meta: IdentityMeta { node_id: res.node_id, cluster_id: res.cluster_id, cluster_name: res.cluster_name, role },
+        ca_cert_pem: res.ca_cert_pem,
+        ca_key_pem: (role == Role::Manager && !res.ca_key_pem.is_empty()).then_some(res.ca_key_pem),
+        node: CertKey { cert_pem: res.cert_pem, key_pem },
+    };
+    let id = state.adopt(move || Ok(identity))?;
+    tracing::info!(node_id = %id.meta.node_id, cluster_id = %id.meta.cluster_id, role = %role, "joined the cluster");
+    Ok(id)
+}
