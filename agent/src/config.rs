@@ -29,4 +29,13 @@ pub struct Config {
     /// node: the kernel argument `orc.insecure_registries=a:5000,b:5000`.
     #[arg(long = "insecure-registry", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
+    /// The address other managers reach this node's API at (ip:port);
+    /// default: the first non-loopback IPv4 address and the API port. On a
+    /// node: `orc.advertise=`.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Join a cluster at start while in maintenance mode: `TOKEN@manager:port`
+    /// (retried until it works). On a node: `orc.join=`.
+    #[arg(long)]
+    pub join: Option<String>,
 }

@@ -63,5 +63,9 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         let state = state.clone();
         tokio::spawn(async move { state.start_cluster(false).await });
     }
+    if let (true, Some(join)) = (maintenance, config.join.clone()) {
+        let state = state.clone();
+        tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
+    }
     api::server::run(state, runtime, tcp, vsock, shutdown).await.context("serving the API")
 }

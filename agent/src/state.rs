@@ -96,6 +96,9 @@ impl NodeState {
     /// The address other managers reach this one at: the API's, with the
     /// first non-loopback IPv4 address when it listens on all of them.
     pub fn advertise_addr(&self) -> String {
+        if let Some(a) = &self.config.advertise {
+            return a.clone();
+        }
         let addr = self.api_addr.get().copied().unwrap_or(self.config.listen);
         if !addr.ip().is_unspecified() {
             return addr.to_string();

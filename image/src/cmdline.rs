@@ -15,6 +15,8 @@ pub const IP: &str = "orc.ip";
 pub const HOSTNAME: &str = "orc.hostname";
 /// `TOKEN@ADDR`: join a cluster by itself on first boot.
 pub const JOIN: &str = "orc.join";
+/// The address other managers reach this node's API at (`ip:port`).
+pub const ADVERTISE: &str = "orc.advertise";
 /// Registries the node reaches over plain HTTP: `host:port[,host:port…]`.
 pub const INSECURE_REGISTRIES: &str = "orc.insecure_registries";
 

@@ -132,6 +132,12 @@ async fn main_loop(cmd: Cmdline) -> BootError {
     for r in &cmd.insecure_registries {
         agent_args.extend(["--insecure-registry".to_string(), r.clone()]);
     }
+    if let Some(a) = &cmd.advertise {
+        agent_args.extend(["--advertise".to_string(), a.clone()]);
+    }
+    if let Some(j) = &cmd.join {
+        agent_args.extend(["--join".to_string(), j.clone()]);
+    }
     let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
     let agent = Service::new("agent", Path::new(AGENT_PATH), &agent_args);
     let run = Path::new(RUN_DIR);

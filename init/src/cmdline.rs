@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-pub use orc_image::cmdline::{HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, ROOT, STATE, VERITY};
+pub use orc_image::cmdline::{ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, ROOT, STATE, VERITY};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
@@ -40,6 +40,7 @@ pub struct Cmdline {
     pub hostname: Option<String>,
     pub join: Option<String>,
     pub insecure_registries: Vec<String>,
+    pub advertise: Option<String>,
 }
 
 fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
@@ -86,6 +87,7 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
             IP => c.ips.push(parse_ip(value)?),
             HOSTNAME => c.hostname = Some(value.to_string()),
             JOIN => c.join = Some(value.to_string()),
+            ADVERTISE => c.advertise = Some(value.to_string()),
             INSECURE_REGISTRIES => c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from)),
             _ => {}
         }
@@ -103,6 +105,14 @@ mod tests {
     fn parse_table() {
         let ok: &[(&str, Cmdline)] = &[
             ("console=ttyS0 quiet", Cmdline::default()),
+            (
+                "orc.advertise=10.42.0.11:7443 orc.join=ORC1-x@10.42.0.10:7443",
+                Cmdline {
+                    advertise: Some("10.42.0.11:7443".into()),
+                    join: Some("ORC1-x@10.42.0.10:7443".into()),
+                    ..Default::default()
+                },
+            ),
             (
                 "orc.insecure_registries=10.0.2.2:5000,reg:80 orc.insecure_registries=x:1",
                 Cmdline { insecure_registries: vec!["10.0.2.2:5000".into(), "reg:80".into(), "x:1".into()], ..Default::default() },

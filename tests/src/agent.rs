@@ -17,6 +17,8 @@ pub struct Options {
     pub insecure_registries: Vec<String>,
     /// Another agent binary (e.g. the static release one for benchmarks).
     pub binary: Option<PathBuf>,
+    /// More agent arguments (e.g. `--join TOKEN@addr`).
+    pub args: Vec<String>,
 }
 
 pub struct AgentProcess {
@@ -51,6 +53,7 @@ fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<
     for r in &opts.insecure_registries {
         cmd.arg("--insecure-registry").arg(r);
     }
+    cmd.args(&opts.args);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
     Ok(cmd.stdout(Stdio::null()).stderr(log).spawn()?)
 }

@@ -127,6 +127,23 @@ fn managers_and_workers_join_with_tokens() {
     assert!(ok && out.contains("\"worker\""), "{out}");
     assert_eq!(status(&cfg)["members"].as_array().unwrap().len(), 2);
 
+    // orc.join (here --join): a node joins by itself at start.
+    let e = AgentProcess::start_with(orc_e2e::agent::Options {
+        args: vec!["--join".into(), format!("{worker_token}@{}", a.addr)],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut joined = false;
+    for _ in 0..100 {
+        let (ok, out, _) = ctl(&cfg, &["--nodes", &e.addr, "-o", "json", "version"]);
+        if ok && out.contains("\"worker\"") {
+            joined = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(joined, "the node did not join by itself: {}", e.log());
+
     // Refusals: a made-up secret, and a token of another cluster (CA digest).
     let d = AgentProcess::start().unwrap();
     let fp = format!("sha256:{}", d.fingerprint().unwrap());

@@ -161,3 +161,29 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
     tracing::info!(node_id = %id.meta.node_id, cluster_id = %id.meta.cluster_id, role = %role, "joined the cluster");
     Ok(id)
 }
+
+/// `orc.join=TOKEN@manager:port`: joins at start, retrying while the
+/// manager cannot be reached; a refused token is logged and not retried.
+pub async fn join_at_start(state: &NodeState, spec: &str) {
+    let Some((token, manager)) = spec.rsplit_once('@') else {
+        tracing::error!(join = %spec, "orc.join must be TOKEN@manager:port");
+        return;
+    };
+    loop {
+        match join(state, token, manager).await {
+            Ok(_) => {
+                state.start_cluster(false).await;
+                return;
+            }
+            Err(AgentError::AlreadyMember) => return,
+            Err(e @ AgentError::InvalidArgument(_)) => {
+                tracing::error!(error = %e, "joining at start was refused; fix orc.join");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %manager, "joining at start failed; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
