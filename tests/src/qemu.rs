@@ -86,6 +86,9 @@ pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
     let mut c = format!("{} orc.state=/dev/vdb orc.hostname={}", m.cmdline, spec.name);
     if let Some((_, i)) = &spec.l2 {
         c.push_str(&format!(" orc.ip=eth1:10.42.0.{}/24", 10 + *i as u32));
+        // Managers reach each other on the L2 network, not on user-net's
+        // 10.0.2.15 (the same on every node).
+        c.push_str(&format!(" orc.advertise=10.42.0.{}:7443", 10 + *i as u32));
     }
     if !spec.extra_cmdline.is_empty() {
         c.push(' ');
