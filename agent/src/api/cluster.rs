@@ -31,11 +31,7 @@ impl Cluster for ClusterService {
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
-        let ca_der = {
-            use rustls::pki_types::pem::PemObject;
-            rustls::pki_types::CertificateDer::from_pem_slice(id.ca_cert_pem.as_bytes())
-                .map_err(|e| Status::internal(format!("cluster CA: {e}")))?
-        };
+        let ca_der = crate::cluster::join::pem_der(&id.ca_cert_pem)?;
         let token = self.state.cluster.join_token(&ca_der, &req.role, req.rotate).await?;
         Ok(Response::new(JoinTokenResponse { token }))
     }

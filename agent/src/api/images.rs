@@ -102,7 +102,7 @@ impl Images for ImagesService {
     async fn remove(&self, req: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
         let name = req.into_inner().name;
         let (users, layers, ids) = self.runtime.in_use().await;
-        let (untagged, _) = self.runtime.images.remove(&name, &users).await?;
+        let untagged = self.runtime.images.remove(&name, &users).await?;
         let reclaimed = self.runtime.images.gc(&layers, &ids).await?;
         tracing::info!(image = %name, ?untagged, reclaimed, "image removed");
         Ok(Response::new(RemoveImageResponse { untagged, reclaimed }))

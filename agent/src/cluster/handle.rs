@@ -109,20 +109,17 @@ impl ClusterHandle {
 const TOKENS: (&str, &str) = ("cluster", "join-tokens");
 
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Tokens {
-    manager: String,
-    worker: String,
+pub struct Tokens {
+    pub manager: String,
+    pub worker: String,
 }
 
 impl ClusterHandle {
-    /// The join token for `role`, made (or replaced, with `rotate`) through
-    /// the Raft log so every manager knows it.
-    pub async fn join_token(&self, ca_der: &[u8], role: &str, rotate: bool) -> Result<String, tonic::Status> {
+    /// Both join tokens, made on first use; with `rotate`, that role's is
+    /// replaced. Changes go through the Raft log so every manager knows them.
+    pub async fn tokens(&self, ca_der: &[u8], rotate: Option<&str>) -> Result<Tokens, tonic::Status> {
         use super::command::Command;
         use super::token::JoinToken;
-        if role != "manager" && role != "worker" {
-            return Err(tonic::Status::invalid_argument(format!("role {role:?}: a join token is for a manager or a worker")));
-        }
         let s = self.get()?;
         s.raft.ensure_linearizable().await.map_err(|e| tonic::Status::unavailable(format!("no quorum: {e}")))?;
         let (current, version) = {
@@ -136,20 +133,29 @@ impl ClusterHandle {
             manager: JoinToken::generate(ca_der).to_string(),
             worker: JoinToken::generate(ca_der).to_string(),
         });
-        let fresh = version == 0;
-        if rotate {
-            let t = JoinToken::generate(ca_der).to_string();
-            if role == "manager" { tokens.manager = t } else { tokens.worker = t }
+        match rotate {
+            Some("manager") => tokens.manager = JoinToken::generate(ca_der).to_string(),
+            Some(_) => tokens.worker = JoinToken::generate(ca_der).to_string(),
+            None => {}
         }
-        if fresh || rotate {
+        if version == 0 || rotate.is_some() {
             let value = serde_json::to_value(&tokens).map_err(|e| tonic::Status::internal(e.to_string()))?;
             let cmd = Command::Put { table: TOKENS.0.into(), id: TOKENS.1.into(), value, expect_version: Some(version) };
             let r = s.raft.client_write(cmd).await.map_err(|e| tonic::Status::unavailable(format!("writing the tokens: {e}")))?;
             if let Some(conflict) = r.data.conflict {
                 return Err(tonic::Status::aborted(format!("tokens changed meanwhile ({conflict}); try again")));
             }
-            tracing::info!(role, rotate, "join tokens written");
+            tracing::info!(rotate = ?rotate, "join tokens written");
         }
+        Ok(tokens)
+    }
+
+    /// The join token for `role` ("manager" or "worker").
+    pub async fn join_token(&self, ca_der: &[u8], role: &str, rotate: bool) -> Result<String, tonic::Status> {
+        if role != "manager" && role != "worker" {
+            return Err(tonic::Status::invalid_argument(format!("role {role:?}: a join token is for a manager or a worker")));
+        }
+        let tokens = self.tokens(ca_der, rotate.then_some(role)).await?;
         Ok(if role == "manager" { tokens.manager } else { tokens.worker })
     }
 }

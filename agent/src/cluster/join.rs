@@ -28,10 +28,9 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
     };
     let token = JoinToken::parse(&req.token).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
     let ca_der = pem_der(&id.ca_cert_pem)?;
-    let manager = JoinToken::parse(&state.cluster.join_token(&ca_der, "manager", false).await?)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let worker = JoinToken::parse(&state.cluster.join_token(&ca_der, "worker", false).await?)
-        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let tokens = state.cluster.tokens(&ca_der, None).await?;
+    let parse = |t: &str| JoinToken::parse(t).map_err(|e| tonic::Status::internal(e.to_string()));
+    let (manager, worker) = (parse(&tokens.manager)?, parse(&tokens.worker)?);
     let role = match token.role(&manager, &worker).map_err(|e| tonic::Status::permission_denied(e.to_string()))? {
         TokenRole::Manager => Role::Manager,
         TokenRole::Worker => Role::Worker,
@@ -81,7 +80,7 @@ async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &str) -> Resu
     Err(last)
 }
 
-fn pem_der(pem: &str) -> Result<CertificateDer<'static>, tonic::Status> {
+pub(crate) fn pem_der(pem: &str) -> Result<CertificateDer<'static>, tonic::Status> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| tonic::Status::internal(format!("cluster CA: {e}")))
 }

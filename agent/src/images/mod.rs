@@ -165,9 +165,10 @@ impl ImageStore {
         self.write_index(&index)
     }
 
-    /// Removes a name (or every name of an id). `in_use` are the diff-id
-    /// sets of containers on the node; an image they use is refused.
-    pub async fn remove(&self, name: &str, in_use: &[(String, String)]) -> Result<(Vec<String>, u64), AgentError> {
+    /// Removes a name (or every name of an id) and returns the names
+    /// removed. `in_use` are (container, image id) pairs on the node; the
+    /// last name of an image they use is refused.
+    pub async fn remove(&self, name: &str, in_use: &[(String, String)]) -> Result<Vec<String>, AgentError> {
         let Some(image) = self.get(name).await? else {
             return Err(AgentError::NotFound(format!("no image {name:?} on this node (see `orcctl image ls`)")));
         };
@@ -189,7 +190,7 @@ impl ImageStore {
         }
         index.images.retain(|i| !untag.contains(&i.name));
         self.write_index(&index)?;
-        Ok((untag, 0))
+        Ok(untag)
     }
 
     /// Frees layers and blobs that no image and no container refers to.
