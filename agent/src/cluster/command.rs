@@ -14,6 +14,12 @@ pub enum Command {
     /// object is still at that version (0: must not exist).
     Put { table: String, id: String, value: serde_json::Value, expect_version: Option<u64> },
     Delete { table: String, id: String },
+    /// Merges `patch` into `table/id` (JSON merge patch, RFC 7386), so two
+    /// writers changing different fields of one object lose nothing. A
+    /// missing object is left missing (a conflict).
+    Patch { table: String, id: String, patch: serde_json::Value },
+    /// All of these, atomically: each applied in order, one store version.
+    Batch(Vec<Command>),
 }
 
 /// What applying a command did.
@@ -41,23 +47,36 @@ pub struct ClusterState {
 
 impl ClusterState {
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        let mut conflicts = Vec::new();
+        self.version += 1;
+        self.apply_one(cmd, &mut conflicts);
+        CommandResult { version: self.version, conflict: (!conflicts.is_empty()).then(|| conflicts.join("; ")) }
+    }
+
+    fn apply_one(&mut self, cmd: &Command, conflicts: &mut Vec<String>) {
         match cmd {
             Command::Put { table, id, value, expect_version } => {
-                let current = self.tables.get(table).and_then(|t| t.get(id)).map(|o| o.version).unwrap_or(0);
+                let current = self.get(table, id).map(|o| o.version).unwrap_or(0);
                 if let Some(want) = expect_version {
                     if *want != current {
-                        return CommandResult {
-                            version: self.version,
-                            conflict: Some(format!("{table}/{id} is at version {current}, not {want}")),
-                        };
+                        conflicts.push(format!("{table}/{id} is at version {current}, not {want}"));
+                        return;
                     }
                 }
-                self.version += 1;
                 let object = Object { version: self.version, value: value.clone() };
                 self.tables.entry(table.clone()).or_default().insert(id.clone(), object);
             }
+            Command::Patch { table, id, patch } => {
+                let version = self.version;
+                match self.tables.get_mut(table).and_then(|t| t.get_mut(id)) {
+                    Some(o) => {
+                        merge(&mut o.value, patch);
+                        o.version = version;
+                    }
+                    None => conflicts.push(format!("{table}/{id} does not exist")),
+                }
+            }
             Command::Delete { table, id } => {
-                self.version += 1;
                 if let Some(t) = self.tables.get_mut(table) {
                     t.remove(id);
                     if t.is_empty() {
@@ -65,12 +84,38 @@ impl ClusterState {
                     }
                 }
             }
+            Command::Batch(cmds) => {
+                for c in cmds {
+                    self.apply_one(c, conflicts);
+                }
+            }
         }
-        CommandResult { version: self.version, conflict: None }
     }
 
     pub fn get(&self, table: &str, id: &str) -> Option<&Object> {
         self.tables.get(table).and_then(|t| t.get(id))
+    }
+}
+
+/// RFC 7386: objects merge key by key, `null` removes a key, anything else
+/// replaces.
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
     }
 }
 
@@ -89,11 +134,31 @@ mod tests {
         let r = s.apply(&put("a", 2, Some(0)));
         assert!(r.conflict.unwrap().contains("at version 1"));
         assert_eq!(s.get("services", "a").unwrap().value, 1);
-        assert_eq!(s.apply(&put("a", 3, Some(1))).version, 2);
-        assert_eq!(s.get("services", "a").unwrap(), &Object { version: 2, value: serde_json::json!(3) });
+        assert_eq!(s.apply(&put("a", 3, Some(1))).version, 3);
+        assert_eq!(s.get("services", "a").unwrap(), &Object { version: 3, value: serde_json::json!(3) });
         s.apply(&Command::Delete { table: "services".into(), id: "a".into() });
         assert!(s.get("services", "a").is_none());
         assert!(s.tables.is_empty());
-        assert_eq!(s.version, 3);
+        assert_eq!(s.version, 4);
+    }
+
+    #[test]
+    fn patches_merge_and_batches_apply_together() {
+        let mut s = ClusterState::default();
+        let put = |id: &str, v| Command::Put { table: "tasks".into(), id: id.into(), value: v, expect_version: None };
+        s.apply(&Command::Batch(vec![
+            put("t1", serde_json::json!({"desired": "running", "state": "assigned", "node": "n1"})),
+            put("t2", serde_json::json!({"desired": "running"})),
+        ]));
+        assert_eq!(s.version, 1);
+        assert_eq!(s.get("tasks", "t2").unwrap().version, 1);
+        let patch = |id: &str, p| Command::Patch { table: "tasks".into(), id: id.into(), patch: p };
+        let r = s.apply(&Command::Batch(vec![
+            patch("t1", serde_json::json!({"state": "running", "node": null})),
+            patch("gone", serde_json::json!({"state": "running"})),
+        ]));
+        assert_eq!(r.conflict.as_deref(), Some("tasks/gone does not exist"));
+        assert_eq!(s.get("tasks", "t1").unwrap().value, serde_json::json!({"desired": "running", "state": "running"}));
+        assert_eq!(s.get("tasks", "t1").unwrap().version, 2);
     }
 }

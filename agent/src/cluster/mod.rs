@@ -17,6 +17,8 @@ pub mod command;
 pub mod handle;
 pub mod join;
 pub mod network;
+pub mod objects;
+pub mod orchestrator;
 pub mod rpc;
 pub mod scheduler;
 pub mod store;

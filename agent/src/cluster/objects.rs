@@ -1,0 +1,252 @@
+//! The objects in the replicated state: nodes, services and tasks, as the
+//! JSON values of their tables. Times are Unix milliseconds.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::command::{ClusterState, Command};
+
+pub const NODES: &str = "nodes";
+pub const SERVICES: &str = "services";
+pub const TASKS: &str = "tasks";
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A short random id (12 hex digits), like Docker's short ids.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 6]>())
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    #[default]
+    Unknown,
+    Ready,
+    Down,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    /// "manager" or "worker".
+    pub role: String,
+    /// Where its API listens (what managers and the dispatcher dial).
+    pub addr: String,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+    pub cpus: f64,
+    pub memory: u64,
+    pub status: NodeStatus,
+    pub message: String,
+    pub agent_version: String,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Replicated,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// Replace a task however it ended.
+    #[default]
+    Any,
+    /// Replace a task that failed; one that completed (exit 0) stays done.
+    OnFailure,
+    /// Never replace a task that ended by itself.
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// Wait before starting a replacement.
+    pub delay_ms: u64,
+    /// Replacements per slot (0: no limit), counted within `window_ms` when set.
+    pub max_attempts: u32,
+    pub window_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub published: u16,
+    pub target: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: String,
+    pub workdir: String,
+    pub mode: Mode,
+    pub replicas: u64,
+    pub reserve_cpus: f64,
+    pub reserve_memory: u64,
+    pub limit_cpus: f64,
+    pub limit_memory: u64,
+    pub limit_pids: i64,
+    pub constraints: Vec<String>,
+    pub restart: RestartPolicy,
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub spec: ServiceSpec,
+    /// Bumped by every update; tasks of older versions are replaced.
+    pub spec_version: u64,
+    pub previous_spec: Option<ServiceSpec>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// DESIGN.md's task states, in order; from `Complete` on a task is over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Starting,
+    Running,
+    Complete,
+    Failed,
+    Shutdown,
+    Rejected,
+    Orphaned,
+}
+
+impl TaskState {
+    pub fn terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Pending => "pending",
+            Self::Assigned => "assigned",
+            Self::Accepted => "accepted",
+            Self::Preparing => "preparing",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Shutdown => "shutdown",
+            Self::Rejected => "rejected",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub service_id: String,
+    pub service: String,
+    /// 1.. for replicated services, 0 for global ones (they are keyed by node).
+    pub slot: u64,
+    /// Empty until scheduled.
+    pub node: String,
+    /// `Running` or `Shutdown`: what the managers want.
+    pub desired: TaskState,
+    /// What the node last reported (or the managers decided: pending, orphaned).
+    pub state: TaskState,
+    pub message: String,
+    pub error: String,
+    pub container: String,
+    pub exit_code: Option<i32>,
+    /// The service spec this task runs, and its version.
+    pub spec: ServiceSpec,
+    pub spec_version: u64,
+    /// Not to be scheduled before (restart delay).
+    pub not_before_ms: i64,
+    /// It ended by itself while wanted running (counts as a restart attempt).
+    pub ended_alone: bool,
+    /// Restart attempts of its slot so far, counted since `window_start_ms`.
+    pub attempt: u32,
+    pub window_start_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl Task {
+    /// Wanted running and not over yet.
+    pub fn live(&self) -> bool {
+        self.desired == TaskState::Running && !self.state.terminal()
+    }
+}
+
+/// The objects of the state, parsed (unparseable ones are logged and skipped).
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub nodes: BTreeMap<String, Node>,
+    pub services: BTreeMap<String, Service>,
+    pub tasks: BTreeMap<String, Task>,
+}
+
+fn table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, T> {
+    let Some(t) = s.tables.get(name) else { return BTreeMap::new() };
+    t.iter()
+        .filter_map(|(id, o)| match serde_json::from_value(o.value.clone()) {
+            Ok(v) => Some((id.clone(), v)),
+            Err(e) => {
+                tracing::error!(table = name, %id, error = %e, "unreadable object in the cluster state; ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+impl View {
+    pub fn of(s: &ClusterState) -> Self {
+        Self { nodes: table(s, NODES), services: table(s, SERVICES), tasks: table(s, TASKS) }
+    }
+
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.services.values().find(|s| s.spec.name == name)
+    }
+}
+
+pub fn put<T: Serialize>(table: &str, id: &str, v: &T) -> Command {
+    Command::Put {
+        table: table.into(),
+        id: id.into(),
+        value: serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        expect_version: None,
+    }
+}
+
+pub fn patch(table: &str, id: &str, patch: serde_json::Value) -> Command {
+    Command::Patch { table: table.into(), id: id.into(), patch }
+}

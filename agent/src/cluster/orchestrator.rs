@@ -1,0 +1,641 @@
+//! The orchestrators and the scheduler pass, as one pure function of the
+//! cluster state: which tasks to create (replicated: one per slot; global:
+//! one per eligible node), which to shut down (node down or drained,
+//! service removed, updated or scaled down), which ended tasks to replace
+//! per the restart policy, where pending tasks go, and which old tasks to
+//! forget. The leader applies the commands it returns in one Raft entry.
+//!
+//! Changes to existing tasks are merge patches of the fields that changed,
+//! so a task status a node reported meanwhile is never overwritten.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::command::Command;
+use super::objects::*;
+use super::scheduler::{self, Constraint, Demand, NodeInfo, NodeRole};
+
+/// Ended tasks kept per slot (or per node for global services) for `service ps`.
+pub const HISTORY: usize = 3;
+
+/// Where a task sits in its service: a slot, or a node for global services.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key {
+    Slot(u64),
+    Node(String),
+}
+
+fn key(t: &Task) -> Key {
+    if t.slot == 0 { Key::Node(t.node.clone()) } else { Key::Slot(t.slot) }
+}
+
+struct Pass<'a> {
+    v: &'a View,
+    now: i64,
+    tasks: BTreeMap<String, Task>,
+    created: Vec<String>,
+    deleted: Vec<String>,
+}
+
+impl Pass<'_> {
+    fn shut(&mut self, id: &str, message: &str, state: Option<TaskState>) {
+        if let Some(t) = self.tasks.get_mut(id) {
+            t.desired = TaskState::Shutdown;
+            if let Some(s) = state {
+                t.state = s;
+            }
+            if !message.is_empty() {
+                t.message = message.to_string();
+            }
+            t.updated_ms = self.now;
+        }
+    }
+
+    fn node_ok(&self, id: &str) -> Option<&Node> {
+        self.v.nodes.get(id).filter(|n| n.status != NodeStatus::Down)
+    }
+}
+
+/// The commands that bring the tasks in line with services and nodes.
+pub fn reconcile(v: &View, now: i64) -> Vec<Command> {
+    let mut p = Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), deleted: Vec::new() };
+    end_tasks(&mut p);
+    for s in v.services.values() {
+        match s.spec.mode {
+            Mode::Replicated => replicated(&mut p, s),
+            Mode::Global => global(&mut p, s),
+        }
+    }
+    schedule(&mut p);
+    forget(&mut p);
+    commands(&p)
+}
+
+/// Tasks that ended, lost their node, their service or their spec.
+fn end_tasks(p: &mut Pass) {
+    let ids: Vec<String> = p.tasks.keys().cloned().collect();
+    for id in ids {
+        let t = &p.tasks[&id];
+        if t.desired != TaskState::Running {
+            // Wanted gone: on a lost node it will never report; it is over.
+            if !t.state.terminal() && !t.node.is_empty() && p.node_ok(&t.node).is_none() {
+                let msg = format!("node {} is down", t.node);
+                p.shut(&id, &msg, Some(TaskState::Orphaned));
+            }
+            continue;
+        }
+        if t.state.terminal() {
+            if let Some(t) = p.tasks.get_mut(&id) {
+                t.desired = TaskState::Shutdown;
+                t.ended_alone = true;
+            }
+            continue;
+        }
+        let service = p.v.services.get(&t.service_id);
+        if !t.node.is_empty() {
+            match p.v.nodes.get(&t.node) {
+                None => {
+                    p.shut(&id, "its node left the cluster", Some(TaskState::Orphaned));
+                    continue;
+                }
+                Some(n) if n.status == NodeStatus::Down => {
+                    let msg = format!("node {} is down", n.hostname);
+                    p.shut(&id, &msg, Some(TaskState::Orphaned));
+                    continue;
+                }
+                Some(n) if n.availability == Availability::Drain => {
+                    let msg = format!("node {} is drained", n.hostname);
+                    p.shut(&id, &msg, None);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match service {
+            None => p.shut(&id, "service removed", None),
+            Some(s) if s.spec_version != t.spec_version => p.shut(&id, "replaced by a service update", None),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The task to run in a free slot (or on a node), unless the restart policy
+/// says the slot is done. `prev` is the slot's latest task.
+fn next_task(p: &Pass, s: &Service, k: &Key, prev: Option<&Task>) -> Option<Task> {
+    let r = &s.spec.restart;
+    let (mut attempt, mut window_start, mut not_before) = (0u32, p.now, 0i64);
+    if let Some(prev) = prev.filter(|t| t.ended_alone) {
+        match r.condition {
+            RestartCondition::None => return None,
+            RestartCondition::OnFailure if prev.state == TaskState::Complete => return None,
+            _ => {}
+        }
+        (attempt, window_start) = attempt_of(prev);
+        if r.window_ms > 0 && p.now - window_start > r.window_ms as i64 {
+            (attempt, window_start) = (0, p.now);
+        }
+        attempt += 1;
+        if r.max_attempts > 0 && attempt > r.max_attempts {
+            return None;
+        }
+        not_before = prev.updated_ms + r.delay_ms as i64;
+    } else if let Some(prev) = prev {
+        // Shut down by the managers (node lost, drain, update): the
+        // replacement is not a restart attempt.
+        (attempt, window_start) = attempt_of(prev);
+    }
+    let (slot, node) = match k {
+        Key::Slot(n) => (*n, String::new()),
+        Key::Node(n) => (0, n.clone()),
+    };
+    Some(Task {
+        id: new_id(),
+        service_id: s.id.clone(),
+        service: s.spec.name.clone(),
+        slot,
+        node,
+        desired: TaskState::Running,
+        state: TaskState::Pending,
+        message: if attempt > 0 { format!("restart attempt {attempt}") } else { String::new() },
+        spec: s.spec.clone(),
+        spec_version: s.spec_version,
+        not_before_ms: not_before,
+        created_ms: p.now,
+        updated_ms: p.now,
+        attempt,
+        window_start_ms: window_start,
+        ..Default::default()
+    })
+}
+
+fn attempt_of(t: &Task) -> (u32, i64) {
+    (t.attempt, t.window_start_ms)
+}
+
+/// The latest task of each slot/node of a service, and whether one is wanted running.
+fn slots(p: &Pass, service_id: &str) -> BTreeMap<Key, (Option<String>, bool)> {
+    let mut out: BTreeMap<Key, (Option<String>, bool)> = BTreeMap::new();
+    for t in p.tasks.values().filter(|t| t.service_id == service_id) {
+        let e = out.entry(key(t)).or_default();
+        let newer = e.0.as_ref().is_none_or(|id| p.tasks[id].created_ms <= t.created_ms);
+        if newer {
+            e.0 = Some(t.id.clone());
+        }
+        e.1 |= t.desired == TaskState::Running;
+    }
+    out
+}
+
+fn add(p: &mut Pass, t: Task) {
+    p.created.push(t.id.clone());
+    p.tasks.insert(t.id.clone(), t);
+}
+
+fn replicated(p: &mut Pass, s: &Service) {
+    let mut running: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for t in p.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running) {
+        running.entry(t.slot).or_default().push(t.id.clone());
+    }
+    for (slot, ids) in &running {
+        if *slot > s.spec.replicas {
+            for id in ids {
+                p.shut(id, "scaled down", None);
+            }
+        } else if ids.len() > 1 {
+            // Never expected; keep the oldest.
+            let mut ids = ids.clone();
+            ids.sort_by_key(|id| p.tasks[id].created_ms);
+            for id in &ids[1..] {
+                p.shut(id, "duplicate in its slot", None);
+            }
+        }
+    }
+    let latest = slots(p, &s.id);
+    for slot in 1..=s.spec.replicas {
+        let k = Key::Slot(slot);
+        let (prev, wanted) = latest.get(&k).cloned().unwrap_or_default();
+        if wanted {
+            continue;
+        }
+        let prev = prev.and_then(|id| p.tasks.get(&id).cloned());
+        if let Some(t) = next_task(p, s, &k, prev.as_ref()) {
+            add(p, t);
+        }
+    }
+}
+
+fn node_info(n: &Node) -> NodeInfo {
+    NodeInfo {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        role: if n.role == "manager" { NodeRole::Manager } else { NodeRole::Worker },
+        availability: n.availability,
+        ready: n.status == NodeStatus::Ready,
+        labels: n.labels.clone(),
+        cpus: n.cpus,
+        memory: n.memory,
+        reserved_cpus: 0.0,
+        reserved_memory: 0,
+        ports: Default::default(),
+        tasks: 0,
+    }
+}
+
+fn constraints(spec: &ServiceSpec) -> Vec<Constraint> {
+    spec.constraints.iter().filter_map(|c| Constraint::parse(c).ok()).collect()
+}
+
+fn global(p: &mut Pass, s: &Service) {
+    let cs = constraints(&s.spec);
+    let eligible = |n: &Node| {
+        n.status == NodeStatus::Ready && n.availability == Availability::Active && cs.iter().all(|c| c.matches(&node_info(n)))
+    };
+    // Tasks on nodes that no longer match (labels changed) stop.
+    let off: Vec<String> = p
+        .tasks
+        .values()
+        .filter(|t| t.service_id == s.id && t.live())
+        .filter(|t| p.v.nodes.get(&t.node).is_some_and(|n| n.status == NodeStatus::Ready && !cs.iter().all(|c| c.matches(&node_info(n)))))
+        .map(|t| t.id.clone())
+        .collect();
+    for id in off {
+        p.shut(&id, "its node no longer matches the constraints", None);
+    }
+    let latest = slots(p, &s.id);
+    let nodes: Vec<Node> = p.v.nodes.values().filter(|n| eligible(n)).cloned().collect();
+    for n in nodes {
+        let k = Key::Node(n.id.clone());
+        let (prev, wanted) = latest.get(&k).cloned().unwrap_or_default();
+        if wanted {
+            continue;
+        }
+        let prev = prev.and_then(|id| p.tasks.get(&id).cloned());
+        if let Some(t) = next_task(p, s, &k, prev.as_ref()) {
+            add(p, t);
+        }
+    }
+}
+
+fn demand(t: &Task) -> Demand {
+    Demand {
+        service: t.service_id.clone(),
+        cpus: t.spec.reserve_cpus,
+        memory: t.spec.reserve_memory,
+        constraints: constraints(&t.spec),
+        ports: t.spec.ports.iter().map(|p| p.published).collect(),
+    }
+}
+
+/// Pending tasks onto nodes: replicated ones by filter and spread, global
+/// ones onto their own node if it fits.
+fn schedule(p: &mut Pass) {
+    let mut nodes: Vec<NodeInfo> = p.v.nodes.values().map(node_info).collect();
+    let mut per_service: HashMap<(String, String), u32> = HashMap::new();
+    for t in p.tasks.values().filter(|t| t.desired == TaskState::Running && !t.state.terminal() && !t.node.is_empty()) {
+        if let Some(n) = nodes.iter_mut().find(|n| n.id == t.node) {
+            n.reserved_cpus += t.spec.reserve_cpus;
+            n.reserved_memory += t.spec.reserve_memory;
+            n.ports.extend(t.spec.ports.iter().map(|p| p.published));
+            n.tasks += 1;
+            *per_service.entry((t.service_id.clone(), t.node.clone())).or_default() += 1;
+        }
+    }
+    let mut pending: Vec<String> = p
+        .tasks
+        .values()
+        .filter(|t| t.live() && t.state == TaskState::Pending && t.not_before_ms <= p.now)
+        .filter(|t| t.slot == 0 || t.node.is_empty())
+        .map(|t| t.id.clone())
+        .collect();
+    // Oldest first, then by slot, so a scale-out fills slots in order.
+    pending.sort_by_key(|id| (p.tasks[id].created_ms, p.tasks[id].slot));
+    for id in pending {
+        let t = &p.tasks[&id];
+        let d = demand(t);
+        let placed = if t.slot == 0 {
+            let Some(i) = nodes.iter().position(|n| n.id == t.node) else { continue };
+            scheduler::place(&mut nodes[i..=i], &mut per_service, &d)
+        } else {
+            scheduler::place(&mut nodes, &mut per_service, &d)
+        };
+        let now = p.now;
+        if let Some(t) = p.tasks.get_mut(&id) {
+            match placed {
+                Ok(node) => {
+                    t.node = node;
+                    t.state = TaskState::Assigned;
+                    t.message = String::new();
+                    t.updated_ms = now;
+                }
+                Err(why) => {
+                    let why = why.to_string();
+                    if t.message != why {
+                        t.message = why;
+                        t.updated_ms = now;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Drops tasks nobody needs to see any more: those of removed services once
+/// over, and all but the latest `HISTORY` ended tasks of each slot.
+fn forget(p: &mut Pass) {
+    let mut ended: BTreeMap<(String, Key), Vec<(i64, String)>> = BTreeMap::new();
+    for t in p.tasks.values() {
+        if t.desired == TaskState::Running || !t.state.terminal() {
+            continue;
+        }
+        if !p.v.services.contains_key(&t.service_id) {
+            p.deleted.push(t.id.clone());
+            continue;
+        }
+        ended.entry((t.service_id.clone(), key(t))).or_default().push((t.created_ms, t.id.clone()));
+    }
+    for (_, mut list) in ended {
+        list.sort();
+        let extra = list.len().saturating_sub(HISTORY);
+        p.deleted.extend(list.into_iter().take(extra).map(|(_, id)| id));
+    }
+    for id in &p.deleted {
+        p.tasks.remove(id);
+    }
+}
+
+/// Puts for new tasks, merge patches of the changed fields of the others.
+fn commands(p: &Pass) -> Vec<Command> {
+    let mut out = Vec::new();
+    for id in &p.created {
+        if let Some(t) = p.tasks.get(id) {
+            let mut c = put(TASKS, id, t);
+            if let Command::Put { expect_version, .. } = &mut c {
+                *expect_version = Some(0);
+            }
+            out.push(c);
+        }
+    }
+    for (id, old) in &p.v.tasks {
+        if p.deleted.contains(id) {
+            out.push(Command::Delete { table: TASKS.into(), id: id.clone() });
+            continue;
+        }
+        let Some(new) = p.tasks.get(id) else { continue };
+        if let Some(d) = diff(old, new) {
+            out.push(patch(TASKS, id, d));
+        }
+    }
+    out
+}
+
+/// The top-level fields of `new` that differ from `old`, as a merge patch.
+fn diff(old: &Task, new: &Task) -> Option<serde_json::Value> {
+    if old == new {
+        return None;
+    }
+    let (Ok(serde_json::Value::Object(o)), Ok(serde_json::Value::Object(n))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return None;
+    };
+    let changed: serde_json::Map<String, serde_json::Value> =
+        n.into_iter().filter(|(k, v)| o.get(k) != Some(v)).collect();
+    (!changed.is_empty()).then_some(serde_json::Value::Object(changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::command::ClusterState;
+
+    struct World {
+        state: ClusterState,
+        now: i64,
+    }
+
+    impl World {
+        fn new(nodes: &[&str]) -> Self {
+            let mut w = World { state: ClusterState::default(), now: 1_000_000 };
+            for n in nodes {
+                w.node(n, |_| {});
+            }
+            w
+        }
+        fn node(&mut self, id: &str, f: impl FnOnce(&mut Node)) {
+            let mut n = self.view().nodes.get(id).cloned().unwrap_or(Node {
+                id: id.into(),
+                hostname: format!("host-{id}"),
+                role: "worker".into(),
+                status: NodeStatus::Ready,
+                cpus: 2.0,
+                memory: 4 << 30,
+                ..Default::default()
+            });
+            f(&mut n);
+            self.state.apply(&put(NODES, id, &n));
+        }
+        fn service(&mut self, name: &str, f: impl FnOnce(&mut ServiceSpec)) {
+            let v = self.view();
+            let mut s = v.service_by_name(name).cloned().unwrap_or(Service {
+                id: format!("svc-{name}"),
+                spec: ServiceSpec { name: name.into(), image: "busybox".into(), replicas: 1, ..Default::default() },
+                ..Default::default()
+            });
+            f(&mut s.spec);
+            s.spec_version += 1;
+            self.state.apply(&put(SERVICES, &s.id.clone(), &s));
+        }
+        fn view(&self) -> View {
+            View::of(&self.state)
+        }
+        /// Reconciles until nothing changes; returns how many passes changed something.
+        fn settle(&mut self) -> usize {
+            for pass in 0..10 {
+                let cmds = reconcile(&self.view(), self.now);
+                if cmds.is_empty() {
+                    return pass;
+                }
+                let r = self.state.apply(&Command::Batch(cmds));
+                assert_eq!(r.conflict, None);
+            }
+            panic!("reconcile does not settle");
+        }
+        /// Nodes report every assigned task running.
+        fn run_all(&mut self) {
+            let v = self.view();
+            for t in v.tasks.values().filter(|t| t.live() && t.state == TaskState::Assigned) {
+                self.state.apply(&patch(TASKS, &t.id, serde_json::json!({"state": "running"})));
+            }
+        }
+        fn live(&self, service: &str) -> Vec<Task> {
+            self.view().tasks.values().filter(|t| t.service == service && t.live()).cloned().collect()
+        }
+        fn on(&self, service: &str, node: &str) -> usize {
+            self.live(service).iter().filter(|t| t.node == node).count()
+        }
+        fn report(&mut self, id: &str, state: &str) {
+            let now = self.now;
+            self.state.apply(&patch(TASKS, id, serde_json::json!({"state": state, "updated_ms": now})));
+        }
+    }
+
+    #[test]
+    fn replicas_spread_scale_and_settle() {
+        let mut w = World::new(&["a", "b"]);
+        w.service("web", |s| s.replicas = 3);
+        assert_eq!(w.settle(), 1, "one pass creates and places everything");
+        let live = w.live("web");
+        assert_eq!(live.len(), 3);
+        assert!(live.iter().all(|t| t.state == TaskState::Assigned));
+        let mut slots: Vec<u64> = live.iter().map(|t| t.slot).collect();
+        slots.sort();
+        assert_eq!(slots, [1, 2, 3]);
+        assert_eq!(w.on("web", "a") + w.on("web", "b"), 3);
+        assert!(w.on("web", "a").abs_diff(w.on("web", "b")) == 1);
+        w.run_all();
+        assert_eq!(w.settle(), 0, "a settled state yields no commands");
+
+        w.service("web", |s| s.replicas = 10);
+        w.settle();
+        assert_eq!(w.live("web").len(), 10);
+        assert_eq!((w.on("web", "a"), w.on("web", "b")), (5, 5));
+        w.service("web", |s| s.replicas = 2);
+        w.settle();
+        let live = w.live("web");
+        // An update replaces every task (new spec version) and scales down.
+        assert_eq!(live.len(), 2);
+        assert!(live.iter().all(|t| t.slot <= 2 && t.spec_version == 3));
+    }
+
+    #[test]
+    fn restart_policy_attempts_and_delay() {
+        let mut w = World::new(&["a"]);
+        w.service("job", |s| {
+            s.restart = RestartPolicy { condition: RestartCondition::OnFailure, delay_ms: 5_000, max_attempts: 2, window_ms: 0 };
+        });
+        w.settle();
+        w.run_all();
+        let mut runs = 1;
+        loop {
+            let t = w.live("job").pop().expect("a live task");
+            w.report(&t.id, "failed");
+            w.settle();
+            match w.live("job").pop() {
+                None => break,
+                Some(next) => {
+                    runs += 1;
+                    assert_eq!(next.state, TaskState::Pending, "waits for its restart delay");
+                    assert_eq!(next.attempt, runs - 1);
+                    w.now += 5_000;
+                    w.settle();
+                    assert_eq!(w.live("job")[0].state, TaskState::Assigned);
+                    w.run_all();
+                }
+            }
+        }
+        assert_eq!(runs, 3, "first run + max_attempts 2");
+        // History keeps the latest tasks of the slot.
+        assert_eq!(w.view().tasks.len(), HISTORY);
+
+        // on-failure: a clean exit is the end; any: replaced.
+        w.service("ok", |s| s.restart.condition = RestartCondition::OnFailure);
+        w.settle();
+        let t = w.live("ok").pop().unwrap();
+        w.report(&t.id, "complete");
+        w.settle();
+        assert!(w.live("ok").is_empty());
+        w.service("always", |_| {});
+        w.settle();
+        let t = w.live("always").pop().unwrap();
+        w.report(&t.id, "complete");
+        w.settle();
+        assert_eq!(w.live("always").len(), 1);
+    }
+
+    #[test]
+    fn down_and_drained_nodes_lose_their_tasks_once() {
+        let mut w = World::new(&["a", "b", "c"]);
+        w.service("web", |s| s.replicas = 6);
+        w.settle();
+        w.run_all();
+        w.node("a", |n| n.status = NodeStatus::Down);
+        w.settle();
+        assert_eq!(w.live("web").len(), 6);
+        assert_eq!(w.on("web", "a"), 0);
+        let orphaned = w.view().tasks.values().filter(|t| t.state == TaskState::Orphaned).count();
+        assert_eq!(orphaned, 2);
+        // The node comes back: its old tasks stay shut down, nothing doubles.
+        w.node("a", |n| n.status = NodeStatus::Ready);
+        w.settle();
+        assert_eq!(w.live("web").len(), 6);
+        w.node("b", |n| n.availability = Availability::Drain);
+        w.settle();
+        assert_eq!(w.on("web", "b"), 0);
+        assert_eq!(w.live("web").len(), 6);
+        let mut slots: Vec<u64> = w.live("web").iter().map(|t| t.slot).collect();
+        slots.sort();
+        assert_eq!(slots, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn global_services_follow_nodes_and_constraints() {
+        let mut w = World::new(&["a", "b"]);
+        w.node("b", |n| {
+            n.labels.insert("zone".into(), "eu".into());
+        });
+        w.service("agent", |s| s.mode = Mode::Global);
+        w.service("eu", |s| {
+            s.mode = Mode::Global;
+            s.constraints = vec!["node.labels.zone==eu".into()];
+        });
+        w.settle();
+        assert_eq!((w.on("agent", "a"), w.on("agent", "b")), (1, 1));
+        assert_eq!((w.on("eu", "a"), w.on("eu", "b")), (0, 1));
+        w.node("c", |n| {
+            n.labels.insert("zone".into(), "eu".into());
+        });
+        w.settle();
+        assert_eq!((w.on("agent", "c"), w.on("eu", "c")), (1, 1));
+        w.node("b", |n| {
+            n.labels.clear();
+        });
+        w.settle();
+        assert_eq!(w.on("eu", "b"), 0);
+        w.node("c", |n| n.status = NodeStatus::Down);
+        w.settle();
+        assert_eq!(w.live("agent").len(), 2);
+        assert_eq!(w.live("eu").len(), 0);
+    }
+
+    #[test]
+    fn unplaceable_tasks_wait_with_a_reason() {
+        let mut w = World::new(&["a"]);
+        w.service("big", |s| {
+            s.replicas = 2;
+            s.reserve_memory = 3 << 30;
+        });
+        w.settle();
+        let pending: Vec<Task> = w.live("big").into_iter().filter(|t| t.state == TaskState::Pending).collect();
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].message.contains("free memory"), "{}", pending[0].message);
+        w.node("b", |_| {});
+        w.settle();
+        assert_eq!((w.on("big", "a"), w.on("big", "b")), (1, 1));
+    }
+
+    #[test]
+    fn removed_services_leave_nothing_behind() {
+        let mut w = World::new(&["a"]);
+        w.service("web", |s| s.replicas = 2);
+        w.settle();
+        w.run_all();
+        w.state.apply(&Command::Delete { table: SERVICES.into(), id: "svc-web".into() });
+        w.settle();
+        assert!(w.live("web").is_empty());
+        assert_eq!(w.view().tasks.len(), 2, "shut down, not forgotten while the node still runs them");
+        for t in w.view().tasks.values() {
+            w.report(&t.id, "shutdown");
+        }
+        w.settle();
+        assert!(w.view().tasks.is_empty());
+    }
+}
