@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/orc/shim/v1/shim.proto",
         "proto/orc/raft/v1/raft.proto",
         "proto/orc/cluster/v1/cluster.proto",
+        "proto/orc/dispatcher/v1/dispatcher.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -8,6 +8,8 @@
 //! - [`pki`]: the cluster CA, certificates and roles.
 //! - [`images`]: the image store (pull, load, layers, GC).
 //! - [`runtime`]: containers (specs, shims, logs, restart policies).
+//! - [`cluster`]: Raft, joining, dispatcher, orchestrators and scheduler.
+//! - [`worker`]: the node's session with the leader; its tasks as containers.
 //! - [`shim`]: `orc-agent shim`, the per-container process.
 //! - [`fsutil`]: atomic writes, disk usage.
 //! - [`error`]: the agent's errors and their gRPC status codes.
@@ -23,8 +25,10 @@ pub mod pki;
 pub mod runtime;
 pub mod shim;
 pub mod state;
+pub mod worker;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -67,5 +71,9 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         let state = state.clone();
         tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
     }
-    api::server::run(state, runtime, tcp, vsock, shutdown).await.context("serving the API")
+    let liveness = Arc::new(cluster::dispatcher::Liveness::default());
+    tokio::spawn(cluster::leader::run(state.cluster.clone(), liveness.clone()));
+    let executor = worker::executor::Executor::new(runtime.clone());
+    tokio::spawn(worker::session::run(state.clone(), executor));
+    api::server::run(state, runtime, liveness, tcp, vsock, shutdown).await.context("serving the API")
 }

@@ -67,6 +67,9 @@ pub enum Command {
     /// Images on nodes: pull, load, list, remove.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Services: replicated or global tasks the cluster keeps running.
+    #[command(subcommand, alias = "svc")]
+    Service(ServiceCommand),
     /// Containers on nodes (node-level; services come with the cluster).
     #[command(subcommand, alias = "c")]
     Container(ContainerCommand),
@@ -263,7 +266,172 @@ pub struct RunArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Create a service from flags or a YAML file (`-f`, compose-like).
+    Create(ServiceCreate),
+    /// Change a service: flags change fields, `-f` replaces the spec.
+    Update(ServiceUpdate),
+    /// Set replica counts: `orcctl service scale web=5 api=2`.
+    Scale {
+        #[arg(required = true)]
+        pairs: Vec<String>,
+    },
+    /// Remove services; their tasks stop.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        services: Vec<String>,
+    },
+    /// List services with desired and running tasks.
+    #[command(alias = "list")]
+    Ls,
+    /// Tasks of a service (current and recent): where, state, why.
+    Ps {
+        service: String,
+        /// Only tasks wanted running.
+        #[arg(long)]
+        running: bool,
+    },
+    /// A service's spec and status.
+    Inspect { service: String },
+    /// Logs of all of a service's tasks, each line labelled with its task.
+    Logs {
+        service: String,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Last N lines of each task.
+        #[arg(long, default_value_t = 0)]
+        tail: u32,
+        #[arg(long, short = 't')]
+        timestamps: bool,
+    },
+}
+
+/// The fields of a service spec as flags (create, and update where set).
+#[derive(clap::Args, Debug, Default)]
+pub struct ServiceFlags {
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// replicated or global.
+    #[arg(long)]
+    pub mode: Option<String>,
+    #[arg(long)]
+    pub replicas: Option<u64>,
+    /// user, uid or uid:gid.
+    #[arg(long, short = 'u')]
+    pub user: Option<String>,
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// CPUs a node must have free for each task.
+    #[arg(long)]
+    pub reserve_cpu: Option<f64>,
+    /// Memory a node must have free for each task (64m, 1g).
+    #[arg(long)]
+    pub reserve_memory: Option<String>,
+    #[arg(long)]
+    pub limit_cpu: Option<f64>,
+    #[arg(long)]
+    pub limit_memory: Option<String>,
+    #[arg(long)]
+    pub limit_pids: Option<i64>,
+    /// any, on-failure or none.
+    #[arg(long)]
+    pub restart_condition: Option<String>,
+    /// Wait before a replacement starts (e.g. 5s, 500ms).
+    #[arg(long)]
+    pub restart_delay: Option<String>,
+    /// Replacements per slot (0: unlimited).
+    #[arg(long)]
+    pub restart_max_attempts: Option<u32>,
+    /// Window the attempts are counted in (e.g. 1m).
+    #[arg(long)]
+    pub restart_window: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServiceCreate {
+    /// A YAML service file (compose-like: image, command, environment, ports, deploy…).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The image (or give it in the file).
+    pub image: Option<String>,
+    /// Arguments after `--` replace the image's cmd.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long = "env", short = 'e')]
+    pub env: Vec<String>,
+    /// node.labels.K==V, node.role==manager, node.hostname!=h; repeatable.
+    #[arg(long)]
+    pub constraint: Vec<String>,
+    /// Host-mode port PORT[:PORT][/udp]; repeatable.
+    #[arg(long, short = 'p')]
+    pub publish: Vec<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long)]
+    pub label: Vec<String>,
+    #[command(flatten)]
+    pub flags: ServiceFlags,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServiceUpdate {
+    pub service: String,
+    /// Replace the whole spec with this YAML file.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Replace the args (the image's cmd); `--args` with nothing clears them.
+    #[arg(long, num_args = 0..)]
+    pub args: Option<Vec<String>>,
+    #[arg(long)]
+    pub env_add: Vec<String>,
+    /// KEY to remove.
+    #[arg(long)]
+    pub env_rm: Vec<String>,
+    #[arg(long)]
+    pub constraint_add: Vec<String>,
+    #[arg(long)]
+    pub constraint_rm: Vec<String>,
+    #[arg(long)]
+    pub publish_add: Vec<String>,
+    /// PORT to stop publishing.
+    #[arg(long)]
+    pub publish_rm: Vec<u16>,
+    #[command(flatten)]
+    pub flags: ServiceFlags,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum NodeCommand {
+    /// Nodes of the cluster: role, status, availability, tasks.
+    #[command(alias = "list")]
+    Ls,
+    /// Everything about one node.
+    Inspect { node: String },
+    /// Availability (active, pause, drain) and labels.
+    Update {
+        node: String,
+        #[arg(long)]
+        availability: Option<String>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long)]
+        label_add: Vec<String>,
+        /// KEY, repeatable.
+        #[arg(long)]
+        label_rm: Vec<String>,
+    },
+    /// Forget a node (down, or --force); its tasks move elsewhere.
+    #[command(alias = "remove")]
+    Rm {
+        node: String,
+        #[arg(long)]
+        force: bool,
+    },
     /// Make a node in maintenance mode join a cluster (its role comes from the token).
     Join {
         /// host[:port] of the node in maintenance mode.

@@ -146,7 +146,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         cli.nodes.clone()
     };
     let trust = Trust::Cluster(ctx.clone());
+    // Cluster-wide commands try the managers in turn.
+    let managers = if cli.nodes.is_empty() { ctx.endpoints.clone() } else { cli.nodes.clone() };
     match cli.command {
+        Command::Service(cmd) => crate::services::service(cmd, &managers, &trust, out).await,
+        Command::Node(cmd) => crate::services::node(cmd, &managers, &trust, out).await,
         Command::Version => {
             let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.version(VersionRequest {}).await }).await);
             match out {
@@ -306,7 +310,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Image(cmd) => crate::runtime::image(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => crate::runtime::container(cmd, &nodes, &trust, out).await,
-        Command::Cluster(_) | Command::Config(_) | Command::Node(_) => Ok(()),
+        Command::Cluster(_) | Command::Config(_) => Ok(()),
     }
 }
 

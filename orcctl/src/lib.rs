@@ -7,6 +7,7 @@
 //! - [`connect`]: TLS channels to nodes (cluster mTLS, pinned fingerprint).
 //! - [`commands`]: one function per command.
 //! - [`runtime`]: `image …` and `container …` commands.
+//! - [`services`]: `service …` and cluster-wide `node …` commands; [`service_file`]: YAML service files.
 //! - [`terminal`]: raw mode and window size for `exec -it`.
 //! - [`output`]: tables and JSON.
 //! - [`error`]: errors that say what to do.
@@ -18,4 +19,6 @@ pub mod connect;
 pub mod error;
 pub mod output;
 pub mod runtime;
+pub mod service_file;
+pub mod services;
 pub mod terminal;

@@ -241,6 +241,7 @@ pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
         resources: Some(Resources { cpus: a.cpus, memory: a.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0), pids: a.pids_limit }),
         restart: Some(RestartPolicy { condition, max_attempts }),
         auth: login(&a.login)?,
+        labels: Default::default(),
     })
 }
 

@@ -6,6 +6,7 @@
 //! - [`shim`]: `orc.shim.v1`, between the agent and one container's shim.
 //! - [`raft`]: `orc.raft.v1`, openraft's RPCs between managers.
 //! - [`cluster`]: `orc.cluster.v1`, the cluster API on managers.
+//! - [`dispatcher`]: `orc.dispatcher.v1`, nodes' sessions with the leader.
 #![allow(clippy::all)]
 
 /// The packages nested as in the .proto files, so cross-package references
@@ -31,6 +32,11 @@ pub mod orc {
             tonic::include_proto!("orc.cluster.v1");
         }
     }
+    pub mod dispatcher {
+        pub mod v1 {
+            tonic::include_proto!("orc.dispatcher.v1");
+        }
+    }
     pub mod raft {
         pub mod v1 {
             tonic::include_proto!("orc.raft.v1");
@@ -42,4 +48,5 @@ pub use orc::container::v1 as container;
 pub use orc::machine::v1 as machine;
 pub use orc::cluster::v1 as cluster;
 pub use orc::raft::v1 as raft;
+pub use orc::dispatcher::v1 as dispatcher;
 pub use orc::shim::v1 as shim;

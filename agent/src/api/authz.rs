@@ -23,6 +23,11 @@ pub enum Rule {
     AtLeast(Role),
     /// Manager nodes of this cluster only (Raft between managers).
     Managers,
+    /// Any node of this cluster (sessions with the dispatcher).
+    Nodes,
+    /// People with at least this role, and manager nodes (which gather
+    /// service logs from the nodes).
+    AtLeastOrManager(Role),
     /// Anyone who got through TLS, without a certificate, once the node is
     /// in a cluster: joining nodes (the handler checks their token).
     Joiners,
@@ -46,19 +51,34 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.container.v1.Containers/Run", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/List", Rule::AtLeast(Role::Reader)),
     ("/orc.container.v1.Containers/Inspect", Rule::AtLeast(Role::Reader)),
-    ("/orc.container.v1.Containers/Logs", Rule::AtLeast(Role::Reader)),
+    ("/orc.container.v1.Containers/Logs", Rule::AtLeastOrManager(Role::Reader)),
     ("/orc.container.v1.Containers/Exec", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Stop", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Cluster/JoinToken", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Services/Create", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Services/Update", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Services/Remove", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Services/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Services/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Services/Tasks", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Services/Logs", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Nodes/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Nodes/Update", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Nodes/Remove", Rule::AtLeast(Role::Admin)),
     // The joiner has no certificate yet: the handler checks its token.
     ("/orc.cluster.v1.Cluster/Join", Rule::Joiners),
     ("/orc.machine.v1.Machine/Join", Rule::MaintenanceOnly),
     ("/orc.raft.v1.Raft/AppendEntries", Rule::Managers),
     ("/orc.raft.v1.Raft/Vote", Rule::Managers),
     ("/orc.raft.v1.Raft/InstallSnapshot", Rule::Managers),
+    ("/orc.raft.v1.Raft/Propose", Rule::Managers),
+    ("/orc.dispatcher.v1.Dispatcher/Session", Rule::Nodes),
+    ("/orc.dispatcher.v1.Dispatcher/Heartbeat", Rule::Nodes),
+    ("/orc.raft.v1.Raft/ReadIndex", Rule::Managers),
 ];
 
 fn rank(r: Role) -> u8 {
@@ -78,7 +98,7 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     if maintenance {
         return match rule {
             Rule::Public | Rule::MaintenanceOnly => Ok(()),
-            Rule::AtLeast(_) | Rule::Managers | Rule::Joiners => Err(Status::failed_precondition(
+            Rule::AtLeast(_) | Rule::AtLeastOrManager(_) | Rule::Managers | Rule::Nodes | Rule::Joiners => Err(Status::failed_precondition(
                 "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
             )),
         };
@@ -104,8 +124,14 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
             "{} {:?} may not call {path}: only manager nodes may",
             identity.role, identity.name
         ))),
-        Rule::AtLeast(min) if identity.role.is_person() && rank(identity.role) >= rank(*min) => Ok(()),
-        Rule::AtLeast(min) => Err(Status::permission_denied(format!(
+        Rule::Nodes if !identity.role.is_person() => Ok(()),
+        Rule::Nodes => Err(Status::permission_denied(format!(
+            "{} {:?} may not call {path}: only nodes may",
+            identity.role, identity.name
+        ))),
+        Rule::AtLeastOrManager(_) if identity.role == Role::Manager => Ok(()),
+        Rule::AtLeastOrManager(min) | Rule::AtLeast(min) if identity.role.is_person() && rank(identity.role) >= rank(*min) => Ok(()),
+        Rule::AtLeastOrManager(min) | Rule::AtLeast(min) => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: it needs the {min} role or higher",
             identity.role, identity.name
         ))),

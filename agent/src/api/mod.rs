@@ -7,7 +7,8 @@
 //! - [`authz`]: the one authorization table and the tower layer enforcing it.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
-//! - [`cluster`]: `orc.cluster.v1` (and `orc.raft.v1` from [`crate::cluster::rpc`]).
+//! - [`cluster`]: `orc.cluster.v1.Cluster` (and `orc.raft.v1` from [`crate::cluster::rpc`]).
+//! - [`services`], [`nodes`]: `orc.cluster.v1.Services` and `Nodes` on any manager.
 //! - [`error`]: the one error → gRPC status mapping.
 
 pub mod authz;
@@ -15,6 +16,8 @@ pub mod cluster;
 pub mod containers;
 pub mod images;
 pub mod machine;
+pub mod nodes;
 pub mod peer;
 pub mod server;
+pub mod services;
 pub mod tls;

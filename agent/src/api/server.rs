@@ -19,6 +19,9 @@ use crate::state::NodeState;
 use super::containers::ContainersService;
 use super::images::ImagesService;
 use orc_proto::cluster::cluster_server::ClusterServer;
+use orc_proto::cluster::nodes_server::NodesServer;
+use orc_proto::cluster::services_server::ServicesServer;
+use orc_proto::dispatcher::dispatcher_server::DispatcherServer;
 use orc_proto::container::containers_server::ContainersServer;
 use orc_proto::container::images_server::ImagesServer;
 use orc_proto::machine::machine_server::MachineServer;
@@ -65,6 +68,7 @@ fn spawn_handshake(state: Arc<NodeState>, tx: mpsc::Sender<Result<PeerStream, st
 pub async fn run(
     state: Arc<NodeState>,
     runtime: Arc<crate::runtime::manager::Runtime>,
+    liveness: Arc<crate::cluster::dispatcher::Liveness>,
     tcp: TcpListener,
     vsock: Option<tokio_vsock::VsockListener>,
     shutdown: impl Future<Output = ()> + Send,
@@ -106,6 +110,9 @@ pub async fn run(
         .layer(AuthzLayer { state: state.clone() })
         .add_service(crate::cluster::rpc::RaftRpc::server(state.cluster.clone()))
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
+        .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
+        .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
+        .add_service(DispatcherServer::new(crate::cluster::dispatcher::DispatcherService::new(state.cluster.clone(), liveness)))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

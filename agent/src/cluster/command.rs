@@ -18,7 +18,8 @@ pub enum Command {
     /// writers changing different fields of one object lose nothing. A
     /// missing object is left missing (a conflict).
     Patch { table: String, id: String, patch: serde_json::Value },
-    /// All of these, atomically: each applied in order, one store version.
+    /// All of these, atomically, in order, as one store version. When a
+    /// conditional put among them (top level) fails, none applies.
     Batch(Vec<Command>),
 }
 
@@ -85,6 +86,20 @@ impl ClusterState {
                 }
             }
             Command::Batch(cmds) => {
+                let failed: Vec<String> = cmds
+                    .iter()
+                    .filter_map(|c| match c {
+                        Command::Put { table, id, expect_version: Some(want), .. } => {
+                            let current = self.get(table, id).map(|o| o.version).unwrap_or(0);
+                            (current != *want).then(|| format!("{table}/{id} is at version {current}, not {want}"))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !failed.is_empty() {
+                    conflicts.extend(failed);
+                    return;
+                }
                 for c in cmds {
                     self.apply_one(c, conflicts);
                 }
@@ -99,7 +114,7 @@ impl ClusterState {
 
 /// RFC 7386: objects merge key by key, `null` removes a key, anything else
 /// replaces.
-fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+pub fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
     use serde_json::Value;
     let Value::Object(p) = patch else {
         *target = patch.clone();
@@ -160,5 +175,12 @@ mod tests {
         assert_eq!(r.conflict.as_deref(), Some("tasks/gone does not exist"));
         assert_eq!(s.get("tasks", "t1").unwrap().value, serde_json::json!({"desired": "running", "state": "running"}));
         assert_eq!(s.get("tasks", "t1").unwrap().version, 2);
+        // A failed condition stops the whole batch.
+        let r = s.apply(&Command::Batch(vec![
+            patch("t1", serde_json::json!({"state": "failed"})),
+            Command::Put { table: "tasks".into(), id: "t2".into(), value: serde_json::json!({}), expect_version: Some(0) },
+        ]));
+        assert!(r.conflict.unwrap().contains("tasks/t2 is at version 1, not 0"));
+        assert_eq!(s.get("tasks", "t1").unwrap().value["state"], "running");
     }
 }

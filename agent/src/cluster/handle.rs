@@ -22,6 +22,8 @@ pub struct Started {
     pub id: NodeId,
     pub raft: Raft<TypeConfig>,
     pub sm: StateMachineStore,
+    /// The node's client TLS (to other managers).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 #[derive(Default)]
@@ -68,7 +70,7 @@ impl ClusterHandle {
         let raft_id = raft_id(&id.meta.node_id)?;
         let (log, sm) = store::open(&state_dir.join("raft/raft.redb")).await.map_err(|e| AgentError::Io(e.to_string()))?;
         let tls = client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?;
-        let raft = Raft::new(raft_id, raft_config()?, Network { tls }, log, sm.clone())
+        let raft = Raft::new(raft_id, raft_config()?, Network { tls: tls.clone() }, log, sm.clone())
             .await
             .map_err(|e| AgentError::Io(format!("starting Raft: {e}")))?;
         if let Some(addr) = advertise {
@@ -76,7 +78,7 @@ impl ClusterHandle {
             raft.initialize(members).await.map_err(|e| AgentError::Io(format!("initializing the quorum: {e}")))?;
         }
         tracing::info!(raft_id, "Raft started");
-        self.set(Started { id: raft_id, raft, sm });
+        self.set(Started { id: raft_id, raft, sm, tls });
         Ok(())
     }
 
@@ -120,8 +122,7 @@ impl ClusterHandle {
     pub async fn tokens(&self, ca_der: &[u8], rotate: Option<&str>) -> Result<Tokens, tonic::Status> {
         use super::command::Command;
         use super::token::JoinToken;
-        let s = self.get()?;
-        s.raft.ensure_linearizable().await.map_err(|e| tonic::Status::unavailable(format!("no quorum: {e}")))?;
+        let s = self.linearizable().await?;
         let (current, version) = {
             let a = s.sm.applied.read().await;
             match a.state.get(TOKENS.0, TOKENS.1) {
@@ -141,8 +142,8 @@ impl ClusterHandle {
         if version == 0 || rotate.is_some() {
             let value = serde_json::to_value(&tokens).map_err(|e| tonic::Status::internal(e.to_string()))?;
             let cmd = Command::Put { table: TOKENS.0.into(), id: TOKENS.1.into(), value, expect_version: Some(version) };
-            let r = s.raft.client_write(cmd).await.map_err(|e| tonic::Status::unavailable(format!("writing the tokens: {e}")))?;
-            if let Some(conflict) = r.data.conflict {
+            let r = self.write(cmd).await?;
+            if let Some(conflict) = r.conflict {
                 return Err(tonic::Status::aborted(format!("tokens changed meanwhile ({conflict}); try again")));
             }
             tracing::info!(rotate = ?rotate, "join tokens written");

@@ -157,6 +157,7 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
         node: CertKey { cert_pem: res.cert_pem, key_pem },
     };
     let id = state.adopt(move || Ok(identity))?;
+    crate::worker::session::remember_managers(state.state_dir(), &[manager.to_string()]);
     tracing::info!(node_id = %id.meta.node_id, cluster_id = %id.meta.cluster_id, role = %role, "joined the cluster");
     Ok(id)
 }

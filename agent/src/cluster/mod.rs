@@ -14,13 +14,17 @@
 //! the scheduler build on it.
 
 pub mod command;
+pub mod consistency;
+pub mod dispatcher;
 pub mod handle;
 pub mod join;
+pub mod leader;
 pub mod network;
 pub mod objects;
 pub mod orchestrator;
 pub mod rpc;
 pub mod scheduler;
+pub mod spec;
 pub mod store;
 pub mod token;
 pub mod types;

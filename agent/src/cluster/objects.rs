@@ -11,6 +11,8 @@ use super::command::{ClusterState, Command};
 pub const NODES: &str = "nodes";
 pub const SERVICES: &str = "services";
 pub const TASKS: &str = "tasks";
+/// Nodes removed with `node rm`: their certificates open no session.
+pub const REMOVED_NODES: &str = "removed-nodes";
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -149,6 +151,11 @@ pub enum TaskState {
 impl TaskState {
     pub fn terminal(self) -> bool {
         self >= TaskState::Complete
+    }
+
+    /// A state name as nodes report it (`New` for anything unknown).
+    pub fn parse(s: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or_default()
     }
 
     pub fn as_str(self) -> &'static str {

@@ -45,4 +45,16 @@ impl raft_server::Raft for RaftRpc {
         let res = self.cluster.get()?.raft.install_snapshot(decode(req)?).await;
         encode(&res)
     }
+
+    async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let s = self.cluster.get()?;
+        let res = super::consistency::write_here(&s, decode(req)?).await?;
+        encode(&res)
+    }
+
+    async fn read_index(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let s = self.cluster.get()?;
+        let res = super::consistency::read_index_here(&s).await?;
+        encode(&res)
+    }
 }

@@ -93,8 +93,8 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let dir = tempfile::tempdir().unwrap();
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
         let tls = client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap();
-        let raft = Raft::new(id, config.clone(), Network { tls }, log, sm.clone()).await.unwrap();
-        let server = serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone() }, &ca, &cert);
+        let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
+        let server = serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);
         managers.push(Manager { id, raft, sm, server, _dir: dir });
     }
     managers[0].raft.initialize(members.clone()).await.unwrap();

@@ -112,6 +112,17 @@ impl Runtime {
         self.records.lock().await.get(id).cloned().ok_or_else(|| not_found(id))
     }
 
+    /// The record of a container (by id, unique id prefix or name).
+    pub async fn record(&self, ident: &str) -> Result<ContainerRecord, AgentError> {
+        let id = self.resolve(ident).await?;
+        self.get(&id).await
+    }
+
+    /// Wakes on every change of any container record.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Id of the container named by an id, a unique id prefix or a name.
     pub async fn resolve(&self, ident: &str) -> Result<String, AgentError> {
         let records = self.records.lock().await;

@@ -65,6 +65,8 @@ pub struct RunSpec {
     pub limits: Limits,
     pub restart: RestartCondition,
     pub max_attempts: u32,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl RunSpec {
@@ -121,6 +123,7 @@ impl RunSpec {
             limits: Limits { cpus: r.cpus, memory: r.memory, pids: r.pids },
             restart: RestartCondition::parse(&restart.condition)?,
             max_attempts: restart.max_attempts,
+            labels: s.labels.clone().into_iter().collect(),
         })
     }
 
@@ -142,6 +145,7 @@ impl RunSpec {
             resources: Some(pb::Resources { cpus: self.limits.cpus, memory: self.limits.memory, pids: self.limits.pids }),
             restart: Some(pb::RestartPolicy { condition: self.restart.as_str().into(), max_attempts: self.max_attempts }),
             auth: None,
+            labels: self.labels.clone().into_iter().collect(),
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct StateMachineStore {
     /// Shared with readers (the API answers from it).
     pub applied: Arc<RwLock<Applied>>,
     snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+    /// The store version after every apply (the leader loop and node
+    /// sessions wait on it).
+    pub changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn snap_err(meta: Option<&Meta>, e: impl std::error::Error + 'static) -> SErr {
@@ -49,7 +52,7 @@ fn snap_err(meta: Option<&Meta>, e: impl std::error::Error + 'static) -> SErr {
 
 impl StateMachineStore {
     pub(super) fn open(db: Arc<redb::Database>) -> Result<Self, SErr> {
-        let store = Self { db, applied: Arc::default(), snapshot_seq: Arc::default() };
+        let store = Self { db, applied: Arc::default(), snapshot_seq: Arc::default(), changed: Arc::new(tokio::sync::watch::channel(0).0) };
         if let Some(s) = store.read_snapshot()? {
             let applied: Applied = serde_json::from_slice(&s.data).map_err(|e| snap_err(Some(&s.meta), e))?;
             if let Ok(mut a) = store.applied.try_write() {
@@ -121,6 +124,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             });
         }
+        self.changed.send_replace(a.state.version);
         Ok(out)
     }
 
@@ -137,7 +141,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied: Applied = serde_json::from_slice(&data)
             .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))))?;
         self.write_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        let version = applied.state.version;
         *self.applied.write().await = applied;
+        self.changed.send_replace(version);
         tracing::info!(snapshot = %meta.snapshot_id, "Raft snapshot installed");
         Ok(())
     }

@@ -1,0 +1,129 @@
+//! Consistency on any manager: writes go to the leader (forwarded over
+//! `orc.raft.v1.Propose` when this manager is not it), and reads that decide
+//! something are linearizable (the leader confirms its leadership and names
+//! a read index; this manager answers once it applied that far).
+
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use orc_proto::raft::raft_client::RaftClient;
+use orc_proto::raft::Payload;
+use tonic::Status;
+
+use super::command::{Command, CommandResult};
+use super::handle::{ClusterHandle, Started};
+use super::types::NodeId;
+
+/// How long a write or read waits for a quorum before giving up.
+const QUORUM_WAIT: Duration = Duration::from_secs(10);
+
+fn no_quorum(what: &str) -> Status {
+    Status::unavailable(format!(
+        "{what}: the managers have no quorum right now (a majority must be up; see `orcctl cluster status`)"
+    ))
+}
+
+/// What `Propose` answers: the result, or (not the leader) where the leader is.
+pub type Proposed = Result<CommandResult, Option<String>>;
+
+/// On the leader: commits `cmd` and returns what applying it did.
+pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, Status> {
+    match tokio::time::timeout(QUORUM_WAIT, s.raft.client_write(cmd)).await {
+        Err(_) => Err(no_quorum("writing")),
+        Ok(Ok(r)) => Ok(Ok(r.data)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Ok(Err(f.leader_node.map(|n| n.addr)))
+        }
+        Ok(Err(e)) => Err(Status::unavailable(format!("writing: {e}"))),
+    }
+}
+
+/// On the leader: confirms leadership, returns the index to read at.
+pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>, Status> {
+    match tokio::time::timeout(QUORUM_WAIT, s.raft.ensure_linearizable()).await {
+        Err(_) => Err(no_quorum("reading")),
+        Ok(Ok(log_id)) => Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Ok(Err(f.leader_node.map(|n| n.addr))),
+        Ok(Err(e)) => Err(Status::unavailable(format!("reading: {e}"))),
+    }
+}
+
+impl ClusterHandle {
+    async fn leader_client(&self, s: &Started, addr: Option<String>) -> Result<RaftClient<tonic::transport::Channel>, Status> {
+        let addr = match addr {
+            Some(a) => a,
+            None => {
+                // An election is going on: wait for it.
+                let leader: Option<NodeId> = tokio::time::timeout(QUORUM_WAIT, s.raft.wait(None).metrics(|m| m.current_leader.is_some(), "a leader"))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .and_then(|m| m.current_leader);
+                let leader = leader.ok_or_else(|| no_quorum("finding the leader"))?;
+                let m = s.raft.metrics().borrow().clone();
+                let node = m.membership_config.membership().get_node(&leader).cloned();
+                node.map(|n| n.addr).ok_or_else(|| no_quorum("finding the leader"))?
+            }
+        };
+        let channel = super::network::channel(&addr, s.tls.clone())
+            .await
+            .map_err(|e| Status::unavailable(format!("reaching the leader at {addr}: {e}")))?;
+        Ok(RaftClient::new(channel).max_decoding_message_size(64 << 20))
+    }
+
+    /// Commits `cmd` through the leader, wherever it is.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult, Status> {
+        let s = self.get()?;
+        let mut leader = match write_here(&s, cmd.clone()).await? {
+            Ok(r) => return Ok(r),
+            Err(addr) => addr,
+        };
+        // The leader may change under us: a few hops at most.
+        for _ in 0..3 {
+            let mut c = self.leader_client(&s, leader.take()).await?;
+            let data = serde_json::to_vec(&cmd).map_err(|e| Status::internal(e.to_string()))?;
+            let reply = c.propose(Payload { data }).await?.into_inner();
+            let out: Proposed = serde_json::from_slice(&reply.data).map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+            match out {
+                Ok(r) => return Ok(r),
+                Err(addr) => leader = addr,
+            }
+        }
+        Err(no_quorum("writing (the leader keeps changing)"))
+    }
+
+    /// This manager's state, once it is at least as fresh as the leader's
+    /// was when the call started.
+    pub async fn linearizable(&self) -> Result<Started, Status> {
+        let s = self.get()?;
+        let mut leader = match read_index_here(&s).await? {
+            Ok(_) => return Ok(s),
+            Err(addr) => addr,
+        };
+        for _ in 0..3 {
+            let mut c = self.leader_client(&s, leader.take()).await?;
+            let reply = c.read_index(Payload { data: b"null".to_vec() }).await?.into_inner();
+            let out: Result<u64, Option<String>> =
+                serde_json::from_slice(&reply.data).map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+            match out {
+                Ok(index) => {
+                    s.raft
+                        .wait(Some(QUORUM_WAIT))
+                        .applied_index_at_least(Some(index), "the read index")
+                        .await
+                        .map_err(|e| Status::unavailable(format!("catching up with the leader: {e}")))?;
+                    return Ok(s);
+                }
+                Err(addr) => leader = addr,
+            }
+        }
+        Err(no_quorum("reading (the leader keeps changing)"))
+    }
+
+    /// The objects, read linearizably.
+    pub async fn view(&self) -> Result<super::objects::View, Status> {
+        let s = self.linearizable().await?;
+        let a = s.sm.applied.read().await;
+        Ok(super::objects::View::of(&a.state))
+    }
+}

@@ -1,0 +1,230 @@
+//! The dispatcher, on the leader: one session per node (its tasks streamed
+//! down whenever they change), heartbeats with task statuses up, and the
+//! node liveness the leader loop turns into ready/down.
+//!
+//! Liveness is leader memory, not replicated: a new leader gives every node
+//! a full grace period from its election before calling it down.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use orc_proto::dispatcher as pb;
+use orc_proto::dispatcher::dispatcher_server::Dispatcher;
+use tonic::{Request, Response, Status};
+
+use super::command::Command;
+use super::handle::{ClusterHandle, Started};
+use super::objects::*;
+use crate::api::peer::Peer;
+use crate::pki::role::Role;
+
+/// How often nodes send heartbeats.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node silent this long is down and its tasks go elsewhere.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+pub struct DispatcherService {
+    cluster: Arc<ClusterHandle>,
+    liveness: Arc<Liveness>,
+}
+
+/// When each node was last heard of.
+#[derive(Default)]
+pub struct Liveness {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Liveness {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn heard(&self, node: &str) {
+        self.lock().insert(node.to_string(), Instant::now());
+    }
+
+    /// On election: everyone gets a full grace period.
+    pub fn reset(&self, nodes: impl Iterator<Item = String>) {
+        let now = Instant::now();
+        let mut seen = self.lock();
+        seen.clear();
+        seen.extend(nodes.map(|n| (n, now)));
+    }
+
+    /// Status patches for nodes whose liveness changed.
+    pub fn check(&self, v: &View) -> Vec<Command> {
+        let seen = self.lock();
+        let mut out = Vec::new();
+        for n in v.nodes.values() {
+            let silent = seen.get(&n.id).map(|t| t.elapsed()).unwrap_or(GRACE);
+            let alive = silent < GRACE;
+            if n.status == NodeStatus::Ready && !alive {
+                tracing::warn!(node = %n.id, hostname = %n.hostname, silent_ms = silent.as_millis() as u64, "node missed its heartbeats: down");
+                let message = format!("no heartbeat for {}s", silent.as_secs());
+                out.push(patch(NODES, &n.id, serde_json::json!({"status": "down", "message": message, "updated_ms": now_ms()})));
+            }
+        }
+        out
+    }
+}
+
+impl DispatcherService {
+    pub fn new(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) -> Self {
+        Self { cluster, liveness }
+    }
+}
+
+/// The calling node's id and role, from its certificate.
+fn caller<T>(req: &Request<T>) -> Result<(String, Role), Status> {
+    let id = req
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.identity.clone())
+        .ok_or_else(|| Status::unauthenticated("a node certificate is required"))?;
+    Ok((id.name, id.role))
+}
+
+/// This manager's Raft if it leads; otherwise UNAVAILABLE naming the leader.
+pub fn leading(cluster: &ClusterHandle) -> Result<Started, Status> {
+    let s = cluster.get()?;
+    let m = s.raft.metrics().borrow().clone();
+    if m.current_leader == Some(s.id) && m.state.is_leader() {
+        return Ok(s);
+    }
+    let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+    let mut status = Status::unavailable(match &addr {
+        Some(a) => format!("not the leader; the leader is at {a}"),
+        None => "not the leader, and no leader is known right now".to_string(),
+    });
+    if let Some(a) = addr.and_then(|a| a.parse().ok()) {
+        status.metadata_mut().insert("orc-leader", a);
+    }
+    Err(status)
+}
+
+/// What a node is sent: its tasks that are not over and forgotten.
+fn tasks_of(v: &View, node: &str) -> Vec<Task> {
+    v.tasks.values().filter(|t| t.node == node && !(t.desired == TaskState::Shutdown && t.state.terminal())).cloned().collect()
+}
+
+fn managers(s: &Started) -> Vec<String> {
+    let m = s.raft.metrics().borrow().clone();
+    m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::Assignments, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Dispatcher for DispatcherService {
+    type SessionStream = SessionStream;
+
+    async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
+        let (node_id, role) = caller(&req)?;
+        let s = leading(&self.cluster)?;
+        let d = req.into_inner();
+        let (known, removed) = {
+            let a = s.sm.applied.read().await;
+            (a.state.get(NODES, &node_id).is_some(), a.state.get(REMOVED_NODES, &node_id).is_some())
+        };
+        if removed {
+            return Err(Status::permission_denied(format!(
+                "node {node_id} was removed from the cluster: reinstall it and join again with a token"
+            )));
+        }
+        let fields = serde_json::json!({
+            "hostname": d.hostname, "cpus": d.cpus, "memory": d.memory, "addr": d.addr,
+            "agent_version": d.agent_version, "role": role.as_str(),
+            "status": "ready", "message": "", "updated_ms": now_ms(),
+        });
+        let cmd = if known {
+            patch(NODES, &node_id, fields)
+        } else {
+            let node = Node { id: node_id.clone(), ..Default::default() };
+            let mut value = serde_json::to_value(&node).map_err(|e| Status::internal(e.to_string()))?;
+            super::command::merge(&mut value, &fields);
+            Command::Put { table: NODES.into(), id: node_id.clone(), value, expect_version: Some(0) }
+        };
+        self.cluster.write(cmd).await?;
+        self.liveness.heard(&node_id);
+        tracing::info!(node = %node_id, hostname = %d.hostname, "node session opened");
+
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            let mut changed = s.sm.changed.subscribe();
+            let mut last: Option<Vec<u8>> = None;
+            loop {
+                if let Err(status) = leading(&cluster) {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+                let tasks = tasks_of(&super::objects::View::of(&s.sm.applied.read().await.state), &node_id);
+                let json = serde_json::to_vec(&tasks).unwrap_or_default();
+                if last.as_ref() != Some(&json) {
+                    let msg = pb::Assignments { tasks_json: json.clone(), managers: managers(&s) };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        tracing::info!(node = %node_id, "node session closed");
+                        return;
+                    }
+                    last = Some(json);
+                }
+                // A change, or a periodic look (leadership can end quietly).
+                let _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()).await;
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let (node_id, _) = caller(&req)?;
+        let s = leading(&self.cluster)?;
+        if s.sm.applied.read().await.state.get(NODES, &node_id).is_none() {
+            return Err(Status::permission_denied(format!("node {node_id} is not (or no longer) in the cluster")));
+        }
+        self.liveness.heard(&node_id);
+        let statuses = req.into_inner().statuses;
+        let mut cmds = Vec::new();
+        {
+            let a = s.sm.applied.read().await;
+            if let Some(n) = a.state.get(NODES, &node_id) {
+                if n.value.get("status").and_then(|s| s.as_str()) != Some("ready") {
+                    tracing::info!(node = %node_id, "node is back: ready");
+                    cmds.push(patch(NODES, &node_id, serde_json::json!({"status": "ready", "message": "", "updated_ms": now_ms()})));
+                }
+            }
+            for st in statuses {
+                let Some(o) = a.state.get(TASKS, &st.id) else { continue };
+                let Ok(t) = serde_json::from_value::<Task>(o.value.clone()) else { continue };
+                if t.node != node_id {
+                    continue;
+                }
+                let Ok(state) = serde_json::from_value::<TaskState>(serde_json::Value::String(st.state.clone())) else {
+                    tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
+                    continue;
+                };
+                if t.state == state && t.message == st.message && t.error == st.error && t.container == st.container && t.exit_code == st.exit_code {
+                    continue;
+                }
+                // A task the managers already closed stays closed.
+                if t.state.terminal() && !state.terminal() {
+                    continue;
+                }
+                cmds.push(patch(
+                    TASKS,
+                    &st.id,
+                    serde_json::json!({
+                        "state": state, "message": st.message, "error": st.error,
+                        "container": st.container, "exit_code": st.exit_code, "updated_ms": now_ms(),
+                    }),
+                ));
+            }
+        }
+        if !cmds.is_empty() {
+            self.cluster.write(Command::Batch(cmds)).await?;
+        }
+        Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
+    }
+}

@@ -1,0 +1,111 @@
+//! Checking a service spec before it enters the cluster state: every
+//! mistake named with how to fix it.
+
+use super::objects::{Mode, ServiceSpec};
+use super::scheduler::Constraint;
+
+pub fn valid_service_name(n: &str) -> bool {
+    n.len() <= 63
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+pub fn validate(s: &ServiceSpec) -> Result<(), String> {
+    if !valid_service_name(&s.name) {
+        return Err(format!(
+            "service name {:?}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit",
+            s.name
+        ));
+    }
+    if s.image.trim().is_empty() {
+        return Err("an image is required (e.g. --image registry:5000/web:1)".into());
+    }
+    if let Some(e) = s.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+        return Err(format!("environment entry {e:?} is not KEY=VALUE"));
+    }
+    for c in &s.constraints {
+        Constraint::parse(c)?;
+    }
+    for (what, v) in [("reserved CPUs", s.reserve_cpus), ("CPU limit", s.limit_cpus)] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{what} {v} must be a positive number"));
+        }
+    }
+    if s.limit_memory != 0 && s.limit_memory < 6 << 20 {
+        return Err(format!("memory limit {} bytes is below the minimum of 6 MiB", s.limit_memory));
+    }
+    if s.limit_memory != 0 && s.reserve_memory > s.limit_memory {
+        return Err("the memory reservation is above the memory limit".into());
+    }
+    if s.limit_pids < 0 {
+        return Err(format!("pids limit {} must not be negative", s.limit_pids));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &s.ports {
+        if p.published == 0 || p.target == 0 {
+            return Err(format!("port {}:{}: ports are 1-65535", p.published, p.target));
+        }
+        if p.protocol != "tcp" && p.protocol != "udp" {
+            return Err(format!("port protocol {:?} is not tcp or udp", p.protocol));
+        }
+        if p.published != p.target {
+            return Err(format!(
+                "port {}:{}: tasks use the node's network (host mode) until container networking lands, \
+                 so the published port is the container's own: use {}:{}",
+                p.published, p.target, p.target, p.target
+            ));
+        }
+        if !seen.insert((p.published, p.protocol.clone())) {
+            return Err(format!("port {}/{} is published twice", p.published, p.protocol));
+        }
+    }
+    if s.mode == Mode::Global && s.replicas > 1 {
+        return Err("a global service runs one task per node: drop --replicas or use --mode replicated".into());
+    }
+    Ok(())
+}
+
+/// Whether going from `old` to `new` needs new tasks (anything but the
+/// replica count changed).
+pub fn needs_new_tasks(old: &ServiceSpec, new: &ServiceSpec) -> bool {
+    ServiceSpec { replicas: 0, ..old.clone() } != ServiceSpec { replicas: 0, ..new.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::objects::Port;
+
+    fn spec(f: impl FnOnce(&mut ServiceSpec)) -> Result<(), String> {
+        let mut s = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
+        f(&mut s);
+        validate(&s)
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(spec(|_| {}).is_ok());
+        let cases: Vec<(Box<dyn FnOnce(&mut ServiceSpec)>, &str)> = vec![
+            (Box::new(|s| s.name = "we b".into()), "service name"),
+            (Box::new(|s| s.name = "-web".into()), "starting with a letter"),
+            (Box::new(|s| s.image = " ".into()), "an image is required"),
+            (Box::new(|s| s.env = vec!["NOEQUALS".into()]), "KEY=VALUE"),
+            (Box::new(|s| s.constraints = vec!["node.labels.zone=eu".into()]), "no == or !="),
+            (Box::new(|s| s.limit_memory = 1 << 20), "minimum of 6 MiB"),
+            (Box::new(|s| s.ports = vec![Port { published: 8080, target: 80, protocol: "tcp".into() }]), "use 80:80"),
+            (Box::new(|s| s.ports = vec![Port { published: 80, target: 80, protocol: "sctp".into() }]), "tcp or udp"),
+            (Box::new(|s| { s.mode = Mode::Global; s.replicas = 3; }), "one task per node"),
+        ];
+        for (f, want) in cases {
+            let e = spec(f).unwrap_err();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn scaling_keeps_tasks_other_changes_replace_them() {
+        let a = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
+        assert!(!needs_new_tasks(&a, &ServiceSpec { replicas: 7, ..a.clone() }));
+        assert!(needs_new_tasks(&a, &ServiceSpec { env: vec!["A=1".into()], ..a.clone() }));
+    }
+}

@@ -1,0 +1,243 @@
+//! Makes a node's assigned tasks real: one container per task (named
+//! `<service>.<slot>.<task>`, labelled `orc.task.id`), started when the task
+//! is wanted running, stopped when it is wanted shut down, removed when the
+//! managers forget the task. Task states follow the containers: accepted →
+//! preparing (pulling) → starting → running → complete | failed | shutdown,
+//! or rejected when the container cannot be made.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orc_proto::container as cpb;
+use orc_proto::dispatcher::TaskStatus;
+use tokio::sync::Notify;
+
+use crate::cluster::objects::{Task, TaskState};
+use crate::runtime::manager::Runtime;
+use crate::runtime::record::{ContainerRecord, Status};
+
+pub const TASK_LABEL: &str = "orc.task.id";
+pub const SERVICE_LABEL: &str = "orc.service.name";
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Local {
+    task: Task,
+    status: TaskStatus,
+    /// A start or stop is under way.
+    busy: bool,
+}
+
+pub struct Executor {
+    runtime: Arc<Runtime>,
+    tasks: Mutex<HashMap<String, Local>>,
+    /// One pull at a time: twenty replicas of one image pull it once.
+    pulling: tokio::sync::Mutex<()>,
+    /// Notified when a task's status changed (the session reports at once).
+    pub changed: Notify,
+}
+
+fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
+    TaskStatus { id: id.to_string(), state: state.as_str().into(), message: message.into(), ..Default::default() }
+}
+
+fn container_name(t: &Task) -> String {
+    let place = if t.slot > 0 { t.slot.to_string() } else { t.node.chars().take(12).collect() };
+    format!("{}.{}.{}", t.service, place, t.id)
+}
+
+fn container_spec(t: &Task) -> cpb::ContainerSpec {
+    let s = &t.spec;
+    cpb::ContainerSpec {
+        name: container_name(t),
+        image: s.image.clone(),
+        command: s.command.clone(),
+        args: s.args.clone(),
+        env: s.env.clone(),
+        user: s.user.clone(),
+        workdir: s.workdir.clone(),
+        resources: Some(cpb::Resources { cpus: s.limit_cpus, memory: s.limit_memory, pids: s.limit_pids }),
+        // The managers replace tasks; the node never restarts them itself.
+        restart: Some(cpb::RestartPolicy { condition: "no".into(), max_attempts: 0 }),
+        labels: [(TASK_LABEL.to_string(), t.id.clone()), (SERVICE_LABEL.to_string(), t.service.clone())].into(),
+        ..Default::default()
+    }
+}
+
+/// The task status an exited container means.
+fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
+    let e = r.exit.unwrap_or_default();
+    let (state, message) = if wanted_down {
+        (TaskState::Shutdown, "shut down".to_string())
+    } else if e.oom_killed {
+        (TaskState::Failed, format!("OOM killed (exit {})", e.code))
+    } else if e.signal != 0 {
+        (TaskState::Failed, format!("killed by signal {}", e.signal))
+    } else if e.code != 0 {
+        (TaskState::Failed, format!("exit code {}", e.code))
+    } else {
+        (TaskState::Complete, "finished".to_string())
+    };
+    TaskStatus { container: r.id.clone(), exit_code: Some(e.code), ..status(id, state, message) }
+}
+
+impl Executor {
+    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
+        let ex = Arc::new(Self { runtime, tasks: Mutex::default(), pulling: Default::default(), changed: Notify::new() });
+        let watcher = ex.clone();
+        tokio::spawn(async move { watcher.follow_containers().await });
+        ex
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, s: TaskStatus) {
+        let mut tasks = self.lock();
+        if let Some(l) = tasks.get_mut(&s.id) {
+            if l.status != s {
+                tracing::info!(task = %s.id, state = %s.state, message = %s.message, "task status");
+                l.status = s;
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    fn done(&self, id: &str) {
+        if let Some(l) = self.lock().get_mut(id) {
+            l.busy = false;
+        }
+    }
+
+    pub fn statuses(&self) -> Vec<TaskStatus> {
+        self.lock().values().map(|l| l.status.clone()).collect()
+    }
+
+    /// The node's tasks as the leader sent them (all of them, each time).
+    pub async fn assign(self: &Arc<Self>, tasks: Vec<Task>) {
+        let wanted: std::collections::HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        {
+            let mut local = self.lock();
+            for t in tasks {
+                let l = local.entry(t.id.clone()).or_insert_with(|| Local {
+                    status: status(&t.id, TaskState::Accepted, "accepted"),
+                    task: t.clone(),
+                    busy: false,
+                });
+                l.task = t;
+            }
+        }
+        for id in &wanted {
+            self.step(id);
+        }
+        // Containers of tasks the managers forgot (also from before an agent restart).
+        for r in self.runtime.list(true).await {
+            let Some(task) = r.spec.labels.get(TASK_LABEL) else { continue };
+            let busy = self.lock().get(task).is_some_and(|l| l.busy);
+            if wanted.contains(task) || busy {
+                continue;
+            }
+            tracing::info!(task = %task, container = %r.id, "removing the container of a finished task");
+            if let Err(e) = self.runtime.remove(&r.id, true).await {
+                tracing::warn!(task = %task, error = %e, "removing a task container");
+            }
+        }
+        self.lock().retain(|id, l| wanted.contains(id) || l.busy);
+    }
+
+    /// Starts or stops the task if it needs it and nothing is under way.
+    fn step(self: &Arc<Self>, id: &str) {
+        let start = {
+            let mut local = self.lock();
+            let Some(l) = local.get_mut(id) else { return };
+            let state = TaskState::parse(&l.status.state);
+            if l.busy {
+                return;
+            }
+            let start = if l.task.desired == TaskState::Running && state == TaskState::Accepted {
+                true
+            } else if l.task.desired == TaskState::Shutdown && !state.terminal() {
+                false
+            } else {
+                return;
+            };
+            l.busy = true;
+            (start, l.task.clone())
+        };
+        let ex = self.clone();
+        tokio::spawn(async move {
+            let (start, t) = start;
+            let s = if start { ex.start(&t).await } else { ex.stop(&t).await };
+            ex.set(s);
+            ex.done(&t.id);
+            // Wanted down while it was starting: stop it now.
+            ex.step(&t.id);
+        });
+    }
+
+    async fn start(&self, t: &Task) -> TaskStatus {
+        let name = container_name(t);
+        // After an agent restart the container may exist already.
+        if let Ok(r) = self.runtime.record(&name).await {
+            return match r.status {
+                Status::Running => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
+                _ => exited(&t.id, &r, false),
+            };
+        }
+        match self.runtime.images.get(&t.spec.image).await {
+            Ok(Some(_)) => {}
+            _ => {
+                self.set(status(&t.id, TaskState::Preparing, format!("pulling {}", t.spec.image)));
+                let _one = self.pulling.lock().await;
+                if !matches!(self.runtime.images.get(&t.spec.image).await, Ok(Some(_))) {
+                    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    if let Err(e) = crate::images::pull::pull(&self.runtime.images, &t.spec.image, None, tx).await {
+                        return TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "pulling the image failed") };
+                    }
+                }
+            }
+        }
+        self.set(status(&t.id, TaskState::Starting, "starting"));
+        match self.runtime.run(&container_spec(t)).await {
+            Ok(r) => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
+            Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") },
+        }
+    }
+
+    async fn stop(&self, t: &Task) -> TaskStatus {
+        let name = container_name(t);
+        match self.runtime.record(&name).await {
+            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, Some(STOP_TIMEOUT)).await {
+                Ok(r) => exited(&t.id, &r, true),
+                Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Shutdown, "stopping failed") },
+            },
+            Ok(r) => exited(&t.id, &r, true),
+            Err(_) => status(&t.id, TaskState::Shutdown, "never started"),
+        }
+    }
+
+    /// Running tasks whose container exited: complete or failed.
+    async fn follow_containers(self: Arc<Self>) {
+        let mut changes = self.runtime.subscribe();
+        loop {
+            if changes.changed().await.is_err() {
+                return;
+            }
+            let running: Vec<(String, String)> = self
+                .lock()
+                .values()
+                .filter(|l| !l.busy && l.status.state == TaskState::Running.as_str() && !l.status.container.is_empty())
+                .map(|l| (l.task.id.clone(), l.status.container.clone()))
+                .collect();
+            for (task, container) in running {
+                match self.runtime.record(&container).await {
+                    Ok(r) if r.status == Status::Exited => self.set(exited(&task, &r, false)),
+                    Ok(_) => {}
+                    Err(_) => self.set(status(&task, TaskState::Failed, "its container was removed")),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The worker side of every node (managers included): a session with the
+//! leader that brings the node's tasks down, and an executor that runs
+//! them as containers and reports their states back.
+//!
+//! - [`session`]: finding the leader, the session stream, heartbeats.
+//! - [`executor`]: tasks ↔ containers.
+
+pub mod executor;
+pub mod session;

@@ -1,0 +1,143 @@
+//! The node's session with the cluster: find the leader (any known manager
+//! names it), open `Dispatcher.Session`, hand the tasks to the executor,
+//! heartbeat every period and at once when a task changes. When the
+//! manager dies or stops leading, reconnect — to the leader it names, else
+//! to the next manager known.
+//!
+//! Known managers live in `<state>/cluster/managers.json`: the one joined
+//! through first, then every list the leader sends.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orc_proto::dispatcher::dispatcher_client::DispatcherClient;
+use orc_proto::dispatcher::{HeartbeatRequest, SessionRequest};
+use tonic::transport::Channel;
+
+use super::executor::Executor;
+use crate::cluster::dispatcher::HEARTBEAT;
+use crate::cluster::objects::Task;
+use crate::state::NodeState;
+
+const MANAGERS: &str = "cluster/managers.json";
+
+pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
+    let data = serde_json::to_vec(addrs).unwrap_or_default();
+    let path = state_dir.join(MANAGERS);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = crate::fsutil::write_atomic(&path, &data) {
+        tracing::warn!(error = %e, "saving the managers' addresses");
+    }
+}
+
+fn known_managers(state: &NodeState) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read(state.state_dir().join(MANAGERS)).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    if state.identity().is_some_and(|i| i.meta.role == crate::pki::role::Role::Manager) {
+        let me = state.advertise_addr();
+        if !v.contains(&me) {
+            v.insert(0, me);
+        }
+    }
+    v
+}
+
+/// Runs the node's sessions for as long as the agent runs.
+pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
+    let mut next = 0usize;
+    let mut hint: Option<String> = None;
+    loop {
+        let Some(id) = state.identity() else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let managers = known_managers(&state);
+        let addr = match hint.take() {
+            Some(a) => a,
+            None if managers.is_empty() => {
+                tracing::warn!("no manager known to report to; waiting");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            None => {
+                next = (next + 1) % managers.len();
+                managers[next].clone()
+            }
+        };
+        match session(&state, &executor, &id, &addr).await {
+            Ok(()) => {}
+            Err(status) => {
+                hint = status.metadata().get("orc-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
+                if hint.is_none() {
+                    tracing::info!(manager = %addr, error = %status.message(), "no session with this manager");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::identity::Identity, addr: &str) -> Result<(), tonic::Status> {
+    let tls = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
+        .map_err(tonic::Status::internal)?;
+    let channel: Channel = crate::cluster::network::channel(addr, tls)
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("cannot reach {addr}: {e}")))?;
+    let mut client = DispatcherClient::new(channel).max_decoding_message_size(64 << 20);
+    let (cpus, memory) = resources();
+    let req = SessionRequest {
+        hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+        cpus,
+        memory,
+        addr: state.advertise_addr(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let mut stream = client.session(req).await?.into_inner();
+    tracing::info!(manager = %addr, "session with the leader open");
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.message() => {
+                let Some(a) = msg? else {
+                    return Err(tonic::Status::unavailable("the manager ended the session"));
+                };
+                if !a.managers.is_empty() {
+                    remember_managers(state.state_dir(), &a.managers);
+                }
+                match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
+                    Ok(tasks) => executor.assign(tasks).await,
+                    Err(e) => tracing::error!(error = %e, "undecodable assignments; ignored"),
+                }
+            }
+            _ = beat.tick() => heartbeat(&mut client, executor).await?,
+            _ = executor.changed.notified() => heartbeat(&mut client, executor).await?,
+        }
+    }
+}
+
+async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), tonic::Status> {
+    let mut req = tonic::Request::new(HeartbeatRequest { statuses: executor.statuses() });
+    req.set_timeout(Duration::from_secs(10));
+    client.heartbeat(req).await?;
+    Ok(())
+}
+
+/// CPUs and memory the node offers.
+fn resources() -> (f64, u64) {
+    let cpus = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    (cpus, memory)
+}

@@ -1,0 +1,289 @@
+//! Service files: YAML in the spirit of a compose service.
+//!
+//! ```yaml
+//! name: web
+//! image: registry:5000/web:1
+//! entrypoint: ["httpd"]            # replaces the image's entrypoint
+//! command: ["-f", "-p", "8080"]     # replaces the image's cmd
+//! environment: {MODE: prod}         # or ["MODE=prod"]
+//! user: www
+//! working_dir: /srv
+//! ports: ["8080:8080", "53/udp"]
+//! labels: {team: web}
+//! deploy:
+//!   mode: replicated                # or global
+//!   replicas: 3
+//!   resources:
+//!     limits: {cpus: 0.5, memory: 64m, pids: 100}
+//!     reservations: {cpus: 0.25, memory: 32m}
+//!   placement:
+//!     constraints: ["node.labels.zone==eu"]
+//!   restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}
+//! ```
+
+use std::collections::BTreeMap;
+
+use orc_proto::cluster::{Port, ServiceRestartPolicy, ServiceSpec};
+use serde::Deserialize;
+
+use crate::error::CliError;
+use crate::runtime::parse_bytes;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    name: Option<String>,
+    image: Option<String>,
+    entrypoint: Option<StringOrList>,
+    command: Option<StringOrList>,
+    #[serde(default)]
+    environment: Env,
+    user: Option<String>,
+    working_dir: Option<String>,
+    #[serde(default)]
+    ports: Vec<PortText>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    deploy: Deploy,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Env {
+    #[default]
+    None,
+    List(Vec<String>),
+    Map(BTreeMap<String, serde_yaml_ng::Value>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortText {
+    Text(String),
+    Number(u16),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Deploy {
+    mode: Option<String>,
+    replicas: Option<u64>,
+    #[serde(default)]
+    resources: Resources,
+    #[serde(default)]
+    placement: Placement,
+    restart_policy: Option<Restart>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Resources {
+    #[serde(default)]
+    limits: Amounts,
+    #[serde(default)]
+    reservations: Amounts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Amounts {
+    cpus: Option<Number>,
+    memory: Option<Number>,
+    pids: Option<i64>,
+}
+
+/// `0.5` or `"0.5"`; `64m` or `67108864`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Placement {
+    #[serde(default)]
+    constraints: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Restart {
+    condition: Option<String>,
+    delay: Option<String>,
+    max_attempts: Option<u32>,
+    window: Option<String>,
+}
+
+fn list(v: Option<StringOrList>) -> Vec<String> {
+    match v {
+        None => vec![],
+        Some(StringOrList::One(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(StringOrList::List(l)) => l,
+    }
+}
+
+/// `5s`, `500ms`, `2m`, `1h` → milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, CliError> {
+    let s = s.trim();
+    let bad = || CliError::Usage(format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m, 1h)"));
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        return Err(bad());
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if n < 0.0 || !n.is_finite() {
+        return Err(bad());
+    }
+    Ok((n * mult) as u64)
+}
+
+/// `80`, `80:80`, `53/udp`, `53:53/udp`.
+pub fn parse_port(s: &str) -> Result<Port, CliError> {
+    let bad = |why: &str| CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:8080, 53/udp)"));
+    let (ports, protocol) = match s.split_once('/') {
+        Some((p, proto)) => (p, proto.to_string()),
+        None => (s, "tcp".to_string()),
+    };
+    let num = |p: &str| p.trim().parse::<u16>().map_err(|_| bad("not a port number"));
+    let (published, target) = match ports.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(ports)?, num(ports)?),
+    };
+    Ok(Port { published: published.into(), target: target.into(), protocol })
+}
+
+fn cpus(n: Option<Number>) -> Result<f64, CliError> {
+    match n {
+        None => Ok(0.0),
+        Some(Number::Float(f)) => Ok(f),
+        Some(Number::Text(t)) => t.trim().parse().map_err(|_| CliError::Usage(format!("cpus {t:?} is not a number"))),
+    }
+}
+
+fn memory(n: Option<Number>) -> Result<u64, CliError> {
+    match n {
+        None => Ok(0),
+        Some(Number::Float(f)) => Ok(f as u64),
+        Some(Number::Text(t)) => parse_bytes(&t),
+    }
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
+    let f: File = serde_yaml_ng::from_str(text).map_err(|e| CliError::Usage(format!("{origin}: {e}")))?;
+    let env = match f.environment {
+        Env::None => vec![],
+        Env::List(l) => l,
+        Env::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    serde_yaml_ng::Value::String(s) => s,
+                    serde_yaml_ng::Value::Null => String::new(),
+                    other => serde_yaml_ng::to_string(&other).unwrap_or_default().trim().to_string(),
+                };
+                format!("{k}={v}")
+            })
+            .collect(),
+    };
+    let ports = f
+        .ports
+        .iter()
+        .map(|p| match p {
+            PortText::Text(t) => parse_port(t),
+            PortText::Number(n) => parse_port(&n.to_string()),
+        })
+        .collect::<Result<_, _>>()?;
+    let d = f.deploy;
+    let restart = match d.restart_policy {
+        None => None,
+        Some(r) => Some(ServiceRestartPolicy {
+            condition: r.condition.unwrap_or_default(),
+            delay_ms: r.delay.as_deref().map(parse_duration).transpose()?.unwrap_or(0),
+            max_attempts: r.max_attempts.unwrap_or(0),
+            window_ms: r.window.as_deref().map(parse_duration).transpose()?.unwrap_or(0),
+        }),
+    };
+    Ok(ServiceSpec {
+        name: f.name.unwrap_or_default(),
+        image: f.image.unwrap_or_default(),
+        command: list(f.entrypoint),
+        args: list(f.command),
+        env,
+        user: f.user.unwrap_or_default(),
+        workdir: f.working_dir.unwrap_or_default(),
+        mode: d.mode.unwrap_or_default(),
+        replicas: d.replicas.unwrap_or(1),
+        reserve_cpus: cpus(d.resources.reservations.cpus)?,
+        reserve_memory: memory(d.resources.reservations.memory)?,
+        limit_cpus: cpus(d.resources.limits.cpus)?,
+        limit_memory: memory(d.resources.limits.memory)?,
+        limit_pids: d.resources.limits.pids.unwrap_or(0),
+        constraints: d.placement.constraints,
+        restart,
+        ports,
+        labels: f.labels.into_iter().collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compose_like_file() {
+        let s = parse(
+            r#"
+name: web
+image: registry:5000/web:1
+entrypoint: httpd
+command: ["-f", "-p", "8080"]
+environment: {MODE: prod, N: 3}
+ports: ["8080:8080", "53/udp", 9000]
+deploy:
+  replicas: 3
+  resources:
+    limits: {cpus: 0.5, memory: 64m, pids: 100}
+    reservations: {cpus: "0.25", memory: 33554432}
+  placement: {constraints: ["node.labels.zone==eu"]}
+  restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}
+"#,
+            "web.yaml",
+        )
+        .unwrap();
+        assert_eq!(s.command, ["httpd"]);
+        assert_eq!(s.args, ["-f", "-p", "8080"]);
+        assert_eq!(s.env, ["MODE=prod", "N=3"]);
+        assert_eq!(s.ports.len(), 3);
+        assert_eq!((s.ports[1].published, s.ports[1].protocol.as_str()), (53, "udp"));
+        assert_eq!((s.replicas, s.limit_cpus, s.limit_memory, s.limit_pids), (3, 0.5, 64 << 20, 100));
+        assert_eq!((s.reserve_cpus, s.reserve_memory), (0.25, 32 << 20));
+        let r = s.restart.unwrap();
+        assert_eq!((r.condition.as_str(), r.delay_ms, r.max_attempts, r.window_ms), ("on-failure", 5000, 3, 120_000));
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_field() {
+        let e = parse("name: web\nimage: x\nreplicas: 3\n", "web.yaml").unwrap_err().to_string();
+        assert!(e.contains("web.yaml") && e.contains("replicas"), "{e}");
+        let e = parse("name: web\ndeploy: {restart_policy: {delay: soon}}\n", "f").unwrap_err().to_string();
+        assert!(e.contains("not a duration"), "{e}");
+        assert!(parse_port("80:x").is_err());
+    }
+}

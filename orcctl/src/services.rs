@@ -1,0 +1,375 @@
+//! `service …` and the cluster-wide `node …` commands: they talk to one
+//! manager (the first of `--nodes`, or of the context's endpoints, that
+//! answers); the managers forward writes to their leader.
+
+use futures::StreamExt;
+use orc_proto::cluster::nodes_client::NodesClient;
+use orc_proto::cluster::services_client::ServicesClient;
+use orc_proto::cluster::*;
+use serde_json::json;
+use tonic::transport::Channel;
+
+use crate::cli::{NodeCommand, Output, ServiceCommand, ServiceCreate, ServiceFlags, ServiceUpdate};
+use crate::connect::{self, Trust};
+use crate::error::CliError;
+use crate::output::{bytes, table};
+use crate::runtime::parse_bytes;
+use crate::service_file::{self, parse_duration, parse_port};
+
+/// A channel to the first manager that accepts a connection.
+pub async fn manager(candidates: &[String], trust: &Trust) -> Result<(String, Channel), CliError> {
+    let mut last = None;
+    for addr in candidates {
+        match connect::channel(addr, trust).await {
+            Ok(c) => return Ok((addr.clone(), c)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| CliError::Usage("no manager to talk to: pass --nodes".into())))
+}
+
+fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
+    if let Some(e) = &f.entrypoint {
+        s.command = e.split_whitespace().map(str::to_string).collect();
+    }
+    if let Some(m) = &f.mode {
+        s.mode = m.clone();
+    }
+    if let Some(r) = f.replicas {
+        s.replicas = r;
+    }
+    if let Some(u) = &f.user {
+        s.user = u.clone();
+    }
+    if let Some(w) = &f.workdir {
+        s.workdir = w.clone();
+    }
+    if let Some(c) = f.reserve_cpu {
+        s.reserve_cpus = c;
+    }
+    if let Some(m) = &f.reserve_memory {
+        s.reserve_memory = parse_bytes(m)?;
+    }
+    if let Some(c) = f.limit_cpu {
+        s.limit_cpus = c;
+    }
+    if let Some(m) = &f.limit_memory {
+        s.limit_memory = parse_bytes(m)?;
+    }
+    if let Some(p) = f.limit_pids {
+        s.limit_pids = p;
+    }
+    let r = s.restart.get_or_insert_with(Default::default);
+    if let Some(c) = &f.restart_condition {
+        r.condition = c.clone();
+    }
+    if let Some(d) = &f.restart_delay {
+        r.delay_ms = parse_duration(d)?;
+    }
+    if let Some(n) = f.restart_max_attempts {
+        r.max_attempts = n;
+    }
+    if let Some(w) = &f.restart_window {
+        r.window_ms = parse_duration(w)?;
+    }
+    Ok(())
+}
+
+fn key_value(s: &str, what: &str) -> Result<(String, String), CliError> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| CliError::Usage(format!("{what} {s:?} is not KEY=VALUE")))
+}
+
+fn read_file(path: &std::path::Path) -> Result<ServiceSpec, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    service_file::parse(&text, &path.display().to_string())
+}
+
+fn create_spec(a: &ServiceCreate) -> Result<ServiceSpec, CliError> {
+    let mut s = match &a.file {
+        Some(f) => read_file(f)?,
+        None => ServiceSpec { replicas: 1, ..Default::default() },
+    };
+    if let Some(n) = &a.name {
+        s.name = n.clone();
+    }
+    if let Some(i) = &a.image {
+        s.image = i.clone();
+    }
+    if !a.args.is_empty() {
+        s.args = a.args.clone();
+    }
+    s.env.extend(a.env.iter().cloned());
+    s.constraints.extend(a.constraint.iter().cloned());
+    for p in &a.publish {
+        s.ports.push(parse_port(p)?);
+    }
+    for l in &a.label {
+        let (k, v) = key_value(l, "label")?;
+        s.labels.insert(k, v);
+    }
+    apply_flags(&mut s, &a.flags)?;
+    if s.name.is_empty() {
+        return Err(CliError::Usage("a service needs a name: --name NAME (or name: in the file)".into()));
+    }
+    if s.image.is_empty() {
+        return Err(CliError::Usage("a service needs an image: orcctl service create --name web IMAGE".into()));
+    }
+    Ok(s)
+}
+
+fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, CliError> {
+    if let Some(f) = &a.file {
+        let mut new = read_file(f)?;
+        if new.name.is_empty() {
+            new.name = s.name.clone();
+        }
+        s = new;
+    }
+    if let Some(i) = &a.image {
+        s.image = i.clone();
+    }
+    if let Some(args) = &a.args {
+        s.args = args.clone();
+    }
+    for k in &a.env_rm {
+        s.env.retain(|e| e.split('=').next() != Some(k.as_str()));
+    }
+    for e in &a.env_add {
+        let (k, _) = key_value(e, "environment entry")?;
+        s.env.retain(|x| x.split('=').next() != Some(k.as_str()));
+        s.env.push(e.clone());
+    }
+    s.constraints.retain(|c| !a.constraint_rm.contains(c));
+    s.constraints.extend(a.constraint_add.iter().cloned());
+    s.ports.retain(|p| !a.publish_rm.iter().any(|r| u32::from(*r) == p.published));
+    for p in &a.publish_add {
+        s.ports.push(parse_port(p)?);
+    }
+    apply_flags(&mut s, &a.flags)?;
+    Ok(s)
+}
+
+fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
+    move |s| CliError::from_status(addr, s)
+}
+
+fn ago(ms: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let s = ((now - ms).max(0) / 1000) as u64;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+fn mode_text(s: &Service) -> (String, String) {
+    let spec = s.spec.clone().unwrap_or_default();
+    (spec.mode, format!("{}/{}", s.running_tasks, s.desired_tasks))
+}
+
+fn service_json(s: &Service) -> serde_json::Value {
+    let spec = s.spec.clone().unwrap_or_default();
+    let r = spec.restart.clone().unwrap_or_default();
+    json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
+        "running": s.running_tasks, "desired": s.desired_tasks, "spec_version": s.spec_version,
+        "created_ms": s.created_ms, "updated_ms": s.updated_ms,
+        "spec": {"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
+            "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
+            "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
+            "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
+            "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol})).collect::<Vec<_>>(),
+            "labels": spec.labels}})
+}
+
+fn task_json(t: &Task) -> serde_json::Value {
+    json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
+        "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
+        "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms})
+}
+
+fn ports_text(spec: &ServiceSpec) -> String {
+    spec.ports.iter().map(|p| format!("{}/{}", p.published, p.protocol)).collect::<Vec<_>>().join(",")
+}
+
+pub async fn service(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+    let (addr, channel) = manager(candidates, trust).await?;
+    let mut c = ServicesClient::new(channel);
+    let e = status_err(&addr);
+    match cmd {
+        ServiceCommand::Create(a) => {
+            let spec = create_spec(&a)?;
+            let s = c.create(CreateServiceRequest { spec: Some(spec) }).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", service_json(&s)),
+                Output::Table => println!("{}", s.id),
+            }
+        }
+        ServiceCommand::Update(a) => {
+            let cur = c.inspect(InspectServiceRequest { service: a.service.clone() }).await.map_err(&e)?.into_inner();
+            let spec = update_spec(cur.spec.clone().unwrap_or_default(), &a)?;
+            let req = UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
+            let s = c.update(req).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", service_json(&s)),
+                Output::Table => println!("{} updated (version {})", a.service, s.spec_version),
+            }
+        }
+        ServiceCommand::Scale { pairs } => {
+            for p in &pairs {
+                let (name, n) = p
+                    .split_once('=')
+                    .and_then(|(n, r)| r.parse::<u64>().ok().map(|r| (n, r)))
+                    .ok_or_else(|| CliError::Usage(format!("{p:?} is not SERVICE=REPLICAS")))?;
+                let cur = c.inspect(InspectServiceRequest { service: name.into() }).await.map_err(&e)?.into_inner();
+                let mut spec = cur.spec.clone().unwrap_or_default();
+                if spec.mode == "global" {
+                    return Err(CliError::Usage(format!("{name} is a global service: it runs one task per node and cannot be scaled")));
+                }
+                spec.replicas = n;
+                let req = UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
+                c.update(req).await.map_err(&e)?;
+                if out == Output::Table {
+                    println!("{name} scaled to {n}");
+                }
+            }
+        }
+        ServiceCommand::Rm { services } => {
+            for s in services {
+                let r = c.remove(RemoveServiceRequest { service: s.clone() }).await.map_err(&e)?.into_inner();
+                match out {
+                    Output::Json => println!("{}", json!({"removed": s, "id": r.id})),
+                    Output::Table => println!("{s}"),
+                }
+            }
+        }
+        ServiceCommand::Ls => {
+            let list = c.list(ListServicesRequest {}).await.map_err(&e)?.into_inner().services;
+            match out {
+                Output::Json => println!("{}", json!(list.iter().map(service_json).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+                    &list
+                        .iter()
+                        .map(|s| {
+                            let spec = s.spec.clone().unwrap_or_default();
+                            let (mode, replicas) = mode_text(s);
+                            vec![s.id.clone(), spec.name.clone(), mode, replicas, spec.image.clone(), ports_text(&spec)]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        ServiceCommand::Ps { service, running } => {
+            let tasks = c.tasks(TasksRequest { service, running_only: running, node: String::new() }).await.map_err(&e)?.into_inner().tasks;
+            print_tasks(&tasks, out);
+        }
+        ServiceCommand::Inspect { service } => {
+            let s = c.inspect(InspectServiceRequest { service }).await.map_err(&e)?.into_inner();
+            println!("{}", serde_json::to_string_pretty(&service_json(&s)).unwrap_or_default());
+        }
+        ServiceCommand::Logs { service, follow, tail, timestamps } => {
+            let mut stream = c.logs(ServiceLogsRequest { service, follow, tail }).await.map_err(&e)?.into_inner();
+            let mut lines = Vec::new();
+            while let Some(entry) = stream.next().await {
+                let entry = entry.map_err(&e)?;
+                if follow {
+                    print_line(&entry, timestamps, out);
+                } else {
+                    lines.push(entry);
+                }
+            }
+            // Without -f: all of it, in time order across tasks.
+            lines.sort_by(|a, b| a.time.cmp(&b.time));
+            for l in &lines {
+                print_line(l, timestamps, out);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_line(e: &ServiceLogEntry, timestamps: bool, out: Output) {
+    use std::io::Write;
+    let line = String::from_utf8_lossy(&e.line);
+    let line = line.trim_end_matches('\n');
+    match out {
+        Output::Json => println!("{}", json!({"task": e.task, "time": e.time, "stream": e.stream, "line": line})),
+        Output::Table if timestamps => println!("{} {} | {line}", e.time, e.task),
+        Output::Table => println!("{} | {line}", e.task),
+    }
+    let _ = std::io::stdout().flush();
+}
+
+pub fn print_tasks(tasks: &[Task], out: Output) {
+    match out {
+        Output::Json => println!("{}", json!(tasks.iter().map(task_json).collect::<Vec<_>>())),
+        Output::Table => table(
+            &["ID", "NAME", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"],
+            &tasks
+                .iter()
+                .map(|t| {
+                    let name = if t.slot > 0 { format!("{}.{}", t.service, t.slot) } else { format!("{}.{}", t.service, &t.node_id) };
+                    let msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
+                    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), t.state.clone(), ago(t.updated_ms), msg]
+                })
+                .collect::<Vec<_>>(),
+        ),
+    }
+}
+
+fn node_json(n: &Node) -> serde_json::Value {
+    json!({"id": n.id, "hostname": n.hostname, "role": n.role, "addr": n.addr, "availability": n.availability,
+        "status": n.status, "message": n.message, "labels": n.labels, "cpus": n.cpus, "memory": n.memory,
+        "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms})
+}
+
+/// `node ls|inspect|update|rm` (join is per node and lives in `commands`).
+pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+    let (addr, channel) = manager(candidates, trust).await?;
+    let mut c = NodesClient::new(channel);
+    let e = status_err(&addr);
+    match cmd {
+        NodeCommand::Ls => {
+            let nodes = c.list(ListNodesRequest {}).await.map_err(&e)?.into_inner().nodes;
+            match out {
+                Output::Json => println!("{}", json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["ID", "HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "TASKS", "CPUS", "MEMORY", "ADDRESS"],
+                    &nodes
+                        .iter()
+                        .map(|n| {
+                            vec![n.id.clone(), n.hostname.clone(), n.role.clone(), n.status.clone(), n.availability.clone(),
+                                n.manager_status.clone(), n.tasks.to_string(), n.cpus.to_string(), bytes(n.memory), n.addr.clone()]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+        }
+        NodeCommand::Inspect { node } => {
+            let n = c.inspect(InspectNodeRequest { node }).await.map_err(&e)?.into_inner();
+            println!("{}", serde_json::to_string_pretty(&node_json(&n)).unwrap_or_default());
+        }
+        NodeCommand::Update { node, availability, label_add, label_rm } => {
+            let label_add = label_add.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
+            let req = UpdateNodeRequest { node: node.clone(), availability: availability.unwrap_or_default(), label_add, label_rm };
+            let n = c.update(req).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", node_json(&n)),
+                Output::Table => println!("{} ({}): {}, labels {:?}", n.hostname, n.id, n.availability, n.labels),
+            }
+        }
+        NodeCommand::Rm { node, force } => {
+            let r = c.remove(RemoveNodeRequest { node: node.clone(), force }).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"removed": r.id})),
+                Output::Table => println!("{node} ({}) removed", r.id),
+            }
+        }
+        NodeCommand::Join { .. } => return Err(CliError::Usage("node join talks to the joining node, not to a manager".into())),
+    }
+    Ok(())
+}
