@@ -4,12 +4,14 @@
 //! # Layout
 //! - [`paths`]: where the workspace, its binaries and the built image are.
 //! - [`agent`]: an `orc-agent` process on loopback with its own state.
+//! - [`cluster`]: several agents bootstrapped and joined into one cluster.
 //! - [`qemu`]: a QEMU node booting the image (KVM when it works, TCG otherwise).
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback.
 
 pub mod agent;
+pub mod cluster;
 pub mod hub;
 pub mod oci;
 pub mod paths;
