@@ -93,6 +93,42 @@ impl NodeState {
 }
 
 impl NodeState {
+    /// Adopts a renewed certificate (and with it maybe a new role): saved
+    /// first, then served; a promoted node starts its Raft, a demoted one
+    /// stops it and forgets its Raft store.
+    pub async fn renew(&self, node: crate::pki::ca::CertKey, role: crate::pki::role::Role, ca_key: Option<String>) -> Result<(), AgentError> {
+        use crate::pki::role::Role;
+        let (id, was) = {
+            let mut slot = write(&self.identity);
+            let current = slot.clone().ok_or_else(|| AgentError::Io("renewing without an identity".into()))?;
+            let mut id = current.clone();
+            id.node = node;
+            id.meta.role = role;
+            id.ca_key_pem = ca_key;
+            id.save(self.state_dir())?;
+            *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
+            *slot = Some(id.clone());
+            (id, current.meta.role)
+        };
+        if let Ok(s) = self.cluster.get() {
+            let c = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?;
+            s.tls.replace(c);
+        }
+        tracing::info!(role = %role, previous = %was, "node certificate renewed");
+        match (was, role) {
+            (Role::Worker, Role::Manager) => self.start_cluster(false).await,
+            (Role::Manager, Role::Worker) => {
+                self.cluster.stop().await;
+                let dir = self.state_dir().join("raft");
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing the Raft store of a demoted manager");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The address other managers reach this one at: the API's, with the
     /// first non-loopback IPv4 address when it listens on all of them.
     pub fn advertise_addr(&self) -> String {

@@ -101,6 +101,12 @@ pub enum ClusterCommand {
     },
     /// The Raft quorum as a manager sees it: members, leader, term, log.
     Status,
+    /// Cluster-wide settings.
+    Update {
+        /// Lifetime of node certificates (e.g. 90d is the default; 10m; 30s for tests).
+        #[arg(long)]
+        cert_ttl: Option<String>,
+    },
     /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
     JoinToken {
         #[arg(value_parser = ["manager", "worker"])]
@@ -424,6 +430,16 @@ pub enum NodeCommand {
         /// KEY, repeatable.
         #[arg(long)]
         label_rm: Vec<String>,
+    },
+    /// Make nodes managers (they join the Raft quorum).
+    Promote {
+        #[arg(required = true, value_name = "NODE")]
+        ids: Vec<String>,
+    },
+    /// Make managers workers (they leave the Raft quorum).
+    Demote {
+        #[arg(required = true, value_name = "NODE")]
+        ids: Vec<String>,
     },
     /// Forget a node (down, or --force); its tasks move elsewhere.
     #[command(alias = "remove")]

@@ -279,6 +279,30 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             done(err)
         }
+        Command::Cluster(ClusterCommand::Update { cert_ttl }) => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let ttl = match cert_ttl.as_deref() {
+                None => 0,
+                Some(t) => {
+                    let t = t.trim();
+                    match t.strip_suffix('d') {
+                        Some(days) => days.parse::<u64>().map_err(|_| CliError::Usage(format!("{t:?} is not a duration")))? * 86_400,
+                        None => crate::service_file::parse_duration(t)? / 1000,
+                    }
+                }
+            };
+            let (n, ch) = crate::services::manager(&managers, &trust).await?;
+            let s = ClusterClient::new(ch)
+                .update(orc_proto::cluster::UpdateClusterRequest { node_cert_ttl_secs: ttl })
+                .await
+                .map_err(|s| CliError::from_status(&n, s))?
+                .into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs})),
+                Output::Table => println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs),
+            }
+            Ok(())
+        }
         Command::Cluster(ClusterCommand::JoinToken { role, rotate }) => {
             use orc_proto::cluster::cluster_client::ClusterClient;
             let n = &nodes[0];

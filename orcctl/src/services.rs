@@ -332,6 +332,7 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
     let (addr, channel) = manager(candidates, trust).await?;
     let mut c = NodesClient::new(channel);
     let e = status_err(&addr);
+    let promote = matches!(cmd, NodeCommand::Promote { .. });
     match cmd {
         NodeCommand::Ls => {
             let nodes = c.list(ListNodesRequest {}).await.map_err(&e)?.into_inner().nodes;
@@ -353,9 +354,21 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
             let n = c.inspect(InspectNodeRequest { node }).await.map_err(&e)?.into_inner();
             println!("{}", serde_json::to_string_pretty(&node_json(&n)).unwrap_or_default());
         }
+        NodeCommand::Promote { ids } | NodeCommand::Demote { ids } => {
+            let role = if promote { "manager" } else { "worker" };
+            for node in ids {
+                let req = UpdateNodeRequest { node: node.clone(), role: role.into(), ..Default::default() };
+                let n = c.update(req).await.map_err(&e)?.into_inner();
+                match out {
+                    Output::Json => println!("{}", node_json(&n)),
+                    Output::Table => println!("{} ({}) is now a {role}; it renews its certificate and {} the quorum", n.hostname, n.id,
+                        if role == "manager" { "joins" } else { "leaves" }),
+                }
+            }
+        }
         NodeCommand::Update { node, availability, label_add, label_rm } => {
             let label_add = label_add.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
-            let req = UpdateNodeRequest { node: node.clone(), availability: availability.unwrap_or_default(), label_add, label_rm };
+            let req = UpdateNodeRequest { node: node.clone(), availability: availability.unwrap_or_default(), label_add, label_rm, role: String::new() };
             let n = c.update(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", node_json(&n)),

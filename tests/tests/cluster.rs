@@ -157,3 +157,81 @@ fn managers_and_workers_join_with_tokens() {
     let (_, out, _) = ctl(&cfg, &["--nodes", &d.addr, "-o", "json", "version"]);
     assert!(!out.contains("worker"), "{out}");
 }
+
+fn cert_left(a: &AgentProcess) -> i64 {
+    let pem = std::fs::read_to_string(a.state_dir().join("pki/node.crt")).unwrap();
+    orc_agent::cluster::renew::remaining(&pem).unwrap()
+}
+
+fn identity_role(a: &AgentProcess) -> String {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(a.state_dir().join("pki/identity.json")).unwrap()).unwrap();
+    meta["role"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn certificates_renew_nodes_change_roles_and_leave() {
+    use orc_e2e::cluster::LocalCluster;
+    let mut c = LocalCluster::start(1, 2, Default::default()).unwrap();
+    let long = cert_left(&c.agents[1]);
+    assert!(long > 80 * 86_400, "joined with the default 90 days: {long}");
+
+    // A short lifetime: nodes renew at once, then again when half is left.
+    let out = c.ctl(&["cluster", "update", "--cert-ttl", "20s"]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(Duration::from_secs(30), "the worker's certificate to follow the 20 s lifetime", |c| cert_left(&c.agents[1]) <= 20).unwrap();
+    let first = std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap();
+    c.wait(Duration::from_secs(30), "a second renewal", |c| {
+        std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap() != first
+    })
+    .unwrap();
+    // The manager renews its own too, and everything still talks.
+    c.wait(Duration::from_secs(30), "the manager's renewal", |c| cert_left(&c.agents[0]) <= 20).unwrap();
+    // A few renewals later (each renewed certificate living 20 s), all still ready.
+    std::thread::sleep(Duration::from_secs(12));
+    let nodes = c.json(&["node", "ls"]);
+    assert_eq!(nodes.as_array().unwrap().iter().filter(|n| n["status"] == "ready").count(), 3, "{nodes}");
+    assert!(c.ctl(&["cluster", "update", "--cert-ttl", "90d"]).ok);
+
+    // Promote a worker: manager certificate, CA key, a voter.
+    let id_of = |c: &LocalCluster, i: usize| -> String {
+        let nodes = c.json(&["node", "ls"]);
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let w1 = id_of(&c, 1);
+    assert!(c.ctl(&["node", "promote", &w1]).ok);
+    c.wait(Duration::from_secs(60), "the promoted node to be a voter", |c| {
+        let n = c.json(&["node", "inspect", &w1]);
+        n["manager_status"] == "reachable" && identity_role(&c.agents[1]) == "manager"
+    })
+    .unwrap();
+    assert!(c.agents[1].state_dir().join("pki/ca.key").exists());
+    let s = c.json(&["--nodes", &c.agents[1].addr, "cluster", "status"]);
+    assert_eq!(s[0]["members"].as_array().unwrap().iter().filter(|m| m["voter"] == true).count(), 2, "{s}");
+
+    // Demote it again: out of the quorum, no CA key, no Raft store.
+    assert!(c.ctl(&["node", "demote", &w1]).ok);
+    c.wait(Duration::from_secs(60), "the demoted node to leave the quorum", |c| {
+        let s = c.json(&["--nodes", &c.agents[0].addr, "cluster", "status"]);
+        s[0]["members"].as_array().is_some_and(|m| m.len() == 1) && identity_role(&c.agents[1]) == "worker"
+    })
+    .unwrap();
+    assert!(!c.agents[1].state_dir().join("pki/ca.key").exists());
+    c.wait(Duration::from_secs(10), "the Raft store to go", |c| !c.agents[1].state_dir().join("raft").exists()).unwrap();
+    let m0 = id_of(&c, 0);
+    let last = c.ctl(&["node", "demote", &m0]);
+    assert!(!last.ok && last.stderr.contains("last manager"), "{}", last.stderr);
+
+    // Removing a node: refused while it is up; once down, gone for good.
+    let w2 = id_of(&c, 2);
+    let up = c.ctl(&["node", "rm", &w2]);
+    assert!(!up.ok && up.stderr.contains("not down"), "{}", up.stderr);
+    let _ = c.agents[2].child.kill();
+    let _ = c.agents[2].child.wait();
+    c.wait(Duration::from_secs(30), "the stopped node to be down", |c| c.json(&["node", "inspect", &w2])["status"] == "down").unwrap();
+    assert!(c.ctl(&["node", "rm", &w2]).ok);
+    c.agents[2].restart().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let nodes = c.json(&["node", "ls"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "a removed node came back: {nodes}");
+    assert!(c.agents[2].log().contains("removed from the cluster"), "{}", c.agents[2].log());
+}

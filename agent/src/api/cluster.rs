@@ -28,6 +28,29 @@ impl Cluster for ClusterService {
         Ok(Response::new(crate::cluster::join::admit(&self.state, req.into_inner()).await?))
     }
 
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<RenewResponse>, Status> {
+        let caller = crate::api::peer::identity(&req)?;
+        let csr = req.into_inner().csr_pem;
+        Ok(Response::new(crate::cluster::renew::sign(&self.state, &caller, &csr).await?))
+    }
+
+    async fn update(&self, req: Request<UpdateClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
+        use crate::cluster::objects::{Settings, SETTINGS};
+        let req = req.into_inner();
+        let v = self.state.cluster.view().await?;
+        let mut settings: Settings = v.settings.clone();
+        if req.node_cert_ttl_secs != 0 {
+            if req.node_cert_ttl_secs < 10 {
+                return Err(Status::invalid_argument("a node certificate must live at least 10 seconds"));
+            }
+            settings.node_cert_ttl_secs = req.node_cert_ttl_secs;
+        }
+        let cmd = crate::cluster::objects::put(SETTINGS.0, SETTINGS.1, &settings);
+        self.state.cluster.write(cmd).await?;
+        tracing::info!(node_cert_ttl_secs = settings.node_cert_ttl().as_secs(), "cluster settings updated");
+        Ok(Response::new(ClusterSettings { node_cert_ttl_secs: settings.node_cert_ttl().as_secs() }))
+    }
+
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;

@@ -103,6 +103,23 @@ impl Nodes for NodesService {
             }
             a => return Err(Status::invalid_argument(format!("availability {a:?} is not active, pause or drain"))),
         }
+        match req.role.as_str() {
+            "" => {}
+            "manager" => {
+                patch_value.insert("role".into(), "manager".into());
+            }
+            "worker" => {
+                let managers = v.nodes.values().filter(|m| m.role == "manager").count();
+                if n.role == "manager" && managers <= 1 {
+                    return Err(Status::failed_precondition(format!(
+                        "{} is the last manager: promote another node first",
+                        n.hostname
+                    )));
+                }
+                patch_value.insert("role".into(), "worker".into());
+            }
+            r => return Err(Status::invalid_argument(format!("role {r:?} is not manager or worker"))),
+        }
         let mut labels = serde_json::Map::new();
         for k in &req.label_rm {
             labels.insert(k.clone(), serde_json::Value::Null);
@@ -117,7 +134,7 @@ impl Nodes for NodesService {
             patch_value.insert("labels".into(), labels.into());
         }
         if patch_value.is_empty() {
-            return Err(Status::invalid_argument("nothing to change: give --availability, --label-add or --label-rm"));
+            return Err(Status::invalid_argument("nothing to change: give --availability, --label-add or --label-rm (or promote/demote)"));
         }
         patch_value.insert("updated_ms".into(), now_ms().into());
         let r = self.state.cluster.write(patch(NODES, &n.id, patch_value.into())).await?;

@@ -19,6 +19,14 @@ pub struct Peer {
     pub identity: Option<PeerIdentity>,
 }
 
+/// The verified identity of the caller of `req`.
+pub fn identity<T>(req: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
+    req.extensions()
+        .get::<Peer>()
+        .and_then(|p| p.identity.clone())
+        .ok_or_else(|| tonic::Status::unauthenticated("a certificate of this cluster is required"))
+}
+
 pub struct PeerStream {
     pub inner: tokio_rustls::server::TlsStream<Box<dyn Io>>,
     pub peer: Peer,

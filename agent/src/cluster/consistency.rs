@@ -65,7 +65,7 @@ impl ClusterHandle {
                 node.map(|n| n.addr).ok_or_else(|| no_quorum("finding the leader"))?
             }
         };
-        let channel = super::network::channel(&addr, s.tls.clone())
+        let channel = super::network::channel(&addr, s.tls.current())
             .await
             .map_err(|e| Status::unavailable(format!("reaching the leader at {addr}: {e}")))?;
         Ok(RaftClient::new(channel).max_decoding_message_size(64 << 20))

@@ -18,7 +18,6 @@ use tonic::{Request, Response, Status};
 use super::command::Command;
 use super::handle::{ClusterHandle, Started};
 use super::objects::*;
-use crate::api::peer::Peer;
 use crate::pki::role::Role;
 
 /// How often nodes send heartbeats.
@@ -79,11 +78,7 @@ impl DispatcherService {
 
 /// The calling node's id and role, from its certificate.
 fn caller<T>(req: &Request<T>) -> Result<(String, Role), Status> {
-    let id = req
-        .extensions()
-        .get::<Peer>()
-        .and_then(|p| p.identity.clone())
-        .ok_or_else(|| Status::unauthenticated("a node certificate is required"))?;
+    let id = crate::api::peer::identity(req)?;
     Ok((id.name, id.role))
 }
 
@@ -134,11 +129,15 @@ impl Dispatcher for DispatcherService {
                 "node {node_id} was removed from the cluster: reinstall it and join again with a token"
             )));
         }
-        let fields = serde_json::json!({
+        let mut fields = serde_json::json!({
             "hostname": d.hostname, "cpus": d.cpus, "memory": d.memory, "addr": d.addr,
-            "agent_version": d.agent_version, "role": role.as_str(),
+            "agent_version": d.agent_version, "cert_role": role.as_str(),
             "status": "ready", "message": "", "updated_ms": now_ms(),
         });
+        if !known {
+            // Its role is the certificate's until promoted or demoted.
+            fields["role"] = role.as_str().into();
+        }
         let cmd = if known {
             patch(NODES, &node_id, fields)
         } else {
@@ -161,10 +160,14 @@ impl Dispatcher for DispatcherService {
                     let _ = tx.send(Err(status)).await;
                     return;
                 }
-                let tasks = tasks_of(&super::objects::View::of(&s.sm.applied.read().await.state), &node_id);
-                let json = serde_json::to_vec(&tasks).unwrap_or_default();
+                let v = super::objects::View::of(&s.sm.applied.read().await.state);
+                let tasks = tasks_of(&v, &node_id);
+                let role = v.nodes.get(&node_id).map(|n| n.role.clone()).unwrap_or_default();
+                let ttl = v.settings.node_cert_ttl().as_secs();
+                let json = serde_json::to_vec(&(&tasks, &role, ttl)).unwrap_or_default();
                 if last.as_ref() != Some(&json) {
-                    let msg = pb::Assignments { tasks_json: json.clone(), managers: managers(&s) };
+                    let tasks_json = serde_json::to_vec(&tasks).unwrap_or_default();
+                    let msg = pb::Assignments { tasks_json, managers: managers(&s), cert_ttl_secs: ttl, role };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");
                         return;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Config, Raft};
 
-use super::network::{client_tls, Network};
+use super::network::{client_tls, ClientTls, Network};
 use super::store::{self, StateMachineStore};
 use super::types::{NodeId, TypeConfig};
 use crate::error::AgentError;
@@ -23,7 +23,7 @@ pub struct Started {
     pub raft: Raft<TypeConfig>,
     pub sm: StateMachineStore,
     /// The node's client TLS (to other managers).
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: ClientTls,
 }
 
 #[derive(Default)]
@@ -56,6 +56,21 @@ impl ClusterHandle {
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
     }
 
+    /// Stops this node's Raft (it was demoted to worker).
+    pub async fn stop(&self) {
+        let started = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = started {
+            if let Err(e) = s.raft.shutdown().await {
+                tracing::warn!(error = %e, "stopping Raft");
+            }
+            tracing::info!("Raft stopped: this node is no longer a manager");
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     pub fn get(&self) -> Result<Started, tonic::Status> {
         self.inner
             .read()
@@ -69,7 +84,7 @@ impl ClusterHandle {
     pub async fn start(&self, state_dir: &Path, id: &Identity, advertise: Option<String>) -> Result<(), AgentError> {
         let raft_id = raft_id(&id.meta.node_id)?;
         let (log, sm) = store::open(&state_dir.join("raft/raft.redb")).await.map_err(|e| AgentError::Io(e.to_string()))?;
-        let tls = client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?;
+        let tls = ClientTls::new(client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?);
         let raft = Raft::new(raft_id, raft_config()?, Network { tls: tls.clone() }, log, sm.clone())
             .await
             .map_err(|e| AgentError::Io(format!("starting Raft: {e}")))?;

@@ -14,7 +14,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use super::handle::{raft_id, ClusterHandle};
 use super::token::{JoinToken, TokenRole};
 use crate::error::AgentError;
-use crate::pki::ca::{self, CertKey, NODE_TTL};
+use crate::pki::ca::{self, CertKey};
 use crate::pki::identity::{Identity, IdentityMeta};
 use crate::pki::role::Role;
 use crate::state::NodeState;
@@ -36,8 +36,9 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
         TokenRole::Worker => Role::Worker,
     };
     let node_id = hex::encode(rand::random::<[u8; 8]>());
+    let ttl = state.cluster.view().await?.settings.node_cert_ttl();
     let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
-    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, NODE_TTL, &req.csr_pem)
+    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, ttl, &req.csr_pem)
         .map_err(|e| tonic::Status::invalid_argument(format!("the certificate request: {e}")))?;
     tracing::info!(%node_id, role = %role, addr = %req.addr, "node admitted");
     if role == Role::Manager {
@@ -61,7 +62,7 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
 }
 
 /// Learner first (it catches up), then voter.
-async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &str) -> Result<(), String> {
+pub(crate) async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &str) -> Result<(), String> {
     let s = cluster.get().map_err(|e| e.message().to_string())?;
     let id = raft_id(node_id).map_err(|e| e.to_string())?;
     let mut last = String::new();

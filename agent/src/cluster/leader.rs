@@ -3,19 +3,21 @@
 //! what they decide as one Raft entry. It wakes on every state change and
 //! at least every `TICK` (restart delays, heartbeat deadlines).
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::Command;
-use super::dispatcher::Liveness;
-use super::handle::ClusterHandle;
-use super::objects::{now_ms, View};
+use super::dispatcher::Liveness;use super::handle::{raft_id, ClusterHandle, Started};
+use super::objects::{now_ms, NodeStatus, View};
+use super::types::NodeId;
 use super::orchestrator;
 
 const TICK: Duration = Duration::from_millis(500);
 
 pub async fn run(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) {
     let mut leading = false;
+    let changing: Changing = Arc::default();
     loop {
         let Ok(s) = cluster.get() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -40,6 +42,7 @@ pub async fn run(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) {
         leading = is_leader;
         if leading {
             let view = View::of(&s.sm.applied.read().await.state);
+            membership(&cluster, &s, &view, &changing);
             let mut cmds = liveness.check(&view);
             if cmds.is_empty() {
                 cmds = orchestrator::reconcile(&view, now_ms());
@@ -60,4 +63,47 @@ pub async fn run(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) {
         }
         let _ = tokio::time::timeout(TICK, changed.changed()).await;
     }
+}
+
+/// Nodes whose quorum membership is being changed.
+type Changing = Arc<std::sync::Mutex<HashSet<String>>>;
+
+/// The quorum follows the Node objects: a promoted node (manager role, and
+/// by now a manager certificate) becomes a learner then a voter; a demoted
+/// one leaves the quorum.
+fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: &Changing) {
+    let m = s.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    for n in view.nodes.values() {
+        let Ok(rid) = raft_id(&n.id) else { continue };
+        let add = n.role == "manager" && n.cert_role == "manager" && n.status == NodeStatus::Ready && !voters.contains(&rid);
+        let remove = n.role != "manager" && membership.get_node(&rid).is_some();
+        if !(add || remove) || !changing.lock().unwrap_or_else(|p| p.into_inner()).insert(n.id.clone()) {
+            continue;
+        }
+        let (cluster, changing, node) = (cluster.clone(), changing.clone(), n.clone());
+        tokio::spawn(async move {
+            let result = if add {
+                super::join::add_manager(&cluster, &node.id, &node.addr).await
+            } else {
+                remove_manager(&cluster, rid).await
+            };
+            match result {
+                Ok(()) => tracing::info!(node = %node.id, promoted = add, "quorum membership changed"),
+                Err(e) => tracing::warn!(node = %node.id, error = %e, "changing the quorum membership failed; will retry"),
+            }
+            changing.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.id);
+        });
+    }
+}
+
+async fn remove_manager(cluster: &ClusterHandle, rid: NodeId) -> Result<(), String> {
+    let s = cluster.get().map_err(|e| e.message().to_string())?;
+    let voters: BTreeSet<NodeId> = s.raft.metrics().borrow().membership_config.membership().voter_ids().filter(|v| *v != rid).collect();
+    if voters.is_empty() {
+        return Err("it is the last manager".into());
+    }
+    s.raft.change_membership(voters, false).await.map_err(|e| e.to_string())?;
+    Ok(())
 }

@@ -22,6 +22,7 @@ pub mod leader;
 pub mod network;
 pub mod objects;
 pub mod orchestrator;
+pub mod renew;
 pub mod rpc;
 pub mod scheduler;
 pub mod spec;

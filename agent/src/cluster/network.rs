@@ -46,15 +46,32 @@ pub fn client_tls(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Arc<rus
     Ok(Arc::new(cfg))
 }
 
+/// The node's client TLS, replaced when its certificate renews; new
+/// connections take the current one.
+#[derive(Clone)]
+pub struct ClientTls(Arc<std::sync::RwLock<Arc<rustls::ClientConfig>>>);
+
+impl ClientTls {
+    pub fn new(c: Arc<rustls::ClientConfig>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(c)))
+    }
+    pub fn current(&self) -> Arc<rustls::ClientConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn replace(&self, c: Arc<rustls::ClientConfig>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = c;
+    }
+}
+
 #[derive(Clone)]
 pub struct Network {
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: ClientTls,
 }
 
 pub struct Peer {
     target: NodeId,
     addr: String,
-    tls: Arc<rustls::ClientConfig>,
+    tls: ClientTls,
     client: Option<RaftClient<Channel>>,
 }
 
@@ -91,7 +108,7 @@ impl Peer {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let channel = channel(&self.addr, self.tls.clone()).await.map_err(|e| Unreachable::new(&e))?;
+        let channel = channel(&self.addr, self.tls.current()).await.map_err(|e| Unreachable::new(&e))?;
         let c = RaftClient::new(channel).max_decoding_message_size(64 << 20);
         self.client = Some(c.clone());
         Ok(c)

@@ -23,6 +23,24 @@ pub fn new_id() -> String {
     hex::encode(rand::random::<[u8; 6]>())
 }
 
+/// Cluster-wide settings, at `cluster/settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Node certificate lifetime; 0: the default (90 days).
+    pub node_cert_ttl_secs: u64,
+}
+
+pub const SETTINGS: (&str, &str) = ("cluster", "settings");
+
+impl Settings {
+    pub fn node_cert_ttl(&self) -> std::time::Duration {
+        match self.node_cert_ttl_secs {
+            0 => crate::pki::ca::NODE_TTL,
+            s => std::time::Duration::from_secs(s),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Availability {
@@ -47,6 +65,10 @@ pub struct Node {
     pub hostname: String,
     /// "manager" or "worker".
     pub role: String,
+    /// The role its current certificate carries (differs from `role`
+    /// between a promote/demote and the node's renewal).
+    #[serde(default)]
+    pub cert_role: String,
     /// Where its API listens (what managers and the dispatcher dial).
     pub addr: String,
     pub availability: Availability,
@@ -217,6 +239,7 @@ impl Task {
 /// The objects of the state, parsed (unparseable ones are logged and skipped).
 #[derive(Debug, Clone, Default)]
 pub struct View {
+    pub settings: Settings,
     pub nodes: BTreeMap<String, Node>,
     pub services: BTreeMap<String, Service>,
     pub tasks: BTreeMap<String, Task>,
@@ -237,7 +260,8 @@ fn table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, 
 
 impl View {
     pub fn of(s: &ClusterState) -> Self {
-        Self { nodes: table(s, NODES), services: table(s, SERVICES), tasks: table(s, TASKS) }
+        let settings = s.get(SETTINGS.0, SETTINGS.1).and_then(|o| serde_json::from_value(o.value.clone()).ok()).unwrap_or_default();
+        Self { settings, nodes: table(s, NODES), services: table(s, SERVICES), tasks: table(s, TASKS) }
     }
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {

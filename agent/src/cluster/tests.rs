@@ -92,7 +92,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let cert = issue(&ca, "c1", &format!("m{id}"), Role::Manager, Duration::from_secs(3600)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
-        let tls = client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap();
+        let tls = super::network::ClientTls::new(client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap());
         let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
         let server = serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);
         managers.push(Manager { id, raft, sm, server, _dir: dir });

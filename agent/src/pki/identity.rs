@@ -99,8 +99,13 @@ impl Identity {
         let dir = pki_dir(state_dir);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         write_atomic(&dir.join(CA_CERT), self.ca_cert_pem.as_bytes(), 0o644)?;
-        if let Some(k) = &self.ca_key_pem {
-            write_atomic(&dir.join(CA_KEY), k.as_bytes(), 0o600)?;
+        match &self.ca_key_pem {
+            Some(k) => write_atomic(&dir.join(CA_KEY), k.as_bytes(), 0o600)?,
+            // A demoted manager keeps no CA key.
+            None => match std::fs::remove_file(dir.join(CA_KEY)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&dir.join(CA_KEY))(e)),
+                _ => {}
+            },
         }
         write_atomic(&dir.join(NODE_CERT), self.node.cert_pem.as_bytes(), 0o644)?;
         write_atomic(&dir.join(NODE_KEY), self.node.key_pem.as_bytes(), 0o600)?;

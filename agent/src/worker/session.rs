@@ -18,6 +18,8 @@ use tonic::transport::Channel;
 use super::executor::Executor;
 use crate::cluster::dispatcher::HEARTBEAT;
 use crate::cluster::objects::Task;
+use crate::cluster::renew;
+use crate::pki::role::Role;
 use crate::state::NodeState;
 
 const MANAGERS: &str = "cluster/managers.json";
@@ -68,7 +70,8 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             }
         };
         match session(&state, &executor, &id, &addr).await {
-            Ok(()) => {}
+            // Renewed: the same manager again, with the new certificate.
+            Ok(()) => hint = Some(addr),
             Err(status) => {
                 hint = status.metadata().get("orc-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
                 if hint.is_none() {
@@ -86,7 +89,7 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
     let channel: Channel = crate::cluster::network::channel(addr, tls)
         .await
         .map_err(|e| tonic::Status::unavailable(format!("cannot reach {addr}: {e}")))?;
-    let mut client = DispatcherClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut client = DispatcherClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let (cpus, memory) = resources();
     let req = SessionRequest {
         hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
@@ -99,6 +102,9 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
     tracing::info!(manager = %addr, "session with the leader open");
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What the cluster wants of this node's certificate.
+    let (mut ttl, mut want) = (crate::pki::ca::NODE_TTL, None);
+    let mut cert_check = tokio::time::interval(renew::check_every(ttl));
     loop {
         tokio::select! {
             msg = stream.message() => {
@@ -108,13 +114,34 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
                 if !a.managers.is_empty() {
                     remember_managers(state.state_dir(), &a.managers);
                 }
+                if a.cert_ttl_secs > 0 {
+                    ttl = Duration::from_secs(a.cert_ttl_secs);
+                    cert_check = tokio::time::interval(renew::check_every(ttl));
+                }
+                want = match a.role.as_str() {
+                    "manager" => Some(Role::Manager),
+                    "worker" => Some(Role::Worker),
+                    _ => None,
+                };
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
                     Ok(tasks) => executor.assign(tasks).await,
                     Err(e) => tracing::error!(error = %e, "undecodable assignments; ignored"),
                 }
             }
+            _ = cert_check.tick() => {}
             _ = beat.tick() => heartbeat(&mut client, executor).await?,
             _ = executor.changed.notified() => heartbeat(&mut client, executor).await?,
+        }
+        let Some(current) = state.identity() else { return Ok(()) };
+        if renew::due(&current.node.cert_pem, ttl, current.meta.role, want) {
+            match renew::renew(state, channel.clone()).await {
+                // Reconnect: the session is tied to the old certificate.
+                Ok(role) => {
+                    tracing::info!(role = %role, "reconnecting with the renewed certificate");
+                    return Ok(());
+                }
+                Err(e) => tracing::warn!(error = %e, "certificate renewal failed; trying again later"),
+            }
         }
     }
 }

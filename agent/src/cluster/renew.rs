@@ -1,0 +1,86 @@
+//! Certificate renewal. Nodes renew before expiry (half the configured
+//! lifetime left), at once when their certificate outlives a shortened
+//! setting, and when their role in the cluster changed (promote, demote):
+//! a new key, a CSR, `Cluster.Renew` to a manager, which signs it with the
+//! role of the node's Node object and the cluster's lifetime.
+
+use std::time::Duration;
+
+use orc_proto::cluster as pb;
+use tonic::Status;
+
+use super::objects::{REMOVED_NODES, NODES};
+use crate::error::AgentError;
+use crate::pki::ca::{self, CertKey};
+use crate::pki::role::{PeerIdentity, Role};
+use crate::state::NodeState;
+
+/// The manager's side: sign the caller's CSR for its current role.
+pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Result<pb::RenewResponse, Status> {
+    let id = state.identity().ok_or_else(|| Status::failed_precondition("this node is not in a cluster"))?;
+    let ca_key = id.ca_key_pem.clone().ok_or_else(|| Status::failed_precondition("this node is not a manager"))?;
+    let started = state.cluster.linearizable().await?;
+    let (node, removed, settings) = {
+        let a = started.sm.applied.read().await;
+        let node = a.state.get(NODES, &caller.name).and_then(|o| serde_json::from_value::<super::objects::Node>(o.value.clone()).ok());
+        let v = super::objects::View::of(&a.state);
+        (node, a.state.get(REMOVED_NODES, &caller.name).is_some(), v.settings)
+    };
+    if removed {
+        return Err(Status::permission_denied(format!("node {} was removed from the cluster", caller.name)));
+    }
+    let role = match node.as_ref().map(|n| n.role.as_str()) {
+        Some("manager") => Role::Manager,
+        Some(_) => Role::Worker,
+        None => caller.role,
+    };
+    let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
+    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &caller.name, role, settings.node_cert_ttl(), csr_pem)
+        .map_err(|e| Status::invalid_argument(format!("the certificate request: {e}")))?;
+    tracing::info!(node = %caller.name, role = %role, ttl_secs = settings.node_cert_ttl().as_secs(), "node certificate renewed");
+    Ok(pb::RenewResponse {
+        cert_pem,
+        role: role.as_str().into(),
+        ca_key_pem: if role == Role::Manager { ca_key } else { String::new() },
+    })
+}
+
+/// Seconds the certificate has left (negative: expired).
+pub fn remaining(cert_pem: &str) -> Option<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
+    Some(cert.validity().not_after.timestamp() - now)
+}
+
+/// Whether the node should renew now: half the lifetime left, a
+/// certificate longer than the setting allows, or another role wanted.
+pub fn due(cert_pem: &str, ttl: Duration, have: Role, want: Option<Role>) -> bool {
+    if want.is_some_and(|w| w != have) {
+        return true;
+    }
+    let ttl = ttl.as_secs() as i64;
+    match remaining(cert_pem) {
+        Some(left) => left < ttl / 2 || left > ttl + 60,
+        None => true,
+    }
+}
+
+/// The node's side: new key, CSR, signed by a manager, adopted.
+pub async fn renew(state: &NodeState, channel: tonic::transport::Channel) -> Result<Role, AgentError> {
+    let (key_pem, csr_pem) = ca::new_csr()?;
+    let res = orc_proto::cluster::cluster_client::ClusterClient::new(channel)
+        .renew(pb::RenewRequest { csr_pem })
+        .await
+        .map_err(|s| AgentError::Unavailable(format!("renewing the node certificate: {}", s.message())))?
+        .into_inner();
+    let role = if res.role == "manager" { Role::Manager } else { Role::Worker };
+    let ca_key = (!res.ca_key_pem.is_empty()).then_some(res.ca_key_pem);
+    state.renew(CertKey { cert_pem: res.cert_pem, key_pem }, role, ca_key).await?;
+    Ok(role)
+}
+
+/// How often a node looks at its certificate.
+pub fn check_every(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
