@@ -101,6 +101,13 @@ pub enum ClusterCommand {
     },
     /// The Raft quorum as a manager sees it: members, leader, term, log.
     Status,
+    /// On a surviving manager of a cluster that lost its majority for good
+    /// (give it with --nodes): it becomes the only manager, keeping the state.
+    Recover {
+        /// Required: the other managers are dropped from the quorum.
+        #[arg(long)]
+        force_new_cluster: bool,
+    },
     /// Cluster-wide settings.
     Update {
         /// Lifetime of node certificates (e.g. 90d is the default; 10m; 30s for tests).

@@ -279,6 +279,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             done(err)
         }
+        Command::Cluster(ClusterCommand::Recover { force_new_cluster }) => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let n = &nodes[0];
+            let r = ClusterClient::new(connect::channel(n, &trust).await?)
+                .recover(orc_proto::cluster::RecoverRequest { force_new_cluster })
+                .await
+                .map_err(|s| CliError::from_status(n, s))?
+                .into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"node": n, "log_index": r.log_index, "demoted": r.demoted})),
+                Output::Table => {
+                    println!("{n}: now the only manager (membership at log index {}); the state is kept", r.log_index);
+                    if !r.demoted.is_empty() {
+                        println!("demoted (they rejoin as workers if they come back): {}", r.demoted.join(", "));
+                    }
+                    println!("rebuild the quorum with `orcctl node promote NODE` (an odd number of managers, 3 or 5)");
+                }
+            }
+            Ok(())
+        }
         Command::Cluster(ClusterCommand::Update { cert_ttl }) => {
             use orc_proto::cluster::cluster_client::ClusterClient;
             let ttl = match cert_ttl.as_deref() {

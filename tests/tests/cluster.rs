@@ -235,3 +235,57 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     assert_eq!(nodes.as_array().unwrap().len(), 2, "a removed node came back: {nodes}");
     assert!(c.agents[2].log().contains("removed from the cluster"), "{}", c.agents[2].log());
 }
+
+#[test]
+fn a_cluster_that_lost_its_majority_recovers_on_a_survivor() {
+    use orc_e2e::cluster::LocalCluster;
+    let mut c = LocalCluster::start(3, 0, Default::default()).unwrap();
+    // State to keep: a service (its tasks need not run here).
+    assert!(c.ctl(&["service", "create", "--name", "keep", "--replicas", "0", "busybox"]).ok);
+    let survivor = c.agents[0].addr.clone();
+    for i in [1, 2] {
+        let _ = c.agents[i].child.kill();
+        let _ = c.agents[i].child.wait();
+    }
+    // No majority: reads and writes say so.
+    let out = c.ctl(&["--nodes", &survivor, "service", "ls"]);
+    assert!(!out.ok && out.stderr.contains("no quorum"), "{}", out.stderr);
+    let refused = c.ctl(&["--nodes", &survivor, "cluster", "recover"]);
+    assert!(!refused.ok && refused.stderr.contains("--force-new-cluster"), "{}", refused.stderr);
+
+    let out = c.ctl(&["--nodes", &survivor, "cluster", "recover", "--force-new-cluster"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("demoted"), "{}", out.stdout);
+    let s = c.json(&["--nodes", &survivor, "cluster", "status"]);
+    assert_eq!(s[0]["state"], "Leader", "{s}");
+    assert_eq!(s[0]["members"].as_array().unwrap().len(), 1, "{s}");
+    // The state is kept and the cluster takes writes again.
+    let services = c.json(&["--nodes", &survivor, "service", "ls"]);
+    assert_eq!(services[0]["name"], "keep", "{services}");
+    assert!(c.ctl(&["--nodes", &survivor, "service", "create", "--name", "after", "--replicas", "0", "busybox"]).ok);
+
+    // A lost manager that comes back rejoins as a worker, out of the quorum.
+    c.agents[1].restart().unwrap();
+    let back = c.agents[1].addr.clone();
+    c.wait(Duration::from_secs(60), "the returning manager to be a ready worker", |c| {
+        let nodes = c.json(&["--nodes", &survivor, "node", "ls"]);
+        nodes.as_array().is_some_and(|n| n.iter().any(|n| n["addr"] == back.as_str() && n["role"] == "worker" && n["status"] == "ready"))
+            && identity_role(&c.agents[1]) == "worker"
+    })
+    .unwrap();
+    let s = c.json(&["--nodes", &survivor, "cluster", "status"]);
+    assert_eq!(s[0]["members"].as_array().unwrap().len(), 1, "{s}");
+    // And promoting it rebuilds a two-manager quorum with the same state.
+    let id = c.json(&["--nodes", &survivor, "node", "ls"]).as_array().unwrap().iter().find(|n| n["addr"] == back.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(c.ctl(&["--nodes", &survivor, "node", "promote", &id]).ok);
+    c.wait(Duration::from_secs(60), "two voters", |c| {
+        let s = c.json(&["--nodes", &survivor, "cluster", "status"]);
+        s[0]["members"].as_array().is_some_and(|m| m.iter().filter(|m| m["voter"] == true).count() == 2)
+    })
+    .unwrap();
+    let services = c.json(&["--nodes", &back, "service", "ls"]);
+    assert_eq!(services.as_array().map(|a| a.len()), Some(2), "{services}");
+}

@@ -59,6 +59,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Cluster/JoinToken", Rule::AtLeast(Role::Admin)),
     ("/orc.cluster.v1.Cluster/Update", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Cluster/Recover", Rule::AtLeast(Role::Admin)),
     ("/orc.cluster.v1.Cluster/Renew", Rule::Nodes),
     ("/orc.cluster.v1.Services/Create", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Services/Update", Rule::AtLeast(Role::Operator)),

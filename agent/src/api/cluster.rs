@@ -51,6 +51,27 @@ impl Cluster for ClusterService {
         Ok(Response::new(ClusterSettings { node_cert_ttl_secs: settings.node_cert_ttl().as_secs() }))
     }
 
+    async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
+        use crate::cluster::objects::{now_ms, patch, NODES};
+        if !req.into_inner().force_new_cluster {
+            return Err(Status::invalid_argument(
+                "recovering makes this manager the only one: pass --force-new-cluster if the others are gone for good",
+            ));
+        }
+        let me = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
+        let log_index = self.state.cluster.force_new_cluster(&self.state.advertise_addr()).await?;
+        let v = self.state.cluster.view().await?;
+        let demoted: Vec<String> =
+            v.nodes.values().filter(|n| n.role == "manager" && n.id != me.meta.node_id).map(|n| n.id.clone()).collect();
+        let cmds = demoted
+            .iter()
+            .map(|id| patch(NODES, id, serde_json::json!({"role": "worker", "message": "demoted by cluster recover", "updated_ms": now_ms()})))
+            .collect();
+        self.state.cluster.write(crate::cluster::command::Command::Batch(cmds)).await?;
+        tracing::warn!(log_index, demoted = ?demoted, "cluster recovered on this manager");
+        Ok(Response::new(RecoverResponse { log_index, demoted }))
+    }
+
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;

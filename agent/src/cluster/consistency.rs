@@ -44,6 +44,9 @@ pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>,
         Err(_) => Err(no_quorum("reading")),
         Ok(Ok(log_id)) => Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Ok(Err(f.leader_node.map(|n| n.addr))),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())))
+        }
         Ok(Err(e)) => Err(Status::unavailable(format!("reading: {e}"))),
     }
 }

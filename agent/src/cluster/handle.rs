@@ -67,6 +67,27 @@ impl ClusterHandle {
         }
     }
 
+    /// `cluster recover --force-new-cluster`: stops the Raft, makes this
+    /// manager the only voter (log and state kept), starts it again.
+    pub async fn force_new_cluster(&self, addr: &str) -> Result<u64, tonic::Status> {
+        let old = self.get()?;
+        old.raft.shutdown().await.map_err(|e| tonic::Status::internal(format!("stopping Raft: {e}")))?;
+        let db = old.sm.db();
+        let (id, tls) = (old.id, old.tls.clone());
+        drop(old);
+        let index = store::force_single_member(&db, id, addr).map_err(tonic::Status::internal)?;
+        let path = std::path::PathBuf::from("raft.redb");
+        let (log, sm) = store::from_db(db, &path).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let raft = Raft::new(id, raft_config().map_err(|e| tonic::Status::internal(e.to_string()))?, Network { tls: tls.clone() }, log, sm.clone())
+            .await
+            .map_err(|e| tonic::Status::internal(format!("restarting Raft: {e}")))?;
+        self.set(Started { id, raft: raft.clone(), sm, tls });
+        // A single voter elects itself; wait for it so the caller sees a working cluster.
+        let _ = raft.wait(Some(Duration::from_secs(10))).current_leader(id, "recovered leader").await;
+        tracing::warn!(raft_id = id, membership_index = index, "forced a new single-manager cluster from this node's state");
+        Ok(index)
+    }
+
     pub fn running(&self) -> bool {
         self.inner.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }

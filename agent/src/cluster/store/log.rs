@@ -15,7 +15,7 @@ use crate::cluster::types::{NodeId, TypeConfig};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
-const LAST_PURGED: &str = "last_purged";
+pub(crate) const LAST_PURGED: &str = "last_purged";
 
 #[derive(Clone)]
 pub struct LogStore {

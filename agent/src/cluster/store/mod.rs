@@ -16,7 +16,9 @@ pub mod state_machine;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::TableDefinition;
+use redb::{ReadableTable, TableDefinition};
+
+use crate::cluster::types::{NodeId, TypeConfig};
 
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
@@ -47,16 +49,50 @@ pub async fn open(path: &Path) -> Result<(LogStore, StateMachineStore), StoreErr
     }
     tx.open_table(LOGS).map_err(|e| open_err(e.into()))?;
     tx.commit().map_err(|e| open_err(e.into()))?;
-    let db = Arc::new(db);
+    from_db(Arc::new(db), path)
+}
+
+/// The stores on an open database (after a recovery rewrote it).
+pub fn from_db(db: Arc<redb::Database>, path: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let sm = StateMachineStore::open(db.clone())
         .map_err(|e| StoreError::Corrupt { path: path.display().to_string(), reason: e.to_string() })?;
     Ok((LogStore::new(db), sm))
 }
 
+/// `cluster recover --force-new-cluster`: appends a membership entry that
+/// makes `id` (at `addr`) the only voter, after everything the log holds.
+/// With the Raft stopped. On the next start the node elects itself and
+/// commits the whole log: the state is kept, the lost managers are out.
+pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Result<u64, String> {
+    use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
+    let e = |e: &dyn std::fmt::Display| format!("rewriting the Raft store: {e}");
+    let tx = db.begin_write().map_err(|x| e(&x))?;
+    let index;
+    {
+        let mut logs = tx.open_table(LOGS).map_err(|x| e(&x))?;
+        let meta = tx.open_table(META).map_err(|x| e(&x))?;
+        let last: Option<LogId<NodeId>> = match logs.last().map_err(|x| e(&x))? {
+            Some((_, v)) => Some(serde_json::from_slice::<Entry<TypeConfig>>(v.value()).map_err(|x| e(&x))?.log_id),
+            None => match meta.get(log::LAST_PURGED).map_err(|x| e(&x))? {
+                Some(v) => serde_json::from_slice(v.value()).map_err(|x| e(&x))?,
+                None => None,
+            },
+        };
+        let term = last.map(|l| l.leader_id.term).unwrap_or(0);
+        index = last.map(|l| l.index + 1).unwrap_or(1);
+        let membership = Membership::new(vec![[id].into()], std::collections::BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]));
+        let entry: Entry<TypeConfig> =
+            Entry { log_id: LogId::new(CommittedLeaderId::new(term, id), index), payload: EntryPayload::Membership(membership) };
+        let data = serde_json::to_vec(&entry).map_err(|x| e(&x))?;
+        logs.insert(index, data.as_slice()).map_err(|x| e(&x))?;
+    }
+    tx.commit().map_err(|x| e(&x))?;
+    Ok(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::types::{NodeId, TypeConfig};
     use openraft::testing::{StoreBuilder, Suite};
     use openraft::StorageError;
 

@@ -98,6 +98,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     }
 }
 
+impl StateMachineStore {
+    /// The database (a recovery rewrites the log in it).
+    pub fn db(&self) -> Arc<redb::Database> {
+        self.db.clone()
+    }
+}
+
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
