@@ -6,6 +6,7 @@
 //! - [`agent`]: an `orc-agent` process on loopback with its own state.
 //! - [`cluster`]: several agents bootstrapped and joined into one cluster.
 //! - [`qemu`]: a QEMU node booting the image (KVM when it works, TCG otherwise).
+//! - [`qemu_cluster`]: QEMU nodes bootstrapped and joined into one cluster.
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback.
@@ -16,6 +17,7 @@ pub mod hub;
 pub mod oci;
 pub mod paths;
 pub mod qemu;
+pub mod qemu_cluster;
 pub mod registry;
 
 /// A TCP port free on loopback right now.

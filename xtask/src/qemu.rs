@@ -1,8 +1,9 @@
 //! `cargo xtask qemu [up|down|status] [--nodes N]`: a local cluster of QEMU
 //! nodes on one L2 network (a user-space hub, no root), each with its API
 //! forwarded to 127.0.0.1:<base+i>, a persistent STATE disk and a console
-//! log under `target/orc/qemu/<node>/`. The first node is bootstrapped and
-//! an orcctl context `qemu` is written.
+//! log under `target/orc/qemu/<node>/`. The first node is bootstrapped,
+//! the others join (three managers from three nodes on, the rest workers)
+//! and an orcctl context `qemu` is written.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -91,36 +92,13 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
         }
         started.push(Node::start(s)?);
     }
-    let first = &started[0];
-    let addr = format!("127.0.0.1:{}", first.spec.api_port);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let start = std::time::Instant::now();
-    let cluster_id = loop {
-        anyhow::ensure!(start.elapsed() < BOOT_LIMIT, "node1 did not come up; see {}", first.console_path().display());
-        if let Some(ctx) = &known {
-            let member = rt.block_on(async {
-                let mut c = orcctl::commands::client(&addr, &Trust::Cluster(ctx.clone())).await.ok()?;
-                c.version(orc_proto::machine::VersionRequest {}).await.ok().map(|v| v.into_inner().cluster_id)
-            });
-            if let Some(id) = member {
-                break id;
-            }
-        }
-        if let Some(fp) = first.fingerprint(0, Duration::from_secs(1)) {
-            let (r, mut ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "qemu", "admin"))?;
-            ctx.endpoints = started.iter().map(|n| format!("127.0.0.1:{}", n.spec.api_port)).collect();
-            orcctl::commands::save_context(&config, "qemu", ctx)?;
-            break r.cluster_id;
-        }
-    };
-    for n in &started[1..] {
-        n.wait_console(0, "serving the Machine API", BOOT_LIMIT)
-            .with_context(|| format!("{} did not come up; see {}", n.spec.name, n.console_path().display()))?;
-    }
-    let r = (cluster_id,); // one name for the id printed below
-    println!("cluster {} on node1 ({addr}); {} nodes up", r.0, started.len());
+    let managers = if nodes >= 3 { 3 } else { 1 };
+    eprintln!("xtask: forming the cluster: {managers} manager(s), {} worker(s)", nodes as usize - managers);
+    let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, managers, known, BOOT_LIMIT)?;
+    orc_e2e::qemu_cluster::save(&config, "qemu", ctx)?;
+    println!("cluster {cluster_id}: {} nodes up, {managers} manager(s)", started.len());
     println!("orcctl context \"qemu\" in {}", config.display());
-    println!("try: orcctl version; orcctl services; orcctl --nodes {addr} logs agent");
+    println!("try: orcctl node ls; orcctl service create --name web --replicas 3 <image> -- sleep 3600; orcctl service ps web");
     Ok(())
 }
 

@@ -1,0 +1,183 @@
+//! VM end to end for the cluster: five QEMU nodes on one L2 network (3
+//! managers, 2 workers, joined with tokens over 10.42.0.x), pulling the
+//! busybox test image from a docker-registry on the host. Ten replicas
+//! spread; a global web server publishes port 8080 on every node; a worker
+//! VM is killed and its tasks run again on the rest; a manager reboots and
+//! the quorum holds; a node is drained. After each, the task count and the
+//! containers on the nodes are exact. Runs when `ORC_E2E_IMAGE` is set.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use orc_e2e::qemu::{Node, NodeSpec};
+use orc_e2e::registry::Registry;
+use orc_e2e::{free_port, http_get, oci};
+
+const BOOT: Duration = Duration::from_secs(600);
+const SETTLE: Duration = Duration::from_secs(240);
+
+struct Cluster {
+    nodes: Vec<Node>,
+    config: PathBuf,
+}
+
+impl Cluster {
+    fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let o = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output().unwrap();
+        let r = (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+        let shown: String = r.1.chars().take(300).collect();
+        eprintln!("$ orcctl {} -> {} {shown:?} {:?}", args.join(" "), r.0, r.2);
+        r
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.ctl(args);
+        assert!(ok, "orcctl {args:?}: {err}");
+        out
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let (ok, out, _) = self.ctl(&a);
+        if !ok {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_str(&out).unwrap_or_default()
+    }
+    fn api(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i].spec.api_port)
+    }
+    /// Running containers of `service` on node `i`.
+    fn containers(&self, i: usize, service: &str) -> Option<usize> {
+        let v = self.json(&["--nodes", &self.api(i), "container", "ls"]);
+        let prefix = format!("{service}.");
+        Some(v.as_array()?.iter().filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with(&prefix))).count())
+    }
+    /// `n` tasks wanted and running, one per slot, and exactly `n`
+    /// containers of the service on the nodes in `up`.
+    fn exact(&self, service: &str, n: usize, up: &[usize]) -> bool {
+        let t = self.json(&["service", "ps", service, "--running"]);
+        let Some(live) = t.as_array() else { return false };
+        let running = live.iter().filter(|t| t["state"] == "running").count();
+        let mut slots: Vec<u64> = live.iter().filter_map(|t| t["slot"].as_u64()).collect();
+        slots.sort();
+        slots.dedup();
+        if live.len() != n || running != n || slots.len() != n {
+            return false;
+        }
+        let on_nodes: Option<usize> = up.iter().map(|i| self.containers(*i, service)).sum();
+        on_nodes == Some(n)
+    }
+    fn settle(&self, service: &str, n: usize, up: &[usize], after: &str) {
+        let start = Instant::now();
+        while !self.exact(service, n, up) {
+            if start.elapsed() > SETTLE {
+                let ps = self.ctl(&["service", "ps", service]).1;
+                let nodes = self.ctl(&["node", "ls"]).1;
+                panic!("{n} tasks of {service} did not settle {after}\n{ps}\n{nodes}");
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+    fn node_id(&self, i: usize) -> String {
+        let addr = orc_e2e::qemu_cluster::l2_addr(&self.nodes[i]).unwrap();
+        let nodes = self.json(&["node", "ls"]);
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == addr.as_str()).unwrap()["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn boot(image: &Path, dir: &Path, registry: &Registry, web_port: u16) -> Vec<Node> {
+    let hub = dir.join("hub.sock");
+    (1..=5u8)
+        .map(|i| {
+            let spec = NodeSpec {
+                name: format!("n{i}"),
+                dir: dir.join(format!("n{i}")),
+                image: image.to_path_buf(),
+                api_port: free_port(),
+                l2: Some((hub.clone(), i)),
+                memory_mb: 512,
+                extra_cmdline: format!("orc.insecure_registries=10.0.2.2:{}", registry.port),
+                forwards: if i == 1 { vec![(web_port, 8080)] } else { vec![] },
+                ..Default::default()
+            };
+            Node::start(spec).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn five_vms_keep_ten_replicas_through_failures() {
+    let Some(image) = orc_e2e::e2e_image() else { return };
+    let registry = Registry::start().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hub_path = dir.path().join("hub.sock");
+    let hub = hub_path.clone();
+    std::thread::spawn(move || orc_e2e::hub::run(&hub));
+    wait_for("the L2 hub", Duration::from_secs(5), || hub_path.exists());
+    let web_port = free_port();
+    let nodes = boot(&image, dir.path(), &registry, web_port);
+    let (_, ctx) = orc_e2e::qemu_cluster::form(&nodes, 3, None, BOOT).unwrap_or_else(|e| {
+        for n in &nodes {
+            eprintln!("--- {} ---\n{}", n.spec.name, n.console_from(0));
+        }
+        panic!("{e:#}")
+    });
+    let config = dir.path().join("orcctl.toml");
+    orc_e2e::qemu_cluster::save(&config, "vm", ctx).unwrap();
+    let mut c = Cluster { nodes, config };
+    let image_ref = format!("10.0.2.2:{}/orc/busybox:1", registry.port);
+    let all = [0, 1, 2, 3, 4];
+
+    // Ten replicas over five nodes; a global web server on port 8080 of every node.
+    c.ok(&["service", "create", "--name", "web", "--replicas", "10", &image_ref, "--", "sleep", "3600"]);
+    c.ok(&["service", "create", "--name", "page", "--mode", "global", "--publish", "8080", &image_ref, "--",
+        "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    c.settle("web", 10, &all, "after create");
+    let per_node: Vec<usize> = all.iter().map(|i| c.containers(*i, "web").unwrap()).collect();
+    assert_eq!(per_node, [2, 2, 2, 2, 2], "not spread evenly");
+    wait_for("the published page on node 1", Duration::from_secs(120), || http_get(web_port).as_deref() == Some(oci::INDEX_HTML));
+    let page = c.json(&["service", "ps", "page", "--running"]);
+    assert_eq!(page.as_array().map(|a| a.len()), Some(5), "{page}");
+
+    // A worker VM dies: its tasks run again on the four others.
+    c.nodes[4].kill();
+    c.settle("web", 10, &all[..4], "after a worker died");
+    let down = c.json(&["node", "ls"]);
+    assert_eq!(down.as_array().unwrap().iter().filter(|n| n["status"] == "down").count(), 1, "{down}");
+    let page = c.json(&["service", "ps", "page", "--running"]);
+    assert_eq!(page.as_array().map(|a| a.len()), Some(4), "a global task stayed on the dead node: {page}");
+
+    // A manager reboots: the quorum holds (2 of 3), it comes back ready.
+    let m2 = c.api(1);
+    let from = c.nodes[1].console_len();
+    c.ok(&["--nodes", &m2, "reboot"]);
+    assert!(c.nodes[1].wait_console(from, "serving the Machine API", BOOT).is_some(), "node 2 did not come back");
+    c.ok(&["service", "scale", "web=12"]);
+    wait_for("the rebooted manager to be ready again", SETTLE, || {
+        let nodes = c.json(&["node", "ls"]);
+        nodes.as_array().is_some_and(|n| n.iter().filter(|n| n["status"] == "ready").count() == 4)
+    });
+    c.settle("web", 12, &all[..4], "after a manager rebooted");
+    let s = c.json(&["--nodes", &m2, "cluster", "status"]);
+    assert_eq!(s[0]["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()), Some(3), "{s}");
+
+    // Drain a node: its tasks move, it runs nothing of the services.
+    let n4 = c.node_id(3);
+    c.ok(&["node", "update", &n4, "--availability", "drain"]);
+    wait_for("the drained node to empty", SETTLE, || c.containers(3, "web") == Some(0) && c.containers(3, "page") == Some(0));
+    c.settle("web", 12, &all[..4], "after a drain");
+
+    c.ok(&["service", "rm", "web", "page"]);
+    wait_for("every task container to go", SETTLE, || (0..4).all(|i| c.containers(i, "web") == Some(0) && c.containers(i, "page") == Some(0)));
+}
