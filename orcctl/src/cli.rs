@@ -415,6 +415,11 @@ pub struct ServiceUpdate {
     /// PORT to stop publishing.
     #[arg(long)]
     pub publish_rm: Vec<u16>,
+    /// Service label KEY=VALUE (tasks keep running).
+    #[arg(long)]
+    pub label_add: Vec<String>,
+    #[arg(long)]
+    pub label_rm: Vec<String>,
     #[command(flatten)]
     pub flags: ServiceFlags,
 }

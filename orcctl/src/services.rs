@@ -147,6 +147,13 @@ fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, Cli
     for p in &a.publish_add {
         s.ports.push(parse_port(p)?);
     }
+    for k in &a.label_rm {
+        s.labels.remove(k);
+    }
+    for l in &a.label_add {
+        let (k, v) = key_value(l, "label")?;
+        s.labels.insert(k, v);
+    }
     apply_flags(&mut s, &a.flags)?;
     Ok(s)
 }

@@ -6,7 +6,8 @@ pub fn run(name: &str) -> anyhow::Result<()> {
     match name {
         "boot" => crate::bench_boot::run(),
         "container-start" => crate::bench_container::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start"),
+        "cluster" => crate::bench_cluster::run(),
+        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, cluster"),
     }
 }
 

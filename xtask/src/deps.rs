@@ -37,7 +37,13 @@ fn present(probe: &str) -> bool {
 
 /// Installs what is missing, saying so.
 pub fn ensure() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, p)| !present(p)).map(|(pkg, _)| *pkg).collect();
+    ensure_packages(PACKAGES)
+}
+
+/// Installs those of `packages` (name, probe) that are missing, saying so.
+/// Benchmarks use it for their peers (e.g. docker.io), which tests never need.
+pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages.iter().filter(|(_, p)| !present(p)).map(|(pkg, _)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_boot;
+mod bench_cluster;
 mod bench_container;
 mod deps;
 mod image;

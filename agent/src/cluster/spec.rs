@@ -65,10 +65,11 @@ pub fn validate(s: &ServiceSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether going from `old` to `new` needs new tasks (anything but the
-/// replica count changed).
+/// Whether going from `old` to `new` needs new tasks: anything the tasks
+/// run changed (not the replica count, not the service's own labels).
 pub fn needs_new_tasks(old: &ServiceSpec, new: &ServiceSpec) -> bool {
-    ServiceSpec { replicas: 0, ..old.clone() } != ServiceSpec { replicas: 0, ..new.clone() }
+    let strip = |s: &ServiceSpec| ServiceSpec { replicas: 0, labels: Default::default(), ..s.clone() };
+    strip(old) != strip(new)
 }
 
 #[cfg(test)]
@@ -106,6 +107,8 @@ mod tests {
     fn scaling_keeps_tasks_other_changes_replace_them() {
         let a = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
         assert!(!needs_new_tasks(&a, &ServiceSpec { replicas: 7, ..a.clone() }));
+        let labelled = ServiceSpec { labels: [("team".to_string(), "web".to_string())].into(), ..a.clone() };
+        assert!(!needs_new_tasks(&a, &labelled));
         assert!(needs_new_tasks(&a, &ServiceSpec { env: vec!["A=1".into()], ..a.clone() }));
     }
 }
