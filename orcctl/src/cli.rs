@@ -351,7 +351,7 @@ pub struct ServiceFlags {
     /// any, on-failure or none.
     #[arg(long)]
     pub restart_condition: Option<String>,
-    /// Wait before a replacement starts (e.g. 5s, 500ms).
+    /// Wait before a replacement starts (e.g. 500ms; default 5s).
     #[arg(long)]
     pub restart_delay: Option<String>,
     /// Replacements per slot (0: unlimited).

@@ -215,7 +215,8 @@ pub fn parse(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         None => None,
         Some(r) => Some(ServiceRestartPolicy {
             condition: r.condition.unwrap_or_default(),
-            delay_ms: r.delay.as_deref().map(parse_duration).transpose()?.unwrap_or(0),
+            // Compose's default delay.
+            delay_ms: r.delay.as_deref().map(parse_duration).transpose()?.unwrap_or(5_000),
             max_attempts: r.max_attempts.unwrap_or(0),
             window_ms: r.window.as_deref().map(parse_duration).transpose()?.unwrap_or(0),
         }),

@@ -59,7 +59,12 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(p) = f.limit_pids {
         s.limit_pids = p;
     }
-    let r = s.restart.get_or_insert_with(Default::default);
+    let any = f.restart_condition.is_some() || f.restart_delay.is_some() || f.restart_max_attempts.is_some() || f.restart_window.is_some();
+    if !any {
+        return Ok(());
+    }
+    // Fields not given keep their value (or the 5 s default delay).
+    let r = s.restart.get_or_insert_with(|| ServiceRestartPolicy { delay_ms: 5_000, ..Default::default() });
     if let Some(c) = &f.restart_condition {
         r.condition = c.clone();
     }

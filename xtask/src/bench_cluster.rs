@@ -64,13 +64,18 @@ impl Swarm {
     fn cleanup_network() {
         let _ = ip(&["link", "del", "orcbench0"]);
         for i in 1..=3 {
+            let _ = ip(&["link", "del", &format!("obv{i}")]);
             let _ = ip(&["netns", "del", &Self::ns(i)]);
         }
     }
 
     fn start(work: &Path, image_tar: &Path) -> anyhow::Result<Self> {
+        kill_matching(&work.display().to_string());
         Self::cleanup_network();
-        let _ = std::fs::remove_dir_all(work);
+        unmount_under(work);
+        if work.exists() {
+            std::fs::remove_dir_all(work).with_context(|| format!("removing {} (left by an earlier run)", work.display()))?;
+        }
         std::fs::create_dir_all(work)?;
         ip(&["link", "add", "orcbench0", "type", "bridge"])?;
         ip(&["addr", "add", "10.77.0.1/24", "dev", "orcbench0"])?;
@@ -101,8 +106,11 @@ impl Swarm {
         let d = self.work.join(format!("dk{i}"));
         std::fs::create_dir_all(&d)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dockerd.log"))?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &Self::ns(i), "dockerd"])
+        // nsenter, not `ip netns exec`: that remounts /sys and hides the
+        // cgroup mounts. Each node its own hostname (Swarm shows node names).
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", Self::ns(i)))
+            .args(["unshare", "--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", &Self::ns(i), "dockerd"])
             .arg("--data-root")
             .arg(d.join("data"))
             .arg("--exec-root")
@@ -159,6 +167,18 @@ impl Drop for Swarm {
             self.kill(i);
         }
         Self::cleanup_network();
+        unmount_under(&self.work);
+    }
+}
+
+/// Detaches every mount below `dir` (dockerd's overlays and shm of an earlier run).
+fn unmount_under(dir: &Path) {
+    let prefix = dir.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -413,8 +433,9 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
     md.push_str(&format!("\norc through its gRPC API from one connection (inspect + update each): {:.0} updates/s.\n", f.updates_api));
     md.push_str(
         "\nNotes: node failure detection is each system's default (orc: 1 s heartbeats, down after 5 s; Swarm: \
-         5 s heartbeat period). A killed worker's containers keep running on both (their shims survive); what is \
-         measured is the managers noticing and the replacements running. Updates change a service label, which \
+         5 s heartbeat period). The failed worker is killed hard: orc's agent \
+         process (its containers keep running, unseen), Swarm's dockerd with its containerd; measured from the kill to \
+         the managers having every replacement running on the two other nodes. Updates change a service label, which \
          replaces no task in either system; Docker's CLI runs with `--detach`.\n",
     );
     let out = ws.join("bench/results/cluster.md");

@@ -33,7 +33,8 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, Status> {
         "global" => Mode::Global,
         m => return Err(bad(format!("mode {m:?} is not replicated or global"))),
     };
-    let r = p.restart.unwrap_or_default();
+    // No policy given: Swarm's default, replace after 5 s.
+    let r = p.restart.unwrap_or(pb::ServiceRestartPolicy { delay_ms: 5_000, ..Default::default() });
     let condition = match r.condition.as_str() {
         "" | "any" => RestartCondition::Any,
         "on-failure" => RestartCondition::OnFailure,

@@ -137,7 +137,7 @@ fn next_task(p: &Pass, s: &Service, k: &Key, prev: Option<&Task>) -> Option<Task
         if r.max_attempts > 0 && attempt > r.max_attempts {
             return None;
         }
-        not_before = prev.updated_ms + r.delay_ms as i64;
+        not_before = prev.updated_ms + (r.delay_ms as i64).max(backoff_ms(attempt));
     } else if let Some(prev) = prev {
         // Shut down by the managers (node lost, drain, update): the
         // replacement is not a restart attempt.
@@ -165,6 +165,16 @@ fn next_task(p: &Pass, s: &Service, k: &Key, prev: Option<&Task>) -> Option<Task
         window_start_ms: window_start,
         ..Default::default()
     })
+}
+
+/// A floor under the restart delay for slots that keep failing, so a task
+/// that cannot start (a missing image, a crash at start) with no delay set
+/// does not spin: 0 for the first restart, then 200 ms doubling to 10 s.
+fn backoff_ms(attempt: u32) -> i64 {
+    match attempt {
+        0 | 1 => 0,
+        n => (200i64 << (n - 2).min(6)).min(10_000),
+    }
 }
 
 fn attempt_of(t: &Task) -> (u32, i64) {
@@ -549,6 +559,24 @@ mod tests {
         w.report(&t.id, "complete");
         w.settle();
         assert_eq!(w.live("always").len(), 1);
+    }
+
+    #[test]
+    fn failing_slots_back_off() {
+        assert_eq!([1, 2, 3, 8, 20].map(backoff_ms), [0, 200, 400, 10_000, 10_000]);
+        let mut w = World::new(&["a"]);
+        w.service("crash", |_| {});
+        w.settle();
+        for attempt in 1..=3u32 {
+            let t = w.live("crash").pop().unwrap();
+            w.report(&t.id, "rejected");
+            w.settle();
+            let next = w.live("crash").pop().unwrap();
+            assert_eq!(next.attempt, attempt);
+            assert_eq!(next.not_before_ms - w.now, backoff_ms(attempt), "attempt {attempt}");
+            w.now += 10_000;
+            w.settle();
+        }
     }
 
     #[test]
