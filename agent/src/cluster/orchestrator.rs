@@ -184,9 +184,11 @@ fn attempt_of(t: &Task) -> (u32, i64) {
 /// The latest task of each slot/node of a service, and whether one is wanted running.
 fn slots(p: &Pass, service_id: &str) -> BTreeMap<Key, (Option<String>, bool)> {
     let mut out: BTreeMap<Key, (Option<String>, bool)> = BTreeMap::new();
+    // Latest: created last; at the same millisecond, the later attempt, then the one wanted running.
+    let rank = |t: &Task| (t.created_ms, t.attempt, t.desired == TaskState::Running);
     for t in p.tasks.values().filter(|t| t.service_id == service_id) {
         let e = out.entry(key(t)).or_default();
-        let newer = e.0.as_ref().is_none_or(|id| p.tasks[id].created_ms <= t.created_ms);
+        let newer = e.0.as_ref().is_none_or(|id| rank(&p.tasks[id]) <= rank(t));
         if newer {
             e.0 = Some(t.id.clone());
         }
@@ -219,9 +221,14 @@ fn replicated(p: &mut Pass, s: &Service) {
             }
         }
     }
+    fill(p, s, (1..=s.spec.replicas).map(Key::Slot).collect());
+}
+
+/// Gives every slot (or node) in `keys` without a task wanted running its
+/// next task, unless the restart policy says it is done.
+fn fill(p: &mut Pass, s: &Service, keys: Vec<Key>) {
     let latest = slots(p, &s.id);
-    for slot in 1..=s.spec.replicas {
-        let k = Key::Slot(slot);
+    for k in keys {
         let (prev, wanted) = latest.get(&k).cloned().unwrap_or_default();
         if wanted {
             continue;
@@ -270,19 +277,8 @@ fn global(p: &mut Pass, s: &Service) {
     for id in off {
         p.shut(&id, "its node no longer matches the constraints", None);
     }
-    let latest = slots(p, &s.id);
-    let nodes: Vec<Node> = p.v.nodes.values().filter(|n| eligible(n)).cloned().collect();
-    for n in nodes {
-        let k = Key::Node(n.id.clone());
-        let (prev, wanted) = latest.get(&k).cloned().unwrap_or_default();
-        if wanted {
-            continue;
-        }
-        let prev = prev.and_then(|id| p.tasks.get(&id).cloned());
-        if let Some(t) = next_task(p, s, &k, prev.as_ref()) {
-            add(p, t);
-        }
-    }
+    let nodes = p.v.nodes.values().filter(|n| eligible(n)).map(|n| Key::Node(n.id.clone())).collect();
+    fill(p, s, nodes);
 }
 
 fn demand(t: &Task) -> Demand {
