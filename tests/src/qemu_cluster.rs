@@ -87,23 +87,26 @@ async fn form_async(nodes: &[Node], managers: usize, known: Option<Context>, lim
     }
     // Every node ready, every manager a voter.
     loop {
-        let mut ready = (0, 0);
+        // (ready nodes, managers, managers voting); a reused cluster keeps the roles it has.
+        let mut seen = (0, 0, 0);
         if let Ok((_, ch)) = orcctl::services::manager(&ctx.endpoints, &trust).await {
             if let Ok(r) = NodesClient::new(ch).list(orc_proto::cluster::ListNodesRequest {}).await {
                 let list = r.into_inner().nodes;
-                ready.0 = list.iter().filter(|n| n.status == "ready").count();
-                ready.1 = list.iter().filter(|n| n.manager_status == "leader" || n.manager_status == "reachable").count();
+                seen.0 = list.iter().filter(|n| n.status == "ready").count();
+                seen.1 = list.iter().filter(|n| n.role == "manager").count();
+                seen.2 = list.iter().filter(|n| n.manager_status == "leader" || n.manager_status == "reachable").count();
             }
         }
-        if ready == (nodes.len(), managers.max(1)) {
+        if seen.0 == nodes.len() && seen.1 > 0 && seen.1 == seen.2 {
             break;
         }
         anyhow::ensure!(
             start.elapsed() < limit,
-            "the cluster did not form: {} of {} nodes ready, {} of {managers} managers voting",
-            ready.0,
+            "the cluster did not form: {} of {} nodes ready, {} of {} managers voting",
+            seen.0,
             nodes.len(),
-            ready.1
+            seen.2,
+            seen.1
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

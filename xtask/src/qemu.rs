@@ -94,7 +94,15 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
     }
     let managers = if nodes >= 3 { 3 } else { 1 };
     eprintln!("xtask: forming the cluster: {managers} manager(s), {} worker(s)", nodes as usize - managers);
-    let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, managers, known, BOOT_LIMIT)?;
+    let reused = known.is_some();
+    let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, managers, known, BOOT_LIMIT).map_err(|e| {
+        if reused {
+            e.context("the STATE disks of an earlier cluster were reused; to start afresh: `cargo xtask qemu down`, \
+                       `rm -rf target/orc/qemu`, and remove [contexts.qemu] from the orcctl config")
+        } else {
+            e
+        }
+    })?;
     orc_e2e::qemu_cluster::save(&config, "qemu", ctx)?;
     println!("cluster {cluster_id}: {} nodes up, {managers} manager(s)", started.len());
     println!("orcctl context \"qemu\" in {}", config.display());

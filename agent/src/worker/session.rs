@@ -38,6 +38,12 @@ pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
 fn known_managers(state: &NodeState) -> Vec<String> {
     let mut v: Vec<String> =
         std::fs::read(state.state_dir().join(MANAGERS)).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    // The manager named by orc.join, for nodes that joined before managers were remembered.
+    if let Some((_, addr)) = state.config.join.as_deref().and_then(|j| j.rsplit_once('@')) {
+        if !v.iter().any(|m| m == addr) {
+            v.push(addr.to_string());
+        }
+    }
     if state.identity().is_some_and(|i| i.meta.role == crate::pki::role::Role::Manager) {
         let me = state.advertise_addr();
         if !v.contains(&me) {
