@@ -119,6 +119,12 @@ impl Dispatcher for DispatcherService {
     async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
         let (node_id, role) = caller(&req)?;
         let s = leading(&self.cluster)?;
+        // A new leader applies everything committed before it hands out tasks,
+        // so no node is sent a list missing tasks it runs.
+        tokio::time::timeout(Duration::from_secs(10), s.raft.ensure_linearizable())
+            .await
+            .map_err(|_| Status::unavailable("the leader could not confirm its leadership; reconnect"))?
+            .map_err(|e| Status::unavailable(format!("not confirmed as leader: {e}")))?;
         let d = req.into_inner();
         let (known, removed) = {
             let a = s.sm.applied.read().await;

@@ -33,6 +33,8 @@ pub struct Executor {
     tasks: Mutex<HashMap<String, Local>>,
     /// One pull at a time: twenty replicas of one image pull it once.
     pulling: tokio::sync::Mutex<()>,
+    /// Containers being removed.
+    removing: Mutex<std::collections::HashSet<String>>,
     /// Notified when a task's status changed (the session reports at once).
     pub changed: Notify,
 }
@@ -83,7 +85,13 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 
 impl Executor {
     pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
-        let ex = Arc::new(Self { runtime, tasks: Mutex::default(), pulling: Default::default(), changed: Notify::new() });
+        let ex = Arc::new(Self {
+            runtime,
+            tasks: Mutex::default(),
+            pulling: Default::default(),
+            removing: Mutex::default(),
+            changed: Notify::new(),
+        });
         let watcher = ex.clone();
         tokio::spawn(async move { watcher.follow_containers().await });
         ex
@@ -131,19 +139,28 @@ impl Executor {
         for id in &wanted {
             self.step(id);
         }
-        // Containers of tasks the managers forgot (also from before an agent restart).
+        // Containers of tasks the managers forgot (also from before an agent
+        // restart), removed in the background: the session keeps beating.
         for r in self.runtime.list(true).await {
-            let Some(task) = r.spec.labels.get(TASK_LABEL) else { continue };
-            let busy = self.lock().get(task).is_some_and(|l| l.busy);
-            if wanted.contains(task) || busy {
+            let Some(task) = r.spec.labels.get(TASK_LABEL).cloned() else { continue };
+            let busy = self.lock().get(&task).is_some_and(|l| l.busy);
+            if wanted.contains(&task) || busy || !self.removing_lock().insert(r.id.clone()) {
                 continue;
             }
-            tracing::info!(task = %task, container = %r.id, "removing the container of a finished task");
-            if let Err(e) = self.runtime.remove(&r.id, true).await {
-                tracing::warn!(task = %task, error = %e, "removing a task container");
-            }
+            let ex = self.clone();
+            tokio::spawn(async move {
+                tracing::info!(task = %task, container = %r.id, "removing the container of a finished task");
+                if let Err(e) = ex.runtime.remove(&r.id, true).await {
+                    tracing::warn!(task = %task, error = %e, "removing a task container");
+                }
+                ex.removing_lock().remove(&r.id);
+            });
         }
         self.lock().retain(|id, l| wanted.contains(id) || l.busy);
+    }
+
+    fn removing_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.removing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts or stops the task if it needs it and nothing is under way.

@@ -78,6 +78,11 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
         match session(&state, &executor, &id, &addr).await {
             // Renewed: the same manager again, with the new certificate.
             Ok(()) => hint = Some(addr),
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                // Removed from the cluster (`node rm`): nothing to do but wait for an operator.
+                tracing::warn!(manager = %addr, error = %status.message(), "the cluster refuses this node; retrying in 30 s");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
             Err(status) => {
                 hint = status.metadata().get("orc-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
                 if hint.is_none() {
