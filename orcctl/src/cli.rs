@@ -431,6 +431,13 @@ pub enum NodeCommand {
     Ls,
     /// Everything about one node.
     Inspect { node: String },
+    /// Tasks on a node (current and recent).
+    Ps {
+        node: String,
+        /// Only tasks wanted running.
+        #[arg(long)]
+        running: bool,
+    },
     /// Availability (active, pause, drain) and labels.
     Update {
         node: String,

@@ -362,6 +362,12 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
                 ),
             }
         }
+        NodeCommand::Ps { node, running } => {
+            let (_, ch) = manager(candidates, trust).await?;
+            let req = TasksRequest { service: String::new(), running_only: running, node };
+            let tasks = ServicesClient::new(ch).tasks(req).await.map_err(&e)?.into_inner().tasks;
+            print_tasks(&tasks, out);
+        }
         NodeCommand::Inspect { node } => {
             let n = c.inspect(InspectNodeRequest { node }).await.map_err(&e)?.into_inner();
             println!("{}", serde_json::to_string_pretty(&node_json(&n)).unwrap_or_default());

@@ -119,6 +119,11 @@ fn services_survive_leader_loss_partitions_and_restarts() {
     assert!(c.ctl(&["node", "update", &wid, "--availability", "drain", "--label-add", "zone=eu"]).ok);
     c.wait(SETTLE, "the drained worker to run nothing", |c| c.containers(4, "web") == Some(0)).unwrap();
     settle(&c, "web", 10, "after a drain");
+    let on_drained = c.json(&["node", "ps", &wid, "--running"]);
+    assert_eq!(on_drained.as_array().map(|a| a.len()), Some(0), "{on_drained}");
+    let id0 = nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[0].addr.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let on_first = c.json(&["node", "ps", &id0, "--running"]);
+    assert_eq!(on_first.as_array().map(|a| a.len()), c.containers(0, "web"), "{on_first}");
     let n = c.json(&["node", "inspect", &wid]);
     assert_eq!((n["availability"].as_str(), n["labels"]["zone"].as_str()), (Some("drain"), Some("eu")), "{n}");
     assert!(c.ctl(&["node", "update", &wid, "--availability", "active"]).ok);
