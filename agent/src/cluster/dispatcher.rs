@@ -24,6 +24,8 @@ use crate::pki::role::Role;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is down and its tasks go elsewhere.
 pub const GRACE: Duration = Duration::from_secs(5);
+/// Added to the grace right after an election.
+const ELECTION_EXTRA: Duration = Duration::from_secs(5);
 
 pub struct DispatcherService {
     cluster: Arc<ClusterHandle>,
@@ -45,9 +47,10 @@ impl Liveness {
         self.lock().insert(node.to_string(), Instant::now());
     }
 
-    /// On election: everyone gets a full grace period.
+    /// On election: everyone gets a full grace period, plus the time to
+    /// notice the old leader is gone and find the new one.
     pub fn reset(&self, nodes: impl Iterator<Item = String>) {
-        let now = Instant::now();
+        let now = Instant::now() + ELECTION_EXTRA;
         let mut seen = self.lock();
         seen.clear();
         seen.extend(nodes.map(|n| (n, now)));

@@ -26,6 +26,9 @@ struct Local {
     status: TaskStatus,
     /// A start or stop is under way.
     busy: bool,
+    /// The managers dropped the task while it was busy: remove its
+    /// container once the start or stop is over.
+    forgotten: bool,
 }
 
 pub struct Executor {
@@ -112,10 +115,32 @@ impl Executor {
         }
     }
 
-    fn done(&self, id: &str) {
-        if let Some(l) = self.lock().get_mut(id) {
+    /// The task's start or stop is over; true when the managers forgot the
+    /// task meanwhile (it is dropped here, its container is the caller's to remove).
+    fn done(&self, id: &str) -> bool {
+        let mut local = self.lock();
+        let forgotten = local.get(id).is_some_and(|l| l.forgotten);
+        if forgotten {
+            local.remove(id);
+        } else if let Some(l) = local.get_mut(id) {
             l.busy = false;
         }
+        forgotten
+    }
+
+    /// Removes a container in the background, once.
+    fn remove_container(self: &Arc<Self>, task: String, container: String) {
+        if !self.removing_lock().insert(container.clone()) {
+            return;
+        }
+        let ex = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(task = %task, %container, "removing the container of a finished task");
+            if let Err(e) = ex.runtime.remove(&container, true).await {
+                tracing::warn!(task = %task, error = %e, "removing a task container");
+            }
+            ex.removing_lock().remove(&container);
+        });
     }
 
     pub fn statuses(&self) -> Vec<TaskStatus> {
@@ -132,9 +157,16 @@ impl Executor {
                     status: status(&t.id, TaskState::Accepted, "accepted"),
                     task: t.clone(),
                     busy: false,
+                    forgotten: false,
                 });
                 l.task = t;
+                l.forgotten = false;
             }
+            // Dropped by the managers: forget now, or once the job under way ends.
+            local.retain(|id, l| {
+                l.forgotten = !wanted.contains(id);
+                !l.forgotten || l.busy
+            });
         }
         for id in &wanted {
             self.step(id);
@@ -144,19 +176,10 @@ impl Executor {
         for r in self.runtime.list(true).await {
             let Some(task) = r.spec.labels.get(TASK_LABEL).cloned() else { continue };
             let busy = self.lock().get(&task).is_some_and(|l| l.busy);
-            if wanted.contains(&task) || busy || !self.removing_lock().insert(r.id.clone()) {
-                continue;
+            if !wanted.contains(&task) && !busy {
+                self.remove_container(task, r.id.clone());
             }
-            let ex = self.clone();
-            tokio::spawn(async move {
-                tracing::info!(task = %task, container = %r.id, "removing the container of a finished task");
-                if let Err(e) = ex.runtime.remove(&r.id, true).await {
-                    tracing::warn!(task = %task, error = %e, "removing a task container");
-                }
-                ex.removing_lock().remove(&r.id);
-            });
         }
-        self.lock().retain(|id, l| wanted.contains(id) || l.busy);
     }
 
     fn removing_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
@@ -187,7 +210,12 @@ impl Executor {
             let (start, t) = start;
             let s = if start { ex.start(&t).await } else { ex.stop(&t).await };
             ex.set(s);
-            ex.done(&t.id);
+            if ex.done(&t.id) {
+                if let Ok(r) = ex.runtime.record(&container_name(&t)).await {
+                    ex.remove_container(t.id.clone(), r.id);
+                }
+                return;
+            }
             // Wanted down while it was starting: stop it now.
             ex.step(&t.id);
         });

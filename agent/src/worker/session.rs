@@ -23,6 +23,7 @@ use crate::pki::role::Role;
 use crate::state::NodeState;
 
 const MANAGERS: &str = "cluster/managers.json";
+const SESSION_OPEN: Duration = Duration::from_secs(5);
 
 pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
     let data = serde_json::to_vec(addrs).unwrap_or_default();
@@ -109,7 +110,11 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
         addr: state.advertise_addr(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let mut stream = client.session(req).await?.into_inner();
+    // A frozen or cut-off manager must not hold the node: give up after a while.
+    let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))
+        .await
+        .map_err(|_| tonic::Status::unavailable(format!("{addr} did not open a session in time")))??
+        .into_inner();
     tracing::info!(manager = %addr, "session with the leader open");
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -159,7 +164,8 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
 
 async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), tonic::Status> {
     let mut req = tonic::Request::new(HeartbeatRequest { statuses: executor.statuses() });
-    req.set_timeout(Duration::from_secs(10));
+    // Well inside the managers' grace, so a node leaves a dead leader in time.
+    req.set_timeout(HEARTBEAT * 2);
     client.heartbeat(req).await?;
     Ok(())
 }
