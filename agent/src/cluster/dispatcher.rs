@@ -24,12 +24,34 @@ use crate::pki::role::Role;
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is down and its tasks go elsewhere.
 pub const GRACE: Duration = Duration::from_secs(5);
-/// Added to the grace right after an election.
-const ELECTION_EXTRA: Duration = Duration::from_secs(5);
+/// How long a node waits for a heartbeat answer before it looks for
+/// another manager.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Added to the grace right after an election: nodes still waiting on the
+/// old leader (heartbeat timeout) and reconnecting (session open) must not
+/// be called down.
+const ELECTION_EXTRA: Duration = Duration::from_secs(15);
 
 pub struct DispatcherService {
     cluster: Arc<ClusterHandle>,
     liveness: Arc<Liveness>,
+    /// What nodes report, committed in order by one writer, so a
+    /// heartbeat never waits for the Raft log.
+    reports: tokio::sync::mpsc::UnboundedSender<Command>,
+}
+
+/// Commits queued reports in order, as few entries as it can.
+async fn write_reports(cluster: Arc<ClusterHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        if let Err(e) = cluster.write(Command::Batch(batch)).await {
+            // Lost with the leadership: the nodes report again to the next leader.
+            tracing::warn!(error = %e.message(), "committing node reports failed");
+        }
+    }
 }
 
 /// When each node was last heard of.
@@ -75,7 +97,13 @@ impl Liveness {
 
 impl DispatcherService {
     pub fn new(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) -> Self {
-        Self { cluster, liveness }
+        let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_reports(cluster.clone(), rx));
+        Self { cluster, liveness, reports }
+    }
+
+    fn report(&self, cmd: Command) -> Result<(), Status> {
+        self.reports.send(cmd).map_err(|_| Status::unavailable("the dispatcher is shutting down"))
     }
 }
 
@@ -153,10 +181,11 @@ impl Dispatcher for DispatcherService {
             let node = Node { id: node_id.clone(), ..Default::default() };
             let mut value = serde_json::to_value(&node).map_err(|e| Status::internal(e.to_string()))?;
             super::command::merge(&mut value, &fields);
-            Command::Put { table: NODES.into(), id: node_id.clone(), value, expect_version: Some(0) }
+            // Unconditional: a failed condition would drop the whole batch of reports it travels in.
+            Command::Put { table: NODES.into(), id: node_id.clone(), value, expect_version: None }
         };
-        self.cluster.write(cmd).await?;
         self.liveness.heard(&node_id);
+        self.report(cmd)?;
         tracing::info!(node = %node_id, hostname = %d.hostname, "node session opened");
 
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -193,8 +222,9 @@ impl Dispatcher for DispatcherService {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let (node_id, _) = caller(&req)?;
         let s = leading(&self.cluster)?;
-        if s.sm.applied.read().await.state.get(NODES, &node_id).is_none() {
-            return Err(Status::permission_denied(format!("node {node_id} is not (or no longer) in the cluster")));
+        // (A node whose object is not applied yet has just opened its session.)
+        if s.sm.applied.read().await.state.get(REMOVED_NODES, &node_id).is_some() {
+            return Err(Status::permission_denied(format!("node {node_id} was removed from the cluster")));
         }
         self.liveness.heard(&node_id);
         let statuses = req.into_inner().statuses;
@@ -235,7 +265,7 @@ impl Dispatcher for DispatcherService {
             }
         }
         if !cmds.is_empty() {
-            self.cluster.write(Command::Batch(cmds)).await?;
+            self.report(Command::Batch(cmds))?;
         }
         Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
     }

@@ -16,14 +16,14 @@ use orc_proto::dispatcher::{HeartbeatRequest, SessionRequest};
 use tonic::transport::Channel;
 
 use super::executor::Executor;
-use crate::cluster::dispatcher::HEARTBEAT;
+use crate::cluster::dispatcher::{HEARTBEAT, HEARTBEAT_TIMEOUT};
 use crate::cluster::objects::Task;
 use crate::cluster::renew;
 use crate::pki::role::Role;
 use crate::state::NodeState;
 
 const MANAGERS: &str = "cluster/managers.json";
-const SESSION_OPEN: Duration = Duration::from_secs(5);
+const SESSION_OPEN: Duration = Duration::from_secs(10);
 
 pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
     let data = serde_json::to_vec(addrs).unwrap_or_default();
@@ -164,8 +164,9 @@ async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::i
 
 async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), tonic::Status> {
     let mut req = tonic::Request::new(HeartbeatRequest { statuses: executor.statuses() });
-    // Well inside the managers' grace, so a node leaves a dead leader in time.
-    req.set_timeout(HEARTBEAT * 2);
+    // Generous: a slow leader (an emulated VM under load) must not look dead.
+    // A new leader's grace covers this wait when the old one froze.
+    req.set_timeout(HEARTBEAT_TIMEOUT);
     client.heartbeat(req).await?;
     Ok(())
 }
