@@ -39,15 +39,23 @@ pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, Status> {
 }
 
 /// On the leader: confirms leadership, returns the index to read at.
+/// A follower slow to answer (a rebooting peer, a loaded VM) is retried
+/// until `QUORUM_WAIT` is spent.
 pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>, Status> {
-    match tokio::time::timeout(QUORUM_WAIT, s.raft.ensure_linearizable()).await {
-        Err(_) => Err(no_quorum("reading")),
-        Ok(Ok(log_id)) => Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => Ok(Err(f.leader_node.map(|n| n.addr))),
-        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
-            Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())))
+    let deadline = tokio::time::Instant::now() + QUORUM_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, s.raft.ensure_linearizable()).await {
+            Err(_) => return Err(no_quorum("reading")),
+            Ok(Ok(log_id)) => return Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => return Ok(Err(f.leader_node.map(|n| n.addr))),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+                if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+                    return Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Ok(Err(e)) => return Err(Status::unavailable(format!("reading: {e}"))),
         }
-        Ok(Err(e)) => Err(Status::unavailable(format!("reading: {e}"))),
     }
 }
 
