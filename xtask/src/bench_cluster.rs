@@ -344,7 +344,8 @@ fn swarm_updates(s: &Swarm) -> anyhow::Result<f64> {
 pub fn run() -> anyhow::Result<()> {
     anyhow::ensure!(nix::unistd::geteuid().is_root(), "cargo xtask bench cluster needs root (containers, network namespaces)");
     crate::deps::ensure()?;
-    crate::deps::ensure_packages(&[("docker.io", "dockerd")])?;
+    // The peer, and the namespace tools the Swarm nodes are built with.
+    crate::deps::ensure_packages(&[("docker.io", "dockerd"), ("iproute2", "ip"), ("util-linux", "nsenter")])?;
     let ws = orc_e2e::paths::workspace();
     let rev = crate::image::git_revision(&ws);
     let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");

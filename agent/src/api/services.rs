@@ -193,14 +193,13 @@ impl Services for ServicesService {
         let req = req.into_inner();
         let spec = spec_from_proto(req.spec.unwrap_or_default())?;
         let started = self.state.cluster.linearizable().await?;
-        let (v, object_version) = {
+        let (v, old, object_version) = {
             let a = started.sm.applied.read().await;
             let v = View::of(&a.state);
-            let id = find(&v, &req.service)?.id.clone();
-            let ov = a.state.get(SERVICES, &id).map(|o| o.version).unwrap_or(0);
-            (v, ov)
+            let old = find(&v, &req.service)?.clone();
+            let ov = a.state.get(SERVICES, &old.id).map(|o| o.version).unwrap_or(0);
+            (v, old, ov)
         };
-        let old = find(&v, &req.service)?.clone();
         if req.expect_version != 0 && req.expect_version != old.spec_version {
             return Err(Status::aborted(format!(
                 "service {} is at version {}, not {}: someone changed it; look again",
