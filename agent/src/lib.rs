@@ -45,13 +45,15 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         .with_context(|| format!("writing {}", config.run_dir.join("api.addr").display()))?;
     let vsock = match config.vsock_port {
         0 => None,
-        port => match tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port)) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::info!(port, error = %e, "no vsock listener (kernel without vsock?)");
-                None
+        port => {
+            match tokio_vsock::VsockListener::bind(tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, port)) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::info!(port, error = %e, "no vsock listener (kernel without vsock?)");
+                    None
+                }
             }
-        },
+        }
     };
     let (maintenance, cluster_id) = state.mode();
     if maintenance {
@@ -60,8 +62,10 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         std::fs::write(config.run_dir.join("maintenance.fingerprint"), &state.maintenance_fingerprint).ok();
     }
     tracing::info!(%addr, vsock = vsock.is_some(), maintenance, cluster_id = ?cluster_id, "serving the Machine API");
-    let images = images::ImageStore::open(&config.state_dir, config.insecure_registries.clone()).context("opening the image store")?;
-    let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images).context("opening the container store")?;
+    let images = images::ImageStore::open(&config.state_dir, config.insecure_registries.clone())
+        .context("opening the image store")?;
+    let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images)
+        .context("opening the container store")?;
     runtime.reattach().await;
     {
         let state = state.clone();

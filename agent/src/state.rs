@@ -96,7 +96,12 @@ impl NodeState {
     /// Adopts a renewed certificate (and with it maybe a new role): saved
     /// first, then served; a promoted node starts its Raft, a demoted one
     /// stops it and forgets its Raft store.
-    pub async fn renew(&self, node: crate::pki::ca::CertKey, role: crate::pki::role::Role, ca_key: Option<String>) -> Result<(), AgentError> {
+    pub async fn renew(
+        &self,
+        node: crate::pki::ca::CertKey,
+        role: crate::pki::role::Role,
+        ca_key: Option<String>,
+    ) -> Result<(), AgentError> {
         use crate::pki::role::Role;
         let (id, was) = {
             let mut slot = write(&self.identity);
@@ -111,7 +116,8 @@ impl NodeState {
             (id, current.meta.role)
         };
         if let Ok(s) = self.cluster.get() {
-            let c = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?;
+            let c = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
+                .map_err(AgentError::Io)?;
             s.tls.replace(c);
         }
         tracing::info!(role = %role, previous = %was, "node certificate renewed");

@@ -87,10 +87,9 @@ impl Initramfs {
                 Entry::Dir => (b.mode(0o040755).nlink(2), &[]),
                 Entry::File { mode, data } => (b.mode(0o100000 | (mode & 0o7777)).nlink(1), data),
                 Entry::Symlink { target } => (b.mode(0o120777).nlink(1), target.as_bytes()),
-                Entry::CharDev { mode, major, minor } => (
-                    b.mode(0o020000 | (mode & 0o7777)).nlink(1).rdev_major(*major).rdev_minor(*minor),
-                    &[],
-                ),
+                Entry::CharDev { mode, major, minor } => {
+                    (b.mode(0o020000 | (mode & 0o7777)).nlink(1).rdev_major(*major).rdev_minor(*minor), &[])
+                }
             };
             let mut w = b.write(&mut *out, data.len() as u32);
             w.write_all(data)?;

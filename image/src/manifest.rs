@@ -62,8 +62,8 @@ impl Artifact {
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read(path)
-            .map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
+        let text =
+            std::fs::read(path).map_err(|source| ManifestError::Read { path: path.display().to_string(), source })?;
         serde_json::from_slice(&text)
             .map_err(|source| ManifestError::Parse { path: path.display().to_string(), source })
     }

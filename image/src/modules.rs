@@ -53,17 +53,11 @@ impl ModuleDeps {
         Ok(order)
     }
 
-    fn visit(
-        &self,
-        name: &str,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
-    ) -> Result<(), ModulesError> {
+    fn visit(&self, name: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) -> Result<(), ModulesError> {
         if !seen.insert(name.to_string()) {
             return Ok(());
         }
-        let (path, deps) =
-            self.modules.get(name).ok_or_else(|| ModulesError::Unknown(name.to_string()))?;
+        let (path, deps) = self.modules.get(name).ok_or_else(|| ModulesError::Unknown(name.to_string()))?;
         for d in deps {
             self.visit(&module_name(d), seen, order)?;
         }

@@ -89,7 +89,13 @@ fn early() -> Result<Cmdline, BootError> {
         Err(e) => {
             // Keep the node reachable so an operator can see why.
             tracing::error!(error = %e, "STATE unavailable; using tmpfs, nothing will persist");
-            let _ = mounts::mount_fs(Path::new("tmpfs"), Path::new(STATE_DIR), "tmpfs", nix::mount::MsFlags::MS_NOSUID, Some("mode=0700"));
+            let _ = mounts::mount_fs(
+                Path::new("tmpfs"),
+                Path::new(STATE_DIR),
+                "tmpfs",
+                nix::mount::MsFlags::MS_NOSUID,
+                Some("mode=0700"),
+            );
         }
     }
     let _ = std::fs::remove_file("/run/orc/state.ext4.gz");

@@ -88,7 +88,9 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
             HOSTNAME => c.hostname = Some(value.to_string()),
             JOIN => c.join = Some(value.to_string()),
             ADVERTISE => c.advertise = Some(value.to_string()),
-            INSECURE_REGISTRIES => c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from)),
+            INSECURE_REGISTRIES => {
+                c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from))
+            }
             _ => {}
         }
     }
@@ -115,7 +117,10 @@ mod tests {
             ),
             (
                 "orc.insecure_registries=10.0.2.2:5000,reg:80 orc.insecure_registries=x:1",
-                Cmdline { insecure_registries: vec!["10.0.2.2:5000".into(), "reg:80".into(), "x:1".into()], ..Default::default() },
+                Cmdline {
+                    insecure_registries: vec!["10.0.2.2:5000".into(), "reg:80".into(), "x:1".into()],
+                    ..Default::default()
+                },
             ),
             (
                 "orc.root=/dev/vda orc.state=/dev/vdb orc.hostname=n1",

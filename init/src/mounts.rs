@@ -20,23 +20,58 @@ pub struct MountSpec {
     pub data: Option<&'static str>,
 }
 
-const NOSUID_NODEV_NOEXEC: MsFlags =
-    MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 /// Mounted first, in the initramfs; moved into the real root later.
 pub const EARLY: &[MountSpec] = &[
-    MountSpec { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: MsFlags::MS_NOSUID, data: Some("mode=0755") },
+    MountSpec {
+        source: "devtmpfs",
+        target: "/dev",
+        fstype: "devtmpfs",
+        flags: MsFlags::MS_NOSUID,
+        data: Some("mode=0755"),
+    },
     MountSpec { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: None },
     MountSpec { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID_NODEV_NOEXEC, data: None },
-    MountSpec { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), data: Some("mode=0755") },
+    MountSpec {
+        source: "tmpfs",
+        target: "/run",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=0755"),
+    },
 ];
 
 /// Mounted after the switch to the real root.
 pub const LATE: &[MountSpec] = &[
-    MountSpec { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC), data: Some("mode=0620,ptmxmode=0666") },
-    MountSpec { source: "tmpfs", target: "/dev/shm", fstype: "tmpfs", flags: NOSUID_NODEV_NOEXEC, data: Some("mode=1777") },
-    MountSpec { source: "cgroup2", target: "/sys/fs/cgroup", fstype: "cgroup2", flags: NOSUID_NODEV_NOEXEC, data: Some("nsdelegate") },
-    MountSpec { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV), data: Some("mode=1777") },
+    MountSpec {
+        source: "devpts",
+        target: "/dev/pts",
+        fstype: "devpts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: Some("mode=0620,ptmxmode=0666"),
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: Some("mode=1777"),
+    },
+    MountSpec {
+        source: "cgroup2",
+        target: "/sys/fs/cgroup",
+        fstype: "cgroup2",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: Some("nsdelegate"),
+    },
+    MountSpec {
+        source: "tmpfs",
+        target: "/tmp",
+        fstype: "tmpfs",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        data: Some("mode=1777"),
+    },
 ];
 
 /// The pseudo-filesystems moved from the initramfs into the real root.
@@ -51,11 +86,7 @@ pub fn mount_table(root: &Path, table: &[MountSpec]) -> Result<(), MountError> {
         match mount(Some(m.source), &target, Some(m.fstype), m.flags, m.data) {
             Ok(()) | Err(nix::Error::EBUSY) => {}
             Err(source) => {
-                return Err(MountError {
-                    fstype: m.fstype.to_string(),
-                    target: target.display().to_string(),
-                    source,
-                })
+                return Err(MountError { fstype: m.fstype.to_string(), target: target.display().to_string(), source })
             }
         }
     }
@@ -63,7 +94,13 @@ pub fn mount_table(root: &Path, table: &[MountSpec]) -> Result<(), MountError> {
 }
 
 /// Mounts a filesystem, with the error naming it.
-pub fn mount_fs(source: &Path, target: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<(), MountError> {
+pub fn mount_fs(
+    source: &Path,
+    target: &Path,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), MountError> {
     mount(Some(source), target, Some(fstype), flags, data).map_err(|e| MountError {
         fstype: fstype.to_string(),
         target: target.display().to_string(),

@@ -93,9 +93,10 @@ pub fn find_labelled(sys_block: &Path, dev: &Path) -> Option<PathBuf> {
         .filter(|n| !n.starts_with("loop") && !n.starts_with("ram") && !n.starts_with("dm-"))
         .collect();
     names.sort();
-    names.into_iter().map(|n| dev.join(n)).find(|p| {
-        matches!(read_head(p).map(|h| probe(&h)), Ok(Probe::Ext4 { label }) if label == STATE_LABEL)
-    })
+    names
+        .into_iter()
+        .map(|n| dev.join(n))
+        .find(|p| matches!(read_head(p).map(|h| probe(&h)), Ok(Probe::Ext4 { label }) if label == STATE_LABEL))
 }
 
 /// Writes the gzip'd ext4 template to the start of `dev`.
@@ -117,8 +118,7 @@ fn grow(dev: &Path, mnt: &Path) -> Result<u64, StateError> {
     let d = File::open(dev).map_err(io)?;
     let mut size = 0u64;
     // SAFETY: BLKGETSIZE64 writes one u64 into `size`.
-    unsafe { blk_getsize64(d.as_raw_fd(), &mut size) }
-        .map_err(|e| io(std::io::Error::from_raw_os_error(e as i32)))?;
+    unsafe { blk_getsize64(d.as_raw_fd(), &mut size) }.map_err(|e| io(std::io::Error::from_raw_os_error(e as i32)))?;
     let blocks = size / 4096;
     let m = File::open(mnt).map_err(io)?;
     // SAFETY: EXT4_IOC_RESIZE_FS reads one u64 (the new block count).

@@ -242,7 +242,8 @@ mod tests {
         assert_eq!(sup.services[0].restarts, 1);
         assert_eq!(sup.services[0].state, State::Backoff);
         assert!(sup.next_due().is_some());
-        let status: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("services.json")).unwrap()).unwrap();
+        let status: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("services.json")).unwrap()).unwrap();
         assert_eq!(status[0]["name"], "echo");
         assert_eq!(status[0]["restarts"], 1);
         for _ in 0..100 {

@@ -94,11 +94,8 @@ pub fn table_params(dev: &Path, v: &Verity) -> String {
 
 /// Creates the read-only verity device `name` over `dev` and returns its node.
 pub fn setup(name: &str, dev: &Path, v: &Verity) -> Result<PathBuf, VerityError> {
-    let ctl: File = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/mapper/control")
-        .map_err(VerityError::Control)?;
+    let ctl: File =
+        OpenOptions::new().read(true).write(true).open("/dev/mapper/control").map_err(VerityError::Control)?;
     let fd = ctl.as_raw_fd();
     let ioerr = |op, source| VerityError::Ioctl { op, name: name.to_string(), source };
 

@@ -85,7 +85,8 @@ pub struct Stats {
 pub fn unpack(layer: impl Read, dest: &Path) -> Result<Stats, Error> {
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::Destination { path: dest.to_owned(), source: e.into() })?;
-    let mut unpacker = Unpacker { root, stats: Stats::default(), dirs: Vec::new(), as_root: Uid::effective().is_root() };
+    let mut unpacker =
+        Unpacker { root, stats: Stats::default(), dirs: Vec::new(), as_root: Uid::effective().is_root() };
     let mut archive = tar::Archive::new(layer);
     for entry in archive.entries().map_err(Error::Read)? {
         let mut entry = entry.map_err(Error::Read)?;
@@ -151,7 +152,8 @@ impl Unpacker {
             return Ok(());
         }
         if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.is_empty() || hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden == b"." || hidden == b".." {
+            if hidden.is_empty() || hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden == b"." || hidden == b".."
+            {
                 // `.wh..wh.plnk` and friends are aufs bookkeeping, not content.
                 self.stats.skipped += 1;
                 return Ok(());
@@ -203,10 +205,10 @@ impl Unpacker {
                 self.stats.bytes += n;
             }
             EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(Error::Read)?
-                    .ok_or_else(|| Error::Invalid { path: path.to_owned(), reason: "symlink without a target".into() })?;
+                let target = entry.link_name().map_err(Error::Read)?.ok_or_else(|| Error::Invalid {
+                    path: path.to_owned(),
+                    reason: "symlink without a target".into(),
+                })?;
                 self.remove(&parent, &name, path)?;
                 symlinkat(target.as_os_str(), &parent, name.as_os_str()).map_err(werr(path))?;
                 let m = self.meta(entry, path);
@@ -217,10 +219,10 @@ impl Unpacker {
                 self.stats.links += 1;
             }
             EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(Error::Read)?
-                    .ok_or_else(|| Error::Invalid { path: path.to_owned(), reason: "hard link without a target".into() })?;
+                let target = entry.link_name().map_err(Error::Read)?.ok_or_else(|| Error::Invalid {
+                    path: path.to_owned(),
+                    reason: "hard link without a target".into(),
+                })?;
                 let target = clean(&target)?;
                 let (Some(tname), tparent) = (target.file_name(), target.parent().unwrap_or(Path::new(""))) else {
                     return Err(Error::Invalid { path: path.to_owned(), reason: "hard link to the layer root".into() });
@@ -270,7 +272,8 @@ impl Unpacker {
         let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
             return Err(Error::Invalid { path: path.to_owned(), reason: format!("owner {uid}:{gid} is out of range") });
         };
-        let flags = if name.is_empty() { nix::fcntl::AtFlags::AT_EMPTY_PATH } else { nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW };
+        let flags =
+            if name.is_empty() { nix::fcntl::AtFlags::AT_EMPTY_PATH } else { nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW };
         fchownat(fd, name, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)), flags).map_err(werr(path))
     }
 

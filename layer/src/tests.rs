@@ -71,8 +71,10 @@ impl Sandbox {
     }
     /// The sandbox outside `root` is exactly as it was.
     fn untouched(&self) {
-        let mut names: Vec<_> =
-            std::fs::read_dir(self.dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         names.sort();
         assert_eq!(names, ["root", "victim"], "something was created next to the layer");
         assert_eq!(std::fs::read(self.dir.path().join("victim")).unwrap(), b"original");

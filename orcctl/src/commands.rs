@@ -24,7 +24,12 @@ pub async fn client(addr: &str, trust: &Trust) -> Result<Client, CliError> {
 }
 
 /// Bootstraps a cluster on `addr` and returns the context to reach it.
-pub async fn bootstrap(addr: &str, trust: &Trust, cluster_name: &str, admin_name: &str) -> Result<(BootstrapResponse, Context), CliError> {
+pub async fn bootstrap(
+    addr: &str,
+    trust: &Trust,
+    cluster_name: &str,
+    admin_name: &str,
+) -> Result<(BootstrapResponse, Context), CliError> {
     let mut c = client(addr, trust).await?;
     let req = BootstrapRequest { cluster_name: cluster_name.into(), admin_name: admin_name.into() };
     let r = c.bootstrap(req).await.map_err(|s| CliError::from_status(addr, s))?.into_inner();
@@ -91,7 +96,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let path = config::path(cli.config.as_deref());
     let out = cli.output;
     match cli.command {
-        Command::Cluster(ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name }) => {
+        Command::Cluster(ClusterCommand::Init {
+            addr,
+            fingerprint,
+            insecure,
+            context_name,
+            cluster_name,
+            admin_name,
+        }) => {
             let trust = match (fingerprint, insecure) {
                 (Some(fp), _) => Trust::Pinned(fp),
                 (None, true) => Trust::Insecure,
@@ -105,7 +117,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let name = context_name.unwrap_or(cluster_name);
             save_context(&path, &name, ctx)?;
             match out {
-                Output::Json => println!("{}", json!({"cluster_id": r.cluster_id, "node_id": r.node_id, "context": name, "config": path})),
+                Output::Json => println!(
+                    "{}",
+                    json!({"cluster_id": r.cluster_id, "node_id": r.node_id, "context": name, "config": path})
+                ),
                 Output::Table => println!(
                     "cluster {} bootstrapped on {addr} (node {}); context {name:?} written to {}",
                     r.cluster_id,
@@ -121,7 +136,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 (Some(fp), _) => Trust::Pinned(fp),
                 (None, true) => Trust::Insecure,
                 (None, false) => {
-                    return Err(CliError::Usage("pass --fingerprint sha256:... (printed on the node's console) or --insecure".into()))
+                    return Err(CliError::Usage(
+                        "pass --fingerprint sha256:... (printed on the node's console) or --insecure".into(),
+                    ))
                 }
             };
             let mut c = client(&addr, &trust).await?;
@@ -131,8 +148,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|s| CliError::from_status(&addr, s))?
                 .into_inner();
             match out {
-                Output::Json => println!("{}", json!({"node": addr, "node_id": r.node_id, "cluster_id": r.cluster_id, "role": r.role})),
-                Output::Table => println!("{addr}: joined cluster {} through {manager} as {} (node {})", r.cluster_id, r.role, r.node_id),
+                Output::Json => println!(
+                    "{}",
+                    json!({"node": addr, "node_id": r.node_id, "cluster_id": r.cluster_id, "role": r.role})
+                ),
+                Output::Table => println!(
+                    "{addr}: joined cluster {} through {manager} as {} (node {})",
+                    r.cluster_id, r.role, r.node_id
+                ),
             }
             return Ok(());
         }
@@ -141,7 +164,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let cfg = Config::load_or_default(&path)?;
     let (_, ctx) = cfg.context(&path, cli.context.as_deref())?;
     let nodes = if cli.nodes.is_empty() {
-        vec![ctx.endpoints.first().cloned().ok_or_else(|| CliError::Usage("the context has no endpoints; pass --nodes".into()))?]
+        vec![ctx
+            .endpoints
+            .first()
+            .cloned()
+            .ok_or_else(|| CliError::Usage("the context has no endpoints; pass --nodes".into()))?]
     } else {
         cli.nodes.clone()
     };
@@ -152,16 +179,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Service(cmd) => crate::services::service(cmd, &managers, &trust, out).await,
         Command::Node(cmd) => crate::services::node(cmd, &managers, &trust, out).await,
         Command::Version => {
-            let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.version(VersionRequest {}).await }).await);
+            let (ok, err) =
+                split(each(&nodes, &trust, |mut c| async move { c.version(VersionRequest {}).await }).await);
             match out {
-                Output::Json => println!("{}", json!(ok.iter().map(|(n, v)| json!({"node": n, "version": v.version,
+                Output::Json => println!(
+                    "{}",
+                    json!(ok
+                        .iter()
+                        .map(|(n, v)| json!({"node": n, "version": v.version,
                     "git_revision": v.git_revision, "kernel": v.kernel, "arch": v.arch, "hostname": v.hostname,
                     "node_id": v.node_id, "cluster_id": v.cluster_id, "ca_fingerprint": v.ca_fingerprint,
-                    "maintenance": v.maintenance, "role": v.role})).collect::<Vec<_>>())),
+                    "maintenance": v.maintenance, "role": v.role}))
+                        .collect::<Vec<_>>())
+                ),
                 Output::Table => table(
                     &["NODE", "HOSTNAME", "VERSION", "REVISION", "KERNEL", "NODE ID", "ROLE", "CLUSTER"],
-                    &ok.iter().map(|(n, v)| vec![n.clone(), v.hostname.clone(), v.version.clone(), v.git_revision.clone(),
-                        v.kernel.clone(), v.node_id.clone(), v.role.clone(), v.cluster_id.clone()]).collect::<Vec<_>>(),
+                    &ok.iter()
+                        .map(|(n, v)| {
+                            vec![
+                                n.clone(),
+                                v.hostname.clone(),
+                                v.version.clone(),
+                                v.git_revision.clone(),
+                                v.kernel.clone(),
+                                v.node_id.clone(),
+                                v.role.clone(),
+                                v.cluster_id.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
                 ),
             }
             done(err)
@@ -183,15 +229,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             done(err)
         }
         Command::Services => {
-            let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.services(ServicesRequest {}).await }).await);
+            let (ok, err) =
+                split(each(&nodes, &trust, |mut c| async move { c.services(ServicesRequest {}).await }).await);
             match out {
-                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.services.iter().map(move |s| json!({"node": n,
+                Output::Json => println!(
+                    "{}",
+                    json!(ok
+                        .iter()
+                        .flat_map(|(n, r)| r.services.iter().map(move |s| json!({"node": n,
                     "name": s.name, "state": s.state, "pid": s.pid, "restarts": s.restarts, "started_at": s.started_at,
-                    "rss_bytes": s.rss_bytes, "last_exit": s.last_exit}))).collect::<Vec<_>>())),
+                    "rss_bytes": s.rss_bytes, "last_exit": s.last_exit})))
+                        .collect::<Vec<_>>())
+                ),
                 Output::Table => table(
                     &["NODE", "SERVICE", "STATE", "PID", "RESTARTS", "RSS", "LAST EXIT"],
-                    &ok.iter().flat_map(|(n, r)| r.services.iter().map(move |s| vec![n.clone(), s.name.clone(), s.state.clone(),
-                        s.pid.to_string(), s.restarts.to_string(), bytes(s.rss_bytes), s.last_exit.clone()])).collect::<Vec<_>>(),
+                    &ok.iter()
+                        .flat_map(|(n, r)| {
+                            r.services.iter().map(move |s| {
+                                vec![
+                                    n.clone(),
+                                    s.name.clone(),
+                                    s.state.clone(),
+                                    s.pid.to_string(),
+                                    s.restarts.to_string(),
+                                    bytes(s.rss_bytes),
+                                    s.last_exit.clone(),
+                                ]
+                            })
+                        })
+                        .collect::<Vec<_>>(),
                 ),
             }
             done(err)
@@ -239,11 +305,17 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 let (trust, service, prefix) = (trust.clone(), service.clone(), nodes.len() > 1);
                 async move {
                     let mut c = client(n, &trust).await?;
-                    let mut s = c.logs(LogsRequest { service, follow, tail }).await.map_err(|e| CliError::from_status(n, e))?.into_inner();
+                    let mut s = c
+                        .logs(LogsRequest { service, follow, tail })
+                        .await
+                        .map_err(|e| CliError::from_status(n, e))?
+                        .into_inner();
                     while let Some(l) = s.next().await {
                         let l = l.map_err(|e| CliError::from_status(n, e))?;
                         match (out, prefix) {
-                            (Output::Json, _) => println!("{}", json!({"node": n, "service": l.service, "line": l.line})),
+                            (Output::Json, _) => {
+                                println!("{}", json!({"node": n, "service": l.service, "line": l.line}))
+                            }
                             (Output::Table, true) => println!("{n}: {}", l.line),
                             (Output::Table, false) => println!("{}", l.line),
                         }
@@ -260,7 +332,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 let trust = trust.clone();
                 async move {
                     let mut c = ClusterClient::new(connect::channel(n, &trust).await?);
-                    c.status(orc_proto::cluster::StatusRequest {}).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(n, s))
+                    c.status(orc_proto::cluster::StatusRequest {})
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|s| CliError::from_status(n, s))
                 }
             }))
             .await;
@@ -306,7 +381,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 Some(t) => {
                     let t = t.trim();
                     match t.strip_suffix('d') {
-                        Some(days) => days.parse::<u64>().map_err(|_| CliError::Usage(format!("{t:?} is not a duration")))? * 86_400,
+                        Some(days) => {
+                            days.parse::<u64>().map_err(|_| CliError::Usage(format!("{t:?} is not a duration")))?
+                                * 86_400
+                        }
                         None => crate::service_file::parse_duration(t)? / 1000,
                     }
                 }
@@ -319,7 +397,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .into_inner();
             match out {
                 Output::Json => println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs})),
-                Output::Table => println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs),
+                Output::Table => {
+                    println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs)
+                }
             }
             Ok(())
         }
@@ -363,10 +443,22 @@ fn config_command(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Re
     match cmd {
         ConfigCommand::Contexts => {
             match out {
-                Output::Json => println!("{}", json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints})).collect::<Vec<_>>()})),
+                Output::Json => println!(
+                    "{}",
+                    json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints})).collect::<Vec<_>>()})
+                ),
                 Output::Table => table(
                     &["CURRENT", "NAME", "ENDPOINTS"],
-                    &cfg.contexts.iter().map(|(n, c)| vec![if *n == cfg.current_context { "*".into() } else { String::new() }, n.clone(), c.endpoints.join(",")]).collect::<Vec<_>>(),
+                    &cfg.contexts
+                        .iter()
+                        .map(|(n, c)| {
+                            vec![
+                                if *n == cfg.current_context { "*".into() } else { String::new() },
+                                n.clone(),
+                                c.endpoints.join(","),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
                 ),
             }
             Ok(())

@@ -88,7 +88,8 @@ impl Config {
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Parse { path: path.display().to_string(), msg: e.to_string() })?;
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         std::fs::rename(&tmp, path).map_err(err)
@@ -107,7 +108,10 @@ mod tests {
         assert!(matches!(missing.context(&p, None), Err(ConfigError::Missing(_))));
         let mut c = Config { current_context: "a".into(), ..Default::default() };
         for n in ["a", "b"] {
-            c.contexts.insert(n.into(), Context { endpoints: vec![format!("{n}:7443")], ca: "ca".into(), cert: "c".into(), key: "k".into() });
+            c.contexts.insert(
+                n.into(),
+                Context { endpoints: vec![format!("{n}:7443")], ca: "ca".into(), cert: "c".into(), key: "k".into() },
+            );
         }
         c.save(&p).unwrap();
         let back = Config::load_or_default(&p).unwrap();

@@ -68,10 +68,20 @@ impl ServerCertVerifier for PinnedVerifier {
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -111,7 +121,10 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, CliError> {
         }
         Trust::Pinned(fp) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier { fingerprint: Some(fp.trim_start_matches("sha256:").to_string()), provider: provider() }))
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                fingerprint: Some(fp.trim_start_matches("sha256:").to_string()),
+                provider: provider(),
+            }))
             .with_no_client_auth(),
         Trust::Insecure => builder
             .dangerous()

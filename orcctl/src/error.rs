@@ -85,7 +85,9 @@ fn classify(addr: &str, chain: &str) -> CliError {
         return tls("the node's certificate is not signed by this context's CA: wrong cluster or wrong --context?");
     }
     if chain.contains("CertificateRequired") {
-        return tls("the node requires a client certificate from its cluster CA (it is part of a cluster; use its context)");
+        return tls(
+            "the node requires a client certificate from its cluster CA (it is part of a cluster; use its context)",
+        );
     }
     if chain.contains("UnknownCA") || chain.contains("BadCertificate") || chain.contains("DecryptError") {
         return tls("the node refused our client certificate: it is not from this node's cluster CA");

@@ -58,7 +58,8 @@ fn age(unix: i64) -> String {
     if unix <= 0 {
         return "-".into();
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let s = (now - unix).max(0);
     match s {
         0..=59 => format!("{s}s ago"),
@@ -81,7 +82,11 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
                 let prefix = nodes.len() > 1;
                 async move {
                     let mut c = images(&n, trust).await?;
-                    let mut s = c.pull(PullRequest { reference, auth }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner();
+                    let mut s = c
+                        .pull(PullRequest { reference, auth })
+                        .await
+                        .map_err(|e| CliError::from_status(&n, e))?
+                        .into_inner();
                     let mut layer_bars: HashMap<String, ProgressBar> = HashMap::new();
                     let mut image = None;
                     while let Some(p) = s.next().await {
@@ -89,7 +94,8 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
                             Some(pull_progress::Event::Layer(l)) => {
                                 let bar = layer_bars.entry(l.digest.clone()).or_insert_with(|| {
                                     let b = bars.add(ProgressBar::new(l.total).with_style(style.clone()));
-                                    let who = if prefix { format!("{n} {}", short(&l.digest)) } else { short(&l.digest) };
+                                    let who =
+                                        if prefix { format!("{n} {}", short(&l.digest)) } else { short(&l.digest) };
                                     b.set_prefix(who);
                                     b
                                 });
@@ -104,14 +110,21 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
                             None => {}
                         }
                     }
-                    image.ok_or_else(|| CliError::Rpc { node: n.clone(), code: tonic::Code::Internal, msg: "the pull ended without an image".into() })
+                    image.ok_or_else(|| CliError::Rpc {
+                        node: n.clone(),
+                        code: tonic::Code::Internal,
+                        msg: "the pull ended without an image".into(),
+                    })
                 }
             })
             .await;
             let (ok, err) = split(results);
             for (n, i) in &ok {
                 match out {
-                    Output::Json => println!("{}", json!({"node": n, "name": i.name, "id": i.id, "digest": i.digest, "size": i.size})),
+                    Output::Json => println!(
+                        "{}",
+                        json!({"node": n, "name": i.name, "id": i.id, "digest": i.digest, "size": i.size})
+                    ),
                     Output::Table => println!("{n}: pulled {} ({}, {})", i.name, short(&i.id), bytes(i.size)),
                 }
             }
@@ -122,7 +135,8 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
             let results = fan(nodes, |n| {
                 let (file, name) = (file.clone(), name.clone().unwrap_or_default());
                 async move {
-                    let mut f = std::fs::File::open(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                    let mut f =
+                        std::fs::File::open(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
                     let (tx, rx) = mpsc::channel(8);
                     let reader = tokio::task::spawn_blocking(move || {
                         let mut first = true;
@@ -155,18 +169,26 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
                 for i in &r.images {
                     match out {
                         Output::Json => println!("{}", json!({"node": n, "name": i.name, "id": i.id, "size": i.size})),
-                        Output::Table => println!("{n}: loaded {} ({}, {} from a {} archive)", i.name, short(&i.id), bytes(i.size), bytes(meta.len())),
+                        Output::Table => println!(
+                            "{n}: loaded {} ({}, {} from a {} archive)",
+                            i.name,
+                            short(&i.id),
+                            bytes(i.size),
+                            bytes(meta.len())
+                        ),
                     }
                 }
             }
             done(err)
         }
         ImageCommand::Ls => {
-            let (ok, err) = split(fan(nodes, |n| async move {
-                let mut c = images(&n, trust).await?;
-                Ok(c.list(ListImagesRequest {}).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| async move {
+                    let mut c = images(&n, trust).await?;
+                    Ok(c.list(ListImagesRequest {}).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
+                })
+                .await,
+            );
             match out {
                 Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| json!({"node": n,
                     "name": i.name, "id": i.id, "digest": i.digest, "size": i.size, "created": i.created, "layers": i.layers}))).collect::<Vec<_>>())),
@@ -179,14 +201,19 @@ pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Outp
             done(err)
         }
         ImageCommand::Rm { name } => {
-            let (ok, err) = split(fan(nodes, |n| {
-                let name = name.clone();
-                async move {
-                    let mut c = images(&n, trust).await?;
-                    Ok(c.remove(RemoveImageRequest { name }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let name = name.clone();
+                    async move {
+                        let mut c = images(&n, trust).await?;
+                        Ok(c.remove(RemoveImageRequest { name })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?
+                            .into_inner())
+                    }
+                })
+                .await,
+            );
             for (n, r) in ok {
                 println!("{n}: untagged {}; freed {}", r.untagged.join(", "), bytes(r.reclaimed));
             }
@@ -219,13 +246,21 @@ pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
             [s, t, "rw"] => (s, t, false),
             _ => return Err(CliError::Usage(format!("volume {v:?} is not /node/path:/container/path[:ro]"))),
         };
-        mounts.push(Mount { r#type: "bind".into(), source: source.to_string(), target: target.to_string(), read_only: ro });
+        mounts.push(Mount {
+            r#type: "bind".into(),
+            source: source.to_string(),
+            target: target.to_string(),
+            read_only: ro,
+        });
     }
     for t in &a.tmpfs {
         mounts.push(Mount { r#type: "tmpfs".into(), source: String::new(), target: t.clone(), read_only: false });
     }
     let (condition, max_attempts) = match a.restart.split_once(':') {
-        Some((c, n)) => (c.to_string(), n.parse().map_err(|_| CliError::Usage(format!("restart {:?}: {n:?} is not a number", a.restart)))?),
+        Some((c, n)) => (
+            c.to_string(),
+            n.parse().map_err(|_| CliError::Usage(format!("restart {:?}: {n:?} is not a number", a.restart)))?,
+        ),
         None => (a.restart.clone(), 0),
     };
     Ok(ContainerSpec {
@@ -238,7 +273,11 @@ pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
         workdir: a.workdir.clone(),
         mounts,
         read_only: a.read_only,
-        resources: Some(Resources { cpus: a.cpus, memory: a.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0), pids: a.pids_limit }),
+        resources: Some(Resources {
+            cpus: a.cpus,
+            memory: a.memory.as_deref().map(parse_bytes).transpose()?.unwrap_or(0),
+            pids: a.pids_limit,
+        }),
         restart: Some(RestartPolicy { condition, max_attempts }),
         auth: login(&a.login)?,
         labels: Default::default(),
@@ -264,14 +303,19 @@ pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, o
     match cmd {
         ContainerCommand::Run(a) => {
             let spec = run_spec(&a)?;
-            let (ok, err) = split(fan(nodes, |n| {
-                let spec = spec.clone();
-                async move {
-                    let mut c = containers(&n, trust).await?;
-                    Ok(c.run(RunRequest { spec: Some(spec) }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let spec = spec.clone();
+                    async move {
+                        let mut c = containers(&n, trust).await?;
+                        Ok(c.run(RunRequest { spec: Some(spec) })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?
+                            .into_inner())
+                    }
+                })
+                .await,
+            );
             for (n, c) in &ok {
                 match out {
                     Output::Json => println!("{}", container_json(n, c)),
@@ -282,30 +326,59 @@ pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, o
             done(err)
         }
         ContainerCommand::Ls { all } => {
-            let (ok, err) = split(fan(nodes, |n| async move {
-                let mut c = containers(&n, trust).await?;
-                Ok(c.list(ListContainersRequest { all }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| async move {
+                    let mut c = containers(&n, trust).await?;
+                    Ok(c.list(ListContainersRequest { all })
+                        .await
+                        .map_err(|e| CliError::from_status(&n, e))?
+                        .into_inner())
+                })
+                .await,
+            );
             match out {
-                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.containers.iter().map(move |c| container_json(n, c))).collect::<Vec<_>>())),
+                Output::Json => println!(
+                    "{}",
+                    json!(ok
+                        .iter()
+                        .flat_map(|(n, r)| r.containers.iter().map(move |c| container_json(n, c)))
+                        .collect::<Vec<_>>())
+                ),
                 Output::Table => table(
                     &["NODE", "ID", "NAME", "IMAGE", "STATE", "CREATED", "RESTARTS"],
-                    &ok.iter().flat_map(|(n, r)| r.containers.iter().map(move |c| vec![n.clone(), short(&c.id), c.name.clone(), c.image.clone(),
-                        exit_text(c), age(c.created), c.restart_count.to_string()])).collect::<Vec<_>>(),
+                    &ok.iter()
+                        .flat_map(|(n, r)| {
+                            r.containers.iter().map(move |c| {
+                                vec![
+                                    n.clone(),
+                                    short(&c.id),
+                                    c.name.clone(),
+                                    c.image.clone(),
+                                    exit_text(c),
+                                    age(c.created),
+                                    c.restart_count.to_string(),
+                                ]
+                            })
+                        })
+                        .collect::<Vec<_>>(),
                 ),
             }
             done(err)
         }
         ContainerCommand::Inspect { id } => {
-            let (ok, err) = split(fan(nodes, |n| {
-                let id = id.clone();
-                async move {
-                    let mut c = containers(&n, trust).await?;
-                    Ok(c.inspect(InspectRequest { id }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let id = id.clone();
+                    async move {
+                        let mut c = containers(&n, trust).await?;
+                        Ok(c.inspect(InspectRequest { id })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?
+                            .into_inner())
+                    }
+                })
+                .await,
+            );
             let docs: Vec<_> = ok
                 .iter()
                 .map(|(n, r)| {
@@ -327,12 +400,18 @@ pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, o
                 let id = id.clone();
                 async move {
                     let mut c = containers(&n, trust).await?;
-                    let mut s = c.logs(LogsRequest { id, follow, tail }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner();
+                    let mut s = c
+                        .logs(LogsRequest { id, follow, tail })
+                        .await
+                        .map_err(|e| CliError::from_status(&n, e))?
+                        .into_inner();
                     while let Some(e) = s.next().await {
                         let e = e.map_err(|e| CliError::from_status(&n, e))?;
                         let text = String::from_utf8_lossy(&e.line);
                         match out {
-                            Output::Json => println!("{}", json!({"node": n, "time": e.time, "stream": e.stream, "line": text})),
+                            Output::Json => {
+                                println!("{}", json!({"node": n, "time": e.time, "stream": e.stream, "line": text}))
+                            }
                             Output::Table => {
                                 let mut line = String::new();
                                 if prefix {
@@ -360,46 +439,66 @@ pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, o
             let [node] = nodes else {
                 return Err(CliError::Usage("exec runs on one node: pass a single --nodes".into()));
             };
-            exec(node, trust, ExecStart { container: id, args: command, env, tty, user, workdir, rows: 0, cols: 0 }, interactive).await
+            exec(
+                node,
+                trust,
+                ExecStart { container: id, args: command, env, tty, user, workdir, rows: 0, cols: 0 },
+                interactive,
+            )
+            .await
         }
         ContainerCommand::Stop { id, timeout } => {
-            let (ok, err) = split(fan(nodes, |n| {
-                let id = id.clone();
-                async move {
-                    let mut c = containers(&n, trust).await?;
-                    Ok(c.stop(StopRequest { id, timeout }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let id = id.clone();
+                    async move {
+                        let mut c = containers(&n, trust).await?;
+                        Ok(c.stop(StopRequest { id, timeout })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?
+                            .into_inner())
+                    }
+                })
+                .await,
+            );
             for (n, c) in ok {
                 println!("{n}: {} {}", c.name, exit_text(&c));
             }
             done(err)
         }
         ContainerCommand::Kill { id, signal } => {
-            let (ok, err) = split(fan(nodes, |n| {
-                let (id, signal) = (id.clone(), signal.clone());
-                async move {
-                    let mut c = containers(&n, trust).await?;
-                    Ok(c.kill(KillRequest { id, signal }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let (id, signal) = (id.clone(), signal.clone());
+                    async move {
+                        let mut c = containers(&n, trust).await?;
+                        Ok(c.kill(KillRequest { id, signal })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?
+                            .into_inner())
+                    }
+                })
+                .await,
+            );
             for (n, c) in ok {
                 println!("{n}: {} {}", c.name, exit_text(&c));
             }
             done(err)
         }
         ContainerCommand::Rm { id, force } => {
-            let (ok, err) = split(fan(nodes, |n| {
-                let id = id.clone();
-                async move {
-                    let mut c = containers(&n, trust).await?;
-                    c.remove(RemoveContainerRequest { id, force }).await.map_err(|e| CliError::from_status(&n, e))?;
-                    Ok(())
-                }
-            })
-            .await);
+            let (ok, err) = split(
+                fan(nodes, |n| {
+                    let id = id.clone();
+                    async move {
+                        let mut c = containers(&n, trust).await?;
+                        c.remove(RemoveContainerRequest { id, force })
+                            .await
+                            .map_err(|e| CliError::from_status(&n, e))?;
+                        Ok(())
+                    }
+                })
+                .await,
+            );
             for (n, _) in ok {
                 println!("{n}: removed {id}");
             }
@@ -429,7 +528,10 @@ async fn exec(node: &str, trust: &Trust, mut start: ExecStart, interactive: bool
                 match stdin.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if tx.blocking_send(ExecInput { input: Some(exec_input::Input::Stdin(buf[..n].to_vec())) }).is_err() {
+                        if tx
+                            .blocking_send(ExecInput { input: Some(exec_input::Input::Stdin(buf[..n].to_vec())) })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -443,7 +545,9 @@ async fn exec(node: &str, trust: &Trust, mut start: ExecStart, interactive: bool
     if tty {
         let tx = tx.clone();
         tokio::spawn(async move {
-            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else { return };
+            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+                return;
+            };
             while winch.recv().await.is_some() {
                 let (rows, cols) = crate::terminal::size();
                 if tx.send(ExecInput { input: Some(exec_input::Input::Resize(Resize { rows, cols })) }).await.is_err() {
@@ -468,7 +572,13 @@ async fn exec(node: &str, trust: &Trust, mut start: ExecStart, interactive: bool
                 let _ = std::io::stderr().write_all(&d);
             }
             Some(exec_output::Output::Exit(e)) => {
-                code = if e.code != 0 { e.code } else if e.signal != 0 { 128 + e.signal } else { 0 };
+                code = if e.code != 0 {
+                    e.code
+                } else if e.signal != 0 {
+                    128 + e.signal
+                } else {
+                    0
+                };
                 break;
             }
             None => {}

@@ -59,7 +59,10 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(p) = f.limit_pids {
         s.limit_pids = p;
     }
-    let any = f.restart_condition.is_some() || f.restart_delay.is_some() || f.restart_max_attempts.is_some() || f.restart_window.is_some();
+    let any = f.restart_condition.is_some()
+        || f.restart_delay.is_some()
+        || f.restart_max_attempts.is_some()
+        || f.restart_window.is_some();
     if !any {
         return Ok(());
     }
@@ -168,7 +171,8 @@ fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
 }
 
 fn ago(ms: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     let s = ((now - ms).max(0) / 1000) as u64;
     match s {
         0..=59 => format!("{s}s ago"),
@@ -223,7 +227,8 @@ pub async fn service(cmd: ServiceCommand, candidates: &[String], trust: &Trust, 
         ServiceCommand::Update(a) => {
             let cur = c.inspect(InspectServiceRequest { service: a.service.clone() }).await.map_err(&e)?.into_inner();
             let spec = update_spec(cur.spec.clone().unwrap_or_default(), &a)?;
-            let req = UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
+            let req =
+                UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
             let s = c.update(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", service_json(&s)),
@@ -239,10 +244,16 @@ pub async fn service(cmd: ServiceCommand, candidates: &[String], trust: &Trust, 
                 let cur = c.inspect(InspectServiceRequest { service: name.into() }).await.map_err(&e)?.into_inner();
                 let mut spec = cur.spec.clone().unwrap_or_default();
                 if spec.mode == "global" {
-                    return Err(CliError::Usage(format!("{name} is a global service: it runs one task per node and cannot be scaled")));
+                    return Err(CliError::Usage(format!(
+                        "{name} is a global service: it runs one task per node and cannot be scaled"
+                    )));
                 }
                 spec.replicas = n;
-                let req = UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
+                let req = UpdateServiceRequest {
+                    service: cur.id.clone(),
+                    spec: Some(spec),
+                    expect_version: cur.spec_version,
+                };
                 c.update(req).await.map_err(&e)?;
                 if out == Output::Table {
                     println!("{name} scaled to {n}");
@@ -276,7 +287,12 @@ pub async fn service(cmd: ServiceCommand, candidates: &[String], trust: &Trust, 
             }
         }
         ServiceCommand::Ps { service, running } => {
-            let tasks = c.tasks(TasksRequest { service, running_only: running, node: String::new() }).await.map_err(&e)?.into_inner().tasks;
+            let tasks = c
+                .tasks(TasksRequest { service, running_only: running, node: String::new() })
+                .await
+                .map_err(&e)?
+                .into_inner()
+                .tasks;
             print_tasks(&tasks, out);
         }
         ServiceCommand::Inspect { service } => {
@@ -324,9 +340,22 @@ pub fn print_tasks(tasks: &[Task], out: Output) {
             &tasks
                 .iter()
                 .map(|t| {
-                    let name = if t.slot > 0 { format!("{}.{}", t.service, t.slot) } else { format!("{}.{}", t.service, &t.node_id) };
-                    let msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
-                    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), t.state.clone(), ago(t.updated_ms), msg]
+                    let name = if t.slot > 0 {
+                        format!("{}.{}", t.service, t.slot)
+                    } else {
+                        format!("{}.{}", t.service, &t.node_id)
+                    };
+                    let msg =
+                        if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
+                    vec![
+                        t.id.clone(),
+                        name,
+                        t.node_hostname.clone(),
+                        t.desired.clone(),
+                        t.state.clone(),
+                        ago(t.updated_ms),
+                        msg,
+                    ]
                 })
                 .collect::<Vec<_>>(),
         ),
@@ -351,12 +380,33 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
             match out {
                 Output::Json => println!("{}", json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
                 Output::Table => table(
-                    &["ID", "HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "TASKS", "CPUS", "MEMORY", "ADDRESS"],
+                    &[
+                        "ID",
+                        "HOSTNAME",
+                        "ROLE",
+                        "STATUS",
+                        "AVAILABILITY",
+                        "MANAGER",
+                        "TASKS",
+                        "CPUS",
+                        "MEMORY",
+                        "ADDRESS",
+                    ],
                     &nodes
                         .iter()
                         .map(|n| {
-                            vec![n.id.clone(), n.hostname.clone(), n.role.clone(), n.status.clone(), n.availability.clone(),
-                                n.manager_status.clone(), n.tasks.to_string(), n.cpus.to_string(), bytes(n.memory), n.addr.clone()]
+                            vec![
+                                n.id.clone(),
+                                n.hostname.clone(),
+                                n.role.clone(),
+                                n.status.clone(),
+                                n.availability.clone(),
+                                n.manager_status.clone(),
+                                n.tasks.to_string(),
+                                n.cpus.to_string(),
+                                bytes(n.memory),
+                                n.addr.clone(),
+                            ]
                         })
                         .collect::<Vec<_>>(),
                 ),
@@ -379,14 +429,24 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
                 let n = c.update(req).await.map_err(&e)?.into_inner();
                 match out {
                     Output::Json => println!("{}", node_json(&n)),
-                    Output::Table => println!("{} ({}) is now a {role}; it renews its certificate and {} the quorum", n.hostname, n.id,
-                        if role == "manager" { "joins" } else { "leaves" }),
+                    Output::Table => println!(
+                        "{} ({}) is now a {role}; it renews its certificate and {} the quorum",
+                        n.hostname,
+                        n.id,
+                        if role == "manager" { "joins" } else { "leaves" }
+                    ),
                 }
             }
         }
         NodeCommand::Update { node, availability, label_add, label_rm } => {
             let label_add = label_add.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
-            let req = UpdateNodeRequest { node: node.clone(), availability: availability.unwrap_or_default(), label_add, label_rm, role: String::new() };
+            let req = UpdateNodeRequest {
+                node: node.clone(),
+                availability: availability.unwrap_or_default(),
+                label_add,
+                label_rm,
+                role: String::new(),
+            };
             let n = c.update(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", node_json(&n)),
@@ -400,7 +460,9 @@ pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: O
                 Output::Table => println!("{node} ({}) removed", r.id),
             }
         }
-        NodeCommand::Join { .. } => return Err(CliError::Usage("node join talks to the joining node, not to a manager".into())),
+        NodeCommand::Join { .. } => {
+            return Err(CliError::Usage("node join talks to the joining node, not to a manager".into()))
+        }
     }
     Ok(())
 }

@@ -44,9 +44,9 @@ pub mod orc {
     }
 }
 
-pub use orc::container::v1 as container;
-pub use orc::machine::v1 as machine;
 pub use orc::cluster::v1 as cluster;
-pub use orc::raft::v1 as raft;
+pub use orc::container::v1 as container;
 pub use orc::dispatcher::v1 as dispatcher;
+pub use orc::machine::v1 as machine;
+pub use orc::raft::v1 as raft;
 pub use orc::shim::v1 as shim;

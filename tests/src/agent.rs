@@ -40,7 +40,15 @@ fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<
     let _ = std::fs::remove_file(run.join("api.addr"));
     let mut cmd = if opts.runtime {
         let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private", "sh", "-c", "mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"", "agent"]);
+        c.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"",
+            "agent",
+        ]);
         c.arg(&bin);
         c
     } else {

@@ -55,7 +55,12 @@ impl LocalCluster {
         c.wait(Duration::from_secs(60), "every node ready and every manager a voter", |c| {
             let nodes = c.json(&["node", "ls"]);
             let ready = nodes.as_array().map(|n| n.iter().filter(|n| n["status"] == "ready").count()).unwrap_or(0);
-            let voters = nodes.as_array().map(|n| n.iter().filter(|n| n["manager_status"] == "leader" || n["manager_status"] == "reachable").count()).unwrap_or(0);
+            let voters = nodes
+                .as_array()
+                .map(|n| {
+                    n.iter().filter(|n| n["manager_status"] == "leader" || n["manager_status"] == "reachable").count()
+                })
+                .unwrap_or(0);
             ready == managers + workers && voters == managers
         })?;
         Ok(c)
@@ -114,6 +119,11 @@ impl LocalCluster {
     pub fn containers(&self, i: usize, service: &str) -> Option<usize> {
         let v = self.json(&["--nodes", &self.agents[i].addr, "container", "ls"]);
         let prefix = format!("{service}.");
-        Some(v.as_array()?.iter().filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with(&prefix)) && c["state"] == "running").count())
+        Some(
+            v.as_array()?
+                .iter()
+                .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with(&prefix)) && c["state"] == "running")
+                .count(),
+        )
     }
 }

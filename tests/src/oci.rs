@@ -15,8 +15,8 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const INDEX_HTML: &str = "hello from an orc container\n";
 
 const APPLETS: &[&str] = &[
-    "sh", "true", "false", "echo", "cat", "sleep", "ls", "httpd", "yes", "dd", "head", "wc", "id", "env", "ps",
-    "kill", "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget", "tail", "tr", "[", "test",
+    "sh", "true", "false", "echo", "cat", "sleep", "ls", "httpd", "yes", "dd", "head", "wc", "id", "env", "ps", "kill",
+    "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget", "tail", "tr", "[", "test",
 ];
 
 pub struct Image {
@@ -91,7 +91,11 @@ pub fn busybox(extra: usize) -> anyhow::Result<Image> {
     for a in APPLETS {
         base.symlink(&format!("bin/{a}"), "busybox")?;
     }
-    base.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+    base.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
     base.file("etc/group", 0o644, b"root:x:0:\nwww:x:33:\nnogroup:x:65534:\n")?;
     base.file("etc/motd", 0o644, b"removed by the next layer\n")?;
     let mut app = Layer::new();

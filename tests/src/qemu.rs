@@ -59,7 +59,19 @@ fn kvm_boots(image: &Path) -> bool {
         return false;
     }
     let child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-m", "256", "-nographic", "-no-reboot", "-monitor", "none", "-serial", "null", "-kernel"])
+        .args([
+            "-accel",
+            "kvm",
+            "-m",
+            "256",
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-kernel",
+        ])
         .arg(image.join("vmlinuz"))
         .arg("-initrd")
         .arg(&floor)
@@ -82,7 +94,9 @@ fn kvm_boots(image: &Path) -> bool {
 
 /// The full kernel command line of a node.
 pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
-    let m: Manifest = serde_json::from_slice(&std::fs::read(image.join("manifest.json")).context("reading manifest.json; run `cargo xtask image`")?)?;
+    let m: Manifest = serde_json::from_slice(
+        &std::fs::read(image.join("manifest.json")).context("reading manifest.json; run `cargo xtask image`")?,
+    )?;
     let mut c = format!("{} orc.state=/dev/vdb orc.hostname={}", m.cmdline, spec.name);
     if let Some((_, i)) = &spec.l2 {
         c.push_str(&format!(" orc.ip=eth1:10.42.0.{}/24", 10 + *i as u32));
@@ -102,33 +116,55 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
     let d = |f: &str| spec.dir.join(f).display().to_string();
     let root = spec.root_img.clone().unwrap_or_else(|| spec.image.join("root.img"));
     let mut a: Vec<String> = vec![
-        "-name".into(), spec.name.clone(),
-        "-machine".into(), "q35".into(),
-        "-accel".into(), accel.into(),
-        "-cpu".into(), if accel == "kvm" { "host" } else { "max" }.into(),
-        "-smp".into(), "1".into(),
-        "-m".into(), spec.memory_mb.to_string(),
-        "-display".into(), "none".into(),
-        "-monitor".into(), "none".into(),
-        "-chardev".into(), format!("file,id=con,path={},append=on", d("console.log")),
-        "-serial".into(), "chardev:con".into(),
-        "-qmp".into(), format!("unix:{},server=on,wait=off", d("qmp.sock")),
-        "-kernel".into(), spec.image.join("vmlinuz").display().to_string(),
-        "-initrd".into(), spec.image.join("initramfs.img").display().to_string(),
-        "-append".into(), cmdline.into(),
-        "-drive".into(), format!("file={},format=raw,if=virtio,readonly=on", root.display()),
-        "-drive".into(), format!("file={},format=raw,if=virtio", d("state.img")),
-        "-netdev".into(), format!(
+        "-name".into(),
+        spec.name.clone(),
+        "-machine".into(),
+        "q35".into(),
+        "-accel".into(),
+        accel.into(),
+        "-cpu".into(),
+        if accel == "kvm" { "host" } else { "max" }.into(),
+        "-smp".into(),
+        "1".into(),
+        "-m".into(),
+        spec.memory_mb.to_string(),
+        "-display".into(),
+        "none".into(),
+        "-monitor".into(),
+        "none".into(),
+        "-chardev".into(),
+        format!("file,id=con,path={},append=on", d("console.log")),
+        "-serial".into(),
+        "chardev:con".into(),
+        "-qmp".into(),
+        format!("unix:{},server=on,wait=off", d("qmp.sock")),
+        "-kernel".into(),
+        spec.image.join("vmlinuz").display().to_string(),
+        "-initrd".into(),
+        spec.image.join("initramfs.img").display().to_string(),
+        "-append".into(),
+        cmdline.into(),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio,readonly=on", root.display()),
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", d("state.img")),
+        "-netdev".into(),
+        format!(
             "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443{}",
             spec.api_port,
             spec.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect::<String>()
         ),
-        "-device".into(), "virtio-net-pci,netdev=n0,romfile=".into(),
+        "-device".into(),
+        "virtio-net-pci,netdev=n0,romfile=".into(),
     ];
     if let Some((hub, i)) = &spec.l2 {
         a.extend([
             "-netdev".into(),
-            format!("dgram,id=l2,local.type=unix,local.path={},remote.type=unix,remote.path={}", d("l2.sock"), hub.display()),
+            format!(
+                "dgram,id=l2,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                d("l2.sock"),
+                hub.display()
+            ),
             "-device".into(),
             format!("virtio-net-pci,netdev=l2,romfile=,mac=52:54:00:42:00:{i:02x}"),
         ]);
@@ -160,7 +196,11 @@ impl Node {
         cmd.stderr(std::fs::File::create(spec.dir.join("qemu.stderr"))?);
         if spec.daemonize {
             let st = cmd.status().context("running qemu-system-x86_64 (cargo xtask installs qemu-system-x86)")?;
-            anyhow::ensure!(st.success(), "qemu failed: {}", std::fs::read_to_string(spec.dir.join("qemu.stderr")).unwrap_or_default());
+            anyhow::ensure!(
+                st.success(),
+                "qemu failed: {}",
+                std::fs::read_to_string(spec.dir.join("qemu.stderr")).unwrap_or_default()
+            );
             Ok(Node { spec, child: None })
         } else {
             let child = cmd.spawn().context("running qemu-system-x86_64 (cargo xtask installs qemu-system-x86)")?;

@@ -33,16 +33,31 @@ async fn member_of(n: &Node, ctx: &Context) -> Option<String> {
 /// Bootstraps (or, with `known`, finds) the cluster and joins every node;
 /// returns the context, its endpoints the managers' forwarded ports.
 /// Waits until every node is ready and every manager a voter.
-pub fn form(nodes: &[Node], managers: usize, known: Option<Context>, limit: Duration) -> anyhow::Result<(String, Context)> {
+pub fn form(
+    nodes: &[Node],
+    managers: usize,
+    known: Option<Context>,
+    limit: Duration,
+) -> anyhow::Result<(String, Context)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(form_async(nodes, managers, known, limit))
 }
 
-async fn form_async(nodes: &[Node], managers: usize, known: Option<Context>, limit: Duration) -> anyhow::Result<(String, Context)> {
+async fn form_async(
+    nodes: &[Node],
+    managers: usize,
+    known: Option<Context>,
+    limit: Duration,
+) -> anyhow::Result<(String, Context)> {
     let start = Instant::now();
     let first = &nodes[0];
     let (cluster_id, mut ctx) = loop {
-        anyhow::ensure!(start.elapsed() < limit, "{} did not come up; see {}", first.spec.name, first.console_path().display());
+        anyhow::ensure!(
+            start.elapsed() < limit,
+            "{} did not come up; see {}",
+            first.spec.name,
+            first.console_path().display()
+        );
         if let Some(ctx) = &known {
             if let Some(id) = member_of(first, ctx).await {
                 break (id, ctx.clone());
@@ -66,7 +81,12 @@ async fn form_async(nodes: &[Node], managers: usize, known: Option<Context>, lim
     for (i, n) in nodes.iter().enumerate().skip(1) {
         let t = if i < managers { mt } else { wt };
         loop {
-            anyhow::ensure!(start.elapsed() < limit, "{} did not join; see {}", n.spec.name, n.console_path().display());
+            anyhow::ensure!(
+                start.elapsed() < limit,
+                "{} did not join; see {}",
+                n.spec.name,
+                n.console_path().display()
+            );
             if member_of(n, &ctx).await.is_some_and(|id| id == cluster_id) {
                 break;
             }
@@ -94,7 +114,8 @@ async fn form_async(nodes: &[Node], managers: usize, known: Option<Context>, lim
                 let list = r.into_inner().nodes;
                 seen.0 = list.iter().filter(|n| n.status == "ready").count();
                 seen.1 = list.iter().filter(|n| n.role == "manager").count();
-                seen.2 = list.iter().filter(|n| n.manager_status == "leader" || n.manager_status == "reachable").count();
+                seen.2 =
+                    list.iter().filter(|n| n.manager_status == "leader" || n.manager_status == "reachable").count();
             }
         }
         if seen.0 == nodes.len() && seen.1 > 0 && seen.1 == seen.2 {

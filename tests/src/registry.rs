@@ -46,8 +46,9 @@ fn token_server(user: String, password: String, key_pkcs8: Vec<u8>, cert_der: Ve
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let rng = ring::rand::SystemRandom::new();
-    let key = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key_pkcs8, &rng)
-        .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
+    let key =
+        ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key_pkcs8, &rng)
+            .map_err(|e| anyhow::anyhow!("token key: {e}"))?;
     let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
@@ -66,8 +67,19 @@ fn token_server(user: String, password: String, key_pkcs8: Vec<u8>, cert_der: Ve
                     }
                 }
             }
-            let query = request.split_whitespace().nth(1).and_then(|p| p.split_once('?')).map(|(_, q)| q.to_string()).unwrap_or_default();
-            let scope = query.split('&').find_map(|kv| kv.strip_prefix("scope=")).unwrap_or("").replace("%3A", ":").replace("%2F", "/").replace("%2C", ",");
+            let query = request
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.split_once('?'))
+                .map(|(_, q)| q.to_string())
+                .unwrap_or_default();
+            let scope = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("scope="))
+                .unwrap_or("")
+                .replace("%3A", ":")
+                .replace("%2F", "/")
+                .replace("%2C", ",");
             let mut conn = &conn;
             if !authorized {
                 let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -82,12 +94,14 @@ fn token_server(user: String, password: String, key_pkcs8: Vec<u8>, cert_der: Ve
                     Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
                 })
                 .collect();
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let header = serde_json::json!({"alg": "ES256", "typ": "JWT",
                 "x5c": [base64::engine::general_purpose::STANDARD.encode(&cert_der)]});
             let claims = serde_json::json!({"iss": ISSUER, "sub": user, "aud": SERVICE, "exp": now + 300,
                 "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", rand_id()), "access": access});
-            let signing_input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+            let signing_input =
+                format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
             let Ok(sig) = key.sign(&rng, signing_input.as_bytes()) else { continue };
             let token = format!("{signing_input}.{}", b64url(sig.as_ref()));
             let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
@@ -173,7 +187,9 @@ impl Registry {
         let config = Config::new(image.config.clone(), crate::oci::CONFIG_MEDIA_TYPE.to_string(), None);
         let auth = match &self.access {
             Access::Anonymous => RegistryAuth::Anonymous,
-            Access::Basic { user, password } | Access::Token { user, password } => RegistryAuth::Basic(user.clone(), password.clone()),
+            Access::Basic { user, password } | Access::Token { user, password } => {
+                RegistryAuth::Basic(user.clone(), password.clone())
+            }
         };
         client.push(&reference, &layers, config, &auth, None).await?;
         Ok(name)
@@ -181,7 +197,13 @@ impl Registry {
 
     /// Pushes `amd64` and `arm64` as two images and an OCI image index
     /// `<repository>:<tag>` naming both by platform (a multi-arch image).
-    pub async fn push_index(&self, amd64: &Image, arm64: &Image, repository: &str, tag: &str) -> anyhow::Result<String> {
+    pub async fn push_index(
+        &self,
+        amd64: &Image,
+        arm64: &Image,
+        repository: &str,
+        tag: &str,
+    ) -> anyhow::Result<String> {
         let mut entries = Vec::new();
         for (img, arch) in [(arm64, "arm64"), (amd64, "amd64")] {
             let name = self.push(img, &format!("{repository}:{arch}-only")).await?;

@@ -11,7 +11,12 @@ use orcctl::commands::{bootstrap, save_context};
 use orcctl::connect::Trust;
 
 fn status(cfg: &std::path::Path) -> serde_json::Value {
-    let o = Command::new(debug_bin("orcctl")).arg("--config").arg(cfg).args(["-o", "json", "cluster", "status"]).output().unwrap();
+    let o = Command::new(debug_bin("orcctl"))
+        .arg("--config")
+        .arg(cfg)
+        .args(["-o", "json", "cluster", "status"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()[0].clone()
 }
@@ -21,7 +26,8 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
     let mut agent = AgentProcess::start().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
-    let (r, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    let (r, ctx) =
+        rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
     save_context(&cfg, "t", ctx.clone()).unwrap();
     let s = status(&cfg);
     assert_eq!(s["id"], r.node_id.as_str(), "{s}");
@@ -35,7 +41,13 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
 
     // Join tokens: one per role, stable until rotated, pinned to this CA.
     let token = |args: &[&str]| {
-        let o = Command::new(debug_bin("orcctl")).arg("--config").arg(&cfg).args(["cluster", "join-token"]).args(args).output().unwrap();
+        let o = Command::new(debug_bin("orcctl"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["cluster", "join-token"])
+            .args(args)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
@@ -80,7 +92,11 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
 
 fn ctl(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let o = Command::new(debug_bin("orcctl")).arg("--config").arg(cfg).args(args).output().unwrap();
-    let r = (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    let r = (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
     eprintln!("$ orcctl {} -> {r:?}", args.join(" "));
     r
 }
@@ -98,7 +114,8 @@ fn managers_and_workers_join_with_tokens() {
     // A second manager joins and becomes a voter.
     let b = AgentProcess::start().unwrap();
     let fp = format!("sha256:{}", b.fingerprint().unwrap());
-    let (ok, out, err) = ctl(&cfg, &["node", "join", &b.addr, "--fingerprint", &fp, "--token", &manager_token, "--manager", &a.addr]);
+    let (ok, out, err) =
+        ctl(&cfg, &["node", "join", &b.addr, "--fingerprint", &fp, "--token", &manager_token, "--manager", &a.addr]);
     assert!(ok, "{err}");
     assert!(out.contains("as manager"), "{out}");
     let mut s = status(&cfg);
@@ -121,7 +138,8 @@ fn managers_and_workers_join_with_tokens() {
     // A worker joins: a node of the cluster, not a Raft member.
     let c = AgentProcess::start().unwrap();
     let fp = format!("sha256:{}", c.fingerprint().unwrap());
-    let (ok, out, err) = ctl(&cfg, &["node", "join", &c.addr, "--fingerprint", &fp, "--token", &worker_token, "--manager", &a.addr]);
+    let (ok, out, err) =
+        ctl(&cfg, &["node", "join", &c.addr, "--fingerprint", &fp, "--token", &worker_token, "--manager", &a.addr]);
     assert!(ok && out.contains("as worker"), "{out} {err}");
     let (ok, out, _) = ctl(&cfg, &["--nodes", &c.addr, "-o", "json", "version"]);
     assert!(ok && out.contains("\"worker\""), "{out}");
@@ -148,10 +166,12 @@ fn managers_and_workers_join_with_tokens() {
     let d = AgentProcess::start().unwrap();
     let fp = format!("sha256:{}", d.fingerprint().unwrap());
     let fake = format!("{}{}", &worker_token[..worker_token.len() - 4], "0000");
-    let (ok, _, err) = ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &fake, "--manager", &a.addr]);
+    let (ok, _, err) =
+        ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &fake, "--manager", &a.addr]);
     assert!(!ok && err.contains("not valid for this cluster"), "{err}");
     let other_ca = format!("ORC1-{}-{}", "0".repeat(64), &worker_token[worker_token.len() - 40..]);
-    let (ok, _, err) = ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &other_ca, "--manager", &a.addr]);
+    let (ok, _, err) =
+        ctl(&cfg, &["node", "join", &d.addr, "--fingerprint", &fp, "--token", &other_ca, "--manager", &a.addr]);
     assert!(!ok && err.contains("manager"), "{err}");
     // Still in maintenance mode after both refusals.
     let (_, out, _) = ctl(&cfg, &["--nodes", &d.addr, "-o", "json", "version"]);
@@ -164,7 +184,8 @@ fn cert_left(a: &AgentProcess) -> i64 {
 }
 
 fn identity_role(a: &AgentProcess) -> String {
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(a.state_dir().join("pki/identity.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.state_dir().join("pki/identity.json")).unwrap()).unwrap();
     meta["role"].as_str().unwrap().to_string()
 }
 
@@ -178,7 +199,10 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     // A short lifetime: nodes renew at once, then again when half is left.
     let out = c.ctl(&["cluster", "update", "--cert-ttl", "20s"]);
     assert!(out.ok, "{}", out.stderr);
-    c.wait(Duration::from_secs(30), "the worker's certificate to follow the 20 s lifetime", |c| cert_left(&c.agents[1]) <= 20).unwrap();
+    c.wait(Duration::from_secs(30), "the worker's certificate to follow the 20 s lifetime", |c| {
+        cert_left(&c.agents[1]) <= 20
+    })
+    .unwrap();
     let first = std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap();
     c.wait(Duration::from_secs(30), "a second renewal", |c| {
         std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap() != first
@@ -195,7 +219,10 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     // Promote a worker: manager certificate, CA key, a voter.
     let id_of = |c: &LocalCluster, i: usize| -> String {
         let nodes = c.json(&["node", "ls"]);
-        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"].as_str().unwrap().to_string()
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let w1 = id_of(&c, 1);
     assert!(c.ctl(&["node", "promote", &w1]).ok);
@@ -216,7 +243,8 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     })
     .unwrap();
     assert!(!c.agents[1].state_dir().join("pki/ca.key").exists());
-    c.wait(Duration::from_secs(10), "the Raft store to go", |c| !c.agents[1].state_dir().join("raft").exists()).unwrap();
+    c.wait(Duration::from_secs(10), "the Raft store to go", |c| !c.agents[1].state_dir().join("raft").exists())
+        .unwrap();
     let m0 = id_of(&c, 0);
     let last = c.ctl(&["node", "demote", &m0]);
     assert!(!last.ok && last.stderr.contains("last manager"), "{}", last.stderr);
@@ -227,7 +255,10 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     assert!(!up.ok && up.stderr.contains("not down"), "{}", up.stderr);
     let _ = c.agents[2].child.kill();
     let _ = c.agents[2].child.wait();
-    c.wait(Duration::from_secs(30), "the stopped node to be down", |c| c.json(&["node", "inspect", &w2])["status"] == "down").unwrap();
+    c.wait(Duration::from_secs(30), "the stopped node to be down", |c| {
+        c.json(&["node", "inspect", &w2])["status"] == "down"
+    })
+    .unwrap();
     assert!(c.ctl(&["node", "rm", &w2]).ok);
     c.agents[2].restart().unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -269,14 +300,21 @@ fn a_cluster_that_lost_its_majority_recovers_on_a_survivor() {
     let back = c.agents[1].addr.clone();
     c.wait(Duration::from_secs(60), "the returning manager to be a ready worker", |c| {
         let nodes = c.json(&["--nodes", &survivor, "node", "ls"]);
-        nodes.as_array().is_some_and(|n| n.iter().any(|n| n["addr"] == back.as_str() && n["role"] == "worker" && n["status"] == "ready"))
-            && identity_role(&c.agents[1]) == "worker"
+        nodes.as_array().is_some_and(|n| {
+            n.iter().any(|n| n["addr"] == back.as_str() && n["role"] == "worker" && n["status"] == "ready")
+        }) && identity_role(&c.agents[1]) == "worker"
     })
     .unwrap();
     let s = c.json(&["--nodes", &survivor, "cluster", "status"]);
     assert_eq!(s[0]["members"].as_array().unwrap().len(), 1, "{s}");
     // And promoting it rebuilds a two-manager quorum with the same state.
-    let id = c.json(&["--nodes", &survivor, "node", "ls"]).as_array().unwrap().iter().find(|n| n["addr"] == back.as_str()).unwrap()["id"]
+    let id = c
+        .json(&["--nodes", &survivor, "node", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["addr"] == back.as_str())
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orc_e2e::{free_port, http_get};
 use orc_e2e::agent::{can_run_containers, AgentProcess, Options};
 use orc_e2e::oci;
 use orc_e2e::paths::debug_bin;
 use orc_e2e::registry::Registry;
+use orc_e2e::{free_port, http_get};
 use orcctl::commands::{bootstrap, save_context};
 use orcctl::connect::Trust;
 
@@ -64,7 +64,6 @@ impl Ctl {
     }
 }
 
-
 fn wait_http(port: u16) -> String {
     let start = Instant::now();
     loop {
@@ -76,7 +75,6 @@ fn wait_http(port: u16) -> String {
     }
 }
 
-
 #[test]
 fn images_and_containers_on_a_real_agent() {
     if !can_run_containers() {
@@ -87,8 +85,12 @@ fn images_and_containers_on_a_real_agent() {
     let registry = Registry::start().unwrap();
     let image = oci::busybox(0).unwrap();
     let name = rt.block_on(registry.push(&image, "orc/busybox:1")).unwrap();
-    let mut agent =
-        AgentProcess::start_with(Options { runtime: true, insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
+    let mut agent = AgentProcess::start_with(Options {
+        runtime: true,
+        insecure_registries: vec![registry.host()],
+        ..Default::default()
+    })
+    .unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
     let fp = agent.fingerprint().unwrap();
     let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(fp), "t", "admin")).unwrap();
@@ -122,7 +124,8 @@ fn images_and_containers_on_a_real_agent() {
     assert!(o.stderr.contains("err") && o.stderr.contains("motd"), "{}", o.stderr);
     assert_eq!(ctl.ok(&["container", "exec", "-u", "www", "web", "--", "id", "-u"]), "33\n");
     // exec'd processes run under the container's seccomp filter too.
-    let status = ctl.ok(&["container", "exec", "web", "--", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]);
+    let status =
+        ctl.ok(&["container", "exec", "web", "--", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]);
     assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
     // Container processes get default signal handling (the shim ignores SIGPIPE).
     let ign = ctl.ok(&["container", "exec", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
@@ -148,24 +151,53 @@ fn images_and_containers_on_a_real_agent() {
         debug_bin("orcctl").display(),
         ctl.config.display()
     );
-    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
+    let o =
+        Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(std::process::Stdio::null()).output().unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("/dev/pts/") && text.contains("30 100"), "{text}");
 
     // Logs of a short-lived container, with its environment.
-    ctl.ok(&["container", "run", "--name", "hello", "-e", "A=b", &name, "--", "sh", "-c", "echo to-stdout; env; echo to-stderr >&2; exit 3"]);
+    ctl.ok(&[
+        "container",
+        "run",
+        "--name",
+        "hello",
+        "-e",
+        "A=b",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo to-stdout; env; echo to-stderr >&2; exit 3",
+    ]);
     let hello = ctl.wait_state("hello", "exited");
     assert_eq!(hello["exit"]["code"], 3, "{hello}");
     let logs = ctl.run(&["container", "logs", "hello"]);
-    assert!(logs.stdout.contains("to-stdout") && logs.stdout.contains("A=b") && logs.stdout.contains("ORC_TEST=image"), "{}", logs.stdout);
+    assert!(
+        logs.stdout.contains("to-stdout") && logs.stdout.contains("A=b") && logs.stdout.contains("ORC_TEST=image"),
+        "{}",
+        logs.stdout
+    );
     assert!(logs.stderr.contains("to-stderr"), "{}", logs.stderr);
     assert_eq!(ctl.ok(&["container", "logs", "--tail", "1", "hello"]), "");
     let inspect: serde_json::Value = serde_json::from_str(&ctl.ok(&["container", "inspect", "hello"])).unwrap();
     assert_eq!(inspect[0]["spec"]["linux"]["cgroupsPath"], format!("/orc/{}", inspect[0]["id"].as_str().unwrap()));
 
     // Restart policy: on-failure with a limit.
-    ctl.ok(&["container", "run", "--name", "flaky", "--restart", "on-failure:2", &name, "--", "sh", "-c", "echo try; exit 1"]);
+    ctl.ok(&[
+        "container",
+        "run",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo try; exit 1",
+    ]);
     let start = Instant::now();
     loop {
         let c = ctl.container("flaky");
@@ -209,7 +241,10 @@ fn images_and_containers_on_a_real_agent() {
     let saved = agent.dir.path().join("saved.tar");
     std::fs::write(&saved, image.docker_save_tar("local/saved:3").unwrap()).unwrap();
     assert!(ctl.ok(&["image", "load", saved.to_str().unwrap()]).contains("local/saved:3"));
-    assert_eq!(ctl.ok(&["container", "run", "--name", "saved", "local/saved:3", "--", "cat", "/www/index.html"]).trim().len(), 64);
+    assert_eq!(
+        ctl.ok(&["container", "run", "--name", "saved", "local/saved:3", "--", "cat", "/www/index.html"]).trim().len(),
+        64
+    );
     ctl.wait_state("saved", "exited");
     assert_eq!(ctl.ok(&["container", "logs", "saved"]), oci::INDEX_HTML);
     std::fs::write(&archive, b"not an archive at all").unwrap();

@@ -62,9 +62,18 @@ fn maintenance_bootstrap_and_authorization_matrix() {
         let fp = agent.fingerprint().unwrap();
         let (r, admin) = bootstrap(&addr, &Trust::Pinned(format!("sha256:{fp}")), "t", "admin").await.unwrap();
         assert!(!r.cluster_id.is_empty() && !r.node_id.is_empty());
-        let v = client(&addr, &Trust::Cluster(admin.clone())).await.unwrap().version(VersionRequest {}).await.unwrap().into_inner();
+        let v = client(&addr, &Trust::Cluster(admin.clone()))
+            .await
+            .unwrap()
+            .version(VersionRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         assert!(!v.maintenance);
-        assert_eq!((v.node_id.as_str(), v.cluster_id.as_str(), v.role.as_str()), (r.node_id.as_str(), r.cluster_id.as_str(), "manager"));
+        assert_eq!(
+            (v.node_id.as_str(), v.cluster_id.as_str(), v.role.as_str()),
+            (r.node_id.as_str(), r.cluster_id.as_str(), "manager")
+        );
 
         // Certificates for every role, from the cluster's own CA.
         let pki = agent.dir.path().join("state/pki");
@@ -126,7 +135,11 @@ fn maintenance_bootstrap_and_authorization_matrix() {
         // An expired client certificate is refused with a plain message.
         let expired = ca::issue(&ca, &r.cluster_id, "old", Admin, Duration::ZERO).unwrap();
         std::thread::sleep(Duration::from_secs(1));
-        let e = client(&addr, &Trust::Cluster(ctx_with(&admin, &expired))).await.err().map(|e| e.to_string()).unwrap_or_default();
+        let e = client(&addr, &Trust::Cluster(ctx_with(&admin, &expired)))
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("expired"), "{e}");
     });
 }
@@ -161,7 +174,13 @@ fn identity_survives_agent_restart() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let v = rt
-        .block_on(async { client(&addr, &Trust::Cluster(admin.clone())).await?.version(VersionRequest {}).await.map_err(|s| CliError::from_status(&addr, s)) })
+        .block_on(async {
+            client(&addr, &Trust::Cluster(admin.clone()))
+                .await?
+                .version(VersionRequest {})
+                .await
+                .map_err(|s| CliError::from_status(&addr, s))
+        })
         .unwrap()
         .into_inner();
     let _ = child.kill();

@@ -34,9 +34,11 @@ fn check(access: Access) {
     let registry = Registry::start_with(access.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let name = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "private/busybox:1")).unwrap();
-    let agent = AgentProcess::start_with(Options { insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
+    let agent =
+        AgentProcess::start_with(Options { insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
-    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    let (_, ctx) =
+        rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
     save_context(&cfg, "t", ctx).unwrap();
 
     let (ok, _, err) = pull(&cfg, &name, None);
@@ -71,7 +73,8 @@ fn plain_http_registry_not_listed_as_insecure_is_named() {
     let name = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
     let agent = AgentProcess::start().unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
-    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    let (_, ctx) =
+        rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
     save_context(&cfg, "t", ctx).unwrap();
     let (ok, _, err) = pull(&cfg, &name, None);
     assert!(!ok);
@@ -86,13 +89,20 @@ fn multi_arch_index_resolves_to_linux_amd64() {
     let mut arm64 = oci::busybox(0).unwrap();
     arm64.config = String::from_utf8(arm64.config).unwrap().replace("\"amd64\"", "\"arm64\"").into_bytes();
     let name = rt.block_on(registry.push_index(&amd64, &arm64, "orc/multi", "1")).unwrap();
-    let agent = AgentProcess::start_with(Options { insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
+    let agent =
+        AgentProcess::start_with(Options { insecure_registries: vec![registry.host()], ..Default::default() }).unwrap();
     let cfg = agent.dir.path().join("orcctl.toml");
-    let (_, ctx) = rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
+    let (_, ctx) =
+        rt.block_on(bootstrap(&agent.addr, &Trust::Pinned(agent.fingerprint().unwrap()), "t", "admin")).unwrap();
     save_context(&cfg, "t", ctx).unwrap();
     let (ok, _, err) = pull(&cfg, &name, None);
     assert!(ok, "{err}");
-    let ls = Command::new(debug_bin("orcctl")).arg("--config").arg(&cfg).args(["-o", "json", "image", "ls"]).output().unwrap();
+    let ls = Command::new(debug_bin("orcctl"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["-o", "json", "image", "ls"])
+        .output()
+        .unwrap();
     let images: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
     assert_eq!(images[0]["id"], oci::sha256(&amd64.config), "{images}");
 }

@@ -115,13 +115,17 @@ fn services_survive_leader_loss_partitions_and_restarts() {
     // Drain a worker: its tasks move, nothing of the service stays on it.
     let nodes = c.json(&["node", "ls"]);
     let w = &c.agents[4].addr;
-    let wid = nodes.as_array().unwrap().iter().find(|n| n["addr"] == w.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let wid =
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == w.as_str()).unwrap()["id"].as_str().unwrap().to_string();
     assert!(c.ctl(&["node", "update", &wid, "--availability", "drain", "--label-add", "zone=eu"]).ok);
     c.wait(SETTLE, "the drained worker to run nothing", |c| c.containers(4, "web") == Some(0)).unwrap();
     settle(&c, "web", 10, "after a drain");
     let on_drained = c.json(&["node", "ps", &wid, "--running"]);
     assert_eq!(on_drained.as_array().map(|a| a.len()), Some(0), "{on_drained}");
-    let id0 = nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[0].addr.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let id0 = nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[0].addr.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let on_first = c.json(&["node", "ps", &id0, "--running"]);
     assert_eq!(on_first.as_array().map(|a| a.len()), c.containers(0, "web"), "{on_first}");
     let n = c.json(&["node", "inspect", &wid]);
@@ -129,36 +133,88 @@ fn services_survive_leader_loss_partitions_and_restarts() {
     assert!(c.ctl(&["node", "update", &wid, "--availability", "active"]).ok);
 
     // Restart policy: on-failure, 2 attempts → 3 runs, each "exit code 3".
-    let job = c.ctl(&["service", "create", "--name", "job", "--restart-condition", "on-failure", "--restart-max-attempts", "2",
-        "--restart-delay", "100ms", &image, "--", "sh", "-c", "exit 3"]);
+    let job = c.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "job",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "2",
+        "--restart-delay",
+        "100ms",
+        &image,
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
     assert!(job.ok, "{}", job.stderr);
     c.wait(SETTLE, "job to give up after 3 runs", |c| {
         let all = c.json(&["service", "ps", "job"]);
-        let failed = all.as_array().map(|t| t.iter().filter(|t| t["state"] == "failed" && t["message"] == "exit code 3").count());
+        let failed = all
+            .as_array()
+            .map(|t| t.iter().filter(|t| t["state"] == "failed" && t["message"] == "exit code 3").count());
         failed == Some(3) && tasks(c, "job").is_some_and(|(live, _)| live.is_empty())
     })
     .unwrap();
 
     // Global: one task per node; with a constraint, only the eu worker.
     assert!(c.ctl(&["service", "create", "--name", "agent", "--mode", "global", &image, "--", "sleep", "3600"]).ok);
-    assert!(c.ctl(&["service", "create", "--name", "eu", "--mode", "global", "--constraint", "node.labels.zone==eu", &image, "--", "sleep", "3600"]).ok);
+    assert!(
+        c.ctl(&[
+            "service",
+            "create",
+            "--name",
+            "eu",
+            "--mode",
+            "global",
+            "--constraint",
+            "node.labels.zone==eu",
+            &image,
+            "--",
+            "sleep",
+            "3600"
+        ])
+        .ok
+    );
     c.wait(SETTLE, "global tasks", |c| {
-        tasks(c, "agent").is_some_and(|(l, r)| l.len() == 5 && r == 5) && tasks(c, "eu").is_some_and(|(l, r)| l.len() == 1 && r == 1)
+        tasks(c, "agent").is_some_and(|(l, r)| l.len() == 5 && r == 5)
+            && tasks(c, "eu").is_some_and(|(l, r)| l.len() == 1 && r == 1)
     })
     .unwrap();
     assert_eq!(c.containers(4, "eu"), Some(1));
 
     // Unplaceable: pending, with the reason.
-    assert!(c.ctl(&["service", "create", "--name", "huge", "--reserve-memory", "100000g", &image, "--", "sleep", "1"]).ok);
+    assert!(
+        c.ctl(&["service", "create", "--name", "huge", "--reserve-memory", "100000g", &image, "--", "sleep", "1"]).ok
+    );
     c.wait(SETTLE, "a pending task with a reason", |c| {
         c.json(&["service", "ps", "huge"]).as_array().is_some_and(|t| {
-            t.iter().any(|t| t["state"] == "pending" && t["message"].as_str().is_some_and(|m| m.contains("free memory")))
+            t.iter()
+                .any(|t| t["state"] == "pending" && t["message"].as_str().is_some_and(|m| m.contains("free memory")))
         })
     })
     .unwrap();
 
     // Logs of every task, labelled.
-    assert!(c.ctl(&["service", "create", "--name", "talk", "--replicas", "3", &image, "--", "sh", "-c", "echo hello; sleep 3600"]).ok);
+    assert!(
+        c.ctl(&[
+            "service",
+            "create",
+            "--name",
+            "talk",
+            "--replicas",
+            "3",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "echo hello; sleep 3600"
+        ])
+        .ok
+    );
     settle(&c, "talk", 3, "after create");
     c.wait(SETTLE, "three labelled log lines", |c| {
         let out = c.ctl(&["service", "logs", "talk"]).stdout;

@@ -13,8 +13,6 @@ use orcctl::connect::Trust;
 
 const BOOT: Duration = Duration::from_secs(240);
 
-
-
 fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
     NodeSpec {
         name: name.into(),
@@ -31,7 +29,8 @@ fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
 
 /// Runs orcctl with `config`; returns stdout, panicking with stderr on failure.
 fn orcctl(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
+    let out =
+        Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
     assert!(out.status.success(), "orcctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -46,7 +45,12 @@ fn json(config: &Path, args: &[&str]) -> serde_json::Value {
 fn wait_api(config: &Path, limit: Duration) -> serde_json::Value {
     let start = Instant::now();
     loop {
-        let out = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(["-o", "json", "version"]).output().unwrap();
+        let out = Command::new(orc_e2e::paths::debug_bin("orcctl"))
+            .arg("--config")
+            .arg(config)
+            .args(["-o", "json", "version"])
+            .output()
+            .unwrap();
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).unwrap();
         }
@@ -60,7 +64,8 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
     let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(spec(&image, dir.path(), "e2e1")).unwrap();
-    let fp = node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
+    let fp =
+        node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
     let addr = format!("127.0.0.1:{}", node.spec.api_port);
     let config = dir.path().join("orcctl.toml");
 
@@ -68,7 +73,8 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
     let v = &json(&config, &["version"])[0];
     assert_eq!(v["maintenance"], false);
     assert_eq!(v["hostname"], "e2e1");
-    let (node_id, ca_fp) = (v["node_id"].as_str().unwrap().to_string(), v["ca_fingerprint"].as_str().unwrap().to_string());
+    let (node_id, ca_fp) =
+        (v["node_id"].as_str().unwrap().to_string(), v["ca_fingerprint"].as_str().unwrap().to_string());
 
     // Health: writing to / fails (read-only verified root), STATE persists.
     let h = &json(&config, &["health"])[0];
@@ -96,9 +102,18 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
         let cfg = orcctl::config::Config::load_or_default(&config).unwrap();
         let ctx = cfg.contexts["e2e"].clone();
         let other = orc_agent::pki::ca::new_ca("x", "x").unwrap();
-        let foreign = orc_agent::pki::ca::issue(&other, "x", "m", orc_agent::pki::role::Role::Admin, Duration::from_secs(600)).unwrap();
+        let foreign =
+            orc_agent::pki::ca::issue(&other, "x", "m", orc_agent::pki::role::Role::Admin, Duration::from_secs(600))
+                .unwrap();
         let bad = orcctl::config::Context { cert: foreign.cert_pem, key: foreign.key_pem, ..ctx };
-        let r = async { orcctl::commands::client(&addr, &Trust::Cluster(bad)).await?.version(orc_proto::machine::VersionRequest {}).await.map_err(|s| orcctl::error::CliError::from_status(&addr, s)) }.await;
+        let r = async {
+            orcctl::commands::client(&addr, &Trust::Cluster(bad))
+                .await?
+                .version(orc_proto::machine::VersionRequest {})
+                .await
+                .map_err(|s| orcctl::error::CliError::from_status(&addr, s))
+        }
+        .await;
         assert!(r.is_err(), "a foreign-CA client was served");
     });
 

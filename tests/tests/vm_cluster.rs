@@ -24,8 +24,17 @@ struct Cluster {
 
 impl Cluster {
     fn ctl(&self, args: &[&str]) -> (bool, String, String) {
-        let o = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output().unwrap();
-        let r = (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+        let o = Command::new(orc_e2e::paths::debug_bin("orcctl"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        let r = (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        );
         let shown: String = r.1.chars().take(300).collect();
         eprintln!("$ orcctl {} -> {} {shown:?} {:?}", args.join(" "), r.0, r.2);
         r
@@ -82,7 +91,10 @@ impl Cluster {
     fn node_id(&self, i: usize) -> String {
         let addr = orc_e2e::qemu_cluster::l2_addr(&self.nodes[i]).unwrap();
         let nodes = self.json(&["node", "ls"]);
-        nodes.as_array().unwrap().iter().find(|n| n["addr"] == addr.as_str()).unwrap()["id"].as_str().unwrap().to_string()
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == addr.as_str()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -141,12 +153,30 @@ fn five_vms_keep_ten_replicas_through_failures() {
 
     // Ten replicas over five nodes; a global web server on port 8080 of every node.
     c.ok(&["service", "create", "--name", "web", "--replicas", "10", &image_ref, "--", "sleep", "3600"]);
-    c.ok(&["service", "create", "--name", "page", "--mode", "global", "--publish", "8080", &image_ref, "--",
-        "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    c.ok(&[
+        "service",
+        "create",
+        "--name",
+        "page",
+        "--mode",
+        "global",
+        "--publish",
+        "8080",
+        &image_ref,
+        "--",
+        "httpd",
+        "-f",
+        "-p",
+        "8080",
+        "-h",
+        "/www",
+    ]);
     c.settle("web", 10, &all, "after create");
     let per_node: Vec<usize> = all.iter().map(|i| c.containers(*i, "web").unwrap()).collect();
     assert_eq!(per_node, [2, 2, 2, 2, 2], "not spread evenly");
-    wait_for("the published page on node 1", Duration::from_secs(120), || http_get(web_port).as_deref() == Some(oci::INDEX_HTML));
+    wait_for("the published page on node 1", Duration::from_secs(120), || {
+        http_get(web_port).as_deref() == Some(oci::INDEX_HTML)
+    });
     let page = c.json(&["service", "ps", "page", "--running"]);
     assert_eq!(page.as_array().map(|a| a.len()), Some(5), "{page}");
 
@@ -175,9 +205,13 @@ fn five_vms_keep_ten_replicas_through_failures() {
     // Drain a node: its tasks move, it runs nothing of the services.
     let n4 = c.node_id(3);
     c.ok(&["node", "update", &n4, "--availability", "drain"]);
-    wait_for("the drained node to empty", SETTLE, || c.containers(3, "web") == Some(0) && c.containers(3, "page") == Some(0));
+    wait_for("the drained node to empty", SETTLE, || {
+        c.containers(3, "web") == Some(0) && c.containers(3, "page") == Some(0)
+    });
     c.settle("web", 12, &all[..4], "after a drain");
 
     c.ok(&["service", "rm", "web", "page"]);
-    wait_for("every task container to go", SETTLE, || (0..4).all(|i| c.containers(i, "web") == Some(0) && c.containers(i, "page") == Some(0)));
+    wait_for("every task container to go", SETTLE, || {
+        (0..4).all(|i| c.containers(i, "web") == Some(0) && c.containers(i, "page") == Some(0))
+    });
 }

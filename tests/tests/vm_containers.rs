@@ -9,14 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orc_e2e::{free_port, http_get};
 use orc_e2e::oci;
 use orc_e2e::qemu::{Node, NodeSpec};
 use orc_e2e::registry::Registry;
+use orc_e2e::{free_port, http_get};
 
 const BOOT: Duration = Duration::from_secs(240);
-
-
 
 struct Out {
     code: i32,
@@ -26,8 +24,16 @@ struct Out {
 
 fn run(config: &Path, args: &[&str]) -> Out {
     let o = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
-    let out = Out { code: o.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&o.stdout).into(), stderr: String::from_utf8_lossy(&o.stderr).into() };
-    let shown: String = if out.stdout.len() > 300 { format!("{}…{}", &out.stdout[..150], &out.stdout[out.stdout.len() - 150..]) } else { out.stdout.clone() };
+    let out = Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    };
+    let shown: String = if out.stdout.len() > 300 {
+        format!("{}…{}", &out.stdout[..150], &out.stdout[out.stdout.len() - 150..])
+    } else {
+        out.stdout.clone()
+    };
     eprintln!("$ orcctl {} -> {} {shown:?} {:?}", args.join(" "), out.code, out.stderr);
     out
 }
@@ -56,7 +62,6 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
-
 
 fn stats(config: &Path, name: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&ok(config, &["container", "inspect", name])).unwrap();
@@ -91,7 +96,25 @@ fn node_runs_containers_from_a_registry() {
 
     // Pull, run a web server, fetch a page, exec, logs.
     assert!(ok(&cfg, &["image", "pull", &name]).contains("pulled"));
-    ok(&cfg, &["container", "run", "--name", "web", "--restart", "always", &name, "--", "httpd", "-f", "-p", "8080", "-h", "/www"]);
+    ok(
+        &cfg,
+        &[
+            "container",
+            "run",
+            "--name",
+            "web",
+            "--restart",
+            "always",
+            &name,
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ],
+    );
     wait_for("the web page", Duration::from_secs(60), || http_get(web_port).as_deref() == Some(oci::INDEX_HTML));
     assert_eq!(ok(&cfg, &["container", "exec", "web", "--", "cat", "/www/index.html"]), oci::INDEX_HTML);
     let o = run(&cfg, &["container", "exec", "web", "--", "sh", "-c", "touch /probe && echo rw; exit 4"]);
@@ -107,17 +130,48 @@ fn node_runs_containers_from_a_registry() {
     assert_eq!(oom["exit"]["oom_killed"], true, "{oom}");
     // A fork bomb under a pids limit: its shell cannot fork past the limit
     // and gives up; the node does not notice.
-    ok(&cfg, &["container", "run", "--name", "bomb", "--pids-limit", "24", &name, "--", "sh", "-c",
-        "i=0; while [ $i -lt 500 ]; do sleep 600 & i=$((i+1)); done; echo spawned all"]);
+    ok(
+        &cfg,
+        &[
+            "container",
+            "run",
+            "--name",
+            "bomb",
+            "--pids-limit",
+            "24",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 500 ]; do sleep 600 & i=$((i+1)); done; echo spawned all",
+        ],
+    );
     wait_for("the fork bomb to be stopped", Duration::from_secs(60), || container(&cfg, "bomb")["state"] == "exited");
     let bomb = container(&cfg, "bomb");
     assert_ne!(bomb["exit"]["code"], 0, "{bomb}");
     let o = run(&cfg, &["container", "logs", "bomb"]);
     assert!(o.stderr.contains("fork") && !o.stdout.contains("spawned all"), "{} {}", o.stdout, o.stderr);
     assert_eq!(json(&cfg, &["health"])[0]["healthy"], true, "the node suffered from the fork bomb");
-    ok(&cfg, &["container", "run", "--name", "few", "--pids-limit", "24", &name, "--", "sh", "-c", "for i in 1 2 3 4 5; do sleep 600 & done; sleep 600"]);
+    ok(
+        &cfg,
+        &[
+            "container",
+            "run",
+            "--name",
+            "few",
+            "--pids-limit",
+            "24",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5; do sleep 600 & done; sleep 600",
+        ],
+    );
     // Five sleepers and the last command (the shell execs it): 6.
-    wait_for("five sleepers", Duration::from_secs(60), || stats(&cfg, "few")["pids_current"].as_u64().unwrap_or(0) >= 6);
+    wait_for("five sleepers", Duration::from_secs(60), || {
+        stats(&cfg, "few")["pids_current"].as_u64().unwrap_or(0) >= 6
+    });
     assert!(stats(&cfg, "few")["pids_current"].as_u64().unwrap() <= 7);
     ok(&cfg, &["container", "run", "--name", "spin", "--cpus", "0.5", &name, "--", "sh", "-c", "while :; do :; done"]);
     std::thread::sleep(Duration::from_secs(2));

@@ -20,7 +20,20 @@ fn floor_boot(image: &std::path::Path, accel: &str) -> anyhow::Result<f64> {
     let start = Instant::now();
     let st = Command::new("qemu-system-x86_64")
         .args(["-machine", "q35", "-accel", accel, "-cpu", if accel == "kvm" { "host" } else { "max" }])
-        .args(["-m", "512", "-smp", "1", "-display", "none", "-monitor", "none", "-serial", "null", "-no-reboot", "-kernel"])
+        .args([
+            "-m",
+            "512",
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "null",
+            "-no-reboot",
+            "-kernel",
+        ])
         .arg(image.join("vmlinuz"))
         .arg("-initrd")
         .arg(image.join("floor-initramfs.img"))
@@ -55,12 +68,14 @@ pub fn run() -> anyhow::Result<()> {
     let fp = node.fingerprint(0, Duration::from_secs(300)).context("bench node did not reach maintenance mode")?;
     let (_, ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "bench", "admin"))?;
     let trust = Trust::Cluster(ctx);
-    let version_ok = || rt.block_on(async {
-        match orcctl::commands::client(&addr, &trust).await {
-            Ok(mut c) => c.version(orc_proto::machine::VersionRequest {}).await.is_ok(),
-            Err(_) => false,
-        }
-    });
+    let version_ok = || {
+        rt.block_on(async {
+            match orcctl::commands::client(&addr, &trust).await {
+                Ok(mut c) => c.version(orc_proto::machine::VersionRequest {}).await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    };
     let stop = |node: &mut Node| {
         let asked = rt.block_on(async {
             match orcctl::commands::client(&addr, &trust).await {
@@ -87,7 +102,13 @@ pub fn run() -> anyhow::Result<()> {
         orc.push(start.elapsed().as_secs_f64());
         if i == RUNS - 1 {
             std::thread::sleep(Duration::from_secs(5));
-            let s = rt.block_on(async { orcctl::commands::client(&addr, &trust).await?.services(orc_proto::machine::ServicesRequest {}).await.map_err(|s| orcctl::error::CliError::from_status(&addr, s)) })?;
+            let s = rt.block_on(async {
+                orcctl::commands::client(&addr, &trust)
+                    .await?
+                    .services(orc_proto::machine::ServicesRequest {})
+                    .await
+                    .map_err(|s| orcctl::error::CliError::from_status(&addr, s))
+            })?;
             for svc in s.into_inner().services {
                 match svc.name.as_str() {
                     "init" => rss.0 = svc.rss_bytes,
@@ -108,10 +129,20 @@ pub fn run() -> anyhow::Result<()> {
     let m = Manifest::load(&image.join("manifest.json"))?;
     let mut md = String::new();
     md.push_str("# Benchmark: boot\n\n");
-    md.push_str("`cargo xtask bench boot` — time from starting QEMU to the first successful mutual-TLS `Version` of a\n");
-    md.push_str("bootstrapped node (member, STATE on disk), against the floor: the same kernel booting a static busybox\n");
+    md.push_str(
+        "`cargo xtask bench boot` — time from starting QEMU to the first successful mutual-TLS `Version` of a\n",
+    );
+    md.push_str(
+        "bootstrapped node (member, STATE on disk), against the floor: the same kernel booting a static busybox\n",
+    );
     md.push_str("init that powers off at once (QEMU start to QEMU exit). Direct kernel boot, 1 vCPU, 512 MiB.\n\n");
-    md.push_str(&format!("- machine: {}\n- accelerator: {accel}\n- image: orc {} ({}), kernel {}\n- runs: {RUNS} each\n\n", machine(), m.version, m.git_revision, m.kernel_version));
+    md.push_str(&format!(
+        "- machine: {}\n- accelerator: {accel}\n- image: orc {} ({}), kernel {}\n- runs: {RUNS} each\n\n",
+        machine(),
+        m.version,
+        m.git_revision,
+        m.kernel_version
+    ));
     md.push_str("| measure | median | runs (s) |\n|---|---|---|\n");
     let fmt = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
     md.push_str(&format!("| orc: QEMU start → mTLS Version | {mo:.2} s | {} |\n", fmt(&orc)));

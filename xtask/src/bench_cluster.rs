@@ -74,7 +74,8 @@ impl Swarm {
         Self::cleanup_network();
         unmount_under(work);
         if work.exists() {
-            std::fs::remove_dir_all(work).with_context(|| format!("removing {} (left by an earlier run)", work.display()))?;
+            std::fs::remove_dir_all(work)
+                .with_context(|| format!("removing {} (left by an earlier run)", work.display()))?;
         }
         std::fs::create_dir_all(work)?;
         ip(&["link", "add", "orcbench0", "type", "bridge"])?;
@@ -97,7 +98,18 @@ impl Swarm {
         s.docker(1, &["swarm", "init", "--advertise-addr", &Self::addr(1)])?;
         let token = s.docker(1, &["swarm", "join-token", "-q", "worker"])?;
         for i in 2..=3 {
-            s.docker(i, &["swarm", "join", "--advertise-addr", &Self::addr(i), "--token", token.trim(), &format!("{}:2377", Self::addr(1))])?;
+            s.docker(
+                i,
+                &[
+                    "swarm",
+                    "join",
+                    "--advertise-addr",
+                    &Self::addr(i),
+                    "--token",
+                    token.trim(),
+                    &format!("{}:2377", Self::addr(1)),
+                ],
+            )?;
         }
         Ok(s)
     }
@@ -142,7 +154,8 @@ impl Swarm {
     /// Kills the node's dockerd and everything it started (its containers too).
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.daemons[i].take() {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
             let _ = c.wait();
         }
         kill_matching(&self.work.join(format!("dk{i}")).display().to_string());
@@ -151,7 +164,18 @@ impl Swarm {
     /// Running tasks of `service`, optionally not on node `skip`'s hostname.
     fn running(&self, service: &str, skip: Option<&str>) -> usize {
         let out = self
-            .docker(1, &["service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}"])
+            .docker(
+                1,
+                &[
+                    "service",
+                    "ps",
+                    service,
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.Node}} {{.CurrentState}}",
+                ],
+            )
             .unwrap_or_default();
         out.lines().filter(|l| l.contains("Running") && skip.is_none_or(|s| !l.starts_with(&format!("{s} ")))).count()
     }
@@ -175,7 +199,8 @@ impl Drop for Swarm {
 fn unmount_under(dir: &Path) {
     let prefix = dir.display().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut points: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
+    let mut points: Vec<&str> =
+        mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
@@ -227,14 +252,23 @@ impl Orc {
     fn running(&self, c: &mut ServicesClient<tonic::transport::Channel>, service: &str, skip: Option<&str>) -> usize {
         let req = orc_proto::cluster::TasksRequest { service: service.into(), running_only: true, node: String::new() };
         match self.rt.block_on(c.tasks(req)) {
-            Ok(r) => r.into_inner().tasks.iter().filter(|t| t.state == "running" && skip.is_none_or(|s| t.node_id != s)).count(),
+            Ok(r) => r
+                .into_inner()
+                .tasks
+                .iter()
+                .filter(|t| t.state == "running" && skip.is_none_or(|s| t.node_id != s))
+                .count(),
             Err(_) => 0,
         }
     }
 
     fn containers(&self, i: usize) -> usize {
-        let out = self.ctl(&["--nodes", &self.c.agents[i].addr, "-o", "json", "container", "ls", "-a"]).unwrap_or_default();
-        serde_json::from_str::<serde_json::Value>(&out).ok().and_then(|v| v.as_array().map(|a| a.len())).unwrap_or(usize::MAX)
+        let out =
+            self.ctl(&["--nodes", &self.c.agents[i].addr, "-o", "json", "container", "ls", "-a"]).unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| a.len()))
+            .unwrap_or(usize::MAX)
     }
 }
 
@@ -259,8 +293,25 @@ fn orc_create(o: &Orc, image: &str, n: usize) -> anyhow::Result<f64> {
 
 fn swarm_create(s: &Swarm, n: usize) -> anyhow::Result<f64> {
     let start = Instant::now();
-    s.docker(1, &["service", "create", "--detach", "--quiet", "--name", "bench", "--replicas", &n.to_string(), "--network", "host",
-        "--no-resolve-image", IMAGE, "sleep", "3600"])?;
+    s.docker(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            "bench",
+            "--replicas",
+            &n.to_string(),
+            "--network",
+            "host",
+            "--no-resolve-image",
+            IMAGE,
+            "sleep",
+            "3600",
+        ],
+    )?;
     wait(&format!("{n} swarm tasks"), || s.running("bench", None) == n)?;
     let t = start.elapsed().as_secs_f64();
     s.docker(1, &["service", "rm", "bench"])?;
@@ -272,12 +323,28 @@ const FAILOVER_REPLICAS: usize = 12;
 
 fn orc_failover(o: &mut Orc, image: &str) -> anyhow::Result<f64> {
     let mut c = o.client()?;
-    o.ctl(&["service", "create", "--name", "fo", "--replicas", &FAILOVER_REPLICAS.to_string(), image, "--", "sleep", "3600"])?;
+    o.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "fo",
+        "--replicas",
+        &FAILOVER_REPLICAS.to_string(),
+        image,
+        "--",
+        "sleep",
+        "3600",
+    ])?;
     wait("orc failover tasks", || o.running(&mut c, "fo", None) == FAILOVER_REPLICAS)?;
     let victim = o.c.agents[2].addr.clone();
     let nodes = o.ctl(&["-o", "json", "node", "ls"])?;
     let nodes: serde_json::Value = serde_json::from_str(&nodes)?;
-    let id = nodes.as_array().and_then(|a| a.iter().find(|n| n["addr"] == victim.as_str())).and_then(|n| n["id"].as_str()).unwrap_or_default().to_string();
+    let id = nodes
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["addr"] == victim.as_str()))
+        .and_then(|n| n["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
     let _ = o.c.agents[2].child.kill();
     let _ = o.c.agents[2].child.wait();
     let start = Instant::now();
@@ -290,8 +357,25 @@ fn orc_failover(o: &mut Orc, image: &str) -> anyhow::Result<f64> {
 }
 
 fn swarm_failover(s: &mut Swarm) -> anyhow::Result<f64> {
-    s.docker(1, &["service", "create", "--detach", "--quiet", "--name", "fo", "--replicas", &FAILOVER_REPLICAS.to_string(),
-        "--network", "host", "--no-resolve-image", IMAGE, "sleep", "3600"])?;
+    s.docker(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            "fo",
+            "--replicas",
+            &FAILOVER_REPLICAS.to_string(),
+            "--network",
+            "host",
+            "--no-resolve-image",
+            IMAGE,
+            "sleep",
+            "3600",
+        ],
+    )?;
     wait("swarm failover tasks", || s.running("fo", None) == FAILOVER_REPLICAS)?;
     let victim = s.docker(3, &["info", "--format", "{{.Name}}"])?.trim().to_string();
     s.kill(3);
@@ -316,10 +400,15 @@ fn orc_updates(o: &Orc, image: &str) -> anyhow::Result<(f64, f64)> {
     let n = UPDATES * 5;
     let start = Instant::now();
     for i in 0..n {
-        let cur = o.rt.block_on(c.inspect(orc_proto::cluster::InspectServiceRequest { service: "upd".into() }))?.into_inner();
+        let cur =
+            o.rt.block_on(c.inspect(orc_proto::cluster::InspectServiceRequest { service: "upd".into() }))?.into_inner();
         let mut spec = cur.spec.unwrap_or_default();
         spec.labels.insert("i".into(), i.to_string());
-        let req = orc_proto::cluster::UpdateServiceRequest { service: cur.id, spec: Some(spec), expect_version: cur.spec_version };
+        let req = orc_proto::cluster::UpdateServiceRequest {
+            service: cur.id,
+            spec: Some(spec),
+            expect_version: cur.spec_version,
+        };
         o.rt.block_on(c.update(req))?;
     }
     let api = n as f64 / start.elapsed().as_secs_f64();
@@ -329,8 +418,25 @@ fn orc_updates(o: &Orc, image: &str) -> anyhow::Result<(f64, f64)> {
 }
 
 fn swarm_updates(s: &Swarm) -> anyhow::Result<f64> {
-    s.docker(1, &["service", "create", "--detach", "--quiet", "--name", "upd", "--replicas", "1", "--network", "host",
-        "--no-resolve-image", IMAGE, "sleep", "3600"])?;
+    s.docker(
+        1,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            "upd",
+            "--replicas",
+            "1",
+            "--network",
+            "host",
+            "--no-resolve-image",
+            IMAGE,
+            "sleep",
+            "3600",
+        ],
+    )?;
     let start = Instant::now();
     for i in 0..UPDATES {
         s.docker(1, &["service", "update", "--detach", "--quiet", "--label-add", &format!("i={i}"), "upd"])?;
@@ -342,7 +448,10 @@ fn swarm_updates(s: &Swarm) -> anyhow::Result<f64> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    anyhow::ensure!(nix::unistd::geteuid().is_root(), "cargo xtask bench cluster needs root (containers, network namespaces)");
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "cargo xtask bench cluster needs root (containers, network namespaces)"
+    );
     crate::deps::ensure()?;
     // The peer, and the namespace tools the Swarm nodes are built with.
     crate::deps::ensure_packages(&[("docker.io", "dockerd"), ("iproute2", "ip"), ("util-linux", "nsenter")])?;
@@ -364,7 +473,12 @@ pub fn run() -> anyhow::Result<()> {
     std::fs::write(&tar, busybox.docker_save_tar(IMAGE)?)?;
 
     eprintln!("xtask: starting orc (3 agents) and Docker Swarm (3 dockerd)");
-    let opts = Options { runtime: true, insecure_registries: vec![registry.host()], binary: Some(agent), ..Default::default() };
+    let opts = Options {
+        runtime: true,
+        insecure_registries: vec![registry.host()],
+        binary: Some(agent),
+        ..Default::default()
+    };
     let c = LocalCluster::start(1, 2, opts)?;
     let cfg = orcctl::config::Config::load_or_default(&c.config)?;
     let (_, ctx) = cfg.context(&c.config, None)?;
@@ -393,7 +507,12 @@ pub fn run() -> anyhow::Result<()> {
         f.failover[1].push(swarm_failover(&mut swarm)?);
         eprintln!(
             "  create 20: orc {:.2}s swarm {:.2}s; 100: orc {:.2}s swarm {:.2}s; failover: orc {:.2}s swarm {:.2}s",
-            f.create20[0][round], f.create20[1][round], f.create100[0][round], f.create100[1][round], f.failover[0][round], f.failover[1][round]
+            f.create20[0][round],
+            f.create20[1][round],
+            f.create100[0][round],
+            f.create100[1][round],
+            f.failover[0][round],
+            f.failover[1][round]
         );
     }
     let (cli, api) = orc_updates(&orc, &image)?;
@@ -431,7 +550,10 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
         f.updates[1],
         f.updates[0] / f.updates[1]
     ));
-    md.push_str(&format!("\norc through its gRPC API from one connection (inspect + update each): {:.0} updates/s.\n", f.updates_api));
+    md.push_str(&format!(
+        "\norc through its gRPC API from one connection (inspect + update each): {:.0} updates/s.\n",
+        f.updates_api
+    ));
     md.push_str(
         "\nNotes: node failure detection is each system's default (orc: 1 s heartbeats, down after 5 s; Swarm: \
          5 s heartbeat period). The failed worker is killed hard: orc's agent \

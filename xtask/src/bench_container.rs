@@ -98,7 +98,15 @@ fn once(rt: Rt, agent: &Path, work: &Path, n: usize) -> anyhow::Result<f64> {
     let mut cmd = match rt {
         Rt::Orc => {
             let mut c = Command::new(agent);
-            c.arg("shim").arg("--id").arg(&id).arg("--dir").arg(dir).arg("--run").arg(dir.join("run-orc")).arg("--root").arg(dir.join("state-orc"));
+            c.arg("shim")
+                .arg("--id")
+                .arg(&id)
+                .arg("--dir")
+                .arg(dir)
+                .arg("--run")
+                .arg(dir.join("run-orc"))
+                .arg("--root")
+                .arg(dir.join("state-orc"));
             c
         }
         Rt::Runc | Rt::Crun => {
@@ -179,10 +187,8 @@ fn pull_throughput(agent_bin: &Path, work: &Path) -> anyhow::Result<Pull> {
         let start = Instant::now();
         for l in &image.layers {
             let url = format!("http://{}/v2/bench/big/blobs/{}", registry.host(), oci::sha256(l));
-            let st = Command::new("sh")
-                .args(["-c", "curl -sf \"$0\" | tar -xzf - -C \"$1\"", &url])
-                .arg(&dest)
-                .status()?;
+            let st =
+                Command::new("sh").args(["-c", "curl -sf \"$0\" | tar -xzf - -C \"$1\"", &url]).arg(&dest).status()?;
             anyhow::ensure!(st.success(), "curl | tar failed for {url}");
         }
         floor_s.push(start.elapsed().as_secs_f64());
@@ -192,7 +198,10 @@ fn pull_throughput(agent_bin: &Path, work: &Path) -> anyhow::Result<Pull> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    anyhow::ensure!(nix::unistd::geteuid().is_root(), "cargo xtask bench container-start needs root (it runs containers)");
+    anyhow::ensure!(
+        nix::unistd::geteuid().is_root(),
+        "cargo xtask bench container-start needs root (it runs containers)"
+    );
     crate::deps::ensure()?;
     let ws = orc_e2e::paths::workspace();
     let rev = crate::image::git_revision(&ws);
@@ -226,7 +235,11 @@ pub fn run() -> anyhow::Result<()> {
     let (ours, floor) = (median(&mut pull.ours_s.clone()), median(&mut pull.floor_s.clone()));
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     let versions = |bin: &str| {
-        Command::new(bin).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default()
+        Command::new(bin)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+            .unwrap_or_default()
     };
     let orc_med = stats[0].1;
     let mut md = String::new();

@@ -52,7 +52,10 @@ pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     let run = |args: &[&str]| -> anyhow::Result<()> {
         let mut all: Vec<&str> = sudo.clone();
         all.extend_from_slice(args);
-        let st = Command::new(all[0]).args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive").status()
+        let st = Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
             .with_context(|| format!("running {}", all.join(" ")))?;
         if !st.success() {
             bail!("`{}` failed; install the packages by hand: apt-get install {}", all.join(" "), missing.join(" "));

@@ -27,7 +27,10 @@ pub fn out_dir() -> PathBuf {
 }
 
 pub fn git_revision(ws: &Path) -> String {
-    let out = Command::new("git").args(["describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"]).current_dir(ws).output();
+    let out = Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"])
+        .current_dir(ws)
+        .output();
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => "unknown".to_string(),
@@ -113,9 +116,11 @@ fn state_template(work: &Path) -> anyhow::Result<Vec<u8>> {
 fn floor_initramfs(out: &Path) -> anyhow::Result<()> {
     let busybox = std::fs::read("/bin/busybox").context("reading /bin/busybox (package busybox-static)")?;
     let mut i = Initramfs::new();
-    i.file("/bin/busybox", 0o755, busybox)
-        .char_dev("/dev/console", 0o600, 5, 1)
-        .file("/init", 0o755, b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n".to_vec());
+    i.file("/bin/busybox", 0o755, busybox).char_dev("/dev/console", 0o600, 5, 1).file(
+        "/init",
+        0o755,
+        b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n".to_vec(),
+    );
     i.write_gz(std::fs::File::create(out.join("floor-initramfs.img"))?)?;
     Ok(())
 }
@@ -167,10 +172,8 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
     std::fs::copy(&k.vmlinuz, out.join("vmlinuz"))?;
     floor_initramfs(&out)?;
 
-    let cmdline = format!(
-        "console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}",
-        root.cmdline_value()
-    );
+    let cmdline =
+        format!("console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}", root.cmdline_value());
     let artifacts = ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img"]
         .iter()
         .map(|n| Artifact::of_file(&out.join(n)))

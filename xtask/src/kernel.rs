@@ -48,15 +48,18 @@ pub fn debian(cache: &Path) -> anyhow::Result<Kernel> {
     if !root.join("boot").join(format!("vmlinuz-{version}")).exists() {
         std::fs::create_dir_all(cache)?;
         eprintln!("xtask: downloading kernel package {pkg}");
-        let _ = output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
-            .or_else(|_| {
-                let _ = Command::new("apt-get").args(["update", "-q"]).status();
-                output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
-            })?;
+        let _ = output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache)).or_else(|_| {
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+            output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
+        })?;
         let deb = std::fs::read_dir(cache)?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb")))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+            })
             .context("apt-get download produced no .deb")?;
         let tmp = cache.join(format!("{pkg}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -87,7 +90,8 @@ pub fn from_dir(dir: &Path) -> anyhow::Result<Kernel> {
 
 /// Checks the kernel's config against `kernel-config/orc.config`.
 pub fn check(k: &Kernel, workspace: &Path) -> anyhow::Result<()> {
-    let config = std::fs::read_to_string(&k.config).with_context(|| format!("reading kernel config {}", k.config.display()))?;
+    let config =
+        std::fs::read_to_string(&k.config).with_context(|| format!("reading kernel config {}", k.config.display()))?;
     let fragment = std::fs::read_to_string(workspace.join("kernel-config/orc.config"))?;
     kconfig::check(&config, &fragment).with_context(|| format!("kernel {} does not fit orc", k.version))
 }
@@ -102,6 +106,7 @@ pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<Vec<String>>
     let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
     let builtin = std::fs::read_to_string(k.modules_dir.join("modules.builtin")).unwrap_or_default();
     let wanted_text = std::fs::read_to_string(workspace.join("kernel-config/modules"))?;
-    let wanted: Vec<&str> = wanted_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let wanted: Vec<&str> =
+        wanted_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     Ok(ModuleDeps::parse(&dep, &builtin).load_order(&wanted)?)
 }

@@ -82,7 +82,10 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
     let config = orcctl::config::path(None);
     // STATE disks persist between runs; they are only useful with the context that knows their CA.
     let known = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
-    eprintln!("xtask: booting {nodes} nodes with {accel}{}", if known.is_some() { " (reusing STATE disks)" } else { "" });
+    eprintln!(
+        "xtask: booting {nodes} nodes with {accel}{}",
+        if known.is_some() { " (reusing STATE disks)" } else { "" }
+    );
     let mut started = vec![];
     for i in 1..=nodes {
         let s = spec(i, true);
@@ -97,8 +100,10 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
     let reused = known.is_some();
     let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, managers, known, BOOT_LIMIT).map_err(|e| {
         if reused {
-            e.context("the STATE disks of an earlier cluster were reused; to start afresh: `cargo xtask qemu down`, \
-                       `rm -rf target/orc/qemu`, and remove [contexts.qemu] from the orcctl config")
+            e.context(
+                "the STATE disks of an earlier cluster were reused; to start afresh: `cargo xtask qemu down`, \
+                       `rm -rf target/orc/qemu`, and remove [contexts.qemu] from the orcctl config",
+            )
         } else {
             e
         }
@@ -135,7 +140,9 @@ pub fn down() -> anyhow::Result<()> {
         }
         println!("{}: stopped{}", n.spec.name, if asked { " (orderly shutdown)" } else { "" });
     }
-    if let Some(pid) = std::fs::read_to_string(cluster_dir().join("hub.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
+    if let Some(pid) =
+        std::fs::read_to_string(cluster_dir().join("hub.pid")).ok().and_then(|p| p.trim().parse::<i32>().ok())
+    {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         let _ = std::fs::remove_file(cluster_dir().join("hub.pid"));
     }
@@ -159,7 +166,11 @@ pub fn status() -> anyhow::Result<()> {
                     if let Ok(mut c) = orcctl::commands::client(&addr, &t).await {
                         if let Ok(v) = c.version(orc_proto::machine::VersionRequest {}).await {
                             let v = v.into_inner();
-                            return if v.maintenance { "maintenance".to_string() } else { format!("{} ({})", v.role, v.node_id) };
+                            return if v.maintenance {
+                                "maintenance".to_string()
+                            } else {
+                                format!("{} ({})", v.role, v.node_id)
+                            };
                         }
                     }
                 }

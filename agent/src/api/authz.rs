@@ -101,17 +101,19 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
     if maintenance {
         return match rule {
             Rule::Public | Rule::MaintenanceOnly => Ok(()),
-            Rule::AtLeast(_) | Rule::AtLeastOrManager(_) | Rule::Managers | Rule::Nodes | Rule::Joiners => Err(Status::failed_precondition(
-                "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
-            )),
+            Rule::AtLeast(_) | Rule::AtLeastOrManager(_) | Rule::Managers | Rule::Nodes | Rule::Joiners => {
+                Err(Status::failed_precondition(
+                    "the node is in maintenance mode (no cluster yet): run `orcctl cluster init <addr>` first",
+                ))
+            }
         };
     }
     if *rule == Rule::Joiners {
         return Ok(());
     }
-    let identity = peer.and_then(|p| p.identity.as_ref()).ok_or_else(|| {
-        Status::unauthenticated("a client certificate from this cluster's CA is required")
-    })?;
+    let identity = peer
+        .and_then(|p| p.identity.as_ref())
+        .ok_or_else(|| Status::unauthenticated("a client certificate from this cluster's CA is required"))?;
     if cluster_id.is_some_and(|c| c != identity.cluster_id) {
         return Err(Status::unauthenticated(format!(
             "certificate is for cluster {:?}, not this one",
@@ -133,7 +135,11 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
             identity.role, identity.name
         ))),
         Rule::AtLeastOrManager(_) if identity.role == Role::Manager => Ok(()),
-        Rule::AtLeastOrManager(min) | Rule::AtLeast(min) if identity.role.is_person() && rank(identity.role) >= rank(*min) => Ok(()),
+        Rule::AtLeastOrManager(min) | Rule::AtLeast(min)
+            if identity.role.is_person() && rank(identity.role) >= rank(*min) =>
+        {
+            Ok(())
+        }
         Rule::AtLeastOrManager(min) | Rule::AtLeast(min) => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: it needs the {min} role or higher",
             identity.role, identity.name
@@ -236,9 +242,15 @@ mod tests {
         assert!(authorize(&format!("{m}Bootstrap"), true, None, None).is_ok());
         assert!(authorize(&format!("{m}Version"), true, None, None).is_ok());
         assert_eq!(authorize(&format!("{m}Reboot"), true, None, None).unwrap_err().code(), Code::FailedPrecondition);
-        assert_eq!(authorize(&format!("{m}Version"), false, Some("c"), None).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(
+            authorize(&format!("{m}Version"), false, Some("c"), None).unwrap_err().code(),
+            Code::Unauthenticated
+        );
         let other = peer(Role::Admin, "other");
-        assert_eq!(authorize(&format!("{m}Version"), false, Some("c"), Some(&other)).unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(
+            authorize(&format!("{m}Version"), false, Some("c"), Some(&other)).unwrap_err().code(),
+            Code::Unauthenticated
+        );
     }
 
     #[test]

@@ -58,7 +58,8 @@ impl Cluster for ClusterService {
                 "recovering makes this manager the only one: pass --force-new-cluster if the others are gone for good",
             ));
         }
-        let me = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
+        let me =
+            self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
         let log_index = self.state.cluster.force_new_cluster(&self.state.advertise_addr()).await?;
         let v = self.state.cluster.view().await?;
         let demoted: Vec<String> =
@@ -74,7 +75,8 @@ impl Cluster for ClusterService {
 
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
-        let id = self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
+        let id =
+            self.state.identity().ok_or_else(|| Status::failed_precondition("the node has no cluster identity"))?;
         let ca_der = crate::cluster::join::pem_der(&id.ca_cert_pem)?;
         let token = self.state.cluster.join_token(&ca_der, &req.role, req.rotate).await?;
         Ok(Response::new(JoinTokenResponse { token }))

@@ -76,7 +76,10 @@ impl Machine for MachineService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn restart_service(&self, req: Request<RestartServiceRequest>) -> Result<Response<RestartServiceResponse>, Status> {
+    async fn restart_service(
+        &self,
+        req: Request<RestartServiceRequest>,
+    ) -> Result<Response<RestartServiceResponse>, Status> {
         let service = req.into_inner().service;
         if service != "agent" {
             return Err(Status::invalid_argument(format!("{service:?} cannot be restarted; restartable: agent")));
@@ -95,7 +98,11 @@ impl Machine for MachineService {
         tracing::info!(manager = %req.manager, "join requested");
         let id = crate::cluster::join::join(&self.state, &req.token, &req.manager).await?;
         self.state.start_cluster(false).await;
-        Ok(Response::new(JoinResponse { node_id: id.meta.node_id, cluster_id: id.meta.cluster_id, role: id.meta.role.as_str().into() }))
+        Ok(Response::new(JoinResponse {
+            node_id: id.meta.node_id,
+            cluster_id: id.meta.cluster_id,
+            role: id.meta.role.as_str().into(),
+        }))
     }
 
     async fn services(&self, _: Request<ServicesRequest>) -> Result<Response<ServicesResponse>, Status> {

@@ -59,8 +59,14 @@ impl NodesService {
             hostname: n.hostname.clone(),
             role: n.role.clone(),
             addr: n.addr.clone(),
-            availability: serde_json::to_value(n.availability).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-            status: serde_json::to_value(n.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+            availability: serde_json::to_value(n.availability)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            status: serde_json::to_value(n.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             message: n.message.clone(),
             labels: n.labels.clone().into_iter().collect(),
             cpus: n.cpus,
@@ -126,7 +132,9 @@ impl Nodes for NodesService {
         }
         for (k, val) in &req.label_add {
             if k.is_empty() || k.contains(['=', ' ']) {
-                return Err(Status::invalid_argument(format!("label key {k:?} must be non-empty, without '=' or spaces")));
+                return Err(Status::invalid_argument(format!(
+                    "label key {k:?} must be non-empty, without '=' or spaces"
+                )));
             }
             labels.insert(k.clone(), val.clone().into());
         }
@@ -134,7 +142,9 @@ impl Nodes for NodesService {
             patch_value.insert("labels".into(), labels.into());
         }
         if patch_value.is_empty() {
-            return Err(Status::invalid_argument("nothing to change: give --availability, --label-add or --label-rm (or promote/demote)"));
+            return Err(Status::invalid_argument(
+                "nothing to change: give --availability, --label-add or --label-rm (or promote/demote)",
+            ));
         }
         patch_value.insert("updated_ms".into(), now_ms().into());
         let r = self.state.cluster.write(patch(NODES, &n.id, patch_value.into())).await?;
@@ -165,7 +175,10 @@ impl Nodes for NodesService {
         }
         // Remembered, so the node's certificate cannot bring it back.
         let gone = put(REMOVED_NODES, &n.id, &serde_json::json!({"hostname": n.hostname, "removed_ms": now_ms()}));
-        self.state.cluster.write(Command::Batch(vec![Command::Delete { table: NODES.into(), id: n.id.clone() }, gone])).await?;
+        self.state
+            .cluster
+            .write(Command::Batch(vec![Command::Delete { table: NODES.into(), id: n.id.clone() }, gone]))
+            .await?;
         tracing::info!(node = %n.id, hostname = %n.hostname, "node removed from the cluster");
         Ok(Response::new(pb::RemoveNodeResponse { id: n.id }))
     }

@@ -12,18 +12,18 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::authz::AuthzLayer;
+use super::containers::ContainersService;
+use super::images::ImagesService;
 use super::machine::MachineService;
 use super::peer::{Io, Peer, PeerStream};
 use crate::pki::role::identity_of;
 use crate::state::NodeState;
-use super::containers::ContainersService;
-use super::images::ImagesService;
 use orc_proto::cluster::cluster_server::ClusterServer;
 use orc_proto::cluster::nodes_server::NodesServer;
 use orc_proto::cluster::services_server::ServicesServer;
-use orc_proto::dispatcher::dispatcher_server::DispatcherServer;
 use orc_proto::container::containers_server::ContainersServer;
 use orc_proto::container::images_server::ImagesServer;
+use orc_proto::dispatcher::dispatcher_server::DispatcherServer;
 use orc_proto::machine::machine_server::MachineServer;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,22 +41,22 @@ async fn handshake(state: &NodeState, io: Box<dyn Io>, remote: String) -> Option
             return None;
         }
     };
-    let identity = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| match identity_of(c) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::info!(remote = %remote, error = %e, "client certificate without a usable identity");
-                None
-            }
-        });
+    let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| match identity_of(c) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::info!(remote = %remote, error = %e, "client certificate without a usable identity");
+            None
+        }
+    });
     Some(PeerStream { inner: tls, peer: Peer { remote, identity } })
 }
 
-fn spawn_handshake(state: Arc<NodeState>, tx: mpsc::Sender<Result<PeerStream, std::io::Error>>, io: Box<dyn Io>, remote: String) {
+fn spawn_handshake(
+    state: Arc<NodeState>,
+    tx: mpsc::Sender<Result<PeerStream, std::io::Error>>,
+    io: Box<dyn Io>,
+    remote: String,
+) {
     tokio::spawn(async move {
         if let Some(s) = handshake(&state, io, remote).await {
             let _ = tx.send(Ok(s)).await;
@@ -96,7 +96,12 @@ pub async fn run(
         tokio::spawn(async move {
             loop {
                 match vsock.accept().await {
-                    Ok((s, addr)) => spawn_handshake(state.clone(), tx.clone(), Box::new(s), format!("vsock:{}:{}", addr.cid(), addr.port())),
+                    Ok((s, addr)) => spawn_handshake(
+                        state.clone(),
+                        tx.clone(),
+                        Box::new(s),
+                        format!("vsock:{}:{}", addr.cid(), addr.port()),
+                    ),
                     Err(e) => {
                         tracing::warn!(error = %e, "vsock accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -112,7 +117,10 @@ pub async fn run(
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
-        .add_service(DispatcherServer::new(crate::cluster::dispatcher::DispatcherService::new(state.cluster.clone(), liveness)))
+        .add_service(DispatcherServer::new(crate::cluster::dispatcher::DispatcherService::new(
+            state.cluster.clone(),
+            liveness,
+        )))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

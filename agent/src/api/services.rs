@@ -66,7 +66,12 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, Status> {
         limit_memory: p.limit_memory,
         limit_pids: p.limit_pids,
         constraints: p.constraints,
-        restart: RestartPolicy { condition, delay_ms: r.delay_ms, max_attempts: r.max_attempts, window_ms: r.window_ms },
+        restart: RestartPolicy {
+            condition,
+            delay_ms: r.delay_ms,
+            max_attempts: r.max_attempts,
+            window_ms: r.window_ms,
+        },
         ports,
         labels: p.labels.into_iter().collect(),
     };
@@ -102,13 +107,18 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
             max_attempts: s.restart.max_attempts,
             window_ms: s.restart.window_ms,
         }),
-        ports: s.ports.iter().map(|p| pb::Port { published: p.published.into(), target: p.target.into(), protocol: p.protocol.clone() }).collect(),
+        ports: s
+            .ports
+            .iter()
+            .map(|p| pb::Port { published: p.published.into(), target: p.target.into(), protocol: p.protocol.clone() })
+            .collect(),
         labels: s.labels.clone().into_iter().collect(),
     }
 }
 
 fn service_to_proto(v: &View, s: &Service) -> pb::Service {
-    let live: Vec<&Task> = v.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running).collect();
+    let live: Vec<&Task> =
+        v.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running).collect();
     pb::Service {
         id: s.id.clone(),
         spec: Some(spec_to_proto(&s.spec)),
@@ -151,7 +161,9 @@ fn find<'a>(v: &'a View, ident: &str) -> Result<&'a Service, Status> {
     match matches.as_slice() {
         [one] => Ok(one),
         [] => Err(Status::not_found(format!("no service {ident:?} (see `orcctl service ls`)"))),
-        _ => Err(Status::invalid_argument(format!("{ident:?} matches {} services: give more of the id", matches.len()))),
+        _ => {
+            Err(Status::invalid_argument(format!("{ident:?} matches {} services: give more of the id", matches.len())))
+        }
     }
 }
 
@@ -178,7 +190,12 @@ impl Services for ServicesService {
         let now = now_ms();
         let s = Service { id: new_id(), spec, spec_version: 1, previous_spec: None, created_ms: now, updated_ms: now };
         // The name is claimed in the same entry, so two creates cannot both win.
-        let claim = Command::Put { table: "service-names".into(), id: s.spec.name.clone(), value: s.id.clone().into(), expect_version: Some(0) };
+        let claim = Command::Put {
+            table: "service-names".into(),
+            id: s.spec.name.clone(),
+            value: s.id.clone().into(),
+            expect_version: Some(0),
+        };
         let mut put_service = put(SERVICES, &s.id, &s);
         if let Command::Put { expect_version, .. } = &mut put_service {
             *expect_version = Some(0);
@@ -228,7 +245,10 @@ impl Services for ServicesService {
         Ok(Response::new(service_to_proto(&v, &s)))
     }
 
-    async fn remove(&self, req: Request<pb::RemoveServiceRequest>) -> Result<Response<pb::RemoveServiceResponse>, Status> {
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveServiceRequest>,
+    ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
         let v = self.state.cluster.view().await?;
         let s = find(&v, &req.into_inner().service)?;
         let cmd = Command::Batch(vec![
@@ -257,11 +277,7 @@ impl Services for ServicesService {
         let req = req.into_inner();
         let v = self.state.cluster.view().await?;
         let service = if req.service.is_empty() { None } else { Some(find(&v, &req.service)?.id.clone()) };
-        let node = if req.node.is_empty() {
-            None
-        } else {
-            Some(super::nodes::find(&v, &req.node)?.id.clone())
-        };
+        let node = if req.node.is_empty() { None } else { Some(super::nodes::find(&v, &req.node)?.id.clone()) };
         let mut tasks: Vec<pb::Task> = v
             .tasks
             .values()
@@ -270,7 +286,14 @@ impl Services for ServicesService {
             .filter(|t| !req.running_only || t.desired == TaskState::Running)
             .map(|t| task_to_proto(&v, t))
             .collect();
-        tasks.sort_by(|a, b| (&a.service, a.slot, &a.node_hostname, std::cmp::Reverse(a.created_ms)).cmp(&(&b.service, b.slot, &b.node_hostname, std::cmp::Reverse(b.created_ms))));
+        tasks.sort_by(|a, b| {
+            (&a.service, a.slot, &a.node_hostname, std::cmp::Reverse(a.created_ms)).cmp(&(
+                &b.service,
+                b.slot,
+                &b.node_hostname,
+                std::cmp::Reverse(b.created_ms),
+            ))
+        });
         Ok(Response::new(pb::TasksResponse { tasks }))
     }
 
@@ -281,19 +304,30 @@ impl Services for ServicesService {
         let v = self.state.cluster.view().await?;
         let s = find(&v, &req.service)?;
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("this node is not in a cluster"))?;
-        let tls = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(Status::internal)?;
+        let tls = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
+            .map_err(Status::internal)?;
         let (tx, rx) = mpsc::channel(256);
-        let tasks: Vec<Task> = v.tasks.values().filter(|t| t.service_id == s.id && !t.container.is_empty()).cloned().collect();
+        let tasks: Vec<Task> =
+            v.tasks.values().filter(|t| t.service_id == s.id && !t.container.is_empty()).cloned().collect();
         for t in tasks {
             let Some(node) = v.nodes.get(&t.node).cloned() else { continue };
             let (tx, tls) = (tx.clone(), tls.clone());
-            let label = format!("{}.{}.{}@{}", t.service, if t.slot > 0 { t.slot.to_string() } else { "g".into() }, t.id, node.hostname);
-            let creq = orc_proto::container::LogsRequest { id: t.container.clone(), follow: req.follow, tail: req.tail };
+            let label = format!(
+                "{}.{}.{}@{}",
+                t.service,
+                if t.slot > 0 { t.slot.to_string() } else { "g".into() },
+                t.id,
+                node.hostname
+            );
+            let creq =
+                orc_proto::container::LogsRequest { id: t.container.clone(), follow: req.follow, tail: req.tail };
             tokio::spawn(async move {
                 let channel = match crate::cluster::network::channel(&node.addr, tls).await {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::unavailable(format!("node {} ({}): {e}", node.hostname, node.addr)))).await;
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!("node {} ({}): {e}", node.hostname, node.addr))))
+                            .await;
                         return;
                     }
                 };
@@ -308,7 +342,8 @@ impl Services for ServicesService {
                     }
                 };
                 while let Ok(Some(e)) = stream.message().await {
-                    let entry = pb::ServiceLogEntry { task: label.clone(), time: e.time, stream: e.stream, line: e.line };
+                    let entry =
+                        pb::ServiceLogEntry { task: label.clone(), time: e.time, stream: e.stream, line: e.line };
                     if tx.send(Ok(entry)).await.is_err() {
                         return;
                     }

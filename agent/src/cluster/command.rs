@@ -12,12 +12,24 @@ use serde::{Deserialize, Serialize};
 pub enum Command {
     /// Creates or replaces `table/id`. With `expect_version`, only if the
     /// object is still at that version (0: must not exist).
-    Put { table: String, id: String, value: serde_json::Value, expect_version: Option<u64> },
-    Delete { table: String, id: String },
+    Put {
+        table: String,
+        id: String,
+        value: serde_json::Value,
+        expect_version: Option<u64>,
+    },
+    Delete {
+        table: String,
+        id: String,
+    },
     /// Merges `patch` into `table/id` (JSON merge patch, RFC 7386), so two
     /// writers changing different fields of one object lose nothing. A
     /// missing object is left missing (a conflict).
-    Patch { table: String, id: String, patch: serde_json::Value },
+    Patch {
+        table: String,
+        id: String,
+        patch: serde_json::Value,
+    },
     /// All of these, atomically, in order, as one store version. When a
     /// conditional put among them (top level) fails, none applies.
     Batch(Vec<Command>),
@@ -178,7 +190,12 @@ mod tests {
         // A failed condition stops the whole batch.
         let r = s.apply(&Command::Batch(vec![
             patch("t1", serde_json::json!({"state": "failed"})),
-            Command::Put { table: "tasks".into(), id: "t2".into(), value: serde_json::json!({}), expect_version: Some(0) },
+            Command::Put {
+                table: "tasks".into(),
+                id: "t2".into(),
+                value: serde_json::json!({}),
+                expect_version: Some(0),
+            },
         ]));
         assert!(r.conflict.unwrap().contains("tasks/t2 is at version 1, not 0"));
         assert_eq!(s.get("tasks", "t1").unwrap().value["state"], "running");

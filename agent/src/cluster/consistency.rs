@@ -31,9 +31,7 @@ pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, Status> {
     match tokio::time::timeout(QUORUM_WAIT, s.raft.client_write(cmd)).await {
         Err(_) => Err(no_quorum("writing")),
         Ok(Ok(r)) => Ok(Ok(r.data)),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Ok(Err(f.leader_node.map(|n| n.addr)))
-        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Ok(Err(f.leader_node.map(|n| n.addr))),
         Ok(Err(e)) => Err(Status::unavailable(format!("writing: {e}"))),
     }
 }
@@ -47,7 +45,9 @@ pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>,
         match tokio::time::timeout_at(deadline, s.raft.ensure_linearizable()).await {
             Err(_) => return Err(no_quorum("reading")),
             Ok(Ok(log_id)) => return Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => return Ok(Err(f.leader_node.map(|n| n.addr))),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                return Ok(Err(f.leader_node.map(|n| n.addr)))
+            }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
                 if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
                     return Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())));
@@ -60,16 +60,23 @@ pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>,
 }
 
 impl ClusterHandle {
-    async fn leader_client(&self, s: &Started, addr: Option<String>) -> Result<RaftClient<tonic::transport::Channel>, Status> {
+    async fn leader_client(
+        &self,
+        s: &Started,
+        addr: Option<String>,
+    ) -> Result<RaftClient<tonic::transport::Channel>, Status> {
         let addr = match addr {
             Some(a) => a,
             None => {
                 // An election is going on: wait for it.
-                let leader: Option<NodeId> = tokio::time::timeout(QUORUM_WAIT, s.raft.wait(None).metrics(|m| m.current_leader.is_some(), "a leader"))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok())
-                    .and_then(|m| m.current_leader);
+                let leader: Option<NodeId> = tokio::time::timeout(
+                    QUORUM_WAIT,
+                    s.raft.wait(None).metrics(|m| m.current_leader.is_some(), "a leader"),
+                )
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .and_then(|m| m.current_leader);
                 let leader = leader.ok_or_else(|| no_quorum("finding the leader"))?;
                 let m = s.raft.metrics().borrow().clone();
                 let node = m.membership_config.membership().get_node(&leader).cloned();
@@ -94,7 +101,8 @@ impl ClusterHandle {
             let mut c = self.leader_client(&s, leader.take()).await?;
             let data = serde_json::to_vec(&cmd).map_err(|e| Status::internal(e.to_string()))?;
             let reply = c.propose(Payload { data }).await?.into_inner();
-            let out: Proposed = serde_json::from_slice(&reply.data).map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+            let out: Proposed = serde_json::from_slice(&reply.data)
+                .map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(r) => return Ok(r),
                 Err(addr) => leader = addr,
@@ -114,8 +122,8 @@ impl ClusterHandle {
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
             let reply = c.read_index(Payload { data: b"null".to_vec() }).await?.into_inner();
-            let out: Result<u64, Option<String>> =
-                serde_json::from_slice(&reply.data).map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+            let out: Result<u64, Option<String>> = serde_json::from_slice(&reply.data)
+                .map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(index) => {
                     s.raft

@@ -88,7 +88,11 @@ impl Liveness {
             if n.status == NodeStatus::Ready && !alive {
                 tracing::warn!(node = %n.id, hostname = %n.hostname, silent_ms = silent.as_millis() as u64, "node missed its heartbeats: down");
                 let message = format!("no heartbeat for {}s", silent.as_secs());
-                out.push(patch(NODES, &n.id, serde_json::json!({"status": "down", "message": message, "updated_ms": now_ms()})));
+                out.push(patch(
+                    NODES,
+                    &n.id,
+                    serde_json::json!({"status": "down", "message": message, "updated_ms": now_ms()}),
+                ));
             }
         }
         out
@@ -133,7 +137,11 @@ pub fn leading(cluster: &ClusterHandle) -> Result<Started, Status> {
 
 /// What a node is sent: its tasks that are not over and forgotten.
 fn tasks_of(v: &View, node: &str) -> Vec<Task> {
-    v.tasks.values().filter(|t| t.node == node && !(t.desired == TaskState::Shutdown && t.state.terminal())).cloned().collect()
+    v.tasks
+        .values()
+        .filter(|t| t.node == node && !(t.desired == TaskState::Shutdown && t.state.terminal()))
+        .cloned()
+        .collect()
 }
 
 fn managers(s: &Started) -> Vec<String> {
@@ -234,7 +242,11 @@ impl Dispatcher for DispatcherService {
             if let Some(n) = a.state.get(NODES, &node_id) {
                 if n.value.get("status").and_then(|s| s.as_str()) != Some("ready") {
                     tracing::info!(node = %node_id, "node is back: ready");
-                    cmds.push(patch(NODES, &node_id, serde_json::json!({"status": "ready", "message": "", "updated_ms": now_ms()})));
+                    cmds.push(patch(
+                        NODES,
+                        &node_id,
+                        serde_json::json!({"status": "ready", "message": "", "updated_ms": now_ms()}),
+                    ));
                 }
             }
             for st in statuses {
@@ -247,7 +259,12 @@ impl Dispatcher for DispatcherService {
                     tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
                     continue;
                 };
-                if t.state == state && t.message == st.message && t.error == st.error && t.container == st.container && t.exit_code == st.exit_code {
+                if t.state == state
+                    && t.message == st.message
+                    && t.error == st.error
+                    && t.container == st.container
+                    && t.exit_code == st.exit_code
+                {
                     continue;
                 }
                 // A task the managers already closed stays closed.

@@ -78,13 +78,23 @@ impl ClusterHandle {
         let index = store::force_single_member(&db, id, addr).map_err(tonic::Status::internal)?;
         let path = std::path::PathBuf::from("raft.redb");
         let (log, sm) = store::from_db(db, &path).map_err(|e| tonic::Status::internal(e.to_string()))?;
-        let raft = Raft::new(id, raft_config().map_err(|e| tonic::Status::internal(e.to_string()))?, Network { tls: tls.clone() }, log, sm.clone())
-            .await
-            .map_err(|e| tonic::Status::internal(format!("restarting Raft: {e}")))?;
+        let raft = Raft::new(
+            id,
+            raft_config().map_err(|e| tonic::Status::internal(e.to_string()))?,
+            Network { tls: tls.clone() },
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| tonic::Status::internal(format!("restarting Raft: {e}")))?;
         self.set(Started { id, raft: raft.clone(), sm, tls });
         // A single voter elects itself; wait for it so the caller sees a working cluster.
         let _ = raft.wait(Some(Duration::from_secs(10))).current_leader(id, "recovered leader").await;
-        tracing::warn!(raft_id = id, membership_index = index, "forced a new single-manager cluster from this node's state");
+        tracing::warn!(
+            raft_id = id,
+            membership_index = index,
+            "forced a new single-manager cluster from this node's state"
+        );
         Ok(index)
     }
 
@@ -104,8 +114,10 @@ impl ClusterHandle {
     /// `advertise` (at `cluster init`), makes it a one-member quorum.
     pub async fn start(&self, state_dir: &Path, id: &Identity, advertise: Option<String>) -> Result<(), AgentError> {
         let raft_id = raft_id(&id.meta.node_id)?;
-        let (log, sm) = store::open(&state_dir.join("raft/raft.redb")).await.map_err(|e| AgentError::Io(e.to_string()))?;
-        let tls = ClientTls::new(client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?);
+        let (log, sm) =
+            store::open(&state_dir.join("raft/raft.redb")).await.map_err(|e| AgentError::Io(e.to_string()))?;
+        let tls =
+            ClientTls::new(client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem).map_err(AgentError::Io)?);
         let raft = Raft::new(raft_id, raft_config()?, Network { tls: tls.clone() }, log, sm.clone())
             .await
             .map_err(|e| AgentError::Io(format!("starting Raft: {e}")))?;
@@ -127,7 +139,12 @@ impl ClusterHandle {
         let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
             .nodes()
-            .map(|(id, node)| pb::Member { id: *id, node_id: format!("{id:016x}"), addr: node.addr.clone(), voter: voters.contains(id) })
+            .map(|(id, node)| pb::Member {
+                id: *id,
+                node_id: format!("{id:016x}"),
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+            })
             .collect();
         let store_version = s.sm.applied.read().await.state.version;
         Ok(pb::StatusResponse {
@@ -177,7 +194,8 @@ impl ClusterHandle {
         }
         if version == 0 || rotate.is_some() {
             let value = serde_json::to_value(&tokens).map_err(|e| tonic::Status::internal(e.to_string()))?;
-            let cmd = Command::Put { table: TOKENS.0.into(), id: TOKENS.1.into(), value, expect_version: Some(version) };
+            let cmd =
+                Command::Put { table: TOKENS.0.into(), id: TOKENS.1.into(), value, expect_version: Some(version) };
             let r = self.write(cmd).await?;
             if let Some(conflict) = r.conflict {
                 return Err(tonic::Status::aborted(format!("tokens changed meanwhile ({conflict}); try again")));
@@ -190,7 +208,9 @@ impl ClusterHandle {
     /// The join token for `role` ("manager" or "worker").
     pub async fn join_token(&self, ca_der: &[u8], role: &str, rotate: bool) -> Result<String, tonic::Status> {
         if role != "manager" && role != "worker" {
-            return Err(tonic::Status::invalid_argument(format!("role {role:?}: a join token is for a manager or a worker")));
+            return Err(tonic::Status::invalid_argument(format!(
+                "role {role:?}: a join token is for a manager or a worker"
+            )));
         }
         let tokens = self.tokens(ca_der, rotate.then_some(role)).await?;
         Ok(if role == "manager" { tokens.manager } else { tokens.worker })

@@ -69,7 +69,8 @@ pub(crate) async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &s
     for _ in 0..60 {
         match s.raft.add_learner(id, BasicNode { addr: addr.to_string() }, true).await {
             Ok(_) => {
-                let voters: BTreeSet<u64> = s.raft.metrics().borrow().membership_config.membership().voter_ids().chain([id]).collect();
+                let voters: BTreeSet<u64> =
+                    s.raft.metrics().borrow().membership_config.membership().voter_ids().chain([id]).collect();
                 s.raft.change_membership(voters, false).await.map_err(|e| e.to_string())?;
                 tracing::info!(%node_id, "manager added to the quorum");
                 return Ok(());
@@ -104,7 +105,9 @@ impl ServerCertVerifier for PinnedCa {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ca = intermediates.iter().find(|c| super::token::ca_digest(c) == self.digest).ok_or_else(|| {
-            rustls::Error::General("the manager's CA does not match the join token: wrong cluster, or someone in between".into())
+            rustls::Error::General(
+                "the manager's CA does not match the join token: wrong cluster, or someone in between".into(),
+            )
         })?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
@@ -114,11 +117,21 @@ impl ServerCertVerifier for PinnedCa {
         v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
     }
 
-    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
     }
 
@@ -146,7 +159,9 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
         .join(pb::JoinRequest { token: token.to_string(), csr_pem, addr: state.advertise_addr() })
         .await
         .map_err(|s| match s.code() {
-            tonic::Code::PermissionDenied | tonic::Code::InvalidArgument => AgentError::InvalidArgument(format!("the manager refused: {}", s.message())),
+            tonic::Code::PermissionDenied | tonic::Code::InvalidArgument => {
+                AgentError::InvalidArgument(format!("the manager refused: {}", s.message()))
+            }
             _ => AgentError::Unavailable(format!("joining through {manager}: {}", s.message())),
         })?
         .into_inner();

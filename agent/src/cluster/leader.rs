@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::Command;
-use super::dispatcher::Liveness;use super::handle::{raft_id, ClusterHandle, Started};
+use super::dispatcher::Liveness;
+use super::handle::{raft_id, ClusterHandle, Started};
 use super::objects::{now_ms, NodeStatus, View};
-use super::types::NodeId;
 use super::orchestrator;
+use super::types::NodeId;
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -77,7 +78,8 @@ fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: 
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     for n in view.nodes.values() {
         let Ok(rid) = raft_id(&n.id) else { continue };
-        let add = n.role == "manager" && n.cert_role == "manager" && n.status == NodeStatus::Ready && !voters.contains(&rid);
+        let add =
+            n.role == "manager" && n.cert_role == "manager" && n.status == NodeStatus::Ready && !voters.contains(&rid);
         let remove = n.role != "manager" && membership.get_node(&rid).is_some();
         if !(add || remove) || !changing.lock().unwrap_or_else(|p| p.into_inner()).insert(n.id.clone()) {
             continue;
@@ -91,7 +93,9 @@ fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: 
             };
             match result {
                 Ok(()) => tracing::info!(node = %node.id, promoted = add, "quorum membership changed"),
-                Err(e) => tracing::warn!(node = %node.id, error = %e, "changing the quorum membership failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(node = %node.id, error = %e, "changing the quorum membership failed; will retry")
+                }
             }
             changing.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.id);
         });
@@ -100,7 +104,8 @@ fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: 
 
 async fn remove_manager(cluster: &ClusterHandle, rid: NodeId) -> Result<(), String> {
     let s = cluster.get().map_err(|e| e.message().to_string())?;
-    let voters: BTreeSet<NodeId> = s.raft.metrics().borrow().membership_config.membership().voter_ids().filter(|v| *v != rid).collect();
+    let voters: BTreeSet<NodeId> =
+        s.raft.metrics().borrow().membership_config.membership().voter_ids().filter(|v| *v != rid).collect();
     if voters.is_empty() {
         return Err("it is the last manager".into());
     }

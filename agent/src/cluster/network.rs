@@ -172,7 +172,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.call(&rpc, Rpc::Snapshot, &option).await
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         self.call(&rpc, Rpc::Vote, &option).await
     }
 }

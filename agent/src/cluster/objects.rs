@@ -260,7 +260,10 @@ fn table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, 
 
 impl View {
     pub fn of(s: &ClusterState) -> Self {
-        let settings = s.get(SETTINGS.0, SETTINGS.1).and_then(|o| serde_json::from_value(o.value.clone()).ok()).unwrap_or_default();
+        let settings = s
+            .get(SETTINGS.0, SETTINGS.1)
+            .and_then(|o| serde_json::from_value(o.value.clone()).ok())
+            .unwrap_or_default();
         Self { settings, nodes: table(s, NODES), services: table(s, SERVICES), tasks: table(s, TASKS) }
     }
 

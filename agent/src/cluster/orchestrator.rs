@@ -25,7 +25,11 @@ enum Key {
 }
 
 fn key(t: &Task) -> Key {
-    if t.slot == 0 { Key::Node(t.node.clone()) } else { Key::Slot(t.slot) }
+    if t.slot == 0 {
+        Key::Node(t.node.clone())
+    } else {
+        Key::Slot(t.slot)
+    }
 }
 
 struct Pass<'a> {
@@ -264,14 +268,20 @@ fn constraints(spec: &ServiceSpec) -> Vec<Constraint> {
 fn global(p: &mut Pass, s: &Service) {
     let cs = constraints(&s.spec);
     let eligible = |n: &Node| {
-        n.status == NodeStatus::Ready && n.availability == Availability::Active && cs.iter().all(|c| c.matches(&node_info(n)))
+        n.status == NodeStatus::Ready
+            && n.availability == Availability::Active
+            && cs.iter().all(|c| c.matches(&node_info(n)))
     };
     // Tasks on nodes that no longer match (labels changed) stop.
     let off: Vec<String> = p
         .tasks
         .values()
         .filter(|t| t.service_id == s.id && t.live())
-        .filter(|t| p.v.nodes.get(&t.node).is_some_and(|n| n.status == NodeStatus::Ready && !cs.iter().all(|c| c.matches(&node_info(n)))))
+        .filter(|t| {
+            p.v.nodes
+                .get(&t.node)
+                .is_some_and(|n| n.status == NodeStatus::Ready && !cs.iter().all(|c| c.matches(&node_info(n))))
+        })
         .map(|t| t.id.clone())
         .collect();
     for id in off {
@@ -516,7 +526,12 @@ mod tests {
     fn restart_policy_attempts_and_delay() {
         let mut w = World::new(&["a"]);
         w.service("job", |s| {
-            s.restart = RestartPolicy { condition: RestartCondition::OnFailure, delay_ms: 5_000, max_attempts: 2, window_ms: 0 };
+            s.restart = RestartPolicy {
+                condition: RestartCondition::OnFailure,
+                delay_ms: 5_000,
+                max_attempts: 2,
+                window_ms: 0,
+            };
         });
         w.settle();
         w.run_all();

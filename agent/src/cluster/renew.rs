@@ -9,7 +9,7 @@ use std::time::Duration;
 use orc_proto::cluster as pb;
 use tonic::Status;
 
-use super::objects::{REMOVED_NODES, NODES};
+use super::objects::{NODES, REMOVED_NODES};
 use crate::error::AgentError;
 use crate::pki::ca::{self, CertKey};
 use crate::pki::role::{PeerIdentity, Role};
@@ -22,7 +22,10 @@ pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Re
     let started = state.cluster.linearizable().await?;
     let (node, removed, settings) = {
         let a = started.sm.applied.read().await;
-        let node = a.state.get(NODES, &caller.name).and_then(|o| serde_json::from_value::<super::objects::Node>(o.value.clone()).ok());
+        let node = a
+            .state
+            .get(NODES, &caller.name)
+            .and_then(|o| serde_json::from_value::<super::objects::Node>(o.value.clone()).ok());
         let v = super::objects::View::of(&a.state);
         (node, a.state.get(REMOVED_NODES, &caller.name).is_some(), v.settings)
     };

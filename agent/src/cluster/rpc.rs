@@ -22,7 +22,8 @@ impl RaftRpc {
 }
 
 fn decode<T: DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
+    serde_json::from_slice(&req.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Response<Payload>, Status> {

@@ -73,7 +73,11 @@ impl Constraint {
             "node.id" => Field::Id,
             l => match l.strip_prefix("node.labels.") {
                 Some(k) if !k.is_empty() => Field::Label(k.to_string()),
-                _ => return Err(format!("constraint {s:?}: {l:?} is not node.labels.<key>, node.role, node.hostname or node.id")),
+                _ => {
+                    return Err(format!(
+                        "constraint {s:?}: {l:?} is not node.labels.<key>, node.role, node.hostname or node.id"
+                    ))
+                }
             },
         };
         if value.is_empty() {
@@ -237,7 +241,14 @@ mod tests {
         };
         let err = place(&mut nodes, &mut HashMap::new(), &d).unwrap_err();
         let text = err.to_string();
-        for want in ["5 nodes", "1 drained", "1 down", "not matching node.labels.zone==eu", "512 MiB free memory", "host port 80 taken"] {
+        for want in [
+            "5 nodes",
+            "1 drained",
+            "1 down",
+            "not matching node.labels.zone==eu",
+            "512 MiB free memory",
+            "host port 80 taken",
+        ] {
             assert!(text.contains(want), "{want} missing from: {text}");
         }
         // Free the port: node e fits, and only e.

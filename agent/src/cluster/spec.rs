@@ -95,7 +95,13 @@ mod tests {
             (Box::new(|s| s.limit_memory = 1 << 20), "minimum of 6 MiB"),
             (Box::new(|s| s.ports = vec![Port { published: 8080, target: 80, protocol: "tcp".into() }]), "use 80:80"),
             (Box::new(|s| s.ports = vec![Port { published: 80, target: 80, protocol: "sctp".into() }]), "tcp or udp"),
-            (Box::new(|s| { s.mode = Mode::Global; s.replicas = 3; }), "one task per node"),
+            (
+                Box::new(|s| {
+                    s.mode = Mode::Global;
+                    s.replicas = 3;
+                }),
+                "one task per node",
+            ),
         ];
         for (f, want) in cases {
             let e = spec(f).unwrap_err();

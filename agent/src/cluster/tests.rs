@@ -26,14 +26,22 @@ struct Manager {
 }
 
 /// Serves `raft` on `listener` behind the cluster's server TLS.
-fn serve(listener: TcpListener, started: super::handle::Started, ca: &CertKey, node: &CertKey) -> tokio::task::JoinHandle<()> {
+fn serve(
+    listener: TcpListener,
+    started: super::handle::Started,
+    ca: &CertKey,
+    node: &CertKey,
+) -> tokio::task::JoinHandle<()> {
     let handle = Arc::new(super::handle::ClusterHandle::default());
     handle.set(started);
     let tls = crate::api::tls::cluster(&ca.cert_pem, node).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let incoming = async_stream(listener, acceptor);
     tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder().add_service(RaftRpc::server(handle)).serve_with_incoming(incoming).await;
+        let _ = tonic::transport::Server::builder()
+            .add_service(RaftRpc::server(handle))
+            .serve_with_incoming(incoming)
+            .await;
     })
 }
 
@@ -94,7 +102,8 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
         let tls = super::network::ClientTls::new(client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap());
         let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
-        let server = serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);
+        let server =
+            serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);
         managers.push(Manager { id, raft, sm, server, _dir: dir });
     }
     managers[0].raft.initialize(members.clone()).await.unwrap();
@@ -103,7 +112,12 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
     let leader_of = |ms: &[Manager]| ms.iter().find_map(|m| m.raft.metrics().borrow().current_leader);
     wait_for("a leader", || leader_of(&managers).is_some()).await;
     let leader = leader_of(&managers).unwrap();
-    let put = |id: &str, v: i64| Command::Put { table: "services".into(), id: id.into(), value: serde_json::json!(v), expect_version: None };
+    let put = |id: &str, v: i64| Command::Put {
+        table: "services".into(),
+        id: id.into(),
+        value: serde_json::json!(v),
+        expect_version: None,
+    };
     let l = managers.iter().find(|m| m.id == leader).unwrap();
     let r = l.raft.client_write(put("web", 1)).await.unwrap();
     assert_eq!(r.data.version, 1);

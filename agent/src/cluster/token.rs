@@ -28,7 +28,9 @@ pub enum TokenRole {
 pub enum TokenError {
     #[error("a join token looks like ORC1-<64 hex digits>-<40 hex digits>; got {0:?} (get one with `orcctl cluster join-token worker`)")]
     Malformed(String),
-    #[error("the cluster's CA has digest {actual}, the token expects {expected}: wrong cluster, or someone in between")]
+    #[error(
+        "the cluster's CA has digest {actual}, the token expects {expected}: wrong cluster, or someone in between"
+    )]
     WrongCa { expected: String, actual: String },
     #[error("the join token is not valid for this cluster (rotated?): get a new one with `orcctl cluster join-token`")]
     Unknown,
@@ -71,7 +73,9 @@ impl JoinToken {
 
     /// The leader's check: which role the secret grants (constant time).
     pub fn role(&self, manager: &JoinToken, worker: &JoinToken) -> Result<TokenRole, TokenError> {
-        let eq = |a: &str, b: &str| a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        let eq = |a: &str, b: &str| {
+            a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        };
         let ca_ok = eq(&self.ca_digest, &manager.ca_digest);
         let is_manager = eq(&self.secret, &manager.secret);
         let is_worker = eq(&self.secret, &worker.secret);
@@ -117,8 +121,15 @@ mod tests {
 
     #[test]
     fn malformed_tokens_say_what_a_token_looks_like() {
-        for bad in ["", "ORC1", "SWMTKN-1-abc-def", &format!("ORC1-{}-xyz", "a".repeat(64)), &format!("ORC2-{}-{}", "a".repeat(64), "b".repeat(40)),
-            &format!("ORC1-{}-{}", "A".repeat(64), "b".repeat(40)), &format!("ORC1-{}-{}-x", "a".repeat(64), "b".repeat(40))] {
+        for bad in [
+            "",
+            "ORC1",
+            "SWMTKN-1-abc-def",
+            &format!("ORC1-{}-xyz", "a".repeat(64)),
+            &format!("ORC2-{}-{}", "a".repeat(64), "b".repeat(40)),
+            &format!("ORC1-{}-{}", "A".repeat(64), "b".repeat(40)),
+            &format!("ORC1-{}-{}-x", "a".repeat(64), "b".repeat(40)),
+        ] {
             let e = JoinToken::parse(bad).unwrap_err();
             assert!(e.to_string().contains("ORC1-<64 hex digits>"), "{bad}: {e}");
         }

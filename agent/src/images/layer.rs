@@ -100,7 +100,9 @@ fn unpack_into(
     let (blob_digest, compressed_size) = finish(raw.into_inner());
     if let Some(want) = expect_blob {
         if want != blob_digest {
-            return Err(corrupt(format!("content has digest {blob_digest}, the manifest says {want}: corrupt download")));
+            return Err(corrupt(format!(
+                "content has digest {blob_digest}, the manifest says {want}: corrupt download"
+            )));
         }
     }
     if let Some(want) = expect_diff_id {

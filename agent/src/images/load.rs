@@ -44,7 +44,11 @@ fn sha256(data: &[u8]) -> String {
 
 /// Loads every image in the archive at `archive`; `default_name` names
 /// images the archive leaves unnamed.
-pub async fn load(store: &Arc<ImageStore>, archive: PathBuf, default_name: String) -> Result<Vec<ImageRecord>, AgentError> {
+pub async fn load(
+    store: &Arc<ImageStore>,
+    archive: PathBuf,
+    default_name: String,
+) -> Result<Vec<ImageRecord>, AgentError> {
     let s = store.clone();
     let records = tokio::task::spawn_blocking(move || -> Result<Vec<ImageRecord>, AgentError> {
         let dir = s.tmp_dir().join(format!("load-{:016x}", rand::random::<u64>()));
@@ -157,7 +161,12 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
                 Ok((dir.join("blobs/sha256").join(super::digest_hex(&d)?), Some(d)))
             })
             .collect::<Result<_, AgentError>>()?;
-        out.push(Found { names: vec![name].into_iter().filter(|n| !n.is_empty()).collect(), config, manifest_digest: digest, layers });
+        out.push(Found {
+            names: vec![name].into_iter().filter(|n| !n.is_empty()).collect(),
+            config,
+            manifest_digest: digest,
+            layers,
+        });
     }
     Ok(out)
 }

@@ -175,11 +175,12 @@ impl ImageStore {
         let users: Vec<_> = in_use.iter().filter(|(_, id)| *id == image.id).map(|(c, _)| c.as_str()).collect();
         let _g = self.lock.lock().await;
         let mut index = self.read_index()?;
-        let untag: Vec<String> = if name == image.name || reference::normalize(name).ok().as_deref() == Some(&image.name) {
-            vec![image.name.clone()]
-        } else {
-            index.images.iter().filter(|i| i.id == image.id).map(|i| i.name.clone()).collect()
-        };
+        let untag: Vec<String> =
+            if name == image.name || reference::normalize(name).ok().as_deref() == Some(&image.name) {
+                vec![image.name.clone()]
+            } else {
+                index.images.iter().filter(|i| i.id == image.id).map(|i| i.name.clone()).collect()
+            };
         let remaining_names = index.images.iter().filter(|i| i.id == image.id && !untag.contains(&i.name)).count();
         if remaining_names == 0 && !users.is_empty() {
             return Err(AgentError::FailedPrecondition(format!(
@@ -216,7 +217,8 @@ impl ImageStore {
                     continue;
                 }
                 freed += crate::fsutil::du(&e.path());
-                let r = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+                let r =
+                    if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
                 if let Err(err) = r {
                     tracing::warn!(path = %e.path().display(), error = %err, "cannot remove unused image data");
                 }

@@ -45,7 +45,9 @@ fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistrib
     let what = r.whole();
     let unauthorized = |detail: &str| {
         if with_creds {
-            AgentError::FailedPrecondition(format!("{what}: the registry refused these credentials ({detail}); check the user name and password"))
+            AgentError::FailedPrecondition(format!(
+                "{what}: the registry refused these credentials ({detail}); check the user name and password"
+            ))
         } else {
             AgentError::FailedPrecondition(format!(
                 "{what}: not authorized ({detail}): the image is private or does not exist; pass --username and --password-stdin"
@@ -78,14 +80,18 @@ fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistrib
                 src = s.source();
             }
             // TLS spoken to a plain-HTTP registry fails with a corrupt record.
-            let tls_to_http = ["corrupt", "InvalidContentType", "wrong version number"].iter().any(|s| chain.contains(s));
+            let tls_to_http =
+                ["corrupt", "InvalidContentType", "wrong version number"].iter().any(|s| chain.contains(s));
             let hint = if tls_to_http && !insecure {
                 " (this registry seems to speak plain HTTP: list it in the node's insecure registries, \
                  kernel argument orc.insecure_registries=host:port)"
             } else {
                 ""
             };
-            AgentError::Unavailable(format!("{what}: cannot reach the registry {}: {chain}{hint}", r.resolve_registry()))
+            AgentError::Unavailable(format!(
+                "{what}: cannot reach the registry {}: {chain}{hint}",
+                r.resolve_registry()
+            ))
         }
         OciDistributionError::DigestError(e) => {
             AgentError::InvalidArgument(format!("{what}: {e}: the registry sent corrupt data"))
@@ -143,7 +149,9 @@ pub async fn pull(
         .iter()
         .cloned()
         .zip(diff_ids.iter().cloned())
-        .map(|(desc, diff_id)| fetch_layer(&client, &r, store.clone(), desc, diff_id, progress.clone(), (insecure, with_creds)))
+        .map(|(desc, diff_id)| {
+            fetch_layer(&client, &r, store.clone(), desc, diff_id, progress.clone(), (insecure, with_creds))
+        })
         .collect();
     futures::stream::iter(jobs).buffer_unordered(PARALLEL_LAYERS).try_collect::<Vec<()>>().await?;
 

@@ -34,7 +34,9 @@ pub async fn stream(kmsg: &Path, follow: bool, tx: mpsc::Sender<Result<DmesgEntr
     };
     // The AsyncFd owns the File, so the fd cannot be closed under it.
     #[allow(deprecated)]
-    let Ok(mut fd) = AsyncFd::new(file) else { return };
+    let Ok(mut fd) = AsyncFd::new(file) else {
+        return;
+    };
     let mut buf = vec![0u8; 8192];
     loop {
         match fd.get_mut().read(&mut buf) {

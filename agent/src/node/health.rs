@@ -17,7 +17,9 @@ fn check(name: &str, ok: bool, message: impl Into<String>) -> HealthCheck {
 fn root_readonly(root: &Path) -> HealthCheck {
     let probe = root.join(".orc-write-probe");
     match std::fs::write(&probe, b"x") {
-        Err(e) if e.raw_os_error() == Some(libc::EROFS) => check("root-readonly", true, "writes to / fail: read-only file system"),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+            check("root-readonly", true, "writes to / fail: read-only file system")
+        }
         Err(e) => check("root-readonly", false, format!("unexpected error writing to /: {e}")),
         Ok(()) => {
             let _ = std::fs::remove_file(&probe);
@@ -46,7 +48,11 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
         checks.push(root_readonly(Path::new("/")));
         for s in do_services(state).into_iter().filter(|s| s.name != "init") {
             let ok = s.state == "running";
-            let msg = if ok { format!("running, {} restarts", s.restarts) } else { format!("{} (last exit: {})", s.state, s.last_exit) };
+            let msg = if ok {
+                format!("running, {} restarts", s.restarts)
+            } else {
+                format!("{} (last exit: {})", s.state, s.last_exit)
+            };
             checks.push(check(&format!("service/{}", s.name), ok, msg));
         }
     }
@@ -56,9 +62,5 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
         true,
         if maintenance { "maintenance mode: no cluster yet" } else { "member of a cluster" },
     ));
-    HealthResponse {
-        healthy: checks.iter().all(|c| c.ok),
-        uptime_seconds: state.started.elapsed().as_secs(),
-        checks,
-    }
+    HealthResponse { healthy: checks.iter().all(|c| c.ok), uptime_seconds: state.started.elapsed().as_secs(), checks }
 }

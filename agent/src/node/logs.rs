@@ -16,11 +16,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// Services with a log, sorted.
 pub fn available(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log").map(str::to_string))
-                .collect()
-        })
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".log").map(str::to_string)).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -33,10 +29,7 @@ pub fn path_of(dir: &Path, service: &str) -> Result<PathBuf, AgentError> {
     if ok && p.exists() {
         return Ok(p);
     }
-    Err(AgentError::NotFound(format!(
-        "no log for service {service:?}; logs: {}",
-        available(dir).join(", ")
-    )))
+    Err(AgentError::NotFound(format!("no log for service {service:?}; logs: {}", available(dir).join(", "))))
 }
 
 /// The last `n` lines of `text` (all when n is 0).
@@ -49,7 +42,13 @@ pub fn tail(text: &str, n: usize) -> Vec<&str> {
     }
 }
 
-pub async fn stream(path: PathBuf, service: String, tail_n: usize, follow: bool, tx: mpsc::Sender<Result<LogLine, Status>>) {
+pub async fn stream(
+    path: PathBuf,
+    service: String,
+    tail_n: usize,
+    follow: bool,
+    tx: mpsc::Sender<Result<LogLine, Status>>,
+) {
     let send = |line: &str| LogLine { service: service.clone(), line: line.to_string() };
     let Ok(mut file) = std::fs::File::open(&path) else { return };
     let mut text = String::new();

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
 
@@ -73,7 +73,14 @@ pub fn issue(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Durati
 
 /// Signs a joining node's CSR: the CA sets the name, cluster and role (the
 /// CSR only contributes its public key).
-pub fn sign_csr(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Duration, csr_pem: &str) -> Result<String, PkiError> {
+pub fn sign_csr(
+    ca: &CertKey,
+    cluster_id: &str,
+    name: &str,
+    role: Role,
+    ttl: Duration,
+    csr_pem: &str,
+) -> Result<String, PkiError> {
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
     let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;

@@ -61,7 +61,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
     f.write_all(data).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
@@ -127,7 +128,12 @@ mod tests {
         let ca = ca::new_ca("c", "n").unwrap();
         let node = ca::issue(&ca, "c", "node1", Role::Manager, ca::NODE_TTL).unwrap();
         let id = Identity {
-            meta: IdentityMeta { node_id: "node1".into(), cluster_id: "c".into(), cluster_name: "n".into(), role: Role::Manager },
+            meta: IdentityMeta {
+                node_id: "node1".into(),
+                cluster_id: "c".into(),
+                cluster_name: "n".into(),
+                role: Role::Manager,
+            },
             ca_cert_pem: ca.cert_pem.clone(),
             ca_key_pem: Some(ca.key_pem.clone()),
             node,

@@ -15,7 +15,9 @@ const KEY: &str = "maintenance.key";
 /// Loads the maintenance certificate, making it on first use.
 pub fn load_or_create(state_dir: &Path) -> Result<CertKey, PkiError> {
     let dir = pki_dir(state_dir);
-    if let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(dir.join(CERT)), std::fs::read_to_string(dir.join(KEY))) {
+    if let (Ok(cert_pem), Ok(key_pem)) =
+        (std::fs::read_to_string(dir.join(CERT)), std::fs::read_to_string(dir.join(KEY)))
+    {
         return Ok(CertKey { cert_pem, key_pem });
     }
     std::fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.display().to_string(), source })?;

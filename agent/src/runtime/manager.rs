@@ -136,7 +136,10 @@ impl Runtime {
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(not_found(ident)),
-            _ => Err(AgentError::InvalidArgument(format!("{ident:?} matches {} containers: give more of the id", matches.len()))),
+            _ => Err(AgentError::InvalidArgument(format!(
+                "{ident:?} matches {} containers: give more of the id",
+                matches.len()
+            ))),
         }
     }
 
@@ -278,7 +281,12 @@ impl Runtime {
             }
         }
         // The shim is gone: it left exit.json, or it died with the node.
-        self.exit_file(id).unwrap_or(ExitInfo { code: 255, signal: 9, oom_killed: false, finished: crate::images::now() })
+        self.exit_file(id).unwrap_or(ExitInfo {
+            code: 255,
+            signal: 9,
+            oom_killed: false,
+            finished: crate::images::now(),
+        })
     }
 
     fn exit_file(&self, id: &str) -> Option<ExitInfo> {
@@ -307,7 +315,9 @@ impl Runtime {
 
     async fn signal(&self, id: &str, signal: i32, all: bool) -> Result<(), AgentError> {
         let mut c = shim_client::connect(&self.socket(id)).await?;
-        c.kill(spb::KillRequest { signal, all }).await.map_err(|s| AgentError::Unavailable(format!("kill: {}", s.message())))?;
+        c.kill(spb::KillRequest { signal, all })
+            .await
+            .map_err(|s| AgentError::Unavailable(format!("kill: {}", s.message())))?;
         Ok(())
     }
 
@@ -407,16 +417,24 @@ impl Runtime {
     }
 
     /// (log directory, a function telling whether the container still runs).
-    pub async fn log_source(self: &Arc<Self>, ident: &str) -> Result<(PathBuf, impl Fn() -> bool + Send + 'static), AgentError> {
+    pub async fn log_source(
+        self: &Arc<Self>,
+        ident: &str,
+    ) -> Result<(PathBuf, impl Fn() -> bool + Send + 'static), AgentError> {
         let id = self.resolve(ident).await?;
         let dir = self.container_dir(&id).join("log");
         let rt = self.clone();
-        let running = move || rt.records.try_lock().map(|m| m.get(&id).is_some_and(|r| r.status == Status::Running)).unwrap_or(true);
+        let running = move || {
+            rt.records.try_lock().map(|m| m.get(&id).is_some_and(|r| r.status == Status::Running)).unwrap_or(true)
+        };
         Ok((dir, running))
     }
 
     /// A shim client for exec into a running container.
-    pub async fn shim(&self, ident: &str) -> Result<spb::shim_client::ShimClient<tonic::transport::Channel>, AgentError> {
+    pub async fn shim(
+        &self,
+        ident: &str,
+    ) -> Result<spb::shim_client::ShimClient<tonic::transport::Channel>, AgentError> {
         let id = self.resolve(ident).await?;
         let r = self.get(&id).await?;
         if r.status != Status::Running {

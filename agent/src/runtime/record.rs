@@ -75,7 +75,10 @@ impl RunSpec {
             return Err("an image is required".into());
         }
         if !s.name.is_empty() && !valid_name(&s.name) {
-            return Err(format!("container name {:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit", s.name));
+            return Err(format!(
+                "container name {:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit",
+                s.name
+            ));
         }
         for e in &s.env {
             if !e.contains('=') || e.starts_with('=') {
@@ -139,11 +142,23 @@ impl RunSpec {
             mounts: self
                 .mounts
                 .iter()
-                .map(|m| pb::Mount { r#type: m.kind.clone(), source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
+                .map(|m| pb::Mount {
+                    r#type: m.kind.clone(),
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                })
                 .collect(),
             read_only: self.read_only,
-            resources: Some(pb::Resources { cpus: self.limits.cpus, memory: self.limits.memory, pids: self.limits.pids }),
-            restart: Some(pb::RestartPolicy { condition: self.restart.as_str().into(), max_attempts: self.max_attempts }),
+            resources: Some(pb::Resources {
+                cpus: self.limits.cpus,
+                memory: self.limits.memory,
+                pids: self.limits.pids,
+            }),
+            restart: Some(pb::RestartPolicy {
+                condition: self.restart.as_str().into(),
+                max_attempts: self.max_attempts,
+            }),
             auth: None,
             labels: self.labels.clone().into_iter().collect(),
         }
@@ -215,7 +230,11 @@ pub struct ContainerRecord {
 
 impl ContainerRecord {
     pub fn name(&self) -> &str {
-        if self.spec.name.is_empty() { &self.id[..12.min(self.id.len())] } else { &self.spec.name }
+        if self.spec.name.is_empty() {
+            &self.id[..12.min(self.id.len())]
+        } else {
+            &self.spec.name
+        }
     }
 
     pub fn to_proto(&self) -> pb::Container {
@@ -265,21 +284,31 @@ mod tests {
         assert!(spec(|s| s.image.clear()).unwrap_err().contains("image is required"));
         assert!(spec(|s| s.name = "-x".into()).unwrap_err().contains("container name"));
         assert!(spec(|s| s.env = vec!["NOEQUALS".into()]).unwrap_err().contains("KEY=VALUE"));
-        assert!(spec(|s| s.mounts = vec![pb::Mount { target: "rel".into(), ..Default::default() }]).unwrap_err().contains("absolute"));
-        assert!(spec(|s| s.mounts = vec![pb::Mount { r#type: "nfs".into(), target: "/x".into(), ..Default::default() }])
+        assert!(spec(|s| s.mounts = vec![pb::Mount { target: "rel".into(), ..Default::default() }])
             .unwrap_err()
-            .contains("bind or tmpfs"));
-        assert!(spec(|s| s.resources = Some(pb::Resources { memory: 1024, ..Default::default() })).unwrap_err().contains("6 MiB"));
+            .contains("absolute"));
+        assert!(spec(
+            |s| s.mounts = vec![pb::Mount { r#type: "nfs".into(), target: "/x".into(), ..Default::default() }]
+        )
+        .unwrap_err()
+        .contains("bind or tmpfs"));
+        assert!(spec(|s| s.resources = Some(pb::Resources { memory: 1024, ..Default::default() }))
+            .unwrap_err()
+            .contains("6 MiB"));
         assert!(spec(|s| s.restart = Some(pb::RestartPolicy { condition: "sometimes".into(), max_attempts: 0 }))
             .unwrap_err()
             .contains("unless-stopped"));
-        let ok = spec(|s| s.restart = Some(pb::RestartPolicy { condition: "on-failure".into(), max_attempts: 2 })).unwrap();
+        let ok =
+            spec(|s| s.restart = Some(pb::RestartPolicy { condition: "on-failure".into(), max_attempts: 2 })).unwrap();
         assert_eq!(RunSpec::from_proto(&ok.to_proto()).unwrap(), ok);
     }
 
     #[test]
     fn restart_policies() {
-        let mut r = ContainerRecord { spec: RunSpec { restart: RestartCondition::OnFailure, max_attempts: 2, ..Default::default() }, ..Default::default() };
+        let mut r = ContainerRecord {
+            spec: RunSpec { restart: RestartCondition::OnFailure, max_attempts: 2, ..Default::default() },
+            ..Default::default()
+        };
         let ok = ExitInfo::default();
         let failed = ExitInfo { code: 1, ..Default::default() };
         assert!(!r.should_restart(&ok));

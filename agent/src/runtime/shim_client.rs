@@ -26,11 +26,8 @@ struct Ready {
 /// outlives the agent, and waits for its readiness line. Returns (pid, started).
 pub async fn spawn(exe: &Path, args: &ShimArgs) -> Result<(i32, i64), AgentError> {
     let log = args.dir.join("shim.log");
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| AgentError::io(&log, e))?;
+    let stderr =
+        std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| AgentError::io(&log, e))?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("shim")
         .arg("--id")
@@ -61,14 +58,21 @@ pub async fn spawn(exe: &Path, args: &ShimArgs) -> Result<(i32, i64), AgentError
     // this agent lives; after an agent restart, PID 1 does.
     drop(child);
     match read {
-        Err(_) => return Err(AgentError::Unavailable(format!("the shim did not start the container within {START_TIMEOUT:?}"))),
+        Err(_) => {
+            return Err(AgentError::Unavailable(format!(
+                "the shim did not start the container within {START_TIMEOUT:?}"
+            )))
+        }
         Ok(Err(e)) => return Err(AgentError::Io(format!("reading the shim: {e}"))),
         Ok(Ok(_)) => {}
     }
     let ready: Ready = serde_json::from_str(line.trim()).map_err(|_| {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(3).collect();
-        AgentError::Io(format!("the shim failed before starting: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
+        AgentError::Io(format!(
+            "the shim failed before starting: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        ))
     })?;
     match ready {
         Ready { error: Some(e), .. } => Err(AgentError::FailedPrecondition(format!("cannot start the container: {e}"))),

@@ -79,8 +79,8 @@ pub struct ImageDefaults {
 
 impl ImageDefaults {
     pub fn from_config(config: &[u8]) -> Result<Self, AgentError> {
-        let c: oci_spec::image::ImageConfiguration = serde_json::from_slice(config)
-            .map_err(|e| AgentError::InvalidArgument(format!("image config: {e}")))?;
+        let c: oci_spec::image::ImageConfiguration =
+            serde_json::from_slice(config).map_err(|e| AgentError::InvalidArgument(format!("image config: {e}")))?;
         let Some(cfg) = c.config() else { return Ok(Self::default()) };
         Ok(Self {
             entrypoint: cfg.entrypoint().clone().unwrap_or_default(),
@@ -153,7 +153,13 @@ pub fn generate(
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args(image, req)?));
     process.set_env(Some(env(image, req)));
-    let cwd = if !req.workdir.is_empty() { req.workdir.clone() } else if !image.workdir.is_empty() { image.workdir.clone() } else { "/".into() };
+    let cwd = if !req.workdir.is_empty() {
+        req.workdir.clone()
+    } else if !image.workdir.is_empty() {
+        image.workdir.clone()
+    } else {
+        "/".into()
+    };
     if !cwd.starts_with('/') {
         return Err(AgentError::InvalidArgument(format!("working directory {cwd:?} must be an absolute path")));
     }
@@ -226,7 +232,8 @@ pub fn generate(
     }
     if req.limits.cpus > 0.0 {
         let quota = (req.limits.cpus * CPU_PERIOD as f64).round().max(1000.0) as i64;
-        resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(spec_err)?);
+        resources =
+            resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(spec_err)?);
     }
     if req.limits.pids > 0 {
         resources = resources.pids(LinuxPidsBuilder::default().limit(req.limits.pids).build().map_err(spec_err)?);
@@ -278,7 +285,11 @@ mod tests {
         let req = RunSpec {
             read_only: true,
             limits: super::super::record::Limits { cpus: 0.5, memory: 64 << 20, pids: 100 },
-            mounts: vec![super::super::record::MountSpec { kind: "tmpfs".into(), target: "/tmp".into(), ..Default::default() }],
+            mounts: vec![super::super::record::MountSpec {
+                kind: "tmpfs".into(),
+                target: "/tmp".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let s = generate("abc", Path::new("/r"), &image(), &req, Ids { uid: 33, gid: 34 }, Network::Host).unwrap();
@@ -298,7 +309,11 @@ mod tests {
         assert_eq!((p.user().uid(), p.user().gid()), (33, 34));
         assert_eq!(p.cwd(), Path::new("/srv"));
         let caps = p.capabilities().as_ref().unwrap().bounding().as_ref().unwrap();
-        assert!(caps.contains(&Capability::NetBindService) && !caps.contains(&Capability::Mknod) && !caps.contains(&Capability::SysAdmin));
+        assert!(
+            caps.contains(&Capability::NetBindService)
+                && !caps.contains(&Capability::Mknod)
+                && !caps.contains(&Capability::SysAdmin)
+        );
         assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
         assert!(s.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/tmp")));
         assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
@@ -310,7 +325,12 @@ mod tests {
         let req = RunSpec { workdir: "srv".into(), ..Default::default() };
         assert!(generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).is_err());
         let req = RunSpec {
-            mounts: vec![super::super::record::MountSpec { kind: "bind".into(), source: "/nonexistent/x".into(), target: "/x".into(), read_only: false }],
+            mounts: vec![super::super::record::MountSpec {
+                kind: "bind".into(),
+                source: "/nonexistent/x".into(),
+                target: "/x".into(),
+                read_only: false,
+            }],
             ..Default::default()
         };
         let err = generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).unwrap_err();

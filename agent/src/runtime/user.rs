@@ -16,7 +16,9 @@ pub struct Ids {
 }
 
 fn read_in_layer(layer: &Path, file: &str) -> Option<String> {
-    let root = nix::fcntl::open(layer, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()?;
+    let root =
+        nix::fcntl::open(layer, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .ok()?;
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
@@ -65,7 +67,9 @@ pub fn resolve(user: &str, layers: &[PathBuf]) -> Result<Ids, AgentError> {
                 let group = read(layers, "etc/group").unwrap_or_default();
                 let found = entries(&group).find(|e| e.0 == g).map(|e| e.1);
                 found.ok_or_else(|| {
-                    AgentError::InvalidArgument(format!("group {g:?} is not in the image's /etc/group; use a numeric gid"))
+                    AgentError::InvalidArgument(format!(
+                        "group {g:?} is not in the image's /etc/group; use a numeric gid"
+                    ))
                 })?
             }
         },

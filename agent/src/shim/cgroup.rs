@@ -66,7 +66,8 @@ impl Cgroup {
         if sig == nix::sys::signal::Signal::SIGKILL && std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
             return Ok(());
         }
-        for pid in std::fs::read_to_string(self.dir.join("cgroup.procs"))?.lines().filter_map(|l| l.parse::<i32>().ok()) {
+        for pid in std::fs::read_to_string(self.dir.join("cgroup.procs"))?.lines().filter_map(|l| l.parse::<i32>().ok())
+        {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }
         Ok(())

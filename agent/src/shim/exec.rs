@@ -152,9 +152,11 @@ pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status>
     shim.register_child(pid, tx);
     let io_err = |e: std::io::Error| Status::internal(format!("exec i/o: {e}"));
     let (stdin, stdout, stderr) = match io {
-        Ok((in_w, out_r, err_r)) => {
-            (Some(FdIo::new(in_w).map_err(io_err)?), FdIo::new(out_r).map_err(io_err)?, Some(FdIo::new(err_r).map_err(io_err)?))
-        }
+        Ok((in_w, out_r, err_r)) => (
+            Some(FdIo::new(in_w).map_err(io_err)?),
+            FdIo::new(out_r).map_err(io_err)?,
+            Some(FdIo::new(err_r).map_err(io_err)?),
+        ),
         Err(listener) => {
             let master = receive_master(&listener)?;
             set_winsize(master.as_raw_fd(), start.rows, start.cols);

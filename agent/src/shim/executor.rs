@@ -16,7 +16,7 @@ pub struct Workload {
 
 impl Executor for Workload {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        use nix::sys::signal::{sigprocmask, signal, SigHandler, SigSet, SigmaskHow, Signal};
+        use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
         // SAFETY: restoring the default disposition; no handler runs.
         unsafe {
             let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);

@@ -23,9 +23,7 @@ pub struct LogWriter {
 
 pub fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
-    );
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
     now.format(&f).unwrap_or_default()
 }
 
@@ -120,12 +118,12 @@ mod tests {
         w.write(1, b"oops\n").unwrap();
         w.write(0, b"ld\n").unwrap();
         let text = std::fs::read(dir.path().join(FILE)).unwrap();
-        let entries: Vec<Entry> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| parse(l).unwrap()).collect();
-        assert_eq!(entries.iter().map(|e| (e.stream.as_str(), e.text.as_slice())).collect::<Vec<_>>(), [
-            ("stdout", &b"hello"[..]),
-            ("stderr", b"oops"),
-            ("stdout", b"world")
-        ]);
+        let entries: Vec<Entry> =
+            text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| parse(l).unwrap()).collect();
+        assert_eq!(
+            entries.iter().map(|e| (e.stream.as_str(), e.text.as_slice())).collect::<Vec<_>>(),
+            [("stdout", &b"hello"[..]), ("stderr", b"oops"), ("stdout", b"world")]
+        );
         assert!(entries[0].time.ends_with('Z') && entries[0].time.len() == 30, "{}", entries[0].time);
         for _ in 0..5 {
             w.write(0, b"0123456789012345678901234567890123456789\n").unwrap();

@@ -156,7 +156,8 @@ pub fn main(args: ShimArgs) -> i32 {
     // connect once it has read it.
     let sock = args.run.join(SOCKET);
     let _ = std::fs::remove_file(&sock);
-    let listener = match std::os::unix::net::UnixListener::bind(&sock).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+    let listener = match std::os::unix::net::UnixListener::bind(&sock).and_then(|l| l.set_nonblocking(true).map(|_| l))
+    {
         Ok(l) => l,
         Err(e) => {
             ready(serde_json::json!({ "error": format!("{}: {e}", sock.display()) }));

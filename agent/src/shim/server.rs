@@ -18,7 +18,11 @@ pub struct ShimService {
 impl pb::shim_server::Shim for ShimService {
     async fn state(&self, _: Request<pb::StateRequest>) -> Result<Response<pb::StateResponse>, Status> {
         let exit = *self.shim.exit.borrow();
-        Ok(Response::new(pb::StateResponse { pid: self.shim.pid, started: self.shim.started, exit: exit.map(|e| e.to_proto()) }))
+        Ok(Response::new(pb::StateResponse {
+            pid: self.shim.pid,
+            started: self.shim.started,
+            exit: exit.map(|e| e.to_proto()),
+        }))
     }
 
     async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::KillResponse>, Status> {

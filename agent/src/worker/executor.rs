@@ -226,7 +226,9 @@ impl Executor {
         // After an agent restart the container may exist already.
         if let Ok(r) = self.runtime.record(&name).await {
             return match r.status {
-                Status::Running => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
+                Status::Running => {
+                    TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") }
+                }
                 _ => exited(&t.id, &r, false),
             };
         }
@@ -239,7 +241,10 @@ impl Executor {
                     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
                     tokio::spawn(async move { while rx.recv().await.is_some() {} });
                     if let Err(e) = crate::images::pull::pull(&self.runtime.images, &t.spec.image, None, tx).await {
-                        return TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "pulling the image failed") };
+                        return TaskStatus {
+                            error: e.to_string(),
+                            ..status(&t.id, TaskState::Rejected, "pulling the image failed")
+                        };
                     }
                 }
             }
@@ -247,7 +252,9 @@ impl Executor {
         self.set(status(&t.id, TaskState::Starting, "starting"));
         match self.runtime.run(&container_spec(t)).await {
             Ok(r) => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
-            Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") },
+            Err(e) => {
+                TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
+            }
         }
     }
 

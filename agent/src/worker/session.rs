@@ -37,8 +37,10 @@ pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
 }
 
 fn known_managers(state: &NodeState) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read(state.state_dir().join(MANAGERS)).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read(state.state_dir().join(MANAGERS))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
     // The manager named by orc.join, for nodes that joined before managers were remembered.
     if let Some((_, addr)) = state.config.join.as_deref().and_then(|j| j.rsplit_once('@')) {
         if !v.iter().any(|m| m == addr) {
@@ -95,7 +97,12 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     }
 }
 
-async fn session(state: &NodeState, executor: &Arc<Executor>, id: &crate::pki::identity::Identity, addr: &str) -> Result<(), tonic::Status> {
+async fn session(
+    state: &NodeState,
+    executor: &Arc<Executor>,
+    id: &crate::pki::identity::Identity,
+    addr: &str,
+) -> Result<(), tonic::Status> {
     let tls = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
         .map_err(tonic::Status::internal)?;
     let channel: Channel = crate::cluster::network::channel(addr, tls)

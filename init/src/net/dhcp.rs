@@ -38,7 +38,13 @@ fn err(iface: &str, msg: impl std::fmt::Display) -> NetError {
 }
 
 /// Builds a client message of type `kind` with transaction `xid`.
-pub fn request_message(kind: MessageType, xid: u32, mac: [u8; 6], ciaddr: Ipv4Addr, requested: Option<(Ipv4Addr, Ipv4Addr)>) -> Message {
+pub fn request_message(
+    kind: MessageType,
+    xid: u32,
+    mac: [u8; 6],
+    ciaddr: Ipv4Addr,
+    requested: Option<(Ipv4Addr, Ipv4Addr)>,
+) -> Message {
     let z = Ipv4Addr::UNSPECIFIED;
     let mut m = Message::new_with_id(xid, ciaddr, z, z, z, &mac);
     m.set_opcode(Opcode::BootRequest);
@@ -108,13 +114,18 @@ pub fn lease_of(m: &Message) -> Option<Lease> {
 }
 
 fn socket(iface: &str) -> Result<UdpSocket, NetError> {
-    let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-        .map_err(|e| err(iface, format!("socket: {e}")))?;
+    let fd =
+        socket::socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+            .map_err(|e| err(iface, format!("socket: {e}")))?;
     socket::setsockopt(&fd, sockopt::Broadcast, &true).map_err(|e| err(iface, e))?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| err(iface, e))?;
-    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(iface)).map_err(|e| err(iface, format!("bind to device: {e}")))?;
-    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT)))
-        .map_err(|e| err(iface, format!("bind port 68: {e}")))?;
+    socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(iface))
+        .map_err(|e| err(iface, format!("bind to device: {e}")))?;
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT)),
+    )
+    .map_err(|e| err(iface, format!("bind port 68: {e}")))?;
     // SAFETY: we own the fd just created and hand it over whole.
     let std_sock = unsafe { std::net::UdpSocket::from_raw_fd(fd.into_raw_fd()) };
     UdpSocket::from_std(std_sock).map_err(|e| err(iface, e))
@@ -122,7 +133,14 @@ fn socket(iface: &str) -> Result<UdpSocket, NetError> {
 
 /// Sends `msg` to `to` and waits for a reply of type `want` with the same xid,
 /// retrying with exponential backoff (`tries` times, from 1 s).
-async fn exchange(sock: &UdpSocket, iface: &str, msg: &Message, to: SocketAddrV4, want: MessageType, tries: u32) -> Result<Message, NetError> {
+async fn exchange(
+    sock: &UdpSocket,
+    iface: &str,
+    msg: &Message,
+    to: SocketAddrV4,
+    want: MessageType,
+    tries: u32,
+) -> Result<Message, NetError> {
     let bytes = msg.to_vec().map_err(|e| err(iface, e))?;
     let mut wait = Duration::from_secs(1);
     let mut buf = vec![0u8; 1500];
@@ -158,7 +176,8 @@ pub async fn acquire(iface: &str, mac: [u8; 6]) -> Result<Lease, NetError> {
     let discover = request_message(MessageType::Discover, xid, mac, Ipv4Addr::UNSPECIFIED, None);
     let offer = exchange(&sock, iface, &discover, broadcast(), MessageType::Offer, 5).await?;
     let offered = lease_of(&offer).ok_or_else(|| err(iface, "offer without an address"))?;
-    let request = request_message(MessageType::Request, xid, mac, Ipv4Addr::UNSPECIFIED, Some((offered.addr, offered.server)));
+    let request =
+        request_message(MessageType::Request, xid, mac, Ipv4Addr::UNSPECIFIED, Some((offered.addr, offered.server)));
     let ack = exchange(&sock, iface, &request, broadcast(), MessageType::Ack, 4).await?;
     lease_of(&ack).ok_or_else(|| err(iface, "ACK without an address"))
 }
@@ -170,7 +189,8 @@ pub async fn maintain(iface: String, mac: [u8; 6], mut lease: Lease) {
         let renewed = async {
             let sock = socket(&iface)?;
             let req = request_message(MessageType::Request, rand::random(), mac, lease.addr, None);
-            match exchange(&sock, &iface, &req, SocketAddrV4::new(lease.server, SERVER_PORT), MessageType::Ack, 3).await {
+            match exchange(&sock, &iface, &req, SocketAddrV4::new(lease.server, SERVER_PORT), MessageType::Ack, 3).await
+            {
                 Ok(ack) => Ok(ack),
                 Err(_) => exchange(&sock, &iface, &req, broadcast(), MessageType::Ack, 3).await,
             }
@@ -211,7 +231,14 @@ mod tests {
 
     #[test]
     fn lease_from_ack() {
-        let mut m = Message::new_with_id(9, Ipv4Addr::UNSPECIFIED, [10, 0, 2, 15].into(), Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &[0; 6]);
+        let mut m = Message::new_with_id(
+            9,
+            Ipv4Addr::UNSPECIFIED,
+            [10, 0, 2, 15].into(),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            &[0; 6],
+        );
         m.set_opcode(Opcode::BootReply);
         let o = m.opts_mut();
         o.insert(DhcpOption::MessageType(MessageType::Ack));

@@ -80,9 +80,14 @@ pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Resul
         };
         let term = last.map(|l| l.leader_id.term).unwrap_or(0);
         index = last.map(|l| l.index + 1).unwrap_or(1);
-        let membership = Membership::new(vec![[id].into()], std::collections::BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]));
-        let entry: Entry<TypeConfig> =
-            Entry { log_id: LogId::new(CommittedLeaderId::new(term, id), index), payload: EntryPayload::Membership(membership) };
+        let membership = Membership::new(
+            vec![[id].into()],
+            std::collections::BTreeMap::from([(id, BasicNode { addr: addr.to_string() })]),
+        );
+        let entry: Entry<TypeConfig> = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, id), index),
+            payload: EntryPayload::Membership(membership),
+        };
         let data = serde_json::to_vec(&entry).map_err(|x| e(&x))?;
         logs.insert(index, data.as_slice()).map_err(|x| e(&x))?;
     }
@@ -101,9 +106,8 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
             let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-            let (log, sm) = open(&dir.path().join("raft.redb"))
-                .await
-                .map_err(|e| openraft::StorageIOError::write(&e))?;
+            let (log, sm) =
+                open(&dir.path().join("raft.redb")).await.map_err(|e| openraft::StorageIOError::write(&e))?;
             Ok((dir, log, sm))
         }
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership,
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
@@ -52,7 +52,12 @@ fn snap_err(meta: Option<&Meta>, e: impl std::error::Error + 'static) -> SErr {
 
 impl StateMachineStore {
     pub(super) fn open(db: Arc<redb::Database>) -> Result<Self, SErr> {
-        let store = Self { db, applied: Arc::default(), snapshot_seq: Arc::default(), changed: Arc::new(tokio::sync::watch::channel(0).0) };
+        let store = Self {
+            db,
+            applied: Arc::default(),
+            snapshot_seq: Arc::default(),
+            changed: Arc::new(tokio::sync::watch::channel(0).0),
+        };
         if let Some(s) = store.read_snapshot()? {
             let applied: Applied = serde_json::from_slice(&s.data).map_err(|e| snap_err(Some(&s.meta), e))?;
             if let Ok(mut a) = store.applied.try_write() {
@@ -145,8 +150,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), SErr> {
         let data = snapshot.into_inner();
-        let applied: Applied = serde_json::from_slice(&data)
-            .map_err(|e| StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e))))?;
+        let applied: Applied = serde_json::from_slice(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e)))
+        })?;
         self.write_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
         let version = applied.state.version;
         *self.applied.write().await = applied;
