@@ -1,8 +1,6 @@
-//! The agent's errors and the one place they become gRPC statuses.
+//! The agent's errors (their status codes: `api::status`).
 
-use tonic::Status;
-
-use crate::api::tls::TlsError;
+use crate::pki::tls::TlsError;
 use crate::pki::PkiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,25 +27,6 @@ pub enum AgentError {
     Pki(#[from] PkiError),
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
-}
-
-impl From<AgentError> for Status {
-    fn from(e: AgentError) -> Status {
-        let msg = e.to_string();
-        match e {
-            AgentError::AlreadyMember => Status::already_exists(msg),
-            AgentError::NotFound(_) => Status::not_found(msg),
-            AgentError::AlreadyExists(_) => Status::already_exists(msg),
-            AgentError::InvalidArgument(_) => Status::invalid_argument(msg),
-            AgentError::FailedPrecondition(_) => Status::failed_precondition(msg),
-            AgentError::Unavailable(_) => Status::unavailable(msg),
-            AgentError::ResourceExhausted(_) => Status::resource_exhausted(msg),
-            AgentError::Io(_) | AgentError::Pki(_) | AgentError::Tls(_) => {
-                tracing::error!(error = %msg, "internal error");
-                Status::internal(msg)
-            }
-        }
-    }
 }
 
 impl AgentError {

@@ -22,8 +22,10 @@ pub mod fsutil;
 pub mod images;
 pub mod node;
 pub mod pki;
+pub mod raft;
 pub mod runtime;
 pub mod shim;
+pub mod shim_contract;
 pub mod state;
 pub mod worker;
 
@@ -69,14 +71,14 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     runtime.reattach().await;
     {
         let state = state.clone();
-        tokio::spawn(async move { state.start_cluster(false).await });
+        tokio::spawn(async move { state.start_raft(false).await });
     }
     if let (true, Some(join)) = (maintenance, config.join.clone()) {
         let state = state.clone();
         tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
     }
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
-    tokio::spawn(cluster::leader::run(state.cluster.clone(), liveness.clone()));
+    tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone()));
     let executor = worker::executor::Executor::new(runtime.clone());
     tokio::spawn(worker::session::run(state.clone(), executor));
     api::server::run(state, runtime, liveness, tcp, vsock, shutdown).await.context("serving the API")

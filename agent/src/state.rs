@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use rustls::ServerConfig;
 
-use crate::api::tls;
 use crate::config::Config;
 use crate::error::AgentError;
 use crate::pki::identity::Identity;
+use crate::pki::tls;
 use crate::pki::{self, maintenance};
 
 pub struct NodeState {
@@ -21,7 +21,7 @@ pub struct NodeState {
     pub maintenance_fingerprint: String,
     pub started: Instant,
     /// This manager's Raft (when it is one).
-    pub cluster: Arc<crate::cluster::handle::ClusterHandle>,
+    pub raft: Arc<crate::raft::RaftHandle>,
     /// Where the API listens, once bound (what managers advertise).
     pub api_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
@@ -52,7 +52,7 @@ impl NodeState {
             tls: RwLock::new(tls),
             maintenance_fingerprint,
             started: Instant::now(),
-            cluster: Arc::default(),
+            raft: Arc::default(),
             api_addr: std::sync::OnceLock::new(),
         }))
     }
@@ -94,15 +94,14 @@ impl NodeState {
 
 impl NodeState {
     /// Adopts a renewed certificate (and with it maybe a new role): saved
-    /// first, then served; a promoted node starts its Raft, a demoted one
-    /// stops it and forgets its Raft store.
+    /// first, then served; the Raft follows the role (see
+    /// [`crate::raft::RaftHandle::on_role_change`]).
     pub async fn renew(
         &self,
         node: crate::pki::ca::CertKey,
         role: crate::pki::role::Role,
         ca_key: Option<String>,
     ) -> Result<(), AgentError> {
-        use crate::pki::role::Role;
         let (id, was) = {
             let mut slot = write(&self.identity);
             let current = slot.clone().ok_or_else(|| AgentError::Io("renewing without an identity".into()))?;
@@ -110,28 +109,14 @@ impl NodeState {
             id.node = node;
             id.meta.role = role;
             id.ca_key_pem = ca_key;
+            id.client_tls()?;
             id.save(self.state_dir())?;
             *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
             *slot = Some(id.clone());
             (id, current.meta.role)
         };
-        if let Ok(s) = self.cluster.get() {
-            let c = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
-                .map_err(AgentError::Io)?;
-            s.tls.replace(c);
-        }
         tracing::info!(role = %role, previous = %was, "node certificate renewed");
-        match (was, role) {
-            (Role::Worker, Role::Manager) => self.start_cluster(false).await,
-            (Role::Manager, Role::Worker) => {
-                self.cluster.stop().await;
-                let dir = self.state_dir().join("raft");
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "removing the Raft store of a demoted manager");
-                }
-            }
-            _ => {}
-        }
+        self.raft.on_role_change(self.state_dir(), &id, was).await;
         Ok(())
     }
 
@@ -157,15 +142,11 @@ impl NodeState {
         std::net::SocketAddr::new(ip.into(), addr.port()).to_string()
     }
 
-    /// Starts this node's Raft when it is a manager (at agent start).
-    pub async fn start_cluster(&self, init: bool) {
+    /// Starts this node's Raft when it is a manager (at agent start, after
+    /// joining; with `init`, as a one-member quorum at `cluster init`).
+    pub async fn start_raft(&self, init: bool) {
         let Some(id) = self.identity() else { return };
-        if id.meta.role != crate::pki::role::Role::Manager {
-            return;
-        }
         let advertise = init.then(|| self.advertise_addr());
-        if let Err(e) = self.cluster.start(self.state_dir(), &id, advertise).await {
-            tracing::error!(error = %e, "Raft did not start; the cluster API is unavailable on this node");
-        }
+        self.raft.start_if_manager(self.state_dir(), &id, advertise).await;
     }
 }

@@ -42,11 +42,7 @@ pub fn check(config: &str, fragment: &str) -> Result<(), KconfigError> {
             return Err(bad());
         }
         let got = have.get(key).map(String::as_str);
-        let ok = match (want, got) {
-            ("y", Some("y")) => true,
-            ("m", Some("y" | "m")) => true,
-            _ => false,
-        };
+        let ok = matches!((want, got), ("y", Some("y")) | ("m", Some("y" | "m")));
         if !ok {
             missing.push(format!("{key}={want} (found {})", got.unwrap_or("unset")));
         }

@@ -49,7 +49,7 @@ fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
     let (Some(h), Some(s), Some(b), None) = (it.next(), it.next(), it.next(), it.next()) else {
         return Err(err());
     };
-    let hex = |x: &str| !x.is_empty() && x.len() % 2 == 0 && x.chars().all(|c| c.is_ascii_hexdigit());
+    let hex = |x: &str| !x.is_empty() && x.len().is_multiple_of(2) && x.chars().all(|c| c.is_ascii_hexdigit());
     if h.len() != 64 || !hex(h) || !hex(s) {
         return Err(err());
     }

@@ -30,6 +30,8 @@ pub enum Output {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create and manage clusters.
     #[command(subcommand)]

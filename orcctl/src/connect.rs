@@ -5,19 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use orc_tls::channel::Timeouts;
+use orc_tls::pin::Pin;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
-use tonic::transport::{Channel, Endpoint};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+use tonic::transport::Channel;
 
 use crate::config::Context;
 use crate::error::CliError;
 
-/// The DNS name every node certificate carries (see the agent's `pki`).
-pub const NODE_SERVER_NAME: &str = "node.orc";
+pub use orc_tls::NODE_SERVER_NAME;
 pub const DEFAULT_PORT: u16 = 7443;
 
 /// How to trust the node.
@@ -40,55 +38,6 @@ pub fn with_port(addr: &str) -> String {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-#[derive(Debug)]
-struct PinnedVerifier {
-    /// None accepts any certificate.
-    fingerprint: Option<String>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got = hex::encode(Sha256::digest(end_entity.as_ref()));
-        match &self.fingerprint {
-            Some(want) if !want.eq_ignore_ascii_case(&got) => Err(rustls::Error::General(format!(
-                "fingerprint mismatch: the node presented sha256:{got}, expected sha256:{want}"
-            ))),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 fn pem_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, CliError> {
     let v = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -99,9 +48,13 @@ fn pem_certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, CliE
     Ok(v)
 }
 
+fn pinned(pin: Pin) -> Result<ClientConfig, CliError> {
+    orc_tls::pin::client_config(pin).map_err(|e| CliError::BadCredentials(e.to_string()))
+}
+
 /// The client TLS configuration for `trust`.
 pub fn client_config(trust: &Trust) -> Result<ClientConfig, CliError> {
-    let builder = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(orc_tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| CliError::BadCredentials(e.to_string()))?;
     let mut cfg = match trust {
@@ -119,17 +72,8 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, CliError> {
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| CliError::BadCredentials(format!("client certificate and key do not match: {e}")))?
         }
-        Trust::Pinned(fp) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                fingerprint: Some(fp.trim_start_matches("sha256:").to_string()),
-                provider: provider(),
-            }))
-            .with_no_client_auth(),
-        Trust::Insecure => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier { fingerprint: None, provider: provider() }))
-            .with_no_client_auth(),
+        Trust::Pinned(fp) => return pinned(Pin::Leaf(fp.clone())),
+        Trust::Insecure => return pinned(Pin::Any),
     };
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
@@ -138,24 +82,8 @@ pub fn client_config(trust: &Trust) -> Result<ClientConfig, CliError> {
 /// Opens a channel to `addr`. The connection is made now, so errors show here.
 pub async fn channel(addr: &str, trust: &Trust) -> Result<Channel, CliError> {
     let addr = with_port(addr);
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(trust)?));
-    let target = addr.clone();
-    let endpoint = Endpoint::from_static("http://node.orc")
-        .connect_timeout(Duration::from_secs(10))
-        .http2_keep_alive_interval(Duration::from_secs(30));
-    endpoint
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let (connector, target) = (connector.clone(), target.clone());
-            async move {
-                let tcp = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&target))
-                    .await
-                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-                let _ = tcp.set_nodelay(true);
-                let name = ServerName::try_from(NODE_SERVER_NAME).map_err(std::io::Error::other)?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        }))
+    let timeouts = Timeouts { connect: Duration::from_secs(10), keep_alive: Some(Duration::from_secs(30)) };
+    orc_tls::channel::connect(&addr, Arc::new(client_config(trust)?), timeouts)
         .await
         .map_err(|e| CliError::from_transport(&addr, &e))
 }

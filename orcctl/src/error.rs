@@ -38,7 +38,7 @@ impl CliError {
 
     /// Turns a gRPC status into an error naming the node, with advice for the usual cases.
     pub fn from_status(node: &str, s: tonic::Status) -> CliError {
-        let source = s.source().map(|src| chain_text(src)).unwrap_or_default();
+        let source = s.source().map(chain_text).unwrap_or_default();
         let chain = format!("{}: {source}", s.message());
         match s.code() {
             // The connection broke under the call: say why if the error chain knows.

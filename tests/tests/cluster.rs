@@ -2,6 +2,9 @@
 //! quorum on redb, which survives an agent restart; only manager nodes may
 //! speak Raft.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 use std::time::Duration;
 

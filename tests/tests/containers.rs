@@ -3,6 +3,9 @@
 //! loopback, a busybox image built here and pushed to it, and the orcctl
 //! binary. Skipped when not root.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -2,6 +2,9 @@
 //! orcctl's library. Maintenance mode, bootstrap with a pinned fingerprint,
 //! and the whole authorization matrix with real certificates.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use orc_agent::pki::ca::{self, CertKey};
 use orc_agent::pki::role::Role;
 use orc_e2e::agent::AgentProcess;
@@ -89,7 +92,8 @@ fn maintenance_bootstrap_and_authorization_matrix() {
         // Reboot/Shutdown pass authorization and then fail: this agent has no orc-init.
         let authorized_but_no_init = Err(Ok(Code::FailedPrecondition));
         use Role::*;
-        let cases: Vec<(Role, &str, Result<(), Result<Code, String>>)> = vec![
+        type Case = (Role, &'static str, Result<(), Result<Code, String>>);
+        let cases: Vec<Case> = vec![
             (Admin, "Version", Ok(())),
             (Admin, "Health", Ok(())),
             (Admin, "Services", Ok(())),

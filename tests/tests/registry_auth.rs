@@ -3,6 +3,9 @@
 //! real agent and the orcctl binary. No root needed: pulls do not run
 //! containers.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

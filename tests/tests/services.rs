@@ -6,6 +6,9 @@
 //! worker; restart policies; global services; unplaceable tasks; logs.
 //! After each blow the task count and the containers on the nodes are exact.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use orc_e2e::agent::{can_run_containers, Options};

@@ -3,6 +3,9 @@
 //! Runs when `ORC_E2E_IMAGE` names the image directory (`cargo xtask test`
 //! and `cargo xtask e2e` set it); skipped otherwise.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -6,6 +6,9 @@
 //! the quorum holds; a node is drained. After each, the task count and the
 //! containers on the nodes are exact. Runs when `ORC_E2E_IMAGE` is set.
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

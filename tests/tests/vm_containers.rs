@@ -5,6 +5,9 @@
 //! agent restart and brings the container back after a reboot. Runs when
 //! `ORC_E2E_IMAGE` is set (`cargo xtask test`).
 
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -19,8 +19,16 @@ fn cargo(args: &[&str], e2e: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The repository's habits, checked before any test: formatting and clippy
+/// with warnings as errors (every target, tests included).
+fn habits() -> anyhow::Result<()> {
+    cargo(&["fmt", "--all", "--check"], false)?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], false)
+}
+
 pub fn all() -> anyhow::Result<()> {
     crate::deps::ensure()?;
+    habits()?;
     cargo(&["build", "--workspace", "--bins"], false)?;
     crate::image::build(&crate::image::ImageOptions { kernel: None })?;
     cargo(&["test", "--workspace", "--", "--test-threads=1"], true)

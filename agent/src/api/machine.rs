@@ -43,7 +43,7 @@ impl Machine for MachineService {
             .await
             .map_err(|e| Status::internal(format!("bootstrap task: {e}")))??;
         // The first manager: a one-member Raft quorum.
-        self.state.start_cluster(true).await;
+        self.state.start_raft(true).await;
         Ok(Response::new(res))
     }
 
@@ -97,7 +97,7 @@ impl Machine for MachineService {
         let req = req.into_inner();
         tracing::info!(manager = %req.manager, "join requested");
         let id = crate::cluster::join::join(&self.state, &req.token, &req.manager).await?;
-        self.state.start_cluster(false).await;
+        self.state.start_raft(false).await;
         Ok(Response::new(JoinResponse {
             node_id: id.meta.node_id,
             cluster_id: id.meta.cluster_id,

@@ -2,22 +2,26 @@
 //!
 //! # Layout
 //! - [`server`]: listeners (TCP, vsock), TLS handshakes, serving; `run(listeners, shutdown)`.
-//! - [`tls`]: the rustls server configurations (maintenance, cluster).
-//! - [`peer`]: the connection type that carries who the client is.
+//! - [`peer`]: the connection type that carries who the client is (identity: [`crate::pki::peer`]).
 //! - [`authz`]: the one authorization table and the tower layer enforcing it.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
-//! - [`cluster`]: `orc.cluster.v1.Cluster` (and `orc.raft.v1` from [`crate::cluster::rpc`]).
-//! - [`services`], [`nodes`]: `orc.cluster.v1.Services` and `Nodes` on any manager.
-//! - [`error`]: the one error → gRPC status mapping.
+//! - [`cluster`], [`services`], [`nodes`]: `orc.cluster.v1` on any manager,
+//!   each handler calling a domain function of [`crate::cluster`].
+//! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages.
+//! - [`status`]: the one error → gRPC status mapping.
+//!
+//! Peer services live with their domain: `orc.raft.v1` in
+//! [`crate::raft::transport`], `orc.dispatcher.v1` in [`crate::cluster::dispatcher`].
 
 pub mod authz;
 pub mod cluster;
 pub mod containers;
+pub mod convert;
 pub mod images;
 pub mod machine;
 pub mod nodes;
 pub mod peer;
 pub mod server;
 pub mod services;
-pub mod tls;
+pub mod status;

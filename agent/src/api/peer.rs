@@ -12,18 +12,11 @@ use crate::pki::role::PeerIdentity;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Who is calling: the remote address and, with a client certificate, the identity.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub remote: String,
-    pub identity: Option<PeerIdentity>,
-}
+pub use crate::pki::peer::Peer;
 
 /// The verified identity of the caller of `req`.
 pub fn identity<T>(req: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
-    req.extensions()
-        .get::<Peer>()
-        .and_then(|p| p.identity.clone())
+    crate::pki::peer::caller(req)
         .ok_or_else(|| tonic::Status::unauthenticated("a certificate of this cluster is required"))
 }
 

@@ -113,12 +113,12 @@ pub async fn run(
     drop(tx);
     tonic::transport::Server::builder()
         .layer(AuthzLayer { state: state.clone() })
-        .add_service(crate::cluster::rpc::RaftRpc::server(state.cluster.clone()))
+        .add_service(crate::raft::transport::server::RaftRpc::server(state.raft.clone()))
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
         .add_service(DispatcherServer::new(crate::cluster::dispatcher::DispatcherService::new(
-            state.cluster.clone(),
+            state.raft.clone(),
             liveness,
         )))
         .add_service(MachineServer::new(MachineService::new(state)))

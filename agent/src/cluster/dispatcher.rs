@@ -15,10 +15,11 @@ use orc_proto::dispatcher as pb;
 use orc_proto::dispatcher::dispatcher_server::Dispatcher;
 use tonic::{Request, Response, Status};
 
-use super::command::Command;
-use super::handle::{ClusterHandle, Started};
 use super::objects::*;
+use super::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
+use crate::raft::command::Command;
+use crate::raft::{RaftHandle, Started};
 
 /// How often nodes send heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -33,7 +34,7 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 const ELECTION_EXTRA: Duration = Duration::from_secs(15);
 
 pub struct DispatcherService {
-    cluster: Arc<ClusterHandle>,
+    raft: Arc<RaftHandle>,
     liveness: Arc<Liveness>,
     /// What nodes report, committed in order by one writer, so a
     /// heartbeat never waits for the Raft log.
@@ -41,7 +42,7 @@ pub struct DispatcherService {
 }
 
 /// Commits queued reports in order, as few entries as it can.
-async fn write_reports(cluster: Arc<ClusterHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+async fn write_reports(cluster: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -49,7 +50,7 @@ async fn write_reports(cluster: Arc<ClusterHandle>, mut rx: tokio::sync::mpsc::U
         }
         if let Err(e) = cluster.write(Command::Batch(batch)).await {
             // Lost with the leadership: the nodes report again to the next leader.
-            tracing::warn!(error = %e.message(), "committing node reports failed");
+            tracing::warn!(error = %e, "committing node reports failed");
         }
     }
 }
@@ -88,11 +89,7 @@ impl Liveness {
             if n.status == NodeStatus::Ready && !alive {
                 tracing::warn!(node = %n.id, hostname = %n.hostname, silent_ms = silent.as_millis() as u64, "node missed its heartbeats: down");
                 let message = format!("no heartbeat for {}s", silent.as_secs());
-                out.push(patch(
-                    NODES,
-                    &n.id,
-                    serde_json::json!({"status": "down", "message": message, "updated_ms": now_ms()}),
-                ));
+                out.push(NodePatch::status(NodeStatus::Down, message).command(&n.id));
             }
         }
         out
@@ -100,10 +97,10 @@ impl Liveness {
 }
 
 impl DispatcherService {
-    pub fn new(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) -> Self {
+    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>) -> Self {
         let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(write_reports(cluster.clone(), rx));
-        Self { cluster, liveness, reports }
+        tokio::spawn(write_reports(raft.clone(), rx));
+        Self { raft, liveness, reports }
     }
 
     fn report(&self, cmd: Command) -> Result<(), Status> {
@@ -113,13 +110,14 @@ impl DispatcherService {
 
 /// The calling node's id and role, from its certificate.
 fn caller<T>(req: &Request<T>) -> Result<(String, Role), Status> {
-    let id = crate::api::peer::identity(req)?;
+    let id = crate::pki::peer::caller(req)
+        .ok_or_else(|| Status::unauthenticated("a certificate of this cluster is required"))?;
     Ok((id.name, id.role))
 }
 
 /// This manager's Raft if it leads; otherwise UNAVAILABLE naming the leader.
-pub fn leading(cluster: &ClusterHandle) -> Result<Started, Status> {
-    let s = cluster.get()?;
+pub fn leading(cluster: &RaftHandle) -> Result<Started, Status> {
+    let s = cluster.get().map_err(Status::from)?;
     let m = s.raft.metrics().borrow().clone();
     if m.current_leader == Some(s.id) && m.state.is_leader() {
         return Ok(s);
@@ -157,7 +155,7 @@ impl Dispatcher for DispatcherService {
 
     async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
         let (node_id, role) = caller(&req)?;
-        let s = leading(&self.cluster)?;
+        let s = leading(&self.raft)?;
         // A new leader applies everything committed before it hands out tasks,
         // so no node is sent a list missing tasks it runs.
         tokio::time::timeout(Duration::from_secs(10), s.raft.ensure_linearizable())
@@ -174,21 +172,23 @@ impl Dispatcher for DispatcherService {
                 "node {node_id} was removed from the cluster: reinstall it and join again with a token"
             )));
         }
-        let mut fields = serde_json::json!({
-            "hostname": d.hostname, "cpus": d.cpus, "memory": d.memory, "addr": d.addr,
-            "agent_version": d.agent_version, "cert_role": role.as_str(),
-            "status": "ready", "message": "", "updated_ms": now_ms(),
-        });
-        if !known {
+        let fields = NodePatch {
+            hostname: Some(d.hostname.clone()),
+            cpus: Some(d.cpus),
+            memory: Some(d.memory),
+            addr: Some(d.addr),
+            agent_version: Some(d.agent_version),
+            cert_role: Some(role),
             // Its role is the certificate's until promoted or demoted.
-            fields["role"] = role.as_str().into();
-        }
+            role: (!known).then_some(role),
+            ..NodePatch::status(NodeStatus::Ready, "")
+        };
         let cmd = if known {
-            patch(NODES, &node_id, fields)
+            fields.command(&node_id)
         } else {
             let node = Node { id: node_id.clone(), ..Default::default() };
             let mut value = serde_json::to_value(&node).map_err(|e| Status::internal(e.to_string()))?;
-            super::command::merge(&mut value, &fields);
+            crate::raft::command::merge(&mut value, &fields.value());
             // Unconditional: a failed condition would drop the whole batch of reports it travels in.
             Command::Put { table: NODES.into(), id: node_id.clone(), value, expect_version: None }
         };
@@ -197,7 +197,7 @@ impl Dispatcher for DispatcherService {
         tracing::info!(node = %node_id, hostname = %d.hostname, "node session opened");
 
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let cluster = self.cluster.clone();
+        let cluster = self.raft.clone();
         tokio::spawn(async move {
             let mut changed = s.sm.changed.subscribe();
             let mut last: Option<Vec<u8>> = None;
@@ -208,7 +208,7 @@ impl Dispatcher for DispatcherService {
                 }
                 let v = super::objects::View::of(&s.sm.applied.read().await.state);
                 let tasks = tasks_of(&v, &node_id);
-                let role = v.nodes.get(&node_id).map(|n| n.role.clone()).unwrap_or_default();
+                let role = v.nodes.get(&node_id).map(|n| n.role.as_str().to_string()).unwrap_or_default();
                 let ttl = v.settings.node_cert_ttl().as_secs();
                 let json = serde_json::to_vec(&(&tasks, &role, ttl)).unwrap_or_default();
                 if last.as_ref() != Some(&json) {
@@ -229,7 +229,7 @@ impl Dispatcher for DispatcherService {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let (node_id, _) = caller(&req)?;
-        let s = leading(&self.cluster)?;
+        let s = leading(&self.raft)?;
         // (A node whose object is not applied yet has just opened its session.)
         if s.sm.applied.read().await.state.get(REMOVED_NODES, &node_id).is_some() {
             return Err(Status::permission_denied(format!("node {node_id} was removed from the cluster")));
@@ -240,13 +240,10 @@ impl Dispatcher for DispatcherService {
         {
             let a = s.sm.applied.read().await;
             if let Some(n) = a.state.get(NODES, &node_id) {
-                if n.value.get("status").and_then(|s| s.as_str()) != Some("ready") {
+                let status = serde_json::from_value::<Node>(n.value.clone()).map(|n| n.status).unwrap_or_default();
+                if status != NodeStatus::Ready {
                     tracing::info!(node = %node_id, "node is back: ready");
-                    cmds.push(patch(
-                        NODES,
-                        &node_id,
-                        serde_json::json!({"status": "ready", "message": "", "updated_ms": now_ms()}),
-                    ));
+                    cmds.push(NodePatch::status(NodeStatus::Ready, "").command(&node_id));
                 }
             }
             for st in statuses {
@@ -271,14 +268,15 @@ impl Dispatcher for DispatcherService {
                 if t.state.terminal() && !state.terminal() {
                     continue;
                 }
-                cmds.push(patch(
-                    TASKS,
-                    &st.id,
-                    serde_json::json!({
-                        "state": state, "message": st.message, "error": st.error,
-                        "container": st.container, "exit_code": st.exit_code, "updated_ms": now_ms(),
-                    }),
-                ));
+                let p = TaskPatch {
+                    state: Some(state),
+                    message: Some(st.message),
+                    error: Some(st.error),
+                    container: Some(st.container),
+                    exit_code: Some(st.exit_code),
+                    updated_ms: Some(now_ms()),
+                };
+                cmds.push(p.command(&st.id));
             }
         }
         if !cmds.is_empty() {

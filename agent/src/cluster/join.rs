@@ -3,46 +3,45 @@
 //! the token's digest, send a CSR, adopt the identity).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 
-use super::handle::{raft_id, ClusterHandle};
+use super::error::ClusterError;
 use super::token::{JoinToken, TokenRole};
 use crate::error::AgentError;
 use crate::pki::ca::{self, CertKey};
 use crate::pki::identity::{Identity, IdentityMeta};
 use crate::pki::role::Role;
+use crate::raft::{raft_id, RaftHandle};
 use crate::state::NodeState;
 use orc_proto::cluster as pb;
 
 /// The manager's side of `Cluster.Join`.
-pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinResponse, tonic::Status> {
-    let id = state.identity().ok_or_else(|| tonic::Status::failed_precondition("this node is not in a cluster"))?;
+pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinResponse, ClusterError> {
+    let id =
+        state.identity().ok_or_else(|| ClusterError::FailedPrecondition("this node is not in a cluster".into()))?;
     let Some(ca_key) = id.ca_key_pem.clone() else {
-        return Err(tonic::Status::failed_precondition("this node is not a manager: join through a manager"));
+        return Err(ClusterError::FailedPrecondition("this node is not a manager: join through a manager".into()));
     };
-    let token = JoinToken::parse(&req.token).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+    let token = JoinToken::parse(&req.token).map_err(|e| ClusterError::InvalidArgument(e.to_string()))?;
     let ca_der = pem_der(&id.ca_cert_pem)?;
-    let tokens = state.cluster.tokens(&ca_der, None).await?;
-    let parse = |t: &str| JoinToken::parse(t).map_err(|e| tonic::Status::internal(e.to_string()));
+    let tokens = super::tokens::tokens(&state.raft, &ca_der, None).await?;
+    let parse = |t: &str| JoinToken::parse(t).map_err(|e| ClusterError::Internal(e.to_string()));
     let (manager, worker) = (parse(&tokens.manager)?, parse(&tokens.worker)?);
-    let role = match token.role(&manager, &worker).map_err(|e| tonic::Status::permission_denied(e.to_string()))? {
+    let role = match token.role(&manager, &worker).map_err(|e| ClusterError::PermissionDenied(e.to_string()))? {
         TokenRole::Manager => Role::Manager,
         TokenRole::Worker => Role::Worker,
     };
     let node_id = hex::encode(rand::random::<[u8; 8]>());
-    let ttl = state.cluster.view().await?.settings.node_cert_ttl();
+    let ttl = super::objects::view(&state.raft).await?.settings.node_cert_ttl();
     let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
     let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, ttl, &req.csr_pem)
-        .map_err(|e| tonic::Status::invalid_argument(format!("the certificate request: {e}")))?;
+        .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     tracing::info!(%node_id, role = %role, addr = %req.addr, "node admitted");
     if role == Role::Manager {
-        let cluster = state.cluster.clone();
+        let cluster = state.raft.clone();
         let (nid, addr) = (node_id.clone(), req.addr.clone());
         tokio::spawn(async move {
             if let Err(e) = add_manager(&cluster, &nid, &addr).await {
@@ -62,8 +61,8 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
 }
 
 /// Learner first (it catches up), then voter.
-pub(crate) async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &str) -> Result<(), String> {
-    let s = cluster.get().map_err(|e| e.message().to_string())?;
+pub(crate) async fn add_manager(cluster: &RaftHandle, node_id: &str, addr: &str) -> Result<(), String> {
+    let s = cluster.get().map_err(|e| e.to_string())?;
     let id = raft_id(node_id).map_err(|e| e.to_string())?;
     let mut last = String::new();
     for _ in 0..60 {
@@ -82,76 +81,17 @@ pub(crate) async fn add_manager(cluster: &ClusterHandle, node_id: &str, addr: &s
     Err(last)
 }
 
-pub(crate) fn pem_der(pem: &str) -> Result<CertificateDer<'static>, tonic::Status> {
+pub(crate) fn pem_der(pem: &str) -> Result<CertificateDer<'static>, ClusterError> {
     use rustls::pki_types::pem::PemObject;
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| tonic::Status::internal(format!("cluster CA: {e}")))
-}
-
-/// Trusts a server whose chain carries a CA with the token's digest, and
-/// whose certificate that CA signed.
-#[derive(Debug)]
-struct PinnedCa {
-    digest: String,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates.iter().find(|c| super::token::ca_digest(c) == self.digest).ok_or_else(|| {
-            rustls::Error::General(
-                "the manager's CA does not match the join token: wrong cluster, or someone in between".into(),
-            )
-        })?;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let v = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-        v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| ClusterError::Internal(format!("cluster CA: {e}")))
 }
 
 /// The joiner's side of `Machine.Join`.
 pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Identity, AgentError> {
     let token = JoinToken::parse(token).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| AgentError::Io(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCa { digest: token.ca_digest.clone(), provider }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let channel = super::network::channel(manager, Arc::new(tls))
+    let tls = orc_tls::pin::client_config(orc_tls::pin::Pin::Ca(token.ca_digest.clone()))
+        .map_err(|e| AgentError::Io(e.to_string()))?;
+    let channel = crate::pki::channel::channel(manager, std::sync::Arc::new(tls))
         .await
         .map_err(|e| AgentError::Unavailable(format!("cannot reach the manager {manager}: {e}")))?;
     let (key_pem, csr_pem) = ca::new_csr()?;
@@ -165,7 +105,7 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
             _ => AgentError::Unavailable(format!("joining through {manager}: {}", s.message())),
         })?
         .into_inner();
-    let role = if res.role == "manager" { Role::Manager } else { Role::Worker };
+    let role = if res.role.parse::<Role>().ok() == Some(Role::Manager) { Role::Manager } else { Role::Worker };
     let identity = Identity {
         meta: IdentityMeta { node_id: res.node_id, cluster_id: res.cluster_id, cluster_name: res.cluster_name, role },
         ca_cert_pem: res.ca_cert_pem,
@@ -173,7 +113,7 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
         node: CertKey { cert_pem: res.cert_pem, key_pem },
     };
     let id = state.adopt(move || Ok(identity))?;
-    crate::worker::session::remember_managers(state.state_dir(), &[manager.to_string()]);
+    super::managers::remember(state.state_dir(), &[manager.to_string()]);
     tracing::info!(node_id = %id.meta.node_id, cluster_id = %id.meta.cluster_id, role = %role, "joined the cluster");
     Ok(id)
 }
@@ -188,7 +128,7 @@ pub async fn join_at_start(state: &NodeState, spec: &str) {
     loop {
         match join(state, token, manager).await {
             Ok(_) => {
-                state.start_cluster(false).await;
+                state.start_raft(false).await;
                 return;
             }
             Err(AgentError::AlreadyMember) => return,

@@ -7,16 +7,17 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::command::Command;
 use super::dispatcher::Liveness;
-use super::handle::{raft_id, ClusterHandle, Started};
 use super::objects::{now_ms, NodeStatus, View};
 use super::orchestrator;
-use super::types::NodeId;
+use crate::pki::role::Role;
+use crate::raft::command::Command;
+use crate::raft::types::NodeId;
+use crate::raft::{raft_id, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
 
-pub async fn run(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) {
+pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
     let mut leading = false;
     let changing: Changing = Arc::default();
     loop {
@@ -58,7 +59,7 @@ pub async fn run(cluster: Arc<ClusterHandle>, liveness: Arc<Liveness>) {
                         }
                         Some(c) => tracing::info!(conflict = %c, "reconcile raced another change; next pass"),
                     },
-                    Err(e) => tracing::warn!(error = %e.message(), "committing the reconcile failed"),
+                    Err(e) => tracing::warn!(error = %e, "committing the reconcile failed"),
                 }
             }
         }
@@ -72,15 +73,17 @@ type Changing = Arc<std::sync::Mutex<HashSet<String>>>;
 /// The quorum follows the Node objects: a promoted node (manager role, and
 /// by now a manager certificate) becomes a learner then a voter; a demoted
 /// one leaves the quorum.
-fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: &Changing) {
+fn membership(cluster: &Arc<RaftHandle>, s: &Started, view: &View, changing: &Changing) {
     let m = s.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     for n in view.nodes.values() {
         let Ok(rid) = raft_id(&n.id) else { continue };
-        let add =
-            n.role == "manager" && n.cert_role == "manager" && n.status == NodeStatus::Ready && !voters.contains(&rid);
-        let remove = n.role != "manager" && membership.get_node(&rid).is_some();
+        let add = n.role == Role::Manager
+            && n.cert_role == Some(Role::Manager)
+            && n.status == NodeStatus::Ready
+            && !voters.contains(&rid);
+        let remove = n.role != Role::Manager && membership.get_node(&rid).is_some();
         if !(add || remove) || !changing.lock().unwrap_or_else(|p| p.into_inner()).insert(n.id.clone()) {
             continue;
         }
@@ -102,8 +105,8 @@ fn membership(cluster: &Arc<ClusterHandle>, s: &Started, view: &View, changing: 
     }
 }
 
-async fn remove_manager(cluster: &ClusterHandle, rid: NodeId) -> Result<(), String> {
-    let s = cluster.get().map_err(|e| e.message().to_string())?;
+async fn remove_manager(cluster: &RaftHandle, rid: NodeId) -> Result<(), String> {
+    let s = cluster.get().map_err(|e| e.to_string())?;
     let voters: BTreeSet<NodeId> =
         s.raft.metrics().borrow().membership_config.membership().voter_ids().filter(|v| *v != rid).collect();
     if voters.is_empty() {

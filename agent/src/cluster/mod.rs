@@ -1,34 +1,37 @@
-//! The cluster: the managers' Raft quorum and the state it holds.
+//! The cluster: its objects and what the managers do with them. The
+//! replicated log they live in is [`crate::raft`].
 //!
-//! - [`types`]: openraft's type configuration for orc.
-//! - [`command`]: what the Raft log carries and the state machine applies.
-//! - [`store`]: the durable Raft log and state machine on redb (STATE).
-//! - [`token`]: join tokens (`ORC1-<CA digest>-<secret>`).
-//! - [`scheduler`]: filters and spread for placing tasks, with reasons.
-//! - [`rpc`], [`network`]: openraft's RPCs as `orc.raft.v1` over mutual TLS.
-//! - [`handle`]: this manager's Raft, started at agent start or `cluster init`.
-//! - [`join`]: admitting nodes (token, CSR) and joining (CA pinned to the token).
-//!
-//! Built so far: the storage layer, checked with openraft's own storage test
-//! suite. The network (internal gRPC over mTLS), joining, the dispatcher and
-//! the scheduler build on it.
+//! # Layout
+//! - [`objects`]: nodes, services, tasks, settings; table names; the view
+//!   and its lookups (by name, id or prefix).
+//! - [`patch`]: typed changes to existing objects (merge patches).
+//! - [`spec`]: checking a service spec.
+//! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
+//!   domain functions returning [`ClusterError`].
+//! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`leader`]: the leader's loop (liveness, reconcile, quorum membership).
+//! - [`dispatcher`]: node sessions and heartbeats on the leader.
+//! - [`token`], [`tokens`]: the join token codec; the cluster's two tokens.
+//! - [`join`]: admitting nodes (manager side) and joining (node side).
+//! - [`renew`]: certificate renewal, both sides.
+//! - [`managers`]: the managers a node knows, on STATE.
+//! - [`error`]: the [`ClusterError`] type.
 
-pub mod command;
-pub mod consistency;
 pub mod dispatcher;
-pub mod handle;
+pub mod error;
 pub mod join;
 pub mod leader;
-pub mod network;
+pub mod managers;
+pub mod nodes;
 pub mod objects;
 pub mod orchestrator;
+pub mod patch;
 pub mod renew;
-pub mod rpc;
 pub mod scheduler;
+pub mod services;
+pub mod settings;
 pub mod spec;
-pub mod store;
 pub mod token;
-pub mod types;
+pub mod tokens;
 
-#[cfg(test)]
-mod tests;
+pub use error::ClusterError;

@@ -1,18 +1,46 @@
 //! The objects in the replicated state: nodes, services and tasks, as the
-//! JSON values of their tables. Times are Unix milliseconds.
+//! JSON values of their tables, and the [`View`] that reads them typed.
+//! Changes to existing objects are typed patches ([`super::patch`]).
+//! Times are Unix milliseconds.
 
 use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::command::{ClusterState, Command};
+use super::error::ClusterError;
 
-pub const NODES: &str = "nodes";
-pub const SERVICES: &str = "services";
-pub const TASKS: &str = "tasks";
-/// Nodes removed with `node rm`: their certificates open no session.
-pub const REMOVED_NODES: &str = "removed-nodes";
+use crate::pki::role::Role;
+use crate::raft::command::{ClusterState, Command};
+use crate::raft::{RaftError, RaftHandle};
+
+/// `cert_role` as stored: a role, or nothing (also "" from older stores).
+fn role_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
+    let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// The tables of the replicated state, and the ids of singletons: the one
+/// place their names are written.
+pub mod table {
+    pub const NODES: &str = "nodes";
+    pub const SERVICES: &str = "services";
+    pub const TASKS: &str = "tasks";
+    /// Service name → id: claimed in the same entry as the service, so two
+    /// creates of one name cannot both win.
+    pub const SERVICE_NAMES: &str = "service-names";
+    /// Nodes removed with `node rm`: their certificates open no session.
+    pub const REMOVED_NODES: &str = "removed-nodes";
+    /// Singletons: `(CLUSTER, SETTINGS)`, `(CLUSTER, JOIN_TOKENS)`.
+    pub const CLUSTER: &str = "cluster";
+    pub const SETTINGS: &str = "settings";
+    pub const JOIN_TOKENS: &str = "join-tokens";
+}
+
+pub use table::{NODES, REMOVED_NODES, SERVICES, TASKS};
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -30,7 +58,7 @@ pub struct Settings {
     pub node_cert_ttl_secs: u64,
 }
 
-pub const SETTINGS: (&str, &str) = ("cluster", "settings");
+pub const SETTINGS: (&str, &str) = (table::CLUSTER, table::SETTINGS);
 
 impl Settings {
     pub fn node_cert_ttl(&self) -> std::time::Duration {
@@ -63,12 +91,13 @@ pub enum NodeStatus {
 pub struct Node {
     pub id: String,
     pub hostname: String,
-    /// "manager" or "worker".
-    pub role: String,
+    /// Manager or worker.
+    pub role: Role,
     /// The role its current certificate carries (differs from `role`
-    /// between a promote/demote and the node's renewal).
-    #[serde(default)]
-    pub cert_role: String,
+    /// between a promote/demote and the node's renewal; none before its
+    /// first session).
+    #[serde(default, deserialize_with = "role_or_none")]
+    pub cert_role: Option<Role>,
     /// Where its API listens (what managers and the dispatcher dial).
     pub addr: String,
     pub availability: Availability,
@@ -138,6 +167,14 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A node removed with `node rm`, remembered so its certificate cannot
+/// bring it back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemovedNode {
+    pub hostname: String,
+    pub removed_ms: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -270,6 +307,59 @@ impl View {
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
         self.services.values().find(|s| s.spec.name == name)
     }
+
+    /// A service by name, id or unique id prefix.
+    pub fn find_service(&self, ident: &str) -> Result<&Service, ClusterError> {
+        if let Some(s) = self.service_by_name(ident).or_else(|| self.services.get(ident)) {
+            return Ok(s);
+        }
+        let matches = self.services.values().filter(|s| !ident.is_empty() && s.id.starts_with(ident));
+        unique(
+            matches,
+            || format!("no service {ident:?} (see `orcctl service ls`)"),
+            |n| format!("{ident:?} matches {n} services: give more of the id"),
+        )
+    }
+
+    /// A node by id, unique id prefix or hostname.
+    pub fn find_node(&self, ident: &str) -> Result<&Node, ClusterError> {
+        if let Some(n) = self.nodes.get(ident) {
+            return Ok(n);
+        }
+        let matches =
+            self.nodes.values().filter(|n| n.hostname == ident || (!ident.is_empty() && n.id.starts_with(ident)));
+        unique(
+            matches,
+            || format!("no node {ident:?} in the cluster (see `orcctl node ls`)"),
+            |n| format!("{ident:?} matches {n} nodes: use the node id"),
+        )
+    }
+
+    /// Live tasks (wanted running, not over) on `node`.
+    pub fn live_tasks_on(&self, node: &str) -> usize {
+        self.tasks.values().filter(|t| t.node == node && t.live()).count()
+    }
+}
+
+/// The one match of `matches`: none is `NotFound`, several are ambiguous.
+fn unique<'a, T: 'a>(
+    matches: impl Iterator<Item = &'a T>,
+    none: impl FnOnce() -> String,
+    several: impl FnOnce(usize) -> String,
+) -> Result<&'a T, ClusterError> {
+    let all: Vec<&T> = matches.collect();
+    match all.as_slice() {
+        [one] => Ok(one),
+        [] => Err(ClusterError::NotFound(none())),
+        _ => Err(ClusterError::InvalidArgument(several(all.len()))),
+    }
+}
+
+/// The objects, read linearizably on this manager.
+pub async fn view(raft: &RaftHandle) -> Result<View, RaftError> {
+    let s = raft.linearizable().await?;
+    let a = s.sm.applied.read().await;
+    Ok(View::of(&a.state))
 }
 
 pub fn put<T: Serialize>(table: &str, id: &str, v: &T) -> Command {
@@ -281,6 +371,14 @@ pub fn put<T: Serialize>(table: &str, id: &str, v: &T) -> Command {
     }
 }
 
-pub fn patch(table: &str, id: &str, patch: serde_json::Value) -> Command {
-    Command::Patch { table: table.into(), id: id.into(), patch }
+/// A put that succeeds only if `table/id` is still at `version` (0: absent).
+pub fn put_if<T: Serialize>(table: &str, id: &str, v: &T, version: u64) -> Command {
+    match put(table, id, v) {
+        Command::Put { table, id, value, .. } => Command::Put { table, id, value, expect_version: Some(version) },
+        other => other,
+    }
+}
+
+pub fn delete(table: &str, id: &str) -> Command {
+    Command::Delete { table: table.into(), id: id.into() }
 }

@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::command::Command;
 use super::objects::*;
-use super::scheduler::{self, Constraint, Demand, NodeInfo, NodeRole};
+use super::scheduler::{self, Constraint, Demand, NodeInfo};
+use crate::raft::command::Command;
 
 /// Ended tasks kept per slot (or per node for global services) for `service ps`.
 pub const HISTORY: usize = 3;
@@ -248,7 +248,7 @@ fn node_info(n: &Node) -> NodeInfo {
     NodeInfo {
         id: n.id.clone(),
         hostname: n.hostname.clone(),
-        role: if n.role == "manager" { NodeRole::Manager } else { NodeRole::Worker },
+        role: n.role,
         availability: n.availability,
         ready: n.status == NodeStatus::Ready,
         labels: n.labels.clone(),
@@ -383,21 +383,17 @@ fn commands(p: &Pass) -> Vec<Command> {
     let mut out = Vec::new();
     for id in &p.created {
         if let Some(t) = p.tasks.get(id) {
-            let mut c = put(TASKS, id, t);
-            if let Command::Put { expect_version, .. } = &mut c {
-                *expect_version = Some(0);
-            }
-            out.push(c);
+            out.push(put_if(TASKS, id, t, 0));
         }
     }
     for (id, old) in &p.v.tasks {
         if p.deleted.contains(id) {
-            out.push(Command::Delete { table: TASKS.into(), id: id.clone() });
+            out.push(delete(TASKS, id));
             continue;
         }
         let Some(new) = p.tasks.get(id) else { continue };
         if let Some(d) = diff(old, new) {
-            out.push(patch(TASKS, id, d));
+            out.push(Command::Patch { table: TASKS.into(), id: id.clone(), patch: d });
         }
     }
     out
@@ -421,7 +417,8 @@ fn diff(old: &Task, new: &Task) -> Option<serde_json::Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::command::ClusterState;
+    use crate::cluster::patch::TaskPatch;
+    use crate::raft::command::ClusterState;
 
     struct World {
         state: ClusterState,
@@ -440,7 +437,7 @@ mod tests {
             let mut n = self.view().nodes.get(id).cloned().unwrap_or(Node {
                 id: id.into(),
                 hostname: format!("host-{id}"),
-                role: "worker".into(),
+                role: crate::pki::role::Role::Worker,
                 status: NodeStatus::Ready,
                 cpus: 2.0,
                 memory: 4 << 30,
@@ -479,7 +476,8 @@ mod tests {
         fn run_all(&mut self) {
             let v = self.view();
             for t in v.tasks.values().filter(|t| t.live() && t.state == TaskState::Assigned) {
-                self.state.apply(&patch(TASKS, &t.id, serde_json::json!({"state": "running"})));
+                let p = TaskPatch { state: Some(TaskState::Running), ..Default::default() };
+                self.state.apply(&p.command(&t.id));
             }
         }
         fn live(&self, service: &str) -> Vec<Task> {
@@ -489,8 +487,9 @@ mod tests {
             self.live(service).iter().filter(|t| t.node == node).count()
         }
         fn report(&mut self, id: &str, state: &str) {
-            let now = self.now;
-            self.state.apply(&patch(TASKS, id, serde_json::json!({"state": state, "updated_ms": now})));
+            let p =
+                TaskPatch { state: Some(TaskState::parse(state)), updated_ms: Some(self.now), ..Default::default() };
+            self.state.apply(&p.command(id));
         }
     }
 

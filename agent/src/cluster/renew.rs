@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use orc_proto::cluster as pb;
-use tonic::Status;
 
+use super::error::ClusterError;
 use super::objects::{NODES, REMOVED_NODES};
 use crate::error::AgentError;
 use crate::pki::ca::{self, CertKey};
@@ -16,10 +16,12 @@ use crate::pki::role::{PeerIdentity, Role};
 use crate::state::NodeState;
 
 /// The manager's side: sign the caller's CSR for its current role.
-pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Result<pb::RenewResponse, Status> {
-    let id = state.identity().ok_or_else(|| Status::failed_precondition("this node is not in a cluster"))?;
-    let ca_key = id.ca_key_pem.clone().ok_or_else(|| Status::failed_precondition("this node is not a manager"))?;
-    let started = state.cluster.linearizable().await?;
+pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Result<pb::RenewResponse, ClusterError> {
+    let id =
+        state.identity().ok_or_else(|| ClusterError::FailedPrecondition("this node is not in a cluster".into()))?;
+    let ca_key =
+        id.ca_key_pem.clone().ok_or_else(|| ClusterError::FailedPrecondition("this node is not a manager".into()))?;
+    let started = state.raft.linearizable().await?;
     let (node, removed, settings) = {
         let a = started.sm.applied.read().await;
         let node = a
@@ -30,16 +32,12 @@ pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Re
         (node, a.state.get(REMOVED_NODES, &caller.name).is_some(), v.settings)
     };
     if removed {
-        return Err(Status::permission_denied(format!("node {} was removed from the cluster", caller.name)));
+        return Err(ClusterError::PermissionDenied(format!("node {} was removed from the cluster", caller.name)));
     }
-    let role = match node.as_ref().map(|n| n.role.as_str()) {
-        Some("manager") => Role::Manager,
-        Some(_) => Role::Worker,
-        None => caller.role,
-    };
+    let role = node.as_ref().map(|n| n.role).unwrap_or(caller.role);
     let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
     let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &caller.name, role, settings.node_cert_ttl(), csr_pem)
-        .map_err(|e| Status::invalid_argument(format!("the certificate request: {e}")))?;
+        .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     tracing::info!(node = %caller.name, role = %role, ttl_secs = settings.node_cert_ttl().as_secs(), "node certificate renewed");
     Ok(pb::RenewResponse {
         cert_pem,
@@ -77,7 +75,7 @@ pub async fn renew(state: &NodeState, channel: tonic::transport::Channel) -> Res
         .await
         .map_err(|s| AgentError::Unavailable(format!("renewing the node certificate: {}", s.message())))?
         .into_inner();
-    let role = if res.role == "manager" { Role::Manager } else { Role::Worker };
+    let role = if res.role.parse::<Role>().ok() == Some(Role::Manager) { Role::Manager } else { Role::Worker };
     let ca_key = (!res.ca_key_pem.is_empty()).then_some(res.ca_key_pem);
     state.renew(CertKey { cert_pem: res.cert_pem, key_pem }, role, ca_key).await?;
     Ok(role)

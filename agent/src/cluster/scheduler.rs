@@ -9,11 +9,8 @@ use std::fmt;
 
 pub use super::objects::Availability;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeRole {
-    Manager,
-    Worker,
-}
+/// A node's role: the PKI's [`Role`] (manager or worker).
+pub use crate::pki::role::Role as NodeRole;
 
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -83,7 +80,7 @@ impl Constraint {
         if value.is_empty() {
             return Err(format!("constraint {s:?} has no value"));
         }
-        if field == Field::Role && value != "manager" && value != "worker" {
+        if field == Field::Role && !matches!(value.parse(), Ok(NodeRole::Manager | NodeRole::Worker)) {
             return Err(format!("constraint {s:?}: a role is manager or worker"));
         }
         Ok(Self { field, op, value: value.to_string(), text })
@@ -92,7 +89,7 @@ impl Constraint {
     pub fn matches(&self, n: &NodeInfo) -> bool {
         let actual = match &self.field {
             Field::Label(k) => n.labels.get(k).map(String::as_str),
-            Field::Role => Some(if n.role == NodeRole::Manager { "manager" } else { "worker" }),
+            Field::Role => Some(n.role.as_str()),
             Field::Hostname => Some(n.hostname.as_str()),
             Field::Id => Some(n.id.as_str()),
         };

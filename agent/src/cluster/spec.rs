@@ -86,7 +86,8 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         assert!(spec(|_| {}).is_ok());
-        let cases: Vec<(Box<dyn FnOnce(&mut ServiceSpec)>, &str)> = vec![
+        type Case = (Box<dyn FnOnce(&mut ServiceSpec)>, &'static str);
+        let cases: Vec<Case> = vec![
             (Box::new(|s| s.name = "we b".into()), "service name"),
             (Box::new(|s| s.name = "-web".into()), "starting with a letter"),
             (Box::new(|s| s.image = " ".into()), "an image is required"),

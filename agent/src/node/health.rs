@@ -34,7 +34,7 @@ fn state_dir(dir: &Path) -> HealthCheck {
         return check("state", false, format!("{} is not writable: {e}", dir.display()));
     }
     match nix::sys::statfs::statfs(dir) {
-        Ok(s) if s.filesystem_type().0 as i64 == TMPFS_MAGIC => {
+        Ok(s) if s.filesystem_type().0 == TMPFS_MAGIC => {
             check("state", true, format!("{} is tmpfs: nothing persists across reboots", dir.display()))
         }
         Ok(_) => check("state", true, format!("{} is persistent", dir.display())),

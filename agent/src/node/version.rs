@@ -2,8 +2,8 @@
 
 use orc_proto::machine::VersionResponse;
 
-use crate::api::tls;
 use crate::pki;
+use crate::pki::tls;
 use crate::state::NodeState;
 
 pub fn do_version(state: &NodeState) -> VersionResponse {

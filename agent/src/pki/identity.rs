@@ -20,19 +20,6 @@ pub struct IdentityMeta {
     pub role: Role,
 }
 
-impl Serialize for Role {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Role {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// Everything that makes a node a member of a cluster.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -73,6 +60,11 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError>
 }
 
 impl Identity {
+    /// The client TLS configuration this node dials other nodes with.
+    pub fn client_tls(&self) -> Result<std::sync::Arc<rustls::ClientConfig>, super::tls::TlsError> {
+        super::channel::client_tls(&self.ca_cert_pem, &self.node)
+    }
+
     /// Loads the identity; `Ok(None)` when the node has none (maintenance mode).
     pub fn load(state_dir: &Path) -> Result<Option<Self>, PkiError> {
         let dir = pki_dir(state_dir);

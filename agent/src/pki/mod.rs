@@ -11,23 +11,22 @@
 //! - [`ca`]: making the CA and issuing certificates.
 //! - [`identity`]: the node's identity on STATE (load, save atomically).
 //! - [`maintenance`]: the self-signed certificate of a node without identity.
+//! - [`tls`]: the rustls server configurations (maintenance, cluster).
+//! - [`channel`]: the node-to-node client TLS and channel.
+//! - [`role::identity_of`]: who a verified peer certificate names.
+//!
+//! The pinning verifiers (maintenance fingerprint, join-token CA digest)
+//! live in the `orc-tls` crate, shared with `orcctl`.
 
 pub mod ca;
+pub mod channel;
 pub mod identity;
 pub mod maintenance;
+pub mod peer;
 pub mod role;
+pub mod tls;
 
-use sha2::{Digest, Sha256};
-
-/// The DNS name every node certificate carries and every client verifies
-/// against. Nodes are reached through NAT, port forwards and vsock, so their
-/// addresses cannot be pinned; the CA and the server EKU can.
-pub const NODE_SERVER_NAME: &str = "node.orc";
-
-/// Hex SHA-256 of a DER certificate, as printed and pinned.
-pub fn fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
-}
+pub use orc_tls::{fingerprint, NODE_SERVER_NAME};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {

@@ -7,7 +7,8 @@ use x509_parser::prelude::*;
 
 use super::PkiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read anything, change nothing.
     Reader,
@@ -15,7 +16,8 @@ pub enum Role {
     Operator,
     /// Everything.
     Admin,
-    /// A worker node.
+    /// A worker node (the least a node is).
+    #[default]
     Worker,
     /// A manager node.
     Manager,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::shim::log::{parse, FILE, ROTATED};
+use crate::shim_contract::log::{parse, FILE, ROTATED};
 use orc_proto::container as pb;
 
 const POLL: Duration = Duration::from_millis(200);

@@ -20,12 +20,12 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
 use super::record::{ContainerRecord, ExitInfo, RunSpec, Status};
+use super::shim_client;
 use super::spec::{self, ImageDefaults, Network};
-use super::{shim_client, user};
 use crate::error::AgentError;
 use crate::images::ImageStore;
-use crate::shim::container::{Overlay, OVERLAY_FILE};
-use crate::shim::{ShimArgs, EXIT_FILE, SOCKET};
+use crate::shim_contract::user;
+use crate::shim_contract::{Overlay, ShimArgs, EXIT_FILE, OVERLAY_FILE, SOCKET};
 use orc_proto::container as pb;
 use orc_proto::shim as spb;
 
@@ -85,7 +85,7 @@ impl Runtime {
             dir: self.container_dir(id),
             run: self.run.join(id),
             root: self.root.clone(),
-            log_max_size: crate::shim::log::MAX_SIZE,
+            log_max_size: crate::shim_contract::log::MAX_SIZE,
         }
     }
 

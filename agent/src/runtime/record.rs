@@ -171,23 +171,7 @@ pub fn valid_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ExitInfo {
-    pub code: i32,
-    pub signal: i32,
-    pub oom_killed: bool,
-    /// Unix seconds.
-    pub finished: i64,
-}
-
-impl ExitInfo {
-    pub fn to_proto(self) -> pb::ExitStatus {
-        pb::ExitStatus { code: self.code, signal: self.signal, oom_killed: self.oom_killed }
-    }
-    pub fn failed(&self) -> bool {
-        self.code != 0 || self.signal != 0 || self.oom_killed
-    }
-}
+pub use crate::shim_contract::ExitInfo;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

@@ -9,41 +9,20 @@ use tokio::io::AsyncBufReadExt;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::AgentError;
-use crate::shim::ShimArgs;
+use crate::shim_contract::{read_ready, Ready, ShimArgs};
 use orc_proto::shim::shim_client::ShimClient;
 
 /// How long a shim may take to create and start its container.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(serde::Deserialize)]
-struct Ready {
-    pid: Option<i32>,
-    started: Option<i64>,
-    error: Option<String>,
-}
-
 /// Re-executes this binary as `orc-agent shim`, in its own session so it
 /// outlives the agent, and waits for its readiness line. Returns (pid, started).
 pub async fn spawn(exe: &Path, args: &ShimArgs) -> Result<(i32, i64), AgentError> {
-    let log = args.dir.join("shim.log");
+    let log = args.dir.join(crate::shim_contract::SHIM_LOG);
     let stderr =
         std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| AgentError::io(&log, e))?;
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("shim")
-        .arg("--id")
-        .arg(&args.id)
-        .arg("--dir")
-        .arg(&args.dir)
-        .arg("--run")
-        .arg(&args.run)
-        .arg("--root")
-        .arg(&args.root)
-        .arg("--log-max-size")
-        .arg(args.log_max_size.to_string())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr);
+    cmd.args(args.command_line()).env_remove("RUST_LOG").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
     // SAFETY: setsid is async-signal-safe and touches no memory of ours.
     unsafe {
         cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
@@ -66,7 +45,7 @@ pub async fn spawn(exe: &Path, args: &ShimArgs) -> Result<(i32, i64), AgentError
         Ok(Err(e)) => return Err(AgentError::Io(format!("reading the shim: {e}"))),
         Ok(Ok(_)) => {}
     }
-    let ready: Ready = serde_json::from_str(line.trim()).map_err(|_| {
+    let ready = read_ready(&line).ok_or_else(|| {
         let tail = std::fs::read_to_string(&log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(3).collect();
         AgentError::Io(format!(
@@ -75,9 +54,8 @@ pub async fn spawn(exe: &Path, args: &ShimArgs) -> Result<(i32, i64), AgentError
         ))
     })?;
     match ready {
-        Ready { error: Some(e), .. } => Err(AgentError::FailedPrecondition(format!("cannot start the container: {e}"))),
-        Ready { pid: Some(pid), started, .. } => Ok((pid, started.unwrap_or_default())),
-        _ => Err(AgentError::Io(format!("the shim said {line:?}"))),
+        Ready::Failed { error } => Err(AgentError::FailedPrecondition(format!("cannot start the container: {error}"))),
+        Ready::Started { pid, started } => Ok((pid, started)),
     }
 }
 

@@ -15,8 +15,8 @@ use oci_spec::runtime::{
 
 use super::record::RunSpec;
 use super::seccomp;
-use super::user::Ids;
 use crate::error::AgentError;
+use crate::shim_contract::user::Ids;
 
 /// How a container reaches the network. Only the node's own stack for now;
 /// the networking work adds a bridge mode with a namespace per container.
@@ -63,9 +63,7 @@ pub fn max_open_files() -> u64 {
 const CPU_PERIOD: u64 = 100_000;
 
 /// The cgroup of a container, relative to the cgroup2 root.
-pub fn cgroup_path(id: &str) -> String {
-    format!("/orc/{id}")
-}
+pub use crate::shim_contract::cgroup_path;
 
 /// What the image says about how to run it.
 #[derive(Debug, Clone, Default)]

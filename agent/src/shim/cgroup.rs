@@ -27,7 +27,7 @@ impl Cgroup {
             .ok()
             .and_then(|s| s.linux().as_ref().and_then(|l| l.cgroups_path().clone()))
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| crate::runtime::spec::cgroup_path(id));
+            .unwrap_or_else(|| crate::shim_contract::cgroup_path(id));
         Self { dir: PathBuf::from(ROOT).join(path.trim_start_matches('/')) }
     }
 

@@ -3,25 +3,16 @@
 //! single-threaded.
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use serde::{Deserialize, Serialize};
 
 /// The overlay the agent asks for, in `bundle/rootfs.json`. Without the
 /// file, `bundle/rootfs` is used as it is (a prepared bundle).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Overlay {
-    /// Unpacked layers, topmost first.
-    pub lower: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-}
-
-pub const OVERLAY_FILE: &str = "rootfs.json";
+pub use crate::shim_contract::{Overlay, OVERLAY_FILE};
 
 pub fn mount_rootfs(bundle: &Path) -> Result<bool, String> {
     let file = bundle.join(OVERLAY_FILE);

@@ -16,7 +16,7 @@ use tonic::{Status, Streaming};
 
 use super::fdio::FdIo;
 use super::Shim;
-use crate::runtime::record::ExitInfo;
+use crate::shim_contract::ExitInfo;
 use orc_proto::container as pb;
 use pb::exec_input::Input;
 use pb::exec_output::Output;
@@ -66,7 +66,8 @@ fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_sp
         p.set_cwd(start.workdir.clone().into());
     }
     if !start.user.is_empty() {
-        let ids = crate::runtime::user::resolve(&start.user, &[shim.bundle.join("rootfs")]).map_err(Status::from)?;
+        let ids =
+            crate::shim_contract::user::resolve(&start.user, &[shim.bundle.join("rootfs")]).map_err(Status::from)?;
         let mut u = p.user().clone();
         u.set_uid(ids.uid);
         u.set_gid(ids.gid);

@@ -6,9 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const FILE: &str = "container.log";
-pub const ROTATED: &str = "container.log.1";
-pub const MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub use crate::shim_contract::log::{parse, Entry, FILE, MAX_SIZE, ROTATED};
 /// A line longer than this is written as partial (`P`) pieces.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -86,24 +84,6 @@ impl LogWriter {
         }
         Ok(())
     }
-}
-
-/// One parsed log line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub time: String,
-    pub stream: String,
-    pub partial: bool,
-    pub text: Vec<u8>,
-}
-
-pub fn parse(line: &[u8]) -> Option<Entry> {
-    let mut parts = line.splitn(4, |b| *b == b' ');
-    let time = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let stream = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let tag = parts.next()?;
-    let text = parts.next().unwrap_or_default().to_vec();
-    Some(Entry { time, stream, partial: tag == b"P", text })
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ pub mod log;
 pub mod server;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -33,29 +32,9 @@ use std::time::Duration;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use tokio::sync::{oneshot, watch};
 
-use crate::runtime::record::ExitInfo;
+use crate::shim_contract::{announce_ready, ExitInfo, Ready};
 
-pub const SOCKET: &str = "shim.sock";
-pub const EXIT_FILE: &str = "exit.json";
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ShimArgs {
-    /// Container id.
-    #[arg(long)]
-    pub id: String,
-    /// The container's directory on STATE (bundle/, log/, exit.json).
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// The container's runtime directory (socket, exec files).
-    #[arg(long)]
-    pub run: PathBuf,
-    /// libcontainer's state root (on tmpfs).
-    #[arg(long)]
-    pub root: PathBuf,
-    /// Log size at which it rotates.
-    #[arg(long, default_value_t = log::MAX_SIZE)]
-    pub log_max_size: u64,
-}
+pub use crate::shim_contract::{ShimArgs, EXIT_FILE, SOCKET};
 
 pub struct Shim {
     pub id: String,
@@ -110,18 +89,10 @@ impl Shim {
     }
 }
 
-fn now() -> i64 {
-    crate::images::now()
-}
+use crate::shim_contract::now;
 
-/// Readiness line on stdout for the agent, then stdout goes to /dev/null.
-fn ready(line: serde_json::Value) {
-    let mut out = std::io::stdout();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2_stdout(null);
-    }
+fn failed(error: String) {
+    announce_ready(&Ready::Failed { error });
 }
 
 fn prepare_process() {
@@ -138,36 +109,36 @@ fn prepare_process() {
 /// Runs the shim; returns the process exit code.
 pub fn main(args: ShimArgs) -> i32 {
     prepare_process();
-    let bundle = args.dir.join("bundle");
-    let log_dir = args.dir.join("log");
-    let _ = std::fs::remove_file(args.dir.join(EXIT_FILE));
+    let bundle = args.bundle();
+    let log_dir = args.log_dir();
+    let _ = std::fs::remove_file(args.exit_file());
     if let Err(e) = std::fs::create_dir_all(&args.run).and_then(|_| std::fs::create_dir_all(&args.root)) {
-        ready(serde_json::json!({ "error": format!("{}: {e}", args.run.display()) }));
+        failed(format!("{}: {e}", args.run.display()));
         return 1;
     }
     let log = match log::LogWriter::open(&log_dir, args.log_max_size) {
         Ok(l) => l,
         Err(e) => {
-            ready(serde_json::json!({ "error": format!("opening the log in {}: {e}", log_dir.display()) }));
+            failed(format!("opening the log in {}: {e}", log_dir.display()));
             return 1;
         }
     };
     // The socket exists before the readiness line, so the agent can always
     // connect once it has read it.
-    let sock = args.run.join(SOCKET);
+    let sock = args.socket();
     let _ = std::fs::remove_file(&sock);
     let listener = match std::os::unix::net::UnixListener::bind(&sock).and_then(|l| l.set_nonblocking(true).map(|_| l))
     {
         Ok(l) => l,
         Err(e) => {
-            ready(serde_json::json!({ "error": format!("{}: {e}", sock.display()) }));
+            failed(format!("{}: {e}", sock.display()));
             return 1;
         }
     };
     let mounted = match container::mount_rootfs(&bundle) {
         Ok(m) => m,
         Err(e) => {
-            ready(serde_json::json!({ "error": e }));
+            failed(e.to_string());
             return 1;
         }
     };
@@ -180,7 +151,7 @@ pub fn main(args: ShimArgs) -> i32 {
     let ((in_r, in_w), (out_r, out_w), (err_r, err_w)) = match pipes {
         Ok(p) => p,
         Err(e) => {
-            ready(serde_json::json!({ "error": format!("pipes: {e}") }));
+            failed(format!("pipes: {e}"));
             return 1;
         }
     };
@@ -193,12 +164,12 @@ pub fn main(args: ShimArgs) -> i32 {
             if mounted {
                 container::unmount_rootfs(&bundle);
             }
-            ready(serde_json::json!({ "error": e }));
+            failed(e.to_string());
             return 1;
         }
     };
     let started = now();
-    ready(serde_json::json!({ "pid": pid, "started": started }));
+    announce_ready(&Ready::Started { pid, started });
     tracing::info!(id = %args.id, pid, "container started");
 
     let (exit_tx, _) = watch::channel(None);

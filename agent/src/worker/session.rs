@@ -4,10 +4,8 @@
 //! manager dies or stops leading, reconnect — to the leader it names, else
 //! to the next manager known.
 //!
-//! Known managers live in `<state>/cluster/managers.json`: the one joined
-//! through first, then every list the leader sends.
+//! Known managers: [`crate::cluster::managers`].
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,29 +16,14 @@ use tonic::transport::Channel;
 use super::executor::Executor;
 use crate::cluster::dispatcher::{HEARTBEAT, HEARTBEAT_TIMEOUT};
 use crate::cluster::objects::Task;
-use crate::cluster::renew;
+use crate::cluster::{managers, renew};
 use crate::pki::role::Role;
 use crate::state::NodeState;
 
-const MANAGERS: &str = "cluster/managers.json";
 const SESSION_OPEN: Duration = Duration::from_secs(10);
 
-pub fn remember_managers(state_dir: &Path, addrs: &[String]) {
-    let data = serde_json::to_vec(addrs).unwrap_or_default();
-    let path = state_dir.join(MANAGERS);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(e) = crate::fsutil::write_atomic(&path, &data) {
-        tracing::warn!(error = %e, "saving the managers' addresses");
-    }
-}
-
 fn known_managers(state: &NodeState) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read(state.state_dir().join(MANAGERS))
-        .ok()
-        .and_then(|d| serde_json::from_slice(&d).ok())
-        .unwrap_or_default();
+    let mut v = managers::remembered(state.state_dir());
     // The manager named by orc.join, for nodes that joined before managers were remembered.
     if let Some((_, addr)) = state.config.join.as_deref().and_then(|j| j.rsplit_once('@')) {
         if !v.iter().any(|m| m == addr) {
@@ -103,9 +86,8 @@ async fn session(
     id: &crate::pki::identity::Identity,
     addr: &str,
 ) -> Result<(), tonic::Status> {
-    let tls = crate::cluster::network::client_tls(&id.ca_cert_pem, &id.node.cert_pem, &id.node.key_pem)
-        .map_err(tonic::Status::internal)?;
-    let channel: Channel = crate::cluster::network::channel(addr, tls)
+    let tls = id.client_tls().map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let channel: Channel = crate::pki::channel::channel(addr, tls)
         .await
         .map_err(|e| tonic::Status::unavailable(format!("cannot reach {addr}: {e}")))?;
     let mut client = DispatcherClient::new(channel.clone()).max_decoding_message_size(64 << 20);
@@ -135,15 +117,14 @@ async fn session(
                     return Err(tonic::Status::unavailable("the manager ended the session"));
                 };
                 if !a.managers.is_empty() {
-                    remember_managers(state.state_dir(), &a.managers);
+                    managers::remember(state.state_dir(), &a.managers);
                 }
                 if a.cert_ttl_secs > 0 {
                     ttl = Duration::from_secs(a.cert_ttl_secs);
                     cert_check = tokio::time::interval(renew::check_every(ttl));
                 }
-                want = match a.role.as_str() {
-                    "manager" => Some(Role::Manager),
-                    "worker" => Some(Role::Worker),
+                want = match a.role.parse() {
+                    Ok(r @ (Role::Manager | Role::Worker)) => Some(r),
                     _ => None,
                 };
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {

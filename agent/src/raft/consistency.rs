@@ -5,66 +5,71 @@
 
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError as OpenRaftError};
 use orc_proto::raft::raft_client::RaftClient;
 use orc_proto::raft::Payload;
-use tonic::Status;
 
 use super::command::{Command, CommandResult};
-use super::handle::{ClusterHandle, Started};
+use super::handle::{RaftHandle, Started};
 use super::types::NodeId;
+use super::RaftError;
 
 /// How long a write or read waits for a quorum before giving up.
 const QUORUM_WAIT: Duration = Duration::from_secs(10);
 
-fn no_quorum(what: &str) -> Status {
-    Status::unavailable(format!(
-        "{what}: the managers have no quorum right now (a majority must be up; see `orcctl cluster status`)"
-    ))
+fn no_quorum(what: &str) -> RaftError {
+    RaftError::no_quorum(what)
+}
+
+/// The leader answered a forwarded call with an error.
+fn leader_said(s: tonic::Status) -> RaftError {
+    RaftError::Leader { code: s.code(), message: s.message().to_string() }
 }
 
 /// What `Propose` answers: the result, or (not the leader) where the leader is.
 pub type Proposed = Result<CommandResult, Option<String>>;
 
 /// On the leader: commits `cmd` and returns what applying it did.
-pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, Status> {
+pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, RaftError> {
     match tokio::time::timeout(QUORUM_WAIT, s.raft.client_write(cmd)).await {
         Err(_) => Err(no_quorum("writing")),
         Ok(Ok(r)) => Ok(Ok(r.data)),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Ok(Err(f.leader_node.map(|n| n.addr))),
-        Ok(Err(e)) => Err(Status::unavailable(format!("writing: {e}"))),
+        Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Ok(Err(f.leader_node.map(|n| n.addr)))
+        }
+        Ok(Err(e)) => Err(RaftError::Unavailable(format!("writing: {e}"))),
     }
 }
 
 /// On the leader: confirms leadership, returns the index to read at.
 /// A follower slow to answer (a rebooting peer, a loaded VM) is retried
 /// until `QUORUM_WAIT` is spent.
-pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>, Status> {
+pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>, RaftError> {
     let deadline = tokio::time::Instant::now() + QUORUM_WAIT;
     loop {
         match tokio::time::timeout_at(deadline, s.raft.ensure_linearizable()).await {
             Err(_) => return Err(no_quorum("reading")),
             Ok(Ok(log_id)) => return Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Ok(Err(OpenRaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 return Ok(Err(f.leader_node.map(|n| n.addr)))
             }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Ok(Err(OpenRaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
                 if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
                     return Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            Ok(Err(e)) => return Err(Status::unavailable(format!("reading: {e}"))),
+            Ok(Err(e)) => return Err(RaftError::Unavailable(format!("reading: {e}"))),
         }
     }
 }
 
-impl ClusterHandle {
+impl RaftHandle {
     async fn leader_client(
         &self,
         s: &Started,
         addr: Option<String>,
-    ) -> Result<RaftClient<tonic::transport::Channel>, Status> {
+    ) -> Result<RaftClient<tonic::transport::Channel>, RaftError> {
         let addr = match addr {
             Some(a) => a,
             None => {
@@ -83,14 +88,14 @@ impl ClusterHandle {
                 node.map(|n| n.addr).ok_or_else(|| no_quorum("finding the leader"))?
             }
         };
-        let channel = super::network::channel(&addr, s.tls.current())
+        let channel = crate::pki::channel::channel(&addr, s.tls.current())
             .await
-            .map_err(|e| Status::unavailable(format!("reaching the leader at {addr}: {e}")))?;
+            .map_err(|e| RaftError::Unavailable(format!("reaching the leader at {addr}: {e}")))?;
         Ok(RaftClient::new(channel).max_decoding_message_size(64 << 20))
     }
 
     /// Commits `cmd` through the leader, wherever it is.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResult, Status> {
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult, RaftError> {
         let s = self.get()?;
         let mut leader = match write_here(&s, cmd.clone()).await? {
             Ok(r) => return Ok(r),
@@ -99,10 +104,10 @@ impl ClusterHandle {
         // The leader may change under us: a few hops at most.
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
-            let data = serde_json::to_vec(&cmd).map_err(|e| Status::internal(e.to_string()))?;
-            let reply = c.propose(Payload { data }).await?.into_inner();
+            let data = serde_json::to_vec(&cmd).map_err(|e| RaftError::Internal(e.to_string()))?;
+            let reply = c.propose(Payload { data }).await.map_err(leader_said)?.into_inner();
             let out: Proposed = serde_json::from_slice(&reply.data)
-                .map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+                .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(r) => return Ok(r),
                 Err(addr) => leader = addr,
@@ -113,7 +118,7 @@ impl ClusterHandle {
 
     /// This manager's state, once it is at least as fresh as the leader's
     /// was when the call started.
-    pub async fn linearizable(&self) -> Result<Started, Status> {
+    pub async fn linearizable(&self) -> Result<Started, RaftError> {
         let s = self.get()?;
         let mut leader = match read_index_here(&s).await? {
             Ok(_) => return Ok(s),
@@ -121,28 +126,21 @@ impl ClusterHandle {
         };
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
-            let reply = c.read_index(Payload { data: b"null".to_vec() }).await?.into_inner();
+            let reply = c.read_index(Payload { data: b"null".to_vec() }).await.map_err(leader_said)?.into_inner();
             let out: Result<u64, Option<String>> = serde_json::from_slice(&reply.data)
-                .map_err(|e| Status::internal(format!("the leader's answer: {e}")))?;
+                .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(index) => {
                     s.raft
                         .wait(Some(QUORUM_WAIT))
                         .applied_index_at_least(Some(index), "the read index")
                         .await
-                        .map_err(|e| Status::unavailable(format!("catching up with the leader: {e}")))?;
+                        .map_err(|e| RaftError::Unavailable(format!("catching up with the leader: {e}")))?;
                     return Ok(s);
                 }
                 Err(addr) => leader = addr,
             }
         }
         Err(no_quorum("reading (the leader keeps changing)"))
-    }
-
-    /// The objects, read linearizably.
-    pub async fn view(&self) -> Result<super::objects::View, Status> {
-        let s = self.linearizable().await?;
-        let a = s.sm.applied.read().await;
-        Ok(super::objects::View::of(&a.state))
     }
 }

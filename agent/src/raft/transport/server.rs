@@ -9,15 +9,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
-use super::handle::ClusterHandle;
+use crate::raft::RaftHandle;
 
 pub struct RaftRpc {
-    cluster: Arc<ClusterHandle>,
+    raft: Arc<RaftHandle>,
 }
 
 impl RaftRpc {
-    pub fn server(cluster: Arc<ClusterHandle>) -> raft_server::RaftServer<Self> {
-        raft_server::RaftServer::new(Self { cluster }).max_decoding_message_size(64 << 20)
+    pub fn server(raft: Arc<RaftHandle>) -> raft_server::RaftServer<Self> {
+        raft_server::RaftServer::new(Self { raft }).max_decoding_message_size(64 << 20)
     }
 }
 
@@ -33,29 +33,29 @@ fn encode<T: Serialize>(v: &T) -> Result<Response<Payload>, Status> {
 #[tonic::async_trait]
 impl raft_server::Raft for RaftRpc {
     async fn append_entries(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.cluster.get()?.raft.append_entries(decode(req)?).await;
+        let res = self.raft.get()?.raft.append_entries(decode(req)?).await;
         encode(&res)
     }
 
     async fn vote(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.cluster.get()?.raft.vote(decode(req)?).await;
+        let res = self.raft.get()?.raft.vote(decode(req)?).await;
         encode(&res)
     }
 
     async fn install_snapshot(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let res = self.cluster.get()?.raft.install_snapshot(decode(req)?).await;
+        let res = self.raft.get()?.raft.install_snapshot(decode(req)?).await;
         encode(&res)
     }
 
     async fn propose(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let s = self.cluster.get()?;
-        let res = super::consistency::write_here(&s, decode(req)?).await?;
+        let s = self.raft.get()?;
+        let res = crate::raft::consistency::write_here(&s, decode(req)?).await?;
         encode(&res)
     }
 
     async fn read_index(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let s = self.cluster.get()?;
-        let res = super::consistency::read_index_here(&s).await?;
+        let s = self.raft.get()?;
+        let res = crate::raft::consistency::read_index_here(&s).await?;
         encode(&res)
     }
 }

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::SNAPSHOT;
-use crate::cluster::command::{ClusterState, CommandResult};
-use crate::cluster::types::{NodeId, TypeConfig};
+use crate::raft::command::{ClusterState, CommandResult};
+use crate::raft::types::{NodeId, TypeConfig};
 
 type SErr = StorageError<NodeId>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;

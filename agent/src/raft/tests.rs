@@ -10,11 +10,12 @@ use openraft::{BasicNode, Config, Raft};
 use tokio::net::TcpListener;
 
 use super::command::Command;
-use super::network::{client_tls, Network};
-use super::rpc::RaftRpc;
 use super::store;
+use super::transport::client::Network;
+use super::transport::server::RaftRpc;
 use super::types::{NodeId, TypeConfig};
 use crate::pki::ca::{issue, new_ca, CertKey};
+use crate::pki::channel::{client_tls, ClientTls};
 use crate::pki::role::Role;
 
 struct Manager {
@@ -32,9 +33,9 @@ fn serve(
     ca: &CertKey,
     node: &CertKey,
 ) -> tokio::task::JoinHandle<()> {
-    let handle = Arc::new(super::handle::ClusterHandle::default());
+    let handle = Arc::new(super::RaftHandle::default());
     handle.set(started);
-    let tls = crate::api::tls::cluster(&ca.cert_pem, node).unwrap();
+    let tls = crate::pki::tls::cluster(&ca.cert_pem, node).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let incoming = async_stream(listener, acceptor);
     tokio::spawn(async move {
@@ -100,7 +101,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let cert = issue(&ca, "c1", &format!("m{id}"), Role::Manager, Duration::from_secs(3600)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
-        let tls = super::network::ClientTls::new(client_tls(&ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap());
+        let tls = ClientTls::new(client_tls(&ca.cert_pem, &cert).unwrap());
         let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
         let server =
             serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{LOGS, META};
-use crate::cluster::types::{NodeId, TypeConfig};
+use crate::raft::types::{NodeId, TypeConfig};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";

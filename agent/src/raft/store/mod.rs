@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 
-use crate::cluster::types::{NodeId, TypeConfig};
+use crate::raft::types::{NodeId, TypeConfig};
 
 pub use log::LogStore;
 pub use state_machine::StateMachineStore;
@@ -33,6 +33,8 @@ pub enum StoreError {
     Open { path: String, source: redb::Error },
     #[error("the Raft store {path} is corrupt: {reason}")]
     Corrupt { path: String, reason: String },
+    #[error("rewriting the Raft store: {0}")]
+    Rewrite(String),
 }
 
 /// Opens (or creates) the store at `path`.
@@ -63,9 +65,9 @@ pub fn from_db(db: Arc<redb::Database>, path: &Path) -> Result<(LogStore, StateM
 /// makes `id` (at `addr`) the only voter, after everything the log holds.
 /// With the Raft stopped. On the next start the node elects itself and
 /// commits the whole log: the state is kept, the lost managers are out.
-pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Result<u64, String> {
+pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Result<u64, StoreError> {
     use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership};
-    let e = |e: &dyn std::fmt::Display| format!("rewriting the Raft store: {e}");
+    let e = |e: &dyn std::fmt::Display| StoreError::Rewrite(e.to_string());
     let tx = db.begin_write().map_err(|x| e(&x))?;
     let index;
     {

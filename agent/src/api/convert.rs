@@ -1,0 +1,177 @@
+//! Conversions between the cluster's objects and `orc.cluster.v1` messages.
+
+use orc_proto::cluster as pb;
+
+use crate::cluster::objects::*;
+use crate::cluster::{spec, ClusterError};
+use crate::pki::role::Role;
+use crate::raft::handle::Status as RaftStatus;
+
+/// A service spec from the API, checked ([`spec::validate`]).
+pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> {
+    let bad = ClusterError::InvalidArgument;
+    let mode = match p.mode.as_str() {
+        "" | "replicated" => Mode::Replicated,
+        "global" => Mode::Global,
+        m => return Err(bad(format!("mode {m:?} is not replicated or global"))),
+    };
+    // No policy given: Swarm's default, replace after 5 s.
+    let r = p.restart.unwrap_or(pb::ServiceRestartPolicy { delay_ms: 5_000, ..Default::default() });
+    let condition = match r.condition.as_str() {
+        "" | "any" => RestartCondition::Any,
+        "on-failure" => RestartCondition::OnFailure,
+        "none" => RestartCondition::None,
+        c => return Err(bad(format!("restart condition {c:?} is not any, on-failure or none"))),
+    };
+    let ports = p
+        .ports
+        .iter()
+        .map(|q| {
+            let port = |n: u32| u16::try_from(n).map_err(|_| bad(format!("port {n} is above 65535")));
+            let protocol = if q.protocol.is_empty() { "tcp".to_string() } else { q.protocol.clone() };
+            Ok(Port { published: port(q.published)?, target: port(q.target)?, protocol })
+        })
+        .collect::<Result<_, ClusterError>>()?;
+    let s = ServiceSpec {
+        name: p.name,
+        image: p.image.trim().to_string(),
+        command: p.command,
+        args: p.args,
+        env: p.env,
+        user: p.user,
+        workdir: p.workdir,
+        replicas: if mode == Mode::Global { 0 } else { p.replicas },
+        mode,
+        reserve_cpus: p.reserve_cpus,
+        reserve_memory: p.reserve_memory,
+        limit_cpus: p.limit_cpus,
+        limit_memory: p.limit_memory,
+        limit_pids: p.limit_pids,
+        constraints: p.constraints,
+        restart: RestartPolicy {
+            condition,
+            delay_ms: r.delay_ms,
+            max_attempts: r.max_attempts,
+            window_ms: r.window_ms,
+        },
+        ports,
+        labels: p.labels.into_iter().collect(),
+    };
+    spec::validate(&s).map_err(bad)?;
+    Ok(s)
+}
+
+pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
+    pb::ServiceSpec {
+        name: s.name.clone(),
+        image: s.image.clone(),
+        command: s.command.clone(),
+        args: s.args.clone(),
+        env: s.env.clone(),
+        user: s.user.clone(),
+        workdir: s.workdir.clone(),
+        mode: if s.mode == Mode::Global { "global" } else { "replicated" }.into(),
+        replicas: s.replicas,
+        reserve_cpus: s.reserve_cpus,
+        reserve_memory: s.reserve_memory,
+        limit_cpus: s.limit_cpus,
+        limit_memory: s.limit_memory,
+        limit_pids: s.limit_pids,
+        constraints: s.constraints.clone(),
+        restart: Some(pb::ServiceRestartPolicy {
+            condition: match s.restart.condition {
+                RestartCondition::Any => "any",
+                RestartCondition::OnFailure => "on-failure",
+                RestartCondition::None => "none",
+            }
+            .into(),
+            delay_ms: s.restart.delay_ms,
+            max_attempts: s.restart.max_attempts,
+            window_ms: s.restart.window_ms,
+        }),
+        ports: s
+            .ports
+            .iter()
+            .map(|p| pb::Port { published: p.published.into(), target: p.target.into(), protocol: p.protocol.clone() })
+            .collect(),
+        labels: s.labels.clone().into_iter().collect(),
+    }
+}
+
+pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
+    let live: Vec<&Task> =
+        v.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running).collect();
+    pb::Service {
+        id: s.id.clone(),
+        spec: Some(spec_to_proto(&s.spec)),
+        spec_version: s.spec_version,
+        created_ms: s.created_ms,
+        updated_ms: s.updated_ms,
+        desired_tasks: match s.spec.mode {
+            Mode::Replicated => s.spec.replicas,
+            Mode::Global => live.len() as u64,
+        },
+        running_tasks: live.iter().filter(|t| t.state == TaskState::Running).count() as u64,
+    }
+}
+
+pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
+    pb::Task {
+        id: t.id.clone(),
+        service: t.service.clone(),
+        slot: t.slot,
+        node_id: t.node.clone(),
+        node_hostname: v.nodes.get(&t.node).map(|n| n.hostname.clone()).unwrap_or_default(),
+        desired: t.desired.as_str().into(),
+        state: t.state.as_str().into(),
+        message: t.message.clone(),
+        error: t.error.clone(),
+        container: t.container.clone(),
+        exit_code: t.exit_code,
+        spec_version: t.spec_version,
+        created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
+    }
+}
+
+/// A node as `node ls` shows it; `manager_status` from this manager's Raft.
+pub fn node_to_proto(v: &View, n: &Node, manager_status: &str) -> pb::Node {
+    pb::Node {
+        id: n.id.clone(),
+        hostname: n.hostname.clone(),
+        role: n.role.as_str().into(),
+        addr: n.addr.clone(),
+        availability: enum_str(n.availability),
+        status: enum_str(n.status),
+        message: n.message.clone(),
+        labels: n.labels.clone().into_iter().collect(),
+        cpus: n.cpus,
+        memory: n.memory,
+        agent_version: n.agent_version.clone(),
+        tasks: v.live_tasks_on(&n.id) as u64,
+        manager_status: if n.role == Role::Manager { manager_status.into() } else { String::new() },
+        updated_ms: n.updated_ms,
+    }
+}
+
+/// The serde name of a unit enum variant (`drain`, `ready`).
+fn enum_str<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+pub fn status_to_proto(s: RaftStatus) -> pb::StatusResponse {
+    pb::StatusResponse {
+        id: s.id,
+        state: s.state,
+        leader: s.leader,
+        term: s.term,
+        last_log_index: s.last_log_index,
+        last_applied: s.last_applied,
+        members: s
+            .members
+            .into_iter()
+            .map(|m| pb::Member { id: m.id, node_id: format!("{:016x}", m.id), addr: m.addr, voter: m.voter })
+            .collect(),
+        store_version: s.store_version,
+    }
+}

@@ -1,0 +1,60 @@
+//! The one place errors become gRPC status codes.
+
+use tonic::Status;
+
+use crate::cluster::ClusterError;
+use crate::error::AgentError;
+use crate::raft::RaftError;
+
+impl From<AgentError> for Status {
+    fn from(e: AgentError) -> Status {
+        let msg = e.to_string();
+        match e {
+            AgentError::AlreadyMember => Status::already_exists(msg),
+            AgentError::NotFound(_) => Status::not_found(msg),
+            AgentError::AlreadyExists(_) => Status::already_exists(msg),
+            AgentError::InvalidArgument(_) => Status::invalid_argument(msg),
+            AgentError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            AgentError::Unavailable(_) => Status::unavailable(msg),
+            AgentError::ResourceExhausted(_) => Status::resource_exhausted(msg),
+            AgentError::Io(_) | AgentError::Pki(_) | AgentError::Tls(_) => {
+                tracing::error!(error = %msg, "internal error");
+                Status::internal(msg)
+            }
+        }
+    }
+}
+
+impl From<RaftError> for Status {
+    fn from(e: RaftError) -> Status {
+        let msg = e.to_string();
+        match e {
+            RaftError::NotManager | RaftError::NoQuorum { .. } | RaftError::Unavailable(_) => Status::unavailable(msg),
+            RaftError::Leader { code, message } => Status::new(code, message),
+            RaftError::BadNodeId(_) | RaftError::Store(_) | RaftError::Internal(_) => {
+                tracing::error!(error = %msg, "internal Raft error");
+                Status::internal(msg)
+            }
+        }
+    }
+}
+
+impl From<ClusterError> for Status {
+    fn from(e: ClusterError) -> Status {
+        let msg = e.to_string();
+        match e {
+            ClusterError::NotFound(_) => Status::not_found(msg),
+            ClusterError::AlreadyExists(_) => Status::already_exists(msg),
+            ClusterError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ClusterError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ClusterError::Conflict(_) => Status::aborted(msg),
+            ClusterError::PermissionDenied(_) => Status::permission_denied(msg),
+            ClusterError::Raft(e) => e.into(),
+            ClusterError::Agent(e) => e.into(),
+            ClusterError::Internal(_) => {
+                tracing::error!(error = %msg, "internal cluster error");
+                Status::internal(msg)
+            }
+        }
+    }
+}

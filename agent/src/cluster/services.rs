@@ -1,0 +1,146 @@
+//! What the Services API does, as domain functions on this manager's Raft:
+//! reads are linearizable, writes go to the leader.
+
+use super::error::ClusterError;
+use super::objects::{delete, new_id, now_ms, put_if, table, view, Service, ServiceSpec, Task, TaskState, View};
+use super::spec;
+use crate::raft::command::{Command, CommandResult};
+use crate::raft::RaftHandle;
+
+fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
+    match r.conflict {
+        None => Ok(r.version),
+        Some(c) => Err(ClusterError::changed(what, &c)),
+    }
+}
+
+/// Creates a service from a validated spec; the name is claimed in the same
+/// entry, so two creates of one name cannot both win.
+pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
+    let v = view(raft).await?;
+    if v.service_by_name(&spec.name).is_some() {
+        return Err(ClusterError::AlreadyExists(format!(
+            "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
+            spec.name, spec.name
+        )));
+    }
+    let now = now_ms();
+    let s = Service { id: new_id(), spec, spec_version: 1, previous_spec: None, created_ms: now, updated_ms: now };
+    let claim = put_if(table::SERVICE_NAMES, &s.spec.name, &s.id, 0);
+    let r = raft.write(Command::Batch(vec![claim, put_if(table::SERVICES, &s.id, &s, 0)])).await?;
+    committed(r, "creating the service")?;
+    tracing::info!(service = %s.spec.name, id = %s.id, "service created");
+    Ok((v, s))
+}
+
+/// Replaces the spec of `ident` (name, id or id prefix). With
+/// `expect_version` (not 0), only if the service is still at that version.
+/// Changes other than scale and labels make a new spec version, whose tasks
+/// replace the old ones.
+pub async fn update(
+    raft: &RaftHandle,
+    ident: &str,
+    expect_version: u64,
+    spec: ServiceSpec,
+) -> Result<(View, Service), ClusterError> {
+    let started = raft.linearizable().await?;
+    let (v, old, object_version) = {
+        let a = started.sm.applied.read().await;
+        let v = View::of(&a.state);
+        let old = v.find_service(ident)?.clone();
+        let ov = a.state.get(table::SERVICES, &old.id).map(|o| o.version).unwrap_or(0);
+        (v, old, ov)
+    };
+    if expect_version != 0 && expect_version != old.spec_version {
+        return Err(ClusterError::Conflict(format!(
+            "service {} is at version {}, not {}: someone changed it; look again",
+            old.spec.name, old.spec_version, expect_version
+        )));
+    }
+    if spec.name != old.spec.name {
+        return Err(ClusterError::InvalidArgument(format!(
+            "a service cannot be renamed ({:?} → {:?}): create a new one",
+            old.spec.name, spec.name
+        )));
+    }
+    let mut s = old.clone();
+    if spec::needs_new_tasks(&old.spec, &spec) {
+        s.spec_version += 1;
+        s.previous_spec = Some(old.spec.clone());
+    }
+    s.spec = spec;
+    s.updated_ms = now_ms();
+    committed(raft.write(put_if(table::SERVICES, &s.id, &s, object_version)).await?, "updating the service")?;
+    tracing::info!(service = %s.spec.name, version = s.spec_version, replicas = s.spec.replicas, "service updated");
+    Ok((v, s))
+}
+
+/// Removes a service (its tasks are shut down by the orchestrator).
+pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterError> {
+    let v = view(raft).await?;
+    let s = v.find_service(ident)?.clone();
+    let cmd = Command::Batch(vec![delete(table::SERVICES, &s.id), delete(table::SERVICE_NAMES, &s.spec.name)]);
+    raft.write(cmd).await?;
+    tracing::info!(service = %s.spec.name, id = %s.id, "service removed");
+    Ok(s)
+}
+
+/// A service and the view it was read in.
+pub async fn inspect(raft: &RaftHandle, ident: &str) -> Result<(View, Service), ClusterError> {
+    let v = view(raft).await?;
+    let s = v.find_service(ident)?.clone();
+    Ok((v, s))
+}
+
+/// Which tasks `service ps` / `node ps` show.
+#[derive(Debug, Default)]
+pub struct TaskFilter<'a> {
+    pub service: Option<&'a str>,
+    pub node: Option<&'a str>,
+    pub running_only: bool,
+}
+
+/// The tasks matching `f` and the view they were read in.
+pub async fn tasks(raft: &RaftHandle, f: TaskFilter<'_>) -> Result<(View, Vec<Task>), ClusterError> {
+    let v = view(raft).await?;
+    let service = f.service.map(|s| v.find_service(s).map(|s| s.id.clone())).transpose()?;
+    let node = f.node.map(|n| v.find_node(n).map(|n| n.id.clone())).transpose()?;
+    let tasks = v
+        .tasks
+        .values()
+        .filter(|t| service.as_ref().is_none_or(|s| &t.service_id == s))
+        .filter(|t| node.as_ref().is_none_or(|n| &t.node == n))
+        .filter(|t| !f.running_only || t.desired == TaskState::Running)
+        .cloned()
+        .collect();
+    Ok((v, tasks))
+}
+
+/// Where a task's logs are: its label (`service.slot.task@host`), the node's
+/// API address and the container.
+pub struct LogSource {
+    pub label: String,
+    pub hostname: String,
+    pub addr: String,
+    pub container: String,
+}
+
+/// The log sources of every task of `ident` that has a container.
+pub async fn log_sources(raft: &RaftHandle, ident: &str) -> Result<Vec<LogSource>, ClusterError> {
+    let v = view(raft).await?;
+    let s = v.find_service(ident)?;
+    Ok(v.tasks
+        .values()
+        .filter(|t| t.service_id == s.id && !t.container.is_empty())
+        .filter_map(|t| {
+            let node = v.nodes.get(&t.node)?;
+            let slot = if t.slot > 0 { t.slot.to_string() } else { "g".into() };
+            Some(LogSource {
+                label: format!("{}.{}.{}@{}", t.service, slot, t.id, node.hostname),
+                hostname: node.hostname.clone(),
+                addr: node.addr.clone(),
+                container: t.container.clone(),
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,84 @@
+//! When this node runs a Raft: from agent start or `cluster init` while it
+//! is a manager, until it is demoted. Promotion and demotion arrive as a
+//! renewed certificate with another role ([`on_role_change`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use openraft::{BasicNode, Raft};
+
+use super::handle::{raft_config, raft_id, RaftHandle, Started};
+use super::store;
+use super::transport::client::Network;
+use super::RaftError;
+use crate::pki::channel::ClientTls;
+use crate::pki::identity::Identity;
+use crate::pki::role::Role;
+
+/// Where a manager keeps its Raft store under STATE.
+pub fn store_dir(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("raft")
+}
+
+impl RaftHandle {
+    /// Starts this manager's Raft on `<state>/raft/raft.redb`. With
+    /// `advertise` (at `cluster init`), makes it a one-member quorum.
+    pub async fn start(&self, state_dir: &Path, id: &Identity, advertise: Option<String>) -> Result<(), RaftError> {
+        let raft_id = raft_id(&id.meta.node_id)?;
+        let (log, sm) = store::open(&store_dir(state_dir).join("raft.redb")).await?;
+        let tls = ClientTls::new(id.client_tls().map_err(|e| RaftError::Internal(e.to_string()))?);
+        let raft = Raft::new(raft_id, raft_config()?, Network { tls: tls.clone() }, log, sm.clone())
+            .await
+            .map_err(|e| RaftError::Internal(format!("starting Raft: {e}")))?;
+        if let Some(addr) = advertise {
+            let members = BTreeMap::from([(raft_id, BasicNode { addr })]);
+            raft.initialize(members).await.map_err(|e| RaftError::Internal(format!("initializing the quorum: {e}")))?;
+        }
+        tracing::info!(raft_id, "Raft started");
+        self.set(Started { id: raft_id, raft, sm, tls });
+        Ok(())
+    }
+
+    /// Starts the Raft when `id` is a manager's; logs when it cannot.
+    pub async fn start_if_manager(&self, state_dir: &Path, id: &Identity, advertise: Option<String>) {
+        if id.meta.role != Role::Manager {
+            return;
+        }
+        if let Err(e) = self.start(state_dir, id, advertise).await {
+            tracing::error!(error = %e, "Raft did not start; the cluster API is unavailable on this node");
+        }
+    }
+
+    /// Stops this node's Raft (it was demoted to worker).
+    pub async fn stop(&self) {
+        if let Some(s) = self.take() {
+            if let Err(e) = s.raft.shutdown().await {
+                tracing::warn!(error = %e, "stopping Raft");
+            }
+            tracing::info!("Raft stopped: this node is no longer a manager");
+        }
+    }
+
+    /// The node adopted a renewed certificate `id` (its role was `was`):
+    /// new connections use it; a promoted node starts its Raft, a demoted
+    /// one stops it and forgets its store.
+    pub async fn on_role_change(&self, state_dir: &Path, id: &Identity, was: Role) {
+        if let Ok(s) = self.get() {
+            match id.client_tls() {
+                Ok(c) => s.tls.replace(c),
+                Err(e) => tracing::error!(error = %e, "the renewed certificate makes no client TLS configuration"),
+            }
+        }
+        match (was, id.meta.role) {
+            (Role::Worker, Role::Manager) => self.start_if_manager(state_dir, id, None).await,
+            (Role::Manager, Role::Worker) => {
+                self.stop().await;
+                let dir = store_dir(state_dir);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing the Raft store of a demoted manager");
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The managers' replicated log and state machine (openraft).
+//!
+//! Everything here is about agreeing on a sequence of [`command::Command`]s,
+//! not about what they mean: the cluster's objects live in [`crate::cluster`].
+//!
+//! # Layout
+//! - [`types`]: openraft's type configuration for orc.
+//! - [`command`]: what the log carries and the state machine applies (tables
+//!   of objects, conditional puts, merge patches, atomic batches).
+//! - [`store`]: the durable log and state machine on redb (STATE).
+//! - [`transport`]: openraft's RPCs as `orc.raft.v1` over mutual TLS (client
+//!   and server), plus `Propose`/`ReadIndex` for followers.
+//! - [`handle`]: this manager's Raft once started; status; recovery.
+//! - [`lifecycle`]: start at agent start or `cluster init`, stop on demotion.
+//! - [`consistency`]: writes forwarded to the leader, linearizable reads.
+//! - [`error`]: the [`RaftError`] type.
+
+pub mod command;
+pub mod consistency;
+pub mod error;
+pub mod handle;
+pub mod lifecycle;
+pub mod store;
+pub mod transport;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::RaftError;
+pub use handle::{raft_id, RaftHandle, Started};
