@@ -79,7 +79,7 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
     }
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone()));
-    let executor = worker::executor::Executor::new(runtime.clone());
+    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()));
     tokio::spawn(worker::session::run(state.clone(), executor));
     api::server::run(state, runtime, liveness, tcp, vsock, shutdown).await.context("serving the API")
 }

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 
-use futures::future::join_all;
 use futures::StreamExt;
 use orc_proto::machine::machine_client::MachineClient;
 use orc_proto::machine::*;
@@ -14,6 +13,7 @@ use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, NodeCommand, Outpu
 use crate::config::{self, Config, Context};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
+use crate::fanout::{done, fan, split};
 use crate::output::{bytes, table};
 
 pub type Client = MachineClient<Channel>;
@@ -51,45 +51,18 @@ pub fn save_context(path: &std::path::Path, name: &str, ctx: Context) -> Result<
     Ok(())
 }
 
+/// Calls the Machine API of every node at once.
 async fn each<T, F, Fut>(nodes: &[String], trust: &Trust, f: F) -> Vec<(String, Result<T, CliError>)>
 where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    join_all(nodes.iter().map(|n| {
-        let f = &f;
-        async move {
-            let r = match client(n, trust).await {
-                Ok(c) => f(c).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(n, s)),
-                Err(e) => Err(e),
-            };
-            (n.clone(), r)
-        }
-    }))
+    let f = &f;
+    fan(nodes, |n| async move {
+        let c = client(&n, trust).await?;
+        f(c).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(&n, s))
+    })
     .await
-}
-
-/// Prints failures to stderr and returns the first, after the successes were shown.
-pub(crate) fn split<T>(results: Vec<(String, Result<T, CliError>)>) -> (Vec<(String, T)>, Option<CliError>) {
-    let mut ok = vec![];
-    let mut first_err = None;
-    for (n, r) in results {
-        match r {
-            Ok(v) => ok.push((n, v)),
-            Err(e) => {
-                if first_err.is_some() {
-                    eprintln!("orcctl: {e}");
-                } else {
-                    first_err = Some(e);
-                }
-            }
-        }
-    }
-    (ok, first_err)
-}
-
-pub(crate) fn done(err: Option<CliError>) -> Result<(), CliError> {
-    err.map_or(Ok(()), Err)
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
@@ -280,13 +253,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             done(err)
         }
         Command::Dmesg { follow } => {
-            let results = join_all(nodes.iter().map(|n| {
+            let results = fan(&nodes, |n| {
                 let (trust, prefix) = (trust.clone(), nodes.len() > 1);
                 async move {
-                    let mut c = client(n, &trust).await?;
-                    let mut s = c.dmesg(DmesgRequest { follow }).await.map_err(|e| CliError::from_status(n, e))?.into_inner();
+                    let mut c = client(&n, &trust).await?;
+                    let mut s = c.dmesg(DmesgRequest { follow }).await.map_err(|e| CliError::from_status(&n, e))?.into_inner();
                     while let Some(e) = s.next().await {
-                        let e = e.map_err(|e| CliError::from_status(n, e))?;
+                        let e = e.map_err(|e| CliError::from_status(&n, e))?;
                         let line = format!("[{:>5}.{:06}] {}", e.timestamp_us / 1_000_000, e.timestamp_us % 1_000_000, e.message);
                         match (out, prefix) {
                             (Output::Json, _) => println!("{}", json!({"node": n, "seq": e.sequence, "timestamp_us": e.timestamp_us, "level": e.level, "facility": e.facility, "message": e.message})),
@@ -296,22 +269,22 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     }
                     Ok::<(), CliError>(())
                 }
-            }))
+            })
             .await;
-            done(split(nodes.iter().cloned().zip(results).collect()).1)
+            done(split(results).1)
         }
         Command::Logs { service, follow, tail } => {
-            let results = join_all(nodes.iter().map(|n| {
+            let results = fan(&nodes, |n| {
                 let (trust, service, prefix) = (trust.clone(), service.clone(), nodes.len() > 1);
                 async move {
-                    let mut c = client(n, &trust).await?;
+                    let mut c = client(&n, &trust).await?;
                     let mut s = c
                         .logs(LogsRequest { service, follow, tail })
                         .await
-                        .map_err(|e| CliError::from_status(n, e))?
+                        .map_err(|e| CliError::from_status(&n, e))?
                         .into_inner();
                     while let Some(l) = s.next().await {
-                        let l = l.map_err(|e| CliError::from_status(n, e))?;
+                        let l = l.map_err(|e| CliError::from_status(&n, e))?;
                         match (out, prefix) {
                             (Output::Json, _) => {
                                 println!("{}", json!({"node": n, "service": l.service, "line": l.line}))
@@ -322,24 +295,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     }
                     Ok::<(), CliError>(())
                 }
-            }))
+            })
             .await;
-            done(split(nodes.iter().cloned().zip(results).collect()).1)
+            done(split(results).1)
         }
         Command::Cluster(ClusterCommand::Status) => {
             use orc_proto::cluster::cluster_client::ClusterClient;
-            let results = join_all(nodes.iter().map(|n| {
+            let results = fan(&nodes, |n| {
                 let trust = trust.clone();
                 async move {
-                    let mut c = ClusterClient::new(connect::channel(n, &trust).await?);
+                    let mut c = ClusterClient::new(connect::channel(&n, &trust).await?);
                     c.status(orc_proto::cluster::StatusRequest {})
                         .await
                         .map(|r| r.into_inner())
-                        .map_err(|s| CliError::from_status(n, s))
+                        .map_err(|s| CliError::from_status(&n, s))
                 }
-            }))
+            })
             .await;
-            let (ok, err) = split(nodes.iter().cloned().zip(results).collect());
+            let (ok, err) = split(results);
             match out {
                 Output::Json => println!("{}", json!(ok.iter().map(|(n, s)| json!({"node": n, "id": format!("{:016x}", s.id),
                     "state": s.state, "leader": format!("{:016x}", s.leader), "term": s.term, "last_log_index": s.last_log_index,

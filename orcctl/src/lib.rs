@@ -6,6 +6,7 @@
 //! - [`config`]: the config file and its contexts.
 //! - [`connect`]: TLS channels to nodes (cluster mTLS, pinned fingerprint).
 //! - [`commands`]: one function per command.
+//! - [`fanout`]: one call on many nodes, results in order, failures last.
 //! - [`runtime`]: `image …` and `container …` commands.
 //! - [`services`]: `service …` and cluster-wide `node …` commands; [`service_file`]: YAML service files.
 //! - [`terminal`]: raw mode and window size for `exec -it`.
@@ -17,6 +18,7 @@ pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod fanout;
 pub mod output;
 pub mod runtime;
 pub mod service_file;

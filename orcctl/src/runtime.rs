@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
-use futures::future::join_all;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use orc_proto::container::containers_client::ContainersClient;
@@ -16,9 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::cli::{ContainerCommand, ImageCommand, Output, RegistryLogin, RunArgs};
-use crate::commands::{done, split};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
+use crate::fanout::{done, fan, split};
 use crate::output::{bytes, table};
 
 async fn images(addr: &str, trust: &Trust) -> Result<ImagesClient<Channel>, CliError> {
@@ -27,16 +26,6 @@ async fn images(addr: &str, trust: &Trust) -> Result<ImagesClient<Channel>, CliE
 
 async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
     Ok(ContainersClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
-}
-
-/// Runs `f` for every node at once; results in node order.
-async fn fan<T, F, Fut>(nodes: &[String], f: F) -> Vec<(String, Result<T, CliError>)>
-where
-    F: Fn(String) -> Fut,
-    Fut: std::future::Future<Output = Result<T, CliError>>,
-{
-    let results = join_all(nodes.iter().map(|n| f(n.clone()))).await;
-    nodes.iter().cloned().zip(results).collect()
 }
 
 fn login(l: &RegistryLogin) -> Result<Option<RegistryAuth>, CliError> {

@@ -1,9 +1,6 @@
 //! Developer tasks: `cargo xtask image | qemu | test | e2e | bench | check-kernel`.
 
 mod bench;
-mod bench_boot;
-mod bench_cluster;
-mod bench_container;
 mod deps;
 mod image;
 mod kernel;

@@ -69,6 +69,9 @@ pub struct ImageStore {
     pub insecure_registries: Vec<String>,
     /// Serialises changes to index.json and garbage collection.
     lock: tokio::sync::Mutex<()>,
+    /// One implicit pull at a time ([`pull::ensure`]): twenty replicas of
+    /// one image pull it once.
+    pub(crate) ensuring: tokio::sync::Mutex<()>,
 }
 
 /// Hex part of a `sha256:<hex>` digest, checked.
@@ -91,7 +94,7 @@ impl ImageStore {
                 let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
-        Ok(Arc::new(Self { root, insecure_registries, lock: tokio::sync::Mutex::new(()) }))
+        Ok(Arc::new(Self { root, insecure_registries, lock: Default::default(), ensuring: Default::default() }))
     }
 
     pub fn tmp_dir(&self) -> PathBuf {

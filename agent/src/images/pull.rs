@@ -111,6 +111,25 @@ fn layer_event(digest: &str, current: u64, total: u64, state: &str) -> pb::PullP
     }
 }
 
+/// The image `name` as the node has it, pulled first when it has not (the
+/// one place containers and tasks get their images from).
+pub async fn ensure(
+    store: &Arc<ImageStore>,
+    name: &str,
+    creds: Option<&pb::RegistryAuth>,
+) -> Result<ImageRecord, AgentError> {
+    if let Some(i) = store.get(name).await? {
+        return Ok(i);
+    }
+    let _one = store.ensuring.lock().await;
+    if let Some(i) = store.get(name).await? {
+        return Ok(i);
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    pull(store, name, creds, tx).await
+}
+
 /// Pulls `name` and records it. Progress goes to `progress` (a dropped
 /// receiver does not stop the pull).
 pub async fn pull(

@@ -155,19 +155,22 @@ impl Runtime {
     /// Creates and starts a container; pulls the image when the node lacks it.
     pub async fn run(self: &Arc<Self>, req: &pb::ContainerSpec) -> Result<ContainerRecord, AgentError> {
         let spec = RunSpec::from_proto(req).map_err(AgentError::InvalidArgument)?;
+        self.run_spec(spec, req.auth.as_ref()).await
+    }
+
+    /// Creates and starts a container from a validated spec.
+    pub async fn run_spec(
+        self: &Arc<Self>,
+        spec: RunSpec,
+        auth: Option<&pb::RegistryAuth>,
+    ) -> Result<ContainerRecord, AgentError> {
         if !spec.name.is_empty() && self.records.lock().await.values().any(|r| r.spec.name == spec.name) {
             return Err(AgentError::AlreadyExists(format!(
                 "a container named {:?} exists: remove it (`orcctl container rm {}`) or pick another name",
                 spec.name, spec.name
             )));
         }
-        let image = match self.images.get(&spec.image).await? {
-            Some(i) => i,
-            None => {
-                let (tx, _rx) = tokio::sync::mpsc::channel(1);
-                crate::images::pull::pull(&self.images, &spec.image, req.auth.as_ref(), tx).await?
-            }
-        };
+        let image = crate::images::pull::ensure(&self.images, &spec.image, auth).await?;
         let config = self.images.read_blob(&image.id)?;
         let defaults = ImageDefaults::from_config(&config)?;
         let lower: Vec<PathBuf> =

@@ -9,13 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orc_proto::container as cpb;
 use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
+use super::runtime::TaskRuntime;
 use crate::cluster::objects::{Task, TaskState};
-use crate::runtime::manager::Runtime;
-use crate::runtime::record::{ContainerRecord, Status};
+use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
 pub const SERVICE_LABEL: &str = "orc.service.name";
@@ -32,10 +31,8 @@ struct Local {
 }
 
 pub struct Executor {
-    runtime: Arc<Runtime>,
+    runtime: Arc<dyn TaskRuntime>,
     tasks: Mutex<HashMap<String, Local>>,
-    /// One pull at a time: twenty replicas of one image pull it once.
-    pulling: tokio::sync::Mutex<()>,
     /// Containers being removed.
     removing: Mutex<std::collections::HashSet<String>>,
     /// Notified when a task's status changed (the session reports at once).
@@ -51,9 +48,10 @@ fn container_name(t: &Task) -> String {
     format!("{}.{}.{}", t.service, place, t.id)
 }
 
-fn container_spec(t: &Task) -> cpb::ContainerSpec {
+/// What the runtime runs for `t` (its spec was validated by the managers).
+fn run_spec(t: &Task) -> RunSpec {
     let s = &t.spec;
-    cpb::ContainerSpec {
+    RunSpec {
         name: container_name(t),
         image: s.image.clone(),
         command: s.command.clone(),
@@ -61,9 +59,9 @@ fn container_spec(t: &Task) -> cpb::ContainerSpec {
         env: s.env.clone(),
         user: s.user.clone(),
         workdir: s.workdir.clone(),
-        resources: Some(cpb::Resources { cpus: s.limit_cpus, memory: s.limit_memory, pids: s.limit_pids }),
+        limits: Limits { cpus: s.limit_cpus, memory: s.limit_memory, pids: s.limit_pids },
         // The managers replace tasks; the node never restarts them itself.
-        restart: Some(cpb::RestartPolicy { condition: "no".into(), max_attempts: 0 }),
+        restart: RestartCondition::No,
         labels: [(TASK_LABEL.to_string(), t.id.clone()), (SERVICE_LABEL.to_string(), t.service.clone())].into(),
         ..Default::default()
     }
@@ -87,14 +85,9 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 }
 
 impl Executor {
-    pub fn new(runtime: Arc<Runtime>) -> Arc<Self> {
-        let ex = Arc::new(Self {
-            runtime,
-            tasks: Mutex::default(),
-            pulling: Default::default(),
-            removing: Mutex::default(),
-            changed: Notify::new(),
-        });
+    pub fn new(runtime: Arc<dyn TaskRuntime>) -> Arc<Self> {
+        let ex =
+            Arc::new(Self { runtime, tasks: Mutex::default(), removing: Mutex::default(), changed: Notify::new() });
         let watcher = ex.clone();
         tokio::spawn(async move { watcher.follow_containers().await });
         ex
@@ -136,7 +129,7 @@ impl Executor {
         let ex = self.clone();
         tokio::spawn(async move {
             tracing::info!(task = %task, %container, "removing the container of a finished task");
-            if let Err(e) = ex.runtime.remove(&container, true).await {
+            if let Err(e) = ex.runtime.remove(&container).await {
                 tracing::warn!(task = %task, error = %e, "removing a task container");
             }
             ex.removing_lock().remove(&container);
@@ -173,7 +166,7 @@ impl Executor {
         }
         // Containers of tasks the managers forgot (also from before an agent
         // restart), removed in the background: the session keeps beating.
-        for r in self.runtime.list(true).await {
+        for r in self.runtime.list().await {
             let Some(task) = r.spec.labels.get(TASK_LABEL).cloned() else { continue };
             let busy = self.lock().get(&task).is_some_and(|l| l.busy);
             if !wanted.contains(&task) && !busy {
@@ -232,25 +225,17 @@ impl Executor {
                 _ => exited(&t.id, &r, false),
             };
         }
-        match self.runtime.images.get(&t.spec.image).await {
-            Ok(Some(_)) => {}
-            _ => {
-                self.set(status(&t.id, TaskState::Preparing, format!("pulling {}", t.spec.image)));
-                let _one = self.pulling.lock().await;
-                if !matches!(self.runtime.images.get(&t.spec.image).await, Ok(Some(_))) {
-                    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-                    if let Err(e) = crate::images::pull::pull(&self.runtime.images, &t.spec.image, None, tx).await {
-                        return TaskStatus {
-                            error: e.to_string(),
-                            ..status(&t.id, TaskState::Rejected, "pulling the image failed")
-                        };
-                    }
-                }
+        if !self.runtime.has_image(&t.spec.image).await {
+            self.set(status(&t.id, TaskState::Preparing, format!("pulling {}", t.spec.image)));
+            if let Err(e) = self.runtime.ensure_image(&t.spec.image).await {
+                return TaskStatus {
+                    error: e.to_string(),
+                    ..status(&t.id, TaskState::Rejected, "pulling the image failed")
+                };
             }
         }
         self.set(status(&t.id, TaskState::Starting, "starting"));
-        match self.runtime.run(&container_spec(t)).await {
+        match self.runtime.run(run_spec(t)).await {
             Ok(r) => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
@@ -261,7 +246,7 @@ impl Executor {
     async fn stop(&self, t: &Task) -> TaskStatus {
         let name = container_name(t);
         match self.runtime.record(&name).await {
-            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, Some(STOP_TIMEOUT)).await {
+            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, STOP_TIMEOUT).await {
                 Ok(r) => exited(&t.id, &r, true),
                 Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Shutdown, "stopping failed") },
             },
@@ -291,5 +276,150 @@ impl Executor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AgentError;
+    use crate::runtime::record::ExitInfo;
+    use tokio::sync::watch;
+
+    /// A runtime that records what it was asked and whose containers exit
+    /// when the test says.
+    struct FakeRuntime {
+        containers: Mutex<HashMap<String, ContainerRecord>>,
+        images: Mutex<Vec<String>>,
+        pulls: Mutex<Vec<String>>,
+        changes: watch::Sender<u64>,
+    }
+
+    impl FakeRuntime {
+        fn new(images: &[&str]) -> Arc<Self> {
+            Arc::new(Self {
+                containers: Mutex::default(),
+                images: Mutex::new(images.iter().map(|s| s.to_string()).collect()),
+                pulls: Mutex::default(),
+                changes: watch::channel(0).0,
+            })
+        }
+        fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
+            self.containers.lock().unwrap()
+        }
+        fn exit(&self, name: &str, code: i32) {
+            for r in self.lock().values_mut().filter(|r| r.spec.name == name) {
+                r.status = Status::Exited;
+                r.exit = Some(ExitInfo { code, ..Default::default() });
+            }
+            self.changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    #[tonic::async_trait]
+    impl TaskRuntime for Arc<FakeRuntime> {
+        async fn record(&self, ident: &str) -> Result<ContainerRecord, AgentError> {
+            self.lock()
+                .values()
+                .find(|r| r.id == ident || r.spec.name == ident)
+                .cloned()
+                .ok_or_else(|| AgentError::NotFound(ident.into()))
+        }
+        async fn has_image(&self, image: &str) -> bool {
+            self.images.lock().unwrap().iter().any(|i| i == image)
+        }
+        async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
+            if image.contains("missing") {
+                return Err(AgentError::NotFound(format!("{image}: no such image")));
+            }
+            self.pulls.lock().unwrap().push(image.into());
+            self.images.lock().unwrap().push(image.into());
+            Ok(())
+        }
+        async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError> {
+            let r =
+                ContainerRecord { id: format!("c-{}", spec.name), spec, status: Status::Running, ..Default::default() };
+            self.lock().insert(r.id.clone(), r.clone());
+            Ok(r)
+        }
+        async fn stop(&self, id: &str, _: Duration) -> Result<ContainerRecord, AgentError> {
+            let mut c = self.lock();
+            let r = c.get_mut(id).ok_or_else(|| AgentError::NotFound(id.into()))?;
+            r.status = Status::Exited;
+            r.exit = Some(ExitInfo { code: 143, ..Default::default() });
+            Ok(r.clone())
+        }
+        async fn remove(&self, id: &str) -> Result<(), AgentError> {
+            self.lock().remove(id);
+            Ok(())
+        }
+        async fn list(&self) -> Vec<ContainerRecord> {
+            self.lock().values().cloned().collect()
+        }
+        fn subscribe(&self) -> watch::Receiver<u64> {
+            self.changes.subscribe()
+        }
+    }
+
+    fn task(id: &str, image: &str, desired: TaskState) -> Task {
+        let mut t = Task { id: id.into(), service: "web".into(), slot: 1, desired, ..Default::default() };
+        t.spec.image = image.into();
+        t.spec.env = vec!["A=1".into()];
+        t.spec.limit_memory = 64 << 20;
+        t
+    }
+
+    /// Waits until task `id` reports `state`; returns its status.
+    async fn until(ex: &Executor, id: &str, state: TaskState) -> TaskStatus {
+        for _ in 0..200 {
+            if let Some(s) = ex.statuses().into_iter().find(|s| s.id == id && s.state == state.as_str()) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("task {id} never reached {state:?}: {:?}", ex.statuses());
+    }
+
+    #[tokio::test]
+    async fn tasks_become_containers_and_their_ends_become_states() {
+        let rt = FakeRuntime::new(&["busybox"]);
+        let ex = Executor::new(Arc::new(rt.clone()));
+
+        // Wanted running: a container named for the task, labelled, never restarted by the node.
+        ex.assign(vec![task("t1", "busybox", TaskState::Running)]).await;
+        let s = until(&ex, "t1", TaskState::Running).await;
+        let r = rt.record(&s.container).await.unwrap();
+        assert_eq!(r.spec.name, "web.1.t1");
+        assert_eq!(r.spec.labels.get(TASK_LABEL).map(String::as_str), Some("t1"));
+        assert_eq!(r.spec.restart, RestartCondition::No);
+        assert_eq!((r.spec.env.clone(), r.spec.limits.memory), (vec!["A=1".to_string()], 64 << 20));
+        assert!(rt.pulls.lock().unwrap().is_empty(), "the image was there: no pull");
+
+        // It exits by itself with 3: failed, with the code.
+        rt.exit("web.1.t1", 3);
+        let s = until(&ex, "t1", TaskState::Failed).await;
+        assert_eq!((s.message.as_str(), s.exit_code), ("exit code 3", Some(3)));
+
+        // A missing image is pulled (preparing) once; an unpullable one rejects the task.
+        ex.assign(vec![task("t2", "alpine", TaskState::Running), task("t3", "missing", TaskState::Running)]).await;
+        until(&ex, "t2", TaskState::Running).await;
+        let s = until(&ex, "t3", TaskState::Rejected).await;
+        assert!(s.error.contains("no such image"), "{s:?}");
+        assert_eq!(*rt.pulls.lock().unwrap(), vec!["alpine".to_string()]);
+
+        // Wanted down: stopped, reported shut down.
+        ex.assign(vec![task("t2", "alpine", TaskState::Shutdown)]).await;
+        let s = until(&ex, "t2", TaskState::Shutdown).await;
+        assert_eq!(s.message, "shut down");
+
+        // Forgotten by the managers: every task container goes.
+        ex.assign(vec![]).await;
+        for _ in 0..200 {
+            if rt.lock().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(rt.lock().is_empty(), "left: {:?}", rt.lock().keys().collect::<Vec<_>>());
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
+//! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 
 pub mod executor;
+pub mod runtime;
 pub mod session;

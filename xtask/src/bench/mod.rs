@@ -1,12 +1,17 @@
-//! `cargo xtask bench <name>`, and what the benchmarks share.
+//! `cargo xtask bench <name>`, and what the benchmarks share. One file per
+//! benchmark: [`boot`], [`container`] (container-start), [`cluster`].
+
+mod boot;
+mod cluster;
+mod container;
 
 use anyhow::bail;
 
 pub fn run(name: &str) -> anyhow::Result<()> {
     match name {
-        "boot" => crate::bench_boot::run(),
-        "container-start" => crate::bench_container::run(),
-        "cluster" => crate::bench_cluster::run(),
+        "boot" => boot::run(),
+        "container-start" => container::run(),
+        "cluster" => cluster::run(),
         other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, cluster"),
     }
 }

@@ -1,0 +1,60 @@
+//! What the executor needs of the node's container runtime, as a small
+//! trait: the real [`Runtime`] in the agent, a recording fake in the
+//! executor's unit tests (youki's `Syscall` + `TestHelperSyscall` pattern).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::error::AgentError;
+use crate::runtime::manager::Runtime;
+use crate::runtime::record::{ContainerRecord, RunSpec};
+
+#[tonic::async_trait]
+pub trait TaskRuntime: Send + Sync + 'static {
+    /// A container by id or name.
+    async fn record(&self, ident: &str) -> Result<ContainerRecord, AgentError>;
+    /// Whether the node has the image already (no pull needed).
+    async fn has_image(&self, image: &str) -> bool;
+    /// Gets the image, pulling it when the node lacks it.
+    async fn ensure_image(&self, image: &str) -> Result<(), AgentError>;
+    /// Creates and starts a container.
+    async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError>;
+    /// SIGTERM, then SIGKILL after `timeout`.
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<ContainerRecord, AgentError>;
+    /// Removes a container, stopping it first.
+    async fn remove(&self, id: &str) -> Result<(), AgentError>;
+    /// Every container on the node.
+    async fn list(&self) -> Vec<ContainerRecord>;
+    /// Bumped whenever a container changes.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}
+
+#[tonic::async_trait]
+impl TaskRuntime for Arc<Runtime> {
+    async fn record(&self, ident: &str) -> Result<ContainerRecord, AgentError> {
+        Runtime::record(self, ident).await
+    }
+    async fn has_image(&self, image: &str) -> bool {
+        matches!(self.images.get(image).await, Ok(Some(_)))
+    }
+    async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
+        crate::images::pull::ensure(&self.images, image, None).await.map(|_| ())
+    }
+    async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError> {
+        self.run_spec(spec, None).await
+    }
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<ContainerRecord, AgentError> {
+        Runtime::stop(self, id, Some(timeout)).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), AgentError> {
+        Runtime::remove(self, id, true).await
+    }
+    async fn list(&self) -> Vec<ContainerRecord> {
+        Runtime::list(self, true).await
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        Runtime::subscribe(self)
+    }
+}
