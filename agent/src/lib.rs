@@ -1,18 +1,30 @@
 //! orc-agent: the node agent.
 //!
 //! # Layout
-//! - [`config`]: settings (listen address, state and run directories, init pid).
-//! - [`state`]: the node's identity and current TLS configuration.
-//! - [`api`]: the gRPC server, authorization, the Machine service.
-//! - [`node`]: what the Machine API reads and does (versions, health, logs, power…).
-//! - [`pki`]: the cluster CA, certificates and roles.
+//! Top to bottom: a module imports only those below it (the diagram with
+//! who calls whom is in `docs/architecture.md`).
+//! - [`api`]: the gRPC server (TLS, peers), the authorization table, the
+//!   handlers (three lines each), proto conversions, the one error → status map.
+//! - [`node`]: what the Machine API reads and does (versions, health, logs, power, bootstrap).
+//! - [`worker`]: the node's session with the leader; its tasks as containers
+//!   through a small runtime trait.
+//! - [`cluster`]: objects, typed patches, orchestrators and scheduler, the
+//!   leader loop, dispatcher, joining, tokens, renewal, the Cluster API's
+//!   domain functions.
+//! - [`raft`]: the managers' replicated log: openraft types, commands, the
+//!   redb store, the mTLS transport, lifecycle, consistency.
+//! - [`state`]: the node's identity, its served TLS and its Raft handle.
+//! - [`runtime`]: containers (records, specs, shims, logs, restart policies).
 //! - [`images`]: the image store (pull, load, layers, GC).
-//! - [`runtime`]: containers (specs, shims, logs, restart policies).
-//! - [`cluster`]: Raft, joining, dispatcher, orchestrators and scheduler.
-//! - [`worker`]: the node's session with the leader; its tasks as containers.
 //! - [`shim`]: `orc-agent shim`, the per-container process.
-//! - [`fsutil`]: atomic writes, disk usage.
-//! - [`error`]: the agent's errors and their gRPC status codes.
+//! - [`shim_contract`]: what the agent and its shims agree on (below both).
+//! - [`pki`]: CA, certificates, roles, identity, TLS configs, peer identity,
+//!   the node-to-node channel.
+//! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage), [`sync`]
+//!   (poison-tolerant locks).
+//!
+//! Next: `net/` (container networking) beside `worker/`, and `upgrade/`
+//! (A/B slots) beside `node/`.
 
 pub mod api;
 pub mod cluster;
@@ -27,6 +39,7 @@ pub mod runtime;
 pub mod shim;
 pub mod shim_contract;
 pub mod state;
+pub mod sync;
 pub mod worker;
 
 use std::future::Future;

@@ -12,6 +12,7 @@ use crate::error::AgentError;
 use crate::pki::identity::Identity;
 use crate::pki::tls;
 use crate::pki::{self, maintenance};
+use crate::sync::{read, write};
 
 pub struct NodeState {
     pub config: Config,
@@ -24,14 +25,6 @@ pub struct NodeState {
     pub raft: Arc<crate::raft::RaftHandle>,
     /// Where the API listens, once bound (what managers advertise).
     pub api_addr: std::sync::OnceLock<std::net::SocketAddr>,
-}
-
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl NodeState {

@@ -63,7 +63,7 @@ pub struct Liveness {
 
 impl Liveness {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.seen)
     }
 
     pub fn heard(&self, node: &str) {

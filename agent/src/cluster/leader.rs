@@ -84,7 +84,7 @@ fn membership(cluster: &Arc<RaftHandle>, s: &Started, view: &View, changing: &Ch
             && n.status == NodeStatus::Ready
             && !voters.contains(&rid);
         let remove = n.role != Role::Manager && membership.get_node(&rid).is_some();
-        if !(add || remove) || !changing.lock().unwrap_or_else(|p| p.into_inner()).insert(n.id.clone()) {
+        if !(add || remove) || !crate::sync::lock(changing).insert(n.id.clone()) {
             continue;
         }
         let (cluster, changing, node) = (cluster.clone(), changing.clone(), n.clone());
@@ -100,7 +100,7 @@ fn membership(cluster: &Arc<RaftHandle>, s: &Started, view: &View, changing: &Ch
                     tracing::warn!(node = %node.id, error = %e, "changing the quorum membership failed; will retry")
                 }
             }
-            changing.lock().unwrap_or_else(|p| p.into_inner()).remove(&node.id);
+            crate::sync::lock(&changing).remove(&node.id);
         });
     }
 }

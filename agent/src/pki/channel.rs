@@ -34,10 +34,10 @@ impl ClientTls {
         Self(Arc::new(std::sync::RwLock::new(c)))
     }
     pub fn current(&self) -> Arc<rustls::ClientConfig> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::read(&self.0).clone()
     }
     pub fn replace(&self, c: Arc<rustls::ClientConfig>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = c;
+        *crate::sync::write(&self.0) = c;
     }
 }
 

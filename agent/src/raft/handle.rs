@@ -69,19 +69,19 @@ pub struct Status {
 
 impl RaftHandle {
     pub(super) fn set(&self, s: Started) {
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Some(s);
+        *crate::sync::write(&self.inner) = Some(s);
     }
 
     pub(super) fn take(&self) -> Option<Started> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).take()
+        crate::sync::write(&self.inner).take()
     }
 
     pub fn running(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).is_some()
+        crate::sync::read(&self.inner).is_some()
     }
 
     pub fn get(&self) -> Result<Started, RaftError> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(RaftError::NotManager)
+        crate::sync::read(&self.inner).clone().ok_or(RaftError::NotManager)
     }
 
     /// `cluster recover --force-new-cluster`: stops the Raft, makes this

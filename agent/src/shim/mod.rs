@@ -52,9 +52,7 @@ pub struct Shim {
     exec_seq: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::sync::lock;
 
 impl Shim {
     pub fn register_child(&self, pid: i32, tx: oneshot::Sender<ExitInfo>) {

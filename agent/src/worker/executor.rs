@@ -94,7 +94,7 @@ impl Executor {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.tasks)
     }
 
     fn set(&self, s: TaskStatus) {
@@ -176,7 +176,7 @@ impl Executor {
     }
 
     fn removing_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
-        self.removing.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.removing)
     }
 
     /// Starts or stops the task if it needs it and nothing is under way.
