@@ -57,7 +57,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         ports,
         labels: p.labels.into_iter().collect(),
     };
-    spec::validate(&s).map_err(bad)?;
+    spec::validate(&s)?;
     Ok(s)
 }
 

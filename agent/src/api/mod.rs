@@ -11,13 +11,15 @@
 //! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages.
 //! - [`status`]: the one error → gRPC status mapping.
 //!
-//! Peer services live with their domain: `orc.raft.v1` in
-//! [`crate::raft::transport`], `orc.dispatcher.v1` in [`crate::cluster::dispatcher`].
+//! - [`dispatcher`]: `orc.dispatcher.v1`, node sessions and heartbeats on the leader.
+//!
+//! The Raft peer service `orc.raft.v1` lives with Raft, in [`crate::raft::transport`].
 
 pub mod authz;
 pub mod cluster;
 pub mod containers;
 pub mod convert;
+pub mod dispatcher;
 pub mod images;
 pub mod machine;
 pub mod nodes;

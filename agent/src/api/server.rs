@@ -117,10 +117,7 @@ pub async fn run(
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
-        .add_service(DispatcherServer::new(crate::cluster::dispatcher::DispatcherService::new(
-            state.raft.clone(),
-            liveness,
-        )))
+        .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(state.raft.clone(), liveness)))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

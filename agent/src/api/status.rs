@@ -2,6 +2,7 @@
 
 use tonic::Status;
 
+use crate::cluster::dispatcher::DispatchError;
 use crate::cluster::ClusterError;
 use crate::error::AgentError;
 use crate::raft::RaftError;
@@ -45,7 +46,7 @@ impl From<ClusterError> for Status {
         match e {
             ClusterError::NotFound(_) => Status::not_found(msg),
             ClusterError::AlreadyExists(_) => Status::already_exists(msg),
-            ClusterError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ClusterError::InvalidArgument(_) | ClusterError::Spec(_) => Status::invalid_argument(msg),
             ClusterError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ClusterError::Conflict(_) => Status::aborted(msg),
             ClusterError::PermissionDenied(_) => Status::permission_denied(msg),
@@ -55,6 +56,27 @@ impl From<ClusterError> for Status {
                 tracing::error!(error = %msg, "internal cluster error");
                 Status::internal(msg)
             }
+        }
+    }
+}
+
+impl From<DispatchError> for Status {
+    fn from(e: DispatchError) -> Status {
+        let msg = e.to_string();
+        match e {
+            DispatchError::NotLeader { leader } => {
+                let mut s = Status::unavailable(msg);
+                // Nodes reconnect there.
+                if let Some(a) = leader.and_then(|a| a.parse().ok()) {
+                    s.metadata_mut().insert("orc-leader", a);
+                }
+                s
+            }
+            DispatchError::NotConfirmed | DispatchError::Unconfirmed(_) | DispatchError::ShuttingDown => {
+                Status::unavailable(msg)
+            }
+            DispatchError::Removed { .. } => Status::permission_denied(msg),
+            DispatchError::Raft(e) => e.into(),
         }
     }
 }

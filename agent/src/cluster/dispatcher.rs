@@ -1,25 +1,20 @@
 //! The dispatcher, on the leader: one session per node (its tasks streamed
 //! down whenever they change), heartbeats with task statuses up, and the
-//! node liveness the leader loop turns into ready/down.
+//! node liveness the leader loop turns into ready/down. The gRPC service
+//! (`orc.dispatcher.v1`) is `api::dispatcher`; this is what it does.
 //!
 //! Liveness is leader memory, not replicated: a new leader gives every node
 //! a full grace period from its election before calling it down.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use futures::Stream;
-use orc_proto::dispatcher as pb;
-use orc_proto::dispatcher::dispatcher_server::Dispatcher;
-use tonic::{Request, Response, Status};
 
 use super::objects::*;
 use super::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
 use crate::raft::command::Command;
-use crate::raft::{RaftHandle, Started};
+use crate::raft::{RaftError, RaftHandle, Started};
 
 /// How often nodes send heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -33,22 +28,49 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
 /// be called down.
 const ELECTION_EXTRA: Duration = Duration::from_secs(15);
 
-pub struct DispatcherService {
-    raft: Arc<RaftHandle>,
-    liveness: Arc<Liveness>,
-    /// What nodes report, committed in order by one writer, so a
-    /// heartbeat never waits for the Raft log.
-    reports: tokio::sync::mpsc::UnboundedSender<Command>,
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Sessions and heartbeats go to the leader only.
+    #[error("{}", match .leader { Some(a) => format!("not the leader; the leader is at {a}"), None => "not the leader, and no leader is known right now".to_string() })]
+    NotLeader { leader: Option<String> },
+    #[error("the leader could not confirm its leadership; reconnect")]
+    NotConfirmed,
+    #[error("not confirmed as leader: {0}")]
+    Unconfirmed(String),
+    /// `node rm` was run for it.
+    #[error("node {node} was removed from the cluster{}", if *.at_open { ": reinstall it and join again with a token" } else { "" })]
+    Removed { node: String, at_open: bool },
+    #[error("the dispatcher is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Raft(#[from] RaftError),
+}
+
+/// What nodes report, committed in order by one writer, so a heartbeat
+/// never waits for the Raft log.
+pub struct Reports(tokio::sync::mpsc::UnboundedSender<Command>);
+
+impl Reports {
+    /// Starts the writer on `raft`.
+    pub fn start(raft: Arc<RaftHandle>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_reports(raft, rx));
+        Self(tx)
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), DispatchError> {
+        self.0.send(cmd).map_err(|_| DispatchError::ShuttingDown)
+    }
 }
 
 /// Commits queued reports in order, as few entries as it can.
-async fn write_reports(cluster: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        if let Err(e) = cluster.write(Command::Batch(batch)).await {
+        if let Err(e) = raft.write(Command::Batch(batch)).await {
             // Lost with the leadership: the nodes report again to the next leader.
             tracing::warn!(error = %e, "committing node reports failed");
         }
@@ -96,41 +118,170 @@ impl Liveness {
     }
 }
 
-impl DispatcherService {
-    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>) -> Self {
-        let (reports, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(write_reports(raft.clone(), rx));
-        Self { raft, liveness, reports }
-    }
-
-    fn report(&self, cmd: Command) -> Result<(), Status> {
-        self.reports.send(cmd).map_err(|_| Status::unavailable("the dispatcher is shutting down"))
-    }
-}
-
-/// The calling node's id and role, from its certificate.
-fn caller<T>(req: &Request<T>) -> Result<(String, Role), Status> {
-    let id = crate::pki::peer::caller(req)
-        .ok_or_else(|| Status::unauthenticated("a certificate of this cluster is required"))?;
-    Ok((id.name, id.role))
-}
-
-/// This manager's Raft if it leads; otherwise UNAVAILABLE naming the leader.
-pub fn leading(cluster: &RaftHandle) -> Result<Started, Status> {
-    let s = cluster.get().map_err(Status::from)?;
+/// This manager's Raft if it leads; otherwise where the leader is.
+pub fn leading(raft: &RaftHandle) -> Result<Started, DispatchError> {
+    let s = raft.get()?;
     let m = s.raft.metrics().borrow().clone();
     if m.current_leader == Some(s.id) && m.state.is_leader() {
         return Ok(s);
     }
-    let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-    let mut status = Status::unavailable(match &addr {
-        Some(a) => format!("not the leader; the leader is at {a}"),
-        None => "not the leader, and no leader is known right now".to_string(),
-    });
-    if let Some(a) = addr.and_then(|a| a.parse().ok()) {
-        status.metadata_mut().insert("orc-leader", a);
+    let leader = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+    Err(DispatchError::NotLeader { leader })
+}
+
+/// What a node says of itself when it opens its session.
+pub struct NodeInfo {
+    pub hostname: String,
+    pub cpus: f64,
+    pub memory: u64,
+    pub addr: String,
+    pub agent_version: String,
+}
+
+/// Opens the session of `node_id` (its certificate says `role`) on the
+/// leader: checks it may, records it ready, and returns the leader's Raft
+/// to follow the node's assignments with.
+pub async fn open_session(
+    raft: &RaftHandle,
+    liveness: &Liveness,
+    reports: &Reports,
+    node_id: &str,
+    role: Role,
+    d: NodeInfo,
+) -> Result<Started, DispatchError> {
+    let s = leading(raft)?;
+    // A new leader applies everything committed before it hands out tasks,
+    // so no node is sent a list missing tasks it runs.
+    tokio::time::timeout(Duration::from_secs(10), s.raft.ensure_linearizable())
+        .await
+        .map_err(|_| DispatchError::NotConfirmed)?
+        .map_err(|e| DispatchError::Unconfirmed(e.to_string()))?;
+    let (known, removed) = {
+        let a = s.sm.applied.read().await;
+        (a.state.get(NODES, node_id).is_some(), a.state.get(REMOVED_NODES, node_id).is_some())
+    };
+    if removed {
+        return Err(DispatchError::Removed { node: node_id.to_string(), at_open: true });
     }
-    Err(status)
+    let fields = NodePatch {
+        hostname: Some(d.hostname.clone()),
+        cpus: Some(d.cpus),
+        memory: Some(d.memory),
+        addr: Some(d.addr),
+        agent_version: Some(d.agent_version),
+        cert_role: Some(role),
+        // Its role is the certificate's until promoted or demoted.
+        role: (!known).then_some(role),
+        ..NodePatch::status(NodeStatus::Ready, "")
+    };
+    let cmd = if known {
+        fields.command(node_id)
+    } else {
+        let node = Node { id: node_id.to_string(), ..Default::default() };
+        let mut value = serde_json::to_value(&node).unwrap_or_default();
+        crate::raft::command::merge(&mut value, &fields.value());
+        // Unconditional: a failed condition would drop the whole batch of reports it travels in.
+        Command::Put { table: NODES.into(), id: node_id.to_string(), value, expect_version: None }
+    };
+    liveness.heard(node_id);
+    reports.send(cmd)?;
+    tracing::info!(node = %node_id, hostname = %d.hostname, "node session opened");
+    Ok(s)
+}
+
+/// What a node is sent: its tasks, the role it should have, its
+/// certificate lifetime and the managers to reach.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Assignments {
+    pub tasks: Vec<Task>,
+    pub role: Option<Role>,
+    pub cert_ttl_secs: u64,
+    pub managers: Vec<String>,
+}
+
+/// The current assignments of `node_id`, as the leader `s` has them applied.
+pub async fn assignments(s: &Started, node_id: &str) -> Assignments {
+    let v = View::of(&s.sm.applied.read().await.state);
+    Assignments {
+        tasks: tasks_of(&v, node_id),
+        role: v.nodes.get(node_id).map(|n| n.role),
+        cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
+        managers: managers(s),
+    }
+}
+
+/// A task's state as its node reports it.
+pub struct TaskReport {
+    pub id: String,
+    pub state: String,
+    pub message: String,
+    pub error: String,
+    pub container: String,
+    pub exit_code: Option<i32>,
+}
+
+/// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
+/// was not, and the task states that changed are queued for the log.
+pub async fn heartbeat(
+    raft: &RaftHandle,
+    liveness: &Liveness,
+    reports: &Reports,
+    node_id: &str,
+    statuses: Vec<TaskReport>,
+) -> Result<(), DispatchError> {
+    let s = leading(raft)?;
+    // (A node whose object is not applied yet has just opened its session.)
+    if s.sm.applied.read().await.state.get(REMOVED_NODES, node_id).is_some() {
+        return Err(DispatchError::Removed { node: node_id.to_string(), at_open: false });
+    }
+    liveness.heard(node_id);
+    let mut cmds = Vec::new();
+    {
+        let a = s.sm.applied.read().await;
+        if let Some(n) = a.state.get(NODES, node_id) {
+            let status = serde_json::from_value::<Node>(n.value.clone()).map(|n| n.status).unwrap_or_default();
+            if status != NodeStatus::Ready {
+                tracing::info!(node = %node_id, "node is back: ready");
+                cmds.push(NodePatch::status(NodeStatus::Ready, "").command(node_id));
+            }
+        }
+        for st in statuses {
+            let Some(o) = a.state.get(TASKS, &st.id) else { continue };
+            let Ok(t) = serde_json::from_value::<Task>(o.value.clone()) else { continue };
+            if t.node != node_id {
+                continue;
+            }
+            let Ok(state) = serde_json::from_value::<TaskState>(serde_json::Value::String(st.state.clone())) else {
+                tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
+                continue;
+            };
+            if t.state == state
+                && t.message == st.message
+                && t.error == st.error
+                && t.container == st.container
+                && t.exit_code == st.exit_code
+            {
+                continue;
+            }
+            // A task the managers already closed stays closed.
+            if t.state.terminal() && !state.terminal() {
+                continue;
+            }
+            let p = TaskPatch {
+                state: Some(state),
+                message: Some(st.message),
+                error: Some(st.error),
+                container: Some(st.container),
+                exit_code: Some(st.exit_code),
+                updated_ms: Some(now_ms()),
+            };
+            cmds.push(p.command(&st.id));
+        }
+    }
+    if !cmds.is_empty() {
+        reports.send(Command::Batch(cmds))?;
+    }
+    Ok(())
 }
 
 /// What a node is sent: its tasks that are not over and forgotten.
@@ -145,143 +296,4 @@ fn tasks_of(v: &View, node: &str) -> Vec<Task> {
 fn managers(s: &Started) -> Vec<String> {
     let m = s.raft.metrics().borrow().clone();
     m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
-}
-
-type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::Assignments, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Dispatcher for DispatcherService {
-    type SessionStream = SessionStream;
-
-    async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
-        let (node_id, role) = caller(&req)?;
-        let s = leading(&self.raft)?;
-        // A new leader applies everything committed before it hands out tasks,
-        // so no node is sent a list missing tasks it runs.
-        tokio::time::timeout(Duration::from_secs(10), s.raft.ensure_linearizable())
-            .await
-            .map_err(|_| Status::unavailable("the leader could not confirm its leadership; reconnect"))?
-            .map_err(|e| Status::unavailable(format!("not confirmed as leader: {e}")))?;
-        let d = req.into_inner();
-        let (known, removed) = {
-            let a = s.sm.applied.read().await;
-            (a.state.get(NODES, &node_id).is_some(), a.state.get(REMOVED_NODES, &node_id).is_some())
-        };
-        if removed {
-            return Err(Status::permission_denied(format!(
-                "node {node_id} was removed from the cluster: reinstall it and join again with a token"
-            )));
-        }
-        let fields = NodePatch {
-            hostname: Some(d.hostname.clone()),
-            cpus: Some(d.cpus),
-            memory: Some(d.memory),
-            addr: Some(d.addr),
-            agent_version: Some(d.agent_version),
-            cert_role: Some(role),
-            // Its role is the certificate's until promoted or demoted.
-            role: (!known).then_some(role),
-            ..NodePatch::status(NodeStatus::Ready, "")
-        };
-        let cmd = if known {
-            fields.command(&node_id)
-        } else {
-            let node = Node { id: node_id.clone(), ..Default::default() };
-            let mut value = serde_json::to_value(&node).map_err(|e| Status::internal(e.to_string()))?;
-            crate::raft::command::merge(&mut value, &fields.value());
-            // Unconditional: a failed condition would drop the whole batch of reports it travels in.
-            Command::Put { table: NODES.into(), id: node_id.clone(), value, expect_version: None }
-        };
-        self.liveness.heard(&node_id);
-        self.report(cmd)?;
-        tracing::info!(node = %node_id, hostname = %d.hostname, "node session opened");
-
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let cluster = self.raft.clone();
-        tokio::spawn(async move {
-            let mut changed = s.sm.changed.subscribe();
-            let mut last: Option<Vec<u8>> = None;
-            loop {
-                if let Err(status) = leading(&cluster) {
-                    let _ = tx.send(Err(status)).await;
-                    return;
-                }
-                let v = super::objects::View::of(&s.sm.applied.read().await.state);
-                let tasks = tasks_of(&v, &node_id);
-                let role = v.nodes.get(&node_id).map(|n| n.role.as_str().to_string()).unwrap_or_default();
-                let ttl = v.settings.node_cert_ttl().as_secs();
-                let json = serde_json::to_vec(&(&tasks, &role, ttl)).unwrap_or_default();
-                if last.as_ref() != Some(&json) {
-                    let tasks_json = serde_json::to_vec(&tasks).unwrap_or_default();
-                    let msg = pb::Assignments { tasks_json, managers: managers(&s), cert_ttl_secs: ttl, role };
-                    if tx.send(Ok(msg)).await.is_err() {
-                        tracing::info!(node = %node_id, "node session closed");
-                        return;
-                    }
-                    last = Some(json);
-                }
-                // A change, or a periodic look (leadership can end quietly).
-                let _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()).await;
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
-    }
-
-    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let (node_id, _) = caller(&req)?;
-        let s = leading(&self.raft)?;
-        // (A node whose object is not applied yet has just opened its session.)
-        if s.sm.applied.read().await.state.get(REMOVED_NODES, &node_id).is_some() {
-            return Err(Status::permission_denied(format!("node {node_id} was removed from the cluster")));
-        }
-        self.liveness.heard(&node_id);
-        let statuses = req.into_inner().statuses;
-        let mut cmds = Vec::new();
-        {
-            let a = s.sm.applied.read().await;
-            if let Some(n) = a.state.get(NODES, &node_id) {
-                let status = serde_json::from_value::<Node>(n.value.clone()).map(|n| n.status).unwrap_or_default();
-                if status != NodeStatus::Ready {
-                    tracing::info!(node = %node_id, "node is back: ready");
-                    cmds.push(NodePatch::status(NodeStatus::Ready, "").command(&node_id));
-                }
-            }
-            for st in statuses {
-                let Some(o) = a.state.get(TASKS, &st.id) else { continue };
-                let Ok(t) = serde_json::from_value::<Task>(o.value.clone()) else { continue };
-                if t.node != node_id {
-                    continue;
-                }
-                let Ok(state) = serde_json::from_value::<TaskState>(serde_json::Value::String(st.state.clone())) else {
-                    tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
-                    continue;
-                };
-                if t.state == state
-                    && t.message == st.message
-                    && t.error == st.error
-                    && t.container == st.container
-                    && t.exit_code == st.exit_code
-                {
-                    continue;
-                }
-                // A task the managers already closed stays closed.
-                if t.state.terminal() && !state.terminal() {
-                    continue;
-                }
-                let p = TaskPatch {
-                    state: Some(state),
-                    message: Some(st.message),
-                    error: Some(st.error),
-                    container: Some(st.container),
-                    exit_code: Some(st.exit_code),
-                    updated_ms: Some(now_ms()),
-                };
-                cmds.push(p.command(&st.id));
-            }
-        }
-        if !cmds.is_empty() {
-            self.report(Command::Batch(cmds))?;
-        }
-        Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
-    }
 }

@@ -23,6 +23,9 @@ pub enum ClusterError {
     /// The caller may not (a removed node, a refused token).
     #[error("{0}")]
     PermissionDenied(String),
+    /// A service spec that does not validate.
+    #[error(transparent)]
+    Spec(#[from] super::spec::SpecError),
     #[error(transparent)]
     Raft(#[from] RaftError),
     #[error(transparent)]

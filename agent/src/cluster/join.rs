@@ -14,7 +14,7 @@ use crate::error::AgentError;
 use crate::pki::ca::{self, CertKey};
 use crate::pki::identity::{Identity, IdentityMeta};
 use crate::pki::role::Role;
-use crate::raft::{raft_id, RaftHandle};
+use crate::raft::{raft_id, RaftError, RaftHandle};
 use crate::state::NodeState;
 use orc_proto::cluster as pb;
 
@@ -61,16 +61,16 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
 }
 
 /// Learner first (it catches up), then voter.
-pub(crate) async fn add_manager(cluster: &RaftHandle, node_id: &str, addr: &str) -> Result<(), String> {
-    let s = cluster.get().map_err(|e| e.to_string())?;
-    let id = raft_id(node_id).map_err(|e| e.to_string())?;
+pub(crate) async fn add_manager(cluster: &RaftHandle, node_id: &str, addr: &str) -> Result<(), RaftError> {
+    let s = cluster.get()?;
+    let id = raft_id(node_id)?;
     let mut last = String::new();
     for _ in 0..60 {
         match s.raft.add_learner(id, BasicNode { addr: addr.to_string() }, true).await {
             Ok(_) => {
                 let voters: BTreeSet<u64> =
                     s.raft.metrics().borrow().membership_config.membership().voter_ids().chain([id]).collect();
-                s.raft.change_membership(voters, false).await.map_err(|e| e.to_string())?;
+                s.raft.change_membership(voters, false).await.map_err(|e| RaftError::Unavailable(e.to_string()))?;
                 tracing::info!(%node_id, "manager added to the quorum");
                 return Ok(());
             }
@@ -78,7 +78,7 @@ pub(crate) async fn add_manager(cluster: &RaftHandle, node_id: &str, addr: &str)
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Err(last)
+    Err(RaftError::Unavailable(last))
 }
 
 pub(crate) fn pem_der(pem: &str) -> Result<CertificateDer<'static>, ClusterError> {

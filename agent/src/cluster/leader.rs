@@ -13,7 +13,7 @@ use super::orchestrator;
 use crate::pki::role::Role;
 use crate::raft::command::Command;
 use crate::raft::types::NodeId;
-use crate::raft::{raft_id, RaftHandle, Started};
+use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
 
@@ -105,13 +105,13 @@ fn membership(cluster: &Arc<RaftHandle>, s: &Started, view: &View, changing: &Ch
     }
 }
 
-async fn remove_manager(cluster: &RaftHandle, rid: NodeId) -> Result<(), String> {
-    let s = cluster.get().map_err(|e| e.to_string())?;
+async fn remove_manager(cluster: &RaftHandle, rid: NodeId) -> Result<(), RaftError> {
+    let s = cluster.get()?;
     let voters: BTreeSet<NodeId> =
         s.raft.metrics().borrow().membership_config.membership().voter_ids().filter(|v| *v != rid).collect();
     if voters.is_empty() {
-        return Err("it is the last manager".into());
+        return Err(RaftError::Unavailable("it is the last manager".into()));
     }
-    s.raft.change_membership(voters, false).await.map_err(|e| e.to_string())?;
+    s.raft.change_membership(voters, false).await.map_err(|e| RaftError::Unavailable(e.to_string()))?;
     Ok(())
 }

@@ -53,15 +53,28 @@ pub struct Constraint {
     text: String,
 }
 
+/// A constraint that does not parse, with what a good one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConstraintError {
+    #[error("constraint {0:?} has no == or != (e.g. node.labels.zone==eu, node.role!=manager)")]
+    NoOperator(String),
+    #[error("constraint {text:?}: {field:?} is not node.labels.<key>, node.role, node.hostname or node.id")]
+    UnknownField { text: String, field: String },
+    #[error("constraint {0:?} has no value")]
+    NoValue(String),
+    #[error("constraint {0:?}: a role is manager or worker")]
+    BadRole(String),
+}
+
 impl Constraint {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ConstraintError> {
         let text = s.trim().to_string();
         let (lhs, op, value) = if let Some((l, v)) = text.split_once("!=") {
             (l, Op::Ne, v)
         } else if let Some((l, v)) = text.split_once("==") {
             (l, Op::Eq, v)
         } else {
-            return Err(format!("constraint {s:?} has no == or != (e.g. node.labels.zone==eu, node.role!=manager)"));
+            return Err(ConstraintError::NoOperator(s.to_string()));
         };
         let (lhs, value) = (lhs.trim(), value.trim());
         let field = match lhs {
@@ -70,18 +83,14 @@ impl Constraint {
             "node.id" => Field::Id,
             l => match l.strip_prefix("node.labels.") {
                 Some(k) if !k.is_empty() => Field::Label(k.to_string()),
-                _ => {
-                    return Err(format!(
-                        "constraint {s:?}: {l:?} is not node.labels.<key>, node.role, node.hostname or node.id"
-                    ))
-                }
+                _ => return Err(ConstraintError::UnknownField { text: s.to_string(), field: l.to_string() }),
             },
         };
         if value.is_empty() {
-            return Err(format!("constraint {s:?} has no value"));
+            return Err(ConstraintError::NoValue(s.to_string()));
         }
         if field == Field::Role && !matches!(value.parse(), Ok(NodeRole::Manager | NodeRole::Worker)) {
-            return Err(format!("constraint {s:?}: a role is manager or worker"));
+            return Err(ConstraintError::BadRole(s.to_string()));
         }
         Ok(Self { field, op, value: value.to_string(), text })
     }

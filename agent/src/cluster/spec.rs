@@ -2,7 +2,7 @@
 //! mistake named with how to fix it.
 
 use super::objects::{Mode, ServiceSpec};
-use super::scheduler::Constraint;
+use super::scheduler::{Constraint, ConstraintError};
 
 pub fn valid_service_name(n: &str) -> bool {
     n.len() <= 63
@@ -10,57 +10,84 @@ pub fn valid_service_name(n: &str) -> bool {
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-pub fn validate(s: &ServiceSpec) -> Result<(), String> {
+/// What is wrong with a service spec, and how to put it right.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    #[error("service name {0:?}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit")]
+    BadName(String),
+    #[error("an image is required (e.g. --image registry:5000/web:1)")]
+    NoImage,
+    #[error("environment entry {0:?} is not KEY=VALUE")]
+    BadEnv(String),
+    #[error(transparent)]
+    Constraint(#[from] ConstraintError),
+    #[error("{what} {value} must be a positive number")]
+    BadCpus { what: &'static str, value: f64 },
+    #[error("memory limit {0} bytes is below the minimum of 6 MiB")]
+    MemoryTooSmall(u64),
+    #[error("the memory reservation is above the memory limit")]
+    ReservationAboveLimit,
+    #[error("pids limit {0} must not be negative")]
+    NegativePids(i64),
+    #[error("port {published}:{target}: ports are 1-65535")]
+    PortZero { published: u16, target: u16 },
+    #[error("port protocol {0:?} is not tcp or udp")]
+    BadProtocol(String),
+    #[error(
+        "port {published}:{target}: tasks use the node's network (host mode) until container networking lands, \
+         so the published port is the container's own: use {target}:{target}"
+    )]
+    HostPortMismatch { published: u16, target: u16 },
+    #[error("port {port}/{protocol} is published twice")]
+    PublishedTwice { port: u16, protocol: String },
+    #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
+    GlobalWithReplicas,
+}
+
+pub fn validate(s: &ServiceSpec) -> Result<(), SpecError> {
     if !valid_service_name(&s.name) {
-        return Err(format!(
-            "service name {:?}: use 1-63 letters, digits, '-' or '_', starting with a letter or digit",
-            s.name
-        ));
+        return Err(SpecError::BadName(s.name.clone()));
     }
     if s.image.trim().is_empty() {
-        return Err("an image is required (e.g. --image registry:5000/web:1)".into());
+        return Err(SpecError::NoImage);
     }
     if let Some(e) = s.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(format!("environment entry {e:?} is not KEY=VALUE"));
+        return Err(SpecError::BadEnv(e.clone()));
     }
     for c in &s.constraints {
         Constraint::parse(c)?;
     }
     for (what, v) in [("reserved CPUs", s.reserve_cpus), ("CPU limit", s.limit_cpus)] {
         if !v.is_finite() || v < 0.0 {
-            return Err(format!("{what} {v} must be a positive number"));
+            return Err(SpecError::BadCpus { what, value: v });
         }
     }
     if s.limit_memory != 0 && s.limit_memory < 6 << 20 {
-        return Err(format!("memory limit {} bytes is below the minimum of 6 MiB", s.limit_memory));
+        return Err(SpecError::MemoryTooSmall(s.limit_memory));
     }
     if s.limit_memory != 0 && s.reserve_memory > s.limit_memory {
-        return Err("the memory reservation is above the memory limit".into());
+        return Err(SpecError::ReservationAboveLimit);
     }
     if s.limit_pids < 0 {
-        return Err(format!("pids limit {} must not be negative", s.limit_pids));
+        return Err(SpecError::NegativePids(s.limit_pids));
     }
     let mut seen = std::collections::BTreeSet::new();
     for p in &s.ports {
         if p.published == 0 || p.target == 0 {
-            return Err(format!("port {}:{}: ports are 1-65535", p.published, p.target));
+            return Err(SpecError::PortZero { published: p.published, target: p.target });
         }
         if p.protocol != "tcp" && p.protocol != "udp" {
-            return Err(format!("port protocol {:?} is not tcp or udp", p.protocol));
+            return Err(SpecError::BadProtocol(p.protocol.clone()));
         }
         if p.published != p.target {
-            return Err(format!(
-                "port {}:{}: tasks use the node's network (host mode) until container networking lands, \
-                 so the published port is the container's own: use {}:{}",
-                p.published, p.target, p.target, p.target
-            ));
+            return Err(SpecError::HostPortMismatch { published: p.published, target: p.target });
         }
         if !seen.insert((p.published, p.protocol.clone())) {
-            return Err(format!("port {}/{} is published twice", p.published, p.protocol));
+            return Err(SpecError::PublishedTwice { port: p.published, protocol: p.protocol.clone() });
         }
     }
     if s.mode == Mode::Global && s.replicas > 1 {
-        return Err("a global service runs one task per node: drop --replicas or use --mode replicated".into());
+        return Err(SpecError::GlobalWithReplicas);
     }
     Ok(())
 }
@@ -80,7 +107,7 @@ mod tests {
     fn spec(f: impl FnOnce(&mut ServiceSpec)) -> Result<(), String> {
         let mut s = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
         f(&mut s);
-        validate(&s)
+        validate(&s).map_err(|e| e.to_string())
     }
 
     #[test]

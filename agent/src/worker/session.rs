@@ -22,6 +22,31 @@ use crate::state::NodeState;
 
 const SESSION_OPEN: Duration = Duration::from_secs(10);
 
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The cluster refuses this node (`node rm`).
+    #[error("{0}")]
+    Refused(String),
+    /// This manager does not lead; the leader is at `leader`.
+    #[error("{message}")]
+    NotLeader { leader: String, message: String },
+    /// Anything else: the manager went away, a timeout, TLS.
+    #[error("{0}")]
+    Lost(String),
+}
+
+impl From<tonic::Status> for SessionError {
+    fn from(s: tonic::Status) -> Self {
+        let leader = s.metadata().get("orc-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
+        match (s.code(), leader) {
+            (tonic::Code::PermissionDenied, _) => Self::Refused(s.message().to_string()),
+            (_, Some(leader)) => Self::NotLeader { leader, message: s.message().to_string() },
+            _ => Self::Lost(s.message().to_string()),
+        }
+    }
+}
+
 fn known_managers(state: &NodeState) -> Vec<String> {
     let mut v = managers::remembered(state.state_dir());
     // The manager named by orc.join, for nodes that joined before managers were remembered.
@@ -64,17 +89,15 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
         match session(&state, &executor, &id, &addr).await {
             // Renewed: the same manager again, with the new certificate.
             Ok(()) => hint = Some(addr),
-            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            Err(SessionError::Refused(why)) => {
                 // Removed from the cluster (`node rm`): nothing to do but wait for an operator.
-                tracing::warn!(manager = %addr, error = %status.message(), "the cluster refuses this node; retrying in 30 s");
+                tracing::warn!(manager = %addr, error = %why, "the cluster refuses this node; retrying in 30 s");
                 tokio::time::sleep(Duration::from_secs(30)).await;
             }
-            Err(status) => {
-                hint = status.metadata().get("orc-leader").and_then(|v| v.to_str().ok()).map(str::to_string);
-                if hint.is_none() {
-                    tracing::info!(manager = %addr, error = %status.message(), "no session with this manager");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+            Err(SessionError::NotLeader { leader, .. }) => hint = Some(leader),
+            Err(e @ SessionError::Lost(_)) => {
+                tracing::info!(manager = %addr, error = %e, "no session with this manager");
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
     }
@@ -85,11 +108,11 @@ async fn session(
     executor: &Arc<Executor>,
     id: &crate::pki::identity::Identity,
     addr: &str,
-) -> Result<(), tonic::Status> {
-    let tls = id.client_tls().map_err(|e| tonic::Status::internal(e.to_string()))?;
+) -> Result<(), SessionError> {
+    let tls = id.client_tls().map_err(|e| SessionError::Lost(e.to_string()))?;
     let channel: Channel = crate::pki::channel::channel(addr, tls)
         .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot reach {addr}: {e}")))?;
+        .map_err(|e| SessionError::Lost(format!("cannot reach {addr}: {e}")))?;
     let mut client = DispatcherClient::new(channel.clone()).max_decoding_message_size(64 << 20);
     let (cpus, memory) = resources();
     let req = SessionRequest {
@@ -102,7 +125,7 @@ async fn session(
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))
         .await
-        .map_err(|_| tonic::Status::unavailable(format!("{addr} did not open a session in time")))??
+        .map_err(|_| SessionError::Lost(format!("{addr} did not open a session in time")))??
         .into_inner();
     tracing::info!(manager = %addr, "session with the leader open");
     let mut beat = tokio::time::interval(HEARTBEAT);
@@ -114,7 +137,7 @@ async fn session(
         tokio::select! {
             msg = stream.message() => {
                 let Some(a) = msg? else {
-                    return Err(tonic::Status::unavailable("the manager ended the session"));
+                    return Err(SessionError::Lost("the manager ended the session".into()));
                 };
                 if !a.managers.is_empty() {
                     managers::remember(state.state_dir(), &a.managers);
@@ -150,7 +173,7 @@ async fn session(
     }
 }
 
-async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), tonic::Status> {
+async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), SessionError> {
     let mut req = tonic::Request::new(HeartbeatRequest { statuses: executor.statuses() });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.

@@ -1,0 +1,105 @@
+//! `orc.dispatcher.v1` on the leader: node sessions and heartbeats. The
+//! node is its certificate; what a session and a heartbeat do is
+//! [`crate::cluster::dispatcher`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use orc_proto::dispatcher as pb;
+use orc_proto::dispatcher::dispatcher_server::Dispatcher;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::dispatcher::{self as domain, Liveness, NodeInfo, Reports, TaskReport, HEARTBEAT};
+use crate::pki::role::Role;
+use crate::raft::RaftHandle;
+
+pub struct DispatcherService {
+    raft: Arc<RaftHandle>,
+    liveness: Arc<Liveness>,
+    reports: Reports,
+}
+
+impl DispatcherService {
+    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>) -> Self {
+        let reports = Reports::start(raft.clone());
+        Self { raft, liveness, reports }
+    }
+}
+
+/// The calling node's id and role, from its certificate.
+fn caller<T>(req: &Request<T>) -> Result<(String, Role), Status> {
+    let id = super::peer::identity(req)?;
+    Ok((id.name, id.role))
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::Assignments, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Dispatcher for DispatcherService {
+    type SessionStream = SessionStream;
+
+    async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
+        let (node_id, role) = caller(&req)?;
+        let d = req.into_inner();
+        let info = NodeInfo {
+            hostname: d.hostname,
+            cpus: d.cpus,
+            memory: d.memory,
+            addr: d.addr,
+            agent_version: d.agent_version,
+        };
+        let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let raft = self.raft.clone();
+        tokio::spawn(async move {
+            let mut changed = s.sm.changed.subscribe();
+            let mut last = None;
+            loop {
+                if let Err(e) = domain::leading(&raft) {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+                let a = domain::assignments(&s, &node_id).await;
+                // Sent again when the tasks, the role or the lifetime change.
+                let key = (a.tasks.clone(), a.role, a.cert_ttl_secs);
+                if last.as_ref() != Some(&key) {
+                    let msg = pb::Assignments {
+                        tasks_json: serde_json::to_vec(&a.tasks).unwrap_or_default(),
+                        managers: a.managers.clone(),
+                        cert_ttl_secs: a.cert_ttl_secs,
+                        role: a.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        tracing::info!(node = %node_id, "node session closed");
+                        return;
+                    }
+                    last = Some(key);
+                }
+                // A change, or a periodic look (leadership can end quietly).
+                let _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()).await;
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let (node_id, _) = caller(&req)?;
+        let statuses = req
+            .into_inner()
+            .statuses
+            .into_iter()
+            .map(|s| TaskReport {
+                id: s.id,
+                state: s.state,
+                message: s.message,
+                error: s.error,
+                container: s.container,
+                exit_code: s.exit_code,
+            })
+            .collect();
+        domain::heartbeat(&self.raft, &self.liveness, &self.reports, &node_id, statuses).await?;
+        Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
+    }
+}
