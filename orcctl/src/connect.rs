@@ -29,6 +29,20 @@ pub enum Trust {
     Insecure,
 }
 
+impl Trust {
+    /// How to trust a node in maintenance mode: the fingerprint it printed,
+    /// or nothing with `--insecure`; one of the two is required.
+    pub fn maintenance(fingerprint: Option<String>, insecure: bool) -> Result<Self, CliError> {
+        match (fingerprint, insecure) {
+            (Some(fp), _) => Ok(Trust::Pinned(fp)),
+            (None, true) => Ok(Trust::Insecure),
+            (None, false) => Err(CliError::Usage(
+                "pass --fingerprint sha256:... (printed on the node's console) or --insecure".into(),
+            )),
+        }
+    }
+}
+
 /// `host` or `host:port`.
 pub fn with_port(addr: &str) -> String {
     if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !addr.ends_with(']') {
@@ -86,4 +100,16 @@ pub async fn channel(addr: &str, trust: &Trust) -> Result<Channel, CliError> {
     orc_tls::channel::connect(&addr, Arc::new(client_config(trust)?), timeouts)
         .await
         .map_err(|e| CliError::from_transport(&addr, &e))
+}
+
+/// A channel to the first manager that accepts a connection.
+pub async fn manager(candidates: &[String], trust: &Trust) -> Result<(String, Channel), CliError> {
+    let mut last = None;
+    for addr in candidates {
+        match channel(addr, trust).await {
+            Ok(c) => return Ok((addr.clone(), c)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| CliError::Usage("no manager to talk to: pass --nodes".into())))
 }

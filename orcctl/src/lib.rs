@@ -5,22 +5,21 @@
 //! - [`cli`]: the command line (clap).
 //! - [`config`]: the config file and its contexts.
 //! - [`connect`]: TLS channels to nodes (cluster mTLS, pinned fingerprint).
-//! - [`commands`]: one function per command.
+//! - [`cmd`]: the commands, one file per noun (machine, container, image,
+//!   service, node, cluster, config).
 //! - [`fanout`]: one call on many nodes, results in order, failures last.
-//! - [`runtime`]: `image …` and `container …` commands.
-//! - [`services`]: `service …` and cluster-wide `node …` commands; [`service_file`]: YAML service files.
+//! - [`parse`]: sizes, durations, ports, `KEY=VALUE`; [`service_file`]: YAML service files.
 //! - [`terminal`]: raw mode and window size for `exec -it`.
 //! - [`output`]: tables and JSON.
 //! - [`error`]: errors that say what to do.
 
 pub mod cli;
-pub mod commands;
+pub mod cmd;
 pub mod config;
 pub mod connect;
 pub mod error;
 pub mod fanout;
 pub mod output;
-pub mod runtime;
+pub mod parse;
 pub mod service_file;
-pub mod services;
 pub mod terminal;

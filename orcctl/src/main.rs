@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(orcctl::commands::run(cli)) {
+    match rt.block_on(orcctl::cmd::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(orcctl::error::CliError::Exit(code)) => std::process::ExitCode::from(code),
         Err(e) => {

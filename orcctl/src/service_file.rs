@@ -23,11 +23,11 @@
 
 use std::collections::BTreeMap;
 
-use orc_proto::cluster::{Port, ServiceRestartPolicy, ServiceSpec};
+use orc_proto::cluster::{ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
-use crate::runtime::parse_bytes;
+use crate::parse::{parse_bytes, parse_duration, parse_port};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -130,43 +130,6 @@ fn list(v: Option<StringOrList>) -> Vec<String> {
         Some(StringOrList::One(s)) => s.split_whitespace().map(str::to_string).collect(),
         Some(StringOrList::List(l)) => l,
     }
-}
-
-/// `5s`, `500ms`, `2m`, `1h` → milliseconds.
-pub fn parse_duration(s: &str) -> Result<u64, CliError> {
-    let s = s.trim();
-    let bad = || CliError::Usage(format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m, 1h)"));
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        return Err(bad());
-    };
-    let n: f64 = num.trim().parse().map_err(|_| bad())?;
-    if n < 0.0 || !n.is_finite() {
-        return Err(bad());
-    }
-    Ok((n * mult) as u64)
-}
-
-/// `80`, `80:80`, `53/udp`, `53:53/udp`.
-pub fn parse_port(s: &str) -> Result<Port, CliError> {
-    let bad = |why: &str| CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:8080, 53/udp)"));
-    let (ports, protocol) = match s.split_once('/') {
-        Some((p, proto)) => (p, proto.to_string()),
-        None => (s, "tcp".to_string()),
-    };
-    let num = |p: &str| p.trim().parse::<u16>().map_err(|_| bad("not a port number"));
-    let (published, target) = match ports.split_once(':') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => (num(ports)?, num(ports)?),
-    };
-    Ok(Port { published: published.into(), target: target.into(), protocol })
 }
 
 fn cpus(n: Option<Number>) -> Result<f64, CliError> {

@@ -30,14 +30,18 @@ impl LocalCluster {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let first = AgentProcess::start_with(opts.clone())?;
         let fp = first.fingerprint()?;
-        let (_, mut ctx) =
-            rt.block_on(orcctl::commands::bootstrap(&first.addr, &orcctl::connect::Trust::Pinned(fp), "t", "admin"))?;
+        let (_, mut ctx) = rt.block_on(orcctl::cmd::cluster::bootstrap(
+            &first.addr,
+            &orcctl::connect::Trust::Pinned(fp),
+            "t",
+            "admin",
+        ))?;
         let mut agents = vec![first];
         for _ in 1..managers + workers {
             agents.push(AgentProcess::start_with(opts.clone())?);
         }
         ctx.endpoints = agents[..managers].iter().map(|a| a.addr.clone()).collect();
-        orcctl::commands::save_context(&config, "t", ctx)?;
+        orcctl::cmd::cluster::save_context(&config, "t", ctx)?;
         let c = Self { agents, managers, config, _dir: dir };
         let token = |role: &str| -> anyhow::Result<String> {
             let o = c.ctl(&["cluster", "join-token", role]);

@@ -25,7 +25,7 @@ pub fn l2_addr(n: &Node) -> Option<String> {
 
 /// The node's cluster id, when it is a member the context can reach.
 async fn member_of(n: &Node, ctx: &Context) -> Option<String> {
-    let mut c = orcctl::commands::client(&api(n), &Trust::Cluster(ctx.clone())).await.ok()?;
+    let mut c = orcctl::cmd::machine::client(&api(n), &Trust::Cluster(ctx.clone())).await.ok()?;
     let v = c.version(orc_proto::machine::VersionRequest {}).await.ok()?.into_inner();
     (!v.maintenance).then_some(v.cluster_id)
 }
@@ -64,7 +64,7 @@ async fn form_async(
             }
         }
         if let Some(fp) = first.fingerprint(0, Duration::from_secs(1)) {
-            let (r, ctx) = orcctl::commands::bootstrap(&api(first), &Trust::Pinned(fp), "qemu", "admin").await?;
+            let (r, ctx) = orcctl::cmd::cluster::bootstrap(&api(first), &Trust::Pinned(fp), "qemu", "admin").await?;
             break (r.cluster_id, ctx);
         }
     };
@@ -92,7 +92,7 @@ async fn form_async(
             }
             let Some(fp) = n.fingerprint(0, Duration::from_secs(1)) else { continue };
             let joined = async {
-                let mut c = orcctl::commands::client(&api(n), &Trust::Pinned(fp)).await?;
+                let mut c = orcctl::cmd::machine::client(&api(n), &Trust::Pinned(fp)).await?;
                 c.join(orc_proto::machine::JoinRequest { token: t.clone(), manager: manager.clone() }).await?;
                 anyhow::Ok(())
             };
@@ -109,7 +109,7 @@ async fn form_async(
     loop {
         // (ready nodes, managers, managers voting); a reused cluster keeps the roles it has.
         let mut seen = (0, 0, 0);
-        if let Ok((_, ch)) = orcctl::services::manager(&ctx.endpoints, &trust).await {
+        if let Ok((_, ch)) = orcctl::connect::manager(&ctx.endpoints, &trust).await {
             if let Ok(r) = NodesClient::new(ch).list(orc_proto::cluster::ListNodesRequest {}).await {
                 let list = r.into_inner().nodes;
                 seen.0 = list.iter().filter(|n| n.status == "ready").count();
@@ -136,6 +136,6 @@ async fn form_async(
 
 /// Writes the context as `name` and makes it current.
 pub fn save(config: &Path, name: &str, ctx: Context) -> anyhow::Result<()> {
-    orcctl::commands::save_context(config, name, ctx)?;
+    orcctl::cmd::cluster::save_context(config, name, ctx)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use orc_e2e::agent::AgentProcess;
 use orc_e2e::paths::debug_bin;
-use orcctl::commands::{bootstrap, save_context};
+use orcctl::cmd::cluster::{bootstrap, save_context};
 use orcctl::connect::Trust;
 
 fn status(cfg: &std::path::Path) -> serde_json::Value {

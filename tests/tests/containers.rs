@@ -15,7 +15,7 @@ use orc_e2e::oci;
 use orc_e2e::paths::debug_bin;
 use orc_e2e::registry::Registry;
 use orc_e2e::{free_port, http_get};
-use orcctl::commands::{bootstrap, save_context};
+use orcctl::cmd::cluster::{bootstrap, save_context};
 use orcctl::connect::Trust;
 
 struct Ctl {

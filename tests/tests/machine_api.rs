@@ -9,7 +9,7 @@ use orc_agent::pki::ca::{self, CertKey};
 use orc_agent::pki::role::Role;
 use orc_e2e::agent::AgentProcess;
 use orc_proto::machine::*;
-use orcctl::commands::{bootstrap, client};
+use orcctl::cmd::{cluster::bootstrap, machine::client};
 use orcctl::config::Context;
 use orcctl::connect::Trust;
 use orcctl::error::CliError;

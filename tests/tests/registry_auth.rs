@@ -13,7 +13,7 @@ use orc_e2e::agent::{AgentProcess, Options};
 use orc_e2e::oci;
 use orc_e2e::paths::debug_bin;
 use orc_e2e::registry::{Access, Registry};
-use orcctl::commands::{bootstrap, save_context};
+use orcctl::cmd::cluster::{bootstrap, save_context};
 use orcctl::connect::Trust;
 
 fn pull(config: &std::path::Path, name: &str, login: Option<(&str, &str)>) -> (bool, String, String) {

@@ -99,7 +99,7 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
     // No client certificate, or one from another cluster's CA: refused.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut c = orcctl::commands::client(&addr, &Trust::Insecure).await.unwrap();
+        let mut c = orcctl::cmd::machine::client(&addr, &Trust::Insecure).await.unwrap();
         let s = c.version(orc_proto::machine::VersionRequest {}).await.unwrap_err();
         assert_eq!(s.code(), tonic::Code::Unauthenticated);
         let cfg = orcctl::config::Config::load_or_default(&config).unwrap();
@@ -110,7 +110,7 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
                 .unwrap();
         let bad = orcctl::config::Context { cert: foreign.cert_pem, key: foreign.key_pem, ..ctx };
         let r = async {
-            orcctl::commands::client(&addr, &Trust::Cluster(bad))
+            orcctl::cmd::machine::client(&addr, &Trust::Cluster(bad))
                 .await?
                 .version(orc_proto::machine::VersionRequest {})
                 .await

@@ -128,7 +128,7 @@ pub fn down() -> anyhow::Result<()> {
         let asked = match &ctx {
             Some(ctx) => rt.block_on(async {
                 let addr = format!("127.0.0.1:{}", n.spec.api_port);
-                match orcctl::commands::client(&addr, &Trust::Cluster(ctx.clone())).await {
+                match orcctl::cmd::machine::client(&addr, &Trust::Cluster(ctx.clone())).await {
                     Ok(mut c) => c.shutdown(orc_proto::machine::ShutdownRequest {}).await.is_ok(),
                     Err(_) => false,
                 }
@@ -163,7 +163,7 @@ pub fn status() -> anyhow::Result<()> {
             rt.block_on(async {
                 let trusts = ctx.iter().map(|c| Trust::Cluster(c.clone())).chain([Trust::Insecure]);
                 for t in trusts {
-                    if let Ok(mut c) = orcctl::commands::client(&addr, &t).await {
+                    if let Ok(mut c) = orcctl::cmd::machine::client(&addr, &t).await {
                         if let Ok(v) = c.version(orc_proto::machine::VersionRequest {}).await {
                             let v = v.into_inner();
                             return if v.maintenance {

@@ -66,11 +66,11 @@ pub fn run() -> anyhow::Result<()> {
     // Bootstrap once; every measured boot is then a member node coming back.
     let mut node = Node::start(spec.clone())?;
     let fp = node.fingerprint(0, Duration::from_secs(300)).context("bench node did not reach maintenance mode")?;
-    let (_, ctx) = rt.block_on(orcctl::commands::bootstrap(&addr, &Trust::Pinned(fp), "bench", "admin"))?;
+    let (_, ctx) = rt.block_on(orcctl::cmd::cluster::bootstrap(&addr, &Trust::Pinned(fp), "bench", "admin"))?;
     let trust = Trust::Cluster(ctx);
     let version_ok = || {
         rt.block_on(async {
-            match orcctl::commands::client(&addr, &trust).await {
+            match orcctl::cmd::machine::client(&addr, &trust).await {
                 Ok(mut c) => c.version(orc_proto::machine::VersionRequest {}).await.is_ok(),
                 Err(_) => false,
             }
@@ -78,7 +78,7 @@ pub fn run() -> anyhow::Result<()> {
     };
     let stop = |node: &mut Node| {
         let asked = rt.block_on(async {
-            match orcctl::commands::client(&addr, &trust).await {
+            match orcctl::cmd::machine::client(&addr, &trust).await {
                 Ok(mut c) => c.shutdown(orc_proto::machine::ShutdownRequest {}).await.is_ok(),
                 Err(_) => false,
             }
@@ -103,7 +103,7 @@ pub fn run() -> anyhow::Result<()> {
         if i == RUNS - 1 {
             std::thread::sleep(Duration::from_secs(5));
             let s = rt.block_on(async {
-                orcctl::commands::client(&addr, &trust)
+                orcctl::cmd::machine::client(&addr, &trust)
                     .await?
                     .services(orc_proto::machine::ServicesRequest {})
                     .await

@@ -244,7 +244,7 @@ impl Orc {
     }
 
     fn client(&self) -> anyhow::Result<ServicesClient<tonic::transport::Channel>> {
-        let (_, ch) = self.rt.block_on(orcctl::services::manager(&self.endpoints, &self.trust))?;
+        let (_, ch) = self.rt.block_on(orcctl::connect::manager(&self.endpoints, &self.trust))?;
         Ok(ServicesClient::new(ch))
     }
 

@@ -149,7 +149,7 @@ fn pull_throughput(agent_bin: &Path, work: &Path) -> anyhow::Result<Pull> {
         binary: Some(agent_bin.to_path_buf()),
         ..Default::default()
     })?;
-    let (_, ctx) = rt.block_on(orcctl::commands::bootstrap(
+    let (_, ctx) = rt.block_on(orcctl::cmd::cluster::bootstrap(
         &agent.addr,
         &orcctl::connect::Trust::Pinned(agent.fingerprint()?),
         "bench",

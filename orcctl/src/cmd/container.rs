@@ -1,228 +1,25 @@
-//! `orcctl image …` and `orcctl container …`: fan out over `--nodes` like
-//! the node commands; pull shows a progress bar per layer.
+//! `orcctl container …` on nodes: run, ls, inspect, logs, exec, stop, kill, rm.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use futures::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use orc_proto::container::containers_client::ContainersClient;
-use orc_proto::container::images_client::ImagesClient;
 use orc_proto::container::*;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::cli::{ContainerCommand, ImageCommand, Output, RegistryLogin, RunArgs};
+use super::image::login;
+use crate::cli::{ContainerCommand, Output, RunArgs};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
 use crate::fanout::{done, fan, split};
-use crate::output::{bytes, table};
-
-async fn images(addr: &str, trust: &Trust) -> Result<ImagesClient<Channel>, CliError> {
-    Ok(ImagesClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
-}
+use crate::output::{age, short, table};
+use crate::parse::parse_bytes;
 
 async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
     Ok(ContainersClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
-}
-
-fn login(l: &RegistryLogin) -> Result<Option<RegistryAuth>, CliError> {
-    let Some(username) = &l.username else { return Ok(None) };
-    let mut password = String::new();
-    if l.password_stdin {
-        std::io::stdin()
-            .read_to_string(&mut password)
-            .map_err(|e| CliError::Usage(format!("reading the password from stdin: {e}")))?;
-    }
-    Ok(Some(RegistryAuth { username: username.clone(), password: password.trim_end_matches(['\n', '\r']).to_string() }))
-}
-
-fn short(id: &str) -> String {
-    id.trim_start_matches("sha256:").chars().take(12).collect()
-}
-
-fn age(unix: i64) -> String {
-    if unix <= 0 {
-        return "-".into();
-    }
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - unix).max(0);
-    match s {
-        0..=59 => format!("{s}s ago"),
-        60..=3599 => format!("{}m ago", s / 60),
-        3600..=86399 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
-}
-
-pub async fn image(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
-    match cmd {
-        ImageCommand::Pull { reference, login: l } => {
-            let auth = login(&l)?;
-            let bars = MultiProgress::new();
-            let style = ProgressStyle::with_template("{prefix:.bold} {msg:>12} [{bar:30}] {bytes}/{total_bytes}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            let results = fan(nodes, |n| {
-                let (reference, auth, bars, style) = (reference.clone(), auth.clone(), bars.clone(), style.clone());
-                let prefix = nodes.len() > 1;
-                async move {
-                    let mut c = images(&n, trust).await?;
-                    let mut s = c
-                        .pull(PullRequest { reference, auth })
-                        .await
-                        .map_err(|e| CliError::from_status(&n, e))?
-                        .into_inner();
-                    let mut layer_bars: HashMap<String, ProgressBar> = HashMap::new();
-                    let mut image = None;
-                    while let Some(p) = s.next().await {
-                        match p.map_err(|e| CliError::from_status(&n, e))?.event {
-                            Some(pull_progress::Event::Layer(l)) => {
-                                let bar = layer_bars.entry(l.digest.clone()).or_insert_with(|| {
-                                    let b = bars.add(ProgressBar::new(l.total).with_style(style.clone()));
-                                    let who =
-                                        if prefix { format!("{n} {}", short(&l.digest)) } else { short(&l.digest) };
-                                    b.set_prefix(who);
-                                    b
-                                });
-                                bar.set_length(l.total.max(l.current));
-                                bar.set_position(l.current);
-                                bar.set_message(l.state.clone());
-                                if l.state == "done" || l.state == "exists" {
-                                    bar.finish();
-                                }
-                            }
-                            Some(pull_progress::Event::Image(i)) => image = Some(i),
-                            None => {}
-                        }
-                    }
-                    image.ok_or_else(|| CliError::Rpc {
-                        node: n.clone(),
-                        code: tonic::Code::Internal,
-                        msg: "the pull ended without an image".into(),
-                    })
-                }
-            })
-            .await;
-            let (ok, err) = split(results);
-            for (n, i) in &ok {
-                match out {
-                    Output::Json => println!(
-                        "{}",
-                        json!({"node": n, "name": i.name, "id": i.id, "digest": i.digest, "size": i.size})
-                    ),
-                    Output::Table => println!("{n}: pulled {} ({}, {})", i.name, short(&i.id), bytes(i.size)),
-                }
-            }
-            done(err)
-        }
-        ImageCommand::Load { file, name } => {
-            let meta = std::fs::metadata(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-            let results = fan(nodes, |n| {
-                let (file, name) = (file.clone(), name.clone().unwrap_or_default());
-                async move {
-                    let mut f =
-                        std::fs::File::open(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-                    let (tx, rx) = mpsc::channel(8);
-                    let reader = tokio::task::spawn_blocking(move || {
-                        let mut first = true;
-                        loop {
-                            let mut buf = vec![0u8; 1 << 20];
-                            let k = f.read(&mut buf)?;
-                            if k == 0 {
-                                return Ok::<(), std::io::Error>(());
-                            }
-                            buf.truncate(k);
-                            let chunk = LoadChunk { data: buf, name: if first { name.clone() } else { String::new() } };
-                            first = false;
-                            if tx.blocking_send(chunk).is_err() {
-                                return Ok(());
-                            }
-                        }
-                    });
-                    let mut c = images(&n, trust).await?;
-                    let r = c.load(ReceiverStream::new(rx)).await.map_err(|e| CliError::from_status(&n, e));
-                    reader
-                        .await
-                        .map_err(|e| CliError::Usage(e.to_string()))?
-                        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-                    Ok(r?.into_inner())
-                }
-            })
-            .await;
-            let (ok, err) = split(results);
-            for (n, r) in &ok {
-                for i in &r.images {
-                    match out {
-                        Output::Json => println!("{}", json!({"node": n, "name": i.name, "id": i.id, "size": i.size})),
-                        Output::Table => println!(
-                            "{n}: loaded {} ({}, {} from a {} archive)",
-                            i.name,
-                            short(&i.id),
-                            bytes(i.size),
-                            bytes(meta.len())
-                        ),
-                    }
-                }
-            }
-            done(err)
-        }
-        ImageCommand::Ls => {
-            let (ok, err) = split(
-                fan(nodes, |n| async move {
-                    let mut c = images(&n, trust).await?;
-                    Ok(c.list(ListImagesRequest {}).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                })
-                .await,
-            );
-            match out {
-                Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| json!({"node": n,
-                    "name": i.name, "id": i.id, "digest": i.digest, "size": i.size, "created": i.created, "layers": i.layers}))).collect::<Vec<_>>())),
-                Output::Table => table(
-                    &["NODE", "NAME", "ID", "SIZE", "LAYERS", "CREATED"],
-                    &ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| vec![n.clone(), i.name.clone(), short(&i.id), bytes(i.size),
-                        i.layers.len().to_string(), age(i.created)])).collect::<Vec<_>>(),
-                ),
-            }
-            done(err)
-        }
-        ImageCommand::Rm { name } => {
-            let (ok, err) = split(
-                fan(nodes, |n| {
-                    let name = name.clone();
-                    async move {
-                        let mut c = images(&n, trust).await?;
-                        Ok(c.remove(RemoveImageRequest { name })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
-                })
-                .await,
-            );
-            for (n, r) in ok {
-                println!("{n}: untagged {}; freed {}", r.untagged.join(", "), bytes(r.reclaimed));
-            }
-            done(err)
-        }
-    }
-}
-
-/// `64m`, `1g`, `512k`, `1048576`.
-pub fn parse_bytes(s: &str) -> Result<u64, CliError> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.trim_end_matches('b');
-    let (num, mult) = match s.chars().last() {
-        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('m') => (&s[..s.len() - 1], 1 << 20),
-        Some('g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| CliError::Usage(format!("{s:?} is not a size (e.g. 64m, 1g, 1048576)")))?;
-    Ok((n * mult as f64) as u64)
 }
 
 pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
@@ -288,7 +85,7 @@ fn container_json(n: &str, c: &Container) -> serde_json::Value {
         "exit": c.exit.as_ref().map(|e| json!({"code": e.code, "signal": e.signal, "oom_killed": e.oom_killed}))})
 }
 
-pub async fn container(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     match cmd {
         ContainerCommand::Run(a) => {
             let spec = run_spec(&a)?;
@@ -577,19 +374,5 @@ async fn exec(node: &str, trust: &Trust, mut start: ExecStart, interactive: bool
         Ok(())
     } else {
         Err(CliError::Exit(code.clamp(1, 255) as u8))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("512k").unwrap(), 512 << 10);
-        assert_eq!(parse_bytes("1000").unwrap(), 1000);
-        assert!(parse_bytes("lots").is_err());
     }
 }

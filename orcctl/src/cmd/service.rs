@@ -1,32 +1,18 @@
-//! `service …` and the cluster-wide `node …` commands: they talk to one
-//! manager (the first of `--nodes`, or of the context's endpoints, that
-//! answers); the managers forward writes to their leader.
+//! `orcctl service …`: services on any manager (the first of `--nodes`, or
+//! of the context's endpoints, that answers); writes go to the leader.
 
 use futures::StreamExt;
-use orc_proto::cluster::nodes_client::NodesClient;
 use orc_proto::cluster::services_client::ServicesClient;
 use orc_proto::cluster::*;
 use serde_json::json;
-use tonic::transport::Channel;
 
-use crate::cli::{NodeCommand, Output, ServiceCommand, ServiceCreate, ServiceFlags, ServiceUpdate};
-use crate::connect::{self, Trust};
+use super::status_err;
+use crate::cli::{Output, ServiceCommand, ServiceCreate, ServiceFlags, ServiceUpdate};
+use crate::connect::{manager, Trust};
 use crate::error::CliError;
-use crate::output::{bytes, table};
-use crate::runtime::parse_bytes;
-use crate::service_file::{self, parse_duration, parse_port};
-
-/// A channel to the first manager that accepts a connection.
-pub async fn manager(candidates: &[String], trust: &Trust) -> Result<(String, Channel), CliError> {
-    let mut last = None;
-    for addr in candidates {
-        match connect::channel(addr, trust).await {
-            Ok(c) => return Ok((addr.clone(), c)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| CliError::Usage("no manager to talk to: pass --nodes".into())))
-}
+use crate::output::{ago, table};
+use crate::parse::{key_value, parse_bytes, parse_duration, parse_port};
+use crate::service_file;
 
 fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(e) = &f.entrypoint {
@@ -81,12 +67,6 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
         r.window_ms = parse_duration(w)?;
     }
     Ok(())
-}
-
-fn key_value(s: &str, what: &str) -> Result<(String, String), CliError> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| CliError::Usage(format!("{what} {s:?} is not KEY=VALUE")))
 }
 
 fn read_file(path: &std::path::Path) -> Result<ServiceSpec, CliError> {
@@ -166,22 +146,6 @@ fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, Cli
     Ok(s)
 }
 
-fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
-    move |s| CliError::from_status(addr, s)
-}
-
-fn ago(ms: i64) -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let s = ((now - ms).max(0) / 1000) as u64;
-    match s {
-        0..=59 => format!("{s}s ago"),
-        60..=3599 => format!("{}m ago", s / 60),
-        3600..=86399 => format!("{}h ago", s / 3600),
-        _ => format!("{}d ago", s / 86400),
-    }
-}
-
 fn mode_text(s: &Service) -> (String, String) {
     let spec = s.spec.clone().unwrap_or_default();
     (spec.mode, format!("{}/{}", s.running_tasks, s.desired_tasks))
@@ -211,7 +175,7 @@ fn ports_text(spec: &ServiceSpec) -> String {
     spec.ports.iter().map(|p| format!("{}/{}", p.published, p.protocol)).collect::<Vec<_>>().join(",")
 }
 
-pub async fn service(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
     let mut c = ServicesClient::new(channel);
     let e = status_err(&addr);
@@ -332,6 +296,7 @@ fn print_line(e: &ServiceLogEntry, timestamps: bool, out: Output) {
     let _ = std::io::stdout().flush();
 }
 
+/// The task table of `service ps` and `node ps`.
 pub fn print_tasks(tasks: &[Task], out: Output) {
     match out {
         Output::Json => println!("{}", json!(tasks.iter().map(task_json).collect::<Vec<_>>())),
@@ -360,109 +325,4 @@ pub fn print_tasks(tasks: &[Task], out: Output) {
                 .collect::<Vec<_>>(),
         ),
     }
-}
-
-fn node_json(n: &Node) -> serde_json::Value {
-    json!({"id": n.id, "hostname": n.hostname, "role": n.role, "addr": n.addr, "availability": n.availability,
-        "status": n.status, "message": n.message, "labels": n.labels, "cpus": n.cpus, "memory": n.memory,
-        "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms})
-}
-
-/// `node ls|inspect|update|rm` (join is per node and lives in `commands`).
-pub async fn node(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
-    let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = NodesClient::new(channel);
-    let e = status_err(&addr);
-    let promote = matches!(cmd, NodeCommand::Promote { .. });
-    match cmd {
-        NodeCommand::Ls => {
-            let nodes = c.list(ListNodesRequest {}).await.map_err(&e)?.into_inner().nodes;
-            match out {
-                Output::Json => println!("{}", json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
-                Output::Table => table(
-                    &[
-                        "ID",
-                        "HOSTNAME",
-                        "ROLE",
-                        "STATUS",
-                        "AVAILABILITY",
-                        "MANAGER",
-                        "TASKS",
-                        "CPUS",
-                        "MEMORY",
-                        "ADDRESS",
-                    ],
-                    &nodes
-                        .iter()
-                        .map(|n| {
-                            vec![
-                                n.id.clone(),
-                                n.hostname.clone(),
-                                n.role.clone(),
-                                n.status.clone(),
-                                n.availability.clone(),
-                                n.manager_status.clone(),
-                                n.tasks.to_string(),
-                                n.cpus.to_string(),
-                                bytes(n.memory),
-                                n.addr.clone(),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            }
-        }
-        NodeCommand::Ps { node, running } => {
-            let (_, ch) = manager(candidates, trust).await?;
-            let req = TasksRequest { service: String::new(), running_only: running, node };
-            let tasks = ServicesClient::new(ch).tasks(req).await.map_err(&e)?.into_inner().tasks;
-            print_tasks(&tasks, out);
-        }
-        NodeCommand::Inspect { node } => {
-            let n = c.inspect(InspectNodeRequest { node }).await.map_err(&e)?.into_inner();
-            println!("{}", serde_json::to_string_pretty(&node_json(&n)).unwrap_or_default());
-        }
-        NodeCommand::Promote { ids } | NodeCommand::Demote { ids } => {
-            let role = if promote { "manager" } else { "worker" };
-            for node in ids {
-                let req = UpdateNodeRequest { node: node.clone(), role: role.into(), ..Default::default() };
-                let n = c.update(req).await.map_err(&e)?.into_inner();
-                match out {
-                    Output::Json => println!("{}", node_json(&n)),
-                    Output::Table => println!(
-                        "{} ({}) is now a {role}; it renews its certificate and {} the quorum",
-                        n.hostname,
-                        n.id,
-                        if role == "manager" { "joins" } else { "leaves" }
-                    ),
-                }
-            }
-        }
-        NodeCommand::Update { node, availability, label_add, label_rm } => {
-            let label_add = label_add.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
-            let req = UpdateNodeRequest {
-                node: node.clone(),
-                availability: availability.unwrap_or_default(),
-                label_add,
-                label_rm,
-                role: String::new(),
-            };
-            let n = c.update(req).await.map_err(&e)?.into_inner();
-            match out {
-                Output::Json => println!("{}", node_json(&n)),
-                Output::Table => println!("{} ({}): {}, labels {:?}", n.hostname, n.id, n.availability, n.labels),
-            }
-        }
-        NodeCommand::Rm { node, force } => {
-            let r = c.remove(RemoveNodeRequest { node: node.clone(), force }).await.map_err(&e)?.into_inner();
-            match out {
-                Output::Json => println!("{}", json!({"removed": r.id})),
-                Output::Table => println!("{node} ({}) removed", r.id),
-            }
-        }
-        NodeCommand::Join { .. } => {
-            return Err(CliError::Usage("node join talks to the joining node, not to a manager".into()))
-        }
-    }
-    Ok(())
 }

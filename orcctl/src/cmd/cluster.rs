@@ -1,0 +1,171 @@
+//! `orcctl cluster …`: bootstrap (`init`, on a node in maintenance mode),
+//! quorum status, recovery, settings, join tokens.
+
+use orc_proto::machine::{BootstrapRequest, BootstrapResponse};
+use serde_json::json;
+
+use super::machine::client;
+use crate::cli::{ClusterCommand, Output};
+use crate::config::{Config, Context};
+use crate::connect::{self, Trust};
+use crate::error::CliError;
+use crate::fanout::{done, fan, split};
+use crate::output::table;
+
+/// Bootstraps a cluster on `addr` and returns the context to reach it.
+pub async fn bootstrap(
+    addr: &str,
+    trust: &Trust,
+    cluster_name: &str,
+    admin_name: &str,
+) -> Result<(BootstrapResponse, Context), CliError> {
+    let mut c = client(addr, trust).await?;
+    let req = BootstrapRequest { cluster_name: cluster_name.into(), admin_name: admin_name.into() };
+    let r = c.bootstrap(req).await.map_err(|s| CliError::from_status(addr, s))?.into_inner();
+    let ctx = Context {
+        endpoints: vec![connect::with_port(addr)],
+        ca: r.ca_cert_pem.clone(),
+        cert: r.admin_cert_pem.clone(),
+        key: r.admin_key_pem.clone(),
+    };
+    Ok((r, ctx))
+}
+
+/// Writes `ctx` as `name` into the config at `path` and makes it current.
+pub fn save_context(path: &std::path::Path, name: &str, ctx: Context) -> Result<(), CliError> {
+    let mut cfg = Config::load_or_default(path)?;
+    cfg.contexts.insert(name.to_string(), ctx);
+    cfg.current_context = name.to_string();
+    cfg.save(path)?;
+    Ok(())
+}
+
+/// `cluster init`: bootstraps the node at `addr` and writes the context.
+pub async fn init(cmd: ClusterCommand, path: &std::path::Path, out: Output) -> Result<(), CliError> {
+    let ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name } = cmd else {
+        return Ok(());
+    };
+    let trust = Trust::maintenance(fingerprint, insecure)?;
+    let (r, ctx) = bootstrap(&addr, &trust, &cluster_name, &admin_name).await?;
+    let name = context_name.unwrap_or(cluster_name);
+    save_context(path, &name, ctx)?;
+    match out {
+        Output::Json => {
+            println!("{}", json!({"cluster_id": r.cluster_id, "node_id": r.node_id, "context": name, "config": path}))
+        }
+        Output::Table => println!(
+            "cluster {} bootstrapped on {addr} (node {}); context {name:?} written to {}",
+            r.cluster_id,
+            r.node_id,
+            path.display()
+        ),
+    }
+    Ok(())
+}
+
+/// The other cluster commands, on the managers.
+pub async fn run(
+    cmd: ClusterCommand,
+    nodes: &[String],
+    managers: &[String],
+    trust: &Trust,
+    out: Output,
+) -> Result<(), CliError> {
+    let (nodes, managers, trust) = (nodes.to_vec(), managers.to_vec(), trust.clone());
+    match cmd {
+        ClusterCommand::Status => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let results = fan(&nodes, |n| {
+                let trust = trust.clone();
+                async move {
+                    let mut c = ClusterClient::new(connect::channel(&n, &trust).await?);
+                    c.status(orc_proto::cluster::StatusRequest {})
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|s| CliError::from_status(&n, s))
+                }
+            })
+            .await;
+            let (ok, err) = split(results);
+            match out {
+                Output::Json => println!("{}", json!(ok.iter().map(|(n, s)| json!({"node": n, "id": format!("{:016x}", s.id),
+                    "state": s.state, "leader": format!("{:016x}", s.leader), "term": s.term, "last_log_index": s.last_log_index,
+                    "last_applied": s.last_applied, "store_version": s.store_version,
+                    "members": s.members.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr, "voter": m.voter})).collect::<Vec<_>>()})).collect::<Vec<_>>())),
+                Output::Table => table(
+                    &["NODE", "MEMBER", "ADDRESS", "VOTER", "LEADER", "TERM", "LOG", "APPLIED"],
+                    &ok.iter().flat_map(|(n, s)| s.members.iter().map(move |m| vec![n.clone(), m.node_id.clone(), m.addr.clone(),
+                        m.voter.to_string(), (m.id == s.leader).to_string(), s.term.to_string(), s.last_log_index.to_string(),
+                        s.last_applied.to_string()])).collect::<Vec<_>>(),
+                ),
+            }
+            done(err)
+        }
+        ClusterCommand::Recover { force_new_cluster } => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let n = &nodes[0];
+            let r = ClusterClient::new(connect::channel(n, &trust).await?)
+                .recover(orc_proto::cluster::RecoverRequest { force_new_cluster })
+                .await
+                .map_err(|s| CliError::from_status(n, s))?
+                .into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"node": n, "log_index": r.log_index, "demoted": r.demoted})),
+                Output::Table => {
+                    println!("{n}: now the only manager (membership at log index {}); the state is kept", r.log_index);
+                    if !r.demoted.is_empty() {
+                        println!("demoted (they rejoin as workers if they come back): {}", r.demoted.join(", "));
+                    }
+                    println!("rebuild the quorum with `orcctl node promote NODE` (an odd number of managers, 3 or 5)");
+                }
+            }
+            Ok(())
+        }
+        ClusterCommand::Update { cert_ttl } => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let ttl = match cert_ttl.as_deref() {
+                None => 0,
+                Some(t) => {
+                    let t = t.trim();
+                    match t.strip_suffix('d') {
+                        Some(days) => {
+                            days.parse::<u64>().map_err(|_| CliError::Usage(format!("{t:?} is not a duration")))?
+                                * 86_400
+                        }
+                        None => crate::parse::parse_duration(t)? / 1000,
+                    }
+                }
+            };
+            let (n, ch) = crate::connect::manager(&managers, &trust).await?;
+            let s = ClusterClient::new(ch)
+                .update(orc_proto::cluster::UpdateClusterRequest { node_cert_ttl_secs: ttl })
+                .await
+                .map_err(|s| CliError::from_status(&n, s))?
+                .into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs})),
+                Output::Table => {
+                    println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs)
+                }
+            }
+            Ok(())
+        }
+        ClusterCommand::JoinToken { role, rotate } => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let n = &nodes[0];
+            let mut c = ClusterClient::new(connect::channel(n, &trust).await?);
+            let t = c
+                .join_token(orc_proto::cluster::JoinTokenRequest { role: role.clone(), rotate })
+                .await
+                .map_err(|s| CliError::from_status(n, s))?
+                .into_inner()
+                .token;
+            match out {
+                Output::Json => println!("{}", json!({"role": role, "token": t})),
+                Output::Table => println!("{t}"),
+            }
+            Ok(())
+        }
+        ClusterCommand::Init { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,42 @@
+//! `orcctl config …`: orcctl's own contexts (endpoints, CA, certificate).
+
+use serde_json::json;
+
+use crate::cli::{ConfigCommand, Output};
+use crate::config::Config;
+use crate::error::CliError;
+use crate::output::table;
+
+pub fn run(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Result<(), CliError> {
+    let mut cfg = Config::load_or_default(path)?;
+    match cmd {
+        ConfigCommand::Contexts => {
+            match out {
+                Output::Json => println!(
+                    "{}",
+                    json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints})).collect::<Vec<_>>()})
+                ),
+                Output::Table => table(
+                    &["CURRENT", "NAME", "ENDPOINTS"],
+                    &cfg.contexts
+                        .iter()
+                        .map(|(n, c)| {
+                            vec![
+                                if *n == cfg.current_context { "*".into() } else { String::new() },
+                                n.clone(),
+                                c.endpoints.join(","),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            }
+            Ok(())
+        }
+        ConfigCommand::UseContext { name } => {
+            cfg.context(path, Some(&name))?;
+            cfg.current_context = name;
+            cfg.save(path)?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The commands, one file per noun: [`machine`] (version, health, logs,
+//! power… on nodes), [`container`], [`image`], [`service`], [`node`],
+//! [`cluster`], [`config`]. Node commands fan out over `--nodes`
+//! concurrently and report per node; cluster-wide ones talk to the first
+//! manager that answers.
+
+pub mod cluster;
+pub mod config;
+pub mod container;
+pub mod image;
+pub mod machine;
+pub mod node;
+pub mod service;
+
+use crate::cli::{Cli, ClusterCommand, Command, NodeCommand};
+use crate::config::Config;
+use crate::connect::Trust;
+use crate::error::CliError;
+
+/// A gRPC status from `addr` as an error that names the node.
+pub(crate) fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
+    move |s| CliError::from_status(addr, s)
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let path = crate::config::path(cli.config.as_deref());
+    let out = cli.output;
+    // Commands that need no context.
+    match cli.command {
+        Command::Cluster(cmd @ ClusterCommand::Init { .. }) => return cluster::init(cmd, &path, out).await,
+        Command::Config(cmd) => return config::run(&path, cmd, out),
+        Command::Node(cmd @ NodeCommand::Join { .. }) => return node::join(cmd, out).await,
+        _ => {}
+    }
+    let cfg = Config::load_or_default(&path)?;
+    let (_, ctx) = cfg.context(&path, cli.context.as_deref())?;
+    let nodes = if cli.nodes.is_empty() {
+        vec![ctx
+            .endpoints
+            .first()
+            .cloned()
+            .ok_or_else(|| CliError::Usage("the context has no endpoints; pass --nodes".into()))?]
+    } else {
+        cli.nodes.clone()
+    };
+    let trust = Trust::Cluster(ctx.clone());
+    // Cluster-wide commands try the managers in turn.
+    let managers = if cli.nodes.is_empty() { ctx.endpoints.clone() } else { cli.nodes.clone() };
+    match cli.command {
+        Command::Service(cmd) => service::run(cmd, &managers, &trust, out).await,
+        Command::Node(cmd) => node::run(cmd, &managers, &trust, out).await,
+        Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
+        Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
+        Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,
+        Command::Config(_) => Ok(()),
+        machine_command => machine::run(machine_command, &nodes, &trust, out).await,
+    }
+}

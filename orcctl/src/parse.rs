@@ -1,0 +1,77 @@
+//! Parsing what people type: sizes, durations, ports, `KEY=VALUE`.
+
+use orc_proto::cluster::Port;
+
+use crate::error::CliError;
+
+/// `64m`, `1g`, `512k`, `1048576`.
+pub fn parse_bytes(s: &str) -> Result<u64, CliError> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last() {
+        Some('k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m') => (&s[..s.len() - 1], 1 << 20),
+        Some('g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| CliError::Usage(format!("{s:?} is not a size (e.g. 64m, 1g, 1048576)")))?;
+    Ok((n * mult as f64) as u64)
+}
+
+/// `5s`, `500ms`, `2m`, `1h` → milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, CliError> {
+    let s = s.trim();
+    let bad = || CliError::Usage(format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m, 1h)"));
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        return Err(bad());
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if n < 0.0 || !n.is_finite() {
+        return Err(bad());
+    }
+    Ok((n * mult) as u64)
+}
+
+/// `80`, `80:80`, `53/udp`, `53:53/udp`.
+pub fn parse_port(s: &str) -> Result<Port, CliError> {
+    let bad = |why: &str| CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:8080, 53/udp)"));
+    let (ports, protocol) = match s.split_once('/') {
+        Some((p, proto)) => (p, proto.to_string()),
+        None => (s, "tcp".to_string()),
+    };
+    let num = |p: &str| p.trim().parse::<u16>().map_err(|_| bad("not a port number"));
+    let (published, target) = match ports.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(ports)?, num(ports)?),
+    };
+    Ok(Port { published: published.into(), target: target.into(), protocol })
+}
+
+/// `KEY=VALUE` (the `what` names it in the error).
+pub fn key_value(s: &str, what: &str) -> Result<(String, String), CliError> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| CliError::Usage(format!("{what} {s:?} is not KEY=VALUE")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+    }
+}
