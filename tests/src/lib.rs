@@ -7,6 +7,7 @@
 //! - [`cluster`]: several agents bootstrapped and joined into one cluster.
 //! - [`qemu`]: a QEMU node booting the image (KVM when it works, TCG otherwise).
 //! - [`qemu_cluster`]: QEMU nodes bootstrapped and joined into one cluster.
+//! - [`cluster_def`]: local cluster definitions (`qemu/*.toml`).
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback.
@@ -16,6 +17,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod cluster_def;
 pub mod hub;
 pub mod oci;
 pub mod paths;

@@ -33,6 +33,8 @@ pub struct NodeSpec {
     pub extra_cmdline: String,
     /// More (host loopback port, guest port) TCP forwards on the user-net NIC.
     pub forwards: Vec<(u16, u16)>,
+    /// Size of the blank STATE disk made on first boot (0: [`STATE_DISK_BYTES`]).
+    pub state_disk_bytes: u64,
 }
 
 #[derive(serde::Deserialize)]
@@ -186,7 +188,8 @@ impl Node {
         std::fs::create_dir_all(&spec.dir)?;
         let state = spec.dir.join("state.img");
         if !state.exists() {
-            std::fs::File::create(&state)?.set_len(STATE_DISK_BYTES)?;
+            let size = if spec.state_disk_bytes == 0 { STATE_DISK_BYTES } else { spec.state_disk_bytes };
+            std::fs::File::create(&state)?.set_len(size)?;
         }
         let _ = std::fs::remove_file(spec.dir.join("l2.sock"));
         let accel = accel(&spec.image);

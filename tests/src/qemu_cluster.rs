@@ -1,7 +1,7 @@
 //! QEMU nodes made into one cluster: the first is bootstrapped through its
-//! forwarded API port, the next `managers - 1` join as managers and the
-//! rest as workers, each through the first node's L2 address
-//! (10.42.0.x:7443). Used by `cargo xtask qemu` and the VM tests.
+//! forwarded API port, the others join with the token of their role (from
+//! the cluster definition, `qemu/*.toml`), each through the first node's L2
+//! address (10.42.0.x:7443). Used by `cargo xtask qemu` and the VM tests.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use orc_proto::cluster::nodes_client::NodesClient;
 use orcctl::config::Context;
 use orcctl::connect::Trust;
 
+use crate::cluster_def::NodeRole;
 use crate::qemu::Node;
 
 fn api(n: &Node) -> String {
@@ -35,17 +36,18 @@ async fn member_of(n: &Node, ctx: &Context) -> Option<String> {
 /// Waits until every node is ready and every manager a voter.
 pub fn form(
     nodes: &[Node],
-    managers: usize,
+    roles: &[NodeRole],
     known: Option<Context>,
     limit: Duration,
 ) -> anyhow::Result<(String, Context)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(form_async(nodes, managers, known, limit))
+    anyhow::ensure!(roles.len() == nodes.len(), "{} roles for {} nodes", roles.len(), nodes.len());
+    rt.block_on(form_async(nodes, roles, known, limit))
 }
 
 async fn form_async(
     nodes: &[Node],
-    managers: usize,
+    roles: &[NodeRole],
     known: Option<Context>,
     limit: Duration,
 ) -> anyhow::Result<(String, Context)> {
@@ -68,7 +70,10 @@ async fn form_async(
             break (r.cluster_id, ctx);
         }
     };
-    ctx.endpoints = nodes.iter().take(managers.max(1)).map(api).collect();
+    ctx.endpoints = nodes.iter().zip(roles).filter(|(_, r)| **r == NodeRole::Manager).map(|(n, _)| api(n)).collect();
+    if ctx.endpoints.is_empty() {
+        ctx.endpoints.push(api(first));
+    }
     let trust = Trust::Cluster(ctx.clone());
     let manager = l2_addr(first).context("nodes need the L2 network to form a cluster")?;
     let mut cluster = ClusterClient::new(orcctl::connect::channel(&api(first), &trust).await?);
@@ -79,7 +84,7 @@ async fn form_async(
     }
     let (mt, wt) = (&tokens[0], &tokens[1]);
     for (i, n) in nodes.iter().enumerate().skip(1) {
-        let t = if i < managers { mt } else { wt };
+        let t = if roles[i] == NodeRole::Manager { mt } else { wt };
         loop {
             anyhow::ensure!(
                 start.elapsed() < limit,

@@ -1,5 +1,5 @@
-//! VM end to end for the cluster: five QEMU nodes on one L2 network (3
-//! managers, 2 workers, joined with tokens over 10.42.0.x), pulling the
+//! VM end to end for the cluster: the five QEMU nodes of `qemu/e2e.toml` on
+//! one L2 network (3 managers, 2 workers, joined with tokens over 10.42.0.x), pulling the
 //! busybox test image from a docker-registry on the host. Ten replicas
 //! spread; a global web server publishes port 8080 on every node; a worker
 //! VM is killed and its tasks run again on the rest; a manager reboots and
@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orc_e2e::qemu::{Node, NodeSpec};
+use orc_e2e::cluster_def::{workspace_def, ClusterDef};
+use orc_e2e::qemu::Node;
 use orc_e2e::registry::Registry;
 use orc_e2e::{free_port, http_get, oci};
 
@@ -109,21 +110,16 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn boot(image: &Path, dir: &Path, registry: &Registry, web_port: u16) -> Vec<Node> {
+/// Boots the nodes of `qemu/e2e.toml`, the first with the web port forwarded.
+fn boot(def: &ClusterDef, image: &Path, dir: &Path, registry: &Registry, web_port: u16) -> Vec<Node> {
     let hub = dir.join("hub.sock");
-    (1..=5u8)
+    (0..def.nodes.len())
         .map(|i| {
-            let spec = NodeSpec {
-                name: format!("n{i}"),
-                dir: dir.join(format!("n{i}")),
-                image: image.to_path_buf(),
-                api_port: free_port(),
-                l2: Some((hub.clone(), i)),
-                memory_mb: 512,
-                extra_cmdline: format!("orc.insecure_registries=10.0.2.2:{}", registry.port),
-                forwards: if i == 1 { vec![(web_port, 8080)] } else { vec![] },
-                ..Default::default()
-            };
+            let mut spec = def.spec(i, dir, image, &hub, free_port());
+            spec.extra_cmdline = format!("{} orc.insecure_registries=10.0.2.2:{}", spec.extra_cmdline, registry.port);
+            if i == 0 {
+                spec.forwards = vec![(web_port, 8080)];
+            }
             Node::start(spec).unwrap()
         })
         .collect()
@@ -141,8 +137,9 @@ fn five_vms_keep_ten_replicas_through_failures() {
     std::thread::spawn(move || orc_e2e::hub::run(&hub));
     wait_for("the L2 hub", Duration::from_secs(5), || hub_path.exists());
     let web_port = free_port();
-    let nodes = boot(&image, dir.path(), &registry, web_port);
-    let (_, ctx) = orc_e2e::qemu_cluster::form(&nodes, 3, None, BOOT).unwrap_or_else(|e| {
+    let def = ClusterDef::load(&workspace_def("e2e.toml")).unwrap();
+    let nodes = boot(&def, &image, dir.path(), &registry, web_port);
+    let (_, ctx) = orc_e2e::qemu_cluster::form(&nodes, &def.roles(), None, BOOT).unwrap_or_else(|e| {
         for n in &nodes {
             eprintln!("--- {} ---\n{}", n.spec.name, n.console_from(0));
         }

@@ -35,11 +35,18 @@ enum Cmd {
     Qemu {
         #[arg(value_parser = ["up", "down", "status"], default_value = "up")]
         action: String,
-        #[arg(long, default_value_t = 3)]
-        nodes: u8,
+        /// The cluster definition (nodes, roles, memory, disks, kernel arguments).
+        #[arg(long, default_value = "qemu/local.toml")]
+        cluster: PathBuf,
+        /// node1..nodeN instead of the definition's nodes (3 managers from 3 on).
+        #[arg(long, conflicts_with = "cluster")]
+        nodes: Option<u8>,
     },
-    /// Run every test tier: unit, process-level, VM end-to-end.
-    Test,
+    /// Run every test tier: unit, process-level, VM end-to-end (after fmt and clippy).
+    Test {
+        /// Only tests whose name contains this (cargo test's filter); for your own loops.
+        filter: Option<String>,
+    },
     /// Build the image and run the VM end-to-end tests only.
     E2e,
     /// Run a benchmark and write bench/results/<name>.md.
@@ -63,12 +70,12 @@ fn main() -> anyhow::Result<()> {
             println!("kernel {} has every option orc needs; {} modules to load", k.version, order.len());
             Ok(())
         }
-        Cmd::Qemu { action, nodes } => match action.as_str() {
+        Cmd::Qemu { action, cluster, nodes } => match action.as_str() {
             "down" => qemu::down(),
             "status" => qemu::status(),
-            _ => qemu::up(nodes),
+            _ => qemu::up(&cluster, nodes),
         },
-        Cmd::Test => test::all(),
+        Cmd::Test { filter } => test::all(filter.as_deref()),
         Cmd::E2e => test::e2e(),
         Cmd::Bench { name } => bench::run(&name),
         Cmd::Hub { socket } => Ok(orc_e2e::hub::run(&socket)?),

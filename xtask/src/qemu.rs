@@ -1,15 +1,19 @@
-//! `cargo xtask qemu [up|down|status] [--nodes N]`: a local cluster of QEMU
-//! nodes on one L2 network (a user-space hub, no root), each with its API
-//! forwarded to 127.0.0.1:<base+i>, a persistent STATE disk and a console
-//! log under `target/orc/qemu/<node>/`. The first node is bootstrapped,
-//! the others join (three managers from three nodes on, the rest workers)
-//! and an orcctl context `qemu` is written.
+//! `cargo xtask qemu [up|down|status] [--cluster qemu/FILE | --nodes N]`: a
+//! local cluster of QEMU nodes on one L2 network (a user-space hub, no
+//! root), as a cluster definition describes it (`qemu/local.toml` by
+//! default: nodes, roles, memory, disks, kernel arguments), each with its
+//! API forwarded to 127.0.0.1:<base+i>, a persistent STATE disk and a
+//! console log under `target/orc/qemu/<node>/`. The first node is
+//! bootstrapped, the others join with the token of their role, and an
+//! orcctl context `qemu` is written. The definition in use is kept as
+//! `target/orc/qemu/cluster.toml` for `down` and `status`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use orc_e2e::cluster_def::{ClusterDef, NodeRole};
 use orc_e2e::qemu::{self, Node, NodeSpec};
 use orcctl::connect::Trust;
 
@@ -20,27 +24,22 @@ fn cluster_dir() -> PathBuf {
     crate::image::out_dir().join("qemu")
 }
 
-fn spec(i: u8, daemonize: bool) -> NodeSpec {
-    let name = format!("node{i}");
-    NodeSpec {
-        dir: cluster_dir().join(&name),
-        name,
-        image: crate::image::out_dir(),
-        root_img: None,
-        api_port: BASE_PORT + i as u16,
-        l2: Some((cluster_dir().join("hub.sock"), i)),
-        memory_mb: 1024,
-        daemonize,
-        ..Default::default()
-    }
+/// Where `up` keeps the definition it booted, for `down` and `status`.
+fn running_def() -> PathBuf {
+    cluster_dir().join("cluster.toml")
 }
 
-fn existing_nodes() -> Vec<u8> {
-    let mut v: Vec<u8> = std::fs::read_dir(cluster_dir())
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
+/// Node `i` (0-based) of `def`, detached.
+fn spec(def: &ClusterDef, i: usize) -> NodeSpec {
+    let dir = cluster_dir();
+    let s = def.spec(i, &dir, &crate::image::out_dir(), &dir.join("hub.sock"), BASE_PORT + 1 + i as u16);
+    NodeSpec { daemonize: true, ..s }
+}
+
+/// The nodes of the cluster booted last (none when there is none).
+fn existing() -> Vec<NodeSpec> {
+    let Ok(def) = ClusterDef::load(&running_def()) else { return vec![] };
+    (0..def.nodes.len()).map(|i| spec(&def, i)).filter(|s| s.dir.exists()).collect()
 }
 
 fn start_hub() -> anyhow::Result<()> {
@@ -72,9 +71,13 @@ fn start_hub() -> anyhow::Result<()> {
     bail!("the L2 hub did not start")
 }
 
-pub fn up(nodes: u8) -> anyhow::Result<()> {
+pub fn up(definition: &Path, nodes: Option<u8>) -> anyhow::Result<()> {
+    let def = match nodes {
+        Some(n) => ClusterDef::with_nodes(n),
+        None => ClusterDef::load(&crate::image::workspace().join(definition))?,
+    };
     crate::image::build(&crate::image::ImageOptions { kernel: None })?;
-    if existing_nodes().iter().any(|i| !qemu::attach(spec(*i, true)).exited()) {
+    if existing().into_iter().any(|s| !qemu::attach(s).exited()) {
         bail!("a cluster is already running; `cargo xtask qemu status` shows it, `cargo xtask qemu down` stops it");
     }
     start_hub()?;
@@ -83,22 +86,25 @@ pub fn up(nodes: u8) -> anyhow::Result<()> {
     // STATE disks persist between runs; they are only useful with the context that knows their CA.
     let known = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
     eprintln!(
-        "xtask: booting {nodes} nodes with {accel}{}",
+        "xtask: booting {} nodes with {accel}{}",
+        def.nodes.len(),
         if known.is_some() { " (reusing STATE disks)" } else { "" }
     );
+    std::fs::write(running_def(), toml::to_string(&def)?)?;
     let mut started = vec![];
-    for i in 1..=nodes {
-        let s = spec(i, true);
+    for i in 0..def.nodes.len() {
+        let s = spec(&def, i);
         let _ = std::fs::remove_file(s.dir.join("console.log"));
         if known.is_none() {
             let _ = std::fs::remove_file(s.dir.join("state.img"));
         }
         started.push(Node::start(s)?);
     }
-    let managers = if nodes >= 3 { 3 } else { 1 };
-    eprintln!("xtask: forming the cluster: {managers} manager(s), {} worker(s)", nodes as usize - managers);
+    let roles = def.roles();
+    let managers = roles.iter().filter(|r| **r == NodeRole::Manager).count();
+    eprintln!("xtask: forming the cluster: {managers} manager(s), {} worker(s)", roles.len() - managers);
     let reused = known.is_some();
-    let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, managers, known, BOOT_LIMIT).map_err(|e| {
+    let (cluster_id, ctx) = orc_e2e::qemu_cluster::form(&started, &roles, known, BOOT_LIMIT).map_err(|e| {
         if reused {
             e.context(
                 "the STATE disks of an earlier cluster were reused; to start afresh: `cargo xtask qemu down`, \
@@ -119,8 +125,8 @@ pub fn down() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let config = orcctl::config::path(None);
     let ctx = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
-    for i in existing_nodes() {
-        let mut n = qemu::attach(spec(i, true));
+    for s in existing() {
+        let mut n = qemu::attach(s);
         if n.exited() {
             continue;
         }
@@ -154,8 +160,8 @@ pub fn status() -> anyhow::Result<()> {
     let config = orcctl::config::path(None);
     let ctx = orcctl::config::Config::load_or_default(&config)?.contexts.get("qemu").cloned();
     let mut rows = vec![];
-    for i in existing_nodes() {
-        let n = qemu::attach(spec(i, true));
+    for s in existing() {
+        let n = qemu::attach(s);
         let addr = format!("127.0.0.1:{}", n.spec.api_port);
         let api = if n.exited() {
             "-".to_string()

@@ -26,12 +26,15 @@ fn habits() -> anyhow::Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], false)
 }
 
-pub fn all() -> anyhow::Result<()> {
+/// Every tier; with `filter`, only the tests whose name contains it.
+pub fn all(filter: Option<&str>) -> anyhow::Result<()> {
     crate::deps::ensure()?;
     habits()?;
     cargo(&["build", "--workspace", "--bins"], false)?;
     crate::image::build(&crate::image::ImageOptions { kernel: None })?;
-    cargo(&["test", "--workspace", "--", "--test-threads=1"], true)
+    let mut args = vec!["test", "--workspace", "--", "--test-threads=1"];
+    args.extend(filter);
+    cargo(&args, true)
 }
 
 pub fn e2e() -> anyhow::Result<()> {
