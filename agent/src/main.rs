@@ -14,7 +14,7 @@ struct Args {
 enum Command {
     /// Run one container (started by the agent, not by people).
     #[command(hide = true)]
-    Shim(orc_agent::shim::ShimArgs),
+    Shim(orc_agent::shim_contract::ShimArgs),
 }
 
 fn main() -> std::process::ExitCode {

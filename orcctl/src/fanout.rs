@@ -1,6 +1,8 @@
 //! Running one call on many nodes (`--nodes a,b,c`) at once, and reporting:
 //! results in node order, failures after the successes were shown.
 
+use std::future::Future;
+
 use futures::future::join_all;
 
 use crate::error::CliError;
@@ -13,6 +15,23 @@ where
 {
     let results = join_all(nodes.iter().map(|n| f(n.clone()))).await;
     nodes.iter().cloned().zip(results).collect()
+}
+
+/// Connects to every node with `connect` and makes the unary call `f` on
+/// each, at once; results in node order, errors naming their node.
+pub async fn call<C, T, Conn, CFut, F, Fut>(nodes: &[String], connect: Conn, f: F) -> Vec<(String, Result<T, CliError>)>
+where
+    Conn: Fn(String) -> CFut,
+    CFut: Future<Output = Result<C, CliError>>,
+    F: Fn(C) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let (connect, f) = (&connect, &f);
+    fan(nodes, |n| async move {
+        let c = connect(n.clone()).await?;
+        f(c).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(&n, s))
+    })
+    .await
 }
 
 /// Prints failures to stderr and returns the first, after the successes were shown.

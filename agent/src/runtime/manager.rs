@@ -25,7 +25,7 @@ use super::spec::{self, ImageDefaults, Network};
 use crate::error::AgentError;
 use crate::images::ImageStore;
 use crate::shim_contract::user;
-use crate::shim_contract::{Overlay, ShimArgs, EXIT_FILE, OVERLAY_FILE, SOCKET};
+use crate::shim_contract::{Overlay, ShimArgs, SOCKET};
 use orc_proto::container as pb;
 use orc_proto::shim as spb;
 
@@ -188,8 +188,7 @@ impl Runtime {
         let oci_json = serde_json::to_vec_pretty(&oci).map_err(|e| AgentError::Io(e.to_string()))?;
         crate::fsutil::write_atomic(&bundle.join("config.json"), &oci_json)?;
         let overlay = Overlay { lower, upper: dir.join("upper"), work: dir.join("work") };
-        let overlay_json = serde_json::to_vec(&overlay).map_err(|e| AgentError::Io(e.to_string()))?;
-        crate::fsutil::write_atomic(&bundle.join(OVERLAY_FILE), &overlay_json)?;
+        overlay.save(&bundle)?;
         let record = ContainerRecord {
             id: id.clone(),
             spec,
@@ -293,8 +292,7 @@ impl Runtime {
     }
 
     fn exit_file(&self, id: &str) -> Option<ExitInfo> {
-        let data = std::fs::read(self.container_dir(id).join(EXIT_FILE)).ok()?;
-        serde_json::from_slice(&data).ok()
+        crate::shim_contract::recorded_exit(&self.container_dir(id))
     }
 
     /// After an agent restart: watch the shims still running; after a

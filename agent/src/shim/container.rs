@@ -12,16 +12,10 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// The overlay the agent asks for, in `bundle/rootfs.json`. Without the
 /// file, `bundle/rootfs` is used as it is (a prepared bundle).
-pub use crate::shim_contract::{Overlay, OVERLAY_FILE};
+use crate::shim_contract::Overlay;
 
 pub fn mount_rootfs(bundle: &Path) -> Result<bool, String> {
-    let file = bundle.join(OVERLAY_FILE);
-    let data = match std::fs::read(&file) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(format!("{}: {e}", file.display())),
-    };
-    let o: Overlay = serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", file.display()))?;
+    let Some(o) = Overlay::load(bundle)? else { return Ok(false) };
     let target = bundle.join("rootfs");
     for d in [&target, &o.upper, &o.work] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;

@@ -34,7 +34,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::shim_contract::{announce_ready, ExitInfo, Ready};
 
-pub use crate::shim_contract::{ShimArgs, EXIT_FILE, SOCKET};
+use crate::shim_contract::{ShimArgs, SOCKET};
 
 pub struct Shim {
     pub id: String,
@@ -266,10 +266,8 @@ async fn serve(
     if mounted {
         container::unmount_rootfs(&shim.bundle);
     }
-    if let Ok(data) = serde_json::to_vec(&exit) {
-        if let Err(e) = crate::fsutil::write_atomic(&dir.join(EXIT_FILE), &data) {
-            tracing::error!(error = %e, "writing exit.json");
-        }
+    if let Err(e) = crate::shim_contract::record_exit(dir, &exit) {
+        tracing::error!(error = %e, "writing exit.json");
     }
     shim.exit.send_replace(Some(exit));
     // Give Wait callers a chance to get their answer before the process

@@ -6,8 +6,9 @@
 //! side) and `shim/` (the process) import this; neither imports the other.
 //!
 //! # Layout
-//! - this file: [`ShimArgs`], [`Ready`] ([`announce_ready`] /
-//!   [`read_ready`]), [`ExitInfo`], [`Overlay`], the file names, [`cgroup_path`].
+//! - this file: [`ShimArgs`], [`Ready`] ([`announce_ready`] / [`read_ready`]),
+//!   [`ExitInfo`] ([`record_exit`] / [`recorded_exit`]), [`Overlay`]
+//!   ([`Overlay::save`] / [`Overlay::load`]), the file names, [`cgroup_path`].
 //! - [`log`]: the CRI log format and file names.
 //! - [`user`]: `user[:group]` → uid/gid from the image's own files.
 
@@ -16,7 +17,7 @@ pub mod user;
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The shim's socket, in its run directory.
 pub const SOCKET: &str = "shim.sock";
@@ -146,6 +147,36 @@ pub struct Overlay {
     pub work: PathBuf,
 }
 
+/// Shim side: records how the container in `dir` ended (`exit.json`, atomically).
+pub fn record_exit(dir: &Path, exit: &ExitInfo) -> Result<(), crate::error::AgentError> {
+    let data = serde_json::to_vec(exit).map_err(|e| crate::error::AgentError::Io(e.to_string()))?;
+    crate::fsutil::write_atomic(&dir.join(EXIT_FILE), &data)
+}
+
+/// Agent side: how the container in `dir` ended, when its shim recorded it.
+pub fn recorded_exit(dir: &Path) -> Option<ExitInfo> {
+    serde_json::from_slice(&std::fs::read(dir.join(EXIT_FILE)).ok()?).ok()
+}
+
+impl Overlay {
+    /// Agent side: writes the overlay into `bundle` for the shim.
+    pub fn save(&self, bundle: &Path) -> Result<(), crate::error::AgentError> {
+        let data = serde_json::to_vec(self).map_err(|e| crate::error::AgentError::Io(e.to_string()))?;
+        crate::fsutil::write_atomic(&bundle.join(OVERLAY_FILE), &data)
+    }
+
+    /// Shim side: the overlay of `bundle`, none when the rootfs is a plain directory.
+    pub fn load(bundle: &Path) -> Result<Option<Self>, String> {
+        let file = bundle.join(OVERLAY_FILE);
+        let data = match std::fs::read(&file) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        };
+        serde_json::from_slice(&data).map(Some).map_err(|e| format!("{}: {e}", file.display()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +211,16 @@ mod tests {
         }
         assert_eq!(read_ready("garbage"), None);
         assert_eq!(read_ready(r#"{"pid":1,"started":2}"#), Some(Ready::Started { pid: 1, started: 2 }));
+
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_exit(dir.path()), None);
+        let exit = ExitInfo { code: 137, signal: 9, oom_killed: true, finished: 5 };
+        record_exit(dir.path(), &exit).unwrap();
+        assert_eq!(recorded_exit(dir.path()), Some(exit));
+        assert!(Overlay::load(dir.path()).unwrap().is_none());
+        let o = Overlay { lower: vec!["/l/1".into()], upper: "/u".into(), work: "/w".into() };
+        o.save(dir.path()).unwrap();
+        let back = Overlay::load(dir.path()).unwrap().unwrap();
+        assert_eq!((back.lower, back.upper, back.work), (o.lower, o.upper, o.work));
     }
 }

@@ -14,12 +14,21 @@ use super::image::login;
 use crate::cli::{ContainerCommand, Output, RunArgs};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
-use crate::fanout::{done, fan, split};
+use crate::fanout::{call, done, fan, split};
 use crate::output::{age, short, table};
 use crate::parse::parse_bytes;
 
 async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
     Ok(ContainersClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
+}
+
+/// Calls the Containers API of every node at once.
+async fn each<T, F, Fut>(nodes: &[String], trust: &Trust, f: F) -> Vec<(String, Result<T, CliError>)>
+where
+    F: Fn(ContainersClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    call(nodes, |n| async move { containers(&n, trust).await }, f).await
 }
 
 pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
@@ -90,15 +99,9 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
         ContainerCommand::Run(a) => {
             let spec = run_spec(&a)?;
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let spec = spec.clone();
-                    async move {
-                        let mut c = containers(&n, trust).await?;
-                        Ok(c.run(RunRequest { spec: Some(spec) })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
+                    async move { c.run(RunRequest { spec: Some(spec) }).await }
                 })
                 .await,
             );
@@ -112,16 +115,8 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
             done(err)
         }
         ContainerCommand::Ls { all } => {
-            let (ok, err) = split(
-                fan(nodes, |n| async move {
-                    let mut c = containers(&n, trust).await?;
-                    Ok(c.list(ListContainersRequest { all })
-                        .await
-                        .map_err(|e| CliError::from_status(&n, e))?
-                        .into_inner())
-                })
-                .await,
-            );
+            let (ok, err) =
+                split(each(nodes, trust, |mut c| async move { c.list(ListContainersRequest { all }).await }).await);
             match out {
                 Output::Json => println!(
                     "{}",
@@ -153,15 +148,9 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
         }
         ContainerCommand::Inspect { id } => {
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let id = id.clone();
-                    async move {
-                        let mut c = containers(&n, trust).await?;
-                        Ok(c.inspect(InspectRequest { id })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
+                    async move { c.inspect(InspectRequest { id }).await }
                 })
                 .await,
             );
@@ -235,15 +224,9 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
         }
         ContainerCommand::Stop { id, timeout } => {
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let id = id.clone();
-                    async move {
-                        let mut c = containers(&n, trust).await?;
-                        Ok(c.stop(StopRequest { id, timeout })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
+                    async move { c.stop(StopRequest { id, timeout }).await }
                 })
                 .await,
             );
@@ -254,15 +237,9 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
         }
         ContainerCommand::Kill { id, signal } => {
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let (id, signal) = (id.clone(), signal.clone());
-                    async move {
-                        let mut c = containers(&n, trust).await?;
-                        Ok(c.kill(KillRequest { id, signal })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
+                    async move { c.kill(KillRequest { id, signal }).await }
                 })
                 .await,
             );
@@ -273,15 +250,9 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
         }
         ContainerCommand::Rm { id, force } => {
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let id = id.clone();
-                    async move {
-                        let mut c = containers(&n, trust).await?;
-                        c.remove(RemoveContainerRequest { id, force })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?;
-                        Ok(())
-                    }
+                    async move { c.remove(RemoveContainerRequest { id, force }).await }
                 })
                 .await,
             );

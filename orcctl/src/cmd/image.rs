@@ -15,11 +15,20 @@ use tonic::transport::Channel;
 use crate::cli::{ImageCommand, Output, RegistryLogin};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
-use crate::fanout::{done, fan, split};
+use crate::fanout::{call, done, fan, split};
 use crate::output::{age, bytes, short, table};
 
 async fn images(addr: &str, trust: &Trust) -> Result<ImagesClient<Channel>, CliError> {
     Ok(ImagesClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
+}
+
+/// Calls the Images API of every node at once.
+async fn each<T, F, Fut>(nodes: &[String], trust: &Trust, f: F) -> Vec<(String, Result<T, CliError>)>
+where
+    F: Fn(ImagesClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    call(nodes, |n| async move { images(&n, trust).await }, f).await
 }
 
 /// Registry credentials from the flags (the password from stdin).
@@ -147,13 +156,7 @@ pub async fn run(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Output
             done(err)
         }
         ImageCommand::Ls => {
-            let (ok, err) = split(
-                fan(nodes, |n| async move {
-                    let mut c = images(&n, trust).await?;
-                    Ok(c.list(ListImagesRequest {}).await.map_err(|e| CliError::from_status(&n, e))?.into_inner())
-                })
-                .await,
-            );
+            let (ok, err) = split(each(nodes, trust, |mut c| async move { c.list(ListImagesRequest {}).await }).await);
             match out {
                 Output::Json => println!("{}", json!(ok.iter().flat_map(|(n, r)| r.images.iter().map(move |i| json!({"node": n,
                     "name": i.name, "id": i.id, "digest": i.digest, "size": i.size, "created": i.created, "layers": i.layers}))).collect::<Vec<_>>())),
@@ -167,15 +170,9 @@ pub async fn run(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Output
         }
         ImageCommand::Rm { name } => {
             let (ok, err) = split(
-                fan(nodes, |n| {
+                each(nodes, trust, |mut c| {
                     let name = name.clone();
-                    async move {
-                        let mut c = images(&n, trust).await?;
-                        Ok(c.remove(RemoveImageRequest { name })
-                            .await
-                            .map_err(|e| CliError::from_status(&n, e))?
-                            .into_inner())
-                    }
+                    async move { c.remove(RemoveImageRequest { name }).await }
                 })
                 .await,
             );

@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use crate::cli::{Command, Output};
 use crate::connect::{self, Trust};
 use crate::error::CliError;
-use crate::fanout::{done, fan, split};
+use crate::fanout::{call, done, fan, split};
 use crate::output::{bytes, table};
 
 pub type Client = MachineClient<Channel>;
@@ -28,12 +28,7 @@ where
     F: Fn(Client) -> Fut,
     Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let f = &f;
-    fan(nodes, |n| async move {
-        let c = client(&n, trust).await?;
-        f(c).await.map(|r| r.into_inner()).map_err(|s| CliError::from_status(&n, s))
-    })
-    .await
+    call(nodes, |n| async move { client(&n, trust).await }, f).await
 }
 
 /// Runs a machine command on every node of `nodes`.
