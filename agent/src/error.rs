@@ -17,6 +17,9 @@ pub enum AgentError {
     FailedPrecondition(String),
     #[error("i/o: {0}")]
     Io(String),
+    /// Something that should not happen, said as it is.
+    #[error("{0}")]
+    Internal(String),
     /// Something the node depends on (a registry, a shim) cannot be reached.
     #[error("{0}")]
     Unavailable(String),

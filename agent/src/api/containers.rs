@@ -72,7 +72,7 @@ impl Containers for ContainersService {
         let (dir, running) = self.runtime.log_source(&req.id).await?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(logs::stream(dir, req.follow, req.tail, running, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
 
     type ExecStream = Streamed<ExecOutput>;

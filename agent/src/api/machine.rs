@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use orc_proto::machine::machine_server::Machine;
 use orc_proto::machine::*;
 use tokio::sync::mpsc;
@@ -62,7 +62,7 @@ impl Machine for MachineService {
     async fn dmesg(&self, req: Request<DmesgRequest>) -> Result<Response<Self::DmesgStream>, Status> {
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move { dmesg::stream(std::path::Path::new("/dev/kmsg"), req.get_ref().follow, tx).await });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| r.map_err(Status::from)))))
     }
 
     type LogsStream = Streamed<LogLine>;
@@ -73,7 +73,7 @@ impl Machine for MachineService {
         let path = logs::path_of(&self.state.config.run_dir.join("log"), &service)?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(logs::stream(path, service, r.tail as usize, r.follow, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|r| r.map_err(Status::from)))))
     }
 
     async fn restart_service(

@@ -6,6 +6,7 @@ use crate::cluster::dispatcher::DispatchError;
 use crate::cluster::ClusterError;
 use crate::error::AgentError;
 use crate::raft::RaftError;
+use crate::shim::error::ShimError;
 
 impl From<AgentError> for Status {
     fn from(e: AgentError) -> Status {
@@ -18,7 +19,7 @@ impl From<AgentError> for Status {
             AgentError::FailedPrecondition(_) => Status::failed_precondition(msg),
             AgentError::Unavailable(_) => Status::unavailable(msg),
             AgentError::ResourceExhausted(_) => Status::resource_exhausted(msg),
-            AgentError::Io(_) | AgentError::Pki(_) | AgentError::Tls(_) => {
+            AgentError::Io(_) | AgentError::Internal(_) | AgentError::Pki(_) | AgentError::Tls(_) => {
                 tracing::error!(error = %msg, "internal error");
                 Status::internal(msg)
             }
@@ -77,6 +78,18 @@ impl From<DispatchError> for Status {
             }
             DispatchError::Removed { .. } => Status::permission_denied(msg),
             DispatchError::Raft(e) => e.into(),
+        }
+    }
+}
+
+impl From<ShimError> for Status {
+    fn from(e: ShimError) -> Status {
+        let msg = e.to_string();
+        match e {
+            ShimError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ShimError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ShimError::Internal(_) => Status::internal(msg),
+            ShimError::Agent(e) => e.into(),
         }
     }
 }

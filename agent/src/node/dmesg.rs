@@ -6,10 +6,10 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use crate::error::AgentError;
 use orc_proto::machine::DmesgEntry;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
-use tonic::Status;
 
 /// Parses one `/dev/kmsg` record; continuation lines (`KEY=value`) are dropped.
 pub fn parse_record(rec: &str) -> Option<DmesgEntry> {
@@ -24,11 +24,11 @@ pub fn parse_record(rec: &str) -> Option<DmesgEntry> {
 
 /// Streams records into `tx` until the client goes away (or, without
 /// follow, until the buffer is read).
-pub async fn stream(kmsg: &Path, follow: bool, tx: mpsc::Sender<Result<DmesgEntry, Status>>) {
+pub async fn stream(kmsg: &Path, follow: bool, tx: mpsc::Sender<Result<DmesgEntry, AgentError>>) {
     let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(kmsg) {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.send(Err(Status::unavailable(format!("cannot open {}: {e}", kmsg.display())))).await;
+            let _ = tx.send(Err(AgentError::Unavailable(format!("cannot open {}: {e}", kmsg.display())))).await;
             return;
         }
     };
@@ -62,7 +62,7 @@ pub async fn stream(kmsg: &Path, follow: bool, tx: mpsc::Sender<Result<DmesgEntr
                 }
             }
             Err(e) => {
-                let _ = tx.send(Err(Status::internal(format!("reading kernel log: {e}")))).await;
+                let _ = tx.send(Err(AgentError::Internal(format!("reading kernel log: {e}")))).await;
                 return;
             }
         }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use orc_proto::machine::LogLine;
 use tokio::sync::mpsc;
-use tonic::Status;
 
 use crate::error::AgentError;
 
@@ -47,13 +46,13 @@ pub async fn stream(
     service: String,
     tail_n: usize,
     follow: bool,
-    tx: mpsc::Sender<Result<LogLine, Status>>,
+    tx: mpsc::Sender<Result<LogLine, AgentError>>,
 ) {
     let send = |line: &str| LogLine { service: service.clone(), line: line.to_string() };
     let Ok(mut file) = std::fs::File::open(&path) else { return };
     let mut text = String::new();
     if let Err(e) = file.read_to_string(&mut text) {
-        let _ = tx.send(Err(Status::internal(format!("reading {}: {e}", path.display())))).await;
+        let _ = tx.send(Err(AgentError::Internal(format!("reading {}: {e}", path.display())))).await;
         return;
     }
     for l in tail(&text, tail_n) {

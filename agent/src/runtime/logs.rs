@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tonic::Status;
 
 use crate::shim_contract::log::{parse, FILE, ROTATED};
 use orc_proto::container as pb;
@@ -47,7 +46,7 @@ pub async fn stream(
     follow: bool,
     tail: u32,
     running: impl Fn() -> bool + Send + 'static,
-    tx: mpsc::Sender<Result<pb::LogEntry, Status>>,
+    tx: mpsc::Sender<pb::LogEntry>,
 ) {
     let log = dir.join(FILE);
     let rotated = dir.join(ROTATED);
@@ -63,7 +62,7 @@ pub async fn stream(
     }
     for l in lines {
         if let Some(e) = to_proto(&l) {
-            if tx.send(Ok(e)).await.is_err() {
+            if tx.send(e).await.is_err() {
                 return;
             }
         }
@@ -91,7 +90,7 @@ pub async fn stream(
         }
         for l in take_lines(&mut data) {
             if let Some(e) = to_proto(&l) {
-                if tx.send(Ok(e)).await.is_err() {
+                if tx.send(e).await.is_err() {
                     return;
                 }
             }

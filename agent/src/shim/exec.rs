@@ -14,6 +14,8 @@ use oci_spec::runtime::{Process, Spec};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Status, Streaming};
 
+use super::error::ShimError;
+
 use super::fdio::FdIo;
 use super::Shim;
 use crate::shim_contract::ExitInfo;
@@ -41,12 +43,17 @@ fn set_winsize(fd: i32, rows: u32, cols: u32) {
     unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
 }
 
-fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_spec::runtime::LinuxSeccomp>), Status> {
+fn process(
+    shim: &Shim,
+    start: &pb::ExecStart,
+) -> Result<(Process, Option<oci_spec::runtime::LinuxSeccomp>), ShimError> {
     if start.args.is_empty() {
-        return Err(Status::invalid_argument("exec needs a command (`orcctl container exec ID -- CMD ARGS…`)"));
+        return Err(ShimError::InvalidArgument(
+            "exec needs a command (`orcctl container exec ID -- CMD ARGS…`)".into(),
+        ));
     }
     let spec = Spec::load(shim.bundle.join("config.json"))
-        .map_err(|e| Status::internal(format!("reading the container's spec: {e}")))?;
+        .map_err(|e| ShimError::Internal(format!("reading the container's spec: {e}")))?;
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(start.args.clone()));
     let mut env = p.env().clone().unwrap_or_default();
@@ -61,13 +68,12 @@ fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_sp
     p.set_env(Some(env));
     if !start.workdir.is_empty() {
         if !start.workdir.starts_with('/') {
-            return Err(Status::invalid_argument(format!("working directory {:?} must be absolute", start.workdir)));
+            return Err(ShimError::InvalidArgument(format!("working directory {:?} must be absolute", start.workdir)));
         }
         p.set_cwd(start.workdir.clone().into());
     }
     if !start.user.is_empty() {
-        let ids =
-            crate::shim_contract::user::resolve(&start.user, &[shim.bundle.join("rootfs")]).map_err(Status::from)?;
+        let ids = crate::shim_contract::user::resolve(&start.user, &[shim.bundle.join("rootfs")])?;
         let mut u = p.user().clone();
         u.set_uid(ids.uid);
         u.set_gid(ids.gid);
@@ -81,21 +87,21 @@ fn process(shim: &Shim, start: &pb::ExecStart) -> Result<(Process, Option<oci_sp
     Ok((p, seccomp))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Status> {
-    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Status::internal(format!("pipe: {e}")))
+fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ShimError::Internal(format!("pipe: {e}")))
 }
 
 /// Receives the pty master the container's process sends on the console socket.
-fn receive_master(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd, Status> {
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd, ShimError> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::os::fd::FromRawFd;
-    let (conn, _) = listener.accept().map_err(|e| Status::internal(format!("console socket: {e}")))?;
+    let (conn, _) = listener.accept().map_err(|e| ShimError::Internal(format!("console socket: {e}")))?;
     let mut buf = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| Status::internal(format!("receiving the pty: {e}")))?;
-    for c in msg.cmsgs().map_err(|e| Status::internal(format!("receiving the pty: {e}")))? {
+        .map_err(|e| ShimError::Internal(format!("receiving the pty: {e}")))?;
+    for c in msg.cmsgs().map_err(|e| ShimError::Internal(format!("receiving the pty: {e}")))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(fd) = fds.first() {
                 // SAFETY: the kernel just gave us this descriptor; we own it.
@@ -103,21 +109,21 @@ fn receive_master(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd
             }
         }
     }
-    Err(Status::internal("the container sent no pty on the console socket"))
+    Err(ShimError::Internal("the container sent no pty on the console socket".into()))
 }
 
 /// Starts the process. Synchronous on purpose: nothing else runs meanwhile,
 /// so the reaper cannot take the child's exit before it is registered.
-pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status> {
+pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, ShimError> {
     let (p, seccomp) = process(shim, start)?;
     let n = shim.exec_seq.fetch_add(1, Ordering::Relaxed);
     let process_file = shim.run.join(format!("exec-{n}.json"));
-    let data = serde_json::to_vec(&p).map_err(|e| Status::internal(e.to_string()))?;
-    std::fs::write(&process_file, data).map_err(|e| Status::internal(format!("{}: {e}", process_file.display())))?;
+    let data = serde_json::to_vec(&p).map_err(|e| ShimError::Internal(e.to_string()))?;
+    std::fs::write(&process_file, data).map_err(|e| ShimError::Internal(format!("{}: {e}", process_file.display())))?;
     let mut files = vec![process_file.clone()];
     let mut builder = ContainerBuilder::new(shim.id.clone(), SyscallType::Linux)
         .with_root_path(&shim.root)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| ShimError::Internal(e.to_string()))?
         .with_executor(super::executor::Workload::default());
     if let Some(profile) = seccomp {
         builder = builder.with_executor(super::executor::Workload { seccomp: Some(profile) });
@@ -126,7 +132,7 @@ pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status>
         let sock = shim.run.join(format!("exec-{n}.sock"));
         let _ = std::fs::remove_file(&sock);
         let listener = std::os::unix::net::UnixListener::bind(&sock)
-            .map_err(|e| Status::internal(format!("{}: {e}", sock.display())))?;
+            .map_err(|e| ShimError::Internal(format!("{}: {e}", sock.display())))?;
         files.push(sock.clone());
         (builder.with_console_socket(Some(&sock)), Err(listener))
     } else {
@@ -137,7 +143,7 @@ pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status>
     };
     let pid = builder
         .validate_id()
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| ShimError::Internal(e.to_string()))?
         .as_tenant()
         .with_detach(true)
         .with_process(Some(&process_file))
@@ -146,12 +152,12 @@ pub fn spawn(shim: &Arc<Shim>, start: &pb::ExecStart) -> Result<Spawned, Status>
             for f in &files {
                 let _ = std::fs::remove_file(f);
             }
-            Status::failed_precondition(format!("exec failed: {e}"))
+            ShimError::FailedPrecondition(format!("exec failed: {e}"))
         })?
         .as_raw();
     let (tx, exited) = oneshot::channel();
     shim.register_child(pid, tx);
-    let io_err = |e: std::io::Error| Status::internal(format!("exec i/o: {e}"));
+    let io_err = |e: std::io::Error| ShimError::Internal(format!("exec i/o: {e}"));
     let (stdin, stdout, stderr) = match io {
         Ok((in_w, out_r, err_r)) => (
             Some(FdIo::new(in_w).map_err(io_err)?),

@@ -13,9 +13,11 @@
 //! - [`server`], [`exec`]: the socket's service.
 //! - [`log`]: the CRI log writer; [`cgroup`]: figures and signals; [`fdio`].
 //! - [`executor`]: the last step before `execve` in container processes.
+//! - [`error`]: what the shim refuses or fails at.
 
 pub mod cgroup;
 pub mod container;
+pub mod error;
 pub mod exec;
 pub mod executor;
 pub mod fdio;
