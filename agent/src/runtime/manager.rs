@@ -154,7 +154,7 @@ impl Runtime {
 
     /// Creates and starts a container; pulls the image when the node lacks it.
     pub async fn run(self: &Arc<Self>, req: &pb::ContainerSpec) -> Result<ContainerRecord, AgentError> {
-        let spec = RunSpec::from_proto(req).map_err(AgentError::InvalidArgument)?;
+        let spec = RunSpec::from_proto(req).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
         self.run_spec(spec, req.auth.as_ref()).await
     }
 

@@ -30,14 +30,39 @@ pub enum RestartCondition {
     UnlessStopped,
 }
 
+/// What is wrong with a container spec.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunSpecError {
+    #[error("an image is required")]
+    NoImage,
+    #[error("container name {0:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit")]
+    BadName(String),
+    #[error("environment entry {0:?} is not KEY=VALUE")]
+    BadEnv(String),
+    #[error("mount type {0:?} is not bind or tmpfs")]
+    BadMountType(String),
+    #[error("mount target {0:?} must be an absolute path")]
+    RelativeTarget(String),
+    #[error("bind mount source {0:?} must be an absolute path on the node")]
+    RelativeSource(String),
+    #[error("cpus {0} must be a positive number")]
+    BadCpus(f64),
+    #[error("memory limit {0} bytes is below the minimum of 6 MiB")]
+    MemoryTooSmall(u64),
+    #[error("pids limit {0} must not be negative")]
+    NegativePids(i64),
+    #[error("restart policy {0:?} is not one of no, always, on-failure, unless-stopped")]
+    BadRestart(String),
+}
+
 impl RestartCondition {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, RunSpecError> {
         match s {
             "" | "no" | "none" => Ok(Self::No),
             "always" => Ok(Self::Always),
             "on-failure" => Ok(Self::OnFailure),
             "unless-stopped" => Ok(Self::UnlessStopped),
-            other => Err(format!("restart policy {other:?} is not one of no, always, on-failure, unless-stopped")),
+            other => Err(RunSpecError::BadRestart(other.to_string())),
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -70,19 +95,16 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    pub fn from_proto(s: &pb::ContainerSpec) -> Result<Self, String> {
+    pub fn from_proto(s: &pb::ContainerSpec) -> Result<Self, RunSpecError> {
         if s.image.trim().is_empty() {
-            return Err("an image is required".into());
+            return Err(RunSpecError::NoImage);
         }
         if !s.name.is_empty() && !valid_name(&s.name) {
-            return Err(format!(
-                "container name {:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit",
-                s.name
-            ));
+            return Err(RunSpecError::BadName(s.name.clone()));
         }
         for e in &s.env {
             if !e.contains('=') || e.starts_with('=') {
-                return Err(format!("environment entry {e:?} is not KEY=VALUE"));
+                return Err(RunSpecError::BadEnv(e.clone()));
             }
         }
         let mounts = s
@@ -91,26 +113,26 @@ impl RunSpec {
             .map(|m| {
                 let kind = if m.r#type.is_empty() { "bind".to_string() } else { m.r#type.clone() };
                 if kind != "bind" && kind != "tmpfs" {
-                    return Err(format!("mount type {kind:?} is not bind or tmpfs"));
+                    return Err(RunSpecError::BadMountType(kind));
                 }
                 if !m.target.starts_with('/') {
-                    return Err(format!("mount target {:?} must be an absolute path", m.target));
+                    return Err(RunSpecError::RelativeTarget(m.target.clone()));
                 }
                 if kind == "bind" && !m.source.starts_with('/') {
-                    return Err(format!("bind mount source {:?} must be an absolute path on the node", m.source));
+                    return Err(RunSpecError::RelativeSource(m.source.clone()));
                 }
                 Ok(MountSpec { kind, source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RunSpecError>>()?;
         let r = s.resources.unwrap_or_default();
         if r.cpus < 0.0 || !r.cpus.is_finite() {
-            return Err(format!("cpus {} must be a positive number", r.cpus));
+            return Err(RunSpecError::BadCpus(r.cpus));
         }
         if r.memory != 0 && r.memory < 6 * 1024 * 1024 {
-            return Err(format!("memory limit {} bytes is below the minimum of 6 MiB", r.memory));
+            return Err(RunSpecError::MemoryTooSmall(r.memory));
         }
         if r.pids < 0 {
-            return Err(format!("pids limit {} must not be negative", r.pids));
+            return Err(RunSpecError::NegativePids(r.pids));
         }
         let restart = s.restart.clone().unwrap_or_default();
         Ok(Self {
@@ -260,7 +282,7 @@ mod tests {
     fn spec(f: impl FnOnce(&mut pb::ContainerSpec)) -> Result<RunSpec, String> {
         let mut s = pb::ContainerSpec { image: "busybox".into(), ..Default::default() };
         f(&mut s);
-        RunSpec::from_proto(&s)
+        RunSpec::from_proto(&s).map_err(|e| e.to_string())
     }
 
     #[test]
