@@ -21,7 +21,7 @@
 //! - [`pki`]: CA, certificates, roles, identity, TLS configs, peer identity,
 //!   the node-to-node channel.
 //! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage), [`sync`]
-//!   (poison-tolerant locks).
+//!   (poison-tolerant locks), [`lookup`] (by name, id or unique id prefix).
 //!
 //! Next: `net/` (container networking) beside `worker/`, and `upgrade/`
 //! (A/B slots) beside `node/`.
@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod fsutil;
 pub mod images;
+pub mod lookup;
 pub mod node;
 pub mod pki;
 pub mod raft;

@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "pki",
     "config",
     "sync",
+    "lookup",
 ];
 
 /// Rows of the diagram whose modules must not import each other.

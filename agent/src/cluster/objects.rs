@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::ClusterError;
+use crate::lookup::{find, Found};
 
 use crate::pki::role::Role;
 use crate::raft::command::{ClusterState, Command};
@@ -310,48 +311,35 @@ impl View {
 
     /// A service by name, id or unique id prefix.
     pub fn find_service(&self, ident: &str) -> Result<&Service, ClusterError> {
-        if let Some(s) = self.service_by_name(ident).or_else(|| self.services.get(ident)) {
-            return Ok(s);
-        }
+        let exact = self.service_by_name(ident).or_else(|| self.services.get(ident));
         let matches = self.services.values().filter(|s| !ident.is_empty() && s.id.starts_with(ident));
-        unique(
-            matches,
-            || format!("no service {ident:?} (see `orcctl service ls`)"),
-            |n| format!("{ident:?} matches {n} services: give more of the id"),
-        )
+        match find(exact, matches) {
+            Found::One(s) => Ok(s),
+            Found::Nothing => Err(ClusterError::NotFound(format!("no service {ident:?} (see `orcctl service ls`)"))),
+            Found::Several(n) => {
+                Err(ClusterError::InvalidArgument(format!("{ident:?} matches {n} services: give more of the id")))
+            }
+        }
     }
 
     /// A node by id, unique id prefix or hostname.
     pub fn find_node(&self, ident: &str) -> Result<&Node, ClusterError> {
-        if let Some(n) = self.nodes.get(ident) {
-            return Ok(n);
-        }
         let matches =
             self.nodes.values().filter(|n| n.hostname == ident || (!ident.is_empty() && n.id.starts_with(ident)));
-        unique(
-            matches,
-            || format!("no node {ident:?} in the cluster (see `orcctl node ls`)"),
-            |n| format!("{ident:?} matches {n} nodes: use the node id"),
-        )
+        match find(self.nodes.get(ident), matches) {
+            Found::One(n) => Ok(n),
+            Found::Nothing => {
+                Err(ClusterError::NotFound(format!("no node {ident:?} in the cluster (see `orcctl node ls`)")))
+            }
+            Found::Several(n) => {
+                Err(ClusterError::InvalidArgument(format!("{ident:?} matches {n} nodes: use the node id")))
+            }
+        }
     }
 
     /// Live tasks (wanted running, not over) on `node`.
     pub fn live_tasks_on(&self, node: &str) -> usize {
         self.tasks.values().filter(|t| t.node == node && t.live()).count()
-    }
-}
-
-/// The one match of `matches`: none is `NotFound`, several are ambiguous.
-fn unique<'a, T: 'a>(
-    matches: impl Iterator<Item = &'a T>,
-    none: impl FnOnce() -> String,
-    several: impl FnOnce(usize) -> String,
-) -> Result<&'a T, ClusterError> {
-    let all: Vec<&T> = matches.collect();
-    match all.as_slice() {
-        [one] => Ok(one),
-        [] => Err(ClusterError::NotFound(none())),
-        _ => Err(ClusterError::InvalidArgument(several(all.len()))),
     }
 }
 

@@ -125,21 +125,18 @@ impl Runtime {
 
     /// Id of the container named by an id, a unique id prefix or a name.
     pub async fn resolve(&self, ident: &str) -> Result<String, AgentError> {
+        use crate::lookup::{find, Found};
         let records = self.records.lock().await;
-        if records.contains_key(ident) {
-            return Ok(ident.to_string());
-        }
-        if let Some(r) = records.values().find(|r| r.spec.name == ident) {
-            return Ok(r.id.clone());
-        }
-        let matches: Vec<&String> = records.keys().filter(|id| !ident.is_empty() && id.starts_with(ident)).collect();
-        match matches.as_slice() {
-            [one] => Ok((*one).clone()),
-            [] => Err(not_found(ident)),
-            _ => Err(AgentError::InvalidArgument(format!(
-                "{ident:?} matches {} containers: give more of the id",
-                matches.len()
-            ))),
+        let exact = records
+            .get_key_value(ident)
+            .map(|(k, _)| k)
+            .or_else(|| records.values().find(|r| r.spec.name == ident).map(|r| &r.id));
+        match find(exact, records.keys().filter(|id| !ident.is_empty() && id.starts_with(ident))) {
+            Found::One(id) => Ok(id.clone()),
+            Found::Nothing => Err(not_found(ident)),
+            Found::Several(n) => {
+                Err(AgentError::InvalidArgument(format!("{ident:?} matches {n} containers: give more of the id")))
+            }
         }
     }
 
