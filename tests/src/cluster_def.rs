@@ -59,7 +59,9 @@ pub struct ClusterDef {
 impl ClusterDef {
     /// Reads and checks the definition at `path`.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading the cluster definition {} (see qemu/local.toml for the format)", path.display())
+        })?;
         Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
