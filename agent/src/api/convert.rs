@@ -6,6 +6,7 @@ use crate::cluster::objects::*;
 use crate::cluster::{spec, ClusterError};
 use crate::pki::role::Role;
 use crate::raft::handle::Status as RaftStatus;
+use crate::runtime::record::Process;
 
 /// A service spec from the API, checked ([`spec::validate`]).
 pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> {
@@ -35,11 +36,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
     let s = ServiceSpec {
         name: p.name,
         image: p.image.trim().to_string(),
-        command: p.command,
-        args: p.args,
-        env: p.env,
-        user: p.user,
-        workdir: p.workdir,
+        process: Process { command: p.command, args: p.args, env: p.env, user: p.user, workdir: p.workdir },
         replicas: if mode == Mode::Global { 0 } else { p.replicas },
         mode,
         reserve_cpus: p.reserve_cpus,
@@ -65,11 +62,11 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
     pb::ServiceSpec {
         name: s.name.clone(),
         image: s.image.clone(),
-        command: s.command.clone(),
-        args: s.args.clone(),
-        env: s.env.clone(),
-        user: s.user.clone(),
-        workdir: s.workdir.clone(),
+        command: s.process.command.clone(),
+        args: s.process.args.clone(),
+        env: s.process.env.clone(),
+        user: s.process.user.clone(),
+        workdir: s.process.workdir.clone(),
         mode: if s.mode == Mode::Global { "global" } else { "replicated" }.into(),
         replicas: s.replicas,
         reserve_cpus: s.reserve_cpus,

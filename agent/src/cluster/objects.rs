@@ -14,6 +14,7 @@ use crate::lookup::{find, Found};
 use crate::pki::role::Role;
 use crate::raft::command::{ClusterState, Command};
 use crate::raft::{RaftError, RaftHandle};
+use crate::runtime::record::Process;
 
 /// `cert_role` as stored: a role, or nothing (also "" from older stores).
 fn role_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
@@ -152,11 +153,9 @@ pub struct Port {
 pub struct ServiceSpec {
     pub name: String,
     pub image: String,
-    pub command: Vec<String>,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub user: String,
-    pub workdir: String,
+    /// What each task runs (the same shape a container's spec has).
+    #[serde(flatten)]
+    pub process: Process,
     pub mode: Mode,
     pub replicas: u64,
     pub reserve_cpus: f64,

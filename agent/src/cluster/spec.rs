@@ -51,7 +51,7 @@ pub fn validate(s: &ServiceSpec) -> Result<(), SpecError> {
     if s.image.trim().is_empty() {
         return Err(SpecError::NoImage);
     }
-    if let Some(e) = s.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+    if let Some(e) = s.process.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
         return Err(SpecError::BadEnv(e.clone()));
     }
     for c in &s.constraints {
@@ -103,6 +103,7 @@ pub fn needs_new_tasks(old: &ServiceSpec, new: &ServiceSpec) -> bool {
 mod tests {
     use super::*;
     use crate::cluster::objects::Port;
+    use crate::runtime::record::Process;
 
     fn spec(f: impl FnOnce(&mut ServiceSpec)) -> Result<(), String> {
         let mut s = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
@@ -118,7 +119,7 @@ mod tests {
             (Box::new(|s| s.name = "we b".into()), "service name"),
             (Box::new(|s| s.name = "-web".into()), "starting with a letter"),
             (Box::new(|s| s.image = " ".into()), "an image is required"),
-            (Box::new(|s| s.env = vec!["NOEQUALS".into()]), "KEY=VALUE"),
+            (Box::new(|s| s.process.env = vec!["NOEQUALS".into()]), "KEY=VALUE"),
             (Box::new(|s| s.constraints = vec!["node.labels.zone=eu".into()]), "no == or !="),
             (Box::new(|s| s.limit_memory = 1 << 20), "minimum of 6 MiB"),
             (Box::new(|s| s.ports = vec![Port { published: 8080, target: 80, protocol: "tcp".into() }]), "use 80:80"),
@@ -143,6 +144,9 @@ mod tests {
         assert!(!needs_new_tasks(&a, &ServiceSpec { replicas: 7, ..a.clone() }));
         let labelled = ServiceSpec { labels: [("team".to_string(), "web".to_string())].into(), ..a.clone() };
         assert!(!needs_new_tasks(&a, &labelled));
-        assert!(needs_new_tasks(&a, &ServiceSpec { env: vec!["A=1".into()], ..a.clone() }));
+        assert!(needs_new_tasks(
+            &a,
+            &ServiceSpec { process: Process { env: vec!["A=1".into()], ..a.process.clone() }, ..a.clone() }
+        ));
     }
 }

@@ -172,7 +172,7 @@ impl Runtime {
         let defaults = ImageDefaults::from_config(&config)?;
         let lower: Vec<PathBuf> =
             image.layers.iter().rev().map(|l| self.images.layer_dir(l)).collect::<Result<_, _>>()?;
-        let user_spec = if spec.user.is_empty() { defaults.user.clone() } else { spec.user.clone() };
+        let user_spec = if spec.process.user.is_empty() { defaults.user.clone() } else { spec.process.user.clone() };
         let ids = user::resolve(&user_spec, &lower)?;
 
         let id = hex::encode(rand::random::<[u8; 32]>());

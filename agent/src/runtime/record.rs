@@ -75,16 +75,30 @@ impl RestartCondition {
     }
 }
 
+/// What runs in a container, over the image's defaults: the one shape a
+/// service spec and a container spec share (flattened into both when
+/// stored, so the stored fields are the same as before it existed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// Replaces the image's entrypoint when not empty.
+    pub command: Vec<String>,
+    /// Replaces the image's cmd when not empty (or when `command` is given).
+    pub args: Vec<String>,
+    /// `KEY=VALUE`, over the image's.
+    pub env: Vec<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`; empty: the image's.
+    pub user: String,
+    /// Absolute; empty: the image's.
+    pub workdir: String,
+}
+
 /// A validated `pb::ContainerSpec` (registry credentials are not kept).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunSpec {
     pub name: String,
     pub image: String,
-    pub command: Vec<String>,
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub user: String,
-    pub workdir: String,
+    #[serde(flatten)]
+    pub process: Process,
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     pub limits: Limits,
@@ -138,11 +152,13 @@ impl RunSpec {
         Ok(Self {
             name: s.name.clone(),
             image: s.image.trim().to_string(),
-            command: s.command.clone(),
-            args: s.args.clone(),
-            env: s.env.clone(),
-            user: s.user.clone(),
-            workdir: s.workdir.clone(),
+            process: Process {
+                command: s.command.clone(),
+                args: s.args.clone(),
+                env: s.env.clone(),
+                user: s.user.clone(),
+                workdir: s.workdir.clone(),
+            },
             mounts,
             read_only: s.read_only,
             limits: Limits { cpus: r.cpus, memory: r.memory, pids: r.pids },
@@ -156,11 +172,11 @@ impl RunSpec {
         pb::ContainerSpec {
             name: self.name.clone(),
             image: self.image.clone(),
-            command: self.command.clone(),
-            args: self.args.clone(),
-            env: self.env.clone(),
-            user: self.user.clone(),
-            workdir: self.workdir.clone(),
+            command: self.process.command.clone(),
+            args: self.process.args.clone(),
+            env: self.process.env.clone(),
+            user: self.process.user.clone(),
+            workdir: self.process.workdir.clone(),
             mounts: self
                 .mounts
                 .iter()
@@ -307,6 +323,19 @@ mod tests {
         let ok =
             spec(|s| s.restart = Some(pb::RestartPolicy { condition: "on-failure".into(), max_attempts: 2 })).unwrap();
         assert_eq!(RunSpec::from_proto(&ok.to_proto()).unwrap(), ok);
+    }
+
+    #[test]
+    fn the_process_is_stored_flat_as_before() {
+        let stored = r#"{"name":"web","image":"busybox","command":["sh"],"args":["-c","true"],"env":["A=1"],
+            "user":"www","workdir":"/srv","mounts":[],"read_only":false,"limits":{"cpus":0.0,"memory":0,"pids":0},
+            "restart":"no","max_attempts":0}"#;
+        let r: RunSpec = serde_json::from_str(stored).unwrap();
+        assert_eq!(r.process.args, ["-c", "true"]);
+        assert_eq!((r.process.user.as_str(), r.process.workdir.as_str()), ("www", "/srv"));
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back["env"], serde_json::json!(["A=1"]));
+        assert!(back.get("process").is_none());
     }
 
     #[test]

@@ -92,10 +92,13 @@ impl ImageDefaults {
 
 /// The process args: Docker's rules (a new entrypoint drops the image's cmd).
 pub fn args(image: &ImageDefaults, req: &RunSpec) -> Result<Vec<String>, AgentError> {
-    let (entry, cmd) = if req.command.is_empty() {
-        (image.entrypoint.clone(), if req.args.is_empty() { image.cmd.clone() } else { req.args.clone() })
+    let (entry, cmd) = if req.process.command.is_empty() {
+        (
+            image.entrypoint.clone(),
+            if req.process.args.is_empty() { image.cmd.clone() } else { req.process.args.clone() },
+        )
     } else {
-        (req.command.clone(), req.args.clone())
+        (req.process.command.clone(), req.process.args.clone())
     };
     let args: Vec<String> = entry.into_iter().chain(cmd).collect();
     if args.is_empty() {
@@ -110,7 +113,7 @@ pub fn args(image: &ImageDefaults, req: &RunSpec) -> Result<Vec<String>, AgentEr
 pub fn env(image: &ImageDefaults, req: &RunSpec) -> Vec<String> {
     let mut m: BTreeMap<String, String> = BTreeMap::new();
     let mut order = Vec::new();
-    for e in image.env.iter().chain(&req.env) {
+    for e in image.env.iter().chain(&req.process.env) {
         let (k, v) = e.split_once('=').unwrap_or((e, ""));
         if m.insert(k.to_string(), v.to_string()).is_none() {
             order.push(k.to_string());
@@ -151,8 +154,8 @@ pub fn generate(
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args(image, req)?));
     process.set_env(Some(env(image, req)));
-    let cwd = if !req.workdir.is_empty() {
-        req.workdir.clone()
+    let cwd = if !req.process.workdir.is_empty() {
+        req.process.workdir.clone()
     } else if !image.workdir.is_empty() {
         image.workdir.clone()
     } else {
@@ -248,6 +251,7 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::record::Process;
 
     fn image() -> ImageDefaults {
         ImageDefaults {
@@ -263,9 +267,13 @@ mod tests {
     fn args_follow_docker_rules() {
         let req = RunSpec::default();
         assert_eq!(args(&image(), &req).unwrap(), ["/entry", "serve", "--port=80"]);
-        let req = RunSpec { args: vec!["debug".into()], ..Default::default() };
+        let req =
+            RunSpec { process: Process { args: vec!["debug".into()], ..Default::default() }, ..Default::default() };
         assert_eq!(args(&image(), &req).unwrap(), ["/entry", "debug"]);
-        let req = RunSpec { command: vec!["/bin/sh".into()], ..Default::default() };
+        let req = RunSpec {
+            process: Process { command: vec!["/bin/sh".into()], ..Default::default() },
+            ..Default::default()
+        };
         assert_eq!(args(&image(), &req).unwrap(), ["/bin/sh"]);
         let err = args(&ImageDefaults::default(), &RunSpec::default()).unwrap_err();
         assert!(err.to_string().contains("give a command"));
@@ -273,7 +281,10 @@ mod tests {
 
     #[test]
     fn env_merges_with_request_winning() {
-        let req = RunSpec { env: vec!["A=req".into(), "B=2".into()], ..Default::default() };
+        let req = RunSpec {
+            process: Process { env: vec!["A=req".into(), "B=2".into()], ..Default::default() },
+            ..Default::default()
+        };
         assert_eq!(env(&image(), &req), ["PATH=/bin", "A=req", "B=2"]);
         assert_eq!(env(&ImageDefaults::default(), &RunSpec::default()), [DEFAULT_PATH]);
     }
@@ -320,7 +331,7 @@ mod tests {
 
     #[test]
     fn relative_workdir_and_missing_bind_source_are_refused() {
-        let req = RunSpec { workdir: "srv".into(), ..Default::default() };
+        let req = RunSpec { process: Process { workdir: "srv".into(), ..Default::default() }, ..Default::default() };
         assert!(generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).is_err());
         let req = RunSpec {
             mounts: vec![super::super::record::MountSpec {

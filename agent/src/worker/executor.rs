@@ -54,11 +54,7 @@ fn run_spec(t: &Task) -> RunSpec {
     RunSpec {
         name: container_name(t),
         image: s.image.clone(),
-        command: s.command.clone(),
-        args: s.args.clone(),
-        env: s.env.clone(),
-        user: s.user.clone(),
-        workdir: s.workdir.clone(),
+        process: s.process.clone(),
         limits: Limits { cpus: s.limit_cpus, memory: s.limit_memory, pids: s.limit_pids },
         // The managers replace tasks; the node never restarts them itself.
         restart: RestartCondition::No,
@@ -364,7 +360,7 @@ mod tests {
     fn task(id: &str, image: &str, desired: TaskState) -> Task {
         let mut t = Task { id: id.into(), service: "web".into(), slot: 1, desired, ..Default::default() };
         t.spec.image = image.into();
-        t.spec.env = vec!["A=1".into()];
+        t.spec.process.env = vec!["A=1".into()];
         t.spec.limit_memory = 64 << 20;
         t
     }
@@ -392,7 +388,7 @@ mod tests {
         assert_eq!(r.spec.name, "web.1.t1");
         assert_eq!(r.spec.labels.get(TASK_LABEL).map(String::as_str), Some("t1"));
         assert_eq!(r.spec.restart, RestartCondition::No);
-        assert_eq!((r.spec.env.clone(), r.spec.limits.memory), (vec!["A=1".to_string()], 64 << 20));
+        assert_eq!((r.spec.process.env.clone(), r.spec.limits.memory), (vec!["A=1".to_string()], 64 << 20));
         assert!(rt.pulls.lock().unwrap().is_empty(), "the image was there: no pull");
 
         // It exits by itself with 3: failed, with the code.
