@@ -21,12 +21,14 @@
 //! - [`pki`]: CA, certificates, roles, identity, TLS configs, peer identity,
 //!   the node-to-node channel.
 //! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage), [`sync`]
-//!   (poison-tolerant locks), [`lookup`] (by name, id or unique id prefix).
+//!   (poison-tolerant locks), [`lookup`] (by name, id or unique id prefix),
+//!   [`clock`] (Unix seconds and milliseconds).
 //!
 //! Next: `net/` (container networking) beside `worker/`, and `upgrade/`
 //! (A/B slots) beside `node/`.
 
 pub mod api;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;

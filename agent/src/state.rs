@@ -95,21 +95,22 @@ impl NodeState {
         role: crate::pki::role::Role,
         ca_key: Option<String>,
     ) -> Result<(), AgentError> {
-        let (id, was) = {
+        let (id, was, client) = {
             let mut slot = write(&self.identity);
             let current = slot.clone().ok_or_else(|| AgentError::Io("renewing without an identity".into()))?;
             let mut id = current.clone();
             id.node = node;
             id.meta.role = role;
             id.ca_key_pem = ca_key;
-            id.client_tls()?;
+            // Checked before anything is saved: a certificate the node cannot dial with is refused.
+            let client = id.client_tls()?;
             id.save(self.state_dir())?;
             *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
             *slot = Some(id.clone());
-            (id, current.meta.role)
+            (id, current.meta.role, client)
         };
         tracing::info!(role = %role, previous = %was, "node certificate renewed");
-        self.raft.on_role_change(self.state_dir(), &id, was).await;
+        self.raft.on_role_change(self.state_dir(), &id, was, client).await;
         Ok(())
     }
 

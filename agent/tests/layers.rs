@@ -22,6 +22,7 @@ const ORDER: &[&str] = &[
     "config",
     "sync",
     "lookup",
+    "clock",
 ];
 
 /// Rows of the diagram whose modules must not import each other.

@@ -105,7 +105,7 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
             _ => AgentError::Unavailable(format!("joining through {manager}: {}", s.message())),
         })?
         .into_inner();
-    let role = if res.role.parse::<Role>().ok() == Some(Role::Manager) { Role::Manager } else { Role::Worker };
+    let role = Role::of_node(&res.role);
     let identity = Identity {
         meta: IdentityMeta { node_id: res.node_id, cluster_id: res.cluster_id, cluster_name: res.cluster_name, role },
         ca_cert_pem: res.ca_cert_pem,

@@ -44,9 +44,7 @@ pub mod table {
 
 pub use table::{NODES, REMOVED_NODES, SERVICES, TASKS};
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub use crate::clock::unix_ms as now_ms;
 
 /// A short random id (12 hex digits), like Docker's short ids.
 pub fn new_id() -> String {
@@ -350,20 +348,17 @@ pub async fn view(raft: &RaftHandle) -> Result<View, RaftError> {
 }
 
 pub fn put<T: Serialize>(table: &str, id: &str, v: &T) -> Command {
-    Command::Put {
-        table: table.into(),
-        id: id.into(),
-        value: serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-        expect_version: None,
-    }
+    put_expecting(table, id, v, None)
 }
 
 /// A put that succeeds only if `table/id` is still at `version` (0: absent).
 pub fn put_if<T: Serialize>(table: &str, id: &str, v: &T, version: u64) -> Command {
-    match put(table, id, v) {
-        Command::Put { table, id, value, .. } => Command::Put { table, id, value, expect_version: Some(version) },
-        other => other,
-    }
+    put_expecting(table, id, v, Some(version))
+}
+
+fn put_expecting<T: Serialize>(table: &str, id: &str, v: &T, expect_version: Option<u64>) -> Command {
+    let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+    Command::Put { table: table.into(), id: id.into(), value, expect_version }
 }
 
 pub fn delete(table: &str, id: &str) -> Command {

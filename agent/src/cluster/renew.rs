@@ -75,7 +75,7 @@ pub async fn renew(state: &NodeState, channel: tonic::transport::Channel) -> Res
         .await
         .map_err(|s| AgentError::Unavailable(format!("renewing the node certificate: {}", s.message())))?
         .into_inner();
-    let role = if res.role.parse::<Role>().ok() == Some(Role::Manager) { Role::Manager } else { Role::Worker };
+    let role = Role::of_node(&res.role);
     let ca_key = (!res.ca_key_pem.is_empty()).then_some(res.ca_key_pem);
     state.renew(CertKey { cert_pem: res.cert_pem, key_pem }, role, ca_key).await?;
     Ok(role)

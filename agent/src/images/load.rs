@@ -199,7 +199,7 @@ fn import(store: &ImageStore, f: &Found) -> Result<Vec<ImageRecord>, AgentError>
                 digest: f.manifest_digest.clone(),
                 layers: diff_ids.clone(),
                 size,
-                created: super::now(),
+                created: crate::clock::unix_secs(),
             })
         })
         .collect()

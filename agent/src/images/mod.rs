@@ -233,7 +233,3 @@ impl ImageStore {
         Ok(freed)
     }
 }
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}

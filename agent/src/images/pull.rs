@@ -184,7 +184,7 @@ pub async fn pull(
         digest,
         layers: diff_ids,
         size,
-        created: super::now(),
+        created: crate::clock::unix_secs(),
     };
     store.tag(record.clone()).await?;
     Ok(record)

@@ -34,6 +34,15 @@ impl Role {
         }
     }
 
+    /// The node role a manager names (`manager`; anything else is a worker).
+    pub fn of_node(s: &str) -> Self {
+        if s == Role::Manager.as_str() {
+            Role::Manager
+        } else {
+            Role::Worker
+        }
+    }
+
     /// Roles held by people and tools (not nodes).
     pub fn is_person(self) -> bool {
         matches!(self, Role::Reader | Role::Operator | Role::Admin)

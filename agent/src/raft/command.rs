@@ -1,5 +1,5 @@
-//! The cluster state as the Raft state machine holds it: typed tables of
-//! JSON objects (nodes, services, tasks, tokens…), each change a command in
+//! The state the Raft state machine holds: named tables of JSON objects
+//! (what they mean is `crate::cluster`'s), each change a command in
 //! the log, each applied command bumping one store version (what watchers
 //! and optimistic updates compare against).
 

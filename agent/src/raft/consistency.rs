@@ -17,10 +17,6 @@ use super::RaftError;
 /// How long a write or read waits for a quorum before giving up.
 const QUORUM_WAIT: Duration = Duration::from_secs(10);
 
-fn no_quorum(what: &str) -> RaftError {
-    RaftError::no_quorum(what)
-}
-
 /// The leader answered a forwarded call with an error.
 fn leader_said(s: tonic::Status) -> RaftError {
     RaftError::Leader { code: s.code(), message: s.message().to_string() }
@@ -32,7 +28,7 @@ pub type Proposed = Result<CommandResult, Option<String>>;
 /// On the leader: commits `cmd` and returns what applying it did.
 pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, RaftError> {
     match tokio::time::timeout(QUORUM_WAIT, s.raft.client_write(cmd)).await {
-        Err(_) => Err(no_quorum("writing")),
+        Err(_) => Err(RaftError::no_quorum("writing")),
         Ok(Ok(r)) => Ok(Ok(r.data)),
         Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
             Ok(Err(f.leader_node.map(|n| n.addr)))
@@ -48,14 +44,14 @@ pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>,
     let deadline = tokio::time::Instant::now() + QUORUM_WAIT;
     loop {
         match tokio::time::timeout_at(deadline, s.raft.ensure_linearizable()).await {
-            Err(_) => return Err(no_quorum("reading")),
+            Err(_) => return Err(RaftError::no_quorum("reading")),
             Ok(Ok(log_id)) => return Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
             Ok(Err(OpenRaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 return Ok(Err(f.leader_node.map(|n| n.addr)))
             }
             Ok(Err(OpenRaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
                 if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
-                    return Err(no_quorum(&format!("reading ({} manager(s) answered)", q.got.len())));
+                    return Err(RaftError::no_quorum(format!("reading ({} manager(s) answered)", q.got.len())));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -82,10 +78,10 @@ impl RaftHandle {
                 .ok()
                 .and_then(|r| r.ok())
                 .and_then(|m| m.current_leader);
-                let leader = leader.ok_or_else(|| no_quorum("finding the leader"))?;
+                let leader = leader.ok_or_else(|| RaftError::no_quorum("finding the leader"))?;
                 let m = s.raft.metrics().borrow().clone();
                 let node = m.membership_config.membership().get_node(&leader).cloned();
-                node.map(|n| n.addr).ok_or_else(|| no_quorum("finding the leader"))?
+                node.map(|n| n.addr).ok_or_else(|| RaftError::no_quorum("finding the leader"))?
             }
         };
         let channel = crate::pki::channel::channel(&addr, s.tls.current())
@@ -113,7 +109,7 @@ impl RaftHandle {
                 Err(addr) => leader = addr,
             }
         }
-        Err(no_quorum("writing (the leader keeps changing)"))
+        Err(RaftError::no_quorum("writing (the leader keeps changing)"))
     }
 
     /// This manager's state, once it is at least as fresh as the leader's
@@ -141,6 +137,6 @@ impl RaftHandle {
                 Err(addr) => leader = addr,
             }
         }
-        Err(no_quorum("reading (the leader keeps changing)"))
+        Err(RaftError::no_quorum("reading (the leader keeps changing)"))
     }
 }

@@ -48,7 +48,7 @@ pub fn raft_config() -> Result<Arc<Config>, RaftError> {
     c.validate().map(Arc::new).map_err(|e| RaftError::Internal(format!("Raft config: {e}")))
 }
 
-/// One leader's answer, for the status RPC.
+/// A member of the quorum, as `cluster status` lists it.
 pub struct Member {
     pub id: NodeId,
     pub addr: String,

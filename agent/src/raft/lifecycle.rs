@@ -59,15 +59,18 @@ impl RaftHandle {
         }
     }
 
-    /// The node adopted a renewed certificate `id` (its role was `was`):
-    /// new connections use it; a promoted node starts its Raft, a demoted
-    /// one stops it and forgets its store.
-    pub async fn on_role_change(&self, state_dir: &Path, id: &Identity, was: Role) {
+    /// The node adopted a renewed certificate `id` (its role was `was`),
+    /// dialling with `client`: new connections use it; a promoted node
+    /// starts its Raft, a demoted one stops it and forgets its store.
+    pub async fn on_role_change(
+        &self,
+        state_dir: &Path,
+        id: &Identity,
+        was: Role,
+        client: std::sync::Arc<rustls::ClientConfig>,
+    ) {
         if let Ok(s) = self.get() {
-            match id.client_tls() {
-                Ok(c) => s.tls.replace(c),
-                Err(e) => tracing::error!(error = %e, "the renewed certificate makes no client TLS configuration"),
-            }
+            s.tls.replace(client);
         }
         match (was, id.meta.role) {
             (Role::Worker, Role::Manager) => self.start_if_manager(state_dir, id, None).await,

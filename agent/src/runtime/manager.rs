@@ -192,7 +192,7 @@ impl Runtime {
             image: image.name.clone(),
             image_id: image.id.clone(),
             layers: image.layers.clone(),
-            created: crate::images::now(),
+            created: crate::clock::unix_secs(),
             ..Default::default()
         };
         self.save(record).await?;
@@ -266,7 +266,7 @@ impl Runtime {
                         code: e.code,
                         signal: e.signal,
                         oom_killed: e.oom_killed,
-                        finished: crate::images::now(),
+                        finished: crate::clock::unix_secs(),
                     });
                 }
                 Err(s) => {
@@ -284,7 +284,7 @@ impl Runtime {
             code: 255,
             signal: 9,
             oom_killed: false,
-            finished: crate::images::now(),
+            finished: crate::clock::unix_secs(),
         })
     }
 

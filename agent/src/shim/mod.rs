@@ -89,7 +89,7 @@ impl Shim {
     }
 }
 
-use crate::shim_contract::now;
+use crate::clock::unix_secs as now;
 
 fn failed(error: String) {
     announce_ready(&Ready::Failed { error });

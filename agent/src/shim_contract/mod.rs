@@ -31,11 +31,6 @@ pub const SHIM_LOG: &str = "shim.log";
 pub const BUNDLE_DIR: &str = "bundle";
 pub const LOG_DIR: &str = "log";
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 /// The container's cgroup (v2), relative to the cgroup root.
 pub fn cgroup_path(id: &str) -> String {
     format!("/orc/{id}")
