@@ -4,6 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Unpacked bytes one image may take unless `--max-image-bytes` says
+/// otherwise: 32 GiB (the largest images people run, ML runtimes, are 10-20).
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 32 << 30;
+
 /// The one API port, on TCP and vsock.
 pub const API_PORT: u16 = 7443;
 
@@ -38,4 +42,8 @@ pub struct Config {
     /// (retried until it works). On a node: `orc.join=`.
     #[arg(long)]
     pub join: Option<String>,
+    /// The most bytes one image may unpack to on this node (each layer
+    /// counted by its files' logical sizes). On a node: `orc.max_image_size=`.
+    #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_BYTES)]
+    pub max_image_bytes: u64,
 }

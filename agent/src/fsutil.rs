@@ -1,7 +1,11 @@
-//! Small filesystem helpers the agent uses in several places.
+//! Small filesystem helpers the agent uses in several places: atomic
+//! writes, disk usage, and reading files an image or archive supplied.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
+
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 
 use crate::error::AgentError;
 
@@ -31,4 +35,63 @@ pub fn du(path: &Path) -> u64 {
     }
     let Ok(entries) = std::fs::read_dir(path) else { return 0 };
     entries.flatten().map(|e| du(&e.path())).sum()
+}
+
+/// Opens `rel` inside the directory `root` for reading, resolved with
+/// `resolve` (e.g. `RESOLVE_IN_ROOT` for an image's own symlinks,
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` for an archive's paths), and
+/// only if it is a regular file: the open never blocks (a FIFO or a device
+/// placed there by an image is refused, not waited on).
+pub fn open_regular_in(root: &Path, rel: &Path, resolve: ResolveFlag) -> std::io::Result<std::fs::File> {
+    let dir = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
+        .resolve(resolve | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let file = std::fs::File::from(openat2(&dir, rel, how)?);
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file ({kind:?})", rel.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// Reads a regular file opened with [`open_regular_in`], refusing one of
+/// more than `max` bytes.
+pub fn read_regular_in(root: &Path, rel: &Path, resolve: ResolveFlag, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_regular_in(root, rel, resolve)?.take(max + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than {max} bytes", rel.display()),
+        ));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_a_fifo_never_blocks() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("ok"), b"hello").unwrap();
+        nix::unistd::mkfifo(&root.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.path().join("link")).unwrap();
+        let beneath = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
+        assert_eq!(read_regular_in(root.path(), Path::new("ok"), beneath, 10).unwrap(), b"hello");
+        let e = read_regular_in(root.path(), Path::new("fifo"), beneath, 10).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(read_regular_in(root.path(), Path::new("link"), beneath, 10).is_err());
+        assert!(read_regular_in(root.path(), Path::new("../etc/hostname"), beneath, 10).is_err());
+        assert!(read_regular_in(root.path(), Path::new("/etc/hostname"), beneath, 10).is_err());
+        let e = read_regular_in(root.path(), Path::new("ok"), beneath, 4).unwrap_err();
+        assert!(e.to_string().contains("larger than 4"), "{e}");
+        // Through /dev: a character device is refused too.
+        assert!(read_regular_in(Path::new("/dev"), Path::new("zero"), beneath, 10).is_err());
+    }
 }

@@ -32,6 +32,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod fsutil;
 pub mod images;
 pub mod lookup;
@@ -51,7 +52,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 /// Runs the agent until `shutdown` completes.
-pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    // The join token lives only in the joining task, and goes with it.
+    let join = config.join.take();
     let state = state::NodeState::open(config.clone()).context("opening node state")?;
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -80,8 +83,9 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         std::fs::write(config.run_dir.join("maintenance.fingerprint"), &state.maintenance_fingerprint).ok();
     }
     tracing::info!(%addr, vsock = vsock.is_some(), maintenance, cluster_id = ?cluster_id, "serving the Machine API");
-    let images = images::ImageStore::open(&config.state_dir, config.insecure_registries.clone())
-        .context("opening the image store")?;
+    let images =
+        images::ImageStore::open(&config.state_dir, config.insecure_registries.clone(), config.max_image_bytes)
+            .context("opening the image store")?;
     let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images)
         .context("opening the container store")?;
     runtime.reattach().await;
@@ -89,10 +93,11 @@ pub async fn run(config: config::Config, shutdown: impl Future<Output = ()> + Se
         let state = state.clone();
         tokio::spawn(async move { state.start_raft(false).await });
     }
-    if let (true, Some(join)) = (maintenance, config.join.clone()) {
+    if let (true, Some(join)) = (maintenance, join) {
         let state = state.clone();
         tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
     }
+    tokio::spawn(cluster::certs::follow(state.clone()));
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone()));
     let executor = worker::executor::Executor::new(Arc::new(runtime.clone()));

@@ -25,6 +25,13 @@ pub struct NodeState {
     pub raft: Arc<crate::raft::RaftHandle>,
     /// Where the API listens, once bound (what managers advertise).
     pub api_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The identity on STATE could not be used: what is wrong and how to
+    /// recover. The node then serves `health` (and the Machine API over its
+    /// maintenance certificate) but cannot be bootstrapped or joined, so a
+    /// damaged member never silently becomes claimable.
+    pub identity_error: Option<String>,
+    /// Certificates and nodes refused on every call ([`crate::pki::deny`]).
+    deny: RwLock<Arc<crate::pki::deny::DenyList>>,
 }
 
 impl NodeState {
@@ -34,7 +41,26 @@ impl NodeState {
         let m = maintenance::load_or_create(&config.state_dir)?;
         let m_der = tls::certs(&m.cert_pem, "maintenance certificate")?;
         let maintenance_fingerprint = m_der.first().map(|c| pki::fingerprint(c)).unwrap_or_default();
-        let identity = Identity::load(&config.state_dir)?;
+        let (identity, identity_error) = match Identity::load(&config.state_dir).and_then(|id| {
+            if let Some(id) = &id {
+                id.validate()?;
+            }
+            Ok(id)
+        }) {
+            Ok(id) => (id, None),
+            Err(e) => {
+                let msg = format!(
+                    "the node's identity in {} cannot be used ({e}): the node was a cluster member and stays \
+                     out of the cluster. Restore {} from a backup, or remove it (`orcctl node rm` this node on a \
+                     manager, then wipe STATE) and join again",
+                    crate::pki::identity::pki_dir(&config.state_dir).display(),
+                    crate::pki::identity::pki_dir(&config.state_dir).display(),
+                );
+                tracing::error!(error = %msg, "identity unusable");
+                println!("orc: ERROR: {msg}");
+                (None, Some(msg))
+            }
+        };
         let tls = match &identity {
             Some(id) => tls::cluster(&id.ca_cert_pem, &id.node)?,
             None => tls::maintenance(&m)?,
@@ -47,6 +73,8 @@ impl NodeState {
             started: Instant::now(),
             raft: Arc::default(),
             api_addr: std::sync::OnceLock::new(),
+            identity_error,
+            deny: RwLock::default(),
         }))
     }
 
@@ -66,6 +94,24 @@ impl NodeState {
         read(&self.tls).clone()
     }
 
+    pub fn deny(&self) -> Arc<crate::pki::deny::DenyList> {
+        read(&self.deny).clone()
+    }
+
+    /// Adopts a newer deny list (from the Raft state or the leader).
+    pub fn set_deny(&self, list: crate::pki::deny::DenyList) {
+        let mut slot = write(&self.deny);
+        if **slot != list {
+            tracing::info!(
+                revoked = list.serials.len(),
+                removed = list.removed_nodes.len(),
+                workers = list.workers.len(),
+                "deny list updated"
+            );
+            *slot = Arc::new(list);
+        }
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.config.state_dir
     }
@@ -73,6 +119,9 @@ impl NodeState {
     /// Adopts a new identity: saved first (fsynced), then served. Fails if
     /// the node already has one.
     pub fn adopt(&self, make: impl FnOnce() -> Result<Identity, AgentError>) -> Result<Identity, AgentError> {
+        if let Some(e) = &self.identity_error {
+            return Err(AgentError::FailedPrecondition(e.clone()));
+        }
         let mut slot = write(&self.identity);
         if slot.is_some() {
             return Err(AgentError::AlreadyMember);

@@ -18,6 +18,7 @@ const ORDER: &[&str] = &[
     "shim_contract",
     "fsutil",
     "error",
+    "fields",
     "pki",
     "config",
     "sync",

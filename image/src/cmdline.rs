@@ -19,6 +19,8 @@ pub const JOIN: &str = "orc.join";
 pub const ADVERTISE: &str = "orc.advertise";
 /// Registries the node reaches over plain HTTP: `host:port[,host:port…]`.
 pub const INSECURE_REGISTRIES: &str = "orc.insecure_registries";
+/// The most bytes one image may unpack to on the node.
+pub const MAX_IMAGE_SIZE: &str = "orc.max_image_size";
 
 /// The filesystem label of the STATE partition.
 pub const STATE_LABEL: &str = "ORC_STATE";

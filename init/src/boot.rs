@@ -144,6 +144,9 @@ async fn main_loop(cmd: Cmdline) -> BootError {
     if let Some(j) = &cmd.join {
         agent_args.extend(["--join".to_string(), j.clone()]);
     }
+    if let Some(n) = cmd.max_image_size {
+        agent_args.extend(["--max-image-bytes".to_string(), n.to_string()]);
+    }
     let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
     let agent = Service::new("agent", Path::new(AGENT_PATH), &agent_args);
     let run = Path::new(RUN_DIR);

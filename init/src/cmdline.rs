@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-pub use orc_image::cmdline::{ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, ROOT, STATE, VERITY};
+pub use orc_image::cmdline::{ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAX_IMAGE_SIZE, ROOT, STATE, VERITY};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
@@ -13,6 +13,9 @@ pub enum CmdlineError {
     /// orc.ip is malformed
     #[error("{IP}={0:?}: expected IFACE:ADDR/PREFIX[:GATEWAY], e.g. eth1:10.42.0.11/24")]
     Ip(String),
+    /// orc.max_image_size is not a number of bytes
+    #[error("{MAX_IMAGE_SIZE}={0:?}: expected a number of bytes, e.g. 34359738368")]
+    Bytes(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,7 @@ pub struct Cmdline {
     pub join: Option<String>,
     pub insecure_registries: Vec<String>,
     pub advertise: Option<String>,
+    pub max_image_size: Option<u64>,
 }
 
 fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
@@ -88,6 +92,9 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
             HOSTNAME => c.hostname = Some(value.to_string()),
             JOIN => c.join = Some(value.to_string()),
             ADVERTISE => c.advertise = Some(value.to_string()),
+            MAX_IMAGE_SIZE => {
+                c.max_image_size = Some(value.parse().map_err(|_| CmdlineError::Bytes(value.to_string()))?)
+            }
             INSECURE_REGISTRIES => {
                 c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from))
             }
@@ -171,6 +178,7 @@ mod tests {
             "orc.ip=eth0:10.0.0.1/33",
             "orc.ip=:10.0.0.1/24",
             "orc.ip=eth0:10.0.0.1/24:nope",
+            "orc.max_image_size=32g",
         ];
         for (i, line) in bad.iter().enumerate() {
             let e = parse(line).unwrap_err().to_string();

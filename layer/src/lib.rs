@@ -20,12 +20,19 @@
 //!   device `NAME`, `.wh..wh..opq` the `trusted.overlay.opaque=y` xattr on
 //!   its directory.
 //!
+//! - regular files count against [`Limits::max_bytes`] by their logical
+//!   size (a sparse member by the size it claims, before a byte is written),
+//!   and runs of zeros are written as holes, so a small sparse tar cannot
+//!   fill the disk;
+//! - extension members (long names, pax headers), which the tar parser
+//!   reads into memory, are bounded ([`guard`]).
+//!
 //! Ownership is kept when running as root (the agent always does); as
 //! another user it is left to the caller.
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -36,6 +43,8 @@ use nix::sys::stat::{fchmod, fchmodat, mkdirat, mknodat, utimensat, FchmodatFlag
 use nix::sys::time::TimeSpec;
 use nix::unistd::{fchownat, linkat, mkfifoat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use tar::EntryType;
+
+pub mod guard;
 
 /// Prefix of an OCI whiteout file.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -58,6 +67,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("the layer unpacks to more than {limit} bytes (at {path:?}, which claims {size}): raise the node's image size limit if the image is genuine")]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
     #[error("opening the destination {path:?}: {source}")]
     Destination {
         path: PathBuf,
@@ -79,15 +90,33 @@ pub struct Stats {
     pub skipped: u64,
 }
 
+/// Bounds on what one unpack may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Logical bytes of regular files, all together.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_bytes: u64::MAX }
+    }
+}
+
 /// Unpacks the tar stream `layer` into `dest`, which must be an existing
 /// directory (normally empty). On error `dest` may hold part of the layer;
 /// the caller unpacks into a temporary directory and removes it.
 pub fn unpack(layer: impl Read, dest: &Path) -> Result<Stats, Error> {
+    unpack_limited(layer, dest, Limits::default())
+}
+
+/// [`unpack`] within `limits`.
+pub fn unpack_limited(layer: impl Read, dest: &Path, limits: Limits) -> Result<Stats, Error> {
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| Error::Destination { path: dest.to_owned(), source: e.into() })?;
     let mut unpacker =
-        Unpacker { root, stats: Stats::default(), dirs: Vec::new(), as_root: Uid::effective().is_root() };
-    let mut archive = tar::Archive::new(layer);
+        Unpacker { root, stats: Stats::default(), dirs: Vec::new(), as_root: Uid::effective().is_root(), limits };
+    let mut archive = tar::Archive::new(guard::Guard::new(layer));
     for entry in archive.entries().map_err(Error::Read)? {
         let mut entry = entry.map_err(Error::Read)?;
         let raw = entry.path().map_err(Error::Read)?.into_owned();
@@ -126,6 +155,7 @@ struct Unpacker {
     /// re-timed directory does not get in the way of its own children.
     dirs: Vec<DirMeta>,
     as_root: bool,
+    limits: Limits,
 }
 
 fn werr(path: &Path) -> impl FnOnce(Errno) -> Error + '_ {
@@ -183,6 +213,11 @@ impl Unpacker {
                 self.stats.dirs += 1;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                // The logical size: a pax record's, or a sparse member's real size.
+                let size = entry.size();
+                if self.stats.bytes.saturating_add(size) > self.limits.max_bytes {
+                    return Err(Error::TooLarge { path: path.to_owned(), size, limit: self.limits.max_bytes });
+                }
                 self.remove(&parent, &name, path)?;
                 let fd = nix::fcntl::openat(
                     &parent,
@@ -192,7 +227,7 @@ impl Unpacker {
                 )
                 .map_err(werr(path))?;
                 let mut file = File::from(fd);
-                let n = io::copy(entry, &mut file).map_err(|e| match e.kind() {
+                let n = copy_sparse(entry, &mut file, size).map_err(|e| match e.kind() {
                     io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData => Error::Read(e),
                     _ => Error::Write { path: path.to_owned(), source: e },
                 })?;
@@ -337,6 +372,33 @@ impl Unpacker {
         }
         Ok(())
     }
+}
+
+/// Copies at most `size` bytes of `from` into `to`, leaving holes where
+/// whole blocks are zero (as `cp --sparse=always`).
+fn copy_sparse(from: &mut impl Read, to: &mut File, size: u64) -> io::Result<u64> {
+    const CHUNK: usize = 64 * 1024;
+    let mut buf = vec![0u8; CHUNK];
+    let mut from = from.take(size);
+    let mut written = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().all(|b| *b == 0) {
+            to.seek(io::SeekFrom::Current(n as i64))?;
+        } else {
+            to.write_all(&buf[..n])?;
+        }
+        written += n as u64;
+    }
+    if written < size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "member shorter than its header says"));
+    }
+    // A trailing hole still needs the file to have its length.
+    to.set_len(written)?;
+    Ok(written)
 }
 
 /// Marks the directory `dir` opaque for overlayfs.

@@ -221,3 +221,109 @@ fn file_replaces_directory_and_directory_replaces_file() {
     assert!(s.root().join("x").is_dir());
     s.untouched();
 }
+
+/// A GNU sparse member claiming `real` bytes with one data block of
+/// `data` at offset `at` (an extended sparse header when `extended`).
+fn sparse_tar(name: &str, real: u64, at: u64, data: &[u8], extended: bool) -> Vec<u8> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_entry_type(EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    let g = h.as_gnu_mut().unwrap();
+    g.set_real_size(real);
+    g.sparse[0].set_offset(at);
+    g.sparse[0].set_length(data.len() as u64);
+    g.set_is_extended(extended);
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    if extended {
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.set_is_extended(false);
+        out.extend_from_slice(ext.as_bytes());
+    }
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+#[test]
+fn a_sparse_bomb_counts_by_its_logical_size_and_is_written_sparse() {
+    let s = Sandbox::new();
+    // 2 KB of tar claiming a 1 TB file: refused before a byte is written.
+    let bomb = sparse_tar("bomb", 1 << 40, (1 << 40) - 512, &[7u8; 512], false);
+    assert!(bomb.len() < 4096);
+    let limits = Limits { max_bytes: 1 << 30 };
+    let e = unpack_limited(&bomb[..], &s.root(), limits).unwrap_err();
+    assert!(matches!(e, Error::TooLarge { size, .. } if size == 1 << 40), "{e}");
+    assert!(!s.root().join("bomb").exists());
+    s.untouched();
+    // Within the limit, the hole stays a hole (with an extended sparse header too).
+    for extended in [false, true] {
+        let s = Sandbox::new();
+        let small = sparse_tar("f", 64 << 20, (64 << 20) - 512, &[7u8; 512], extended);
+        let stats = unpack_limited(&small[..], &s.root(), limits).unwrap();
+        assert_eq!(stats.bytes, 64 << 20);
+        let m = std::fs::metadata(s.root().join("f")).unwrap();
+        assert_eq!(m.len(), 64 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{} blocks: the zeros were written", m.blocks());
+        let data = std::fs::read(s.root().join("f")).unwrap();
+        assert_eq!(&data[data.len() - 512..], &[7u8; 512]);
+    }
+}
+
+#[test]
+fn the_byte_limit_counts_all_files_of_a_layer() {
+    let s = Sandbox::new();
+    let layer = tar(&[E::File("a", &[1u8; 600]), E::File("b", &[1u8; 600])]);
+    let e = unpack_limited(&layer[..], &s.root(), Limits { max_bytes: 1000 }).unwrap_err();
+    assert!(e.to_string().contains("more than 1000 bytes") && e.to_string().contains("\"b\""), "{e}");
+    let ok = Sandbox::new();
+    assert_eq!(unpack_limited(&layer[..], &ok.root(), Limits { max_bytes: 1200 }).unwrap().bytes, 1200);
+}
+
+#[test]
+fn huge_extension_headers_are_refused_and_normal_ones_work() {
+    fn ext(kind: EntryType, data: &[u8]) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_path("././@LongLink").unwrap();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+    for kind in [EntryType::GNULongName, EntryType::XHeader, EntryType::GNULongLink] {
+        let s = Sandbox::new();
+        let mut layer = ext(kind, &vec![b'a'; (guard::MAX_EXTENSION + 1) as usize]);
+        layer.extend(tar(&[E::File("x", b"1")]));
+        let e = unpack(&layer[..], &s.root()).unwrap_err();
+        assert!(e.to_string().contains("at most 1048576"), "{kind:?}: {e}");
+    }
+    // A long name and a pax size record (for the member after it) unpack.
+    let s = Sandbox::new();
+    let long = format!("{}/file", "d".repeat(200));
+    let mut layer = ext(EntryType::GNULongName, format!("{long}\0").as_bytes());
+    layer.extend(tar(&[E::File("short", b"content")]));
+    let record = "12 size=300\n";
+    let mut pax = ext(EntryType::XHeader, record.as_bytes());
+    let mut h = tar::Header::new_ustar();
+    h.set_path("padded").unwrap();
+    h.set_size(0); // The pax record says 300.
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_cksum();
+    pax.extend_from_slice(h.as_bytes());
+    pax.extend_from_slice(&[b'p'; 300]);
+    pax.resize(pax.len().div_ceil(512) * 512, 0);
+    layer.truncate(layer.len() - 1024); // Drop the end marker before appending.
+    layer.extend(pax);
+    layer.extend(tar(&[E::File("after", b"ok")]));
+    unpack(&layer[..], &s.root()).unwrap();
+    assert_eq!(std::fs::read(s.root().join(&long)).unwrap(), b"content");
+    assert_eq!(std::fs::read(s.root().join("padded")).unwrap(), vec![b'p'; 300]);
+    assert_eq!(std::fs::read(s.root().join("after")).unwrap(), b"ok");
+}

@@ -42,6 +42,9 @@ pub enum Command {
     /// Nodes of the cluster.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// People's access: certificates with a role (admin, operator, reader).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Build and identity of nodes.
     Version,
     /// Live health checks of nodes.
@@ -115,6 +118,9 @@ pub enum ClusterCommand {
         /// Lifetime of node certificates (e.g. 90d is the default; 10m; 30s for tests).
         #[arg(long)]
         cert_ttl: Option<String>,
+        /// Replicas one service may ask for (default 10000).
+        #[arg(long)]
+        max_replicas: Option<u64>,
     },
     /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
     JoinToken {
@@ -132,6 +138,39 @@ pub enum ConfigCommand {
     Contexts,
     /// Make a context the current one.
     UseContext { name: String },
+    /// Renew the current context's certificate before it expires (same
+    /// name, role and lifetime; a new key).
+    Renew,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// People's certificates.
+    #[command(subcommand)]
+    Cert(UserCertCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCertCommand {
+    /// Issue a certificate for a person and write it as an orcctl context
+    /// (admin only). The key is made here and never leaves this machine.
+    Create {
+        name: String,
+        #[arg(long, value_parser = ["admin", "operator", "reader"])]
+        role: String,
+        /// Lifetime (e.g. 90d, 12h; default a year).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Write an orcctl config file holding just this context (mode 0600);
+        /// without it, the context is printed.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Revoke a certificate by serial, or every live one of a person by
+    /// name: every node refuses it within seconds (admin only).
+    Revoke { cert: String },
+    /// People's certificates on record (admin only).
+    Ls,
 }
 
 /// Registry credentials: `--username` with the password on stdin.

@@ -40,6 +40,19 @@ pub fn parse_duration(s: &str) -> Result<u64, CliError> {
     Ok((n * mult) as u64)
 }
 
+/// A lifetime in seconds: `90d`, or a [`parse_duration`] (`12h`, `30m`, `10s`).
+pub fn parse_ttl_secs(s: &str) -> Result<u64, CliError> {
+    let t = s.trim();
+    match t.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .ok_or_else(|| CliError::Usage(format!("{t:?} is not a duration (e.g. 90d, 12h)"))),
+        None => Ok(parse_duration(t)? / 1000),
+    }
+}
+
 /// `80`, `80:80`, `53/udp`, `53:53/udp`.
 pub fn parse_port(s: &str) -> Result<Port, CliError> {
     let bad = |why: &str| CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:8080, 53/udp)"));

@@ -330,3 +330,136 @@ fn a_cluster_that_lost_its_majority_recovers_on_a_survivor() {
     let services = c.json(&["--nodes", &back, "service", "ls"]);
     assert_eq!(services.as_array().map(|a| a.len()), Some(2), "{services}");
 }
+
+/// orcctl with another config file.
+fn ctl_as(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    ctl(cfg, args)
+}
+
+#[test]
+fn people_certificates_issue_use_renew_revoke() {
+    use orc_e2e::cluster::LocalCluster;
+    let c = LocalCluster::start(1, 1, Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let op_cfg = dir.path().join("operator.toml");
+    let op = op_cfg.to_str().unwrap();
+
+    // Issue: an operator's context written to a file.
+    let out = c.ctl(&["user", "cert", "create", "olga", "--role", "operator", "--ttl", "30d", "--out", op]);
+    assert!(out.ok && out.stdout.contains("olga"), "{}", out.stderr);
+    let mode = std::fs::metadata(&op_cfg).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    // Use: an operator runs services, but is no admin.
+    let (ok, out, err) =
+        ctl_as(&op_cfg, &["-o", "json", "service", "create", "--name", "s", "--replicas", "0", "busybox"]);
+    assert!(ok, "{out} {err}");
+    let (ok, _, err) = ctl_as(&op_cfg, &["cluster", "join-token", "worker"]);
+    assert!(!ok && err.contains("admin"), "{err}");
+    let (ok, _, err) = ctl_as(&op_cfg, &["user", "cert", "create", "eve", "--role", "admin"]);
+    assert!(!ok && err.contains("admin"), "{err}");
+    // Promoting a node hands it the CA key: admin only.
+    let nodes = c.json(&["node", "ls"]);
+    let worker = nodes.as_array().unwrap().iter().find(|n| n["role"] == "worker").unwrap()["id"].as_str().unwrap();
+    let (ok, _, err) = ctl_as(&op_cfg, &["node", "promote", worker]);
+    assert!(!ok && err.contains("may not promote or demote"), "{err}");
+    let (ok, _, err) = ctl_as(&op_cfg, &["node", "update", "--availability", "drain", worker]);
+    assert!(ok, "draining is an operator's job: {err}");
+    // Host bind mounts reach the node's files (its CA key): admin only.
+    let (ok, _, err) = ctl_as(
+        &op_cfg,
+        &["--nodes", &c.agents[0].addr, "container", "run", "-v", "/var/lib:/x", "busybox", "--", "true"],
+    );
+    assert!(!ok && err.contains("bind-mount host paths"), "{err}");
+
+    // Renew: a new key and certificate, same name and role, written back.
+    let before = std::fs::read_to_string(&op_cfg).unwrap();
+    let (ok, out, err) = ctl_as(&op_cfg, &["config", "renew"]);
+    assert!(ok && out.contains("operator"), "{out} {err}");
+    let after = std::fs::read_to_string(&op_cfg).unwrap();
+    assert_ne!(before, after);
+    assert!(ctl_as(&op_cfg, &["service", "ls"]).0, "the renewed certificate works");
+    // The old file (the certificate before renewal) still works until revoked.
+    let old_cfg = dir.path().join("old.toml");
+    std::fs::write(&old_cfg, &before).unwrap();
+    assert!(ctl_as(&old_cfg, &["service", "ls"]).0);
+
+    // Both of olga's certificates are on record, with the first admin's.
+    let certs = c.json(&["user", "cert", "ls"]);
+    let olga: Vec<_> = certs.as_array().unwrap().iter().filter(|x| x["name"] == "olga").collect();
+    assert_eq!(olga.len(), 2, "{certs}");
+    assert!(certs.as_array().unwrap().iter().any(|x| x["issued_by"] == "cluster init"), "{certs}");
+
+    // Revoke by name: both refused on the manager and on the worker (which
+    // learns the list from its session) within seconds, on new and open connections.
+    let out = c.ctl(&["user", "cert", "revoke", "olga"]);
+    assert!(out.ok && out.stdout.matches("revoked").count() == 2, "{}", out.stdout);
+    let worker_addr = c.agents[1].addr.clone();
+    c.wait(Duration::from_secs(15), "every node to refuse olga", |_| {
+        [&op_cfg, &old_cfg].iter().all(|cfg| {
+            let (ok_m, _, err_m) = ctl_as(cfg, &["service", "ls"]);
+            let (ok_w, _, err_w) = ctl_as(cfg, &["--nodes", &worker_addr, "version"]);
+            !ok_m && err_m.contains("revoked") && !ok_w && err_w.contains("revoked")
+        })
+    })
+    .unwrap();
+    let (ok, _, err) = ctl_as(&op_cfg, &["config", "renew"]);
+    assert!(!ok && err.contains("revoked"), "a revoked certificate cannot renew itself: {err}");
+    // Revoking the certificate you call with is refused; unknown names are named.
+    let out = c.ctl(&["user", "cert", "revoke", "nobody"]);
+    assert!(!out.ok && out.stderr.contains("user cert ls"), "{}", out.stderr);
+    assert!(c.ctl(&["service", "ls"]).ok, "the admin is untouched");
+}
+
+#[test]
+fn demoted_and_removed_nodes_lose_their_powers_on_open_connections() {
+    use orc_e2e::cluster::LocalCluster;
+    let mut c = LocalCluster::start(2, 0, Default::default()).unwrap();
+    let id_of = |c: &LocalCluster, i: usize| -> String {
+        let nodes = c.json(&["node", "ls"]);
+        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The second manager's certificate, kept: what an attacker holding its
+    // disk would have after the demotion.
+    let pki = c.agents[1].state_dir().join("pki");
+    let (cert, key, ca) = (
+        std::fs::read_to_string(pki.join("node.crt")).unwrap(),
+        std::fs::read_to_string(pki.join("node.key")).unwrap(),
+        std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
+    );
+    let ctx = orcctl::config::Context { endpoints: vec![c.agents[0].addr.clone()], ca, cert, key };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // One connection, opened while it was a manager and kept open.
+    let ch = rt.block_on(orcctl::connect::channel(&c.agents[0].addr, &Trust::Cluster(ctx))).unwrap();
+    let propose = |ch: &tonic::transport::Channel| {
+        rt.block_on(async {
+            let mut r = orc_proto::raft::raft_client::RaftClient::new(ch.clone());
+            r.read_index(orc_proto::raft::Payload { data: b"{}".to_vec() }).await
+        })
+    };
+    assert!(propose(&ch).is_ok(), "a manager may read through the leader");
+    let m1 = id_of(&c, 1);
+    assert!(c.ctl(&["node", "demote", &m1]).ok);
+    c.wait(Duration::from_secs(30), "the demoted manager's old certificate to be refused", |_| {
+        propose(&ch).is_err_and(|e| e.code() == tonic::Code::PermissionDenied)
+    })
+    .unwrap();
+    // Removed: refused everything, on the same open connection.
+    let _ = c.agents[1].child.kill();
+    let _ = c.agents[1].child.wait();
+    c.wait(Duration::from_secs(30), "the demoted node to be down", |c| {
+        c.json(&["node", "inspect", &m1])["status"] == "down"
+    })
+    .unwrap();
+    assert!(c.ctl(&["node", "rm", &m1]).ok);
+    c.wait(Duration::from_secs(10), "the removed node to be refused", |_| {
+        rt.block_on(async {
+            let mut m = orc_proto::machine::machine_client::MachineClient::new(ch.clone());
+            m.version(orc_proto::machine::VersionRequest {}).await
+        })
+        .is_err_and(|e| e.message().contains("removed from the cluster"))
+    })
+    .unwrap();
+}

@@ -130,6 +130,8 @@ fn images_and_containers_on_a_real_agent() {
     let status =
         ctl.ok(&["container", "exec", "web", "--", "grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"]);
     assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
+    // The kernel command line (it carries the join token) is masked.
+    assert_eq!(ctl.ok(&["container", "exec", "web", "--", "sh", "-c", "wc -c < /proc/cmdline"]).trim(), "0");
     // Container processes get default signal handling (the shim ignores SIGPIPE).
     let ign = ctl.ok(&["container", "exec", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
     let mask = u64::from_str_radix(ign.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();

@@ -14,10 +14,22 @@ pub enum Pin {
     /// Exactly this leaf certificate (hex SHA-256, `sha256:` prefix allowed).
     Leaf(String),
     /// A chain carrying the CA with this hex SHA-256, which signed the leaf
-    /// for [`crate::NODE_SERVER_NAME`].
+    /// for [`crate::NODE_SERVER_NAME`] of a manager (its organizational unit
+    /// is [`MANAGER_OU`]): what a joiner expects of the manager admitting it,
+    /// before it sends its token.
     Ca(String),
     /// Anything (`orcctl --insecure`).
     Any,
+}
+
+/// The organizational unit of a manager's certificate (its role).
+pub const MANAGER_OU: &str = "manager";
+
+/// The first organizational unit of a certificate's subject.
+fn organizational_unit(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let ou = c.subject().iter_organizational_unit().next()?.as_str().ok()?.to_string();
+    Some(ou)
 }
 
 #[derive(Debug)]
@@ -80,7 +92,14 @@ impl ServerCertVerifier for PinnedVerifier {
                     rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                         .build()
                         .map_err(|e| rustls::Error::General(e.to_string()))?;
-                v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+                let ok = v.verify_server_cert(end_entity, &[], server_name, ocsp, now)?;
+                let ou = organizational_unit(end_entity).unwrap_or_default();
+                if ou != MANAGER_OU {
+                    return Err(rustls::Error::General(format!(
+                        "the node at this address holds a {ou:?} certificate, not a manager's: join through a manager"
+                    )));
+                }
+                Ok(ok)
             }
         }
     }
@@ -113,8 +132,13 @@ mod tests {
     use super::*;
 
     fn cert(ca: Option<(&rcgen::Certificate, &rcgen::KeyPair)>) -> (rcgen::Certificate, rcgen::KeyPair) {
+        role_cert(ca, MANAGER_OU)
+    }
+
+    fn role_cert(ca: Option<(&rcgen::Certificate, &rcgen::KeyPair)>, ou: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(vec![crate::NODE_SERVER_NAME.to_string()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::OrganizationalUnitName, ou);
         let c = match ca {
             None => {
                 p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -152,7 +176,12 @@ mod tests {
         let e = verify(Pin::Ca(ca_fp.clone()), &leaf, &[&other_ca]).unwrap_err();
         assert!(e.to_string().contains("does not match the join token"), "{e}");
         // The pinned CA in the chain is not enough: it must have signed the leaf.
-        assert!(verify(Pin::Ca(ca_fp), &foreign_leaf, &[&ca]).is_err());
+        assert!(verify(Pin::Ca(ca_fp.clone()), &foreign_leaf, &[&ca]).is_err());
+        // And the leaf must be a manager's: a worker of the same cluster
+        // would otherwise receive the joiner's token.
+        let (worker, _) = role_cert(Some((&ca, &ca_key)), "worker");
+        let e = verify(Pin::Ca(ca_fp), &worker, &[&ca]).unwrap_err();
+        assert!(e.to_string().contains("not a manager's"), "{e}");
 
         verify(Pin::Any, &foreign_leaf, &[]).unwrap();
     }

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use tonic::Status;
 
 use super::peer::Peer;
+use crate::pki::deny::{DenyList, Refusal};
 use crate::pki::role::Role;
 use crate::state::NodeState;
 
@@ -33,34 +34,57 @@ pub enum Rule {
     Joiners,
 }
 
-/// Every RPC and its rule. A method missing here is refused.
+/// Every RPC and its rule, with why. A method missing here is refused.
+/// Two calls carry more power in some of their requests than in others;
+/// [`require_admin`] guards those parts (bind mounts, node roles).
 pub const TABLE: &[(&str, Rule)] = &[
+    // What a node runs and whether it is well: safe to tell anyone who got
+    // through TLS (load balancers and `cluster init` probe it).
     ("/orc.machine.v1.Machine/Version", Rule::Public),
     ("/orc.machine.v1.Machine/Health", Rule::Public),
+    // Claiming a blank node: whoever pinned its fingerprint (maintenance only).
     ("/orc.machine.v1.Machine/Bootstrap", Rule::MaintenanceOnly),
+    // Power and service restarts disrupt workloads but grant no access.
     ("/orc.machine.v1.Machine/Reboot", Rule::AtLeast(Role::Operator)),
     ("/orc.machine.v1.Machine/Shutdown", Rule::AtLeast(Role::Operator)),
+    // Reading the node's logs and state.
     ("/orc.machine.v1.Machine/Dmesg", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Services", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/RestartService", Rule::AtLeast(Role::Operator)),
+    // Images: bringing them in costs disk, not trust (layers are unpacked safely).
     ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/List", Rule::AtLeast(Role::Reader)),
     ("/orc.container.v1.Images/Remove", Rule::AtLeast(Role::Operator)),
+    // Running workloads is the operator's job; a host bind mount reaches the
+    // node's files (its keys among them), so it needs an admin ([`require_admin`]).
     ("/orc.container.v1.Containers/Run", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/List", Rule::AtLeast(Role::Reader)),
     ("/orc.container.v1.Containers/Inspect", Rule::AtLeast(Role::Reader)),
+    // Managers gather a service's logs from the nodes that ran its tasks.
     ("/orc.container.v1.Containers/Logs", Rule::AtLeastOrManager(Role::Reader)),
+    // Exec runs code inside a workload: as much as running one.
     ("/orc.container.v1.Containers/Exec", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Stop", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
+    // A join token makes new members (a manager token: new CA key holders).
     ("/orc.cluster.v1.Cluster/JoinToken", Rule::AtLeast(Role::Admin)),
+    // Certificate lifetimes and limits govern everyone's trust.
     ("/orc.cluster.v1.Cluster/Update", Rule::AtLeast(Role::Admin)),
+    // Rewrites the quorum: the most dangerous call there is.
     ("/orc.cluster.v1.Cluster/Recover", Rule::AtLeast(Role::Admin)),
+    // Making, listing and revoking people's certificates decides who gets in.
+    ("/orc.cluster.v1.Cluster/IssueCert", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Cluster/RevokeCert", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Cluster/ListCerts", Rule::AtLeast(Role::Admin)),
+    // Everyone renews their own certificate, keeping their role.
+    ("/orc.cluster.v1.Cluster/RenewCert", Rule::AtLeast(Role::Reader)),
+    // A node renews its own certificate; the role comes from its Node object.
     ("/orc.cluster.v1.Cluster/Renew", Rule::Nodes),
+    // Services: the operator's daily work.
     ("/orc.cluster.v1.Services/Create", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Services/Update", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Services/Remove", Rule::AtLeast(Role::Operator)),
@@ -70,19 +94,53 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Services/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/Inspect", Rule::AtLeast(Role::Reader)),
+    // Draining and labelling nodes is operations; changing a node's role
+    // hands it (or takes away) the CA key: admin only ([`require_admin`]).
     ("/orc.cluster.v1.Nodes/Update", Rule::AtLeast(Role::Operator)),
+    // Removing a member is a trust decision.
     ("/orc.cluster.v1.Nodes/Remove", Rule::AtLeast(Role::Admin)),
     // The joiner has no certificate yet: the handler checks its token.
     ("/orc.cluster.v1.Cluster/Join", Rule::Joiners),
     ("/orc.machine.v1.Machine/Join", Rule::MaintenanceOnly),
+    // The replicated log: managers among themselves.
     ("/orc.raft.v1.Raft/AppendEntries", Rule::Managers),
     ("/orc.raft.v1.Raft/Vote", Rule::Managers),
     ("/orc.raft.v1.Raft/InstallSnapshot", Rule::Managers),
+    // Writes forwarded to the leader, linearizable reads: managers only.
     ("/orc.raft.v1.Raft/Propose", Rule::Managers),
+    ("/orc.raft.v1.Raft/ReadIndex", Rule::Managers),
+    // Every node's session with the leader (its tasks, its heartbeats).
     ("/orc.dispatcher.v1.Dispatcher/Session", Rule::Nodes),
     ("/orc.dispatcher.v1.Dispatcher/Heartbeat", Rule::Nodes),
-    ("/orc.raft.v1.Raft/ReadIndex", Rule::Managers),
 ];
+
+/// The part of a request that needs an admin, though its method does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOnly {
+    /// A bind mount of a host path into a container.
+    BindMount,
+    /// Promoting or demoting a node (it gains or loses the CA key).
+    NodeRole,
+}
+
+/// Refuses `what` unless the caller is an admin.
+pub fn require_admin(what: AdminOnly, peer: Option<&crate::pki::role::PeerIdentity>) -> Result<(), Status> {
+    match peer {
+        Some(p) if p.role == Role::Admin => Ok(()),
+        other => {
+            let who = other.map(|p| format!("{} {:?}", p.role, p.name)).unwrap_or_else(|| "an unknown caller".into());
+            Err(Status::permission_denied(match what {
+                AdminOnly::BindMount => format!(
+                    "{who} may not bind-mount host paths (they reach the node's own files): ask an admin, \
+                     or use a tmpfs mount"
+                ),
+                AdminOnly::NodeRole => {
+                    format!("{who} may not promote or demote nodes (a manager holds the CA key): ask an admin")
+                }
+            }))
+        }
+    }
+}
 
 fn rank(r: Role) -> u8 {
     match r {
@@ -93,8 +151,15 @@ fn rank(r: Role) -> u8 {
     }
 }
 
-/// Decides one call. `maintenance` is the node's mode now; `peer` who calls.
-pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: Option<&Peer>) -> Result<(), Status> {
+/// Decides one call. `maintenance` is the node's mode now; `peer` who calls;
+/// `deny` the certificates and nodes refused whatever they call.
+pub fn authorize(
+    path: &str,
+    maintenance: bool,
+    cluster_id: Option<&str>,
+    peer: Option<&Peer>,
+    deny: &DenyList,
+) -> Result<(), Status> {
     let Some((_, rule)) = TABLE.iter().find(|(p, _)| *p == path) else {
         return Err(Status::permission_denied(format!("{path} is not allowed for anyone")));
     };
@@ -120,11 +185,16 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
             identity.cluster_id
         )));
     }
+    match deny.refused(identity) {
+        Some(Refusal::Revoked(why)) => return Err(Status::unauthenticated(why)),
+        Some(Refusal::Removed(why)) => return Err(Status::permission_denied(why)),
+        None => {}
+    }
     match rule {
         Rule::Public => Ok(()),
         Rule::MaintenanceOnly => Err(Status::already_exists("the node is already part of a cluster")),
         Rule::Joiners => Ok(()),
-        Rule::Managers if identity.role == Role::Manager => Ok(()),
+        Rule::Managers if deny.is_manager(identity) => Ok(()),
         Rule::Managers => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: only manager nodes may",
             identity.role, identity.name
@@ -134,7 +204,7 @@ pub fn authorize(path: &str, maintenance: bool, cluster_id: Option<&str>, peer: 
             "{} {:?} may not call {path}: only nodes may",
             identity.role, identity.name
         ))),
-        Rule::AtLeastOrManager(_) if identity.role == Role::Manager => Ok(()),
+        Rule::AtLeastOrManager(_) if deny.is_manager(identity) => Ok(()),
         Rule::AtLeastOrManager(min) | Rule::AtLeast(min)
             if identity.role.is_person() && rank(identity.role) >= rank(*min) =>
         {
@@ -186,7 +256,7 @@ where
         let path = req.uri().path().to_string();
         let peer = req.extensions().get::<Peer>();
         let (maintenance, cluster_id) = self.state.mode();
-        match authorize(&path, maintenance, cluster_id.as_deref(), peer) {
+        match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()) {
             Ok(()) => {
                 tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
                 Box::pin(self.inner.call(req))
@@ -206,7 +276,10 @@ mod tests {
     use tonic::Code;
 
     fn peer(role: Role, cluster: &str) -> Peer {
-        Peer { remote: "t".into(), identity: Some(PeerIdentity { name: "x".into(), cluster_id: cluster.into(), role }) }
+        Peer {
+            remote: "t".into(),
+            identity: Some(PeerIdentity { name: "x".into(), cluster_id: cluster.into(), role, ..Default::default() }),
+        }
     }
 
     #[test]
@@ -231,7 +304,9 @@ mod tests {
             ("Nope", Admin, Some(Code::PermissionDenied)),
         ];
         for (i, (method, role, want)) in cases.iter().enumerate() {
-            let got = authorize(&m(method), false, Some("c"), Some(&peer(*role, "c"))).err().map(|s| s.code());
+            let got = authorize(&m(method), false, Some("c"), Some(&peer(*role, "c")), &DenyList::default())
+                .err()
+                .map(|s| s.code());
             assert_eq!(got, *want, "case {i}: {method} as {role}");
         }
     }
@@ -239,18 +314,67 @@ mod tests {
     #[test]
     fn maintenance_and_identity_rules() {
         let m = "/orc.machine.v1.Machine/";
-        assert!(authorize(&format!("{m}Bootstrap"), true, None, None).is_ok());
-        assert!(authorize(&format!("{m}Version"), true, None, None).is_ok());
-        assert_eq!(authorize(&format!("{m}Reboot"), true, None, None).unwrap_err().code(), Code::FailedPrecondition);
+        let none = DenyList::default();
+        assert!(authorize(&format!("{m}Bootstrap"), true, None, None, &none).is_ok());
+        assert!(authorize(&format!("{m}Version"), true, None, None, &none).is_ok());
         assert_eq!(
-            authorize(&format!("{m}Version"), false, Some("c"), None).unwrap_err().code(),
+            authorize(&format!("{m}Reboot"), true, None, None, &none).unwrap_err().code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            authorize(&format!("{m}Version"), false, Some("c"), None, &none).unwrap_err().code(),
             Code::Unauthenticated
         );
         let other = peer(Role::Admin, "other");
         assert_eq!(
-            authorize(&format!("{m}Version"), false, Some("c"), Some(&other)).unwrap_err().code(),
+            authorize(&format!("{m}Version"), false, Some("c"), Some(&other), &none).unwrap_err().code(),
             Code::Unauthenticated
         );
+    }
+
+    #[test]
+    fn the_deny_list_applies_to_every_rule() {
+        let raft = "/orc.raft.v1.Raft/Propose";
+        let mut deny = DenyList::default();
+        let m1 = peer(Role::Manager, "c");
+        assert!(authorize(raft, false, Some("c"), Some(&m1), &deny).is_ok());
+        // Demoted: still a node (its session, its renewal), no longer a manager.
+        deny.workers.insert("x".into());
+        assert_eq!(authorize(raft, false, Some("c"), Some(&m1), &deny).unwrap_err().code(), Code::PermissionDenied);
+        assert!(authorize("/orc.cluster.v1.Cluster/Renew", false, Some("c"), Some(&m1), &deny).is_ok());
+        let logs = "/orc.container.v1.Containers/Logs";
+        assert!(authorize(logs, false, Some("c"), Some(&m1), &deny).is_err());
+        // Removed: nothing at all, not even public calls.
+        deny.removed_nodes.insert("x".into());
+        let e = authorize("/orc.dispatcher.v1.Dispatcher/Session", false, Some("c"), Some(&m1), &deny).unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.message().contains("removed from the cluster"), "{}", e.message());
+        assert!(authorize("/orc.machine.v1.Machine/Version", false, Some("c"), Some(&m1), &deny).is_err());
+        // A revoked person certificate.
+        let mut admin = peer(Role::Admin, "c");
+        if let Some(id) = admin.identity.as_mut() {
+            id.serial = "0a".into();
+        }
+        assert!(authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny).is_ok());
+        deny.serials.insert("0a".into());
+        let e = authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny).unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        assert!(e.message().contains("revoked"), "{}", e.message());
+    }
+
+    #[test]
+    fn admin_only_parts_of_requests() {
+        use crate::pki::role::PeerIdentity;
+        let who = |role| PeerIdentity { name: "x".into(), cluster_id: "c".into(), role, ..Default::default() };
+        for what in [AdminOnly::BindMount, AdminOnly::NodeRole] {
+            assert!(require_admin(what, Some(&who(Role::Admin))).is_ok());
+            for role in [Role::Operator, Role::Reader, Role::Manager, Role::Worker] {
+                let e = require_admin(what, Some(&who(role))).unwrap_err();
+                assert_eq!(e.code(), Code::PermissionDenied);
+                assert!(e.message().contains("ask an admin"), "{}", e.message());
+            }
+            assert!(require_admin(what, None).is_err());
+        }
     }
 
     #[test]

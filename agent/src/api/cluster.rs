@@ -7,8 +7,8 @@ use orc_proto::cluster::cluster_server::Cluster;
 use orc_proto::cluster::*;
 use tonic::{Request, Response, Status};
 
-use super::convert::status_to_proto;
-use crate::cluster::{join, renew, settings, tokens};
+use super::convert::{person_cert_to_proto, status_to_proto};
+use crate::cluster::{certs, join, renew, settings, tokens};
 use crate::state::NodeState;
 
 pub struct ClusterService {
@@ -42,8 +42,13 @@ impl Cluster for ClusterService {
     }
 
     async fn update(&self, req: Request<UpdateClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
-        let s = settings::update(&self.state.raft, req.into_inner().node_cert_ttl_secs).await?;
-        Ok(Response::new(ClusterSettings { node_cert_ttl_secs: s.node_cert_ttl().as_secs() }))
+        let r = req.into_inner();
+        let u = settings::SettingsUpdate { node_cert_ttl_secs: r.node_cert_ttl_secs, max_replicas: r.max_replicas };
+        let s = settings::update(&self.state.raft, u).await?;
+        Ok(Response::new(ClusterSettings {
+            node_cert_ttl_secs: s.node_cert_ttl().as_secs(),
+            max_replicas: s.max_replicas(),
+        }))
     }
 
     async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
@@ -60,5 +65,30 @@ impl Cluster for ClusterService {
         let ca_der = join::pem_der(&id.ca_cert_pem)?;
         let token = tokens::join_token(&self.state.raft, &ca_der, &req.role, req.rotate).await?;
         Ok(Response::new(JoinTokenResponse { token }))
+    }
+
+    async fn issue_cert(&self, req: Request<IssueCertRequest>) -> Result<Response<IssueCertResponse>, Status> {
+        let by = super::peer::identity(&req)?;
+        let r = req.into_inner();
+        let (cert_pem, ca_cert_pem, c) =
+            certs::issue(&self.state, &by, &r.name, &r.role, r.ttl_secs, &r.csr_pem).await?;
+        Ok(Response::new(IssueCertResponse { cert_pem, ca_cert_pem, cert: Some(person_cert_to_proto(&c)) }))
+    }
+
+    async fn renew_cert(&self, req: Request<RenewCertRequest>) -> Result<Response<IssueCertResponse>, Status> {
+        let caller = super::peer::identity(&req)?;
+        let (cert_pem, ca_cert_pem, c) = certs::renew(&self.state, &caller, &req.into_inner().csr_pem).await?;
+        Ok(Response::new(IssueCertResponse { cert_pem, ca_cert_pem, cert: Some(person_cert_to_proto(&c)) }))
+    }
+
+    async fn revoke_cert(&self, req: Request<RevokeCertRequest>) -> Result<Response<RevokeCertResponse>, Status> {
+        let by = super::peer::identity(&req)?;
+        let revoked = certs::revoke(&self.state.raft, &by, &req.into_inner().cert).await?;
+        Ok(Response::new(RevokeCertResponse { revoked: revoked.iter().map(person_cert_to_proto).collect() }))
+    }
+
+    async fn list_certs(&self, _: Request<ListCertsRequest>) -> Result<Response<ListCertsResponse>, Status> {
+        let all = certs::list(&self.state.raft).await?;
+        Ok(Response::new(ListCertsResponse { certs: all.iter().map(person_cert_to_proto).collect() }))
     }
 }

@@ -48,7 +48,11 @@ pub fn parse_signal(s: &str) -> Result<i32, Status> {
 #[tonic::async_trait]
 impl Containers for ContainersService {
     async fn run(&self, req: Request<RunRequest>) -> Result<Response<Container>, Status> {
+        let caller = crate::pki::peer::caller(&req);
         let spec = req.into_inner().spec.unwrap_or_default();
+        if spec.mounts.iter().any(|m| m.r#type.is_empty() || m.r#type == "bind") {
+            super::authz::require_admin(super::authz::AdminOnly::BindMount, caller.as_ref())?;
+        }
         tracing::info!(image = %spec.image, name = %spec.name, "run requested");
         let r = self.runtime.run(&spec).await?;
         Ok(Response::new(r.to_proto()))

@@ -3,12 +3,12 @@
 use orc_proto::cluster as pb;
 
 use crate::cluster::objects::*;
-use crate::cluster::{spec, ClusterError};
+use crate::cluster::ClusterError;
 use crate::pki::role::Role;
 use crate::raft::handle::Status as RaftStatus;
 use crate::runtime::record::Process;
 
-/// A service spec from the API, checked ([`spec::validate`]).
+/// A service spec from the API (checked against the cluster's limits by `cluster::services`).
 pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> {
     let bad = ClusterError::InvalidArgument;
     let mode = match p.mode.as_str() {
@@ -54,7 +54,6 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         ports,
         labels: p.labels.into_iter().collect(),
     };
-    spec::validate(&s)?;
     Ok(s)
 }
 
@@ -170,5 +169,17 @@ pub fn status_to_proto(s: RaftStatus) -> pb::StatusResponse {
             .map(|m| pb::Member { id: m.id, node_id: format!("{:016x}", m.id), addr: m.addr, voter: m.voter })
             .collect(),
         store_version: s.store_version,
+    }
+}
+
+pub fn person_cert_to_proto(c: &PersonCert) -> pb::PersonCert {
+    pb::PersonCert {
+        serial: c.serial.clone(),
+        name: c.name.clone(),
+        role: c.role.as_str().into(),
+        issued_ms: c.issued_ms,
+        expires_ms: c.expires_ms,
+        issued_by: c.issued_by.clone(),
+        revoked_ms: c.revoked_ms.unwrap_or(0),
     }
 }

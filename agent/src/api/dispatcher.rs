@@ -62,14 +62,21 @@ impl Dispatcher for DispatcherService {
                     return;
                 }
                 let a = domain::assignments(&s, &node_id).await;
-                // Sent again when the tasks, the role or the lifetime change.
-                let key = (a.tasks.clone(), a.role, a.cert_ttl_secs);
+                // Removed while its session was open: ended now, not at its next call.
+                if a.deny.removed_nodes.contains(&node_id) {
+                    let removed = domain::DispatchError::Removed { node: node_id.clone(), at_open: false };
+                    let _ = tx.send(Err(removed.into())).await;
+                    return;
+                }
+                // Sent again when the tasks, the role, the lifetime or the deny list change.
+                let key = (a.tasks.clone(), a.role, a.cert_ttl_secs, a.deny.clone());
                 if last.as_ref() != Some(&key) {
                     let msg = pb::Assignments {
                         tasks_json: serde_json::to_vec(&a.tasks).unwrap_or_default(),
                         managers: a.managers.clone(),
                         cert_ttl_secs: a.cert_ttl_secs,
                         role: a.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                        deny_json: serde_json::to_vec(&a.deny).unwrap_or_default(),
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");
@@ -77,8 +84,15 @@ impl Dispatcher for DispatcherService {
                     }
                     last = Some(key);
                 }
-                // A change, or a periodic look (leadership can end quietly).
-                let _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()).await;
+                // A change, or a periodic look (leadership can end quietly);
+                // a node that went away ends its session at once.
+                tokio::select! {
+                    _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()) => {}
+                    _ = tx.closed() => {
+                        tracing::info!(node = %node_id, "node session closed");
+                        return;
+                    }
+                }
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

@@ -42,8 +42,11 @@ impl Machine for MachineService {
         let res = tokio::task::spawn_blocking(move || bootstrap::do_bootstrap(&state, req.into_inner()))
             .await
             .map_err(|e| Status::internal(format!("bootstrap task: {e}")))??;
-        // The first manager: a one-member Raft quorum.
+        // The first manager: a one-member Raft quorum; the first admin's
+        // certificate goes on record once it has a leader.
         self.state.start_raft(true).await;
+        let (raft, admin) = (self.state.raft.clone(), res.admin_cert_pem.clone());
+        tokio::spawn(async move { crate::cluster::certs::record_bootstrap_admin(&raft, &admin).await });
         Ok(Response::new(res))
     }
 

@@ -48,7 +48,11 @@ impl Nodes for NodesService {
     }
 
     async fn update(&self, req: Request<pb::UpdateNodeRequest>) -> Result<Response<pb::Node>, Status> {
+        let caller = crate::pki::peer::caller(&req);
         let req = req.into_inner();
+        if !req.role.is_empty() {
+            super::authz::require_admin(super::authz::AdminOnly::NodeRole, caller.as_ref())?;
+        }
         let u = NodeUpdate {
             availability: req.availability,
             role: req.role,

@@ -89,7 +89,7 @@ impl Services for ServicesService {
         let req = req.into_inner();
         let sources = services::log_sources(&self.state.raft, &req.service).await?;
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("this node is not in a cluster"))?;
-        let tls = id.client_tls().map_err(|e| Status::internal(e.to_string()))?;
+        let tls = id.client_tls_any_node().map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(256);
         for src in sources {
             let (tx, tls) = (tx.clone(), tls.clone());

@@ -197,16 +197,21 @@ pub struct Assignments {
     pub role: Option<Role>,
     pub cert_ttl_secs: u64,
     pub managers: Vec<String>,
+    pub deny: crate::pki::deny::DenyList,
 }
 
 /// The current assignments of `node_id`, as the leader `s` has them applied.
 pub async fn assignments(s: &Started, node_id: &str) -> Assignments {
-    let v = View::of(&s.sm.applied.read().await.state);
+    let (v, deny) = {
+        let a = s.sm.applied.read().await;
+        (View::of(&a.state), super::certs::deny_list(&a.state))
+    };
     Assignments {
         tasks: tasks_of(&v, node_id),
         role: v.nodes.get(node_id).map(|n| n.role),
         cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
         managers: managers(s),
+        deny,
     }
 }
 

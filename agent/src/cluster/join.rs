@@ -105,6 +105,10 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
             _ => AgentError::Unavailable(format!("joining through {manager}: {}", s.message())),
         })?
         .into_inner();
+    // The CA handed over must be the one the token names (the TLS pin saw it
+    // in the chain; this is what is kept).
+    let ca = pem_der(&res.ca_cert_pem).map_err(|e| AgentError::InvalidArgument(format!("the manager's reply: {e}")))?;
+    token.check_ca(&ca).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
     let role = Role::of_node(&res.role);
     let identity = Identity {
         meta: IdentityMeta { node_id: res.node_id, cluster_id: res.cluster_id, cluster_name: res.cluster_name, role },

@@ -17,6 +17,7 @@
 //! - [`managers`]: the managers a node knows, on STATE.
 //! - [`error`]: the [`ClusterError`] type.
 
+pub mod certs;
 pub mod dispatcher;
 pub mod error;
 pub mod join;

@@ -40,9 +40,13 @@ pub mod table {
     pub const CLUSTER: &str = "cluster";
     pub const SETTINGS: &str = "settings";
     pub const JOIN_TOKENS: &str = "join-tokens";
+    /// People's certificates the cluster issued, by serial.
+    pub const PERSON_CERTS: &str = "person-certs";
+    /// Revoked certificates, by serial: refused by every node.
+    pub const REVOKED_CERTS: &str = "revoked-certs";
 }
 
-pub use table::{NODES, REMOVED_NODES, SERVICES, TASKS};
+pub use table::{NODES, PERSON_CERTS, REMOVED_NODES, REVOKED_CERTS, SERVICES, TASKS};
 
 pub use crate::clock::unix_ms as now_ms;
 
@@ -56,7 +60,20 @@ pub fn new_id() -> String {
 pub struct Settings {
     /// Node certificate lifetime; 0: the default (90 days).
     pub node_cert_ttl_secs: u64,
+    /// Replicas one service may ask for; 0: the default ([`DEFAULT_MAX_REPLICAS`]).
+    #[serde(default)]
+    pub max_replicas: u64,
 }
+
+/// Replicas per service unless `cluster update --max-replicas` says otherwise.
+pub const DEFAULT_MAX_REPLICAS: u64 = 10_000;
+
+/// The shortest node certificate lifetime `cluster update --cert-ttl` takes.
+pub const MIN_CERT_TTL_SECS: u64 = 10;
+/// The longest: the CA's own lifetime (ten years).
+pub const MAX_CERT_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// The highest `--max-replicas`.
+pub const MAX_MAX_REPLICAS: u64 = 1_000_000;
 
 pub const SETTINGS: (&str, &str) = (table::CLUSTER, table::SETTINGS);
 
@@ -64,7 +81,16 @@ impl Settings {
     pub fn node_cert_ttl(&self) -> std::time::Duration {
         match self.node_cert_ttl_secs {
             0 => crate::pki::ca::NODE_TTL,
-            s => std::time::Duration::from_secs(s),
+            // Bounded again here: a value stored before the bound existed
+            // must not overflow the clock arithmetic of every renewal.
+            s => std::time::Duration::from_secs(s.clamp(MIN_CERT_TTL_SECS, MAX_CERT_TTL_SECS)),
+        }
+    }
+
+    pub fn max_replicas(&self) -> u64 {
+        match self.max_replicas {
+            0 => DEFAULT_MAX_REPLICAS,
+            n => n,
         }
     }
 }
@@ -165,6 +191,30 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// A person's certificate the cluster issued (`cluster init`, `user cert
+/// create`, `config renew`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonCert {
+    pub serial: String,
+    pub name: String,
+    pub role: Role,
+    pub issued_ms: i64,
+    pub expires_ms: i64,
+    /// Who asked for it (the admin's name, or the person renewing).
+    pub issued_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+/// A revoked certificate: refused until it expires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevokedCert {
+    pub name: String,
+    /// 0 when unknown (a serial revoked without a record): kept for good.
+    pub expires_ms: i64,
+    pub revoked_ms: i64,
 }
 
 /// A node removed with `node rm`, remembered so its certificate cannot
@@ -280,7 +330,8 @@ pub struct View {
     pub tasks: BTreeMap<String, Task>,
 }
 
-fn table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, T> {
+/// Every object of the table `name`, parsed (unparseable ones logged and skipped).
+pub fn read_table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, T> {
     let Some(t) = s.tables.get(name) else { return BTreeMap::new() };
     t.iter()
         .filter_map(|(id, o)| match serde_json::from_value(o.value.clone()) {
@@ -299,7 +350,7 @@ impl View {
             .get(SETTINGS.0, SETTINGS.1)
             .and_then(|o| serde_json::from_value(o.value.clone()).ok())
             .unwrap_or_default();
-        Self { settings, nodes: table(s, NODES), services: table(s, SERVICES), tasks: table(s, TASKS) }
+        Self { settings, nodes: read_table(s, NODES), services: read_table(s, SERVICES), tasks: read_table(s, TASKS) }
     }
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {

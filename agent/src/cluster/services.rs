@@ -14,10 +14,11 @@ fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
     }
 }
 
-/// Creates a service from a validated spec; the name is claimed in the same
-/// entry, so two creates of one name cannot both win.
+/// Creates a service (its spec checked against the cluster's limits); the
+/// name is claimed in the same entry, so two creates of one name cannot both win.
 pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
     let v = view(raft).await?;
+    spec::validate(&spec, v.settings.max_replicas())?;
     if v.service_by_name(&spec.name).is_some() {
         return Err(ClusterError::AlreadyExists(format!(
             "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
@@ -51,6 +52,7 @@ pub async fn update(
         let ov = a.state.get(table::SERVICES, &old.id).map(|o| o.version).unwrap_or(0);
         (v, old, ov)
     };
+    spec::validate(&spec, v.settings.max_replicas())?;
     if expect_version != 0 && expect_version != old.spec_version {
         return Err(ClusterError::Conflict(format!(
             "service {} is at version {}, not {}: someone changed it; look again",

@@ -1,26 +1,47 @@
 //! Cluster-wide settings and recovery after losing the quorum.
 
 use super::error::ClusterError;
-use super::objects::{put, view, Settings, SETTINGS};
+use super::objects::{put, view, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS, SETTINGS};
 use super::patch::NodePatch;
 use crate::pki::role::Role;
 use crate::raft::command::Command;
 use crate::raft::RaftHandle;
 
-/// The shortest node certificate lifetime `cluster update --cert-ttl` takes.
-pub const MIN_CERT_TTL_SECS: u64 = 10;
+/// What `cluster update` changes; a field left at 0 keeps its value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SettingsUpdate {
+    pub node_cert_ttl_secs: u64,
+    pub max_replicas: u64,
+}
 
-/// `cluster update`: a field left at 0 keeps its value.
-pub async fn update(raft: &RaftHandle, node_cert_ttl_secs: u64) -> Result<Settings, ClusterError> {
+/// `cluster update`: every value checked against its range first.
+pub async fn update(raft: &RaftHandle, u: SettingsUpdate) -> Result<Settings, ClusterError> {
     let mut settings = view(raft).await?.settings;
-    if node_cert_ttl_secs != 0 {
-        if node_cert_ttl_secs < MIN_CERT_TTL_SECS {
-            return Err(ClusterError::InvalidArgument("a node certificate must live at least 10 seconds".into()));
+    if u.node_cert_ttl_secs != 0 {
+        if !(MIN_CERT_TTL_SECS..=MAX_CERT_TTL_SECS).contains(&u.node_cert_ttl_secs) {
+            return Err(ClusterError::InvalidArgument(format!(
+                "--cert-ttl {}s: a node certificate lives {MIN_CERT_TTL_SECS} s to {} days",
+                u.node_cert_ttl_secs,
+                MAX_CERT_TTL_SECS / 86_400
+            )));
         }
-        settings.node_cert_ttl_secs = node_cert_ttl_secs;
+        settings.node_cert_ttl_secs = u.node_cert_ttl_secs;
+    }
+    if u.max_replicas != 0 {
+        if u.max_replicas > MAX_MAX_REPLICAS {
+            return Err(ClusterError::InvalidArgument(format!(
+                "--max-replicas {}: at most {MAX_MAX_REPLICAS}",
+                u.max_replicas
+            )));
+        }
+        settings.max_replicas = u.max_replicas;
     }
     raft.write(put(SETTINGS.0, SETTINGS.1, &settings)).await?;
-    tracing::info!(node_cert_ttl_secs = settings.node_cert_ttl().as_secs(), "cluster settings updated");
+    tracing::info!(
+        node_cert_ttl_secs = settings.node_cert_ttl().as_secs(),
+        max_replicas = settings.max_replicas(),
+        "cluster settings updated"
+    );
     Ok(settings)
 }
 

@@ -3,12 +3,16 @@
 
 use super::objects::{Mode, ServiceSpec};
 use super::scheduler::{Constraint, ConstraintError};
+use crate::fields;
 
 pub fn valid_service_name(n: &str) -> bool {
     n.len() <= 63
         && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
+
+/// The longest restart delay and window: a day.
+pub const MAX_RESTART_MS: u64 = 24 * 3600 * 1000;
 
 /// What is wrong with a service spec, and how to put it right.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -17,8 +21,10 @@ pub enum SpecError {
     BadName(String),
     #[error("an image is required (e.g. --image registry:5000/web:1)")]
     NoImage,
-    #[error("environment entry {0:?} is not KEY=VALUE")]
-    BadEnv(String),
+    #[error(transparent)]
+    Field(#[from] crate::fields::FieldError),
+    #[error("{replicas} replicas is above the cluster's limit of {max} per service (raise it with `orcctl cluster update --max-replicas N`)")]
+    TooManyReplicas { replicas: u64, max: u64 },
     #[error(transparent)]
     Constraint(#[from] ConstraintError),
     #[error("{what} {value} must be a positive number")]
@@ -44,16 +50,26 @@ pub enum SpecError {
     GlobalWithReplicas,
 }
 
-pub fn validate(s: &ServiceSpec) -> Result<(), SpecError> {
+/// Checks `s`; `max_replicas` is the cluster's limit per service.
+pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     if !valid_service_name(&s.name) {
         return Err(SpecError::BadName(s.name.clone()));
     }
     if s.image.trim().is_empty() {
         return Err(SpecError::NoImage);
     }
-    if let Some(e) = s.process.env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
-        return Err(SpecError::BadEnv(e.clone()));
+    fields::text("image", &s.image, fields::MAX_STRING)?;
+    s.process.validate()?;
+    fields::labels("labels", &s.labels)?;
+    fields::list("constraints", &s.constraints)?;
+    if s.ports.len() > fields::MAX_LIST {
+        return Err(fields::FieldError::new("ports", format!("at most {} ports", fields::MAX_LIST)).into());
     }
+    if s.replicas > max_replicas {
+        return Err(SpecError::TooManyReplicas { replicas: s.replicas, max: max_replicas });
+    }
+    fields::duration_ms("restart delay", s.restart.delay_ms, MAX_RESTART_MS)?;
+    fields::duration_ms("restart window", s.restart.window_ms, MAX_RESTART_MS)?;
     for c in &s.constraints {
         Constraint::parse(c)?;
     }
@@ -108,7 +124,7 @@ mod tests {
     fn spec(f: impl FnOnce(&mut ServiceSpec)) -> Result<(), String> {
         let mut s = ServiceSpec { name: "web".into(), image: "busybox".into(), replicas: 1, ..Default::default() };
         f(&mut s);
-        validate(&s).map_err(|e| e.to_string())
+        validate(&s, 1000).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -124,6 +140,13 @@ mod tests {
             (Box::new(|s| s.limit_memory = 1 << 20), "minimum of 6 MiB"),
             (Box::new(|s| s.ports = vec![Port { published: 8080, target: 80, protocol: "tcp".into() }]), "use 80:80"),
             (Box::new(|s| s.ports = vec![Port { published: 80, target: 80, protocol: "sctp".into() }]), "tcp or udp"),
+            (Box::new(|s| s.replicas = 1_000_000_000), "limit of 1000 per service"),
+            (Box::new(|s| s.process.env = vec!["A=\0".into()]), "env[0]: contains a NUL"),
+            (Box::new(|s| s.process.args = vec!["x".into(); 2000]), "args: 2000 entries is too many"),
+            (Box::new(|s| s.process.workdir = "srv".into()), "absolute"),
+            (Box::new(|s| s.labels = [("a b".to_string(), String::new())].into()), "labels: key \"a b\""),
+            (Box::new(|s| s.image = "x".repeat(5000)), "image: 5000 bytes"),
+            (Box::new(|s| s.restart.delay_ms = u64::MAX), "restart delay"),
             (
                 Box::new(|s| {
                     s.mode = Mode::Global;

@@ -57,7 +57,12 @@ impl JoinToken {
             (Some(PREFIX), Some(d), Some(secret), None) if is_hex(d, 64) && is_hex(secret, SECRET_BYTES * 2) => {
                 Ok(Self { ca_digest: d.to_string(), secret: secret.to_string() })
             }
-            _ => Err(TokenError::Malformed(if s.len() > 20 { format!("{}…", &s[..20]) } else { s.to_string() })),
+            // At most 20 characters of what was given (never the secret,
+            // which starts after 70), cut on a character boundary.
+            _ => Err(TokenError::Malformed(match s.char_indices().nth(20) {
+                Some((cut, _)) => format!("{}…", &s[..cut]),
+                None => s.to_string(),
+            })),
         }
     }
 
@@ -117,6 +122,28 @@ mod tests {
         // A token of another cluster with a matching secret is refused too.
         let foreign = JoinToken { ca_digest: ca_digest(b"x"), secret: manager.secret.clone() };
         assert_eq!(foreign.role(&manager, &worker).unwrap_err(), TokenError::Unknown);
+    }
+
+    #[test]
+    fn malformed_tokens_are_errors_never_panics() {
+        let cases = [
+            "",
+            "ORC1",
+            "ORC1--",
+            "ééééééééééééééééééééééé",
+            "ORC1-ééééééééééééééééééééé-x",
+            "aaaaaaaaaaaaaaaaaaaé",
+            "aaaaaaaaaaaaaaaaaaaaé",
+            "\u{0}\u{ffff}ORC1-\u{10ffff}",
+        ];
+        for c in cases {
+            let e = JoinToken::parse(c).unwrap_err();
+            assert!(matches!(e, TokenError::Malformed(_)), "{c:?}: {e}");
+            assert!(e.to_string().contains("orcctl cluster join-token"), "{e}");
+        }
+        // Upper-case hex is refused, not mangled.
+        let t = JoinToken::generate(b"ca").to_string().to_uppercase().replace("ORC1", PREFIX);
+        assert!(JoinToken::parse(&t).is_err());
     }
 
     #[test]

@@ -87,10 +87,16 @@ fn unpack_into(
     let mut plain = hashing(decoder, Box::new(|_| {}));
     let dest = tmp.join("root");
     std::fs::create_dir(&dest).map_err(|e| AgentError::io(&dest, e))?;
-    orc_layer::unpack(&mut plain, &dest).map_err(|e| match e {
+    let limits = orc_layer::Limits { max_bytes: store.max_image_bytes };
+    orc_layer::unpack_limited(&mut plain, &dest, limits).map_err(|e| match e {
         orc_layer::Error::Write { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             AgentError::io(&dest, io::Error::from_raw_os_error(libc::ENOSPC))
         }
+        orc_layer::Error::TooLarge { path, size, limit } => AgentError::ResourceExhausted(format!(
+            "layer {what}: {} claims {size} bytes, over this node's image size limit of {limit} \
+             (the agent's --max-image-bytes, `orc.max_image_size=` on a node)",
+            path.display()
+        )),
         e => corrupt(e.to_string()),
     })?;
     // The digests cover every byte, also the tar's trailing padding.

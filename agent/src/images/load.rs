@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nix::fcntl::ResolveFlag;
 use serde::Deserialize;
 
 use super::{layer, reference, ImageRecord, ImageStore};
@@ -30,8 +31,8 @@ struct Found {
     names: Vec<String>,
     config: Vec<u8>,
     manifest_digest: String,
-    /// Layer files and, for OCI layouts, their blob digests.
-    layers: Vec<(PathBuf, Option<String>)>,
+    /// Layer files (relative to the archive) and, for OCI layouts, their blob digests.
+    layers: Vec<(String, Option<String>)>,
 }
 
 fn bad(msg: impl std::fmt::Display) -> AgentError {
@@ -54,11 +55,11 @@ pub async fn load(
         let dir = s.tmp_dir().join(format!("load-{:016x}", rand::random::<u64>()));
         std::fs::create_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
         let result = (|| {
-            extract(&archive, &dir)?;
+            extract(&s, &archive, &dir)?;
             let found = find(&dir, &default_name)?;
             let mut records = Vec::new();
             for f in &found {
-                records.extend(import(&s, f)?);
+                records.extend(import(&s, &dir, f)?);
             }
             Ok(records)
         })();
@@ -73,27 +74,48 @@ pub async fn load(
     Ok(records)
 }
 
-fn extract(archive: &Path, dir: &Path) -> Result<(), AgentError> {
+fn extract(store: &ImageStore, archive: &Path, dir: &Path) -> Result<(), AgentError> {
     let f = std::fs::File::open(archive).map_err(|e| AgentError::io(archive, e))?;
+    // Unpacked once here and once into layers: twice its size at least.
+    let len = f.metadata().map_err(|e| AgentError::io(archive, e))?.len();
+    store.check_space(&archive.display().to_string(), len.saturating_mul(2))?;
     let mut r = BufReader::new(f);
     let gzip = r.fill_buf().map(|b| b.starts_with(&[0x1f, 0x8b])).unwrap_or(false);
     let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(r)) } else { Box::new(r) };
-    orc_layer::unpack(reader, dir).map_err(|e| match e {
+    let limits = orc_layer::Limits { max_bytes: store.max_image_bytes.saturating_mul(2) };
+    orc_layer::unpack_limited(reader, dir, limits).map_err(|e| match e {
         orc_layer::Error::Write { source, path } => AgentError::io(path, source),
         e => bad(e),
     })?;
     Ok(())
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, AgentError> {
-    let data = std::fs::read(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&data).map_err(|e| bad(format!("{}: {e}", path.display())))
+/// Metadata files (manifests, configs, indexes) are small.
+const MAX_METADATA: u64 = 16 << 20;
+
+/// The archive's file `rel` (a path the archive itself names): confined
+/// to the unpacked archive, no symlink followed, a regular file only.
+fn archive_file(dir: &Path, rel: &str) -> Result<std::fs::File, AgentError> {
+    crate::fsutil::open_regular_in(dir, Path::new(rel), CONFINED)
+        .map_err(|e| bad(format!("{rel:?}: {e} (paths in an archive must name regular files inside it)")))
+}
+
+fn archive_read(dir: &Path, rel: &str) -> Result<Vec<u8>, AgentError> {
+    crate::fsutil::read_regular_in(dir, Path::new(rel), CONFINED, MAX_METADATA)
+        .map_err(|e| bad(format!("{rel:?}: {e} (paths in an archive must name regular files inside it)")))
+}
+
+/// Beneath the archive's root; its symlinks are not followed.
+const CONFINED: ResolveFlag = ResolveFlag::RESOLVE_BENEATH.union(ResolveFlag::RESOLVE_NO_SYMLINKS);
+
+fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, rel: &str) -> Result<T, AgentError> {
+    serde_json::from_slice(&archive_read(dir, rel)?).map_err(|e| bad(format!("{rel}: {e}")))
 }
 
 /// A blob of an OCI layout, read and checked against its digest.
 fn blob(dir: &Path, digest: &str) -> Result<Vec<u8>, AgentError> {
     let hex = super::digest_hex(digest)?;
-    let data = std::fs::read(dir.join("blobs/sha256").join(hex)).map_err(|e| bad(format!("blob {digest}: {e}")))?;
+    let data = archive_read(dir, &format!("blobs/sha256/{hex}"))?;
     if sha256(&data) != digest {
         return Err(bad(format!("blob {digest} does not match its digest: the archive is corrupt")));
     }
@@ -101,12 +123,12 @@ fn blob(dir: &Path, digest: &str) -> Result<Vec<u8>, AgentError> {
 }
 
 fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
-    if dir.join("manifest.json").exists() {
-        let manifests: Vec<DockerManifest> = read_json(&dir.join("manifest.json"))?;
+    if dir.join("manifest.json").symlink_metadata().is_ok() {
+        let manifests: Vec<DockerManifest> = read_json(dir, "manifest.json")?;
         return manifests
             .into_iter()
             .map(|m| {
-                let config = std::fs::read(dir.join(&m.config)).map_err(|e| bad(format!("{}: {e}", m.config)))?;
+                let config = archive_read(dir, &m.config)?;
                 let mut names = m.repo_tags.unwrap_or_default();
                 if names.is_empty() && !default_name.is_empty() {
                     names.push(default_name.to_string());
@@ -115,15 +137,15 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
                     names,
                     config,
                     manifest_digest: String::new(),
-                    layers: m.layers.iter().map(|l| (dir.join(l), None)).collect(),
+                    layers: m.layers.iter().map(|l| (l.clone(), None)).collect(),
                 })
             })
             .collect();
     }
-    if !dir.join("index.json").exists() {
+    if dir.join("index.json").symlink_metadata().is_err() {
         return Err(bad("neither an OCI image layout (index.json) nor a `docker save` archive (manifest.json)"));
     }
-    let index: oci_spec::image::ImageIndex = read_json(&dir.join("index.json"))?;
+    let index: oci_spec::image::ImageIndex = read_json(dir, "index.json")?;
     let mut out = Vec::new();
     for desc in index.manifests() {
         let mut digest = desc.digest().to_string();
@@ -158,7 +180,7 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
             .iter()
             .map(|l| {
                 let d = l.digest().to_string();
-                Ok((dir.join("blobs/sha256").join(super::digest_hex(&d)?), Some(d)))
+                Ok((format!("blobs/sha256/{}", super::digest_hex(&d)?), Some(d)))
             })
             .collect::<Result<_, AgentError>>()?;
         out.push(Found {
@@ -171,7 +193,7 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
     Ok(out)
 }
 
-fn import(store: &ImageStore, f: &Found) -> Result<Vec<ImageRecord>, AgentError> {
+fn import(store: &ImageStore, dir: &Path, f: &Found) -> Result<Vec<ImageRecord>, AgentError> {
     if f.names.is_empty() {
         return Err(bad("the archive does not name its image: pass a name (`orcctl image load --name app:1 FILE`)"));
     }
@@ -185,10 +207,13 @@ fn import(store: &ImageStore, f: &Found) -> Result<Vec<ImageRecord>, AgentError>
     for ((path, blob_digest), diff_id) in f.layers.iter().zip(&diff_ids) {
         let target = store.layer_dir(diff_id)?;
         if !target.exists() {
-            let file = std::fs::File::open(path).map_err(|e| bad(format!("layer {}: {e}", path.display())))?;
+            let file = archive_file(dir, path)?;
             layer::unpack(store, file, blob_digest.as_deref(), Some(diff_id), Box::new(|_| {}))?;
         }
         size += crate::fsutil::du(&target);
+    }
+    if size > store.max_image_bytes {
+        return Err(store.too_large(&f.names.join(", "), size));
     }
     f.names
         .iter()
@@ -203,4 +228,40 @@ fn import(store: &ImageStore, f: &Found) -> Result<Vec<ImageRecord>, AgentError>
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docker_archive(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = serde_json::json!([{"Config": config, "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}]);
+        std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+        std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
+        dir
+    }
+
+    #[test]
+    fn paths_an_archive_names_stay_inside_it() {
+        let ok = docker_archive("config.json");
+        assert_eq!(find(ok.path(), "").unwrap()[0].config, b"{}");
+        for escape in ["/etc/passwd", "../../../../etc/passwd", "config.json/../../x"] {
+            let d = docker_archive(escape);
+            let e = find(d.path(), "").err().unwrap().to_string();
+            assert!(e.contains("inside it"), "{escape}: {e}");
+        }
+        // A symlink the archive created is not followed.
+        let d = docker_archive("link");
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        assert!(find(d.path(), "").err().unwrap().to_string().contains("inside it"));
+        // Nor a FIFO read (it would block the load forever).
+        let d = docker_archive("fifo");
+        nix::unistd::mkfifo(&d.path().join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(find(d.path(), "").err().unwrap().to_string().contains("not a regular file"));
+        // The layer files too.
+        std::fs::create_dir(ok.path().join("l")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ok.path().join("l/layer.tar")).unwrap();
+        assert!(archive_file(ok.path(), "l/layer.tar").is_err());
+    }
 }

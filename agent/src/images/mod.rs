@@ -72,7 +72,13 @@ pub struct ImageStore {
     /// One implicit pull at a time ([`pull::ensure`]): twenty replicas of
     /// one image pull it once.
     pub(crate) ensuring: tokio::sync::Mutex<()>,
+    /// The most bytes one image (and so one layer) may unpack to.
+    pub max_image_bytes: u64,
 }
+
+/// What a pull or load keeps free on STATE beyond what it needs, so the
+/// node's own state (Raft, records, logs) can still be written.
+pub const SPACE_RESERVE: u64 = 256 << 20;
 
 /// Hex part of a `sha256:<hex>` digest, checked.
 pub fn digest_hex(digest: &str) -> Result<&str, AgentError> {
@@ -83,7 +89,11 @@ pub fn digest_hex(digest: &str) -> Result<&str, AgentError> {
 }
 
 impl ImageStore {
-    pub fn open(state_dir: &Path, insecure_registries: Vec<String>) -> Result<Arc<Self>, AgentError> {
+    pub fn open(
+        state_dir: &Path,
+        insecure_registries: Vec<String>,
+        max_image_bytes: u64,
+    ) -> Result<Arc<Self>, AgentError> {
         let root = state_dir.join("images");
         for d in ["blobs/sha256", "layers/sha256", "tmp"] {
             std::fs::create_dir_all(root.join(d)).map_err(|e| AgentError::io(root.join(d), e))?;
@@ -94,7 +104,40 @@ impl ImageStore {
                 let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
             }
         }
-        Ok(Arc::new(Self { root, insecure_registries, lock: Default::default(), ensuring: Default::default() }))
+        Ok(Arc::new(Self {
+            root,
+            insecure_registries,
+            lock: Default::default(),
+            ensuring: Default::default(),
+            max_image_bytes,
+        }))
+    }
+
+    /// Refuses to start bringing in `image` (at least `needed` bytes, plus
+    /// [`SPACE_RESERVE`]) when STATE has less free, or when `needed` alone
+    /// is over the image size limit; the error names the image, the sizes and the fix.
+    pub fn check_space(&self, image: &str, needed: u64) -> Result<(), AgentError> {
+        if needed > self.max_image_bytes {
+            return Err(self.too_large(image, needed));
+        }
+        let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| AgentError::io(&self.root, e.into()))?;
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        if free < needed.saturating_add(SPACE_RESERVE) {
+            return Err(AgentError::ResourceExhausted(format!(
+                "{image}: needs at least {needed} bytes and {SPACE_RESERVE} to spare, but STATE has {free} free: \
+                 remove unused images and containers (`orcctl image rm`, `orcctl container rm`) or give the node a bigger disk"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The error for an image over the limit.
+    pub fn too_large(&self, image: &str, size: u64) -> AgentError {
+        AgentError::ResourceExhausted(format!(
+            "{image}: {size} bytes is over this node's image size limit of {} bytes \
+             (the agent's --max-image-bytes, `orc.max_image_size=` on a node)",
+            self.max_image_bytes
+        ))
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
@@ -231,5 +274,23 @@ impl ImageStore {
             tracing::info!(freed, "image garbage collected");
         }
         Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pulls_that_cannot_fit_are_refused_before_they_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(dir.path(), vec![], 1 << 20).unwrap();
+        store.check_space("web:1", 1000).unwrap();
+        let e = store.check_space("web:1", 2 << 20).unwrap_err().to_string();
+        assert!(e.contains("web:1") && e.contains("2097152 bytes") && e.contains("--max-image-bytes"), "{e}");
+        let roomy = ImageStore::open(dir.path(), vec![], u64::MAX).unwrap();
+        let e = roomy.check_space("huge:1", u64::MAX / 2).unwrap_err().to_string();
+        assert!(e.contains("huge:1") && e.contains("free") && e.contains("orcctl image rm"), "{e}");
+        assert!(matches!(roomy.check_space("huge:1", u64::MAX / 2), Err(AgentError::ResourceExhausted(_))));
     }
 }

@@ -159,6 +159,15 @@ pub async fn pull(
             diff_ids.len()
         )));
     }
+    // What is missing, counted by its compressed size: a lower bound of
+    // what unpacking it takes.
+    let mut needed = 0u64;
+    for (l, d) in manifest.layers.iter().zip(&diff_ids) {
+        if !store.layer_dir(d)?.exists() {
+            needed = needed.saturating_add(l.size.max(0) as u64);
+        }
+    }
+    store.check_space(&full, needed)?;
     for l in &manifest.layers {
         let _ = progress.send(layer_event(&l.digest, 0, l.size.max(0) as u64, "waiting")).await;
     }
@@ -177,6 +186,10 @@ pub async fn pull(
     let mut size = 0;
     for d in &diff_ids {
         size += crate::fsutil::du(&store.layer_dir(d)?);
+    }
+    if size > store.max_image_bytes {
+        // Its layers stay until garbage collection: another image may share them.
+        return Err(store.too_large(&full, size));
     }
     let record = ImageRecord {
         name: full,

@@ -57,10 +57,13 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
         }
     }
     let (maintenance, _) = state.mode();
-    checks.push(check(
-        "identity",
-        true,
-        if maintenance { "maintenance mode: no cluster yet" } else { "member of a cluster" },
-    ));
+    checks.push(match &state.identity_error {
+        Some(e) => check("identity", false, e.clone()),
+        None => check(
+            "identity",
+            true,
+            if maintenance { "maintenance mode: no cluster yet" } else { "member of a cluster" },
+        ),
+    });
     HealthResponse { healthy: checks.iter().all(|c| c.ok), uptime_seconds: state.started.elapsed().as_secs(), checks }
 }

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 use super::role::Role;
 use super::{PkiError, NODE_SERVER_NAME};
 
+/// The longest lifetime of any certificate the CA issues: its own.
+pub const MAX_TTL: Duration = CA_TTL;
 /// CA certificates live ten years.
 const CA_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Node certificates live 90 days (Swarm's default) and renew before expiry.
@@ -35,10 +37,16 @@ fn dn(name: &str, cluster_id: &str, ou: &str) -> DistinguishedName {
     dn
 }
 
-fn validity(params: &mut CertificateParams, ttl: Duration) {
+/// The longest lifetime any certificate gets (the CA's): a longer TTL is
+/// an error, never an overflow.
+fn validity(params: &mut CertificateParams, ttl: Duration) -> Result<(), PkiError> {
+    if ttl > CA_TTL {
+        return Err(PkiError::TtlTooLong { secs: ttl.as_secs(), max_secs: CA_TTL.as_secs() });
+    }
     let now = OffsetDateTime::now_utc();
     params.not_before = now - BACKDATE;
     params.not_after = now + ttl;
+    Ok(())
 }
 
 /// A new self-signed cluster CA.
@@ -48,7 +56,7 @@ pub fn new_ca(cluster_id: &str, cluster_name: &str) -> Result<CertKey, PkiError>
     p.distinguished_name = dn(&format!("orc cluster CA {cluster_name}"), cluster_id, "ca");
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    validity(&mut p, CA_TTL);
+    validity(&mut p, CA_TTL)?;
     let cert = p.self_signed(&key)?;
     Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
@@ -66,13 +74,13 @@ pub fn issue(ca: &CertKey, cluster_id: &str, name: &str, role: Role, ttl: Durati
         p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
         p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
     }
-    validity(&mut p, ttl);
+    validity(&mut p, ttl)?;
     let cert = p.signed_by(&key, &issuer)?;
     Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
-/// Signs a joining node's CSR: the CA sets the name, cluster and role (the
-/// CSR only contributes its public key).
+/// Signs a CSR of a node (joining, renewing) or a person: the CA sets the
+/// name, cluster and role (the CSR only contributes its public key).
 pub fn sign_csr(
     ca: &CertKey,
     cluster_id: &str,
@@ -87,9 +95,12 @@ pub fn sign_csr(
     let mut p = CertificateParams::new(Vec::<String>::new())?;
     p.distinguished_name = dn(name, cluster_id, role.as_str());
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth];
-    p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
-    validity(&mut p, ttl);
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if !role.is_person() {
+        p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
+        p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
+    }
+    validity(&mut p, ttl)?;
     csr.params = p;
     Ok(csr.signed_by(&issuer)?.pem())
 }
@@ -118,6 +129,15 @@ mod tests {
             let ck = issue(&ca, "c1", "someone", role, PERSON_TTL).unwrap();
             let id = identity_of(&der(&ck.cert_pem)).unwrap();
             assert_eq!((id.name.as_str(), id.cluster_id.as_str(), id.role), ("someone", "c1", role));
+        }
+    }
+
+    #[test]
+    fn a_lifetime_past_the_cas_is_an_error_not_an_overflow() {
+        let ca = new_ca("c1", "test").unwrap();
+        for ttl in [Duration::from_secs(u64::MAX), Duration::MAX, CA_TTL + Duration::from_secs(1)] {
+            let e = issue(&ca, "c1", "n", Role::Worker, ttl).unwrap_err();
+            assert!(matches!(e, PkiError::TtlTooLong { .. }), "{e}");
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod ca;
 pub mod channel;
+pub mod deny;
 pub mod identity;
 pub mod maintenance;
 pub mod peer;
@@ -38,4 +39,6 @@ pub enum PkiError {
     Malformed { path: String, msg: String },
     #[error("certificate has no orc role (OU) or an unknown one: {0:?}")]
     BadRole(String),
+    #[error("a certificate lifetime of {secs} s is longer than the CA's ({max_secs} s)")]
+    TtlTooLong { secs: u64, max_secs: u64 },
 }

@@ -70,11 +70,15 @@ impl FromStr for Role {
 }
 
 /// Who is on the other end of a verified connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerIdentity {
     pub name: String,
     pub cluster_id: String,
     pub role: Role,
+    /// The certificate's serial number, lowercase hex (what revocation names).
+    pub serial: String,
+    /// When the certificate expires (Unix seconds).
+    pub not_after: i64,
 }
 
 /// Reads name, cluster and role from a certificate (already verified by TLS).
@@ -88,5 +92,21 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, PkiError> {
     let name = first(&mut subject.iter_common_name()).unwrap_or_default();
     let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
     let ou = first(&mut subject.iter_organizational_unit()).unwrap_or_default();
-    Ok(PeerIdentity { name, cluster_id, role: ou.parse()? })
+    Ok(PeerIdentity {
+        name,
+        cluster_id,
+        role: ou.parse()?,
+        serial: hex::encode(cert.raw_serial()),
+        not_after: cert.validity().not_after.timestamp(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_joiners_pin_names_the_managers_role() {
+        assert_eq!(Role::Manager.as_str(), orc_tls::pin::MANAGER_OU);
+    }
 }

@@ -15,7 +15,7 @@ use super::transport::client::Network;
 use super::transport::server::RaftRpc;
 use super::types::{NodeId, TypeConfig};
 use crate::pki::ca::{issue, new_ca, CertKey};
-use crate::pki::channel::{client_tls, ClientTls};
+use crate::pki::channel::{client_tls, ClientTls, Expect};
 use crate::pki::role::Role;
 
 struct Manager {
@@ -101,7 +101,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
         let cert = issue(&ca, "c1", &format!("m{id}"), Role::Manager, Duration::from_secs(3600)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
-        let tls = ClientTls::new(client_tls(&ca.cert_pem, &cert).unwrap());
+        let tls = ClientTls::new(client_tls(&ca.cert_pem, &cert, Expect::Manager).unwrap());
         let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
         let server =
             serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);

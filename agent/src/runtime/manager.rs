@@ -173,7 +173,13 @@ impl Runtime {
         let lower: Vec<PathBuf> =
             image.layers.iter().rev().map(|l| self.images.layer_dir(l)).collect::<Result<_, _>>()?;
         let user_spec = if spec.process.user.is_empty() { defaults.user.clone() } else { spec.process.user.clone() };
-        let ids = user::resolve(&user_spec, &lower)?;
+        // Reads the image's files: off the async threads.
+        let ids = {
+            let lower = lower.clone();
+            tokio::task::spawn_blocking(move || user::resolve(&user_spec, &lower))
+                .await
+                .map_err(|e| AgentError::Internal(format!("resolving the user: {e}")))??
+        };
 
         let id = hex::encode(rand::random::<[u8; 32]>());
         let dir = self.container_dir(&id);

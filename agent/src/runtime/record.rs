@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fields;
+
 use orc_proto::container as pb;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -37,8 +39,6 @@ pub enum RunSpecError {
     NoImage,
     #[error("container name {0:?} may only hold [a-zA-Z0-9_.-] and must start with a letter or digit")]
     BadName(String),
-    #[error("environment entry {0:?} is not KEY=VALUE")]
-    BadEnv(String),
     #[error("mount type {0:?} is not bind or tmpfs")]
     BadMountType(String),
     #[error("mount target {0:?} must be an absolute path")]
@@ -53,6 +53,8 @@ pub enum RunSpecError {
     NegativePids(i64),
     #[error("restart policy {0:?} is not one of no, always, on-failure, unless-stopped")]
     BadRestart(String),
+    #[error(transparent)]
+    Field(#[from] crate::fields::FieldError),
 }
 
 impl RestartCondition {
@@ -92,6 +94,22 @@ pub struct Process {
     pub workdir: String,
 }
 
+impl Process {
+    /// Every field within [`fields`]' bounds; env entries are `KEY=VALUE`;
+    /// the working directory is absolute.
+    pub fn validate(&self) -> Result<(), fields::FieldError> {
+        fields::list("command", &self.command)?;
+        fields::list("args", &self.args)?;
+        fields::env("env", &self.env)?;
+        fields::text("user", &self.user, 256)?;
+        fields::text("workdir", &self.workdir, fields::MAX_STRING)?;
+        if !self.workdir.is_empty() && !self.workdir.starts_with('/') {
+            return Err(fields::FieldError::new("workdir", format!("{:?} must be an absolute path", self.workdir)));
+        }
+        Ok(())
+    }
+}
+
 /// A validated `pb::ContainerSpec` (registry credentials are not kept).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunSpec {
@@ -116,10 +134,18 @@ impl RunSpec {
         if !s.name.is_empty() && !valid_name(&s.name) {
             return Err(RunSpecError::BadName(s.name.clone()));
         }
-        for e in &s.env {
-            if !e.contains('=') || e.starts_with('=') {
-                return Err(RunSpecError::BadEnv(e.clone()));
-            }
+        fields::text("image", &s.image, fields::MAX_STRING)?;
+        let process = Process {
+            command: s.command.clone(),
+            args: s.args.clone(),
+            env: s.env.clone(),
+            user: s.user.clone(),
+            workdir: s.workdir.clone(),
+        };
+        process.validate()?;
+        fields::labels("labels", &s.labels.clone().into_iter().collect())?;
+        if s.mounts.len() > fields::MAX_LIST {
+            return Err(fields::FieldError::new("mounts", format!("at most {} mounts", fields::MAX_LIST)).into());
         }
         let mounts = s
             .mounts
@@ -132,6 +158,8 @@ impl RunSpec {
                 if !m.target.starts_with('/') {
                     return Err(RunSpecError::RelativeTarget(m.target.clone()));
                 }
+                fields::text("mount target", &m.target, fields::MAX_STRING)?;
+                fields::text("mount source", &m.source, fields::MAX_STRING)?;
                 if kind == "bind" && !m.source.starts_with('/') {
                     return Err(RunSpecError::RelativeSource(m.source.clone()));
                 }
@@ -152,13 +180,7 @@ impl RunSpec {
         Ok(Self {
             name: s.name.clone(),
             image: s.image.trim().to_string(),
-            process: Process {
-                command: s.command.clone(),
-                args: s.args.clone(),
-                env: s.env.clone(),
-                user: s.user.clone(),
-                workdir: s.workdir.clone(),
-            },
+            process,
             mounts,
             read_only: s.read_only,
             limits: Limits { cpus: r.cpus, memory: r.memory, pids: r.pids },

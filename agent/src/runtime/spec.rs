@@ -236,17 +236,25 @@ pub fn generate(
         resources =
             resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(spec_err)?);
     }
-    if req.limits.pids > 0 {
-        resources = resources.pids(LinuxPidsBuilder::default().limit(req.limits.pids).build().map_err(spec_err)?);
-    }
+    // No limit asked for: the default, so one fork bomb cannot take the node's pids.
+    let pids = if req.limits.pids > 0 { req.limits.pids } else { DEFAULT_PIDS_LIMIT };
+    resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(spec_err)?);
     linux.set_resources(Some(resources.build().map_err(spec_err)?));
     let mut masked = linux.masked_paths().clone().unwrap_or_default();
-    masked.push("/sys/devices/virtual/powercap".into());
+    masked.extend(EXTRA_MASKED.iter().map(|p| p.to_string()));
     linux.set_masked_paths(Some(masked));
     linux.set_seccomp(Some(seccomp::default_profile().map_err(spec_err)?));
     spec.set_linux(Some(linux));
     Ok(spec)
 }
+
+/// Masked beyond the OCI defaults (which are Docker's older list): the
+/// rest of Docker's, and the kernel command line, which carries the join
+/// token (`orc.join=`) and other node settings no container should read.
+pub const EXTRA_MASKED: &[&str] = &["/proc/cmdline", "/proc/interrupts", "/sys/devices/virtual/powercap"];
+
+/// Processes a container may have when its spec sets no limit.
+pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -326,7 +334,13 @@ mod tests {
         assert_eq!(s.root().as_ref().unwrap().readonly(), Some(true));
         assert!(s.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/tmp")));
         assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
+        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/cmdline".to_string()));
         assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
+        // No limit asked for: the default one.
+        let s = generate("a", Path::new("/r"), &image(), &RunSpec::default(), Ids { uid: 0, gid: 0 }, Network::Host)
+            .unwrap();
+        let res = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(res.pids().as_ref().unwrap().limit(), DEFAULT_PIDS_LIMIT);
     }
 
     #[test]

@@ -2,10 +2,9 @@
 //! image's own /etc/passwd and /etc/group (topmost layer that has them,
 //! resolved inside the layer so its symlinks cannot point at the node's).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::ResolveFlag;
 
 use crate::error::AgentError;
 
@@ -15,22 +14,18 @@ pub struct Ids {
     pub gid: u32,
 }
 
-fn read_in_layer(layer: &Path, file: &str) -> Option<String> {
-    let root =
-        nix::fcntl::open(layer, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-            .ok()?;
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(&root, file, how).ok()?;
-    let mut s = String::new();
-    std::fs::File::from(fd).take(4 << 20).read_to_string(&mut s).ok()?;
-    Some(s)
-}
-
-/// The first of `layers` (topmost first) that has `file`.
-fn read(layers: &[PathBuf], file: &str) -> Option<String> {
-    layers.iter().find_map(|l| read_in_layer(l, file))
+/// The image's `file` from the first of `layers` (topmost first) that has
+/// it: empty when none has; an error when it is not a regular file of at
+/// most 4 MiB (a FIFO or a device there is refused, never waited on).
+fn read(layers: &[PathBuf], file: &str) -> Result<String, String> {
+    for layer in layers {
+        match crate::fsutil::read_regular_in(layer, Path::new(file), ResolveFlag::RESOLVE_IN_ROOT, 4 << 20) {
+            Ok(data) => return Ok(String::from_utf8_lossy(&data).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("the image's /{file} cannot be read: {e}")),
+        }
+    }
+    Ok(String::new())
 }
 
 /// (name, id, primary gid) entries of a passwd or group file.
@@ -50,21 +45,31 @@ pub fn resolve(user: &str, layers: &[PathBuf]) -> Result<Ids, AgentError> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let passwd = read(layers, "etc/passwd").unwrap_or_default();
+    let passwd = read(layers, "etc/passwd");
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(uid) => (uid, entries(&passwd).find(|e| e.1 == uid).map(|e| e.2).unwrap_or(0)),
-        Err(_) => entries(&passwd).find(|e| e.0 == u).map(|e| (e.1, e.2)).ok_or_else(|| {
-            AgentError::InvalidArgument(format!(
-                "user {u:?} is not in the image's /etc/passwd; use a numeric uid (e.g. 1000:1000)"
-            ))
-        })?,
+        Ok(uid) => {
+            let text = passwd.unwrap_or_default();
+            let primary = entries(&text).find(|e| e.1 == uid).map(|e| e.2).unwrap_or(0);
+            (uid, primary)
+        }
+        Err(_) => {
+            let text =
+                passwd.map_err(|e| AgentError::InvalidArgument(format!("user {u:?}: {e}; use a numeric uid")))?;
+            let found = entries(&text).find(|e| e.0 == u).map(|e| (e.1, e.2));
+            found.ok_or_else(|| {
+                AgentError::InvalidArgument(format!(
+                    "user {u:?} is not in the image's /etc/passwd; use a numeric uid (e.g. 1000:1000)"
+                ))
+            })?
+        }
     };
     let gid = match g {
         None => primary,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                let group = read(layers, "etc/group").unwrap_or_default();
+                let group = read(layers, "etc/group")
+                    .map_err(|e| AgentError::InvalidArgument(format!("group {g:?}: {e}; use a numeric gid")))?;
                 let found = entries(&group).find(|e| e.0 == g).map(|e| e.1);
                 found.ok_or_else(|| {
                     AgentError::InvalidArgument(format!(
@@ -106,5 +111,18 @@ mod tests {
         // Points at the node's /etc/passwd if followed naively.
         std::os::unix::fs::symlink("/etc/passwd", layer.path().join("etc/passwd")).unwrap();
         assert!(resolve("root", &[layer.path().to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_fifo_or_device_as_passwd_is_refused_at_once() {
+        let layer = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(layer.path().join("etc")).unwrap();
+        // A reader opening this FIFO would wait for a writer forever.
+        nix::unistd::mkfifo(&layer.path().join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let layers = [layer.path().to_owned()];
+        let e = resolve("www", &layers).unwrap_err().to_string();
+        assert!(e.contains("not a regular file") && e.contains("numeric uid"), "{e}");
+        // A numeric user needs no file.
+        assert_eq!(resolve("1000:1000", &layers).unwrap(), Ids { uid: 1000, gid: 1000 });
     }
 }

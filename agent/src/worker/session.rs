@@ -21,6 +21,10 @@ use crate::pki::role::Role;
 use crate::state::NodeState;
 
 const SESSION_OPEN: Duration = Duration::from_secs(10);
+/// How long a node told it was removed keeps its tasks (a mistaken `node rm`
+/// undone in time costs nothing); then they stop, as their replacements run
+/// elsewhere.
+pub const REMOVED_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -48,13 +52,9 @@ impl From<tonic::Status> for SessionError {
 }
 
 fn known_managers(state: &NodeState) -> Vec<String> {
+    // Joining remembers the manager it joined through (the join token
+    // itself is not kept).
     let mut v = managers::remembered(state.state_dir());
-    // The manager named by orc.join, for nodes that joined before managers were remembered.
-    if let Some((_, addr)) = state.config.join.as_deref().and_then(|j| j.rsplit_once('@')) {
-        if !v.iter().any(|m| m == addr) {
-            v.push(addr.to_string());
-        }
-    }
     if state.identity().is_some_and(|i| i.meta.role == crate::pki::role::Role::Manager) {
         let me = state.advertise_addr();
         if !v.contains(&me) {
@@ -68,6 +68,9 @@ fn known_managers(state: &NodeState) -> Vec<String> {
 pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     let mut next = 0usize;
     let mut hint: Option<String> = None;
+    // Since when the cluster refuses this node, and whether its tasks are stopped.
+    let mut refused_since: Option<std::time::Instant> = None;
+    let mut stopped = false;
     loop {
         let Some(id) = state.identity() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -86,13 +89,29 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
                 managers[next].clone()
             }
         };
-        match session(&state, &executor, &id, &addr).await {
+        let result = session(&state, &executor, &id, &addr).await;
+        // A manager that took this node as a member ends the refusal (a
+        // manager that could not be reached says nothing either way).
+        if matches!(result, Ok(()) | Err(SessionError::NotLeader { .. })) {
+            (refused_since, stopped) = (None, false);
+        }
+        match result {
             // Renewed: the same manager again, with the new certificate.
             Ok(()) => hint = Some(addr),
             Err(SessionError::Refused(why)) => {
-                // Removed from the cluster (`node rm`): nothing to do but wait for an operator.
-                tracing::warn!(manager = %addr, error = %why, "the cluster refuses this node; retrying in 30 s");
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                // Removed from the cluster (`node rm`): its tasks run elsewhere
+                // now; after the grace period they stop here.
+                let since = *refused_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= REMOVED_GRACE && !stopped {
+                    tracing::warn!(error = %why, "this node was removed from the cluster: stopping its tasks");
+                    println!("orc: this node was removed from the cluster ({why}); its tasks are stopped");
+                    executor.assign(Vec::new()).await;
+                    stopped = true;
+                } else if !stopped {
+                    let left = REMOVED_GRACE.saturating_sub(since.elapsed()).as_secs();
+                    tracing::warn!(manager = %addr, error = %why, left_secs = left, "the cluster refuses this node; its tasks stop after the grace period");
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
             Err(SessionError::NotLeader { leader, .. }) => hint = Some(leader),
             Err(e @ SessionError::Lost(_)) => {
@@ -150,6 +169,12 @@ async fn session(
                     Ok(r @ (Role::Manager | Role::Worker)) => Some(r),
                     _ => None,
                 };
+                if !a.deny_json.is_empty() {
+                    match serde_json::from_slice(&a.deny_json) {
+                        Ok(deny) => state.set_deny(deny),
+                        Err(e) => tracing::error!(error = %e, "undecodable deny list; ignored"),
+                    }
+                }
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
                     Ok(tasks) => executor.assign(tasks).await,
                     Err(e) => tracing::error!(error = %e, "undecodable assignments; ignored"),

@@ -121,31 +121,25 @@ pub async fn run(
             }
             Ok(())
         }
-        ClusterCommand::Update { cert_ttl } => {
+        ClusterCommand::Update { cert_ttl, max_replicas } => {
             use orc_proto::cluster::cluster_client::ClusterClient;
-            let ttl = match cert_ttl.as_deref() {
-                None => 0,
-                Some(t) => {
-                    let t = t.trim();
-                    match t.strip_suffix('d') {
-                        Some(days) => {
-                            days.parse::<u64>().map_err(|_| CliError::Usage(format!("{t:?} is not a duration")))?
-                                * 86_400
-                        }
-                        None => crate::parse::parse_duration(t)? / 1000,
-                    }
-                }
-            };
+            let ttl = cert_ttl.as_deref().map(crate::parse::parse_ttl_secs).transpose()?.unwrap_or(0);
             let (n, ch) = crate::connect::manager(&managers, &trust).await?;
             let s = ClusterClient::new(ch)
-                .update(orc_proto::cluster::UpdateClusterRequest { node_cert_ttl_secs: ttl })
+                .update(orc_proto::cluster::UpdateClusterRequest {
+                    node_cert_ttl_secs: ttl,
+                    max_replicas: max_replicas.unwrap_or(0),
+                })
                 .await
                 .map_err(|s| CliError::from_status(&n, s))?
                 .into_inner();
             match out {
-                Output::Json => println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs})),
+                Output::Json => {
+                    println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs, "max_replicas": s.max_replicas}))
+                }
                 Output::Table => {
-                    println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs)
+                    println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs);
+                    println!("a service may have up to {} replicas", s.max_replicas);
                 }
             }
             Ok(())

@@ -38,5 +38,7 @@ pub fn run(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Result<()
             cfg.save(path)?;
             Ok(())
         }
+        // Needs a manager: `super::user::renew`.
+        ConfigCommand::Renew => Ok(()),
     }
 }

@@ -1,6 +1,6 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`],
-//! [`cluster`], [`config`]. Node commands fan out over `--nodes`
+//! [`cluster`], [`config`], [`user`]. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
 
@@ -11,8 +11,9 @@ pub mod image;
 pub mod machine;
 pub mod node;
 pub mod service;
+pub mod user;
 
-use crate::cli::{Cli, ClusterCommand, Command, NodeCommand};
+use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, NodeCommand};
 use crate::config::Config;
 use crate::connect::Trust;
 use crate::error::CliError;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     // Commands that need no context.
     match cli.command {
         Command::Cluster(cmd @ ClusterCommand::Init { .. }) => return cluster::init(cmd, &path, out).await,
+        Command::Config(ConfigCommand::Renew) => return user::renew(&path, cli.context.as_deref(), out).await,
         Command::Config(cmd) => return config::run(&path, cmd, out),
         Command::Node(cmd @ NodeCommand::Join { .. }) => return node::join(cmd, out).await,
         _ => {}
@@ -50,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Service(cmd) => service::run(cmd, &managers, &trust, out).await,
         Command::Node(cmd) => node::run(cmd, &managers, &trust, out).await,
+        Command::User(cmd) => user::run(cmd, &managers, &trust, out).await,
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
         Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,
