@@ -40,6 +40,7 @@ pub mod node;
 pub mod pki;
 pub mod raft;
 pub mod runtime;
+pub mod selfproc;
 pub mod shim;
 pub mod shim_contract;
 pub mod state;
@@ -53,6 +54,7 @@ use anyhow::Context;
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    selfproc::apply();
     // The join token lives only in the joining task, and goes with it.
     let join = config.join.take();
     let state = state::NodeState::open(config.clone()).context("opening node state")?;

@@ -18,6 +18,7 @@
 
 pub mod boot;
 pub mod cmdline;
+pub mod console;
 pub mod log;
 pub mod modules;
 pub mod mounts;

@@ -78,11 +78,18 @@ pub struct Supervisor {
     log_dir: PathBuf,
     status_path: PathBuf,
     stopping: bool,
+    console: Option<crate::console::Console>,
 }
 
 impl Supervisor {
     pub fn new(services: Vec<Service>, log_dir: &Path, status_path: &Path) -> Self {
-        Self { services, log_dir: log_dir.to_path_buf(), status_path: status_path.to_path_buf(), stopping: false }
+        Self {
+            services,
+            log_dir: log_dir.to_path_buf(),
+            status_path: status_path.to_path_buf(),
+            stopping: false,
+            console: crate::console::Console::open(),
+        }
     }
 
     /// When the next delayed start is due, if any.
@@ -129,7 +136,8 @@ impl Supervisor {
                 s.started = Some(Instant::now());
                 s.started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
                 let name = s.name.clone();
-                std::thread::spawn(move || pump_log(rd, &log_dir, &name));
+                let console = self.console.clone();
+                std::thread::spawn(move || pump_log(rd, &log_dir, &name, console));
             }
             Err(e) => {
                 tracing::error!(service = %s.name, program = %s.program.display(), error = %e, "cannot start service");
@@ -191,11 +199,11 @@ fn open_log(path: &Path) -> Option<File> {
     OpenOptions::new().create(true).append(true).open(path).ok()
 }
 
-/// Copies a service's output, line by line, to its log file (rotated) and the console.
-fn pump_log(rd: std::io::PipeReader, dir: &Path, name: &str) {
+/// Copies a service's output, line by line, to its log file (rotated) and
+/// the console (never waiting for it: [`crate::console`]).
+fn pump_log(rd: std::io::PipeReader, dir: &Path, name: &str, console: Option<crate::console::Console>) {
     let path = dir.join(format!("{name}.log"));
     let mut file = open_log(&path);
-    let mut console = OpenOptions::new().write(true).open("/dev/console").ok();
     for line in BufReader::new(rd).lines() {
         let Ok(line) = line else { break };
         if let Some(f) = file.as_mut() {
@@ -205,8 +213,8 @@ fn pump_log(rd: std::io::PipeReader, dir: &Path, name: &str) {
                 file = open_log(&path);
             }
         }
-        if let Some(c) = console.as_mut() {
-            let _ = writeln!(c, "{name}: {line}");
+        if let Some(c) = &console {
+            c.line(format!("{name}: {line}"));
         }
     }
 }

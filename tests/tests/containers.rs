@@ -132,6 +132,10 @@ fn images_and_containers_on_a_real_agent() {
     assert!(status.contains("Seccomp:\t2") && status.contains("NoNewPrivs:\t1"), "{status}");
     // The kernel command line (it carries the join token) is masked.
     assert_eq!(ctl.ok(&["container", "exec", "web", "--", "sh", "-c", "wc -c < /proc/cmdline"]).trim(), "0");
+    // Out of memory, the kernel kills containers before the agent.
+    assert_eq!(ctl.ok(&["container", "exec", "web", "--", "cat", "/proc/self/oom_score_adj"]).trim(), "0");
+    let agent_adj = std::fs::read_to_string(format!("/proc/{}/oom_score_adj", agent.child.id())).unwrap();
+    assert_eq!(agent_adj.trim(), "-900");
     // Container processes get default signal handling (the shim ignores SIGPIPE).
     let ign = ctl.ok(&["container", "exec", "web", "--", "grep", "SigIgn", "/proc/self/status"]);
     let mask = u64::from_str_radix(ign.trim().trim_start_matches("SigIgn:").trim(), 16).unwrap();

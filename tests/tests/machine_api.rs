@@ -191,3 +191,34 @@ fn identity_survives_agent_restart() {
     let _ = child.wait();
     assert_eq!((v.node_id, v.cluster_id), (r.node_id, r.cluster_id));
 }
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn a_flood_of_stalled_connections_is_bounded_and_the_node_keeps_serving() {
+    let agent = AgentProcess::start().unwrap();
+    let pid = agent.child.id();
+    let base = open_fds(pid);
+    // 300 clients that connect and never say a word (no TLS hello).
+    let stalled: Vec<_> = (0..300).map(|_| std::net::TcpStream::connect(&agent.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = open_fds(pid);
+    // At most the handshakes under way are held; the rest are closed at accept.
+    let bound = orc_agent::api::server::MAX_HANDSHAKES + 8;
+    assert!(during <= base + bound, "{during} descriptors with {base} at rest: the flood is not bounded");
+    drop(stalled);
+    // Once they are gone (closed by the clients, or after the handshake timeout), the node serves.
+    let fp = agent.fingerprint().unwrap();
+    let rt = rt();
+    let mut served = false;
+    for _ in 0..100 {
+        if rt.block_on(call(&agent.addr, &Trust::Pinned(fp.clone()), "Version")).is_ok() {
+            served = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(served, "the node stopped serving after the flood: {}", agent.log());
+}

@@ -217,6 +217,47 @@ pub fn authorize(
     }
 }
 
+/// At most this many refusals are logged per [`REFUSAL_WINDOW`].
+pub const REFUSALS_LOGGED: u32 = 20;
+pub const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The log of refused calls and connections, rate limited.
+pub static REFUSALS: RateLimit = RateLimit::new(REFUSALS_LOGGED, REFUSAL_WINDOW);
+
+/// Lets `per_window` events through per window; says how many it held back
+/// when the next window opens.
+pub struct RateLimit {
+    per_window: u32,
+    window: std::time::Duration,
+    state: std::sync::Mutex<Option<(std::time::Instant, u32, u64)>>,
+}
+
+impl RateLimit {
+    pub const fn new(per_window: u32, window: std::time::Duration) -> Self {
+        Self { per_window, window, state: std::sync::Mutex::new(None) }
+    }
+
+    /// Whether to log this event.
+    pub fn allow(&self) -> bool {
+        let mut s = crate::sync::lock(&self.state);
+        let now = std::time::Instant::now();
+        let (start, logged, dropped) = s.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= self.window {
+            if *dropped > 0 {
+                tracing::info!(not_logged = *dropped, "refusals in the last window not logged one by one");
+            }
+            (*start, *logged, *dropped) = (now, 0, 0);
+        }
+        if *logged < self.per_window {
+            *logged += 1;
+            true
+        } else {
+            *dropped += 1;
+            false
+        }
+    }
+}
+
 /// The tower layer around every gRPC service.
 #[derive(Clone)]
 pub struct AuthzLayer {
@@ -262,7 +303,11 @@ where
                 Box::pin(self.inner.call(req))
             }
             Err(status) => {
-                tracing::info!(method = %path, peer = ?peer, code = ?status.code(), "refused");
+                // Refusals are what an unauthenticated flood produces: logged
+                // at a bounded rate, the rest counted.
+                if REFUSALS.allow() {
+                    tracing::info!(method = %path, peer = ?peer, code = ?status.code(), "refused");
+                }
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }
@@ -360,6 +405,15 @@ mod tests {
         let e = authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny).unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
         assert!(e.message().contains("revoked"), "{}", e.message());
+    }
+
+    #[test]
+    fn refusals_are_logged_at_a_bounded_rate() {
+        let r = RateLimit::new(3, std::time::Duration::from_millis(200));
+        let allowed = (0..1000).filter(|_| r.allow()).count();
+        assert_eq!(allowed, 3);
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(r.allow(), "a new window");
     }
 
     #[test]

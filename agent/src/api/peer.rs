@@ -1,8 +1,10 @@
 //! A served connection: the TLS stream plus who the client is, worked out
 //! once at handshake time and handed to every request as an extension.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
@@ -20,9 +22,28 @@ pub fn identity<T>(req: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Statu
         .ok_or_else(|| tonic::Status::unauthenticated("a certificate of this cluster is required"))
 }
 
+/// A connection whose peer sent nothing for this long is closed. Live
+/// clients answer the server's HTTP/2 keep-alive pings well within it.
+pub const IDLE: Duration = Duration::from_secs(120);
+
 pub struct PeerStream {
-    pub inner: tokio_rustls::server::TlsStream<Box<dyn Io>>,
+    inner: tokio_rustls::server::TlsStream<Box<dyn Io>>,
     pub peer: Peer,
+    /// Fires when the peer has been silent for [`IDLE`].
+    idle: Pin<Box<tokio::time::Sleep>>,
+    /// This connection's place among the node's bounded connections,
+    /// given back when it closes.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PeerStream {
+    pub fn new(
+        inner: tokio_rustls::server::TlsStream<Box<dyn Io>>,
+        peer: Peer,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        Self { inner, peer, idle: Box::pin(tokio::time::sleep(IDLE)), _slot: slot }
+    }
 }
 
 impl Connected for PeerStream {
@@ -34,7 +55,18 @@ impl Connected for PeerStream {
 
 impl AsyncRead for PeerStream {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if self.idle.as_mut().poll(cx).is_ready() => {
+                tracing::debug!(remote = %self.peer.remote, "idle connection closed");
+                Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle connection")))
+            }
+            other => other,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Serving the API: accept on TCP (and vsock), handshake TLS with the
 //! configuration of the moment (maintenance or cluster), learn who the client
 //! is, and hand the connection to tonic. Handshakes run in their own tasks so
-//! a slow or hostile client cannot stall the accept loop.
+//! a slow or hostile client cannot stall the accept loop; connections,
+//! handshakes under way, streams per connection and silence are bounded.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,17 +28,41 @@ use orc_proto::dispatcher::dispatcher_server::DispatcherServer;
 use orc_proto::machine::machine_server::MachineServer;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections a node serves at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// TLS handshakes under way at once (the expensive part for an attacker to cause).
+pub const MAX_HANDSHAKES: usize = 64;
+/// Requests (streams) under way on one connection.
+pub const MAX_STREAMS: u32 = 128;
+/// HTTP/2 keep-alive: a ping this often, the peer gone without an answer in `KEEPALIVE_TIMEOUT`.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-async fn handshake(state: &NodeState, io: Box<dyn Io>, remote: String) -> Option<PeerStream> {
+/// The node's bounds on connections.
+struct Slots {
+    connections: Arc<tokio::sync::Semaphore>,
+    handshakes: Arc<tokio::sync::Semaphore>,
+}
+
+async fn handshake(
+    state: &NodeState,
+    io: Box<dyn Io>,
+    remote: String,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Option<PeerStream> {
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(remote = %remote, error = %e, "TLS handshake refused");
+            if super::authz::REFUSALS.allow() {
+                tracing::info!(remote = %remote, error = %e, "TLS handshake refused");
+            }
             return None;
         }
         Err(_) => {
-            tracing::info!(remote = %remote, "TLS handshake timed out");
+            if super::authz::REFUSALS.allow() {
+                tracing::info!(remote = %remote, "TLS handshake timed out");
+            }
             return None;
         }
     };
@@ -48,17 +73,30 @@ async fn handshake(state: &NodeState, io: Box<dyn Io>, remote: String) -> Option
             None
         }
     });
-    Some(PeerStream { inner: tls, peer: Peer { remote, identity } })
+    Some(PeerStream::new(tls, Peer { remote, identity }, slot))
 }
 
+/// Takes a connection slot and a handshake slot, or closes `io` at once
+/// (with a rate-limited warning) when the node is at either bound.
 fn spawn_handshake(
     state: Arc<NodeState>,
+    slots: &Slots,
     tx: mpsc::Sender<Result<PeerStream, std::io::Error>>,
     io: Box<dyn Io>,
     remote: String,
 ) {
+    let (Ok(slot), Ok(shaking)) =
+        (slots.connections.clone().try_acquire_owned(), slots.handshakes.clone().try_acquire_owned())
+    else {
+        if super::authz::REFUSALS.allow() {
+            tracing::warn!(%remote, max_connections = MAX_CONNECTIONS, max_handshakes = MAX_HANDSHAKES, "at the connection bound; connection closed");
+        }
+        return;
+    };
     tokio::spawn(async move {
-        if let Some(s) = handshake(&state, io, remote).await {
+        let stream = handshake(&state, io, remote, slot).await;
+        drop(shaking);
+        if let Some(s) = stream {
             let _ = tx.send(Ok(s)).await;
         }
     });
@@ -74,14 +112,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (tx, rx) = mpsc::channel(64);
+    let slots = Arc::new(Slots {
+        connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
+        handshakes: Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES)),
+    });
     {
-        let (state, tx) = (state.clone(), tx.clone());
+        let (state, tx, slots) = (state.clone(), tx.clone(), slots.clone());
         tokio::spawn(async move {
             loop {
                 match tcp.accept().await {
                     Ok((s, addr)) => {
                         let _ = s.set_nodelay(true);
-                        spawn_handshake(state.clone(), tx.clone(), Box::new(s), addr.to_string());
+                        spawn_handshake(state.clone(), &slots, tx.clone(), Box::new(s), addr.to_string());
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -92,12 +134,13 @@ pub async fn run(
         });
     }
     if let Some(vsock) = vsock {
-        let (state, tx) = (state.clone(), tx.clone());
+        let (state, tx, slots) = (state.clone(), tx.clone(), slots.clone());
         tokio::spawn(async move {
             loop {
                 match vsock.accept().await {
                     Ok((s, addr)) => spawn_handshake(
                         state.clone(),
+                        &slots,
                         tx.clone(),
                         Box::new(s),
                         format!("vsock:{}:{}", addr.cid(), addr.port()),
@@ -112,6 +155,9 @@ pub async fn run(
     }
     drop(tx);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS))
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(AuthzLayer { state: state.clone() })
         .add_service(crate::raft::transport::server::RaftRpc::server(state.raft.clone()))
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))

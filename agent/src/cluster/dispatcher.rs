@@ -6,6 +6,7 @@
 //! Liveness is leader memory, not replicated: a new leader gives every node
 //! a full grace period from its election before calling it down.
 
+use crate::fields::truncate;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,23 +49,38 @@ pub enum DispatchError {
 
 /// What nodes report, committed in order by one writer, so a heartbeat
 /// never waits for the Raft log.
-pub struct Reports(tokio::sync::mpsc::UnboundedSender<Command>);
+/// The queue of reports is bounded: when the log falls this far behind, new
+/// reports are dropped (counted), as every heartbeat repeats every task's state.
+pub struct Reports(tokio::sync::mpsc::Sender<Command>);
+
+/// Reports waiting for the log at most.
+pub const REPORTS_QUEUE: usize = 4096;
 
 impl Reports {
     /// Starts the writer on `raft`.
     pub fn start(raft: Arc<RaftHandle>) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(REPORTS_QUEUE);
         tokio::spawn(write_reports(raft, rx));
         Self(tx)
     }
 
     fn send(&self, cmd: Command) -> Result<(), DispatchError> {
-        self.0.send(cmd).map_err(|_| DispatchError::ShuttingDown)
+        match self.0.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    queue = REPORTS_QUEUE,
+                    "node reports queue full: report dropped (the next heartbeat repeats it)"
+                );
+                Ok(())
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(DispatchError::ShuttingDown),
+        }
     }
 }
 
 /// Commits queued reports in order, as few entries as it can.
-async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::Receiver<Command>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -76,6 +92,10 @@ async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::Unbound
         }
     }
 }
+
+/// The longest string a node reports into the state (hostname, address,
+/// version, a task's message or error); longer ones are cut.
+pub const MAX_REPORTED: usize = 1024;
 
 /// When each node was last heard of.
 #[derive(Default)]
@@ -163,12 +183,13 @@ pub async fn open_session(
     if removed {
         return Err(DispatchError::Removed { node: node_id.to_string(), at_open: true });
     }
+    // What a node says about itself is bounded before it enters the state.
     let fields = NodePatch {
-        hostname: Some(d.hostname.clone()),
+        hostname: Some(truncate(d.hostname.clone(), MAX_REPORTED)),
         cpus: Some(d.cpus),
         memory: Some(d.memory),
-        addr: Some(d.addr),
-        agent_version: Some(d.agent_version),
+        addr: Some(truncate(d.addr, MAX_REPORTED)),
+        agent_version: Some(truncate(d.agent_version, MAX_REPORTED)),
         cert_role: Some(role),
         // Its role is the certificate's until promoted or demoted.
         role: (!known).then_some(role),
@@ -260,9 +281,11 @@ pub async fn heartbeat(
                 tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
                 continue;
             };
+            let (message, error) =
+                (truncate(st.message.clone(), MAX_REPORTED), truncate(st.error.clone(), MAX_REPORTED));
             if t.state == state
-                && t.message == st.message
-                && t.error == st.error
+                && t.message == message
+                && t.error == error
                 && t.container == st.container
                 && t.exit_code == st.exit_code
             {
@@ -274,9 +297,9 @@ pub async fn heartbeat(
             }
             let p = TaskPatch {
                 state: Some(state),
-                message: Some(st.message),
-                error: Some(st.error),
-                container: Some(st.container),
+                message: Some(truncate(st.message, MAX_REPORTED)),
+                error: Some(truncate(st.error, MAX_REPORTED)),
+                container: Some(truncate(st.container, MAX_REPORTED)),
                 exit_code: Some(st.exit_code),
                 updated_ms: Some(now_ms()),
             };

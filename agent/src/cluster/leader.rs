@@ -16,6 +16,31 @@ use crate::raft::types::NodeId;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
+/// The most a reconcile puts into one Raft entry (its JSON).
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+
+/// Splits `cmds` into batches of at most `max` bytes of JSON each (a single
+/// larger command goes alone).
+pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
+    // The batch's own framing.
+    const FRAME: usize = 64;
+    let max = max.saturating_sub(FRAME);
+    let mut out: Vec<Vec<Command>> = Vec::new();
+    let mut size = 0;
+    for c in cmds {
+        // Its JSON and the comma between it and the next.
+        let n = serde_json::to_vec(&c).map(|v| v.len() + 1).unwrap_or(max);
+        if out.is_empty() || size + n > max {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out
+}
 
 pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
     let mut leading = false;
@@ -51,15 +76,30 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             }
             if !cmds.is_empty() {
                 let n = cmds.len();
-                match cluster.write(Command::Batch(cmds)).await {
-                    Ok(r) => match r.conflict {
-                        None => {
-                            tracing::debug!(changes = n, version = r.version, "reconciled");
-                            continue;
+                // Entries of bounded size: each chunk commits whole or not at
+                // all; a crash between chunks leaves a state the next pass
+                // continues from (new tasks are conditional puts per slot).
+                let mut all_done = true;
+                for chunk in chunks(cmds, MAX_ENTRY_BYTES) {
+                    match cluster.write(Command::Batch(chunk)).await {
+                        Ok(r) => match r.conflict {
+                            None => tracing::debug!(version = r.version, "reconcile chunk committed"),
+                            Some(c) => {
+                                tracing::info!(conflict = %c, "reconcile raced another change; next pass");
+                                all_done = false;
+                                break;
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "committing the reconcile failed");
+                            all_done = false;
+                            break;
                         }
-                        Some(c) => tracing::info!(conflict = %c, "reconcile raced another change; next pass"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "committing the reconcile failed"),
+                    }
+                }
+                if all_done {
+                    tracing::debug!(changes = n, "reconciled");
+                    continue;
                 }
             }
         }
@@ -114,4 +154,35 @@ async fn remove_manager(cluster: &RaftHandle, rid: NodeId) -> Result<(), RaftErr
     }
     s.raft.change_membership(voters, false).await.map_err(|e| RaftError::Unavailable(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::objects::{Service, ServiceSpec, View};
+
+    #[test]
+    fn a_big_reconcile_is_split_into_bounded_entries() {
+        // 10 000 replicas on one node: every new task in the decision.
+        let mut v = View::default();
+        let node = crate::cluster::objects::Node {
+            id: "n1".into(),
+            status: NodeStatus::Ready,
+            role: Role::Worker,
+            ..Default::default()
+        };
+        v.nodes.insert("n1".into(), node);
+        let spec = ServiceSpec { name: "big".into(), image: "busybox".into(), replicas: 10_000, ..Default::default() };
+        v.services.insert("s1".into(), Service { id: "s1".into(), spec, spec_version: 1, ..Default::default() });
+        let cmds = orchestrator::reconcile(&v, now_ms());
+        let n = cmds.len();
+        assert!(n >= 10_000, "{n}");
+        let parts = chunks(cmds, MAX_ENTRY_BYTES);
+        assert!(parts.len() > 1, "one entry for {n} commands");
+        assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), n, "nothing lost");
+        for p in &parts {
+            let bytes = serde_json::to_vec(&Command::Batch(p.clone())).unwrap().len();
+            assert!(bytes <= MAX_ENTRY_BYTES, "{bytes} bytes in one entry");
+        }
+    }
 }

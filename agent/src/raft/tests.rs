@@ -58,7 +58,8 @@ fn async_stream(
                 let io: Box<dyn crate::api::peer::Io> = Box::new(tcp);
                 if let Ok(tls) = acceptor.accept(io).await {
                     let peer = crate::api::peer::Peer { remote: addr.to_string(), identity: None };
-                    let _ = tx.send(Ok(crate::api::peer::PeerStream { inner: tls, peer })).await;
+                    let Ok(slot) = Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned() else { return };
+                    let _ = tx.send(Ok(crate::api::peer::PeerStream::new(tls, peer, slot))).await;
                 }
             });
         }

@@ -166,6 +166,8 @@ pub fn generate(
     }
     process.set_cwd(cwd.into());
     process.set_user(UserBuilder::default().uid(ids.uid).gid(ids.gid).build().map_err(spec_err)?);
+    // Not the agent's (inherited through the shim): containers go first when memory runs out.
+    process.set_oom_score_adj(Some(0));
     // Unset, not `false`: Docker's default (setuid binaries work), and
     // libcontainer then loads the seccomp filter while the process still
     // has CAP_SYS_ADMIN; with `Some(false)` it loads it after dropping
@@ -335,6 +337,7 @@ mod tests {
         assert!(s.mounts().as_ref().unwrap().iter().any(|m| m.destination() == Path::new("/tmp")));
         assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
         assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/cmdline".to_string()));
+        assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(0));
         assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
         // No limit asked for: the default one.
         let s = generate("a", Path::new("/r"), &image(), &RunSpec::default(), Ids { uid: 0, gid: 0 }, Network::Host)
