@@ -46,4 +46,12 @@ pub struct Config {
     /// counted by its files' logical sizes). On a node: `orc.max_image_size=`.
     #[arg(long, default_value_t = DEFAULT_MAX_IMAGE_BYTES)]
     pub max_image_bytes: u64,
+    /// What whoever bootstraps or joins this node by hand must present. On
+    /// a node: `orc.maintenance_token=`.
+    #[arg(long)]
+    pub maintenance_token: Option<String>,
+    /// Why STATE could not be used (set by orc-init): the node then serves
+    /// `health` and cannot be claimed.
+    #[arg(long)]
+    pub state_error: Option<String>,
 }

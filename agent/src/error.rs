@@ -15,6 +15,9 @@ pub enum AgentError {
     InvalidArgument(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not (a wrong maintenance token).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("i/o: {0}")]
     Io(String),
     /// Something that should not happen, said as it is.

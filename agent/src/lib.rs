@@ -57,7 +57,7 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     selfproc::apply();
     // The join token lives only in the joining task, and goes with it.
     let join = config.join.take();
-    let state = state::NodeState::open(config.clone()).context("opening node state")?;
+    let state = state::NodeState::open(config.clone(), join.is_some()).context("opening node state")?;
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the API on {}", config.listen))?;

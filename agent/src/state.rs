@@ -32,10 +32,14 @@ pub struct NodeState {
     pub identity_error: Option<String>,
     /// Certificates and nodes refused on every call ([`crate::pki::deny`]).
     deny: RwLock<Arc<crate::pki::deny::DenyList>>,
+    /// The node joins a cluster by itself (`orc.join=`): nobody bootstraps it.
+    pub joins_at_start: bool,
 }
 
 impl NodeState {
-    pub fn open(config: Config) -> Result<Arc<Self>, AgentError> {
+    /// Opens the node's state; `joins_at_start` says it was told to join
+    /// (the token itself stays with the joining task).
+    pub fn open(config: Config, joins_at_start: bool) -> Result<Arc<Self>, AgentError> {
         std::fs::create_dir_all(&config.state_dir)
             .map_err(|e| AgentError::Io(format!("{}: {e}", config.state_dir.display())))?;
         let m = maintenance::load_or_create(&config.state_dir)?;
@@ -47,7 +51,18 @@ impl NodeState {
             }
             Ok(id)
         }) {
-            Ok(id) => (id, None),
+            Ok(id) if config.state_error.is_none() => (id, None),
+            Ok(_) => {
+                let msg = format!(
+                    "STATE cannot be used ({}): the node may hold a former member's identity, so it stays \
+                     unclaimable. Fix or replace the disk and reboot; to start afresh, wipe it (or boot with \
+                     orc.state= naming a blank disk)",
+                    config.state_error.as_deref().unwrap_or_default()
+                );
+                tracing::error!(error = %msg, "STATE unusable");
+                println!("orc: ERROR: {msg}");
+                (None, Some(msg))
+            }
             Err(e) => {
                 let msg = format!(
                     "the node's identity in {} cannot be used ({e}): the node was a cluster member and stays \
@@ -75,6 +90,7 @@ impl NodeState {
             api_addr: std::sync::OnceLock::new(),
             identity_error,
             deny: RwLock::default(),
+            joins_at_start,
         }))
     }
 
@@ -114,6 +130,19 @@ impl NodeState {
 
     pub fn state_dir(&self) -> &Path {
         &self.config.state_dir
+    }
+
+    /// Whether `given` is the node's maintenance token (any, when it has none).
+    pub fn check_maintenance_token(&self, given: &str) -> Result<(), AgentError> {
+        let Some(want) = self.config.maintenance_token.as_deref().filter(|t| !t.is_empty()) else { return Ok(()) };
+        let same = want.len() == given.len() && want.bytes().zip(given.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(AgentError::PermissionDenied(
+                "this node was booted with orc.maintenance_token=: pass it with --maintenance-token".into(),
+            ))
+        }
     }
 
     /// Adopts a new identity: saved first (fsynced), then served. Fails if

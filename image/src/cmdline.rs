@@ -21,6 +21,8 @@ pub const ADVERTISE: &str = "orc.advertise";
 pub const INSECURE_REGISTRIES: &str = "orc.insecure_registries";
 /// The most bytes one image may unpack to on the node.
 pub const MAX_IMAGE_SIZE: &str = "orc.max_image_size";
+/// What whoever bootstraps or joins the node by hand must present.
+pub const MAINTENANCE_TOKEN: &str = "orc.maintenance_token";
 
 /// The filesystem label of the STATE partition.
 pub const STATE_LABEL: &str = "ORC_STATE";

@@ -50,7 +50,7 @@ fn fatal(msg: &str) -> ! {
 
 /// Runs the whole life of the node; returns only the error that stopped it.
 fn run() -> BootError {
-    let cmd = match early() {
+    let (cmd, state_error) = match early() {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -58,10 +58,12 @@ fn run() -> BootError {
         Ok(rt) => rt,
         Err(e) => return BootError::Runtime(e),
     };
-    rt.block_on(main_loop(cmd))
+    rt.block_on(main_loop(cmd, state_error))
 }
 
-fn early() -> Result<Cmdline, BootError> {
+/// Mounts, modules, the root and STATE; returns the command line and why
+/// STATE could not be used, if it could not.
+fn early() -> Result<(Cmdline, Option<String>), BootError> {
     mounts::mount_table(Path::new("/"), EARLY)?;
     log::attach_kmsg(Path::new("/dev"));
     // Userspace writes to /dev/kmsg are rate-limited by default; PID 1's must not be.
@@ -84,11 +86,16 @@ fn early() -> Result<Cmdline, BootError> {
         let _ = std::fs::write("/run/orc/state.ext4.gz", t);
     }
     let named = cmd.state.as_deref().map(Path::new);
-    match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
-        Ok(kind) => tracing::info!(?kind, path = STATE_DIR, "STATE mounted"),
+    let state_error = match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
+        Ok(kind) => {
+            tracing::info!(?kind, path = STATE_DIR, "STATE mounted");
+            None
+        }
         Err(e) => {
-            // Keep the node reachable so an operator can see why.
-            tracing::error!(error = %e, "STATE unavailable; using tmpfs, nothing will persist");
+            // A STATE disk is there but unusable: it may be a former
+            // member's. The node stays reachable (tmpfs) so an operator can
+            // see why, and the agent refuses to be claimed.
+            tracing::error!(error = %e, "STATE unavailable; the node will not be claimable until it is fixed");
             let _ = mounts::mount_fs(
                 Path::new("tmpfs"),
                 Path::new(STATE_DIR),
@@ -96,10 +103,11 @@ fn early() -> Result<Cmdline, BootError> {
                 nix::mount::MsFlags::MS_NOSUID,
                 Some("mode=0700"),
             );
+            Some(e.to_string())
         }
-    }
+    };
     let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
-    Ok(cmd)
+    Ok((cmd, state_error))
 }
 
 fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
@@ -114,7 +122,7 @@ fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
     }
 }
 
-async fn main_loop(cmd: Cmdline) -> BootError {
+async fn main_loop(cmd: Cmdline, state_error: Option<String>) -> BootError {
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => s,
         Err(e) => return BootError::Runtime(e),
@@ -146,6 +154,12 @@ async fn main_loop(cmd: Cmdline) -> BootError {
     }
     if let Some(n) = cmd.max_image_size {
         agent_args.extend(["--max-image-bytes".to_string(), n.to_string()]);
+    }
+    if let Some(t) = &cmd.maintenance_token {
+        agent_args.extend(["--maintenance-token".to_string(), t.clone()]);
+    }
+    if let Some(e) = &state_error {
+        agent_args.extend(["--state-error".to_string(), e.clone()]);
     }
     let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
     let agent = Service::new("agent", Path::new(AGENT_PATH), &agent_args);

@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-pub use orc_image::cmdline::{ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAX_IMAGE_SIZE, ROOT, STATE, VERITY};
+pub use orc_image::cmdline::{
+    ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAINTENANCE_TOKEN, MAX_IMAGE_SIZE, ROOT, STATE, VERITY,
+};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CmdlineError {
@@ -45,6 +47,7 @@ pub struct Cmdline {
     pub insecure_registries: Vec<String>,
     pub advertise: Option<String>,
     pub max_image_size: Option<u64>,
+    pub maintenance_token: Option<String>,
 }
 
 fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
@@ -92,6 +95,7 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
             HOSTNAME => c.hostname = Some(value.to_string()),
             JOIN => c.join = Some(value.to_string()),
             ADVERTISE => c.advertise = Some(value.to_string()),
+            MAINTENANCE_TOKEN => c.maintenance_token = Some(value.to_string()),
             MAX_IMAGE_SIZE => {
                 c.max_image_size = Some(value.parse().map_err(|_| CmdlineError::Bytes(value.to_string()))?)
             }

@@ -103,6 +103,9 @@ pub enum ClusterCommand {
         cluster_name: String,
         #[arg(long, default_value = "admin")]
         admin_name: String,
+        /// The node's `orc.maintenance_token=`, when it was booted with one.
+        #[arg(long, default_value = "")]
+        maintenance_token: String,
     },
     /// The Raft quorum as a manager sees it: members, leader, term, log.
     Status,
@@ -524,5 +527,8 @@ pub enum NodeCommand {
         /// Trust whatever certificate the node presents (only on a network you trust).
         #[arg(long)]
         insecure: bool,
+        /// The node's `orc.maintenance_token=`, when it was booted with one.
+        #[arg(long, default_value = "")]
+        maintenance_token: String,
     },
 }

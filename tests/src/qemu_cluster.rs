@@ -98,7 +98,12 @@ async fn form_async(
             let Some(fp) = n.fingerprint(0, Duration::from_secs(1)) else { continue };
             let joined = async {
                 let mut c = orcctl::cmd::machine::client(&api(n), &Trust::Pinned(fp)).await?;
-                c.join(orc_proto::machine::JoinRequest { token: t.clone(), manager: manager.clone() }).await?;
+                c.join(orc_proto::machine::JoinRequest {
+                    token: t.clone(),
+                    manager: manager.clone(),
+                    ..Default::default()
+                })
+                .await?;
                 anyhow::Ok(())
             };
             match joined.await {

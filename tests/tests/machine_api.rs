@@ -222,3 +222,42 @@ fn a_flood_of_stalled_connections_is_bounded_and_the_node_keeps_serving() {
     }
     assert!(served, "the node stopped serving after the flood: {}", agent.log());
 }
+
+#[test]
+fn maintenance_mode_is_claimed_only_as_the_node_was_told() {
+    use orc_e2e::agent::Options;
+    let rt = rt();
+    let start = |args: &[&str]| {
+        AgentProcess::start_with(Options { args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() })
+            .unwrap()
+    };
+    let claim = |agent: &AgentProcess, token: &str| {
+        let fp = agent.fingerprint().unwrap();
+        let req = BootstrapRequest { maintenance_token: token.into(), ..Default::default() };
+        rt.block_on(orcctl::cmd::cluster::bootstrap_with(&agent.addr, &Trust::Pinned(fp), req)).map(|_| ())
+    };
+    // orc.maintenance_token=: whoever claims the node must present it.
+    let a = start(&["--maintenance-token", "s3cret"]);
+    let e = claim(&a, "").unwrap_err().to_string();
+    assert!(e.contains("maintenance-token"), "{e}");
+    assert!(claim(&a, "guess").is_err());
+    claim(&a, "s3cret").unwrap();
+    // orc.join=: the node joins by itself; nobody bootstraps it.
+    let b = start(&["--join", "ORC1-x@127.0.0.1:1"]);
+    let e = claim(&b, "").unwrap_err().to_string();
+    assert!(e.contains("joins a cluster by itself"), "{e}");
+    // STATE failed to mount (a former member's disk, maybe): not claimable,
+    // and `health` says why and what to do.
+    let c = start(&["--state-error", "mounting /dev/vdb: bad superblock"]);
+    let e = claim(&c, "").unwrap_err().to_string();
+    assert!(e.contains("bad superblock") && e.contains("unclaimable"), "{e}");
+    let health = rt
+        .block_on(async {
+            client(&c.addr, &Trust::Pinned(c.fingerprint().unwrap())).await.unwrap().health(HealthRequest {}).await
+        })
+        .unwrap()
+        .into_inner();
+    let identity = health.checks.iter().find(|h| h.name == "identity").unwrap();
+    assert!(!identity.ok && identity.message.contains("bad superblock"), "{identity:?}");
+    assert!(!health.healthy);
+}

@@ -99,6 +99,7 @@ impl Machine for MachineService {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let req = req.into_inner();
         tracing::info!(manager = %req.manager, "join requested");
+        self.state.check_maintenance_token(&req.maintenance_token)?;
         let id = crate::cluster::join::join(&self.state, &req.token, &req.manager).await?;
         self.state.start_raft(false).await;
         Ok(Response::new(JoinResponse {

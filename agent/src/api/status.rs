@@ -17,6 +17,7 @@ impl From<AgentError> for Status {
             AgentError::AlreadyExists(_) => Status::already_exists(msg),
             AgentError::InvalidArgument(_) => Status::invalid_argument(msg),
             AgentError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            AgentError::PermissionDenied(_) => Status::permission_denied(msg),
             AgentError::Unavailable(_) => Status::unavailable(msg),
             AgentError::ResourceExhausted(_) => Status::resource_exhausted(msg),
             AgentError::Io(_) | AgentError::Internal(_) | AgentError::Pki(_) | AgentError::Tls(_) => {

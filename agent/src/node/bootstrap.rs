@@ -20,6 +20,12 @@ fn valid_name(s: &str) -> bool {
 }
 
 pub fn do_bootstrap(state: &NodeState, req: BootstrapRequest) -> Result<BootstrapResponse, AgentError> {
+    state.check_maintenance_token(&req.maintenance_token)?;
+    if state.joins_at_start {
+        return Err(AgentError::FailedPrecondition(
+            "this node joins a cluster by itself (orc.join= on its command line): it cannot be bootstrapped".into(),
+        ));
+    }
     let cluster_name = if req.cluster_name.is_empty() { "orc".to_string() } else { req.cluster_name };
     let admin_name = if req.admin_name.is_empty() { "admin".to_string() } else { req.admin_name };
     for (what, v) in [("cluster name", &cluster_name), ("admin name", &admin_name)] {

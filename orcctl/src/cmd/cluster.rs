@@ -19,8 +19,25 @@ pub async fn bootstrap(
     cluster_name: &str,
     admin_name: &str,
 ) -> Result<(BootstrapResponse, Context), CliError> {
+    bootstrap_with(
+        addr,
+        trust,
+        BootstrapRequest {
+            cluster_name: cluster_name.into(),
+            admin_name: admin_name.into(),
+            maintenance_token: String::new(),
+        },
+    )
+    .await
+}
+
+/// [`bootstrap`] with every field of the request (a maintenance token).
+pub async fn bootstrap_with(
+    addr: &str,
+    trust: &Trust,
+    req: BootstrapRequest,
+) -> Result<(BootstrapResponse, Context), CliError> {
     let mut c = client(addr, trust).await?;
-    let req = BootstrapRequest { cluster_name: cluster_name.into(), admin_name: admin_name.into() };
     let r = c.bootstrap(req).await.map_err(|s| CliError::from_status(addr, s))?.into_inner();
     let ctx = Context {
         endpoints: vec![connect::with_port(addr)],
@@ -42,11 +59,14 @@ pub fn save_context(path: &std::path::Path, name: &str, ctx: Context) -> Result<
 
 /// `cluster init`: bootstraps the node at `addr` and writes the context.
 pub async fn init(cmd: ClusterCommand, path: &std::path::Path, out: Output) -> Result<(), CliError> {
-    let ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name } = cmd else {
+    let ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name, maintenance_token } =
+        cmd
+    else {
         return Ok(());
     };
     let trust = Trust::maintenance(fingerprint, insecure)?;
-    let (r, ctx) = bootstrap(&addr, &trust, &cluster_name, &admin_name).await?;
+    let req = BootstrapRequest { cluster_name: cluster_name.clone(), admin_name, maintenance_token };
+    let (r, ctx) = bootstrap_with(&addr, &trust, req).await?;
     let name = context_name.unwrap_or(cluster_name);
     save_context(path, &name, ctx)?;
     match out {

@@ -123,13 +123,13 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
 
 /// `node join`: a node in maintenance mode joins through `manager` with `token`.
 pub async fn join(cmd: NodeCommand, out: Output) -> Result<(), CliError> {
-    let NodeCommand::Join { addr, token, manager, fingerprint, insecure } = cmd else {
+    let NodeCommand::Join { addr, token, manager, fingerprint, insecure, maintenance_token } = cmd else {
         return Ok(());
     };
     let trust = Trust::maintenance(fingerprint, insecure)?;
     let mut c = client(&addr, &trust).await?;
     let r = c
-        .join(JoinRequest { token, manager: manager.clone() })
+        .join(JoinRequest { token, manager: manager.clone(), maintenance_token })
         .await
         .map_err(|s| CliError::from_status(&addr, s))?
         .into_inner();
