@@ -20,8 +20,9 @@ pub fn apply() {
         _ => {}
     }
     if let Err(e) = std::fs::write("/proc/self/oom_score_adj", AGENT_OOM_SCORE_ADJ.to_string()) {
-        tracing::debug!(error = %e, "cannot lower the agent's OOM score (not privileged?)");
+        tracing::warn!(error = %e, "cannot lower the agent's OOM score (no CAP_SYS_RESOURCE?)");
     }
     let nofile = getrlimit(Resource::RLIMIT_NOFILE).map(|l| l.0).unwrap_or(0);
-    tracing::info!(open_files = nofile, oom_score_adj = AGENT_OOM_SCORE_ADJ, "process limits set");
+    let score = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap_or_default();
+    tracing::info!(open_files = nofile, oom_score_adj = score.trim(), "process limits set");
 }

@@ -181,6 +181,15 @@ fn managers_and_workers_join_with_tokens() {
     assert!(!out.contains("worker"), "{out}");
 }
 
+/// The node id of agent `i`.
+fn id_of(c: &orc_e2e::cluster::LocalCluster, i: usize) -> String {
+    let nodes = c.json(&["node", "ls"]);
+    nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn cert_left(a: &AgentProcess) -> i64 {
     let pem = std::fs::read_to_string(a.state_dir().join("pki/node.crt")).unwrap();
     orc_agent::cluster::renew::remaining(&pem).unwrap()
@@ -220,13 +229,6 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     assert!(c.ctl(&["cluster", "update", "--cert-ttl", "90d"]).ok);
 
     // Promote a worker: manager certificate, CA key, a voter.
-    let id_of = |c: &LocalCluster, i: usize| -> String {
-        let nodes = c.json(&["node", "ls"]);
-        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     let w1 = id_of(&c, 1);
     assert!(c.ctl(&["node", "promote", &w1]).ok);
     c.wait(Duration::from_secs(60), "the promoted node to be a voter", |c| {
@@ -331,11 +333,6 @@ fn a_cluster_that_lost_its_majority_recovers_on_a_survivor() {
     assert_eq!(services.as_array().map(|a| a.len()), Some(2), "{services}");
 }
 
-/// orcctl with another config file.
-fn ctl_as(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    ctl(cfg, args)
-}
-
 #[test]
 fn people_certificates_issue_use_renew_revoke() {
     use orc_e2e::cluster::LocalCluster;
@@ -351,37 +348,35 @@ fn people_certificates_issue_use_renew_revoke() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
     // Use: an operator runs services, but is no admin.
     let (ok, out, err) =
-        ctl_as(&op_cfg, &["-o", "json", "service", "create", "--name", "s", "--replicas", "0", "busybox"]);
+        ctl(&op_cfg, &["-o", "json", "service", "create", "--name", "s", "--replicas", "0", "busybox"]);
     assert!(ok, "{out} {err}");
-    let (ok, _, err) = ctl_as(&op_cfg, &["cluster", "join-token", "worker"]);
+    let (ok, _, err) = ctl(&op_cfg, &["cluster", "join-token", "worker"]);
     assert!(!ok && err.contains("admin"), "{err}");
-    let (ok, _, err) = ctl_as(&op_cfg, &["user", "cert", "create", "eve", "--role", "admin"]);
+    let (ok, _, err) = ctl(&op_cfg, &["user", "cert", "create", "eve", "--role", "admin"]);
     assert!(!ok && err.contains("admin"), "{err}");
     // Promoting a node hands it the CA key: admin only.
     let nodes = c.json(&["node", "ls"]);
     let worker = nodes.as_array().unwrap().iter().find(|n| n["role"] == "worker").unwrap()["id"].as_str().unwrap();
-    let (ok, _, err) = ctl_as(&op_cfg, &["node", "promote", worker]);
+    let (ok, _, err) = ctl(&op_cfg, &["node", "promote", worker]);
     assert!(!ok && err.contains("may not promote or demote"), "{err}");
-    let (ok, _, err) = ctl_as(&op_cfg, &["node", "update", "--availability", "drain", worker]);
+    let (ok, _, err) = ctl(&op_cfg, &["node", "update", "--availability", "drain", worker]);
     assert!(ok, "draining is an operator's job: {err}");
     // Host bind mounts reach the node's files (its CA key): admin only.
-    let (ok, _, err) = ctl_as(
-        &op_cfg,
-        &["--nodes", &c.agents[0].addr, "container", "run", "-v", "/var/lib:/x", "busybox", "--", "true"],
-    );
+    let (ok, _, err) =
+        ctl(&op_cfg, &["--nodes", &c.agents[0].addr, "container", "run", "-v", "/var/lib:/x", "busybox", "--", "true"]);
     assert!(!ok && err.contains("bind-mount host paths"), "{err}");
 
     // Renew: a new key and certificate, same name and role, written back.
     let before = std::fs::read_to_string(&op_cfg).unwrap();
-    let (ok, out, err) = ctl_as(&op_cfg, &["config", "renew"]);
+    let (ok, out, err) = ctl(&op_cfg, &["config", "renew"]);
     assert!(ok && out.contains("operator"), "{out} {err}");
     let after = std::fs::read_to_string(&op_cfg).unwrap();
     assert_ne!(before, after);
-    assert!(ctl_as(&op_cfg, &["service", "ls"]).0, "the renewed certificate works");
+    assert!(ctl(&op_cfg, &["service", "ls"]).0, "the renewed certificate works");
     // The old file (the certificate before renewal) still works until revoked.
     let old_cfg = dir.path().join("old.toml");
     std::fs::write(&old_cfg, &before).unwrap();
-    assert!(ctl_as(&old_cfg, &["service", "ls"]).0);
+    assert!(ctl(&old_cfg, &["service", "ls"]).0);
 
     // Both of olga's certificates are on record, with the first admin's.
     let certs = c.json(&["user", "cert", "ls"]);
@@ -396,13 +391,13 @@ fn people_certificates_issue_use_renew_revoke() {
     let worker_addr = c.agents[1].addr.clone();
     c.wait(Duration::from_secs(15), "every node to refuse olga", |_| {
         [&op_cfg, &old_cfg].iter().all(|cfg| {
-            let (ok_m, _, err_m) = ctl_as(cfg, &["service", "ls"]);
-            let (ok_w, _, err_w) = ctl_as(cfg, &["--nodes", &worker_addr, "version"]);
+            let (ok_m, _, err_m) = ctl(cfg, &["service", "ls"]);
+            let (ok_w, _, err_w) = ctl(cfg, &["--nodes", &worker_addr, "version"]);
             !ok_m && err_m.contains("revoked") && !ok_w && err_w.contains("revoked")
         })
     })
     .unwrap();
-    let (ok, _, err) = ctl_as(&op_cfg, &["config", "renew"]);
+    let (ok, _, err) = ctl(&op_cfg, &["config", "renew"]);
     assert!(!ok && err.contains("revoked"), "a revoked certificate cannot renew itself: {err}");
     // Revoking the certificate you call with is refused; unknown names are named.
     let out = c.ctl(&["user", "cert", "revoke", "nobody"]);
@@ -414,13 +409,6 @@ fn people_certificates_issue_use_renew_revoke() {
 fn demoted_and_removed_nodes_lose_their_powers_on_open_connections() {
     use orc_e2e::cluster::LocalCluster;
     let mut c = LocalCluster::start(2, 0, Default::default()).unwrap();
-    let id_of = |c: &LocalCluster, i: usize| -> String {
-        let nodes = c.json(&["node", "ls"]);
-        nodes.as_array().unwrap().iter().find(|n| n["addr"] == c.agents[i].addr.as_str()).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
     // The second manager's certificate, kept: what an attacker holding its
     // disk would have after the demotion.
     let pki = c.agents[1].state_dir().join("pki");

@@ -225,6 +225,27 @@ fn services_survive_leader_loss_partitions_and_restarts() {
     })
     .unwrap();
 
+    // A node removed while cut off, that comes back: the cluster refuses it,
+    // and after the grace period it stops the tasks whose replacements run
+    // elsewhere, saying so.
+    let w4 =
+        c.json(&["node", "ls"]).as_array().unwrap().iter().find(|n| n["addr"] == c.agents[4].addr.as_str()).unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let _ = c.agents[4].child.kill();
+    let _ = c.agents[4].child.wait();
+    c.wait(SETTLE, "the cut-off worker to be down", |c| c.json(&["node", "inspect", &w4])["status"] == "down").unwrap();
+    assert!(c.ctl(&["node", "rm", &w4]).ok);
+    c.agents[4].restart().unwrap();
+    assert!(c.containers(4, "agent") == Some(1), "its task still runs during the grace period");
+    c.wait(SETTLE, "the removed node to stop its tasks", |c| {
+        c.containers(4, "agent") == Some(0) && c.containers(4, "eu") == Some(0)
+    })
+    .unwrap();
+    assert!(c.agents[4].log().contains("removed from the cluster: stopping its tasks"), "{}", c.agents[4].log());
+
     // Removing services leaves no container behind.
     for s in ["web", "job", "agent", "eu", "huge", "talk"] {
         assert!(c.ctl(&["service", "rm", s]).ok);

@@ -238,9 +238,11 @@ pub fn generate(
         resources =
             resources.cpu(LinuxCpuBuilder::default().quota(quota).period(CPU_PERIOD).build().map_err(spec_err)?);
     }
-    // No limit asked for: the default, so one fork bomb cannot take the node's pids.
-    let pids = if req.limits.pids > 0 { req.limits.pids } else { DEFAULT_PIDS_LIMIT };
-    resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(spec_err)?);
+    // No limit asked for: the default, so one fork bomb cannot take the
+    // node's pids (where the pids controller is there to enforce it).
+    if let Some(pids) = Some(req.limits.pids).filter(|p| *p > 0).or_else(default_pids_limit) {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build().map_err(spec_err)?);
+    }
     linux.set_resources(Some(resources.build().map_err(spec_err)?));
     let mut masked = linux.masked_paths().clone().unwrap_or_default();
     masked.extend(EXTRA_MASKED.iter().map(|p| p.to_string()));
@@ -257,6 +259,13 @@ pub const EXTRA_MASKED: &[&str] = &["/proc/cmdline", "/proc/interrupts", "/sys/d
 
 /// Processes a container may have when its spec sets no limit.
 pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
+
+/// [`DEFAULT_PIDS_LIMIT`] where cgroup v2 has the pids controller (always on
+/// a node; not on a cgroup v1 hybrid host, where nothing could enforce it).
+pub fn default_pids_limit() -> Option<i64> {
+    let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").unwrap_or_default();
+    controllers.split_whitespace().any(|c| c == "pids").then_some(DEFAULT_PIDS_LIMIT)
+}
 
 #[cfg(test)]
 mod tests {
@@ -343,7 +352,7 @@ mod tests {
         let s = generate("a", Path::new("/r"), &image(), &RunSpec::default(), Ids { uid: 0, gid: 0 }, Network::Host)
             .unwrap();
         let res = s.linux().as_ref().unwrap().resources().clone().unwrap();
-        assert_eq!(res.pids().as_ref().unwrap().limit(), DEFAULT_PIDS_LIMIT);
+        assert_eq!(res.pids().as_ref().map(|p| p.limit()), default_pids_limit());
     }
 
     #[test]
