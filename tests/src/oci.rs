@@ -80,6 +80,12 @@ impl Layer {
 /// busybox with a shell, httpd, and a web root at /www; `extra` bytes of
 /// incompressible filler in a third layer (for throughput measurements).
 pub fn busybox(extra: usize) -> anyhow::Result<Image> {
+    busybox_with(extra, 0)
+}
+
+/// [`busybox`] with `tiny` more layers on top, layer `i` adding `/layers/i`
+/// (for images of many layers).
+pub fn busybox_with(extra: usize, tiny: usize) -> anyhow::Result<Image> {
     let bb = std::fs::read(BUSYBOX)
         .map_err(|e| anyhow::anyhow!("{BUSYBOX}: {e} (Debian's busybox-static; `cargo xtask test` installs it)"))?;
     let mut base = Layer::new();
@@ -116,6 +122,12 @@ pub fn busybox(extra: usize) -> anyhow::Result<Image> {
         }
         filler.file("filler.bin", 0o644, &data)?;
         layers.push(filler.finish()?);
+    }
+    for i in 0..tiny {
+        let mut l = Layer::new();
+        l.dir("layers/", 0o755)?;
+        l.file(&format!("layers/{i}"), 0o644, format!("{i}\n").as_bytes())?;
+        layers.push(l.finish()?);
     }
     let diff_ids: Vec<&str> = layers.iter().map(|(_, d)| d.as_str()).collect();
     let config = serde_json::to_vec(&serde_json::json!({

@@ -268,6 +268,23 @@ fn images_and_containers_on_a_real_agent() {
     );
     ctl.wait_state("saved", "exited");
     assert_eq!(ctl.ok(&["container", "logs", "saved"]), oci::INDEX_HTML);
+    // An image of 128 layers (2 + 126): the overlay's options stay short.
+    let deep = agent.dir.path().join("deep.tar");
+    std::fs::write(&deep, oci::busybox_with(0, 126).unwrap().layout_tar("local/deep:1").unwrap()).unwrap();
+    assert!(ctl.ok(&["image", "load", deep.to_str().unwrap()]).contains("local/deep:1"));
+    ctl.ok(&[
+        "container",
+        "run",
+        "--name",
+        "deep",
+        "local/deep:1",
+        "--",
+        "sh",
+        "-c",
+        "cat /layers/125; ls /layers | wc -l",
+    ]);
+    ctl.wait_state("deep", "exited");
+    assert_eq!(ctl.ok(&["container", "logs", "deep"]), "125\n126\n");
     std::fs::write(&archive, b"not an archive at all").unwrap();
     let bad = ctl.run(&["image", "load", archive.to_str().unwrap()]);
     assert_ne!(bad.code, 0);

@@ -22,15 +22,37 @@ pub fn mount_rootfs(bundle: &Path) -> Result<bool, String> {
     }
     // A mount left by a shim that died: replace it.
     let _ = umount2(&target, MntFlags::MNT_DETACH);
-    let lower: Vec<String> = o.lower.iter().map(|p| p.display().to_string()).collect();
-    if lower.is_empty() {
+    if o.lower.is_empty() {
         return Err("the image has no layers".into());
     }
+    // The mount options fit in a page: with full layer paths (~100 bytes
+    // each) that is about 40 layers. Short links `l/<n>` next to the
+    // bundle, named relative to it (as Docker's overlay2 does), make 128
+    // layers take under 1 KiB.
+    let dir = bundle.parent().unwrap_or(bundle);
+    let links = dir.join(LINKS);
+    let _ = std::fs::remove_dir_all(&links);
+    std::fs::create_dir_all(&links).map_err(|e| format!("{}: {e}", links.display()))?;
+    let mut lower = Vec::with_capacity(o.lower.len());
+    for (i, layer) in o.lower.iter().enumerate() {
+        let link = links.join(i.to_string());
+        std::os::unix::fs::symlink(layer, &link).map_err(|e| format!("{}: {e}", link.display()))?;
+        lower.push(format!("{LINKS}/{i}"));
+    }
     let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), o.upper.display(), o.work.display());
-    mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| format!("mounting the overlay rootfs at {}: {e}", target.display()))?;
+    // Relative lower paths resolve from the working directory (the shim is
+    // single-threaded here; the old one is put back).
+    let cwd = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+    std::env::set_current_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mounted = mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()));
+    let _ = std::env::set_current_dir(&cwd);
+    mounted
+        .map_err(|e| format!("mounting the overlay rootfs at {} ({} layers): {e}", target.display(), lower.len()))?;
     Ok(true)
 }
+
+/// The directory of short links to the layers, beside the bundle.
+const LINKS: &str = "l";
 
 pub fn unmount_rootfs(bundle: &Path) {
     if let Err(e) = umount2(&bundle.join("rootfs"), MntFlags::MNT_DETACH) {
