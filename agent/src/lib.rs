@@ -13,14 +13,16 @@
 //!   domain functions.
 //! - [`raft`]: the managers' replicated log: openraft types, commands, the
 //!   redb store, the mTLS transport, lifecycle, consistency.
-//! - [`state`]: the node's identity, its served TLS and its Raft handle.
+//! - [`state`]: the node's identity, its served TLS, its Raft handle and its deny list.
+//! - [`selfproc`]: the agent's own open-file limit and OOM score.
 //! - [`runtime`]: containers (records, specs, shims, logs, restart policies).
 //! - [`images`]: the image store (pull, load, layers, GC).
 //! - [`shim`]: `orc-agent shim`, the per-container process.
 //! - [`shim_contract`]: what the agent and its shims agree on (below both).
 //! - [`pki`]: CA, certificates, roles, identity, TLS configs, peer identity,
 //!   the node-to-node channel.
-//! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage), [`sync`]
+//! - [`fields`]: bounds on every string and list written into records or the state.
+//! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage, confined reads), [`sync`]
 //!   (poison-tolerant locks), [`lookup`] (by name, id or unique id prefix),
 //!   [`clock`] (Unix seconds and milliseconds).
 //!

@@ -10,6 +10,7 @@
 //! - [`state`]: the STATE filesystem (find, format when blank and named, grow, mount).
 //! - [`net`]: loopback, static addresses, the DHCP client.
 //! - [`supervisor`]: the agent's life: start, logs, backoff, status.
+//! - [`console`]: service output to the console, never waiting for it.
 //! - [`reaper`]: zombie reaping.
 //! - [`power`]: orderly reboot and poweroff.
 //! - [`log`]: PID 1's log to /dev/kmsg and /run/orc/log/init.log.
