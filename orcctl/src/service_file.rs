@@ -148,7 +148,15 @@ fn memory(n: Option<Number>) -> Result<u64, CliError> {
     }
 }
 
+/// Parses the service file `text` read from `origin`; every error names `origin`.
 pub fn parse(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
+    parse_named(text, origin).map_err(|e| match e {
+        CliError::Usage(m) if !m.starts_with(origin) => CliError::Usage(format!("{origin}: {m}")),
+        e => e,
+    })
+}
+
+fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
     let f: File = serde_yaml_ng::from_str(text).map_err(|e| CliError::Usage(format!("{origin}: {e}")))?;
     let env = match f.environment {
         Env::None => vec![],
@@ -246,8 +254,10 @@ deploy:
     fn mistakes_name_the_file_and_field() {
         let e = parse("name: web\nimage: x\nreplicas: 3\n", "web.yaml").unwrap_err().to_string();
         assert!(e.contains("web.yaml") && e.contains("replicas"), "{e}");
-        let e = parse("name: web\ndeploy: {restart_policy: {delay: soon}}\n", "f").unwrap_err().to_string();
-        assert!(e.contains("not a duration"), "{e}");
+        let e = parse("name: web\ndeploy: {restart_policy: {delay: soon}}\n", "f.yaml").unwrap_err().to_string();
+        assert!(e.contains("not a duration") && e.starts_with("f.yaml: "), "{e}");
+        let e = parse("name: web\nports: [\"80:x\"]\n", "p.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("p.yaml: ") && e.contains("not a port number"), "{e}");
         assert!(parse_port("80:x").is_err());
     }
 }
