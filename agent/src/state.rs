@@ -135,8 +135,7 @@ impl NodeState {
     /// Whether `given` is the node's maintenance token (any, when it has none).
     pub fn check_maintenance_token(&self, given: &str) -> Result<(), AgentError> {
         let Some(want) = self.config.maintenance_token.as_deref().filter(|t| !t.is_empty()) else { return Ok(()) };
-        let same = want.len() == given.len() && want.bytes().zip(given.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-        if same {
+        if pki::constant_time_eq(want, given) {
             Ok(())
         } else {
             Err(AgentError::PermissionDenied(

@@ -3,6 +3,7 @@
 //! deny list every manager derives from the state (revoked serials,
 //! removed nodes, nodes that are workers now).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,14 +21,13 @@ use crate::state::NodeState;
 /// The shortest lifetime of a person's certificate.
 pub const MIN_PERSON_TTL: Duration = Duration::from_secs(60);
 
-/// The deny list the state `s` implies.
-pub fn deny_list(s: &ClusterState) -> DenyList {
+/// The deny list the state `s` implies, with its `nodes` already parsed.
+pub fn deny_list(s: &ClusterState, nodes: &BTreeMap<String, Node>) -> DenyList {
     let keys = |t: &str| s.tables.get(t).map(|t| t.keys().cloned().collect()).unwrap_or_default();
-    let nodes = read_table::<Node>(s, NODES);
     DenyList {
         serials: keys(REVOKED_CERTS),
         removed_nodes: keys(REMOVED_NODES),
-        workers: nodes.into_values().filter(|n| n.role != Role::Manager).map(|n| n.id).collect(),
+        workers: nodes.values().filter(|n| n.role != Role::Manager).map(|n| n.id.clone()).collect(),
     }
 }
 
@@ -40,7 +40,10 @@ pub async fn follow(state: Arc<NodeState>) {
             continue;
         };
         let mut changed = s.sm.changed.subscribe();
-        let list = deny_list(&s.sm.applied.read().await.state);
+        let list = {
+            let a = s.sm.applied.read().await;
+            deny_list(&a.state, &read_table(&a.state, NODES))
+        };
         state.set_deny(list);
         let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
     }

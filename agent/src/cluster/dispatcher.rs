@@ -225,7 +225,9 @@ pub struct Assignments {
 pub async fn assignments(s: &Started, node_id: &str) -> Assignments {
     let (v, deny) = {
         let a = s.sm.applied.read().await;
-        (View::of(&a.state), super::certs::deny_list(&a.state))
+        let v = View::of(&a.state);
+        let deny = super::certs::deny_list(&a.state, &v.nodes);
+        (v, deny)
     };
     Assignments {
         tasks: tasks_of(&v, node_id),
@@ -281,8 +283,7 @@ pub async fn heartbeat(
                 tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
                 continue;
             };
-            let (message, error) =
-                (truncate(st.message.clone(), MAX_REPORTED), truncate(st.error.clone(), MAX_REPORTED));
+            let (message, error) = (truncate(st.message, MAX_REPORTED), truncate(st.error, MAX_REPORTED));
             if t.state == state
                 && t.message == message
                 && t.error == error
@@ -297,8 +298,8 @@ pub async fn heartbeat(
             }
             let p = TaskPatch {
                 state: Some(state),
-                message: Some(truncate(st.message, MAX_REPORTED)),
-                error: Some(truncate(st.error, MAX_REPORTED)),
+                message: Some(message),
+                error: Some(error),
                 container: Some(truncate(st.container, MAX_REPORTED)),
                 exit_code: Some(st.exit_code),
                 updated_ms: Some(now_ms()),

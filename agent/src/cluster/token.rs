@@ -78,9 +78,7 @@ impl JoinToken {
 
     /// The leader's check: which role the secret grants (constant time).
     pub fn role(&self, manager: &JoinToken, worker: &JoinToken) -> Result<TokenRole, TokenError> {
-        let eq = |a: &str, b: &str| {
-            a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-        };
+        let eq = crate::pki::constant_time_eq;
         let ca_ok = eq(&self.ca_digest, &manager.ca_digest);
         let is_manager = eq(&self.secret, &manager.secret);
         let is_worker = eq(&self.secret, &worker.secret);

@@ -92,11 +92,9 @@ fn unpack_into(
         orc_layer::Error::Write { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             AgentError::io(&dest, io::Error::from_raw_os_error(libc::ENOSPC))
         }
-        orc_layer::Error::TooLarge { path, size, limit } => AgentError::ResourceExhausted(format!(
-            "layer {what}: {} claims {size} bytes, over this node's image size limit of {limit} \
-             (the agent's --max-image-bytes, `orc.max_image_size=` on a node)",
-            path.display()
-        )),
+        orc_layer::Error::TooLarge { path, size, .. } => {
+            store.too_large(&format!("layer {what}: {}", path.display()), size)
+        }
         e => corrupt(e.to_string()),
     })?;
     // The digests cover every byte, also the tar's trailing padding.

@@ -29,6 +29,12 @@ pub mod tls;
 
 pub use orc_tls::{fingerprint, NODE_SERVER_NAME};
 
+/// Whether two secrets are equal, in time that does not depend on where
+/// they differ (join tokens, maintenance tokens).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("certificate generation: {0}")]
