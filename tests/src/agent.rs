@@ -19,6 +19,8 @@ pub struct Options {
     pub binary: Option<PathBuf>,
     /// More agent arguments (e.g. `--join TOKEN@addr`).
     pub args: Vec<String>,
+    /// STATE somewhere else than `<dir>/state` (e.g. a small filesystem).
+    pub state_dir: Option<PathBuf>,
 }
 
 pub struct AgentProcess {
@@ -55,7 +57,7 @@ fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<
         Command::new(&bin)
     };
     cmd.args(["--listen", listen, "--vsock-port", "0", "--state-dir"])
-        .arg(dir.join("state"))
+        .arg(opts.state_dir.clone().unwrap_or_else(|| dir.join("state")))
         .arg("--run-dir")
         .arg(&run);
     for r in &opts.insecure_registries {
@@ -111,7 +113,7 @@ impl AgentProcess {
     }
 
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+        self.opts.state_dir.clone().unwrap_or_else(|| self.dir.path().join("state"))
     }
 
     pub fn log(&self) -> String {

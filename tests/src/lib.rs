@@ -11,6 +11,7 @@
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback.
+//! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -24,6 +25,7 @@ pub mod paths;
 pub mod qemu;
 pub mod qemu_cluster;
 pub mod registry;
+pub mod small_fs;
 
 /// A TCP port free on loopback right now.
 pub fn free_port() -> u16 {

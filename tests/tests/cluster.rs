@@ -451,3 +451,81 @@ fn demoted_and_removed_nodes_lose_their_powers_on_open_connections() {
     })
     .unwrap();
 }
+
+/// The `raft` check of a node's `health`: (ok, message).
+fn raft_health(c: &orc_e2e::cluster::LocalCluster, i: usize) -> Option<(bool, String)> {
+    // `health` exits non-zero when the node is unhealthy: read its output anyway.
+    let out = c.ctl(&["--nodes", &c.agents[i].addr, "-o", "json", "health"]);
+    let h: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    let check = h[0]["checks"].as_array()?.iter().find(|c| c["name"] == "raft")?.clone();
+    Some((check["ok"].as_bool()?, check["message"].as_str()?.to_string()))
+}
+
+#[test]
+fn a_full_state_disk_stops_raft_until_space_returns() {
+    use orc_e2e::cluster::LocalCluster;
+    use orc_e2e::small_fs::SmallFs;
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: mounting a small STATE filesystem needs root");
+        return;
+    }
+    let fs = SmallFs::new(32).unwrap();
+    let opts = orc_e2e::agent::Options { state_dir: Some(fs.mnt.join("state")), ..Default::default() };
+    let c = LocalCluster::start(1, 0, opts).unwrap();
+    // What must survive: services committed before the disk filled.
+    let big: Vec<String> = (0..40).map(|i| format!("-eK{i}={}", "x".repeat(4000))).collect();
+    let create = |name: &str| {
+        let mut args = vec!["service", "create", "--name", name, "--replicas", "0"];
+        args.extend(big.iter().map(String::as_str));
+        args.push("busybox");
+        c.ctl(&args)
+    };
+    let mut committed: Vec<String> = Vec::new();
+    for i in 0..3 {
+        let name = format!("before-{i}");
+        assert!(create(&name).ok);
+        committed.push(name);
+    }
+
+    fs.fill().unwrap();
+    // Writes until one fails; those acknowledged must all be kept.
+    let mut failed = None;
+    for i in 0..100 {
+        let name = format!("full-{i}");
+        let out = create(&name);
+        if out.ok {
+            committed.push(name);
+        } else {
+            failed = Some(out.stderr);
+            break;
+        }
+    }
+    let failed = failed.expect("a full STATE never failed a write");
+    // The agent keeps serving and says what is wrong.
+    c.wait(Duration::from_secs(30), "health to report the stopped Raft", |c| {
+        raft_health(c, 0).is_some_and(|(ok, msg)| !ok && msg.contains("restarting by itself"))
+    })
+    .unwrap();
+    let (_, msg) = raft_health(&c, 0).unwrap();
+    assert!(msg.contains("No space left") && msg.contains("KiB free"), "{msg}");
+    let out = c.ctl(&["service", "ls"]);
+    assert!(!out.ok && out.stderr.contains("Raft is stopped"), "write failed with {failed:?}; then: {}", out.stderr);
+    assert!(c.json(&["--nodes", &c.agents[0].addr, "container", "ls"]).is_array(), "the Machine API stopped");
+
+    // Space returns: the Raft comes back by itself with everything committed.
+    fs.free().unwrap();
+    c.wait(Duration::from_secs(60), "the Raft to restart", |c| raft_health(c, 0).is_some_and(|(ok, _)| ok)).unwrap();
+    c.wait(Duration::from_secs(30), "the cluster API to answer", |c| c.json(&["service", "ls"]).is_array()).unwrap();
+    let names: Vec<String> = c
+        .json(&["service", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str().map(String::from))
+        .collect();
+    for n in &committed {
+        assert!(names.contains(n), "{n} was acknowledged before the disk filled but is gone: {names:?}");
+    }
+    assert!(create("after").ok, "no writes after space returned");
+    assert!(c.agents[0].log().contains("Raft restarted"), "{}", c.agents[0].log());
+}

@@ -32,7 +32,9 @@ impl From<RaftError> for Status {
     fn from(e: RaftError) -> Status {
         let msg = e.to_string();
         match e {
-            RaftError::NotManager | RaftError::NoQuorum { .. } | RaftError::Unavailable(_) => Status::unavailable(msg),
+            RaftError::NotManager | RaftError::Stopped(_) | RaftError::NoQuorum { .. } | RaftError::Unavailable(_) => {
+                Status::unavailable(msg)
+            }
             RaftError::Leader { code, message } => Status::new(code, message),
             RaftError::BadNodeId(_) | RaftError::Store(_) | RaftError::Internal(_) => {
                 tracing::error!(error = %msg, "internal Raft error");

@@ -49,7 +49,12 @@ pub async fn update(raft: &RaftHandle, u: SettingsUpdate) -> Result<Settings, Cl
 /// `addr`): it becomes the only voter keeping log and state, and every other
 /// manager is demoted in the state. Returns the membership entry's index and
 /// the demoted nodes.
-pub async fn recover(raft: &RaftHandle, me: &str, addr: &str, force: bool) -> Result<(u64, Vec<String>), ClusterError> {
+pub async fn recover(
+    raft: &std::sync::Arc<RaftHandle>,
+    me: &str,
+    addr: &str,
+    force: bool,
+) -> Result<(u64, Vec<String>), ClusterError> {
     if !force {
         return Err(ClusterError::InvalidArgument(
             "recovering makes this manager the only one: pass --force-new-cluster if the others are gone for good"

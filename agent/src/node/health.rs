@@ -65,5 +65,9 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
             if maintenance { "maintenance mode: no cluster yet" } else { "member of a cluster" },
         ),
     });
+    if state.identity().is_some_and(|id| id.meta.role == crate::pki::role::Role::Manager) {
+        let (ok, msg) = state.raft.health();
+        checks.push(check("raft", ok, msg));
+    }
     HealthResponse { healthy: checks.iter().all(|c| c.ok), uptime_seconds: state.started.elapsed().as_secs(), checks }
 }

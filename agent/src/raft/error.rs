@@ -7,6 +7,10 @@ pub enum RaftError {
     /// Raft runs on managers only.
     #[error("this node runs no Raft: it is not a manager (yet)")]
     NotManager,
+    /// This manager's Raft stopped on a store failure and is being
+    /// restarted ([`super::supervise`]).
+    #[error("this manager's Raft is stopped: {0}. It restarts by itself once its store works again (see `orcctl health`); ask another manager meanwhile")]
+    Stopped(String),
     /// No majority answered within the wait.
     #[error("{what}: the managers have no quorum right now (a majority must be up; see `orcctl cluster status`)")]
     NoQuorum { what: String },

@@ -3,13 +3,13 @@
 //! they answer `Unavailable`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::{Config, Raft};
 
 use super::store::{self, StateMachineStore};
-use super::transport::client::Network;
 use super::types::{NodeId, TypeConfig};
 use super::RaftError;
 use crate::pki::channel::ClientTls;
@@ -21,11 +21,19 @@ pub struct Started {
     pub sm: StateMachineStore,
     /// The node's client TLS (to other managers).
     pub tls: ClientTls,
+    /// The store's file (`<state>/raft/raft.redb`).
+    pub store: PathBuf,
 }
 
 #[derive(Default)]
 pub struct RaftHandle {
     inner: RwLock<Option<Started>>,
+    /// Why the Raft is stopped while this manager brings it back
+    /// ([`super::supervise`]).
+    pub(super) fault: RwLock<Option<super::supervise::Fault>>,
+    /// Bumped whenever a Raft starts or is stopped on purpose: a watcher or
+    /// a restart loop of an older one then stands down.
+    pub(super) epoch: AtomicU64,
 }
 
 /// The Raft id of a node: its node id (16 hex digits) as a number.
@@ -68,12 +76,23 @@ pub struct Status {
 }
 
 impl RaftHandle {
-    pub(super) fn set(&self, s: Started) {
-        *crate::sync::write(&self.inner) = Some(s);
+    /// Serves `s` from now on; returns its epoch.
+    pub(super) fn set(&self, s: Started) -> u64 {
+        let mut slot = crate::sync::write(&self.inner);
+        *slot = Some(s);
+        *crate::sync::write(&self.fault) = None;
+        self.epoch.fetch_add(1, Ordering::SeqCst) + 1
     }
 
+    /// Takes the running Raft out of service (a new epoch begins).
     pub(super) fn take(&self) -> Option<Started> {
-        crate::sync::write(&self.inner).take()
+        let mut slot = crate::sync::write(&self.inner);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        slot.take()
+    }
+
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     pub fn running(&self) -> bool {
@@ -81,24 +100,27 @@ impl RaftHandle {
     }
 
     pub fn get(&self) -> Result<Started, RaftError> {
-        crate::sync::read(&self.inner).clone().ok_or(RaftError::NotManager)
+        if let Some(s) = crate::sync::read(&self.inner).clone() {
+            return Ok(s);
+        }
+        match &*crate::sync::read(&self.fault) {
+            Some(f) => Err(RaftError::Stopped(f.error.clone())),
+            None => Err(RaftError::NotManager),
+        }
     }
 
     /// `cluster recover --force-new-cluster`: stops the Raft, makes this
     /// manager the only voter (log and state kept), starts it again.
-    pub async fn force_new_cluster(&self, addr: &str) -> Result<u64, RaftError> {
+    pub async fn force_new_cluster(self: &Arc<Self>, addr: &str) -> Result<u64, RaftError> {
         let old = self.get()?;
+        let old = self.take().unwrap_or(old);
         old.raft.shutdown().await.map_err(|e| RaftError::Internal(format!("stopping Raft: {e}")))?;
         let db = old.sm.db();
-        let (id, tls) = (old.id, old.tls.clone());
+        let (id, tls, path) = (old.id, old.tls.clone(), old.store.clone());
         drop(old);
         let index = store::force_single_member(&db, id, addr)?;
-        let path = PathBuf::from("raft.redb");
-        let (log, sm) = store::from_db(db, &path)?;
-        let raft = Raft::new(id, raft_config()?, Network { tls: tls.clone() }, log, sm.clone())
-            .await
-            .map_err(|e| RaftError::Internal(format!("restarting Raft: {e}")))?;
-        self.set(Started { id, raft: raft.clone(), sm, tls });
+        let stores = store::from_db(db, &path)?;
+        let raft = self.launch(id, tls, path, stores, None).await?;
         // A single voter elects itself; wait for it so the caller sees a working cluster.
         let _ = raft.wait(Some(Duration::from_secs(10))).current_leader(id, "recovered leader").await;
         tracing::warn!(

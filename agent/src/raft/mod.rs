@@ -12,6 +12,8 @@
 //!   and server), plus `Propose`/`ReadIndex` for followers.
 //! - [`handle`]: this manager's Raft once started; status; recovery.
 //! - [`lifecycle`]: start at agent start or `cluster init`, stop on demotion.
+//! - [`supervise`]: a Raft stopped by a store failure (a full disk) is
+//!   reported in `health` and restarted once the store works again.
 //! - [`consistency`]: writes forwarded to the leader, linearizable reads.
 //! - [`error`]: the [`RaftError`] type.
 
@@ -21,6 +23,7 @@ pub mod error;
 pub mod handle;
 pub mod lifecycle;
 pub mod store;
+pub mod supervise;
 pub mod transport;
 pub mod types;
 

@@ -34,7 +34,7 @@ fn serve(
     node: &CertKey,
 ) -> tokio::task::JoinHandle<()> {
     let handle = Arc::new(super::RaftHandle::default());
-    handle.set(started);
+    let _ = handle.set(started);
     let tls = crate::pki::tls::cluster(&ca.cert_pem, node).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let incoming = async_stream(listener, acceptor);
@@ -101,11 +101,16 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
     for (id, listener) in (1..=3u64).zip(listeners) {
         let cert = issue(&ca, "c1", &format!("m{id}"), Role::Manager, Duration::from_secs(3600)).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (log, sm) = store::open(&dir.path().join("raft.redb")).await.unwrap();
+        let path = dir.path().join("raft.redb");
+        let (log, sm) = store::open(&path).await.unwrap();
         let tls = ClientTls::new(client_tls(&ca.cert_pem, &cert, Expect::Manager).unwrap());
         let raft = Raft::new(id, config.clone(), Network { tls: tls.clone() }, log, sm.clone()).await.unwrap();
-        let server =
-            serve(listener, super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls }, &ca, &cert);
+        let server = serve(
+            listener,
+            super::handle::Started { id, raft: raft.clone(), sm: sm.clone(), tls, store: path },
+            &ca,
+            &cert,
+        );
         managers.push(Manager { id, raft, sm, server, _dir: dir });
     }
     managers[0].raft.initialize(members.clone()).await.unwrap();
