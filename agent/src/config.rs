@@ -50,6 +50,11 @@ pub struct Config {
     /// a node: `orc.maintenance_token=`.
     #[arg(long)]
     pub maintenance_token: Option<String>,
+    /// NTP servers (`host[:port]`), repeatable; without them the agent
+    /// asks those DHCP offered (`<run-dir>/ntp-servers`, written by
+    /// orc-init). On a node: `orc.ntp=a,b`.
+    #[arg(long = "ntp-server", value_delimiter = ',')]
+    pub ntp_servers: Vec<String>,
     /// Why STATE could not be used (set by orc-init): the node then serves
     /// `health` and cannot be claimed.
     #[arg(long)]

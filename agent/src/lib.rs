@@ -47,6 +47,7 @@ pub mod shim;
 pub mod shim_contract;
 pub mod state;
 pub mod sync;
+pub mod timesync;
 pub mod worker;
 
 use std::future::Future;
@@ -93,6 +94,7 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     let runtime = runtime::manager::Runtime::open(&config.state_dir, &config.run_dir, images)
         .context("opening the container store")?;
     runtime.reattach().await;
+    tokio::spawn(timesync::poll::run(state.time.clone()));
     {
         let state = state.clone();
         tokio::spawn(async move { state.start_raft(false).await });

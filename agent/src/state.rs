@@ -34,6 +34,8 @@ pub struct NodeState {
     deny: RwLock<Arc<crate::pki::deny::DenyList>>,
     /// The node joins a cluster by itself (`orc.join=`): nobody bootstraps it.
     pub joins_at_start: bool,
+    /// The node's clock as its SNTP client sees it.
+    pub time: Arc<crate::timesync::TimeSync>,
 }
 
 impl NodeState {
@@ -81,7 +83,6 @@ impl NodeState {
             None => tls::maintenance(&m)?,
         };
         Ok(Arc::new(Self {
-            config,
             identity: RwLock::new(identity),
             tls: RwLock::new(tls),
             maintenance_fingerprint,
@@ -91,6 +92,12 @@ impl NodeState {
             identity_error,
             deny: RwLock::default(),
             joins_at_start,
+            time: Arc::new(crate::timesync::TimeSync::new(
+                config.ntp_servers.clone(),
+                config.run_dir.join("ntp-servers"),
+                config.init_pid.is_some(),
+            )),
+            config,
         }))
     }
 

@@ -13,6 +13,7 @@ const ORDER: &[&str] = &[
     "state",
     "raft",
     "selfproc",
+    "timesync",
     "runtime",
     "images",
     "shim",

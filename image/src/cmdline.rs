@@ -23,6 +23,8 @@ pub const INSECURE_REGISTRIES: &str = "orc.insecure_registries";
 pub const MAX_IMAGE_SIZE: &str = "orc.max_image_size";
 /// What whoever bootstraps or joins the node by hand must present.
 pub const MAINTENANCE_TOKEN: &str = "orc.maintenance_token";
+/// NTP servers (`host[:port]`, comma-separated); before those DHCP offers.
+pub const NTP: &str = "orc.ntp";
 
 /// The filesystem label of the STATE partition.
 pub const STATE_LABEL: &str = "ORC_STATE";

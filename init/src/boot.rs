@@ -155,6 +155,9 @@ async fn main_loop(cmd: Cmdline, state_error: Option<String>) -> BootError {
     if let Some(n) = cmd.max_image_size {
         agent_args.extend(["--max-image-bytes".to_string(), n.to_string()]);
     }
+    for s in &cmd.ntp {
+        agent_args.extend(["--ntp-server".to_string(), s.clone()]);
+    }
     if let Some(t) = &cmd.maintenance_token {
         agent_args.extend(["--maintenance-token".to_string(), t.clone()]);
     }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 pub use orc_image::cmdline::{
-    ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAINTENANCE_TOKEN, MAX_IMAGE_SIZE, ROOT, STATE, VERITY,
+    ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAINTENANCE_TOKEN, MAX_IMAGE_SIZE, NTP, ROOT, STATE, VERITY,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -48,6 +48,7 @@ pub struct Cmdline {
     pub advertise: Option<String>,
     pub max_image_size: Option<u64>,
     pub maintenance_token: Option<String>,
+    pub ntp: Vec<String>,
 }
 
 fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
@@ -102,6 +103,7 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
             INSECURE_REGISTRIES => {
                 c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from))
             }
+            NTP => c.ntp.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from)),
             _ => {}
         }
     }
@@ -125,6 +127,10 @@ mod tests {
                     join: Some("ORC1-x@10.42.0.10:7443".into()),
                     ..Default::default()
                 },
+            ),
+            (
+                "orc.ntp=10.0.2.2:11123,time.example.org",
+                Cmdline { ntp: vec!["10.0.2.2:11123".into(), "time.example.org".into()], ..Default::default() },
             ),
             (
                 "orc.insecure_registries=10.0.2.2:5000,reg:80 orc.insecure_registries=x:1",

@@ -11,6 +11,7 @@
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback.
+//! - [`ntp`]: Debian's chronyd as an NTP server, its clock shifted with faketime.
 //! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
 
 // The test harness: a failed unwrap is a failed test, with its line.
@@ -20,6 +21,7 @@ pub mod agent;
 pub mod cluster;
 pub mod cluster_def;
 pub mod hub;
+pub mod ntp;
 pub mod oci;
 pub mod paths;
 pub mod qemu;

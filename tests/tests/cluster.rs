@@ -529,3 +529,74 @@ fn a_full_state_disk_stops_raft_until_space_returns() {
     assert!(create("after").ok, "no writes after space returned");
     assert!(c.agents[0].log().contains("Raft restarted"), "{}", c.agents[0].log());
 }
+
+#[test]
+fn the_clock_is_checked_against_ntp_and_a_node_wildly_off_does_not_join() {
+    use orc_e2e::agent::Options;
+    use orc_e2e::cluster::LocalCluster;
+    use orc_e2e::ntp::NtpServer;
+    use orc_proto::machine::HealthRequest;
+    if let Some(why) = orc_e2e::ntp::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let right = NtpServer::start(0, false).unwrap();
+    let wrong = NtpServer::start(3600, false).unwrap();
+    let server = |s: &NtpServer| vec!["--ntp-server".to_string(), format!("127.0.0.1:{}", s.port)];
+
+    // A manager whose clock agrees with its NTP server.
+    let c = LocalCluster::start(1, 0, Options { args: server(&right), ..Default::default() }).unwrap();
+    c.wait(Duration::from_secs(30), "the manager's clock to be synchronized", |c| {
+        let h = c.json(&["health"]);
+        h[0]["clock"]["synchronized"] == true
+    })
+    .unwrap();
+    let h = c.json(&["health"]);
+    let offset = h[0]["clock"]["offset_seconds"].as_f64().unwrap();
+    assert!(offset.abs() < 1.0, "{h}");
+    assert_eq!(h[0]["clock"]["disciplined"], false, "an agent started by hand must not set the host's clock");
+    let check = h[0]["checks"].as_array().unwrap().iter().find(|c| c["name"] == "clock").unwrap().clone();
+    assert!(check["message"].as_str().unwrap().starts_with("synchronized: offset"), "{check}");
+
+    // A node an hour behind its NTP server (which it cannot correct: this
+    // agent does not own the clock) says so, and is refused when joining.
+    let joiner =
+        orc_e2e::agent::AgentProcess::start_with(Options { args: server(&wrong), ..Default::default() }).unwrap();
+    let fp = joiner.fingerprint().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let health = || {
+        rt.block_on(async {
+            let mut client = orcctl::cmd::machine::client(&joiner.addr, &Trust::Pinned(fp.clone())).await.unwrap();
+            client.health(HealthRequest {}).await.unwrap().into_inner()
+        })
+    };
+    let mut h = health();
+    for _ in 0..50 {
+        if h.clock.as_ref().is_some_and(|c| c.last_sync_unix_ms > 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        h = health();
+    }
+    let clock = h.clock.clone().unwrap();
+    assert!((clock.offset_seconds - 3600.0).abs() < 5.0 && !clock.synchronized, "{clock:?}");
+    let check = h.checks.iter().find(|c| c.name == "clock").unwrap();
+    assert!(!check.ok && check.message.starts_with("wildly off"), "{check:?}");
+
+    let token = c.ctl(&["cluster", "join-token", "worker"]).stdout.trim().to_string();
+    let out = c.ctl(&[
+        "node",
+        "join",
+        &joiner.addr,
+        "--fingerprint",
+        &format!("sha256:{fp}"),
+        "--token",
+        &token,
+        "--manager",
+        &c.agents[0].addr,
+    ]);
+    assert!(!out.ok, "a node an hour off joined");
+    assert!(out.stderr.contains("clock is +3600") && out.stderr.contains("orc.ntp="), "{}", out.stderr);
+    let nodes = c.json(&["node", "ls"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+}

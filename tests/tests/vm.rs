@@ -66,7 +66,21 @@ fn wait_api(config: &Path, limit: Duration) -> serde_json::Value {
 fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
     let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(spec(&image, dir.path(), "e2e1")).unwrap();
+    // An NTP server 30 s ahead of the host (and so of the node's RTC): the
+    // node's agent steps its clock to it (QEMU's user network takes the
+    // node's packets to 10.0.2.2 to the host's loopback).
+    let ntp = match orc_e2e::ntp::unavailable() {
+        None => Some(orc_e2e::ntp::NtpServer::start(30, false).unwrap()),
+        Some(why) => {
+            eprintln!("not checking the clock: {why}");
+            None
+        }
+    };
+    let mut s = spec(&image, dir.path(), "e2e1");
+    if let Some(ntp) = &ntp {
+        s.extra_cmdline = format!("orc.ntp=10.0.2.2:{}", ntp.port);
+    }
+    let mut node = Node::start(s).unwrap();
     let fp =
         node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
     let addr = format!("127.0.0.1:{}", node.spec.api_port);
@@ -78,6 +92,32 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
     assert_eq!(v["hostname"], "e2e1");
     let (node_id, ca_fp) =
         (v["node_id"].as_str().unwrap().to_string(), v["ca_fingerprint"].as_str().unwrap().to_string());
+
+    // The clock: stepped to the NTP server, then confirmed right.
+    if ntp.is_some() {
+        let start = Instant::now();
+        let clock = loop {
+            let out = Command::new(orc_e2e::paths::debug_bin("orcctl"))
+                .arg("--config")
+                .arg(&config)
+                .args(["-o", "json", "health"])
+                .output()
+                .unwrap();
+            let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let check = h[0]["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "clock").cloned());
+            // Stepped, then confirmed by the next answer.
+            let confirmed = h[0]["clock"]["offset_seconds"].as_f64().is_some_and(|o| o.abs() < 1.0);
+            if (h[0]["clock"]["synchronized"] == true && confirmed) || start.elapsed() > Duration::from_secs(60) {
+                break (h[0]["clock"].clone(), check.unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        };
+        assert_eq!(clock.0["synchronized"], true, "{clock:?}");
+        assert_eq!(clock.0["disciplined"], true, "{clock:?}");
+        assert!(clock.0["offset_seconds"].as_f64().unwrap().abs() < 1.0, "{clock:?}");
+        let msg = clock.1["message"].as_str().unwrap_or_default().to_string();
+        assert!(msg.contains("stepped the clock by +"), "{msg}");
+    }
 
     // Health: writing to / fails (read-only verified root), STATE persists.
     let h = &json(&config, &["health"])[0];

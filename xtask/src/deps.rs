@@ -26,7 +26,19 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("pkg-config", "pkg-config"),
     // The floor of the pull benchmark.
     ("curl", "curl"),
+    // An NTP server whose clock is off, for the clock tests (chronyd under faketime).
+    ("faketime", "faketime"),
 ];
+
+/// Peers the tests run from Debian packages that are unpacked, not
+/// installed (installing chrony would replace the host's own time service
+/// and start a daemon): (package, a file it holds).
+pub const UNPACKED: &[(&str, &str)] = &[("chrony", "usr/sbin/chronyd")];
+
+/// Where [`UNPACKED`] packages (and the node's kernel) are unpacked.
+pub fn cache_dir() -> std::path::PathBuf {
+    crate::image::out_dir().join("cache")
+}
 
 fn present(probe: &str) -> bool {
     if probe.starts_with('/') {
@@ -37,7 +49,53 @@ fn present(probe: &str) -> bool {
 
 /// Installs what is missing, saying so.
 pub fn ensure() -> anyhow::Result<()> {
-    ensure_packages(PACKAGES)
+    ensure_packages(PACKAGES)?;
+    for (pkg, probe) in UNPACKED {
+        unpacked(pkg, &cache_dir(), probe)?;
+    }
+    Ok(())
+}
+
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Debian package `pkg` unpacked under `<cache>/<pkg>` (downloaded with
+/// `apt-get download` unless `<cache>/<pkg>/<probe>` is there already).
+pub fn unpacked(pkg: &str, cache: &std::path::Path, probe: &str) -> anyhow::Result<std::path::PathBuf> {
+    let root = cache.join(pkg);
+    if root.join(probe).exists() {
+        return Ok(root);
+    }
+    std::fs::create_dir_all(cache)?;
+    eprintln!("xtask: downloading and unpacking Debian package {pkg}");
+    let download = || output(Command::new("apt-get").args(["download", pkg]).current_dir(cache));
+    download().or_else(|_| {
+        // A fresh machine may have no package lists yet.
+        let _ = Command::new("apt-get").args(["update", "-q"]).status();
+        download()
+    })?;
+    let deb = std::fs::read_dir(cache)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
+        })
+        .context("apt-get download produced no .deb")?;
+    let tmp = cache.join(format!("{pkg}.tmp"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::rename(&tmp, &root)?;
+    let _ = std::fs::remove_file(&deb);
+    anyhow::ensure!(root.join(probe).exists(), "{pkg} holds no {probe}");
+    Ok(root)
 }
 
 /// Installs those of `packages` (name, probe) that are missing, saying so.

@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+
+use crate::deps::output;
 use orc_image::{kconfig, modules::ModuleDeps};
 
 pub struct Kernel {
@@ -15,14 +17,6 @@ pub struct Kernel {
     /// `lib/modules/<version>` of this kernel.
     pub modules_dir: PathBuf,
     pub config: PathBuf,
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The concrete package behind the `linux-image-amd64` metapackage.
@@ -44,30 +38,7 @@ fn resolve_debian_package() -> anyhow::Result<String> {
 pub fn debian(cache: &Path) -> anyhow::Result<Kernel> {
     let pkg = resolve_debian_package()?;
     let version = pkg.trim_start_matches("linux-image-").to_string();
-    let root = cache.join(&pkg);
-    if !root.join("boot").join(format!("vmlinuz-{version}")).exists() {
-        std::fs::create_dir_all(cache)?;
-        eprintln!("xtask: downloading kernel package {pkg}");
-        let _ = output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache)).or_else(|_| {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            output(Command::new("apt-get").args(["download", &pkg]).current_dir(cache))
-        })?;
-        let deb = std::fs::read_dir(cache)?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
-            })
-            .context("apt-get download produced no .deb")?;
-        let tmp = cache.join(format!("{pkg}.tmp"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        output(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::rename(&tmp, &root)?;
-        let _ = std::fs::remove_file(&deb);
-    }
+    let root = crate::deps::unpacked(&pkg, cache, &format!("boot/vmlinuz-{version}"))?;
     Ok(Kernel {
         vmlinuz: root.join("boot").join(format!("vmlinuz-{version}")),
         modules_dir: root.join("lib/modules").join(&version),

@@ -89,6 +89,7 @@ pub(crate) fn pem_der(pem: &str) -> Result<CertificateDer<'static>, ClusterError
 /// The joiner's side of `Machine.Join`.
 pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Identity, AgentError> {
     let token = JoinToken::parse(token).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+    state.time.check_for_join().await.map_err(AgentError::FailedPrecondition)?;
     let tls = orc_tls::pin::client_config(orc_tls::pin::Pin::Ca(token.ca_digest.clone()))
         .map_err(|e| AgentError::Io(e.to_string()))?;
     let channel = crate::pki::channel::channel(manager, std::sync::Arc::new(tls))

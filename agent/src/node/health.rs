@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use orc_proto::machine::{HealthCheck, HealthResponse};
+use orc_proto::machine::{ClockStatus, HealthCheck, HealthResponse};
 
 use super::services::do_services;
 use crate::state::NodeState;
@@ -69,5 +69,27 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
         let (ok, msg) = state.raft.health();
         checks.push(check("raft", ok, msg));
     }
-    HealthResponse { healthy: checks.iter().all(|c| c.ok), uptime_seconds: state.started.elapsed().as_secs(), checks }
+    let (ok, msg) = state.time.health();
+    checks.push(check("clock", ok, msg));
+    HealthResponse {
+        healthy: checks.iter().all(|c| c.ok),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        checks,
+        clock: Some(clock(&state.time)),
+    }
+}
+
+/// The clock as the SNTP client last saw it.
+fn clock(time: &crate::timesync::TimeSync) -> ClockStatus {
+    let s = time.status();
+    let (synchronized, _) = crate::timesync::health_of(&s, time.disciplines, crate::clock::unix_ms());
+    let last = s.last.as_ref();
+    ClockStatus {
+        synchronized: synchronized && last.is_some(),
+        offset_seconds: last.map(|l| l.offset).unwrap_or_default(),
+        server: last.map(|l| l.server.clone()).unwrap_or_default(),
+        last_sync_unix_ms: last.map(|l| l.at_ms).unwrap_or_default(),
+        disciplined: time.disciplines,
+        servers: s.servers,
+    }
 }

@@ -31,6 +31,8 @@ pub struct Lease {
     pub renew_secs: u32,
     pub rebind_secs: u32,
     pub hostname: Option<String>,
+    /// NTP servers (option 42).
+    pub ntp: Vec<Ipv4Addr>,
 }
 
 fn err(iface: &str, msg: impl std::fmt::Display) -> NetError {
@@ -61,6 +63,7 @@ pub fn request_message(
         OptionCode::Router,
         OptionCode::DomainNameServer,
         OptionCode::Hostname,
+        OptionCode::NtpServers,
         OptionCode::AddressLeaseTime,
         OptionCode::Renewal,
         OptionCode::Rebinding,
@@ -107,10 +110,14 @@ pub fn lease_of(m: &Message) -> Option<Lease> {
         Some(DhcpOption::Hostname(h)) => Some(h.clone()),
         _ => None,
     };
+    let ntp = match o.get(OptionCode::NtpServers) {
+        Some(DhcpOption::NtpServers(n)) => n.clone(),
+        _ => Vec::new(),
+    };
     if m.yiaddr().is_unspecified() {
         return None;
     }
-    Some(Lease { addr: m.yiaddr(), prefix, router, dns, server, lease_secs, renew_secs, rebind_secs, hostname })
+    Some(Lease { addr: m.yiaddr(), prefix, router, dns, server, lease_secs, renew_secs, rebind_secs, hostname, ntp })
 }
 
 fn socket(iface: &str) -> Result<UdpSocket, NetError> {
@@ -199,12 +206,16 @@ pub async fn maintain(iface: String, mac: [u8; 6], mut lease: Lease) {
         match renewed.map(|ack| lease_of(&ack)) {
             Ok(Some(l)) if l.addr == lease.addr => {
                 tracing::debug!(iface = %iface, lease_secs = l.lease_secs, "DHCP lease renewed");
+                super::publish(&l);
                 lease = l;
             }
             other => {
                 tracing::warn!(iface = %iface, result = ?other.err(), "DHCP renewal failed, starting over");
                 match acquire(&iface, mac).await {
-                    Ok(l) => lease = l,
+                    Ok(l) => {
+                        super::publish(&l);
+                        lease = l;
+                    }
                     Err(e) => tracing::warn!(iface = %iface, error = %e, "DHCP failed"),
                 }
             }
@@ -247,7 +258,9 @@ mod tests {
         o.insert(DhcpOption::Router(vec![[10, 0, 2, 2].into()]));
         o.insert(DhcpOption::DomainNameServer(vec![[10, 0, 2, 3].into()]));
         o.insert(DhcpOption::AddressLeaseTime(86400));
+        o.insert(DhcpOption::NtpServers(vec![[10, 0, 2, 4].into(), [10, 0, 2, 5].into()]));
         let l = lease_of(&m).unwrap();
+        assert_eq!(l.ntp, vec![Ipv4Addr::new(10, 0, 2, 4), Ipv4Addr::new(10, 0, 2, 5)]);
         assert_eq!(l.addr, Ipv4Addr::new(10, 0, 2, 15));
         assert_eq!(l.prefix, 24);
         assert_eq!(l.router, Some(Ipv4Addr::new(10, 0, 2, 2)));

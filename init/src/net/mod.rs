@@ -43,6 +43,26 @@ pub fn mac_of(sys_net: &Path, iface: &str) -> Option<[u8; 6]> {
     bytes.try_into().ok()
 }
 
+/// Where the agent finds the NTP servers DHCP offered, one per line (it
+/// prefers those of `orc.ntp=`, which it gets as arguments).
+pub const NTP_SERVERS: &str = "/run/orc/ntp-servers";
+
+/// Publishes what a lease says beyond addresses: name servers for
+/// containers, NTP servers for the agent.
+pub fn publish(lease: &dhcp::Lease) {
+    let _ = std::fs::create_dir_all("/run/orc");
+    if !lease.dns.is_empty() {
+        let text: String = lease.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+        let _ = std::fs::write("/run/orc/resolv.conf", text);
+    }
+    if !lease.ntp.is_empty() {
+        let text: String = lease.ntp.iter().map(|d| format!("{d}\n")).collect();
+        if let Err(e) = std::fs::write(NTP_SERVERS, text) {
+            tracing::warn!(path = NTP_SERVERS, error = %e, "cannot publish the NTP servers DHCP offered");
+        }
+    }
+}
+
 /// Brings the network up; DHCP clients keep running as spawned tasks.
 /// Returns the hostname DHCP offered, if any.
 pub async fn configure(statics: &[StaticIp]) -> Result<Option<String>, NetError> {
@@ -73,11 +93,7 @@ pub async fn configure(statics: &[StaticIp]) -> Result<Option<String>, NetError>
                     nl.default_route(gw).await?;
                     have_route = true;
                 }
-                if !lease.dns.is_empty() {
-                    let text: String = lease.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-                    let _ = std::fs::create_dir_all("/run/orc");
-                    let _ = std::fs::write("/run/orc/resolv.conf", text);
-                }
+                publish(&lease);
                 tracing::info!(iface = %iface, addr = %lease.addr, prefix = lease.prefix, router = ?lease.router,
                     lease_secs = lease.lease_secs, "DHCP lease acquired");
                 hostname = hostname.or(lease.hostname.clone());

@@ -73,7 +73,9 @@ pub async fn run(command: Command, nodes: &[String], trust: &Trust, out: Output)
             let (ok, err) = split(each(&nodes, &trust, |mut c| async move { c.health(HealthRequest {}).await }).await);
             match out {
                 Output::Json => println!("{}", json!(ok.iter().map(|(n, h)| json!({"node": n, "healthy": h.healthy,
-                    "uptime_seconds": h.uptime_seconds, "checks": h.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message})).collect::<Vec<_>>()})).collect::<Vec<_>>())),
+                    "uptime_seconds": h.uptime_seconds, "checks": h.checks.iter().map(|c| json!({"name": c.name, "ok": c.ok, "message": c.message})).collect::<Vec<_>>(),
+                    "clock": h.clock.as_ref().map(|c| json!({"synchronized": c.synchronized, "offset_seconds": c.offset_seconds,
+                        "server": c.server, "last_sync_unix_ms": c.last_sync_unix_ms, "disciplined": c.disciplined, "servers": c.servers}))})).collect::<Vec<_>>())),
                 Output::Table => table(
                     &["NODE", "CHECK", "OK", "MESSAGE"],
                     &ok.iter().flat_map(|(n, h)| h.checks.iter().map(move |c| vec![n.clone(), c.name.clone(), c.ok.to_string(), c.message.clone()])).collect::<Vec<_>>(),
