@@ -109,6 +109,27 @@ impl LocalCluster {
         anyhow::bail!("timed out after {timeout:?} waiting for {what}")
     }
 
+    /// The node id of agent `i`, from `node ls`.
+    pub fn node_id(&self, i: usize) -> anyhow::Result<String> {
+        let nodes = self.json(&["node", "ls"]);
+        let addr = &self.agents[i].addr;
+        nodes
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["addr"] == addr.as_str()))
+            .and_then(|n| n["id"].as_str().map(str::to_string))
+            .ok_or_else(|| anyhow::anyhow!("no node at {addr} in `node ls`"))
+    }
+
+    /// Drains every manager, so tasks go to workers only (e.g. simulated ones).
+    pub fn drain_managers(&self) -> anyhow::Result<()> {
+        for i in 0..self.managers {
+            let id = self.node_id(i)?;
+            let o = self.ctl(&["node", "update", "--availability", "drain", &id]);
+            anyhow::ensure!(o.ok, "draining manager {id}: {}", o.stderr);
+        }
+        Ok(())
+    }
+
     /// The Raft leader's index in `agents`, from a manager that answers.
     pub fn leader(&self) -> Option<usize> {
         self.agents[..self.managers].iter().find_map(|a| {

@@ -13,6 +13,7 @@
 //! - [`registry`]: Debian's docker-registry on loopback.
 //! - [`ntp`]: Debian's chronyd as an NTP server, its clock shifted with faketime.
 //! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
+//! - [`simulator`]: many simulated nodes with real sessions against real managers.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -27,6 +28,7 @@ pub mod paths;
 pub mod qemu;
 pub mod qemu_cluster;
 pub mod registry;
+pub mod simulator;
 pub mod small_fs;
 
 /// A TCP port free on loopback right now.

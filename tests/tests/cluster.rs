@@ -437,7 +437,8 @@ fn demoted_and_removed_nodes_lose_their_powers_on_open_connections() {
     // Removed: refused everything, on the same open connection.
     let _ = c.agents[1].child.kill();
     let _ = c.agents[1].child.wait();
-    c.wait(Duration::from_secs(30), "the demoted node to be down", |c| {
+    // (Down after the grace period; longer when the demotion moved the leadership.)
+    c.wait(Duration::from_secs(60), "the demoted node to be down", |c| {
         c.json(&["node", "inspect", &m1])["status"] == "down"
     })
     .unwrap();

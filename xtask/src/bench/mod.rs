@@ -1,9 +1,11 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
-//! benchmark: [`boot`], [`container`] (container-start), [`cluster`].
+//! benchmark: [`boot`], [`container`] (container-start), [`cluster`],
+//! [`scale`].
 
 mod boot;
 mod cluster;
 mod container;
+mod scale;
 
 use anyhow::bail;
 
@@ -12,7 +14,8 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "boot" => boot::run(),
         "container-start" => container::run(),
         "cluster" => cluster::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, cluster"),
+        "scale" => scale::run(),
+        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, cluster, scale"),
     }
 }
 
