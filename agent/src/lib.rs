@@ -38,6 +38,7 @@ pub mod fields;
 pub mod fsutil;
 pub mod images;
 pub mod lookup;
+pub mod model;
 pub mod node;
 pub mod pki;
 pub mod raft;

@@ -12,6 +12,7 @@ const ORDER: &[&str] = &[
     "cluster",
     "state",
     "raft",
+    "model",
     "selfproc",
     "timesync",
     "runtime",

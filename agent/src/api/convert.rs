@@ -95,8 +95,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
 }
 
 pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
-    let live: Vec<&Task> =
-        v.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running).collect();
+    let live: Vec<&Task> = v.tasks_of(&s.id).filter(|t| t.desired == TaskState::Running).collect();
     pb::Service {
         id: s.id.clone(),
         spec: Some(spec_to_proto(&s.spec)),

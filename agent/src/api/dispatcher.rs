@@ -12,6 +12,7 @@ use orc_proto::dispatcher::dispatcher_server::Dispatcher;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::dispatcher::{self as domain, Liveness, NodeInfo, Reports, TaskReport, HEARTBEAT};
+use crate::cluster::fanout::Fanout;
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
 
@@ -19,12 +20,14 @@ pub struct DispatcherService {
     raft: Arc<RaftHandle>,
     liveness: Arc<Liveness>,
     reports: Reports,
+    fanout: Arc<Fanout>,
 }
 
 impl DispatcherService {
     pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>) -> Self {
         let reports = Reports::start(raft.clone());
-        Self { raft, liveness, reports }
+        let fanout = Fanout::start(raft.clone());
+        Self { raft, liveness, reports, fanout }
     }
 }
 
@@ -53,15 +56,17 @@ impl Dispatcher for DispatcherService {
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let raft = self.raft.clone();
+        // Woken only when something of this node (or the deny list) changes.
+        let (mut mine, mut deny) = (self.fanout.watch(&node_id), self.fanout.deny());
         tokio::spawn(async move {
-            let mut changed = s.sm.changed.subscribe();
             let mut last = None;
             loop {
                 if let Err(e) = domain::leading(&raft) {
                     let _ = tx.send(Err(e.into())).await;
                     return;
                 }
-                let a = domain::assignments(&s, &node_id).await;
+                let current = deny.borrow_and_update().clone();
+                let a = domain::assignments(&s, &node_id, &current).await;
                 // Removed while its session was open: ended now, not at its next call.
                 if a.deny.removed_nodes.contains(&node_id) {
                     let removed = domain::DispatchError::Removed { node: node_id.clone(), at_open: false };
@@ -87,7 +92,8 @@ impl Dispatcher for DispatcherService {
                 // A change, or a periodic look (leadership can end quietly);
                 // a node that went away ends its session at once.
                 tokio::select! {
-                    _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()) => {}
+                    _ = tokio::time::timeout(Duration::from_secs(2), mine.changed()) => {}
+                    _ = deny.changed() => {}
                     _ = tx.closed() => {
                         tracing::info!(node = %node_id, "node session closed");
                         return;

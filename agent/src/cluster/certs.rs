@@ -3,31 +3,30 @@
 //! deny list every manager derives from the state (revoked serials,
 //! removed nodes, nodes that are workers now).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::ClusterError;
-use super::objects::{
-    now_ms, put, read_table, Node, PersonCert, RevokedCert, NODES, PERSON_CERTS, REMOVED_NODES, REVOKED_CERTS,
-};
+use super::objects::{now_ms, PersonCert, RevokedCert};
+use crate::model::db::{ClusterState, Command, Object};
 use crate::pki::ca::{self, CertKey, PERSON_TTL};
 use crate::pki::deny::DenyList;
 use crate::pki::role::{identity_of, PeerIdentity, Role};
-use crate::raft::command::{ClusterState, Command};
 use crate::raft::RaftHandle;
 use crate::state::NodeState;
 
 /// The shortest lifetime of a person's certificate.
 pub const MIN_PERSON_TTL: Duration = Duration::from_secs(60);
 
-/// The deny list the state `s` implies, with its `nodes` already parsed.
-pub fn deny_list(s: &ClusterState, nodes: &BTreeMap<String, Node>) -> DenyList {
-    let keys = |t: &str| s.tables.get(t).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+/// The deny list the state `s` implies: revoked serials, removed nodes,
+/// and workers that have held a manager certificate (only those could
+/// present one; listing every worker would send every node a list as long
+/// as the cluster whenever one joins).
+pub fn deny_list(s: &ClusterState) -> DenyList {
     DenyList {
-        serials: keys(REVOKED_CERTS),
-        removed_nodes: keys(REMOVED_NODES),
-        workers: nodes.values().filter(|n| n.role != Role::Manager).map(|n| n.id.clone()).collect(),
+        serials: s.revoked_certs.keys().cloned().collect(),
+        removed_nodes: s.removed_nodes.keys().cloned().collect(),
+        workers: s.nodes.values().filter(|n| n.role != Role::Manager && n.was_manager).map(|n| n.id.clone()).collect(),
     }
 }
 
@@ -42,7 +41,7 @@ pub async fn follow(state: Arc<NodeState>) {
         let mut changed = s.sm.changed.subscribe();
         let list = {
             let a = s.sm.applied.read().await;
-            deny_list(&a.state, &read_table(&a.state, NODES))
+            deny_list(&a.state)
         };
         state.set_deny(list);
         let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
@@ -74,7 +73,7 @@ async fn sign(
     let cert_pem = ca::sign_csr(&ca, &cluster_id, name, role, ttl, csr_pem)
         .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     let record = record_of(&cert_pem, issued_by)?;
-    state.raft.write(put(PERSON_CERTS, &record.serial, &record)).await?;
+    state.raft.write(Command::put(record.serial.clone(), Object::PersonCert(Arc::new(record.clone())))).await?;
     tracing::info!(person = %name, role = %role, serial = %record.serial, by = %issued_by, "person certificate issued");
     Ok((cert_pem, ca.cert_pem, record))
 }
@@ -135,9 +134,7 @@ pub async fn renew(
     let v = state.raft.linearizable().await?;
     let previous = {
         let a = v.sm.applied.read().await;
-        a.state
-            .get(PERSON_CERTS, &caller.serial)
-            .and_then(|o| serde_json::from_value::<PersonCert>(o.value.clone()).ok())
+        a.state.person_certs.get(&caller.serial).map(|c| PersonCert::clone(c))
     };
     let ttl = previous
         .map(|p| Duration::from_millis(u64::try_from(p.expires_ms - p.issued_ms).unwrap_or(0)))
@@ -155,7 +152,7 @@ pub async fn revoke(raft: &RaftHandle, by: &PeerIdentity, target: &str) -> Resul
     }
     let started = raft.linearizable().await?;
     let on_record: Vec<PersonCert> =
-        read_table::<PersonCert>(&started.sm.applied.read().await.state, PERSON_CERTS).into_values().collect();
+        started.sm.applied.read().await.state.person_certs.values().map(|c| PersonCert::clone(c)).collect();
     let now = now_ms();
     let mut chosen: Vec<PersonCert> = on_record.iter().filter(|c| c.serial == target).cloned().collect();
     if chosen.is_empty() {
@@ -184,9 +181,9 @@ pub async fn revoke(raft: &RaftHandle, by: &PeerIdentity, target: &str) -> Resul
     for c in &mut chosen {
         c.revoked_ms = Some(now);
         let entry = RevokedCert { name: c.name.clone(), expires_ms: c.expires_ms, revoked_ms: now };
-        cmds.push(put(REVOKED_CERTS, &c.serial, &entry));
+        cmds.push(Command::put(c.serial.clone(), Object::RevokedCert(Arc::new(entry))));
         if !c.name.is_empty() {
-            cmds.push(put(PERSON_CERTS, &c.serial, &*c));
+            cmds.push(Command::put(c.serial.clone(), Object::PersonCert(Arc::new(c.clone()))));
         }
     }
     raft.write(Command::Batch(cmds)).await?;
@@ -200,7 +197,7 @@ pub async fn revoke(raft: &RaftHandle, by: &PeerIdentity, target: &str) -> Resul
 pub async fn list(raft: &RaftHandle) -> Result<Vec<PersonCert>, ClusterError> {
     let started = raft.linearizable().await?;
     let mut all: Vec<PersonCert> =
-        read_table::<PersonCert>(&started.sm.applied.read().await.state, PERSON_CERTS).into_values().collect();
+        started.sm.applied.read().await.state.person_certs.values().map(|c| PersonCert::clone(c)).collect();
     all.sort_by(|a, b| b.issued_ms.cmp(&a.issued_ms).then(a.serial.cmp(&b.serial)));
     Ok(all)
 }
@@ -213,7 +210,7 @@ pub async fn record_bootstrap_admin(raft: &RaftHandle, cert_pem: &str) {
         Err(e) => return tracing::warn!(error = %e, "the first admin's certificate is not on record"),
     };
     for _ in 0..60 {
-        match raft.write(put(PERSON_CERTS, &record.serial, &record)).await {
+        match raft.write(Command::put(record.serial.clone(), Object::PersonCert(Arc::new(record.clone())))).await {
             Ok(_) => return,
             Err(e) => tracing::debug!(error = %e, "recording the first admin's certificate; retrying"),
         }

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::objects::*;
-use super::patch::{NodePatch, TaskPatch};
+use crate::model::db::{Command, Object};
+use crate::model::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
-use crate::raft::command::Command;
 use crate::raft::{RaftError, RaftHandle, Started};
 
 /// How often nodes send heartbeats.
@@ -178,7 +178,7 @@ pub async fn open_session(
         .map_err(|e| DispatchError::Unconfirmed(e.to_string()))?;
     let (known, removed) = {
         let a = s.sm.applied.read().await;
-        (a.state.get(NODES, node_id).is_some(), a.state.get(REMOVED_NODES, node_id).is_some())
+        (a.state.nodes.contains_key(node_id), a.state.removed_nodes.contains_key(node_id))
     };
     if removed {
         return Err(DispatchError::Removed { node: node_id.to_string(), at_open: true });
@@ -191,6 +191,7 @@ pub async fn open_session(
         addr: Some(truncate(d.addr, MAX_REPORTED)),
         agent_version: Some(truncate(d.agent_version, MAX_REPORTED)),
         cert_role: Some(role),
+        was_manager: (role == Role::Manager).then_some(true),
         // Its role is the certificate's until promoted or demoted.
         role: (!known).then_some(role),
         ..NodePatch::status(NodeStatus::Ready, "")
@@ -198,11 +199,10 @@ pub async fn open_session(
     let cmd = if known {
         fields.command(node_id)
     } else {
-        let node = Node { id: node_id.to_string(), ..Default::default() };
-        let mut value = serde_json::to_value(&node).unwrap_or_default();
-        crate::raft::command::merge(&mut value, &fields.value());
+        let mut node = Node { id: node_id.to_string(), ..Default::default() };
+        fields.apply(&mut node);
         // Unconditional: a failed condition would drop the whole batch of reports it travels in.
-        Command::Put { table: NODES.into(), id: node_id.to_string(), value, expect_version: None }
+        Command::put(node_id, Object::Node(std::sync::Arc::new(node)))
     };
     liveness.heard(node_id);
     reports.send(cmd)?;
@@ -221,20 +221,16 @@ pub struct Assignments {
     pub deny: crate::pki::deny::DenyList,
 }
 
-/// The current assignments of `node_id`, as the leader `s` has them applied.
-pub async fn assignments(s: &Started, node_id: &str) -> Assignments {
-    let (v, deny) = {
-        let a = s.sm.applied.read().await;
-        let v = View::of(&a.state);
-        let deny = super::certs::deny_list(&a.state, &v.nodes);
-        (v, deny)
-    };
+/// The current assignments of `node_id`, as the leader `s` has them
+/// applied, with the deny list the fanout derived.
+pub async fn assignments(s: &Started, node_id: &str, deny: &crate::pki::deny::DenyList) -> Assignments {
+    let v = s.sm.applied.read().await.state.clone();
     Assignments {
         tasks: tasks_of(&v, node_id),
         role: v.nodes.get(node_id).map(|n| n.role),
         cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
         managers: managers(s),
-        deny,
+        deny: deny.clone(),
     }
 }
 
@@ -259,23 +255,21 @@ pub async fn heartbeat(
 ) -> Result<(), DispatchError> {
     let s = leading(raft)?;
     // (A node whose object is not applied yet has just opened its session.)
-    if s.sm.applied.read().await.state.get(REMOVED_NODES, node_id).is_some() {
+    if s.sm.applied.read().await.state.removed_nodes.contains_key(node_id) {
         return Err(DispatchError::Removed { node: node_id.to_string(), at_open: false });
     }
     liveness.heard(node_id);
     let mut cmds = Vec::new();
     {
         let a = s.sm.applied.read().await;
-        if let Some(n) = a.state.get(NODES, node_id) {
-            let status = serde_json::from_value::<Node>(n.value.clone()).map(|n| n.status).unwrap_or_default();
-            if status != NodeStatus::Ready {
+        if let Some(n) = a.state.nodes.get(node_id) {
+            if n.status != NodeStatus::Ready {
                 tracing::info!(node = %node_id, "node is back: ready");
                 cmds.push(NodePatch::status(NodeStatus::Ready, "").command(node_id));
             }
         }
         for st in statuses {
-            let Some(o) = a.state.get(TASKS, &st.id) else { continue };
-            let Ok(t) = serde_json::from_value::<Task>(o.value.clone()) else { continue };
+            let Some(t) = a.state.tasks.get(&st.id) else { continue };
             if t.node != node_id {
                 continue;
             }
@@ -303,6 +297,7 @@ pub async fn heartbeat(
                 container: Some(truncate(st.container, MAX_REPORTED)),
                 exit_code: Some(st.exit_code),
                 updated_ms: Some(now_ms()),
+                ..Default::default()
             };
             cmds.push(p.command(&st.id));
         }
@@ -315,11 +310,7 @@ pub async fn heartbeat(
 
 /// What a node is sent: its tasks that are not over and forgotten.
 fn tasks_of(v: &View, node: &str) -> Vec<Task> {
-    v.tasks
-        .values()
-        .filter(|t| t.node == node && !(t.desired == TaskState::Shutdown && t.state.terminal()))
-        .cloned()
-        .collect()
+    v.tasks_on(node).filter(|t| !(t.desired == TaskState::Shutdown && t.state.terminal())).cloned().collect()
 }
 
 fn managers(s: &Started) -> Vec<String> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::dispatcher::Liveness;
 use super::objects::{now_ms, NodeStatus, View};
 use super::orchestrator;
+use crate::model::db::Command;
 use crate::pki::role::Role;
-use crate::raft::command::Command;
 use crate::raft::types::NodeId;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
@@ -62,13 +62,13 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
                 tokio::time::sleep(TICK).await;
                 continue;
             }
-            let nodes: Vec<String> = View::of(&s.sm.applied.read().await.state).nodes.into_keys().collect();
+            let nodes: Vec<String> = s.sm.applied.read().await.state.nodes.keys().cloned().collect();
             liveness.reset(nodes.into_iter());
             tracing::info!("leading: orchestrating and scheduling");
         }
         leading = is_leader;
         if leading {
-            let view = View::of(&s.sm.applied.read().await.state);
+            let view = s.sm.applied.read().await.state.clone();
             membership(&cluster, &s, &view, &changing);
             let mut cmds = liveness.check(&view);
             if cmds.is_empty() {
@@ -171,9 +171,10 @@ mod tests {
             role: Role::Worker,
             ..Default::default()
         };
-        v.nodes.insert("n1".into(), node);
+        v.nodes.insert("n1".into(), std::sync::Arc::new(node));
         let spec = ServiceSpec { name: "big".into(), image: "busybox".into(), replicas: 10_000, ..Default::default() };
-        v.services.insert("s1".into(), Service { id: "s1".into(), spec, spec_version: 1, ..Default::default() });
+        let service = Service { id: "s1".into(), spec, spec_version: 1, ..Default::default() };
+        v.services.insert("s1".into(), std::sync::Arc::new(service));
         let cmds = orchestrator::reconcile(&v, now_ms());
         let n = cmds.len();
         assert!(n >= 10_000, "{n}");

@@ -1,16 +1,17 @@
-//! The cluster: its objects and what the managers do with them. The
-//! replicated log they live in is [`crate::raft`].
+//! The cluster: what the managers do with its objects ([`crate::model`]).
+//! The replicated log they live in is [`crate::raft`].
 //!
 //! # Layout
-//! - [`objects`]: nodes, services, tasks, settings; table names; the view
-//!   and its lookups (by name, id or prefix).
-//! - [`patch`]: typed changes to existing objects (merge patches).
+//! - [`objects`]: the objects ([`crate::model`]) and the view of them
+//!   readers take, with its lookups (by name, id or prefix).
 //! - [`spec`]: checking a service spec.
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
 //! - [`leader`]: the leader's loop (liveness, reconcile, quorum membership).
 //! - [`dispatcher`]: node sessions and heartbeats on the leader.
+//! - [`fanout`]: the change feed read once on the leader, waking only the
+//!   sessions a change concerns; the deny list derived once per change.
 //! - [`token`], [`tokens`]: the join token codec; the cluster's two tokens.
 //! - [`join`]: admitting nodes (manager side) and joining (node side).
 //! - [`renew`]: certificate renewal, both sides.
@@ -20,13 +21,13 @@
 pub mod certs;
 pub mod dispatcher;
 pub mod error;
+pub mod fanout;
 pub mod join;
 pub mod leader;
 pub mod managers;
 pub mod nodes;
 pub mod objects;
 pub mod orchestrator;
-pub mod patch;
 pub mod renew;
 pub mod scheduler;
 pub mod services;

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use super::error::ClusterError;
-use super::objects::{delete, now_ms, put, table, view, Availability, Node, NodeStatus, RemovedNode, View};
-use super::patch::NodePatch;
+use super::objects::{now_ms, view, Availability, Node, NodeStatus, RemovedNode, View};
+use crate::model::db::{Command, Kind, Object};
+use crate::model::patch::NodePatch;
 use crate::pki::role::Role;
-use crate::raft::command::Command;
 use crate::raft::RaftHandle;
 
 /// What `node update` asks for, as the API received it.
@@ -98,7 +98,11 @@ pub async fn remove(raft: &RaftHandle, ident: &str, force: bool) -> Result<Node,
         )));
     }
     let gone = RemovedNode { hostname: n.hostname.clone(), removed_ms: now_ms() };
-    raft.write(Command::Batch(vec![delete(table::NODES, &n.id), put(table::REMOVED_NODES, &n.id, &gone)])).await?;
+    let cmds = vec![
+        Command::delete(Kind::Node, n.id.clone()),
+        Command::put(n.id.clone(), Object::RemovedNode(std::sync::Arc::new(gone))),
+    ];
+    raft.write(Command::Batch(cmds)).await?;
     tracing::info!(node = %n.id, hostname = %n.hostname, "node removed from the cluster");
     Ok(n)
 }

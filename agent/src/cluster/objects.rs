@@ -1,366 +1,30 @@
-//! The objects in the replicated state: nodes, services and tasks, as the
-//! JSON values of their tables, and the [`View`] that reads them typed.
-//! Changes to existing objects are typed patches ([`super::patch`]).
-//! Times are Unix milliseconds.
-
-use std::collections::BTreeMap;
-
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+//! The objects of the replicated state ([`crate::model::objects`]) and the
+//! [`View`] readers take of them: the typed, indexed state as of one
+//! version ([`crate::model::db`]), with the lookups people use (by name, id
+//! or unique id prefix).
 
 use super::error::ClusterError;
 use crate::lookup::{find, Found};
-
-use crate::pki::role::Role;
-use crate::raft::command::{ClusterState, Command};
+pub use crate::model::objects::*;
 use crate::raft::{RaftError, RaftHandle};
-use crate::runtime::record::Process;
 
-/// `cert_role` as stored: a role, or nothing (also "" from older stores).
-fn role_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
-    let s = Option::<String>::deserialize(d)?.unwrap_or_default();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    s.parse().map(Some).map_err(serde::de::Error::custom)
-}
-
-/// The tables of the replicated state, and the ids of singletons: the one
-/// place their names are written.
-pub mod table {
-    pub const NODES: &str = "nodes";
-    pub const SERVICES: &str = "services";
-    pub const TASKS: &str = "tasks";
-    /// Service name → id: claimed in the same entry as the service, so two
-    /// creates of one name cannot both win.
-    pub const SERVICE_NAMES: &str = "service-names";
-    /// Nodes removed with `node rm`: their certificates open no session.
-    pub const REMOVED_NODES: &str = "removed-nodes";
-    /// Singletons: `(CLUSTER, SETTINGS)`, `(CLUSTER, JOIN_TOKENS)`.
-    pub const CLUSTER: &str = "cluster";
-    pub const SETTINGS: &str = "settings";
-    pub const JOIN_TOKENS: &str = "join-tokens";
-    /// People's certificates the cluster issued, by serial.
-    pub const PERSON_CERTS: &str = "person-certs";
-    /// Revoked certificates, by serial: refused by every node.
-    pub const REVOKED_CERTS: &str = "revoked-certs";
-}
-
-pub use table::{NODES, PERSON_CERTS, REMOVED_NODES, REVOKED_CERTS, SERVICES, TASKS};
-
-pub use crate::clock::unix_ms as now_ms;
-
-/// A short random id (12 hex digits), like Docker's short ids.
-pub fn new_id() -> String {
-    hex::encode(rand::random::<[u8; 6]>())
-}
-
-/// Cluster-wide settings, at `cluster/settings`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Node certificate lifetime; 0: the default (90 days).
-    pub node_cert_ttl_secs: u64,
-    /// Replicas one service may ask for; 0: the default ([`DEFAULT_MAX_REPLICAS`]).
-    #[serde(default)]
-    pub max_replicas: u64,
-}
-
-/// Replicas per service unless `cluster update --max-replicas` says otherwise.
-pub const DEFAULT_MAX_REPLICAS: u64 = 10_000;
-
-/// The shortest node certificate lifetime `cluster update --cert-ttl` takes.
-pub const MIN_CERT_TTL_SECS: u64 = 10;
-/// The longest: the CA's own lifetime (ten years).
-pub const MAX_CERT_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
-/// The highest `--max-replicas`.
-pub const MAX_MAX_REPLICAS: u64 = 1_000_000;
-
-pub const SETTINGS: (&str, &str) = (table::CLUSTER, table::SETTINGS);
-
-impl Settings {
-    pub fn node_cert_ttl(&self) -> std::time::Duration {
-        match self.node_cert_ttl_secs {
-            0 => crate::pki::ca::NODE_TTL,
-            // Bounded again here: a value stored before the bound existed
-            // must not overflow the clock arithmetic of every renewal.
-            s => std::time::Duration::from_secs(s.clamp(MIN_CERT_TTL_SECS, MAX_CERT_TTL_SECS)),
-        }
-    }
-
-    pub fn max_replicas(&self) -> u64 {
-        match self.max_replicas {
-            0 => DEFAULT_MAX_REPLICAS,
-            n => n,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Availability {
-    #[default]
-    Active,
-    Pause,
-    Drain,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeStatus {
-    #[default]
-    Unknown,
-    Ready,
-    Down,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Node {
-    pub id: String,
-    pub hostname: String,
-    /// Manager or worker.
-    pub role: Role,
-    /// The role its current certificate carries (differs from `role`
-    /// between a promote/demote and the node's renewal; none before its
-    /// first session).
-    #[serde(default, deserialize_with = "role_or_none")]
-    pub cert_role: Option<Role>,
-    /// Where its API listens (what managers and the dispatcher dial).
-    pub addr: String,
-    pub availability: Availability,
-    pub labels: BTreeMap<String, String>,
-    pub cpus: f64,
-    pub memory: u64,
-    pub status: NodeStatus,
-    pub message: String,
-    pub agent_version: String,
-    pub updated_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Replicated,
-    Global,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartCondition {
-    /// Replace a task however it ended.
-    #[default]
-    Any,
-    /// Replace a task that failed; one that completed (exit 0) stays done.
-    OnFailure,
-    /// Never replace a task that ended by itself.
-    None,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RestartPolicy {
-    pub condition: RestartCondition,
-    /// Wait before starting a replacement.
-    pub delay_ms: u64,
-    /// Replacements per slot (0: no limit), counted within `window_ms` when set.
-    pub max_attempts: u32,
-    pub window_ms: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Port {
-    pub published: u16,
-    pub target: u16,
-    pub protocol: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ServiceSpec {
-    pub name: String,
-    pub image: String,
-    /// What each task runs (the same shape a container's spec has).
-    #[serde(flatten)]
-    pub process: Process,
-    pub mode: Mode,
-    pub replicas: u64,
-    pub reserve_cpus: f64,
-    pub reserve_memory: u64,
-    pub limit_cpus: f64,
-    pub limit_memory: u64,
-    pub limit_pids: i64,
-    pub constraints: Vec<String>,
-    pub restart: RestartPolicy,
-    pub ports: Vec<Port>,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A person's certificate the cluster issued (`cluster init`, `user cert
-/// create`, `config renew`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PersonCert {
-    pub serial: String,
-    pub name: String,
-    pub role: Role,
-    pub issued_ms: i64,
-    pub expires_ms: i64,
-    /// Who asked for it (the admin's name, or the person renewing).
-    pub issued_by: String,
-    /// When it was revoked, if it was.
-    pub revoked_ms: Option<i64>,
-}
-
-/// A revoked certificate: refused until it expires.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RevokedCert {
-    pub name: String,
-    /// 0 when unknown (a serial revoked without a record): kept for good.
-    pub expires_ms: i64,
-    pub revoked_ms: i64,
-}
-
-/// A node removed with `node rm`, remembered so its certificate cannot
-/// bring it back.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RemovedNode {
-    pub hostname: String,
-    pub removed_ms: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Service {
-    pub id: String,
-    pub spec: ServiceSpec,
-    /// Bumped by every update; tasks of older versions are replaced.
-    pub spec_version: u64,
-    pub previous_spec: Option<ServiceSpec>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
-/// DESIGN.md's task states, in order; from `Complete` on a task is over.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskState {
-    #[default]
-    New,
-    Pending,
-    Assigned,
-    Accepted,
-    Preparing,
-    Starting,
-    Running,
-    Complete,
-    Failed,
-    Shutdown,
-    Rejected,
-    Orphaned,
-}
-
-impl TaskState {
-    pub fn terminal(self) -> bool {
-        self >= TaskState::Complete
-    }
-
-    /// A state name as nodes report it (`New` for anything unknown).
-    pub fn parse(s: &str) -> Self {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or_default()
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Pending => "pending",
-            Self::Assigned => "assigned",
-            Self::Accepted => "accepted",
-            Self::Preparing => "preparing",
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Complete => "complete",
-            Self::Failed => "failed",
-            Self::Shutdown => "shutdown",
-            Self::Rejected => "rejected",
-            Self::Orphaned => "orphaned",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    pub id: String,
-    pub service_id: String,
-    pub service: String,
-    /// 1.. for replicated services, 0 for global ones (they are keyed by node).
-    pub slot: u64,
-    /// Empty until scheduled.
-    pub node: String,
-    /// `Running` or `Shutdown`: what the managers want.
-    pub desired: TaskState,
-    /// What the node last reported (or the managers decided: pending, orphaned).
-    pub state: TaskState,
-    pub message: String,
-    pub error: String,
-    pub container: String,
-    pub exit_code: Option<i32>,
-    /// The service spec this task runs, and its version.
-    pub spec: ServiceSpec,
-    pub spec_version: u64,
-    /// Not to be scheduled before (restart delay).
-    pub not_before_ms: i64,
-    /// It ended by itself while wanted running (counts as a restart attempt).
-    pub ended_alone: bool,
-    /// Restart attempts of its slot so far, counted since `window_start_ms`.
-    pub attempt: u32,
-    pub window_start_ms: i64,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-}
-
-impl Task {
-    /// Wanted running and not over yet.
-    pub fn live(&self) -> bool {
-        self.desired == TaskState::Running && !self.state.terminal()
-    }
-}
-
-/// The objects of the state, parsed (unparseable ones are logged and skipped).
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    pub settings: Settings,
-    pub nodes: BTreeMap<String, Node>,
-    pub services: BTreeMap<String, Service>,
-    pub tasks: BTreeMap<String, Task>,
-}
-
-/// Every object of the table `name`, parsed (unparseable ones logged and skipped).
-pub fn read_table<T: DeserializeOwned>(s: &ClusterState, name: &str) -> BTreeMap<String, T> {
-    let Some(t) = s.tables.get(name) else { return BTreeMap::new() };
-    t.iter()
-        .filter_map(|(id, o)| match serde_json::from_value(o.value.clone()) {
-            Ok(v) => Some((id.clone(), v)),
-            Err(e) => {
-                tracing::error!(table = name, %id, error = %e, "unreadable object in the cluster state; ignored");
-                None
-            }
-        })
-        .collect()
-}
+/// The state as of one version, typed and indexed: what readers work on.
+/// Taking one is O(1) ([`super::db`]).
+pub use crate::model::db::ClusterState as View;
 
 impl View {
-    pub fn of(s: &ClusterState) -> Self {
-        let settings = s
-            .get(SETTINGS.0, SETTINGS.1)
-            .and_then(|o| serde_json::from_value(o.value.clone()).ok())
-            .unwrap_or_default();
-        Self { settings, nodes: read_table(s, NODES), services: read_table(s, SERVICES), tasks: read_table(s, TASKS) }
-    }
-
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.services.values().find(|s| s.spec.name == name)
+        self.service_names.get(name).and_then(|id| self.services.get(id)).map(|s| &**s)
     }
 
     /// A service by name, id or unique id prefix.
     pub fn find_service(&self, ident: &str) -> Result<&Service, ClusterError> {
-        let exact = self.service_by_name(ident).or_else(|| self.services.get(ident));
-        let matches = self.services.values().filter(|s| !ident.is_empty() && s.id.starts_with(ident));
+        let exact = self.service_by_name(ident).or_else(|| self.services.get(ident).map(|s| &**s));
+        let matches = self
+            .services
+            .range(ident.to_string()..)
+            .take_while(|(id, _)| !ident.is_empty() && id.starts_with(ident))
+            .map(|(_, s)| &**s);
         match find(exact, matches) {
             Found::One(s) => Ok(s),
             Found::Nothing => Err(ClusterError::NotFound(format!("no service {ident:?} (see `orcctl service ls`)"))),
@@ -372,9 +36,16 @@ impl View {
 
     /// A node by id, unique id prefix or hostname.
     pub fn find_node(&self, ident: &str) -> Result<&Node, ClusterError> {
-        let matches =
-            self.nodes.values().filter(|n| n.hostname == ident || (!ident.is_empty() && n.id.starts_with(ident)));
-        match find(self.nodes.get(ident), matches) {
+        let named = self.index.nodes_named(ident).iter().filter_map(|id| self.nodes.get(id));
+        let prefixed = self
+            .nodes
+            .range(ident.to_string()..)
+            .take_while(|(id, _)| !ident.is_empty() && id.starts_with(ident))
+            .map(|(_, n)| n);
+        let mut matches: Vec<&Node> = named.chain(prefixed).map(|n| &**n).collect();
+        matches.sort_by(|a, b| a.id.cmp(&b.id));
+        matches.dedup_by(|a, b| a.id == b.id);
+        match find(self.nodes.get(ident).map(|n| &**n), matches.into_iter()) {
             Found::One(n) => Ok(n),
             Found::Nothing => {
                 Err(ClusterError::NotFound(format!("no node {ident:?} in the cluster (see `orcctl node ls`)")))
@@ -385,9 +56,19 @@ impl View {
         }
     }
 
+    /// The tasks on `node` ("": not placed yet).
+    pub fn tasks_on<'a>(&'a self, node: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.index.tasks_on(node).iter().filter_map(|id| self.tasks.get(id)).map(|t| &**t)
+    }
+
+    /// The tasks of service `id`.
+    pub fn tasks_of<'a>(&'a self, service: &str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.index.tasks_of(service).iter().filter_map(|id| self.tasks.get(id)).map(|t| &**t)
+    }
+
     /// Live tasks (wanted running, not over) on `node`.
     pub fn live_tasks_on(&self, node: &str) -> usize {
-        self.tasks.values().filter(|t| t.node == node && t.live()).count()
+        self.tasks_on(node).filter(|t| t.live()).count()
     }
 }
 
@@ -395,23 +76,5 @@ impl View {
 pub async fn view(raft: &RaftHandle) -> Result<View, RaftError> {
     let s = raft.linearizable().await?;
     let a = s.sm.applied.read().await;
-    Ok(View::of(&a.state))
-}
-
-pub fn put<T: Serialize>(table: &str, id: &str, v: &T) -> Command {
-    put_expecting(table, id, v, None)
-}
-
-/// A put that succeeds only if `table/id` is still at `version` (0: absent).
-pub fn put_if<T: Serialize>(table: &str, id: &str, v: &T, version: u64) -> Command {
-    put_expecting(table, id, v, Some(version))
-}
-
-fn put_expecting<T: Serialize>(table: &str, id: &str, v: &T, expect_version: Option<u64>) -> Command {
-    let value = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
-    Command::Put { table: table.into(), id: id.into(), value, expect_version }
-}
-
-pub fn delete(table: &str, id: &str) -> Command {
-    Command::Delete { table: table.into(), id: id.into() }
+    Ok(a.state.clone())
 }

@@ -9,10 +9,12 @@
 //! so a task status a node reported meanwhile is never overwritten.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::objects::*;
 use super::scheduler::{self, Constraint, Demand, NodeInfo};
-use crate::raft::command::Command;
+use crate::model::db::{Command, Kind, Object, Table};
+use crate::model::patch::TaskPatch;
 
 /// Ended tasks kept per slot (or per node for global services) for `service ps`.
 pub const HISTORY: usize = 3;
@@ -35,14 +37,18 @@ fn key(t: &Task) -> Key {
 struct Pass<'a> {
     v: &'a View,
     now: i64,
-    tasks: BTreeMap<String, Task>,
+    /// The tasks as this pass leaves them (shared with the view until changed).
+    tasks: Table<Task>,
     created: Vec<String>,
+    /// Service id → tasks this pass created for it.
+    created_for: HashMap<String, Vec<String>>,
     deleted: Vec<String>,
 }
 
 impl Pass<'_> {
     fn shut(&mut self, id: &str, message: &str, state: Option<TaskState>) {
         if let Some(t) = self.tasks.get_mut(id) {
+            let t = Arc::make_mut(t);
             t.desired = TaskState::Shutdown;
             if let Some(s) = state {
                 t.state = s;
@@ -55,13 +61,14 @@ impl Pass<'_> {
     }
 
     fn node_ok(&self, id: &str) -> Option<&Node> {
-        self.v.nodes.get(id).filter(|n| n.status != NodeStatus::Down)
+        self.v.nodes.get(id).filter(|n| n.status != NodeStatus::Down).map(|n| &**n)
     }
 }
 
 /// The commands that bring the tasks in line with services and nodes.
 pub fn reconcile(v: &View, now: i64) -> Vec<Command> {
-    let mut p = Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), deleted: Vec::new() };
+    let mut p =
+        Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), created_for: HashMap::new(), deleted: Vec::new() };
     end_tasks(&mut p);
     for s in v.services.values() {
         match s.spec.mode {
@@ -89,6 +96,7 @@ fn end_tasks(p: &mut Pass) {
         }
         if t.state.terminal() {
             if let Some(t) = p.tasks.get_mut(&id) {
+                let t = Arc::make_mut(t);
                 t.desired = TaskState::Shutdown;
                 t.ended_alone = true;
             }
@@ -190,7 +198,7 @@ fn slots(p: &Pass, service_id: &str) -> BTreeMap<Key, (Option<String>, bool)> {
     let mut out: BTreeMap<Key, (Option<String>, bool)> = BTreeMap::new();
     // Latest: created last; at the same millisecond, the later attempt, then the one wanted running.
     let rank = |t: &Task| (t.created_ms, t.attempt, t.desired == TaskState::Running);
-    for t in p.tasks.values().filter(|t| t.service_id == service_id) {
+    for t in service_tasks(p, service_id) {
         let e = out.entry(key(t)).or_default();
         let newer = e.0.as_ref().is_none_or(|id| rank(&p.tasks[id]) <= rank(t));
         if newer {
@@ -201,14 +209,22 @@ fn slots(p: &Pass, service_id: &str) -> BTreeMap<Key, (Option<String>, bool)> {
     out
 }
 
+/// The tasks of `service` as this pass has them (from the index, and what
+/// the pass created): never a scan of every task.
+fn service_tasks<'a>(p: &'a Pass, service: &str) -> impl Iterator<Item = &'a Task> + 'a {
+    let created = p.created_for.get(service).into_iter().flatten();
+    p.v.index.tasks_of(service).iter().chain(created).filter_map(|id| p.tasks.get(id)).map(|t| &**t)
+}
+
 fn add(p: &mut Pass, t: Task) {
     p.created.push(t.id.clone());
-    p.tasks.insert(t.id.clone(), t);
+    p.created_for.entry(t.service_id.clone()).or_default().push(t.id.clone());
+    p.tasks.insert(t.id.clone(), Arc::new(t));
 }
 
 fn replicated(p: &mut Pass, s: &Service) {
     let mut running: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for t in p.tasks.values().filter(|t| t.service_id == s.id && t.desired == TaskState::Running) {
+    for t in service_tasks(p, &s.id).filter(|t| t.desired == TaskState::Running) {
         running.entry(t.slot).or_default().push(t.id.clone());
     }
     for (slot, ids) in &running {
@@ -238,7 +254,7 @@ fn fill(p: &mut Pass, s: &Service, keys: Vec<Key>) {
             continue;
         }
         let prev = prev.and_then(|id| p.tasks.get(&id).cloned());
-        if let Some(t) = next_task(p, s, &k, prev.as_ref()) {
+        if let Some(t) = next_task(p, s, &k, prev.as_deref()) {
             add(p, t);
         }
     }
@@ -267,16 +283,14 @@ fn constraints(spec: &ServiceSpec) -> Vec<Constraint> {
 
 fn global(p: &mut Pass, s: &Service) {
     let cs = constraints(&s.spec);
-    let eligible = |n: &Node| {
+    let eligible = |n: &Arc<Node>| {
         n.status == NodeStatus::Ready
             && n.availability == Availability::Active
             && cs.iter().all(|c| c.matches(&node_info(n)))
     };
     // Tasks on nodes that no longer match (labels changed) stop.
-    let off: Vec<String> = p
-        .tasks
-        .values()
-        .filter(|t| t.service_id == s.id && t.live())
+    let off: Vec<String> = service_tasks(p, &s.id)
+        .filter(|t| t.live())
         .filter(|t| {
             p.v.nodes
                 .get(&t.node)
@@ -304,7 +318,7 @@ fn demand(t: &Task) -> Demand {
 /// Pending tasks onto nodes: replicated ones by filter and spread, global
 /// ones onto their own node if it fits.
 fn schedule(p: &mut Pass) {
-    let mut nodes: Vec<NodeInfo> = p.v.nodes.values().map(node_info).collect();
+    let mut nodes: Vec<NodeInfo> = p.v.nodes.values().map(|n| node_info(n)).collect();
     let mut per_service: HashMap<(String, String), u32> = HashMap::new();
     for t in p.tasks.values().filter(|t| t.desired == TaskState::Running && !t.state.terminal() && !t.node.is_empty()) {
         if let Some(n) = nodes.iter_mut().find(|n| n.id == t.node) {
@@ -335,6 +349,7 @@ fn schedule(p: &mut Pass) {
         };
         let now = p.now;
         if let Some(t) = p.tasks.get_mut(&id) {
+            let t = Arc::make_mut(t);
             match placed {
                 Ok(node) => {
                     t.node = node;
@@ -378,47 +393,30 @@ fn forget(p: &mut Pass) {
     }
 }
 
-/// Puts for new tasks, merge patches of the changed fields of the others.
+/// Puts for new tasks, deletes, and patches of the changed fields of the
+/// others (only what changed is visited: the pass shares every untouched
+/// part of the map with the view).
 fn commands(p: &Pass) -> Vec<Command> {
     let mut out = Vec::new();
-    for id in &p.created {
-        if let Some(t) = p.tasks.get(id) {
-            out.push(put_if(TASKS, id, t, 0));
-        }
-    }
-    for (id, old) in &p.v.tasks {
-        if p.deleted.contains(id) {
-            out.push(delete(TASKS, id));
-            continue;
-        }
-        let Some(new) = p.tasks.get(id) else { continue };
-        if let Some(d) = diff(old, new) {
-            out.push(Command::Patch { table: TASKS.into(), id: id.clone(), patch: d });
+    for item in p.v.tasks.diff(&p.tasks) {
+        match item {
+            imbl::ordmap::DiffItem::Add(id, t) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
+            imbl::ordmap::DiffItem::Remove(id, _) => out.push(Command::delete(Kind::Task, id.clone())),
+            imbl::ordmap::DiffItem::Update { old: (id, old), new: (_, new) } => {
+                if let Some(patch) = TaskPatch::between(old, new) {
+                    out.push(patch.command(id));
+                }
+            }
         }
     }
     out
 }
 
-/// The top-level fields of `new` that differ from `old`, as a merge patch.
-fn diff(old: &Task, new: &Task) -> Option<serde_json::Value> {
-    if old == new {
-        return None;
-    }
-    let (Ok(serde_json::Value::Object(o)), Ok(serde_json::Value::Object(n))) =
-        (serde_json::to_value(old), serde_json::to_value(new))
-    else {
-        return None;
-    };
-    let changed: serde_json::Map<String, serde_json::Value> =
-        n.into_iter().filter(|(k, v)| o.get(k) != Some(v)).collect();
-    (!changed.is_empty()).then_some(serde_json::Value::Object(changed))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::patch::TaskPatch;
-    use crate::raft::command::ClusterState;
+    use crate::model::db::ClusterState;
+    use crate::model::patch::TaskPatch;
 
     struct World {
         state: ClusterState,
@@ -434,7 +432,7 @@ mod tests {
             w
         }
         fn node(&mut self, id: &str, f: impl FnOnce(&mut Node)) {
-            let mut n = self.view().nodes.get(id).cloned().unwrap_or(Node {
+            let mut n = self.view().nodes.get(id).map(|n| Node::clone(n)).unwrap_or(Node {
                 id: id.into(),
                 hostname: format!("host-{id}"),
                 role: crate::pki::role::Role::Worker,
@@ -444,7 +442,7 @@ mod tests {
                 ..Default::default()
             });
             f(&mut n);
-            self.state.apply(&put(NODES, id, &n));
+            self.state.apply(&Command::put(id, Object::Node(Arc::new(n))));
         }
         fn service(&mut self, name: &str, f: impl FnOnce(&mut ServiceSpec)) {
             let v = self.view();
@@ -455,10 +453,11 @@ mod tests {
             });
             f(&mut s.spec);
             s.spec_version += 1;
-            self.state.apply(&put(SERVICES, &s.id.clone(), &s));
+            let claim = Command::put(s.spec.name.clone(), Object::ServiceName(s.id.clone()));
+            self.state.apply(&Command::Batch(vec![claim, Command::put(s.id.clone(), Object::Service(Arc::new(s)))]));
         }
         fn view(&self) -> View {
-            View::of(&self.state)
+            self.state.clone()
         }
         /// Reconciles until nothing changes; returns how many passes changed something.
         fn settle(&mut self) -> usize {
@@ -481,7 +480,7 @@ mod tests {
             }
         }
         fn live(&self, service: &str) -> Vec<Task> {
-            self.view().tasks.values().filter(|t| t.service == service && t.live()).cloned().collect()
+            self.view().tasks.values().filter(|t| t.service == service && t.live()).map(|t| Task::clone(t)).collect()
         }
         fn on(&self, service: &str, node: &str) -> usize {
             self.live(service).iter().filter(|t| t.node == node).count()
@@ -666,7 +665,7 @@ mod tests {
         w.service("web", |s| s.replicas = 2);
         w.settle();
         w.run_all();
-        w.state.apply(&Command::Delete { table: SERVICES.into(), id: "svc-web".into() });
+        w.state.apply(&Command::delete(Kind::Service, "svc-web"));
         w.settle();
         assert!(w.live("web").is_empty());
         assert_eq!(w.view().tasks.len(), 2, "shut down, not forgotten while the node still runs them");

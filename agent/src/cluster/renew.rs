@@ -9,7 +9,6 @@ use std::time::Duration;
 use orc_proto::cluster as pb;
 
 use super::error::ClusterError;
-use super::objects::{NODES, REMOVED_NODES};
 use crate::error::AgentError;
 use crate::pki::ca::{self, CertKey};
 use crate::pki::role::{PeerIdentity, Role};
@@ -24,12 +23,8 @@ pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Re
     let started = state.raft.linearizable().await?;
     let (node, removed, settings) = {
         let a = started.sm.applied.read().await;
-        let node = a
-            .state
-            .get(NODES, &caller.name)
-            .and_then(|o| serde_json::from_value::<super::objects::Node>(o.value.clone()).ok());
-        let v = super::objects::View::of(&a.state);
-        (node, a.state.get(REMOVED_NODES, &caller.name).is_some(), v.settings)
+        let node = a.state.nodes.get(&caller.name).cloned();
+        (node, a.state.removed_nodes.contains_key(&caller.name), a.state.settings.clone())
     };
     if removed {
         return Err(ClusterError::PermissionDenied(format!("node {} was removed from the cluster", caller.name)));

@@ -2,9 +2,11 @@
 //! reads are linearizable, writes go to the leader.
 
 use super::error::ClusterError;
-use super::objects::{delete, new_id, now_ms, put_if, table, view, Service, ServiceSpec, Task, TaskState, View};
+use std::sync::Arc;
+
+use super::objects::{new_id, now_ms, view, Service, ServiceSpec, Task, TaskState, View};
 use super::spec;
-use crate::raft::command::{Command, CommandResult};
+use crate::model::db::{Command, CommandResult, Key, Kind, Object};
 use crate::raft::RaftHandle;
 
 fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
@@ -27,8 +29,9 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
     }
     let now = now_ms();
     let s = Service { id: new_id(), spec, spec_version: 1, previous_spec: None, created_ms: now, updated_ms: now };
-    let claim = put_if(table::SERVICE_NAMES, &s.spec.name, &s.id, 0);
-    let r = raft.write(Command::Batch(vec![claim, put_if(table::SERVICES, &s.id, &s, 0)])).await?;
+    let claim = Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0);
+    let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0);
+    let r = raft.write(Command::Batch(vec![claim, put])).await?;
     committed(r, "creating the service")?;
     tracing::info!(service = %s.spec.name, id = %s.id, "service created");
     Ok((v, s))
@@ -46,10 +49,9 @@ pub async fn update(
 ) -> Result<(View, Service), ClusterError> {
     let started = raft.linearizable().await?;
     let (v, old, object_version) = {
-        let a = started.sm.applied.read().await;
-        let v = View::of(&a.state);
+        let v = started.sm.applied.read().await.state.clone();
         let old = v.find_service(ident)?.clone();
-        let ov = a.state.get(table::SERVICES, &old.id).map(|o| o.version).unwrap_or(0);
+        let ov = v.version_of(&Key::new(Kind::Service, old.id.as_str()));
         (v, old, ov)
     };
     spec::validate(&spec, v.settings.max_replicas())?;
@@ -72,7 +74,8 @@ pub async fn update(
     }
     s.spec = spec;
     s.updated_ms = now_ms();
-    committed(raft.write(put_if(table::SERVICES, &s.id, &s, object_version)).await?, "updating the service")?;
+    let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version);
+    committed(raft.write(put).await?, "updating the service")?;
     tracing::info!(service = %s.spec.name, version = s.spec_version, replicas = s.spec.replicas, "service updated");
     Ok((v, s))
 }
@@ -81,7 +84,10 @@ pub async fn update(
 pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterError> {
     let v = view(raft).await?;
     let s = v.find_service(ident)?.clone();
-    let cmd = Command::Batch(vec![delete(table::SERVICES, &s.id), delete(table::SERVICE_NAMES, &s.spec.name)]);
+    let cmd = Command::Batch(vec![
+        Command::delete(Kind::Service, s.id.clone()),
+        Command::delete(Kind::ServiceName, s.spec.name.clone()),
+    ]);
     raft.write(cmd).await?;
     tracing::info!(service = %s.spec.name, id = %s.id, "service removed");
     Ok(s)
@@ -107,9 +113,12 @@ pub async fn tasks(raft: &RaftHandle, f: TaskFilter<'_>) -> Result<(View, Vec<Ta
     let v = view(raft).await?;
     let service = f.service.map(|s| v.find_service(s).map(|s| s.id.clone())).transpose()?;
     let node = f.node.map(|n| v.find_node(n).map(|n| n.id.clone())).transpose()?;
-    let tasks = v
-        .tasks
-        .values()
+    let candidates: Box<dyn Iterator<Item = &Task>> = match (&service, &node) {
+        (Some(s), _) => Box::new(v.tasks_of(s)),
+        (None, Some(n)) => Box::new(v.tasks_on(n)),
+        (None, None) => Box::new(v.tasks.values().map(|t| &**t)),
+    };
+    let tasks = candidates
         .filter(|t| service.as_ref().is_none_or(|s| &t.service_id == s))
         .filter(|t| node.as_ref().is_none_or(|n| &t.node == n))
         .filter(|t| !f.running_only || t.desired == TaskState::Running)
@@ -131,9 +140,8 @@ pub struct LogSource {
 pub async fn log_sources(raft: &RaftHandle, ident: &str) -> Result<Vec<LogSource>, ClusterError> {
     let v = view(raft).await?;
     let s = v.find_service(ident)?;
-    Ok(v.tasks
-        .values()
-        .filter(|t| t.service_id == s.id && !t.container.is_empty())
+    Ok(v.tasks_of(&s.id)
+        .filter(|t| !t.container.is_empty())
         .filter_map(|t| {
             let node = v.nodes.get(&t.node)?;
             let slot = if t.slot > 0 { t.slot.to_string() } else { "g".into() };

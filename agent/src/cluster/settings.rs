@@ -1,10 +1,10 @@
 //! Cluster-wide settings and recovery after losing the quorum.
 
 use super::error::ClusterError;
-use super::objects::{put, view, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS, SETTINGS};
-use super::patch::NodePatch;
+use super::objects::{view, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS};
+use crate::model::db::{Command, Object};
+use crate::model::patch::NodePatch;
 use crate::pki::role::Role;
-use crate::raft::command::Command;
 use crate::raft::RaftHandle;
 
 /// What `cluster update` changes; a field left at 0 keeps its value.
@@ -36,7 +36,7 @@ pub async fn update(raft: &RaftHandle, u: SettingsUpdate) -> Result<Settings, Cl
         }
         settings.max_replicas = u.max_replicas;
     }
-    raft.write(put(SETTINGS.0, SETTINGS.1, &settings)).await?;
+    raft.write(Command::put("", Object::Settings(settings.clone()))).await?;
     tracing::info!(
         node_cert_ttl_secs = settings.node_cert_ttl().as_secs(),
         max_replicas = settings.max_replicas(),

@@ -2,16 +2,12 @@
 //! manager admits with the same ones; made on first use, rotated per role.
 
 use super::error::ClusterError;
-use super::objects::{put_if, table};
 use super::token::JoinToken;
+use crate::model::db::{Command, Key, Kind, Object};
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
 
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Tokens {
-    pub manager: String,
-    pub worker: String,
-}
+pub use crate::model::objects::Tokens;
 
 /// Both join tokens, made on first use; with `rotate`, that role's is
 /// replaced. Changes go through the Raft log so every manager knows them.
@@ -19,10 +15,7 @@ pub async fn tokens(raft: &RaftHandle, ca_der: &[u8], rotate: Option<Role>) -> R
     let s = raft.linearizable().await?;
     let (current, version) = {
         let a = s.sm.applied.read().await;
-        match a.state.get(table::CLUSTER, table::JOIN_TOKENS) {
-            Some(o) => (serde_json::from_value::<Tokens>(o.value.clone()).ok(), o.version),
-            None => (None, 0),
-        }
+        (a.state.join_tokens.clone(), a.state.version_of(&Key::new(Kind::JoinTokens, "")))
     };
     let mut tokens = current.unwrap_or_else(|| Tokens {
         manager: JoinToken::generate(ca_der).to_string(),
@@ -34,7 +27,7 @@ pub async fn tokens(raft: &RaftHandle, ca_der: &[u8], rotate: Option<Role>) -> R
         None => {}
     }
     if version == 0 || rotate.is_some() {
-        let r = raft.write(put_if(table::CLUSTER, table::JOIN_TOKENS, &tokens, version)).await?;
+        let r = raft.write(Command::put_if("", Object::JoinTokens(tokens.clone()), version)).await?;
         if let Some(conflict) = r.conflict {
             return Err(ClusterError::Conflict(format!("tokens changed meanwhile ({conflict}); try again")));
         }

@@ -5,17 +5,17 @@
 
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError as OpenRaftError};
+use openraft::error::{CheckIsLeaderError, RaftError as OpenRaftError};
 use orc_proto::raft::raft_client::RaftClient;
 use orc_proto::raft::Payload;
 
-use super::command::{Command, CommandResult};
 use super::handle::{RaftHandle, Started};
 use super::types::NodeId;
 use super::RaftError;
+use crate::model::db::{Command, CommandResult};
 
 /// How long a write or read waits for a quorum before giving up.
-const QUORUM_WAIT: Duration = Duration::from_secs(10);
+pub(super) const QUORUM_WAIT: Duration = Duration::from_secs(10);
 
 /// The leader answered a forwarded call with an error.
 fn leader_said(s: tonic::Status) -> RaftError {
@@ -25,16 +25,10 @@ fn leader_said(s: tonic::Status) -> RaftError {
 /// What `Propose` answers: the result, or (not the leader) where the leader is.
 pub type Proposed = Result<CommandResult, Option<String>>;
 
-/// On the leader: commits `cmd` and returns what applying it did.
+/// On the leader: commits `cmd` (with the writes that arrive with it,
+/// [`super::group`]) and returns what applying it did.
 pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, RaftError> {
-    match tokio::time::timeout(QUORUM_WAIT, s.raft.client_write(cmd)).await {
-        Err(_) => Err(RaftError::no_quorum("writing")),
-        Ok(Ok(r)) => Ok(Ok(r.data)),
-        Ok(Err(OpenRaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Ok(Err(f.leader_node.map(|n| n.addr)))
-        }
-        Ok(Err(e)) => Err(RaftError::Unavailable(format!("writing: {e}"))),
-    }
+    s.writes.write(cmd).await
 }
 
 /// On the leader: confirms leadership, returns the index to read at.
@@ -100,9 +94,9 @@ impl RaftHandle {
         // The leader may change under us: a few hops at most.
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
-            let data = serde_json::to_vec(&cmd).map_err(|e| RaftError::Internal(e.to_string()))?;
+            let data = super::codec::encode(&cmd).map_err(|e| RaftError::Internal(e.to_string()))?;
             let reply = c.propose(Payload { data }).await.map_err(leader_said)?.into_inner();
-            let out: Proposed = serde_json::from_slice(&reply.data)
+            let out: Proposed = super::codec::decode(&reply.data)
                 .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(r) => return Ok(r),
@@ -123,7 +117,7 @@ impl RaftHandle {
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
             let reply = c.read_index(Payload { data: b"null".to_vec() }).await.map_err(leader_said)?.into_inner();
-            let out: Result<u64, Option<String>> = serde_json::from_slice(&reply.data)
+            let out: Result<u64, Option<String>> = super::codec::decode(&reply.data)
                 .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {
                 Ok(index) => {

@@ -23,6 +23,8 @@ pub struct Started {
     pub tls: ClientTls,
     /// The store's file (`<state>/raft/raft.redb`).
     pub store: PathBuf,
+    /// Writes on this manager as the leader, grouped ([`super::group`]).
+    pub writes: super::group::Committer,
 }
 
 #[derive(Default)]

@@ -64,7 +64,8 @@ impl RaftHandle {
             raft.initialize(members).await.map_err(|e| RaftError::Internal(format!("initializing the quorum: {e}")))?;
         }
         tracing::info!(raft_id = id, "Raft started");
-        let epoch = self.set(Started { id, raft: raft.clone(), sm, tls, store: path });
+        let writes = super::group::Committer::start(raft.clone());
+        let epoch = self.set(Started { id, raft: raft.clone(), sm, tls, store: path, writes });
         tokio::spawn(self.clone().watch(epoch, raft.clone()));
         Ok(raft)
     }

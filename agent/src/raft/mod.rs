@@ -1,12 +1,13 @@
 //! The managers' replicated log and state machine (openraft).
 //!
-//! Everything here is about agreeing on a sequence of [`command::Command`]s,
-//! not about what they mean: the cluster's objects live in [`crate::cluster`].
+//! Everything here is about agreeing on a sequence of commands
+//! ([`crate::model::db::Command`]) and keeping them; what they do to the
+//! cluster's state is [`crate::model::db`].
 //!
 //! # Layout
 //! - [`types`]: openraft's type configuration for orc.
-//! - [`command`]: what the log carries and the state machine applies (tables
-//!   of objects, conditional puts, merge patches, atomic batches).
+//! - [`codec`]: how entries, snapshots and RPCs are written (a version byte,
+//!   then MessagePack; JSON of older stores still read).
 //! - [`store`]: the durable log and state machine on redb (STATE).
 //! - [`transport`]: openraft's RPCs as `orc.raft.v1` over mutual TLS (client
 //!   and server), plus `Propose`/`ReadIndex` for followers.
@@ -15,11 +16,13 @@
 //! - [`supervise`]: a Raft stopped by a store failure (a full disk) is
 //!   reported in `health` and restarted once the store works again.
 //! - [`consistency`]: writes forwarded to the leader, linearizable reads.
+//! - [`group`]: group commit: concurrent writes in one entry, each answered.
 //! - [`error`]: the [`RaftError`] type.
 
-pub mod command;
+pub mod codec;
 pub mod consistency;
 pub mod error;
+pub mod group;
 pub mod handle;
 pub mod lifecycle;
 pub mod store;

@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use super::command::{Command, CommandResult};
+use crate::model::db::{Command, CommandResult};
 
 /// A manager's Raft id.
 pub type NodeId = u64;

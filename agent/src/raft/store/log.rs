@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{LOGS, META};
+use crate::raft::codec;
 use crate::raft::types::{NodeId, TypeConfig};
 
 const VOTE: &str = "vote";
@@ -41,13 +42,13 @@ impl LogStore {
         let tx = self.db.begin_read().map_err(rerr)?;
         let t = tx.open_table(META).map_err(rerr)?;
         match t.get(key).map_err(rerr)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(rerr)?)),
+            Some(v) => Ok(Some(codec::decode(v.value()).map_err(rerr)?)),
             None => Ok(None),
         }
     }
 
     fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SErr> {
-        let data = serde_json::to_vec(value).map_err(werr)?;
+        let data = codec::encode(value).map_err(werr)?;
         let tx = self.db.begin_write().map_err(werr)?;
         tx.open_table(META).map_err(werr)?.insert(key, data.as_slice()).map_err(werr)?;
         tx.commit().map_err(werr)
@@ -72,7 +73,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&k.value()) {
                 break;
             }
-            out.push(serde_json::from_slice(v.value()).map_err(rerr)?);
+            out.push(codec::decode(v.value()).map_err(rerr)?);
         }
         Ok(out)
     }
@@ -87,7 +88,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let t = tx.open_table(LOGS).map_err(rerr)?;
         let last = match t.last().map_err(rerr)? {
             Some((_, v)) => {
-                let e: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(rerr)?;
+                let e: Entry<TypeConfig> = codec::decode(v.value()).map_err(rerr)?;
                 Some(e.log_id)
             }
             None => last_purged,
@@ -124,7 +125,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut t = tx.open_table(LOGS).map_err(werr)?;
             for e in entries {
-                let data = serde_json::to_vec(&e).map_err(werr)?;
+                let data = codec::encode(&e).map_err(werr)?;
                 t.insert(e.log_id.index, data.as_slice()).map_err(werr)?;
             }
         }
@@ -148,7 +149,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        let data = serde_json::to_vec(&log_id).map_err(werr)?;
+        let data = codec::encode(&log_id).map_err(werr)?;
         let tx = self.db.begin_write().map_err(werr)?;
         {
             tx.open_table(META).map_err(werr)?.insert(LAST_PURGED, data.as_slice()).map_err(werr)?;

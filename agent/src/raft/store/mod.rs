@@ -2,8 +2,10 @@
 //! (`<state>/raft/raft.redb`). redb commits are durable (fsync) before they
 //! return, so an append is reported flushed only after its commit.
 //!
-//! Tables: `logs` (index → JSON entry), `meta` (vote, committed, last
-//! purged), `snapshot` (the latest snapshot: meta + state). The state
+//! Tables: `logs` (index → entry), `meta` (vote, committed, last purged),
+//! `snapshot` (the latest snapshot: meta + state), every value written by
+//! [`crate::raft::codec`]; a store of an older version (JSON) is migrated
+//! once at open ([`migrate`]). The state
 //! machine lives in memory, restored from the snapshot at open; openraft
 //! re-applies the committed log after it (we save `committed`).
 
@@ -11,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log;
+pub mod migrate;
 pub mod state_machine;
 
 use std::path::Path;
@@ -35,6 +38,12 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("rewriting the Raft store: {0}")]
     Rewrite(String),
+    #[error(
+        "the Raft store {path} was written by an older orc (JSON) and could not be migrated: {reason}. The store \
+         is unchanged; start this manager with the older agent, or remove the node (`orcctl node rm`), wipe \
+         its STATE and join it again"
+    )]
+    Migrate { path: String, reason: String },
 }
 
 /// Opens (or creates) the store at `path`.
@@ -51,6 +60,7 @@ pub async fn open(path: &Path) -> Result<(LogStore, StateMachineStore), StoreErr
     }
     tx.open_table(LOGS).map_err(|e| open_err(e.into()))?;
     tx.commit().map_err(|e| open_err(e.into()))?;
+    migrate::run(&db, path)?;
     from_db(Arc::new(db), path)
 }
 
@@ -74,9 +84,9 @@ pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Resul
         let mut logs = tx.open_table(LOGS).map_err(|x| e(&x))?;
         let meta = tx.open_table(META).map_err(|x| e(&x))?;
         let last: Option<LogId<NodeId>> = match logs.last().map_err(|x| e(&x))? {
-            Some((_, v)) => Some(serde_json::from_slice::<Entry<TypeConfig>>(v.value()).map_err(|x| e(&x))?.log_id),
+            Some((_, v)) => Some(crate::raft::codec::decode::<Entry<TypeConfig>>(v.value()).map_err(|x| e(&x))?.log_id),
             None => match meta.get(log::LAST_PURGED).map_err(|x| e(&x))? {
-                Some(v) => serde_json::from_slice(v.value()).map_err(|x| e(&x))?,
+                Some(v) => crate::raft::codec::decode(v.value()).map_err(|x| e(&x))?,
                 None => None,
             },
         };
@@ -90,7 +100,7 @@ pub fn force_single_member(db: &redb::Database, id: NodeId, addr: &str) -> Resul
             log_id: LogId::new(CommittedLeaderId::new(term, id), index),
             payload: EntryPayload::Membership(membership),
         };
-        let data = serde_json::to_vec(&entry).map_err(|x| e(&x))?;
+        let data = crate::raft::codec::encode(&entry).map_err(|x| e(&x))?;
         logs.insert(index, data.as_slice()).map_err(|x| e(&x))?;
     }
     tx.commit().map_err(|x| e(&x))?;

@@ -1,4 +1,6 @@
-//! The Raft state machine: [`ClusterState`] in memory, snapshots in redb.
+//! The Raft state machine: [`ClusterState`] in memory, snapshots in redb
+//! ([`codec`]-encoded; a JSON snapshot of an older store is read and
+//! converted, [`crate::model::db::legacy`]).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -12,27 +14,78 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::SNAPSHOT;
-use crate::raft::command::{ClusterState, CommandResult};
+use crate::model::db::legacy::LegacyState;
+use crate::model::db::{ClusterState, CommandResult, Image};
+use crate::raft::codec;
 use crate::raft::types::{NodeId, TypeConfig};
 
 type SErr = StorageError<NodeId>;
 type Membership = StoredMembership<NodeId, openraft::BasicNode>;
 type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 
-const CURRENT: &str = "current";
+pub(super) const CURRENT: &str = "current";
 
 /// What the state machine has applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Applied {
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: Membership,
     pub state: ClusterState,
 }
 
+/// [`Applied`] as a snapshot holds it.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: Meta,
-    data: Vec<u8>,
+struct AppliedImage {
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    state: Image,
+}
+
+/// [`Applied`] as snapshots of older (JSON) stores held it.
+#[derive(Deserialize)]
+struct LegacyApplied {
+    last_applied: Option<LogId<NodeId>>,
+    membership: Membership,
+    state: LegacyState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    #[error("an older store's snapshot: {0}")]
+    Legacy(#[from] crate::model::db::legacy::LegacyError),
+}
+
+impl Applied {
+    pub fn encode(&self) -> Result<Vec<u8>, codec::CodecError> {
+        codec::encode(&AppliedImage {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            state: self.state.image(),
+        })
+    }
+
+    /// A snapshot's data, in this encoding or an older store's JSON.
+    pub fn decode(data: &[u8]) -> Result<Self, SnapshotError> {
+        if data.first().is_some_and(|c| codec::is_json(*c)) {
+            let old: LegacyApplied = codec::decode(data)?;
+            return Ok(Self {
+                last_applied: old.last_applied,
+                membership: old.membership,
+                state: old.state.convert()?,
+            });
+        }
+        let a: AppliedImage = codec::decode(data)?;
+        Ok(Self { last_applied: a.last_applied, membership: a.membership, state: ClusterState::from_image(a.state) })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredSnapshot {
+    pub meta: Meta,
+    #[serde(with = "codec::bytes")]
+    pub data: Vec<u8>,
 }
 
 #[derive(Clone)]
@@ -59,7 +112,7 @@ impl StateMachineStore {
             changed: Arc::new(tokio::sync::watch::channel(0).0),
         };
         if let Some(s) = store.read_snapshot()? {
-            let applied: Applied = serde_json::from_slice(&s.data).map_err(|e| snap_err(Some(&s.meta), e))?;
+            let applied = Applied::decode(&s.data).map_err(|e| snap_err(Some(&s.meta), e))?;
             if let Ok(mut a) = store.applied.try_write() {
                 *a = applied;
             }
@@ -71,13 +124,13 @@ impl StateMachineStore {
         let tx = self.db.begin_read().map_err(|e| snap_err(None, e))?;
         let t = tx.open_table(SNAPSHOT).map_err(|e| snap_err(None, e))?;
         match t.get(CURRENT).map_err(|e| snap_err(None, e))? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(|e| snap_err(None, e))?)),
+            Some(v) => Ok(Some(codec::decode(v.value()).map_err(|e| snap_err(None, e))?)),
             None => Ok(None),
         }
     }
 
     fn write_snapshot(&self, s: &StoredSnapshot) -> Result<(), SErr> {
-        let data = serde_json::to_vec(s).map_err(|e| snap_err(Some(&s.meta), e))?;
+        let data = codec::encode(s).map_err(|e| snap_err(Some(&s.meta), e))?;
         let tx = self.db.begin_write().map_err(|e| snap_err(Some(&s.meta), e))?;
         tx.open_table(SNAPSHOT)
             .map_err(|e| snap_err(Some(&s.meta), e))?
@@ -90,7 +143,7 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
         let applied = self.applied.read().await.clone();
-        let data = serde_json::to_vec(&applied).map_err(|e| snap_err(None, e))?;
+        let data = applied.encode().map_err(|e| snap_err(None, e))?;
         let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let snapshot_id = match applied.last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
@@ -128,11 +181,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for e in entries {
             a.last_applied = Some(e.log_id);
             out.push(match e.payload {
-                EntryPayload::Blank => CommandResult { version: a.state.version, conflict: None },
+                EntryPayload::Blank => CommandResult { version: a.state.version, ..Default::default() },
                 EntryPayload::Normal(cmd) => a.state.apply(&cmd),
                 EntryPayload::Membership(m) => {
                     a.membership = StoredMembership::new(Some(e.log_id), m);
-                    CommandResult { version: a.state.version, conflict: None }
+                    CommandResult { version: a.state.version, ..Default::default() }
                 }
             });
         }
@@ -150,7 +203,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), SErr> {
         let data = snapshot.into_inner();
-        let applied: Applied = serde_json::from_slice(&data).map_err(|e| {
+        let applied = Applied::decode(&data).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(Some(meta.signature()), AnyError::new(&e)))
         })?;
         self.write_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;

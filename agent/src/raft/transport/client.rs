@@ -58,7 +58,7 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data = crate::raft::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().await.map_err(RPCError::Unreachable)?;
         let mut request = tonic::Request::new(Payload { data });
         request.set_timeout(option.hard_ttl());
@@ -81,7 +81,7 @@ impl Peer {
             }
         };
         let result: Result<Resp, E> =
-            serde_json::from_slice(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            crate::raft::codec::decode(&payload.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

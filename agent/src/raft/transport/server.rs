@@ -22,12 +22,14 @@ impl RaftRpc {
 }
 
 fn decode<T: DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
-    serde_json::from_slice(&req.into_inner().data)
+    crate::raft::codec::decode(&req.into_inner().data)
         .map_err(|e| Status::invalid_argument(format!("undecodable Raft message: {e}")))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Response<Payload>, Status> {
-    serde_json::to_vec(v).map(|data| Response::new(Payload { data })).map_err(|e| Status::internal(e.to_string()))
+    crate::raft::codec::encode(v)
+        .map(|data| Response::new(Payload { data }))
+        .map_err(|e| Status::internal(e.to_string()))
 }
 
 #[tonic::async_trait]

@@ -1,0 +1,15 @@
+//! The data model the managers replicate: the objects ([`objects`]), the
+//! typed changes to them ([`patch`]) and the database that holds them as
+//! the Raft state machine applies commands ([`db`]). Below `raft` (which
+//! replicates and stores it) and `cluster` (which decides what to write).
+//!
+//! # Layout
+//! - [`objects`]: nodes, services, tasks, settings, join tokens, people's
+//!   and revoked certificates, removed nodes.
+//! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
+//! - [`db`]: the state typed and indexed, its commands, its change feed,
+//!   and the migration of older JSON stores.
+
+pub mod db;
+pub mod objects;
+pub mod patch;

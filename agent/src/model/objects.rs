@@ -1,0 +1,302 @@
+//! The objects in the replicated state: nodes, services, tasks, settings,
+//! join tokens, people's and revoked certificates, removed nodes. Changes
+//! to existing objects are typed patches ([`super::patch`]). Times are Unix
+//! milliseconds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::role::Role;
+use crate::runtime::record::Process;
+
+/// `cert_role` as stored: a role, or nothing (also "" from older stores).
+fn role_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, D::Error> {
+    let s = Option::<String>::deserialize(d)?.unwrap_or_default();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+pub use crate::clock::unix_ms as now_ms;
+
+/// A short random id (12 hex digits), like Docker's short ids.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 6]>())
+}
+
+/// Cluster-wide settings, at `cluster/settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Node certificate lifetime; 0: the default (90 days).
+    pub node_cert_ttl_secs: u64,
+    /// Replicas one service may ask for; 0: the default ([`DEFAULT_MAX_REPLICAS`]).
+    #[serde(default)]
+    pub max_replicas: u64,
+}
+
+/// Replicas per service unless `cluster update --max-replicas` says otherwise.
+pub const DEFAULT_MAX_REPLICAS: u64 = 10_000;
+
+/// The shortest node certificate lifetime `cluster update --cert-ttl` takes.
+pub const MIN_CERT_TTL_SECS: u64 = 10;
+/// The longest: the CA's own lifetime (ten years).
+pub const MAX_CERT_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// The highest `--max-replicas`.
+pub const MAX_MAX_REPLICAS: u64 = 1_000_000;
+
+impl Settings {
+    pub fn node_cert_ttl(&self) -> std::time::Duration {
+        match self.node_cert_ttl_secs {
+            0 => crate::pki::ca::NODE_TTL,
+            // Bounded again here: a value stored before the bound existed
+            // must not overflow the clock arithmetic of every renewal.
+            s => std::time::Duration::from_secs(s.clamp(MIN_CERT_TTL_SECS, MAX_CERT_TTL_SECS)),
+        }
+    }
+
+    pub fn max_replicas(&self) -> u64 {
+        match self.max_replicas {
+            0 => DEFAULT_MAX_REPLICAS,
+            n => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    #[default]
+    Unknown,
+    Ready,
+    Down,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    /// Manager or worker.
+    pub role: Role,
+    /// The role its current certificate carries (differs from `role`
+    /// between a promote/demote and the node's renewal; none before its
+    /// first session).
+    #[serde(default, deserialize_with = "role_or_none")]
+    pub cert_role: Option<Role>,
+    /// Where its API listens (what managers and the dispatcher dial).
+    pub addr: String,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+    pub cpus: f64,
+    pub memory: u64,
+    pub status: NodeStatus,
+    pub message: String,
+    pub agent_version: String,
+    pub updated_ms: i64,
+    /// It has held a manager certificate: once demoted, that certificate
+    /// (which lives on until it expires) is refused for manager calls.
+    #[serde(default)]
+    pub was_manager: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Replicated,
+    Global,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    /// Replace a task however it ended.
+    #[default]
+    Any,
+    /// Replace a task that failed; one that completed (exit 0) stays done.
+    OnFailure,
+    /// Never replace a task that ended by itself.
+    None,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// Wait before starting a replacement.
+    pub delay_ms: u64,
+    /// Replacements per slot (0: no limit), counted within `window_ms` when set.
+    pub max_attempts: u32,
+    pub window_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Port {
+    pub published: u16,
+    pub target: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub image: String,
+    /// What each task runs (the same shape a container's spec has).
+    #[serde(flatten)]
+    pub process: Process,
+    pub mode: Mode,
+    pub replicas: u64,
+    pub reserve_cpus: f64,
+    pub reserve_memory: u64,
+    pub limit_cpus: f64,
+    pub limit_memory: u64,
+    pub limit_pids: i64,
+    pub constraints: Vec<String>,
+    pub restart: RestartPolicy,
+    pub ports: Vec<Port>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A person's certificate the cluster issued (`cluster init`, `user cert
+/// create`, `config renew`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PersonCert {
+    pub serial: String,
+    pub name: String,
+    pub role: Role,
+    pub issued_ms: i64,
+    pub expires_ms: i64,
+    /// Who asked for it (the admin's name, or the person renewing).
+    pub issued_by: String,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<i64>,
+}
+
+/// A revoked certificate: refused until it expires.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RevokedCert {
+    pub name: String,
+    /// 0 when unknown (a serial revoked without a record): kept for good.
+    pub expires_ms: i64,
+    pub revoked_ms: i64,
+}
+
+/// A node removed with `node rm`, remembered so its certificate cannot
+/// bring it back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemovedNode {
+    pub hostname: String,
+    pub removed_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub spec: ServiceSpec,
+    /// Bumped by every update; tasks of older versions are replaced.
+    pub spec_version: u64,
+    pub previous_spec: Option<ServiceSpec>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// DESIGN.md's task states, in order; from `Complete` on a task is over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Starting,
+    Running,
+    Complete,
+    Failed,
+    Shutdown,
+    Rejected,
+    Orphaned,
+}
+
+impl TaskState {
+    pub fn terminal(self) -> bool {
+        self >= TaskState::Complete
+    }
+
+    /// A state name as nodes report it (`New` for anything unknown).
+    pub fn parse(s: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or_default()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Pending => "pending",
+            Self::Assigned => "assigned",
+            Self::Accepted => "accepted",
+            Self::Preparing => "preparing",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Shutdown => "shutdown",
+            Self::Rejected => "rejected",
+            Self::Orphaned => "orphaned",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub service_id: String,
+    pub service: String,
+    /// 1.. for replicated services, 0 for global ones (they are keyed by node).
+    pub slot: u64,
+    /// Empty until scheduled.
+    pub node: String,
+    /// `Running` or `Shutdown`: what the managers want.
+    pub desired: TaskState,
+    /// What the node last reported (or the managers decided: pending, orphaned).
+    pub state: TaskState,
+    pub message: String,
+    pub error: String,
+    pub container: String,
+    pub exit_code: Option<i32>,
+    /// The service spec this task runs, and its version.
+    pub spec: ServiceSpec,
+    pub spec_version: u64,
+    /// Not to be scheduled before (restart delay).
+    pub not_before_ms: i64,
+    /// It ended by itself while wanted running (counts as a restart attempt).
+    pub ended_alone: bool,
+    /// Restart attempts of its slot so far, counted since `window_start_ms`.
+    pub attempt: u32,
+    pub window_start_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl Task {
+    /// Wanted running and not over yet.
+    pub fn live(&self) -> bool {
+        self.desired == TaskState::Running && !self.state.terminal()
+    }
+}
+
+/// The cluster's two join tokens (made on first use, rotated per role).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub manager: String,
+    pub worker: String,
+}
