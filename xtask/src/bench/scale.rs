@@ -421,7 +421,9 @@ fn report(nodes: usize, tasks: usize, rs: &[Round]) -> String {
     row("leader CPU over the storm", format!("{:.1} s", med(rs, |r| r.leader_cpu_s)), "");
     row("leader peak RSS", format!("{:.0} MiB", med(rs, |r| r.leader_rss_mib)), "≤ 1 GiB");
     row("Raft store (redb file) after the storm", format!("{:.1} MiB", med(rs, |r| r.store_mib)), "");
-    row("largest snapshot", format!("{:.0} KiB", med(rs, |r| r.snapshot_kib)), "");
+    let snap = med(rs, |r| r.snapshot_kib);
+    let snap = if snap > 0.0 { format!("{snap:.0} KiB") } else { "none built (under 10,000 entries)".into() };
+    row("largest snapshot", snap, "");
     for (i, name) in ["`service ls`", "`node ls`", "`service update`"].iter().enumerate() {
         row(
             &format!("{name} during the storm, p50 / p99"),
