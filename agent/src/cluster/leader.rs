@@ -9,17 +9,17 @@ use std::time::Duration;
 
 use super::dispatcher::Liveness;
 use super::objects::{now_ms, NodeStatus, View};
-use super::orchestrator;
+use super::orchestrator::{self, Scope};
 use crate::model::db::Command;
 use crate::pki::role::Role;
 use crate::raft::types::NodeId;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
-/// The most a reconcile puts into one Raft entry (its JSON).
+/// The most a reconcile puts into one Raft entry (encoded).
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
-/// Splits `cmds` into batches of at most `max` bytes of JSON each (a single
+/// Splits `cmds` into batches of at most `max` encoded bytes each (a single
 /// larger command goes alone).
 pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
     // The batch's own framing.
@@ -28,8 +28,8 @@ pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
     let mut out: Vec<Vec<Command>> = Vec::new();
     let mut size = 0;
     for c in cmds {
-        // Its JSON and the comma between it and the next.
-        let n = serde_json::to_vec(&c).map(|v| v.len() + 1).unwrap_or(max);
+        // Its encoding and a byte of framing.
+        let n = crate::raft::codec::encode(&c).map(|v| v.len() + 1).unwrap_or(max);
         if out.is_empty() || size + n > max {
             out.push(Vec::new());
             size = 0;
@@ -42,9 +42,16 @@ pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
     out
 }
 
+/// A pass over everything at least this often (a safety net: passes in
+/// between look only at what changed).
+const FULL_EVERY: Duration = Duration::from_secs(30);
+
 pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
     let mut leading = false;
     let changing: Changing = Arc::default();
+    // The version the last completed pass saw; None: look at everything.
+    let mut seen: Option<u64> = None;
+    let mut last_full = std::time::Instant::now();
     loop {
         let Ok(s) = cluster.get() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -64,6 +71,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             }
             let nodes: Vec<String> = s.sm.applied.read().await.state.nodes.keys().cloned().collect();
             liveness.reset(nodes.into_iter());
+            seen = None;
             tracing::info!("leading: orchestrating and scheduling");
         }
         leading = is_leader;
@@ -71,8 +79,22 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             let view = s.sm.applied.read().await.state.clone();
             membership(&cluster, &s, &view, &changing);
             let mut cmds = liveness.check(&view);
+            let mut passed = None;
             if cmds.is_empty() {
-                cmds = orchestrator::reconcile(&view, now_ms());
+                let scope = match seen {
+                    Some(v) if last_full.elapsed() < FULL_EVERY => {
+                        view.feed.since(v).map(|c| Scope::of(&c)).unwrap_or(Scope::All)
+                    }
+                    _ => Scope::All,
+                };
+                if scope == Scope::All {
+                    last_full = std::time::Instant::now();
+                }
+                cmds = orchestrator::reconcile(&view, now_ms(), &scope);
+                passed = Some(view.version);
+            }
+            if cmds.is_empty() && passed.is_some() {
+                seen = passed;
             }
             if !cmds.is_empty() {
                 let n = cmds.len();
@@ -98,6 +120,11 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
                     }
                 }
                 if all_done {
+                    // What it wrote comes back through the feed: the next
+                    // pass looks at those services again and finds them settled.
+                    if passed.is_some() {
+                        seen = passed;
+                    }
                     tracing::debug!(changes = n, "reconciled");
                     continue;
                 }
@@ -175,14 +202,14 @@ mod tests {
         let spec = ServiceSpec { name: "big".into(), image: "busybox".into(), replicas: 10_000, ..Default::default() };
         let service = Service { id: "s1".into(), spec, spec_version: 1, ..Default::default() };
         v.services.insert("s1".into(), std::sync::Arc::new(service));
-        let cmds = orchestrator::reconcile(&v, now_ms());
+        let cmds = orchestrator::reconcile(&v, now_ms(), &orchestrator::Scope::All);
         let n = cmds.len();
         assert!(n >= 10_000, "{n}");
         let parts = chunks(cmds, MAX_ENTRY_BYTES);
         assert!(parts.len() > 1, "one entry for {n} commands");
         assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), n, "nothing lost");
         for p in &parts {
-            let bytes = serde_json::to_vec(&Command::Batch(p.clone())).unwrap().len();
+            let bytes = crate::raft::codec::encode(&Command::Batch(p.clone())).unwrap().len();
             assert!(bytes <= MAX_ENTRY_BYTES, "{bytes} bytes in one entry");
         }
     }

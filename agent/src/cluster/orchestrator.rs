@@ -8,13 +8,15 @@
 //! Changes to existing tasks are merge patches of the fields that changed,
 //! so a task status a node reported meanwhile is never overwritten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::objects::*;
-use super::scheduler::{self, Constraint, Demand, NodeInfo};
-use crate::model::db::{Command, Kind, Object, Table};
+use super::scheduler::{self, Constraint, Demand, NodeInfo, PerService};
+use crate::model::db::index::{holds, Usage};
+use crate::model::db::{Change, Command, Kind, Object, Table};
 use crate::model::patch::TaskPatch;
+use imbl::ordmap::DiffItem;
 
 /// Ended tasks kept per slot (or per node for global services) for `service ps`.
 pub const HISTORY: usize = 3;
@@ -65,27 +67,86 @@ impl Pass<'_> {
     }
 }
 
-/// The commands that bring the tasks in line with services and nodes.
-pub fn reconcile(v: &View, now: i64) -> Vec<Command> {
+/// What a pass looks at: everything, or what changed since the last one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    /// Services (by id) whose spec or tasks changed, and nodes that changed.
+    Changed {
+        services: BTreeSet<String>,
+        nodes: BTreeSet<String>,
+    },
+}
+
+impl Scope {
+    /// The scope of the changes `feed` lists.
+    pub fn of(feed: &[Arc<Change>]) -> Self {
+        let (mut services, mut nodes) = (BTreeSet::new(), BTreeSet::new());
+        for c in feed {
+            match c.key.kind {
+                Kind::Service => {
+                    services.insert(c.key.id.clone());
+                }
+                Kind::Task => {
+                    services.insert(c.service.clone());
+                }
+                Kind::Node => {
+                    nodes.insert(c.key.id.clone());
+                }
+                // The replica limit (settings) applies when specs are written.
+                _ => {}
+            }
+        }
+        Self::Changed { services, nodes }
+    }
+}
+
+/// The commands that bring the tasks in line with services and nodes,
+/// looking at what `scope` says (pending tasks are always looked at: their
+/// restart delays run out without any change).
+pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
     let mut p =
         Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), created_for: HashMap::new(), deleted: Vec::new() };
-    end_tasks(&mut p);
-    for s in v.services.values() {
+    let (tasks, services): (Vec<String>, Vec<Arc<Service>>) = match scope {
+        Scope::All => (v.tasks.keys().cloned().collect(), v.services.values().cloned().collect()),
+        Scope::Changed { services, nodes } => {
+            let mut tasks: BTreeSet<String> = BTreeSet::new();
+            for s in services {
+                tasks.extend(v.index.tasks_of(s).iter().cloned());
+            }
+            for n in nodes {
+                tasks.extend(v.index.tasks_on(n).iter().cloned());
+            }
+            let mut chosen: Vec<Arc<Service>> = services.iter().filter_map(|s| v.services.get(s).cloned()).collect();
+            if !nodes.is_empty() {
+                // Which nodes a global service runs on follows the nodes.
+                chosen.extend(
+                    v.services.values().filter(|s| s.spec.mode == Mode::Global && !services.contains(&s.id)).cloned(),
+                );
+            }
+            (tasks.into_iter().collect(), chosen)
+        }
+    };
+    end_tasks(&mut p, tasks);
+    for s in &services {
         match s.spec.mode {
             Mode::Replicated => replicated(&mut p, s),
             Mode::Global => global(&mut p, s),
         }
     }
     schedule(&mut p);
-    forget(&mut p);
+    let forgettable: Vec<String> = match scope {
+        Scope::All => v.services.keys().cloned().chain(v.tasks.values().map(|t| t.service_id.clone())).collect(),
+        Scope::Changed { services, .. } => services.iter().cloned().collect(),
+    };
+    forget(&mut p, forgettable);
     commands(&p)
 }
 
-/// Tasks that ended, lost their node, their service or their spec.
-fn end_tasks(p: &mut Pass) {
-    let ids: Vec<String> = p.tasks.keys().cloned().collect();
+/// Tasks (of `ids`) that ended, lost their node, their service or their spec.
+fn end_tasks(p: &mut Pass, ids: Vec<String>) {
     for id in ids {
-        let t = &p.tasks[&id];
+        let Some(t) = p.tasks.get(&id) else { continue };
         if t.desired != TaskState::Running {
             // Wanted gone: on a lost node it will never report; it is over.
             if !t.state.terminal() && !t.node.is_empty() && p.node_ok(&t.node).is_none() {
@@ -316,33 +377,72 @@ fn demand(t: &Task) -> Demand {
 }
 
 /// Pending tasks onto nodes: replicated ones by filter and spread, global
-/// ones onto their own node if it fits.
+/// ones onto their own node if it fits. What nodes hold comes from the
+/// index, corrected for what this pass changed; the tasks to place from the
+/// index of pending tasks and what the pass created: nothing here visits
+/// every task.
 fn schedule(p: &mut Pass) {
-    let mut nodes: Vec<NodeInfo> = p.v.nodes.values().map(|n| node_info(n)).collect();
-    let mut per_service: HashMap<(String, String), u32> = HashMap::new();
-    for t in p.tasks.values().filter(|t| t.desired == TaskState::Running && !t.state.terminal() && !t.node.is_empty()) {
-        if let Some(n) = nodes.iter_mut().find(|n| n.id == t.node) {
-            n.reserved_cpus += t.spec.reserve_cpus;
-            n.reserved_memory += t.spec.reserve_memory;
-            n.ports.extend(t.spec.ports.iter().map(|p| p.published));
-            n.tasks += 1;
-            *per_service.entry((t.service_id.clone(), t.node.clone())).or_default() += 1;
+    let mut nodes: Vec<NodeInfo> = Vec::with_capacity(p.v.nodes.len());
+    let mut usage: Vec<Usage> = Vec::with_capacity(p.v.nodes.len());
+    let mut at: HashMap<String, usize> = HashMap::with_capacity(p.v.nodes.len());
+    for n in p.v.nodes.values() {
+        at.insert(n.id.clone(), nodes.len());
+        nodes.push(node_info(n));
+        usage.push(p.v.index.usage(&n.id));
+    }
+    let mut per_service = PerService::new();
+    let load = |ps: &mut PerService, service: &str| {
+        if !ps.contains_key(service) {
+            let counts = p.v.index.per_service().get(service);
+            let m = counts.map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+            ps.insert(service.to_string(), m);
+        }
+    };
+    for item in p.v.tasks.diff(&p.tasks) {
+        let (old, new) = match item {
+            DiffItem::Add(_, t) => (None, Some(t)),
+            DiffItem::Remove(_, t) => (Some(t), None),
+            DiffItem::Update { old: (_, o), new: (_, n) } => (Some(o), Some(n)),
+        };
+        for (t, sign) in [(old, -1i64), (new, 1)] {
+            let Some(t) = t.filter(|t| holds(t)) else { continue };
+            if let Some(&i) = at.get(&t.node) {
+                usage[i].count(t, sign);
+            }
+            load(&mut per_service, &t.service_id);
+            if let Some(m) = per_service.get_mut(&t.service_id) {
+                let n = m.entry(t.node.clone()).or_default();
+                *n = if sign > 0 { *n + 1 } else { n.saturating_sub(1) };
+            }
         }
     }
-    let mut pending: Vec<String> = p
-        .tasks
-        .values()
-        .filter(|t| t.live() && t.state == TaskState::Pending && t.not_before_ms <= p.now)
-        .filter(|t| t.slot == 0 || t.node.is_empty())
-        .map(|t| t.id.clone())
-        .collect();
+    for (n, u) in nodes.iter_mut().zip(&usage) {
+        n.reserved_cpus = u.milli_cpus as f64 / 1000.0;
+        n.reserved_memory = u.memory;
+        n.ports = u.ports.keys().copied().collect();
+        n.tasks = u.tasks;
+    }
+    let waiting = |t: &Task| {
+        t.live() && t.state == TaskState::Pending && t.not_before_ms <= p.now && (t.slot == 0 || t.node.is_empty())
+    };
+    let mut pending: Vec<String> =
+        p.v.index
+            .pending()
+            .iter()
+            .chain(p.created.iter())
+            .filter(|id| p.tasks.get(*id).is_some_and(|t| waiting(t)))
+            .cloned()
+            .collect();
+    pending.sort();
+    pending.dedup();
     // Oldest first, then by slot, so a scale-out fills slots in order.
-    pending.sort_by_key(|id| (p.tasks[id].created_ms, p.tasks[id].slot));
+    pending.sort_by_key(|id| p.tasks.get(id).map(|t| (t.created_ms, t.slot)).unwrap_or_default());
     for id in pending {
-        let t = &p.tasks[&id];
+        let Some(t) = p.tasks.get(&id) else { continue };
         let d = demand(t);
+        load(&mut per_service, &d.service);
         let placed = if t.slot == 0 {
-            let Some(i) = nodes.iter().position(|n| n.id == t.node) else { continue };
+            let Some(&i) = at.get(&t.node) else { continue };
             scheduler::place(&mut nodes[i..=i], &mut per_service, &d)
         } else {
             scheduler::place(&mut nodes, &mut per_service, &d)
@@ -371,18 +471,23 @@ fn schedule(p: &mut Pass) {
 
 /// Drops tasks nobody needs to see any more: those of removed services once
 /// over, and all but the latest `HISTORY` ended tasks of each slot.
-fn forget(p: &mut Pass) {
+fn forget(p: &mut Pass, services: Vec<String>) {
+    let mut services = services;
+    services.sort();
+    services.dedup();
     let mut ended: BTreeMap<(String, Key), Vec<(i64, String)>> = BTreeMap::new();
-    for t in p.tasks.values() {
+    let mut gone = Vec::new();
+    for t in services.iter().flat_map(|s| service_tasks(p, s)) {
         if t.desired == TaskState::Running || !t.state.terminal() {
             continue;
         }
         if !p.v.services.contains_key(&t.service_id) {
-            p.deleted.push(t.id.clone());
+            gone.push(t.id.clone());
             continue;
         }
         ended.entry((t.service_id.clone(), key(t))).or_default().push((t.created_ms, t.id.clone()));
     }
+    p.deleted.extend(gone);
     for (_, mut list) in ended {
         list.sort();
         let extra = list.len().saturating_sub(HISTORY);
@@ -400,9 +505,9 @@ fn commands(p: &Pass) -> Vec<Command> {
     let mut out = Vec::new();
     for item in p.v.tasks.diff(&p.tasks) {
         match item {
-            imbl::ordmap::DiffItem::Add(id, t) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
-            imbl::ordmap::DiffItem::Remove(id, _) => out.push(Command::delete(Kind::Task, id.clone())),
-            imbl::ordmap::DiffItem::Update { old: (id, old), new: (_, new) } => {
+            DiffItem::Add(id, t) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
+            DiffItem::Remove(id, _) => out.push(Command::delete(Kind::Task, id.clone())),
+            DiffItem::Update { old: (id, old), new: (_, new) } => {
                 if let Some(patch) = TaskPatch::between(old, new) {
                     out.push(patch.command(id));
                 }
@@ -421,11 +526,13 @@ mod tests {
     struct World {
         state: ClusterState,
         now: i64,
+        /// The version the last pass saw (passes look at what changed since).
+        seen: u64,
     }
 
     impl World {
         fn new(nodes: &[&str]) -> Self {
-            let mut w = World { state: ClusterState::default(), now: 1_000_000 };
+            let mut w = World { state: ClusterState::default(), now: 1_000_000, seen: 0 };
             for n in nodes {
                 w.node(n, |_| {});
             }
@@ -459,11 +566,19 @@ mod tests {
         fn view(&self) -> View {
             self.state.clone()
         }
-        /// Reconciles until nothing changes; returns how many passes changed something.
+        /// Reconciles until nothing changes, each pass looking only at what
+        /// changed since the one before (as the leader does); then a pass
+        /// over everything must find nothing left. Returns how many passes
+        /// changed something.
         fn settle(&mut self) -> usize {
             for pass in 0..10 {
-                let cmds = reconcile(&self.view(), self.now);
+                let v = self.view();
+                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c)).unwrap_or(Scope::All);
+                self.seen = v.version;
+                let cmds = reconcile(&v, self.now, &scope);
                 if cmds.is_empty() {
+                    let full = reconcile(&v, self.now, &Scope::All);
+                    assert!(full.is_empty(), "a pass over what changed missed: {full:?}");
                     return pass;
                 }
                 let r = self.state.apply(&Command::Batch(cmds));

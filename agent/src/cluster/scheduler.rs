@@ -164,21 +164,21 @@ fn rule_out(n: &NodeInfo, d: &Demand) -> Option<String> {
     None
 }
 
+/// Tasks of each service (by id) on each node (by id).
+pub type PerService = HashMap<String, HashMap<String, u32>>;
+
 /// Places one task; `per_service` counts tasks of each service per node and
 /// is updated, as are the chosen node's reservations, ports and task count.
-pub fn place(
-    nodes: &mut [NodeInfo],
-    per_service: &mut HashMap<(String, String), u32>,
-    d: &Demand,
-) -> Result<String, Unplaceable> {
+pub fn place(nodes: &mut [NodeInfo], per_service: &mut PerService, d: &Demand) -> Result<String, Unplaceable> {
     let mut why = Unplaceable { nodes: nodes.len(), ..Default::default() };
     let mut best: Option<(u32, u32, &str, usize)> = None;
+    let mine_per_node = per_service.get(&d.service);
     for (i, n) in nodes.iter().enumerate() {
         if let Some(reason) = rule_out(n, d) {
             *why.counts.entry(reason).or_default() += 1;
             continue;
         }
-        let mine = per_service.get(&(d.service.clone(), n.id.clone())).copied().unwrap_or(0);
+        let mine = mine_per_node.and_then(|m| m.get(&n.id)).copied().unwrap_or(0);
         let key = (mine, n.tasks, n.id.as_str(), i);
         if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
             best = Some(key);
@@ -190,7 +190,7 @@ pub fn place(
     n.reserved_memory += d.memory;
     n.ports.extend(d.ports.iter().copied());
     n.tasks += 1;
-    *per_service.entry((d.service.clone(), n.id.clone())).or_default() += 1;
+    *per_service.entry(d.service.clone()).or_default().entry(n.id.clone()).or_default() += 1;
     Ok(n.id.clone())
 }
 
@@ -226,7 +226,7 @@ mod tests {
         let mut per = HashMap::new();
         let placed: Vec<String> = (0..6).map(|_| place(&mut nodes, &mut per, &demand()).unwrap()).collect();
         assert_eq!(placed, ["b", "c", "a", "b", "c", "a"]);
-        assert_eq!(per[&("web".to_string(), "a".to_string())], 2);
+        assert_eq!(per["web"]["a"], 2);
     }
 
     #[test]

@@ -127,6 +127,15 @@ fn task(r: &mut Rng, id: &str) -> Object {
         service_id: r.pick(SERVICES).into(),
         node: r.pick(NODES).into(),
         state: if r.below(2) == 0 { TaskState::Pending } else { TaskState::Running },
+        desired: if r.below(4) == 0 { TaskState::Shutdown } else { TaskState::Running },
+        spec: crate::model::objects::ServiceSpec {
+            reserve_cpus: 0.1 * r.below(3) as f64,
+            reserve_memory: r.below(3) << 20,
+            ports: (0..r.below(2))
+                .map(|i| crate::model::objects::Port { published: 8080 + i as u16, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        },
         ..Default::default()
     }))
 }
@@ -181,6 +190,25 @@ fn check(s: &ClusterState, m: &Model, seed: u64, step: usize) {
         let idx: BTreeSet<String> = s.index.tasks_of(sv).iter().cloned().collect();
         assert_eq!(idx, scan, "tasks of {sv}, {ctx}");
     }
+    for n in NODES.iter().filter(|n| !n.is_empty()) {
+        let mut want = index::Usage::default();
+        for t in s.tasks.values().filter(|t| t.node == *n && index::holds(t)) {
+            want.count(t, 1);
+        }
+        assert_eq!(s.index.usage(n), want, "usage of {n}, {ctx}");
+        for sv in SERVICES {
+            let scan = s.tasks.values().filter(|t| t.node == *n && t.service_id == *sv && index::holds(t)).count();
+            let idx = s.index.per_service().get(*sv).and_then(|m| m.get(*n)).copied().unwrap_or(0);
+            assert_eq!(idx as usize, scan, "tasks of {sv} holding {n}, {ctx}");
+        }
+    }
+    let scan: BTreeSet<String> = s
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.desired == TaskState::Running && t.state == TaskState::Pending)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(s.index.pending().iter().cloned().collect::<BTreeSet<_>>(), scan, "pending, {ctx}");
     for h in ["h1", "h2", "h3"] {
         let scan: BTreeSet<String> =
             s.nodes.iter().filter(|(_, n)| n.hostname == h).map(|(id, _)| id.clone()).collect();
