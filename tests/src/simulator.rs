@@ -350,6 +350,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
         memory: opts.memory,
         addr: "127.0.0.1:9".into(),
         agent_version: "simulated".into(),
+        deltas: true,
     };
     let mut stream = match tokio::time::timeout(Duration::from_secs(10), client.session(req)).await {
         Ok(Ok(s)) => s.into_inner(),
@@ -360,6 +361,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
     node.sessions.fetch_add(1, Ordering::Relaxed);
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known = std::collections::BTreeMap::new();
     let mut step = tokio::time::interval(Duration::from_millis(50));
     step.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -367,7 +369,10 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
             msg = stream.message() => match msg {
                 Ok(Some(a)) => {
                     match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
-                        Ok(tasks) => node.assign(tasks),
+                        Ok(changed) => {
+                            orc_agent::cluster::dispatcher::take(&mut known, a.delta, changed, &a.removed);
+                            node.assign(known.values().cloned().collect());
+                        }
                         Err(e) => return Ended::Lost(format!("undecodable assignments: {e}")),
                     }
                     true

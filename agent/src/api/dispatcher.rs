@@ -46,6 +46,7 @@ impl Dispatcher for DispatcherService {
     async fn session(&self, req: Request<pb::SessionRequest>) -> Result<Response<SessionStream>, Status> {
         let (node_id, role) = caller(&req)?;
         let d = req.into_inner();
+        let deltas = d.deltas;
         let info = NodeInfo {
             hostname: d.hostname,
             cpus: d.cpus,
@@ -59,7 +60,7 @@ impl Dispatcher for DispatcherService {
         // Woken only when something of this node (or the deny list) changes.
         let (mut mine, mut deny) = (self.fanout.watch(&node_id), self.fanout.deny());
         tokio::spawn(async move {
-            let mut last = None;
+            let mut sent = domain::Sent::default();
             loop {
                 if let Err(e) = domain::leading(&raft) {
                     let _ = tx.send(Err(e.into())).await;
@@ -73,21 +74,21 @@ impl Dispatcher for DispatcherService {
                     let _ = tx.send(Err(removed.into())).await;
                     return;
                 }
-                // Sent again when the tasks, the role, the lifetime or the deny list change.
-                let key = (a.tasks.clone(), a.role, a.cert_ttl_secs, a.deny.clone());
-                if last.as_ref() != Some(&key) {
+                // Sent when the tasks, the role, the lifetime or the deny list change.
+                if let Some(u) = sent.next(a, deltas) {
                     let msg = pb::Assignments {
-                        tasks_json: serde_json::to_vec(&a.tasks).unwrap_or_default(),
-                        managers: a.managers.clone(),
-                        cert_ttl_secs: a.cert_ttl_secs,
-                        role: a.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
-                        deny_json: serde_json::to_vec(&a.deny).unwrap_or_default(),
+                        tasks_json: serde_json::to_vec(&u.tasks).unwrap_or_default(),
+                        managers: u.managers,
+                        cert_ttl_secs: u.cert_ttl_secs,
+                        role: u.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+                        deny_json: serde_json::to_vec(&u.deny).unwrap_or_default(),
+                        delta: u.delta,
+                        removed: u.removed,
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");
                         return;
                     }
-                    last = Some(key);
                 }
                 // A change, or a periodic look (leadership can end quietly);
                 // a node that went away ends its session at once.

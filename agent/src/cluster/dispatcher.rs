@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::objects::*;
-use crate::model::db::{Command, Object};
+use crate::model::db::{Command, Key, Kind, Object};
 use crate::model::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
 use crate::raft::{RaftError, RaftHandle, Started};
@@ -210,11 +210,12 @@ pub async fn open_session(
     Ok(s)
 }
 
-/// What a node is sent: its tasks, the role it should have, its
-/// certificate lifetime and the managers to reach.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// What a node is sent: its tasks (each with the store version of its
+/// last change), the role it should have, its certificate lifetime and the
+/// managers to reach.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assignments {
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<(u64, std::sync::Arc<Task>)>,
     pub role: Option<Role>,
     pub cert_ttl_secs: u64,
     pub managers: Vec<String>,
@@ -309,11 +310,127 @@ pub async fn heartbeat(
 }
 
 /// What a node is sent: its tasks that are not over and forgotten.
-fn tasks_of(v: &View, node: &str) -> Vec<Task> {
-    v.tasks_on(node).filter(|t| !(t.desired == TaskState::Shutdown && t.state.terminal())).cloned().collect()
+fn tasks_of(v: &View, node: &str) -> Vec<(u64, std::sync::Arc<Task>)> {
+    v.index
+        .tasks_on(node)
+        .iter()
+        .filter_map(|id| v.tasks.get(id))
+        .filter(|t| !(t.desired == TaskState::Shutdown && t.state.terminal()))
+        .map(|t| (v.version_of(&Key::new(Kind::Task, t.id.as_str())), t.clone()))
+        .collect()
+}
+
+/// One message of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    /// Only what changed since the last message (else: the whole list).
+    pub delta: bool,
+    pub tasks: Vec<std::sync::Arc<Task>>,
+    /// With `delta`: tasks no longer sent (forgotten or gone elsewhere).
+    pub removed: Vec<String>,
+    pub role: Option<Role>,
+    pub cert_ttl_secs: u64,
+    pub managers: Vec<String>,
+    pub deny: crate::pki::deny::DenyList,
+}
+
+/// What a session has told its node so far: after the first message, a
+/// node that takes deltas gets only the tasks that changed and the ids of
+/// those gone, so a change costs its size, not the node's task list.
+#[derive(Debug, Default)]
+pub struct Sent {
+    tasks: HashMap<String, u64>,
+    meta: Option<(Option<Role>, u64, crate::pki::deny::DenyList)>,
+}
+
+impl Sent {
+    /// The next message for `a`; None when nothing changed.
+    pub fn next(&mut self, a: Assignments, deltas: bool) -> Option<Update> {
+        let first = self.meta.is_none();
+        let meta = (a.role, a.cert_ttl_secs, a.deny.clone());
+        let now: HashMap<String, u64> = a.tasks.iter().map(|(v, t)| (t.id.clone(), *v)).collect();
+        let removed: Vec<String> = self.tasks.keys().filter(|id| !now.contains_key(*id)).cloned().collect();
+        let changed = a.tasks.iter().filter(|(v, t)| self.tasks.get(&t.id) != Some(v)).count();
+        if !first && self.meta.as_ref() == Some(&meta) && changed == 0 && removed.is_empty() {
+            return None;
+        }
+        let delta = deltas && !first;
+        let tasks =
+            a.tasks.into_iter().filter(|(v, t)| !delta || self.tasks.get(&t.id) != Some(v)).map(|(_, t)| t).collect();
+        self.tasks = now;
+        self.meta = Some(meta);
+        Some(Update {
+            delta,
+            tasks,
+            removed: if delta { removed } else { Vec::new() },
+            role: a.role,
+            cert_ttl_secs: a.cert_ttl_secs,
+            managers: a.managers,
+            deny: a.deny,
+        })
+    }
+}
+
+/// The node's side: its tasks after a message (`delta`: changes to them).
+pub fn take(current: &mut std::collections::BTreeMap<String, Task>, delta: bool, tasks: Vec<Task>, removed: &[String]) {
+    if !delta {
+        current.clear();
+    }
+    for id in removed {
+        current.remove(id);
+    }
+    for t in tasks {
+        current.insert(t.id.clone(), t);
+    }
 }
 
 fn managers(s: &Started) -> Vec<String> {
     let m = s.raft.metrics().borrow().clone();
     m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(tasks: &[(u64, &str)]) -> Assignments {
+        Assignments {
+            tasks: tasks
+                .iter()
+                .map(|(v, id)| (*v, std::sync::Arc::new(Task { id: id.to_string(), ..Default::default() })))
+                .collect(),
+            role: Some(Role::Worker),
+            cert_ttl_secs: 60,
+            managers: vec![],
+            deny: Default::default(),
+        }
+    }
+
+    #[test]
+    fn deltas_carry_only_changes_and_the_node_ends_up_with_the_whole_list() {
+        let mut sent = Sent::default();
+        let mut node = std::collections::BTreeMap::new();
+        let steps: [&[(u64, &str)]; 5] =
+            [&[(1, "a"), (1, "b")], &[(1, "a"), (2, "b"), (2, "c")], &[(1, "a"), (2, "b"), (2, "c")], &[(2, "c")], &[]];
+        let mut sizes = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            match sent.next(a(step), true) {
+                Some(u) => {
+                    assert_eq!(u.delta, i > 0);
+                    sizes.push(u.tasks.len() + u.removed.len());
+                    take(&mut node, u.delta, u.tasks.iter().map(|t| Task::clone(t)).collect(), &u.removed);
+                }
+                None => sizes.push(0),
+            }
+            let want: Vec<&str> = step.iter().map(|(_, id)| *id).collect();
+            assert_eq!(node.keys().map(String::as_str).collect::<Vec<_>>(), want, "step {i}");
+        }
+        // Whole list, then b changed + c new, nothing, a and b gone, c gone.
+        assert_eq!(sizes, [2, 2, 0, 2, 1]);
+        // A node that takes no deltas always gets the whole list.
+        let mut sent = Sent::default();
+        sent.next(a(&[(1, "a")]), false);
+        let u = sent.next(a(&[(1, "a"), (1, "b")]), false).unwrap();
+        assert!(!u.delta && u.tasks.len() == 2);
+    }
 }

@@ -14,7 +14,7 @@ use orc_proto::dispatcher::{HeartbeatRequest, SessionRequest};
 use tonic::transport::Channel;
 
 use super::executor::Executor;
-use crate::cluster::dispatcher::{HEARTBEAT, HEARTBEAT_TIMEOUT};
+use crate::cluster::dispatcher::{self, HEARTBEAT, HEARTBEAT_TIMEOUT};
 use crate::cluster::objects::Task;
 use crate::cluster::{managers, renew};
 use crate::pki::role::Role;
@@ -140,6 +140,7 @@ async fn session(
         memory,
         addr: state.advertise_addr(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        deltas: true,
     };
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))
@@ -152,6 +153,8 @@ async fn session(
     // What the cluster wants of this node's certificate.
     let (mut ttl, mut want) = (crate::pki::ca::NODE_TTL, None);
     let mut cert_check = tokio::time::interval(renew::check_every(ttl));
+    // The node's tasks as the messages so far make them.
+    let mut tasks = std::collections::BTreeMap::new();
     loop {
         tokio::select! {
             msg = stream.message() => {
@@ -176,8 +179,12 @@ async fn session(
                     }
                 }
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
-                    Ok(tasks) => executor.assign(tasks).await,
-                    Err(e) => tracing::error!(error = %e, "undecodable assignments; ignored"),
+                    Ok(changed) => {
+                        dispatcher::take(&mut tasks, a.delta, changed, &a.removed);
+                        executor.assign(tasks.values().cloned().collect()).await;
+                    }
+                    // A lost delta would leave the node wrong: start over.
+                    Err(e) => return Err(SessionError::Lost(format!("undecodable assignments: {e}"))),
                 }
             }
             _ = cert_check.tick() => {}
