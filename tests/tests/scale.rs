@@ -11,9 +11,9 @@ use std::time::Duration;
 use orc_e2e::cluster::LocalCluster;
 use orc_e2e::simulator::{SimOptions, Simulator};
 
-const NODES: usize = 50;
-const SERVICES: usize = 4;
-const REPLICAS: usize = 250;
+const NODES: usize = 200;
+const SERVICES: usize = 5;
+const REPLICAS: usize = 1000;
 const TASKS: usize = SERVICES * REPLICAS;
 
 /// Desired and running tasks over every service, as `service ls` says.
