@@ -16,9 +16,6 @@ use crate::raft::types::NodeId;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
-/// After a change wakes the loop, it waits this long for more to come, so a
-/// storm of node reports makes a few passes a second, not one per entry.
-const GATHER: Duration = Duration::from_millis(50);
 /// The most a reconcile puts into one Raft entry (encoded).
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
@@ -86,7 +83,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             if cmds.is_empty() {
                 let scope = match seen {
                     Some(v) if last_full.elapsed() < FULL_EVERY => {
-                        view.feed.since(v).map(|c| Scope::of(&c, &view)).unwrap_or(Scope::All)
+                        view.feed.since(v).map(|c| Scope::of(&c)).unwrap_or(Scope::All)
                     }
                     _ => Scope::All,
                 };
@@ -133,9 +130,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
                 }
             }
         }
-        if let Ok(Ok(())) = tokio::time::timeout(TICK, changed.changed()).await {
-            tokio::time::sleep(GATHER).await;
-        }
+        let _ = tokio::time::timeout(TICK, changed.changed()).await;
     }
 }
 

@@ -71,36 +71,24 @@ impl Pass<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
+    /// Services (by id) whose spec or tasks changed, and nodes that changed.
     Changed {
-        /// Services (by id) to orchestrate: their spec changed, or one of
-        /// their tasks was created, removed, ended or stopped being wanted.
         services: BTreeSet<String>,
-        /// Tasks that changed in any way (a node's report among them).
-        tasks: BTreeSet<String>,
-        /// Nodes that changed.
         nodes: BTreeSet<String>,
     },
 }
 
 impl Scope {
-    /// The scope of the changes `feed` lists, as `v` has them now.
-    pub fn of(feed: &[Arc<Change>], v: &View) -> Self {
-        let (mut services, mut tasks, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    /// The scope of the changes `feed` lists.
+    pub fn of(feed: &[Arc<Change>]) -> Self {
+        let (mut services, mut nodes) = (BTreeSet::new(), BTreeSet::new());
         for c in feed {
             match c.key.kind {
                 Kind::Service => {
                     services.insert(c.key.id.clone());
                 }
                 Kind::Task => {
-                    // A node's report of a task still on its way or running
-                    // asks nothing of its service.
-                    let settled = v.tasks.get(&c.key.id).is_some_and(|t| {
-                        t.desired == TaskState::Running && !t.state.terminal() && t.state != TaskState::Pending
-                    });
-                    if !settled {
-                        services.insert(c.service.clone());
-                    }
-                    tasks.insert(c.key.id.clone());
+                    services.insert(c.service.clone());
                 }
                 Kind::Node => {
                     nodes.insert(c.key.id.clone());
@@ -109,7 +97,7 @@ impl Scope {
                 _ => {}
             }
         }
-        Self::Changed { services, tasks, nodes }
+        Self::Changed { services, nodes }
     }
 }
 
@@ -121,8 +109,8 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), created_for: HashMap::new(), deleted: Vec::new() };
     let (tasks, services): (Vec<String>, Vec<Arc<Service>>) = match scope {
         Scope::All => (v.tasks.keys().cloned().collect(), v.services.values().cloned().collect()),
-        Scope::Changed { services, tasks: changed, nodes } => {
-            let mut tasks: BTreeSet<String> = changed.clone();
+        Scope::Changed { services, nodes } => {
+            let mut tasks: BTreeSet<String> = BTreeSet::new();
             for s in services {
                 tasks.extend(v.index.tasks_of(s).iter().cloned());
             }
@@ -585,7 +573,7 @@ mod tests {
         fn settle(&mut self) -> usize {
             for pass in 0..10 {
                 let v = self.view();
-                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c, &v)).unwrap_or(Scope::All);
+                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c)).unwrap_or(Scope::All);
                 self.seen = v.version;
                 let cmds = reconcile(&v, self.now, &scope);
                 if cmds.is_empty() {
