@@ -62,14 +62,6 @@ impl Feed {
             .unwrap_or_else(|i| i);
         Some(self.changes.skip(start).iter().cloned().collect())
     }
-
-    pub fn len(&self) -> usize {
-        self.changes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,19 @@ fn entry(raw: &[u8]) -> Result<Entry<TypeConfig>, String> {
 /// when there are none.
 pub fn run(db: &redb::Database, path: &std::path::Path) -> Result<Migrated, StoreError> {
     let fail = |reason: String| StoreError::Migrate { path: path.display().to_string(), reason };
+    // A store is JSON throughout or not at all (a migration is one
+    // transaction, and everything after it is written binary): its first
+    // entry and its snapshot tell, without reading the rest at every start.
+    {
+        let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
+        let logs = tx.open_table(LOGS).map_err(|e| fail(e.to_string()))?;
+        let first = logs.first().map_err(|e| fail(e.to_string()))?;
+        let snap = tx.open_table(SNAPSHOT).map_err(|e| fail(e.to_string()))?;
+        let current = snap.get(super::state_machine::CURRENT).map_err(|e| fail(e.to_string()))?;
+        if !first.is_some_and(|(_, v)| is_json(v.value())) && !current.is_some_and(|v| is_json(v.value())) {
+            return Ok(Migrated::default());
+        }
+    }
     let tx = db.begin_write().map_err(|e| fail(e.to_string()))?;
     let mut done = Migrated::default();
     {
