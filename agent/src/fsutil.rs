@@ -27,6 +27,23 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
     })
 }
 
+/// Writes `data` to `path` so that readers see the old or the new file,
+/// never a part (temporary file, rename) — without the two fsyncs of
+/// [`write_atomic`], for what need not outlive a power loss: what a
+/// container did before the machine went down is moot after it comes back.
+pub fn write_replace(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        AgentError::io(path, e)
+    })
+}
+
 /// Bytes used by a file or a directory tree (apparent sizes, no symlinks followed).
 pub fn du(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };

@@ -82,6 +82,7 @@ fn early() -> Result<(Cmdline, Option<String>), BootError> {
     let template = std::fs::read(STATE_TEMPLATE_PATH).ok();
     root::mount_and_switch(&cmd)?;
     mounts::mount_table(Path::new("/"), LATE)?;
+    mounts::favor_dynamic_cgroups();
     if let Some(t) = template {
         let _ = std::fs::write("/run/orc/state.ext4.gz", t);
     }

@@ -274,7 +274,7 @@ pub async fn heartbeat(
             if t.node != node_id {
                 continue;
             }
-            let Ok(state) = serde_json::from_value::<TaskState>(serde_json::Value::String(st.state.clone())) else {
+            let Some(state) = TaskState::from_name(&st.state) else {
                 tracing::warn!(node = %node_id, task = %st.id, state = %st.state, "unknown task state reported; ignored");
                 continue;
             };

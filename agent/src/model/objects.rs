@@ -233,9 +233,29 @@ impl TaskState {
         self >= TaskState::Complete
     }
 
+    pub const ALL: [TaskState; 12] = [
+        Self::New,
+        Self::Pending,
+        Self::Assigned,
+        Self::Accepted,
+        Self::Preparing,
+        Self::Starting,
+        Self::Running,
+        Self::Complete,
+        Self::Failed,
+        Self::Shutdown,
+        Self::Rejected,
+        Self::Orphaned,
+    ];
+
+    /// The state named `s` (as [`Self::as_str`] spells it).
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
     /// A state name as nodes report it (`New` for anything unknown).
     pub fn parse(s: &str) -> Self {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or_default()
+        Self::from_name(s).unwrap_or_default()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -299,4 +319,20 @@ impl Task {
 pub struct Tokens {
     pub manager: String,
     pub worker: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskState;
+
+    #[test]
+    fn task_state_names_are_the_serde_names() {
+        for t in TaskState::ALL {
+            let json = serde_json::to_value(t).unwrap();
+            assert_eq!(json.as_str(), Some(t.as_str()));
+            assert_eq!(TaskState::from_name(t.as_str()), Some(t));
+        }
+        assert_eq!(TaskState::from_name("sleeping"), None);
+        assert_eq!(TaskState::parse("sleeping"), TaskState::New);
+    }
 }

@@ -145,7 +145,8 @@ pub struct Overlay {
 /// Shim side: records how the container in `dir` ended (`exit.json`, atomically).
 pub fn record_exit(dir: &Path, exit: &ExitInfo) -> Result<(), crate::error::AgentError> {
     let data = serde_json::to_vec(exit).map_err(|e| crate::error::AgentError::Io(e.to_string()))?;
-    crate::fsutil::write_atomic(&dir.join(EXIT_FILE), &data)
+    // An agent restart must find it; a power loss ends the container anyway.
+    crate::fsutil::write_replace(&dir.join(EXIT_FILE), &data)
 }
 
 /// Agent side: how the container in `dir` ended, when its shim recorded it.

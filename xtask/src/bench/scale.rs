@@ -386,6 +386,9 @@ pub fn run() -> anyhow::Result<()> {
     let ws = orc_e2e::paths::workspace();
     let rev = crate::image::git_revision(&ws);
     let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
+    // The local cluster bootstraps and drains through the debug `orcctl`.
+    let st = std::process::Command::new(env!("CARGO")).args(["build", "-p", "orcctl"]).current_dir(&ws).status()?;
+    anyhow::ensure!(st.success(), "building orcctl failed");
     let rounds = std::env::var("ORC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS);
     let mut out = String::new();
     for (nodes, tasks) in sizes()? {
