@@ -10,6 +10,10 @@ const LIBRARY: &str = "/usr/lib/x86_64-linux-gnu/libseccomp.a";
 const PACKAGE: &str = "libseccomp-dev";
 
 fn main() {
+    // Written when the package is installed: after an install here, the next
+    // build runs this once more (and says nothing), so cargo does not replay
+    // the warning below from its cache on every build.
+    println!("cargo:rerun-if-changed=/var/lib/dpkg/info/{PACKAGE}:amd64.list");
     println!("cargo:rerun-if-changed={LIBRARY}");
     if Path::new(LIBRARY).exists() {
         return;
@@ -21,7 +25,12 @@ fn main() {
         if !root {
             c.arg("apt-get");
         }
-        c.args(args).env("DEBIAN_FRONTEND", "noninteractive").status().is_ok_and(|s| s.success())
+        // apt's output to stderr: a build script's stdout speaks to cargo.
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::from(std::io::stderr()))
+            .status()
+            .is_ok_and(|s| s.success())
     };
     let ok = apt(&["install", "-y", "-q", "--no-install-recommends", PACKAGE])
         || (apt(&["update", "-q"]) && apt(&["install", "-y", "-q", "--no-install-recommends", PACKAGE]));

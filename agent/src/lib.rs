@@ -58,10 +58,13 @@ use anyhow::Context;
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let on_node = config.init_pid.is_some();
+    node::timeline::mark(on_node, "agent-start");
     selfproc::apply();
     // The join token lives only in the joining task, and goes with it.
     let join = config.join.take();
     let state = state::NodeState::open(config.clone(), join.is_some()).context("opening node state")?;
+    node::timeline::mark(on_node, "agent-state");
     let tcp = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the API on {}", config.listen))?;
@@ -109,5 +112,6 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone()));
     let executor = worker::executor::Executor::new(Arc::new(runtime.clone()));
     tokio::spawn(worker::session::run(state.clone(), executor));
+    node::timeline::mark(on_node, "agent-api");
     api::server::run(state, runtime, liveness, tcp, vsock, shutdown).await.context("serving the API")
 }

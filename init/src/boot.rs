@@ -11,6 +11,7 @@ use crate::cmdline::{self, Cmdline};
 use crate::mounts::{self, EARLY, LATE};
 use crate::power::{self, Action};
 use crate::supervisor::{Service, Supervisor};
+use crate::timeline::Timeline;
 use crate::{log, modules, net, reaper, root, state};
 use orc_image::cmdline::{AGENT_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH};
 
@@ -50,7 +51,8 @@ fn fatal(msg: &str) -> ! {
 
 /// Runs the whole life of the node; returns only the error that stopped it.
 fn run() -> BootError {
-    let (cmd, state_error) = match early() {
+    let mut timeline = Timeline::start();
+    let (cmd, state_error) = match early(&mut timeline) {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -58,14 +60,15 @@ fn run() -> BootError {
         Ok(rt) => rt,
         Err(e) => return BootError::Runtime(e),
     };
-    rt.block_on(main_loop(cmd, state_error))
+    rt.block_on(main_loop(cmd, state_error, timeline))
 }
 
 /// Mounts, modules, the root and STATE; returns the command line and why
 /// STATE could not be used, if it could not.
-fn early() -> Result<(Cmdline, Option<String>), BootError> {
+fn early(timeline: &mut Timeline) -> Result<(Cmdline, Option<String>), BootError> {
     mounts::mount_table(Path::new("/"), EARLY)?;
     log::attach_kmsg(Path::new("/dev"));
+    timeline.mark("mounts");
     // Userspace writes to /dev/kmsg are rate-limited by default; PID 1's must not be.
     let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     let _ = log::attach_file(Path::new("/run/orc/log/init.log"));
@@ -77,12 +80,14 @@ fn early() -> Result<(Cmdline, Option<String>), BootError> {
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &Path::new("/lib/modules").join(&release))?;
     tracing::info!(loaded, kernel = %release, "kernel modules loaded");
+    timeline.mark("modules");
 
     // Read before the switch: the template lives in the initramfs.
     let template = std::fs::read(STATE_TEMPLATE_PATH).ok();
     root::mount_and_switch(&cmd)?;
     mounts::mount_table(Path::new("/"), LATE)?;
     mounts::favor_dynamic_cgroups();
+    timeline.mark("root");
     if let Some(t) = template {
         let _ = std::fs::write("/run/orc/state.ext4.gz", t);
     }
@@ -108,6 +113,7 @@ fn early() -> Result<(Cmdline, Option<String>), BootError> {
         }
     };
     let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
+    timeline.mark("state");
     Ok((cmd, state_error))
 }
 
@@ -123,7 +129,7 @@ fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
     }
 }
 
-async fn main_loop(cmd: Cmdline, state_error: Option<String>) -> BootError {
+async fn main_loop(cmd: Cmdline, state_error: Option<String>, mut timeline: Timeline) -> BootError {
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => s,
         Err(e) => return BootError::Runtime(e),
@@ -142,6 +148,7 @@ async fn main_loop(cmd: Cmdline, state_error: Option<String>) -> BootError {
         }
     };
     set_hostname(&cmd, dhcp_hostname);
+    timeline.mark("network");
 
     let mut agent_args = vec!["--init-pid".to_string(), "1".to_string()];
     for r in &cmd.insecure_registries {
@@ -170,6 +177,8 @@ async fn main_loop(cmd: Cmdline, state_error: Option<String>) -> BootError {
     let run = Path::new(RUN_DIR);
     let mut sup = Supervisor::new(vec![agent], &run.join("log"), &run.join("services.json"));
     sup.start_due();
+    timeline.mark("agent-exec");
+    tracing::info!("{}", timeline.summary());
 
     loop {
         let due = sup.next_due();

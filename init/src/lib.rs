@@ -29,4 +29,5 @@ pub mod reaper;
 pub mod root;
 pub mod state;
 pub mod supervisor;
+pub mod timeline;
 pub mod verity;

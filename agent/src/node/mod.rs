@@ -6,6 +6,7 @@
 //! - [`dmesg`]: the kernel ring buffer (`/dev/kmsg`), with follow.
 //! - [`logs`]: the logs orc-init keeps under `/run/orc/log`, with follow.
 //! - [`power`]: asking orc-init to reboot or power off.
+//! - [`timeline`]: the agent's stages of the boot, in the kernel log.
 
 pub mod bootstrap;
 pub mod dmesg;
@@ -13,4 +14,5 @@ pub mod health;
 pub mod logs;
 pub mod power;
 pub mod services;
+pub mod timeline;
 pub mod version;

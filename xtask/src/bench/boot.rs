@@ -92,6 +92,8 @@ pub fn run() -> anyhow::Result<()> {
 
     let mut orc = vec![];
     let mut rss = (0u64, 0u64);
+    // Each boot's stages (name → ms it took), from its kernel log.
+    let mut stages: Vec<Vec<(String, f64)>> = vec![];
     for i in 0..RUNS {
         let start = Instant::now();
         let mut node = Node::start(spec.clone())?;
@@ -100,6 +102,27 @@ pub fn run() -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
         orc.push(start.elapsed().as_secs_f64());
+        let dmesg = rt.block_on(async {
+            let mut c = orcctl::cmd::machine::client(&addr, &trust).await?;
+            let mut s = c
+                .dmesg(orc_proto::machine::DmesgRequest { follow: false })
+                .await
+                .map_err(|s| orcctl::error::CliError::from_status(&addr, s))?
+                .into_inner();
+            let mut lines = vec![];
+            while let Ok(Some(e)) = s.message().await {
+                lines.push(e.message);
+            }
+            Ok::<_, anyhow::Error>(lines)
+        })?;
+        let t = timeline(&dmesg);
+        if i == 0 {
+            for l in dmesg.iter().filter(|l| l.contains("boot stage") || l.contains("boot timeline")) {
+                eprintln!("xtask: dmesg: {l}");
+            }
+        }
+        eprintln!("xtask: boot {} timeline: {t:?}", i + 1);
+        stages.push(t);
         if i == RUNS - 1 {
             std::thread::sleep(Duration::from_secs(5));
             let s = rt.block_on(async {
@@ -148,6 +171,7 @@ pub fn run() -> anyhow::Result<()> {
     md.push_str(&format!("| orc: QEMU start → mTLS Version | {mo:.2} s | {} |\n", fmt(&orc)));
     md.push_str(&format!("| floor: QEMU start → poweroff (busybox init) | {mf:.2} s | {} |\n", fmt(&floor)));
     md.push_str(&format!("| orc over floor | {:.2} s ({:.2}×) | |\n\n", mo - mf, mo / mf));
+    md.push_str(&timeline_table(&stages));
     md.push_str("| artifact | bytes |\n|---|---|\n");
     for a in &m.artifacts {
         md.push_str(&format!("| {} | {} |\n", a.name, a.size));
@@ -163,6 +187,53 @@ pub fn run() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     print!("{md}");
     Ok(())
+}
+
+/// A boot's stages from its kernel log: orc-init's `boot timeline:` line
+/// (`name N ms, ...`), then the agent's `boot stage stage=X at_ms=N`
+/// records (each taking the time since the stage before).
+fn timeline(dmesg: &[String]) -> Vec<(String, f64)> {
+    let mut out = vec![];
+    let mut at = 0.0;
+    for m in dmesg {
+        if let Some(rest) = m.split("boot timeline: ").nth(1) {
+            let list = rest.split(" (total").next().unwrap_or("");
+            for part in list.split(", ") {
+                let mut w = part.split_whitespace();
+                if let (Some(name), Some(ms)) = (w.next(), w.next().and_then(|v| v.parse::<f64>().ok())) {
+                    out.push((name.to_string(), ms));
+                    at += ms;
+                }
+            }
+        } else if m.contains("orc-agent: boot stage") {
+            let field = |k: &str| m.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+            if let (Some(name), Some(ms)) = (field("stage="), field("at_ms=").and_then(|v| v.parse::<f64>().ok())) {
+                out.push((name, ms - at));
+                at = ms;
+            }
+        }
+    }
+    out
+}
+
+/// The median of each stage over the boots, in boot order.
+fn timeline_table(boots: &[Vec<(String, f64)>]) -> String {
+    let Some(first) = boots.first() else { return String::new() };
+    let mut md = String::from(
+        "Where a boot's time goes (each stage's median over the boots, from the node's kernel log — \
+         `orcctl dmesg` shows the same lines; `kernel` is from the kernel's start to PID 1):\n\n\
+         | stage | median ms |\n|---|---|\n",
+    );
+    let mut total = 0.0;
+    for (name, _) in first {
+        let mut v: Vec<f64> =
+            boots.iter().filter_map(|b| b.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms)).collect();
+        let m = median(&mut v);
+        total += m;
+        md.push_str(&format!("| {name} | {m:.0} |\n"));
+    }
+    md.push_str(&format!("| kernel start → API serving | {total:.0} |\n\n"));
+    md
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
