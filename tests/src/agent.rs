@@ -48,8 +48,7 @@ fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<
             "private",
             "sh",
             "-c",
-            // favordynmods as a node mounts it (kernels before 6.0 lack it).
-            "{ mount -t cgroup2 -o favordynmods none /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup; } && exec \"$@\"",
+            "mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"",
             "agent",
         ]);
         c.arg(&bin);
