@@ -12,19 +12,7 @@ use crate::error::AgentError;
 /// Writes `data` to `path` so that a crash leaves the old or the new file,
 /// never a mix: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        AgentError::io(path, e)
-    })
+    replace(path, data, true)
 }
 
 /// Writes `data` to `path` so that readers see the old or the new file,
@@ -32,11 +20,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
 /// [`write_atomic`], for what need not outlive a power loss: what a
 /// container did before the machine went down is moot after it comes back.
 pub fn write_replace(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    replace(path, data, false)
+}
+
+/// A temporary file renamed over `path`; `durable`: fsync'd, file and directory.
+fn replace(path: &Path, data: &[u8], durable: bool) -> Result<(), AgentError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let write = || -> std::io::Result<()> {
-        std::fs::write(&tmp, data)?;
-        std::fs::rename(&tmp, path)
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        if durable {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::bail;
 
-fn cargo(args: &[&str], e2e: bool) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str], e2e: bool) -> anyhow::Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(args).current_dir(crate::image::workspace());
     if e2e {

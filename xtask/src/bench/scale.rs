@@ -387,8 +387,7 @@ pub fn run() -> anyhow::Result<()> {
     let rev = crate::image::git_revision(&ws);
     let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
     // The local cluster bootstraps and drains through the debug `orcctl`.
-    let st = std::process::Command::new(env!("CARGO")).args(["build", "-p", "orcctl"]).current_dir(&ws).status()?;
-    anyhow::ensure!(st.success(), "building orcctl failed");
+    crate::test::cargo(&["build", "-p", "orcctl"], false)?;
     let rounds = std::env::var("ORC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS);
     let mut out = String::new();
     for (nodes, tasks) in sizes()? {
