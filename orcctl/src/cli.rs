@@ -262,6 +262,8 @@ pub enum ContainerCommand {
         #[arg(long, short = 't', default_value_t = 10)]
         timeout: u32,
     },
+    /// Wait until a container ends; prints its exit code.
+    Wait { id: String },
     /// Send a signal (default KILL).
     Kill {
         id: String,
@@ -281,6 +283,10 @@ pub enum ContainerCommand {
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     pub image: String,
+    /// Stay attached: show its output, exit with its status, remove it after
+    /// (like `docker run --rm`). Without it, print the id and return.
+    #[arg(long)]
+    pub rm: bool,
     /// Arguments after `--` replace the image's cmd.
     #[arg(last = true)]
     pub args: Vec<String>,

@@ -205,6 +205,28 @@ fn images_and_containers_on_a_real_agent() {
     let inspect: serde_json::Value = serde_json::from_str(&ctl.ok(&["container", "inspect", "hello"])).unwrap();
     assert_eq!(inspect[0]["spec"]["linux"]["cgroupsPath"], format!("/orc/{}", inspect[0]["id"].as_str().unwrap()));
 
+    // wait: at once for an ended container, with its code.
+    assert_eq!(ctl.ok(&["container", "wait", "hello"]), "3\n");
+    // run --rm: attached, its output on ours, its exit status ours, removed after.
+    let o = ctl.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--name",
+        "once",
+        &name,
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 4",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (4, "out\n"), "{}", o.stderr);
+    assert!(o.stderr.contains("err"), "{}", o.stderr);
+    assert!(ctl.container("once").is_null(), "run --rm left the container behind");
+    assert_eq!(ctl.run(&["container", "run", "--rm", &name, "--", "true"]).code, 0);
+    let both = ctl.run(&["container", "run", "--rm", "--restart", "always", &name]);
+    assert!(both.code != 0 && both.stderr.contains("contradict"), "{}", both.stderr);
+
     // Restart policy: on-failure with a limit.
     ctl.ok(&[
         "container",

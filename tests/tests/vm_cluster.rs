@@ -102,6 +102,22 @@ impl Cluster {
     }
 }
 
+/// A failed check shows what each node logged last: the agents' logs go
+/// to the console, and a CI log is all there is to read afterwards.
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for n in &self.nodes {
+            let console = n.console_from(0);
+            let lines: Vec<&str> = console.lines().collect();
+            let tail = lines[lines.len().saturating_sub(120)..].join("\n");
+            eprintln!("--- the last lines of {}'s console ---\n{tail}", n.spec.name);
+        }
+    }
+}
+
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {

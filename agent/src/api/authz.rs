@@ -68,6 +68,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.container.v1.Containers/Exec", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Stop", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Containers/Kill", Rule::AtLeast(Role::Operator)),
+    ("/orc.container.v1.Containers/Wait", Rule::AtLeast(Role::Reader)),
     ("/orc.container.v1.Containers/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Cluster/Status", Rule::AtLeast(Role::Reader)),
     // A join token makes new members (a manager token: new CA key holders).

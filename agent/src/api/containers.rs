@@ -75,7 +75,7 @@ impl Containers for ContainersService {
         let req = req.into_inner();
         let (dir, running) = self.runtime.log_source(&req.id).await?;
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(logs::stream(dir, req.follow, req.tail, running, tx));
+        tokio::spawn(logs::stream(dir, req.follow, req.tail, running, self.runtime.subscribe(), tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
 
@@ -106,6 +106,11 @@ impl Containers for ContainersService {
         let req = req.into_inner();
         let sig = parse_signal(&req.signal)?;
         let r = self.runtime.kill(&req.id, sig).await?;
+        Ok(Response::new(r.to_proto()))
+    }
+
+    async fn wait(&self, req: Request<WaitRequest>) -> Result<Response<Container>, Status> {
+        let r = self.runtime.wait(&req.into_inner().id).await?;
         Ok(Response::new(r.to_proto()))
     }
 

@@ -1,16 +1,15 @@
 //! The dispatcher, on the leader: one session per node (its tasks streamed
 //! down whenever they change), heartbeats with task statuses up, and the
-//! node liveness the leader loop turns into ready/down. The gRPC service
-//! (`orc.dispatcher.v1`) is `api::dispatcher`; this is what it does.
-//!
-//! Liveness is leader memory, not replicated: a new leader gives every node
-//! a full grace period from its election before calling it down.
+//! node liveness ([`super::liveness`]) the leader loop turns into
+//! ready/down. The gRPC service (`orc.dispatcher.v1`) is `api::dispatcher`;
+//! this is what it does.
 
 use crate::fields::truncate;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+pub use super::liveness::{Liveness, GRACE};
 use super::objects::*;
 use crate::model::db::{Command, Key, Kind, Object};
 use crate::model::patch::{NodePatch, TaskPatch};
@@ -19,15 +18,9 @@ use crate::raft::{RaftError, RaftHandle, Started};
 
 /// How often nodes send heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
-/// A node silent this long is down and its tasks go elsewhere.
-pub const GRACE: Duration = Duration::from_secs(5);
 /// How long a node waits for a heartbeat answer before it looks for
 /// another manager.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Added to the grace right after an election: nodes still waiting on the
-/// old leader (heartbeat timeout) and reconnecting (session open) must not
-/// be called down.
-const ELECTION_EXTRA: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -96,47 +89,6 @@ async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::Receive
 /// The longest string a node reports into the state (hostname, address,
 /// version, a task's message or error); longer ones are cut.
 pub const MAX_REPORTED: usize = 1024;
-
-/// When each node was last heard of.
-#[derive(Default)]
-pub struct Liveness {
-    seen: Mutex<HashMap<String, Instant>>,
-}
-
-impl Liveness {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        crate::sync::lock(&self.seen)
-    }
-
-    pub fn heard(&self, node: &str) {
-        self.lock().insert(node.to_string(), Instant::now());
-    }
-
-    /// On election: everyone gets a full grace period, plus the time to
-    /// notice the old leader is gone and find the new one.
-    pub fn reset(&self, nodes: impl Iterator<Item = String>) {
-        let now = Instant::now() + ELECTION_EXTRA;
-        let mut seen = self.lock();
-        seen.clear();
-        seen.extend(nodes.map(|n| (n, now)));
-    }
-
-    /// Status patches for nodes whose liveness changed.
-    pub fn check(&self, v: &View) -> Vec<Command> {
-        let seen = self.lock();
-        let mut out = Vec::new();
-        for n in v.nodes.values() {
-            let silent = seen.get(&n.id).map(|t| t.elapsed()).unwrap_or(GRACE);
-            let alive = silent < GRACE;
-            if n.status == NodeStatus::Ready && !alive {
-                tracing::warn!(node = %n.id, hostname = %n.hostname, silent_ms = silent.as_millis() as u64, "node missed its heartbeats: down");
-                let message = format!("no heartbeat for {}s", silent.as_secs());
-                out.push(NodePatch::status(NodeStatus::Down, message).command(&n.id));
-            }
-        }
-        out
-    }
-}
 
 /// This manager's Raft if it leads; otherwise where the leader is.
 pub fn leading(raft: &RaftHandle) -> Result<Started, DispatchError> {

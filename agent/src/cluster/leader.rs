@@ -47,6 +47,7 @@ pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
 const FULL_EVERY: Duration = Duration::from_secs(30);
 
 pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
+    tokio::spawn(super::liveness::watch_stalls(liveness.clone()));
     let mut leading = false;
     let changing: Changing = Arc::default();
     // The version the last completed pass saw; None: look at everything.

@@ -9,7 +9,8 @@
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
 //! - [`leader`]: the leader's loop (liveness, reconcile, quorum membership).
-//! - [`dispatcher`]: node sessions and heartbeats on the leader.
+//! - [`dispatcher`]: node sessions and heartbeats on the leader;
+//!   [`liveness`]: who was heard of when, who is down.
 //! - [`fanout`]: the change feed read once on the leader, waking only the
 //!   sessions a change concerns; the deny list derived once per change.
 //! - [`token`], [`tokens`]: the join token codec; the cluster's two tokens.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fanout;
 pub mod join;
 pub mod leader;
+pub mod liveness;
 pub mod managers;
 pub mod nodes;
 pub mod objects;

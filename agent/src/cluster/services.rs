@@ -1,5 +1,6 @@
 //! What the Services API does, as domain functions on this manager's Raft:
-//! reads are linearizable, writes go to the leader.
+//! reads are linearizable, writes go to the leader (an update reads what
+//! it changes locally first: its put is conditional).
 
 use super::error::ClusterError;
 use std::sync::Arc;
@@ -47,7 +48,38 @@ pub async fn update(
     expect_version: u64,
     spec: ServiceSpec,
 ) -> Result<(View, Service), ClusterError> {
-    let started = raft.linearizable().await?;
+    // The put is conditional on the version read: on what this manager has
+    // applied, a stale read can only fail, never overwrite. What a stale
+    // read can fail with is then answered from a linearizable read (one
+    // quorum round saved per write that goes through); the Raft's own
+    // failures are final.
+    match update_from(raft, Read::Applied, ident, expect_version, spec.clone()).await {
+        Err(ClusterError::Raft(e)) => Err(ClusterError::Raft(e)),
+        Err(_) => update_from(raft, Read::Linearizable, ident, expect_version, spec).await,
+        done => done,
+    }
+}
+
+/// Where a write reads what it changes.
+#[derive(Clone, Copy)]
+enum Read {
+    /// What this manager has applied (maybe behind the leader).
+    Applied,
+    /// After a read index from the leader.
+    Linearizable,
+}
+
+async fn update_from(
+    raft: &RaftHandle,
+    read: Read,
+    ident: &str,
+    expect_version: u64,
+    spec: ServiceSpec,
+) -> Result<(View, Service), ClusterError> {
+    let started = match read {
+        Read::Applied => raft.get()?,
+        Read::Linearizable => raft.linearizable().await?,
+    };
     let (v, old, object_version) = {
         let v = started.sm.applied.read().await.state.clone();
         let old = v.find_service(ident)?.clone();

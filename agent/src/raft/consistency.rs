@@ -3,11 +3,13 @@
 //! something are linearizable (the leader confirms its leadership and names
 //! a read index; this manager answers once it applied that far).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, RaftError as OpenRaftError};
 use orc_proto::raft::raft_client::RaftClient;
 use orc_proto::raft::Payload;
+use tonic::transport::Channel;
 
 use super::handle::{RaftHandle, Started};
 use super::types::NodeId;
@@ -20,6 +22,35 @@ pub(super) const QUORUM_WAIT: Duration = Duration::from_secs(10);
 /// The leader answered a forwarded call with an error.
 fn leader_said(s: tonic::Status) -> RaftError {
     RaftError::Leader { code: s.code(), message: s.message().to_string() }
+}
+
+/// The connection to the leader that forwarded writes and read indexes
+/// reuse: one TLS handshake per leader, not one per call. A call that fails
+/// over it drops it; a new leader gets a new one.
+#[derive(Clone, Default)]
+pub struct LeaderLink(Arc<Mutex<Option<Link>>>);
+
+/// The leader's address and a client over one connection to it.
+type Link = (String, RaftClient<Channel>);
+
+impl LeaderLink {
+    fn to(&self, addr: &str) -> Option<RaftClient<Channel>> {
+        crate::sync::lock(&self.0).as_ref().filter(|(a, _)| a == addr).map(|(_, c)| c.clone())
+    }
+
+    fn keep(&self, addr: &str, client: &RaftClient<Channel>) {
+        *crate::sync::lock(&self.0) = Some((addr.to_string(), client.clone()));
+    }
+
+    fn forget(&self) {
+        *crate::sync::lock(&self.0) = None;
+    }
+}
+
+/// A forwarded call failed: the link goes (it may be what broke).
+fn forgotten(s: &Started, e: tonic::Status) -> RaftError {
+    s.leader_link.forget();
+    leader_said(e)
 }
 
 /// What `Propose` answers: the result, or (not the leader) where the leader is.
@@ -55,11 +86,7 @@ pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>,
 }
 
 impl RaftHandle {
-    async fn leader_client(
-        &self,
-        s: &Started,
-        addr: Option<String>,
-    ) -> Result<RaftClient<tonic::transport::Channel>, RaftError> {
+    async fn leader_client(&self, s: &Started, addr: Option<String>) -> Result<RaftClient<Channel>, RaftError> {
         let addr = match addr {
             Some(a) => a,
             None => {
@@ -78,10 +105,15 @@ impl RaftHandle {
                 node.map(|n| n.addr).ok_or_else(|| RaftError::no_quorum("finding the leader"))?
             }
         };
+        if let Some(c) = s.leader_link.to(&addr) {
+            return Ok(c);
+        }
         let channel = crate::pki::channel::channel(&addr, s.tls.current())
             .await
             .map_err(|e| RaftError::Unavailable(format!("reaching the leader at {addr}: {e}")))?;
-        Ok(RaftClient::new(channel).max_decoding_message_size(64 << 20))
+        let c = RaftClient::new(channel).max_decoding_message_size(64 << 20);
+        s.leader_link.keep(&addr, &c);
+        Ok(c)
     }
 
     /// Commits `cmd` through the leader, wherever it is.
@@ -95,7 +127,7 @@ impl RaftHandle {
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
             let data = super::codec::encode(&cmd).map_err(|e| RaftError::Internal(e.to_string()))?;
-            let reply = c.propose(Payload { data }).await.map_err(leader_said)?.into_inner();
+            let reply = c.propose(Payload { data }).await.map_err(|e| forgotten(&s, e))?.into_inner();
             let out: Proposed = super::codec::decode(&reply.data)
                 .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {
@@ -116,7 +148,8 @@ impl RaftHandle {
         };
         for _ in 0..3 {
             let mut c = self.leader_client(&s, leader.take()).await?;
-            let reply = c.read_index(Payload { data: b"null".to_vec() }).await.map_err(leader_said)?.into_inner();
+            let reply =
+                c.read_index(Payload { data: b"null".to_vec() }).await.map_err(|e| forgotten(&s, e))?.into_inner();
             let out: Result<u64, Option<String>> = super::codec::decode(&reply.data)
                 .map_err(|e| RaftError::Internal(format!("the leader's answer: {e}")))?;
             match out {

@@ -25,6 +25,8 @@ pub struct Started {
     pub store: PathBuf,
     /// Writes on this manager as the leader, grouped ([`super::group`]).
     pub writes: super::group::Committer,
+    /// The connection forwarded calls to the leader reuse.
+    pub leader_link: super::consistency::LeaderLink,
 }
 
 #[derive(Default)]

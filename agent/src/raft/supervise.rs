@@ -65,9 +65,18 @@ impl RaftHandle {
     /// (not shut down), takes it out of service and restarts it.
     pub(super) async fn watch(self: Arc<Self>, epoch: u64, raft: Raft<TypeConfig>) {
         let mut rx = raft.metrics();
+        let mut seen = (0, None);
         let fatal = loop {
-            if let Err(f) = &rx.borrow().running_state {
-                break Some(f.clone());
+            {
+                let m = rx.borrow();
+                if let Err(f) = &m.running_state {
+                    break Some(f.clone());
+                }
+                // Elections, in the log: what a lost quorum is read from.
+                if (m.current_term, m.current_leader) != seen {
+                    seen = (m.current_term, m.current_leader);
+                    tracing::info!(term = m.current_term, leader = ?m.current_leader, state = ?m.state, "raft term or leader changed");
+                }
             }
             if rx.changed().await.is_err() {
                 break None;

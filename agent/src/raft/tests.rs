@@ -115,6 +115,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
                 tls,
                 store: path,
                 writes: super::group::Committer::start(raft.clone()),
+                leader_link: Default::default(),
             },
             &ca,
             &cert,

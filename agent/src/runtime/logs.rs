@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::shim_contract::log::{parse, FILE, ROTATED};
 use orc_proto::container as pb;
@@ -43,12 +43,14 @@ fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
 }
 
 /// Streams the log of the container in `dir` (its `log/` directory) into
-/// `tx`. `running` says whether to keep following.
+/// `tx`. `running` says whether to keep following; `changed` wakes on a
+/// change of any container, so a follow ends as soon as its container does.
 pub async fn stream(
     dir: PathBuf,
     follow: bool,
     tail: u32,
     running: impl Fn() -> bool + Send + 'static,
+    mut changed: watch::Receiver<u64>,
     tx: mpsc::Sender<pb::LogEntry>,
 ) {
     let log = dir.join(FILE);
@@ -105,6 +107,7 @@ pub async fn stream(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
+            Ok(()) = changed.changed() => {}
             _ = tx.closed() => return,
         }
     }

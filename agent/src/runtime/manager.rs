@@ -340,6 +340,22 @@ impl Runtime {
         }
     }
 
+    /// The container once it is not running: at once if it is not, else
+    /// when its shim reports the exit.
+    pub async fn wait(&self, ident: &str) -> Result<ContainerRecord, AgentError> {
+        let id = self.resolve(ident).await?;
+        let mut rx = self.changed.subscribe();
+        loop {
+            let r = self.get(&id).await?;
+            if r.status != Status::Running {
+                return Ok(r);
+            }
+            if rx.changed().await.is_err() {
+                return Err(AgentError::Unavailable(format!("container {id}: the runtime is shutting down")));
+            }
+        }
+    }
+
     pub async fn stop(&self, ident: &str, timeout: Option<Duration>) -> Result<ContainerRecord, AgentError> {
         let id = self.resolve(ident).await?;
         let r = self.update(&id, |r| r.stopped_by_user = true).await?;

@@ -1,4 +1,4 @@
-//! `orcctl container …` on nodes: run, ls, inspect, logs, exec, stop, kill, rm.
+//! `orcctl container …` on nodes: run, ls, inspect, logs, exec, stop, wait, kill, rm.
 
 use std::io::{Read, Write};
 
@@ -18,7 +18,7 @@ use crate::fanout::{call, done, fan, split};
 use crate::output::{age, short, table};
 use crate::parse::parse_bytes;
 
-async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
+pub(super) async fn containers(addr: &str, trust: &Trust) -> Result<ContainersClient<Channel>, CliError> {
     Ok(ContainersClient::new(connect::channel(addr, trust).await?).max_decoding_message_size(64 << 20))
 }
 
@@ -58,6 +58,12 @@ pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
         ),
         None => (a.restart.clone(), 0),
     };
+    if a.rm && condition != "no" {
+        return Err(CliError::Usage(format!(
+            "--rm and --restart {} contradict each other: a container removed when it ends is not restarted; drop one",
+            a.restart
+        )));
+    }
     Ok(ContainerSpec {
         name: a.name.clone().unwrap_or_default(),
         image: a.image.clone(),
@@ -98,6 +104,12 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
     match cmd {
         ContainerCommand::Run(a) => {
             let spec = run_spec(&a)?;
+            if a.rm {
+                let [node] = nodes else {
+                    return Err(CliError::Usage("run --rm stays attached to one node: pass a single --nodes".into()));
+                };
+                return super::attached::run_rm(node, trust, spec).await;
+            }
             let (ok, err) = split(
                 each(nodes, trust, |mut c| {
                     let spec = spec.clone();
@@ -232,6 +244,23 @@ pub async fn run(cmd: ContainerCommand, nodes: &[String], trust: &Trust, out: Ou
             );
             for (n, c) in ok {
                 println!("{n}: {} {}", c.name, exit_text(&c));
+            }
+            done(err)
+        }
+        ContainerCommand::Wait { id } => {
+            let (ok, err) = split(
+                each(nodes, trust, |mut c| {
+                    let id = id.clone();
+                    async move { c.wait(WaitRequest { id }).await }
+                })
+                .await,
+            );
+            for (n, c) in ok {
+                let code = c.exit.as_ref().map(|e| if e.signal != 0 { 128 + e.signal } else { e.code }).unwrap_or(0);
+                match nodes.len() {
+                    1 => println!("{code}"),
+                    _ => println!("{n}: {code}"),
+                }
             }
             done(err)
         }

@@ -1,9 +1,10 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`],
-//! [`cluster`], [`config`], [`user`]. Node commands fan out over `--nodes`
+//! [`cluster`], [`config`], [`user`]; [`attached`]: `container run --rm`. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
 
+pub mod attached;
 pub mod cluster;
 pub mod config;
 pub mod container;

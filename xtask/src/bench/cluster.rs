@@ -14,7 +14,7 @@
 //! second (a label: no task is replaced).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -23,20 +23,13 @@ use orc_e2e::cluster::LocalCluster;
 use orc_proto::cluster::services_client::ServicesClient;
 use orcctl::connect::Trust;
 
+use crate::bench::dockerd::{kill_matching, run_cmd, unmount_under, Dockerd};
 use crate::bench::{machine, median};
 
 const ROUNDS: usize = 3;
 const UPDATES: usize = 40;
 const LIMIT: Duration = Duration::from_secs(600);
 const IMAGE: &str = "orc/busybox:1";
-
-fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
-    let o = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !o.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).to_string())
-}
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
     run_cmd(Command::new("ip").args(args))
@@ -45,7 +38,7 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
 /// Three dockerd in network namespaces `orcbench1..3` on bridge `orcbench0`.
 struct Swarm {
     work: PathBuf,
-    daemons: Vec<Option<Child>>,
+    daemons: Vec<Option<Dockerd>>,
 }
 
 impl Swarm {
@@ -55,10 +48,6 @@ impl Swarm {
 
     fn addr(i: usize) -> String {
         format!("10.77.0.{}", 10 + i)
-    }
-
-    fn sock(&self, i: usize) -> PathBuf {
-        self.work.join(format!("dk{i}/docker.sock"))
     }
 
     fn cleanup_network() {
@@ -115,50 +104,22 @@ impl Swarm {
     }
 
     fn start_daemon(&mut self, i: usize) -> anyhow::Result<()> {
-        let d = self.work.join(format!("dk{i}"));
-        std::fs::create_dir_all(&d)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("dockerd.log"))?;
-        // nsenter, not `ip netns exec`: that remounts /sys and hides the
-        // cgroup mounts. Each node its own hostname (Swarm shows node names).
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", Self::ns(i)))
-            .args(["unshare", "--uts", "sh", "-c", "hostname \"$0\" && exec \"$@\"", &Self::ns(i), "dockerd"])
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock(i).display()))
-            .args(["--iptables=false", "--ip-forward=false", "--bridge=none", "--storage-driver=overlay2"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        self.daemons[i] = Some(cmd.spawn().context("starting dockerd (cargo xtask installs docker.io)")?);
-        let start = Instant::now();
-        while self.docker(i, &["info", "--format", "{{.ServerVersion}}"]).is_err() {
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("dockerd {i} did not start; see {}", d.join("dockerd.log").display());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.daemons[i] = Some(Dockerd::start(&self.work.join(format!("dk{i}")), Some(&Self::ns(i)), &Self::ns(i))?);
         Ok(())
     }
 
     fn docker(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
-        run_cmd(Command::new("docker").arg("-H").arg(format!("unix://{}", self.sock(i).display())).args(args))
+        match &self.daemons[i] {
+            Some(d) => d.docker(args),
+            None => bail!("dockerd {i} is not running"),
+        }
     }
 
     /// Kills the node's dockerd and everything it started (its containers too).
     fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.daemons[i].take() {
-            let _ =
-                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGKILL);
-            let _ = c.wait();
+        if let Some(mut d) = self.daemons[i].take() {
+            d.kill();
         }
-        kill_matching(&self.work.join(format!("dk{i}")).display().to_string());
     }
 
     /// Running tasks of `service`, optionally not on node `skip`'s hostname.
@@ -192,30 +153,6 @@ impl Drop for Swarm {
         }
         Self::cleanup_network();
         unmount_under(&self.work);
-    }
-}
-
-/// Detaches every mount below `dir` (dockerd's overlays and shm of an earlier run).
-fn unmount_under(dir: &Path) {
-    let prefix = dir.display().to_string();
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut points: Vec<&str> =
-        mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&prefix)).collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// SIGKILLs every process whose command line mentions `needle`.
-fn kill_matching(needle: &str) {
-    let Ok(procs) = std::fs::read_dir("/proc") else { return };
-    for p in procs.flatten() {
-        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
     }
 }
 

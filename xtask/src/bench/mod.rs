@@ -1,10 +1,12 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
-//! benchmark: [`boot`], [`container`] (container-start), [`cluster`],
-//! [`scale`].
+//! benchmark: [`boot`], [`container`] (container-start), [`run`],
+//! [`cluster`], [`scale`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
 mod container;
+mod dockerd;
+mod run;
 mod scale;
 
 use anyhow::bail;
@@ -13,9 +15,10 @@ pub fn run(name: &str) -> anyhow::Result<()> {
     match name {
         "boot" => boot::run(),
         "container-start" => container::run(),
+        "run" => run::run(),
         "cluster" => cluster::run(),
         "scale" => scale::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, cluster, scale"),
+        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale"),
     }
 }
 
