@@ -86,6 +86,7 @@ fn early(timeline: &mut Timeline) -> Result<(Cmdline, Option<String>), BootError
     let template = std::fs::read(STATE_TEMPLATE_PATH).ok();
     root::mount_and_switch(&cmd)?;
     mounts::mount_table(Path::new("/"), LATE)?;
+    mounts::favor_dynamic_cgroups();
     timeline.mark("root");
     if let Some(t) = template {
         let _ = std::fs::write("/run/orc/state.ext4.gz", t);

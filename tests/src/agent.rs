@@ -48,7 +48,8 @@ fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<
             "private",
             "sh",
             "-c",
-            "mount -t cgroup2 none /sys/fs/cgroup && exec \"$@\"",
+            // favordynmods as a node mounts it (kernels before 6.0 lack it).
+            "{ mount -t cgroup2 -o favordynmods none /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup; } && exec \"$@\"",
             "agent",
         ]);
         c.arg(&bin);

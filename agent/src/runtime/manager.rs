@@ -276,6 +276,10 @@ impl Runtime {
                     });
                 }
                 Err(s) => {
+                    // A shim that recorded the exit and left broke the call: done.
+                    if let Some(e) = self.exit_file(id) {
+                        return e;
+                    }
                     failures += 1;
                     tracing::warn!(%id, error = %s, failures, "waiting on the shim failed; asking again");
                     if failures > 10 {

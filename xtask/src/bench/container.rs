@@ -28,7 +28,10 @@ fn enter_private_cgroup2() -> anyhow::Result<()> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS): run as root")?;
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
-    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), None::<&str>)
+    // As a node mounts it (`orc-init`): migrations into a cgroup without an
+    // RCU wait. The option is the hierarchy's, so every runtime here has it.
+    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), Some("favordynmods"))
+        .or_else(|_| mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), None::<&str>))
         .context("mounting cgroup2 at /sys/fs/cgroup")?;
     Ok(())
 }
