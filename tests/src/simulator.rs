@@ -3,8 +3,8 @@
 //! joins with a worker token through `Cluster.Join` (its own key and CSR,
 //! the manager's CA pinned to the token's digest), then keeps a real
 //! `Dispatcher.Session` open over mTLS with its own certificate, follows the
-//! leader (`orc-leader`), heartbeats every [`HEARTBEAT`] with all its task
-//! states as an agent does, and reports each assigned task `starting`, then
+//! leader (`orc-leader`), heartbeats every [`HEARTBEAT`] with its task states
+//! as an agent does (those that changed, all of them every tenth beat), and reports each assigned task `starting`, then
 //! `running` after a set delay. Nodes can be made to fail (their sessions
 //! and heartbeats stop) and to come back.
 //!
@@ -362,6 +362,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut known = std::collections::BTreeMap::new();
+    let mut reported = orc_agent::worker::reported::Reported::default();
     let mut step = tokio::time::interval(Duration::from_millis(50));
     step.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -388,11 +389,14 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
             return Ended::Failed;
         }
         if report {
-            let mut req = tonic::Request::new(HeartbeatRequest { statuses: node.statuses() });
+            let all = node.statuses();
+            let statuses = reported.next(&all);
+            let mut req = tonic::Request::new(HeartbeatRequest { statuses: statuses.clone() });
             req.set_timeout(HEARTBEAT_TIMEOUT);
             if let Err(s) = client.heartbeat(req).await {
                 return ended(s);
             }
+            reported.taken(statuses, &all);
         }
     }
 }

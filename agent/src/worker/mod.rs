@@ -2,10 +2,12 @@
 //! leader that brings the node's tasks down, and an executor that runs
 //! them as containers and reports their states back.
 //!
+//! - [`reported`]: which task statuses a heartbeat carries.
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
 //! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 
 pub mod executor;
+pub mod reported;
 pub mod runtime;
 pub mod session;

@@ -14,6 +14,7 @@ use orc_proto::dispatcher::{HeartbeatRequest, SessionRequest};
 use tonic::transport::Channel;
 
 use super::executor::Executor;
+use super::reported::Reported;
 use crate::cluster::dispatcher::{self, HEARTBEAT, HEARTBEAT_TIMEOUT};
 use crate::cluster::objects::Task;
 use crate::cluster::{managers, renew};
@@ -155,6 +156,8 @@ async fn session(
     let mut cert_check = tokio::time::interval(renew::check_every(ttl));
     // The node's tasks as the messages so far make them.
     let mut tasks = std::collections::BTreeMap::new();
+    // Which statuses the leader has: a new session starts with all of them.
+    let mut reported = Reported::default();
     loop {
         tokio::select! {
             msg = stream.message() => {
@@ -188,8 +191,8 @@ async fn session(
                 }
             }
             _ = cert_check.tick() => {}
-            _ = beat.tick() => heartbeat(&mut client, executor).await?,
-            _ = executor.changed.notified() => heartbeat(&mut client, executor).await?,
+            _ = beat.tick() => heartbeat(&mut client, executor, &mut reported).await?,
+            _ = executor.changed.notified() => heartbeat(&mut client, executor, &mut reported).await?,
         }
         let Some(current) = state.identity() else { return Ok(()) };
         if renew::due(&current.node.cert_pem, ttl, current.meta.role, want) {
@@ -205,12 +208,19 @@ async fn session(
     }
 }
 
-async fn heartbeat(client: &mut DispatcherClient<Channel>, executor: &Executor) -> Result<(), SessionError> {
-    let mut req = tonic::Request::new(HeartbeatRequest { statuses: executor.statuses() });
+async fn heartbeat(
+    client: &mut DispatcherClient<Channel>,
+    executor: &Executor,
+    reported: &mut Reported,
+) -> Result<(), SessionError> {
+    let all = executor.statuses();
+    let statuses = reported.next(&all);
+    let mut req = tonic::Request::new(HeartbeatRequest { statuses: statuses.clone() });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.
     req.set_timeout(HEARTBEAT_TIMEOUT);
     client.heartbeat(req).await?;
+    reported.taken(statuses, &all);
     Ok(())
 }
 

@@ -18,8 +18,9 @@
 //!   and tasks the cluster restarted (must be 0);
 //! - one node lost: time until its tasks run elsewhere.
 //!
-//! `ORC_BENCH_SCALE=100x10000` picks the sizes (comma-separated,
-//! `NODESxTASKS`); `ORC_BENCH_ROUNDS` the rounds.
+//! `ORC_BENCH_SCALE=100x10000x3,1000x100000x1` picks the sizes
+//! (comma-separated, `NODESxTASKS[xROUNDS]`); `ORC_BENCH_ROUNDS` the rounds
+//! of sizes that name none.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,12 +64,22 @@ struct Round {
     node_lost_s: f64,
 }
 
-fn sizes() -> anyhow::Result<Vec<(usize, usize)>> {
-    let Ok(s) = std::env::var("ORC_BENCH_SCALE") else { return Ok(DEFAULT_SIZES.to_vec()) };
+/// (nodes, tasks, rounds) per size: `ORC_BENCH_SCALE=NODESxTASKS[xROUNDS],…`,
+/// the rounds otherwise from `ORC_BENCH_ROUNDS` or [`ROUNDS`].
+fn sizes() -> anyhow::Result<Vec<(usize, usize, usize)>> {
+    let rounds = std::env::var("ORC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS);
+    let Ok(s) = std::env::var("ORC_BENCH_SCALE") else {
+        return Ok(DEFAULT_SIZES.iter().map(|(n, t)| (*n, *t, rounds)).collect());
+    };
     s.split(',')
         .map(|p| {
-            let (n, t) = p.split_once('x').context("ORC_BENCH_SCALE: NODESxTASKS[,NODESxTASKS]")?;
-            Ok((n.trim().parse()?, t.trim().parse()?))
+            let parts: Vec<&str> = p.trim().split('x').collect();
+            let num = |i: usize| -> anyhow::Result<usize> { Ok(parts[i].parse()?) };
+            match parts.len() {
+                2 => Ok((num(0)?, num(1)?, rounds)),
+                3 => Ok((num(0)?, num(1)?, num(2)?)),
+                _ => anyhow::bail!("ORC_BENCH_SCALE: {p:?} is not NODESxTASKS[xROUNDS]"),
+            }
         })
         .collect()
 }
@@ -388,9 +399,8 @@ pub fn run() -> anyhow::Result<()> {
     let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
     // The local cluster bootstraps and drains through the debug `orcctl`.
     crate::test::cargo(&["build", "-p", "orcctl"], false)?;
-    let rounds = std::env::var("ORC_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS);
     let mut out = String::new();
-    for (nodes, tasks) in sizes()? {
+    for (nodes, tasks, rounds) in sizes()? {
         let mut rs = Vec::new();
         for i in 0..rounds {
             eprintln!("xtask: {nodes} nodes / {tasks} tasks, round {} of {rounds}", i + 1);
@@ -398,7 +408,7 @@ pub fn run() -> anyhow::Result<()> {
         }
         out.push_str(&report(nodes, tasks, &rs));
     }
-    write(&rev, rounds, &out)
+    write(&rev, &out)
 }
 
 fn med(rs: &[Round], f: impl Fn(&Round) -> f64) -> f64 {
@@ -414,8 +424,9 @@ fn lat(rs: &[Round], i: usize, p: f64) -> f64 {
 fn report(nodes: usize, tasks: usize, rs: &[Round]) -> String {
     let storm = med(rs, |r| r.storm_s);
     let mut s = format!(
-        "\n## {nodes} nodes, {tasks} tasks (services of {} replicas)\n\n| figure | median | target |\n|---|---|---|\n",
-        replicas_for(tasks)
+        "\n## {nodes} nodes, {tasks} tasks (services of {} replicas), {} round(s)\n\n| figure | median | target |\n|---|---|---|\n",
+        replicas_for(tasks),
+        rs.len()
     );
     let mut row = |f: &str, v: String, t: &str| s.push_str(&format!("| {f} | {v} | {t} |\n"));
     row("creates → every task running", format!("{storm:.1} s"), if tasks >= 100_000 { "≤ 50 s" } else { "" });
@@ -462,14 +473,14 @@ fn report(nodes: usize, tasks: usize, rs: &[Round]) -> String {
     s
 }
 
-fn write(rev: &str, rounds: usize, body: &str) -> anyhow::Result<()> {
+fn write(rev: &str, body: &str) -> anyhow::Result<()> {
     let text = format!(
         "# scale\n\nCommand: `cargo xtask bench scale` (revision {rev}).\n\nMachine: {}. Shared and noisy: compare \
          medians, not single runs.\n\nThree managers (the static release `orc-agent`, on loopback, durable redb \
          stores, drained so they run no task) and simulated nodes (`tests/src/simulator.rs`: each joins with a \
          worker token, keeps a real mTLS dispatcher session, heartbeats every second with its tasks' states and \
-         reports each task running {} ms after it is assigned). Each figure is the median of {rounds} rounds, each \
-         on a fresh cluster. API latencies are probed every {} ms during the storm from one more client.\n\n\
+         reports each task running {} ms after it is assigned). Each figure is the median of the rounds its \
+         section names, each on a fresh cluster. API latencies are probed every {} ms during the storm from one more client.\n\n\
          Published anchors (other hardware, other scope): Nomad's C2M placed 2,000,000 containers on 6,100 hosts \
          in 22 min (about 1,500 placements/s); Kubernetes' scheduler-throughput test passes at 400 pods/s and its \
          limits are 5,000 nodes, 150,000 pods with mutating API p99 ≤ 1 s; etcd publishes 583 writes/s with 1 \
