@@ -68,10 +68,13 @@ impl Write for InitLogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut s = sinks();
         if let Some(k) = s.kmsg.as_mut() {
-            // One write is one kernel log record; <6> is KERN_INFO.
-            let mut rec = Vec::with_capacity(buf.len() + 12);
+            // One write is one kernel log record; <6> is KERN_INFO. It ends
+            // with its newline: the kernel holds a record without one back
+            // (a line to be continued) until the next record comes.
+            let mut rec = Vec::with_capacity(buf.len() + 14);
             rec.extend_from_slice(b"<6>orc-init: ");
             rec.extend_from_slice(buf.strip_suffix(b"\n").unwrap_or(buf));
+            rec.push(b'\n');
             let _ = k.write_all(&rec);
         } else {
             // No kernel log yet: the console is our stderr.

@@ -13,9 +13,11 @@ fn since_boot() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map(Duration::from).unwrap_or_default()
 }
 
-/// The record for `stage` at `at`.
+/// The record for `stage` at `at`. The newline ends it: without one the
+/// kernel holds a record back as the start of a continued line until the
+/// next one comes (the last stage stayed out of `dmesg`).
 fn record(stage: &str, at: Duration) -> String {
-    format!("<6>orc-agent: boot stage stage={stage} at_ms={}", at.as_millis())
+    format!("<6>orc-agent: boot stage stage={stage} at_ms={}\n", at.as_millis())
 }
 
 /// `stage` of the agent's start just ended (`on_node`: under `orc-init`).
@@ -35,6 +37,6 @@ mod tests {
     #[test]
     fn records_name_the_stage_and_the_time() {
         let r = super::record("api", std::time::Duration::from_millis(2345));
-        assert_eq!(r, "<6>orc-agent: boot stage stage=api at_ms=2345");
+        assert_eq!(r, "<6>orc-agent: boot stage stage=api at_ms=2345\n");
     }
 }
