@@ -32,7 +32,15 @@ pub const STATE_LABEL: &str = "ORC_STATE";
 pub const VERITY_BLOCK_SIZE: u64 = 4096;
 /// Where the STATE template (a small gzip'd ext4 image) lives in the initramfs.
 pub const STATE_TEMPLATE_PATH: &str = "/etc/orc/state.ext4.gz";
-/// Where the module load list lives in the initramfs (one path per line, in order).
+/// Where the module load list lives in the initramfs (one path per line, in
+/// order): what the root, STATE, the network and the agent's API need.
 pub const MODULE_LIST_PATH: &str = "/etc/orc/modules";
+/// The modules loaded after the agent is started, while it starts
+/// (containers and their networking; same format, none of the first list).
+pub const LATE_MODULE_LIST_PATH: &str = "/etc/orc/modules.late";
+/// Present (in orc-init's run directory, `/run/orc`) while orc-init loads
+/// the late modules: whoever needs them (a container start) waits until it
+/// is gone.
+pub const LATE_MODULES_PENDING: &str = "modules.pending";
 /// Where the agent binary lives on the root filesystem.
 pub const AGENT_PATH: &str = "/usr/bin/orc-agent";

@@ -13,7 +13,9 @@ use crate::power::{self, Action};
 use crate::supervisor::{Service, Supervisor};
 use crate::timeline::Timeline;
 use crate::{log, modules, net, reaper, root, state};
-use orc_image::cmdline::{AGENT_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH};
+use orc_image::cmdline::{
+    AGENT_PATH, LATE_MODULES_PENDING, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH,
+};
 
 pub const STATE_DIR: &str = "/var/lib/orc";
 const RUN_DIR: &str = "/run/orc";
@@ -52,7 +54,7 @@ fn fatal(msg: &str) -> ! {
 /// Runs the whole life of the node; returns only the error that stopped it.
 fn run() -> BootError {
     let mut timeline = Timeline::start();
-    let (cmd, state_error) = match early(&mut timeline) {
+    let early = match early(&mut timeline) {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -60,12 +62,20 @@ fn run() -> BootError {
         Ok(rt) => rt,
         Err(e) => return BootError::Runtime(e),
     };
-    rt.block_on(main_loop(cmd, state_error, timeline))
+    rt.block_on(main_loop(early, timeline))
 }
 
-/// Mounts, modules, the root and STATE; returns the command line and why
-/// STATE could not be used, if it could not.
-fn early(timeline: &mut Timeline) -> Result<(Cmdline, Option<String>), BootError> {
+/// What the early boot leaves for the rest.
+struct Early {
+    cmd: Cmdline,
+    /// Why STATE could not be used, if it could not.
+    state_error: Option<String>,
+    /// The late kernel modules, opened.
+    late_modules: modules::Opened,
+}
+
+/// Mounts, the boot modules, the root and STATE.
+fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     mounts::mount_table(Path::new("/"), EARLY)?;
     log::attach_kmsg(Path::new("/dev"));
     timeline.mark("mounts");
@@ -78,8 +88,14 @@ fn early(timeline: &mut Timeline) -> Result<(Cmdline, Option<String>), BootError
 
     let cmd = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())?;
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &Path::new("/lib/modules").join(&release))?;
+    let modules_dir = Path::new("/lib/modules").join(&release);
+    let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &modules_dir)?;
     tracing::info!(loaded, kernel = %release, "kernel modules loaded");
+    // Opened now: the initramfs that holds them goes with the switch.
+    let late = modules::open_all(Path::new(LATE_MODULE_LIST_PATH), &modules_dir).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no late kernel modules");
+        Vec::new()
+    });
     timeline.mark("modules");
 
     // Read before the switch: the template lives in the initramfs.
@@ -114,7 +130,7 @@ fn early(timeline: &mut Timeline) -> Result<(Cmdline, Option<String>), BootError
     };
     let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
     timeline.mark("state");
-    Ok((cmd, state_error))
+    Ok(Early { cmd, state_error, late_modules: late })
 }
 
 fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
@@ -129,7 +145,8 @@ fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {
     }
 }
 
-async fn main_loop(cmd: Cmdline, state_error: Option<String>, mut timeline: Timeline) -> BootError {
+async fn main_loop(early: Early, mut timeline: Timeline) -> BootError {
+    let Early { cmd, state_error, late_modules } = early;
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => s,
         Err(e) => return BootError::Runtime(e),
@@ -176,6 +193,8 @@ async fn main_loop(cmd: Cmdline, state_error: Option<String>, mut timeline: Time
     let agent = Service::new("agent", Path::new(AGENT_PATH), &agent_args);
     let run = Path::new(RUN_DIR);
     let mut sup = Supervisor::new(vec![agent], &run.join("log"), &run.join("services.json"));
+    // Marked pending before the agent can look; loaded while it starts.
+    modules::load_late(late_modules, &run.join(LATE_MODULES_PENDING));
     sup.start_due();
     timeline.mark("agent-exec");
     tracing::info!("{}", timeline.summary());

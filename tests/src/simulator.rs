@@ -4,7 +4,7 @@
 //! the manager's CA pinned to the token's digest), then keeps a real
 //! `Dispatcher.Session` open over mTLS with its own certificate, follows the
 //! leader (`orc-leader`), heartbeats every [`HEARTBEAT`] with its task states
-//! as an agent does (those that changed, all of them every tenth beat), and reports each assigned task `starting`, then
+//! as an agent does (those that changed, all of them every 10 s), and reports each assigned task `starting`, then
 //! `running` after a set delay. Nodes can be made to fail (their sessions
 //! and heartbeats stop) and to come back.
 //!
@@ -184,17 +184,28 @@ impl SimNode {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Takes the assignments: new tasks start, tasks no longer wanted shut
-    /// down, tasks no longer sent are forgotten.
-    fn assign(&self, tasks: Vec<Task>) {
+    /// Takes a message of the session: new tasks start, tasks no longer
+    /// wanted shut down, tasks no longer sent are forgotten (`delta`: only
+    /// `tasks` changed, `removed` are gone; else `tasks` is the whole list).
+    fn assign(&self, delta: bool, tasks: &[Task], removed: &[String]) {
         let mut mine = lock(&self.tasks);
         let now = Instant::now();
-        let sent: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        let before = mine.len();
-        mine.retain(|id, t| sent.contains(id.as_str()) || t.state != TaskState::Running);
-        let mut stopped = (before - mine.len()) as u64;
-        mine.retain(|id, _| sent.contains(id.as_str()));
-        for t in &tasks {
+        let mut stopped = 0u64;
+        let mut forget = |mine: &mut HashMap<String, SimTask>, keep: &dyn Fn(&str) -> bool| {
+            mine.retain(|id, t| {
+                let kept = keep(id);
+                stopped += u64::from(!kept && t.state == TaskState::Running);
+                kept
+            });
+        };
+        if delta {
+            let gone: std::collections::HashSet<&str> = removed.iter().map(String::as_str).collect();
+            forget(&mut mine, &|id| !gone.contains(id));
+        } else {
+            let sent: std::collections::HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+            forget(&mut mine, &|id| sent.contains(id));
+        }
+        for t in tasks {
             match (t.desired, mine.get_mut(&t.id)) {
                 (TaskState::Running, None) => {
                     mine.insert(t.id.clone(), SimTask { state: TaskState::Starting, since: now });
@@ -361,7 +372,6 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
     node.sessions.fetch_add(1, Ordering::Relaxed);
     let mut beat = tokio::time::interval(HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut known = std::collections::BTreeMap::new();
     let mut reported = orc_agent::worker::reported::Reported::default();
     let mut step = tokio::time::interval(Duration::from_millis(50));
     step.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -370,10 +380,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
             msg = stream.message() => match msg {
                 Ok(Some(a)) => {
                     match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
-                        Ok(changed) => {
-                            orc_agent::cluster::dispatcher::take(&mut known, a.delta, changed, &a.removed);
-                            node.assign(known.values().cloned().collect());
-                        }
+                        Ok(changed) => node.assign(a.delta, &changed, &a.removed),
                         Err(e) => return Ended::Lost(format!("undecodable assignments: {e}")),
                     }
                     true
@@ -390,13 +397,13 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
         }
         if report {
             let all = node.statuses();
-            let statuses = reported.next(&all);
-            let mut req = tonic::Request::new(HeartbeatRequest { statuses: statuses.clone() });
+            let beat = reported.next(&all, Instant::now());
+            let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone() });
             req.set_timeout(HEARTBEAT_TIMEOUT);
             if let Err(s) = client.heartbeat(req).await {
                 return ended(s);
             }
-            reported.taken(statuses, &all);
+            reported.taken(beat, &all, Instant::now());
         }
     }
 }

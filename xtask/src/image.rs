@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use orc_image::cmdline::{AGENT_PATH, MODULE_LIST_PATH, STATE_LABEL, STATE_TEMPLATE_PATH};
+use orc_image::cmdline::{AGENT_PATH, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, STATE_LABEL, STATE_TEMPLATE_PATH};
 use orc_image::initramfs::Initramfs;
 use orc_image::manifest::{Artifact, Manifest};
 use orc_image::rootfs;
@@ -144,8 +144,13 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
         None => kernel::debian(&out.join("cache"))?,
     };
     kernel::check(&k, &ws)?;
-    let order = kernel::module_order(&k, &ws)?;
-    eprintln!("xtask: kernel {} checked against kernel-config/, {} modules", k.version, order.len());
+    let (order, late) = kernel::module_order(&k, &ws)?;
+    eprintln!(
+        "xtask: kernel {} checked against kernel-config/, {} modules at boot, {} late",
+        k.version,
+        order.len(),
+        late.len()
+    );
 
     eprintln!("xtask: building the root filesystem (erofs + dm-verity)");
     let tree = work.join("rootfs");
@@ -163,8 +168,9 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
         .dir("/run")
         .dir("/sysroot")
         .file(STATE_TEMPLATE_PATH, 0o644, state_template(&work)?)
-        .file(MODULE_LIST_PATH, 0o644, order.iter().map(|p| format!("{p}\n")).collect::<String>().into_bytes());
-    for rel in &order {
+        .file(MODULE_LIST_PATH, 0o644, order.iter().map(|p| format!("{p}\n")).collect::<String>().into_bytes())
+        .file(LATE_MODULE_LIST_PATH, 0o644, late.iter().map(|p| format!("{p}\n")).collect::<String>().into_bytes());
+    for rel in order.iter().chain(&late) {
         let data = std::fs::read(k.modules_dir.join(rel)).with_context(|| format!("reading module {rel}"))?;
         initramfs.file(&format!("/lib/modules/{}/{rel}", k.version), 0o644, data);
     }

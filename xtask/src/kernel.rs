@@ -67,8 +67,10 @@ pub fn check(k: &Kernel, workspace: &Path) -> anyhow::Result<()> {
     kconfig::check(&config, &fragment).with_context(|| format!("kernel {} does not fit orc", k.version))
 }
 
-/// Module paths (relative to the module directory) to load, in order.
-pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<Vec<String>> {
+/// Module paths (relative to the module directory) to load, in order: the
+/// boot list (`kernel-config/modules`) and the late one
+/// (`kernel-config/modules.late`, less what the boot list loads).
+pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let base = k.modules_dir.parent().and_then(Path::parent).and_then(Path::parent).context("module dir layout")?;
     if !k.modules_dir.join("modules.dep").exists() {
         output(Command::new("depmod").arg("-b").arg(base).arg(&k.version))
@@ -76,8 +78,13 @@ pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<Vec<String>>
     }
     let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
     let builtin = std::fs::read_to_string(k.modules_dir.join("modules.builtin")).unwrap_or_default();
-    let wanted_text = std::fs::read_to_string(workspace.join("kernel-config/modules"))?;
-    let wanted: Vec<&str> =
-        wanted_text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    Ok(ModuleDeps::parse(&dep, &builtin).load_order(&wanted)?)
+    let deps = ModuleDeps::parse(&dep, &builtin);
+    let list = |name: &str| -> anyhow::Result<Vec<String>> {
+        let text = std::fs::read_to_string(workspace.join("kernel-config").join(name))?;
+        let wanted: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        deps.load_order(&wanted).with_context(|| format!("kernel-config/{name}"))
+    };
+    let boot = list("modules")?;
+    let late = list("modules.late")?.into_iter().filter(|m| !boot.contains(m)).collect();
+    Ok((boot, late))
 }

@@ -66,8 +66,13 @@ fn main() -> anyhow::Result<()> {
                 None => kernel::debian(&image::out_dir().join("cache"))?,
             };
             kernel::check(&k, &image::workspace())?;
-            let order = kernel::module_order(&k, &image::workspace())?;
-            println!("kernel {} has every option orc needs; {} modules to load", k.version, order.len());
+            let (boot, late) = kernel::module_order(&k, &image::workspace())?;
+            println!(
+                "kernel {} has every option orc needs; {} modules to load at boot, {} after the agent starts",
+                k.version,
+                boot.len(),
+                late.len()
+            );
             Ok(())
         }
         Cmd::Qemu { action, cluster, nodes } => match action.as_str() {

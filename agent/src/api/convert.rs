@@ -95,7 +95,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
 }
 
 pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
-    let live: Vec<&Task> = v.tasks_of(&s.id).filter(|t| t.desired == TaskState::Running).collect();
+    let counts = v.index.counts(&s.id);
     pb::Service {
         id: s.id.clone(),
         spec: Some(spec_to_proto(&s.spec)),
@@ -104,9 +104,9 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         updated_ms: s.updated_ms,
         desired_tasks: match s.spec.mode {
             Mode::Replicated => s.spec.replicas,
-            Mode::Global => live.len() as u64,
+            Mode::Global => u64::from(counts.wanted),
         },
-        running_tasks: live.iter().filter(|t| t.state == TaskState::Running).count() as u64,
+        running_tasks: u64::from(counts.running),
     }
 }
 

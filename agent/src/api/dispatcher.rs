@@ -12,7 +12,7 @@ use orc_proto::dispatcher::dispatcher_server::Dispatcher;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::dispatcher::{self as domain, Liveness, NodeInfo, Reports, TaskReport, HEARTBEAT};
-use crate::cluster::fanout::Fanout;
+use crate::cluster::fanout::{Fanout, Pending};
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
 
@@ -58,7 +58,7 @@ impl Dispatcher for DispatcherService {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let raft = self.raft.clone();
         // Woken only when something of this node (or the deny list) changes.
-        let (mut mine, mut deny) = (self.fanout.watch(&node_id), self.fanout.deny());
+        let (mut inbox, mut deny) = (self.fanout.inbox(&node_id), self.fanout.deny());
         tokio::spawn(async move {
             let mut sent = domain::Sent::default();
             loop {
@@ -67,7 +67,12 @@ impl Dispatcher for DispatcherService {
                     return;
                 }
                 let current = deny.borrow_and_update().clone();
-                let a = domain::assignments(&s, &node_id, &current).await;
+                // Only the tasks that changed, once the node has its list.
+                let pending = match inbox.take() {
+                    _ if sent.wants_whole(deltas) => Pending::All,
+                    p => p,
+                };
+                let a = domain::assignments(&s, &node_id, &current, &pending).await;
                 // Removed while its session was open: ended now, not at its next call.
                 if a.deny.removed_nodes.contains(&node_id) {
                     let removed = domain::DispatchError::Removed { node: node_id.clone(), at_open: false };
@@ -93,7 +98,7 @@ impl Dispatcher for DispatcherService {
                 // A change, or a periodic look (leadership can end quietly);
                 // a node that went away ends its session at once.
                 tokio::select! {
-                    _ = tokio::time::timeout(Duration::from_secs(2), mine.changed()) => {}
+                    _ = tokio::time::timeout(Duration::from_secs(2), inbox.changed()) => {}
                     _ = deny.changed() => {}
                     _ = tx.closed() => {
                         tracing::info!(node = %node_id, "node session closed");

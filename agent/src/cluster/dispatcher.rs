@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fanout::Pending;
 pub use super::liveness::{Liveness, GRACE};
 use super::objects::*;
 use crate::model::db::{Command, Key, Kind, Object};
@@ -93,12 +94,20 @@ pub const MAX_REPORTED: usize = 1024;
 /// This manager's Raft if it leads; otherwise where the leader is.
 pub fn leading(raft: &RaftHandle) -> Result<Started, DispatchError> {
     let s = raft.get()?;
-    let m = s.raft.metrics().borrow().clone();
-    if m.current_leader == Some(s.id) && m.state.is_leader() {
-        return Ok(s);
+    // Read in place: this runs on every heartbeat of every node.
+    let leader = {
+        let rx = s.raft.metrics();
+        let m = rx.borrow();
+        if m.current_leader == Some(s.id) && m.state.is_leader() {
+            None
+        } else {
+            Some(m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone())))
+        }
+    };
+    match leader {
+        None => Ok(s),
+        Some(leader) => Err(DispatchError::NotLeader { leader }),
     }
-    let leader = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-    Err(DispatchError::NotLeader { leader })
 }
 
 /// What a node says of itself when it opens its session.
@@ -167,19 +176,45 @@ pub async fn open_session(
 /// managers to reach.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assignments {
+    /// Whether `tasks` is the node's whole list, or only those of its
+    /// tasks that changed (the rest of those asked about are in `gone`).
+    pub whole: bool,
     pub tasks: Vec<(u64, std::sync::Arc<Task>)>,
+    /// Of the tasks asked about, those no longer the node's to run.
+    pub gone: Vec<String>,
     pub role: Option<Role>,
     pub cert_ttl_secs: u64,
     pub managers: Vec<String>,
     pub deny: crate::pki::deny::DenyList,
 }
 
-/// The current assignments of `node_id`, as the leader `s` has them
-/// applied, with the deny list the fanout derived.
-pub async fn assignments(s: &Started, node_id: &str, deny: &crate::pki::deny::DenyList) -> Assignments {
+/// The assignments of `node_id` as the leader `s` has them applied, with
+/// the deny list the fanout derived: the whole list, or (`pending` names
+/// tasks) only those tasks.
+pub async fn assignments(
+    s: &Started,
+    node_id: &str,
+    deny: &crate::pki::deny::DenyList,
+    pending: &Pending,
+) -> Assignments {
     let v = s.sm.applied.read().await.state.clone();
+    let (whole, tasks, gone) = match pending {
+        Pending::All => (true, tasks_of(&v, node_id), Vec::new()),
+        Pending::Tasks(ids) => {
+            let (mut tasks, mut gone) = (Vec::new(), Vec::new());
+            for id in ids {
+                match v.tasks.get(id).filter(|t| t.node == node_id && sendable(t)) {
+                    Some(t) => tasks.push((v.version_of(&Key::new(Kind::Task, id.as_str())), t.clone())),
+                    None => gone.push(id.clone()),
+                }
+            }
+            (false, tasks, gone)
+        }
+    };
     Assignments {
-        tasks: tasks_of(&v, node_id),
+        whole,
+        tasks,
+        gone,
         role: v.nodes.get(node_id).map(|n| n.role),
         cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
         managers: managers(s),
@@ -207,14 +242,14 @@ pub async fn heartbeat(
     statuses: Vec<TaskReport>,
 ) -> Result<(), DispatchError> {
     let s = leading(raft)?;
-    // (A node whose object is not applied yet has just opened its session.)
-    if s.sm.applied.read().await.state.removed_nodes.contains_key(node_id) {
-        return Err(DispatchError::Removed { node: node_id.to_string(), at_open: false });
-    }
-    liveness.heard(node_id);
     let mut cmds = Vec::new();
     {
         let a = s.sm.applied.read().await;
+        // (A node whose object is not applied yet has just opened its session.)
+        if a.state.removed_nodes.contains_key(node_id) {
+            return Err(DispatchError::Removed { node: node_id.to_string(), at_open: false });
+        }
+        liveness.heard(node_id);
         if let Some(n) = a.state.nodes.get(node_id) {
             if n.status != NodeStatus::Ready {
                 tracing::info!(node = %node_id, "node is back: ready");
@@ -267,9 +302,14 @@ fn tasks_of(v: &View, node: &str) -> Vec<(u64, std::sync::Arc<Task>)> {
         .tasks_on(node)
         .iter()
         .filter_map(|id| v.tasks.get(id))
-        .filter(|t| !(t.desired == TaskState::Shutdown && t.state.terminal()))
+        .filter(|t| sendable(t))
         .map(|t| (v.version_of(&Key::new(Kind::Task, t.id.as_str())), t.clone()))
         .collect()
+}
+
+/// A task its node still hears of: not over and forgotten.
+fn sendable(t: &Task) -> bool {
+    !(t.desired == TaskState::Shutdown && t.state.terminal())
 }
 
 /// One message of a session.
@@ -287,33 +327,61 @@ pub struct Update {
 }
 
 /// What a session has told its node so far: after the first message, a
-/// node that takes deltas gets only the tasks that changed and the ids of
-/// those gone, so a change costs its size, not the node's task list.
+/// node that takes deltas gets only the tasks whose orders changed and the
+/// ids of those gone, so a change costs its size, not the node's task list,
+/// and a node's own report of a task is not sent back to it.
 #[derive(Debug, Default)]
 pub struct Sent {
-    tasks: HashMap<String, u64>,
+    /// Task id → the store version and the task last sent (or found to
+    /// tell the node nothing new).
+    tasks: HashMap<String, (u64, std::sync::Arc<Task>)>,
     meta: Option<(Option<Role>, u64, crate::pki::deny::DenyList)>,
 }
 
 impl Sent {
+    /// Whether the next call to [`Sent::next`] must be given the node's
+    /// whole list: the first message, and every message to a node that
+    /// takes no deltas, carries it.
+    pub fn wants_whole(&self, deltas: bool) -> bool {
+        self.meta.is_none() || !deltas
+    }
+
+    /// Whether `t` at version `v` tells the node something it was not told.
+    fn news(&self, v: u64, t: &Task) -> bool {
+        match self.tasks.get(&t.id) {
+            Some((sv, st)) => *sv != v && !st.same_orders(t),
+            None => true,
+        }
+    }
+
     /// The next message for `a`; None when nothing changed.
     pub fn next(&mut self, a: Assignments, deltas: bool) -> Option<Update> {
         let first = self.meta.is_none();
         let meta = (a.role, a.cert_ttl_secs, a.deny.clone());
-        let now: HashMap<String, u64> = a.tasks.iter().map(|(v, t)| (t.id.clone(), *v)).collect();
-        let removed: Vec<String> = self.tasks.keys().filter(|id| !now.contains_key(*id)).cloned().collect();
-        let changed = a.tasks.iter().filter(|(v, t)| self.tasks.get(&t.id) != Some(v)).count();
-        if !first && self.meta.as_ref() == Some(&meta) && changed == 0 && removed.is_empty() {
+        let removed: Vec<String> = if a.whole {
+            let now: std::collections::HashSet<&str> = a.tasks.iter().map(|(_, t)| t.id.as_str()).collect();
+            self.tasks.keys().filter(|id| !now.contains(id.as_str())).cloned().collect()
+        } else {
+            a.gone.iter().filter(|id| self.tasks.contains_key(*id)).cloned().collect()
+        };
+        let changed: Vec<(u64, std::sync::Arc<Task>)> =
+            a.tasks.iter().filter(|(v, t)| self.news(*v, t)).cloned().collect();
+        for id in &removed {
+            self.tasks.remove(id);
+        }
+        // Reports of the node's own: remembered at their version, not sent.
+        for (v, t) in &a.tasks {
+            self.tasks.insert(t.id.clone(), (*v, t.clone()));
+        }
+        if !first && self.meta.as_ref() == Some(&meta) && changed.is_empty() && removed.is_empty() {
             return None;
         }
-        let delta = deltas && !first;
-        let tasks =
-            a.tasks.into_iter().filter(|(v, t)| !delta || self.tasks.get(&t.id) != Some(v)).map(|(_, t)| t).collect();
-        self.tasks = now;
         self.meta = Some(meta);
+        let delta = deltas && !first;
+        let tasks = if delta { changed } else { a.tasks };
         Some(Update {
             delta,
-            tasks,
+            tasks: tasks.into_iter().map(|(_, t)| t).collect(),
             removed: if delta { removed } else { Vec::new() },
             role: a.role,
             cert_ttl_secs: a.cert_ttl_secs,
@@ -347,9 +415,14 @@ mod tests {
 
     fn a(tasks: &[(u64, &str)]) -> Assignments {
         Assignments {
+            whole: true,
+            gone: vec![],
             tasks: tasks
                 .iter()
-                .map(|(v, id)| (*v, std::sync::Arc::new(Task { id: id.to_string(), ..Default::default() })))
+                // A new version tells the node something new (its spec version).
+                .map(|(v, id)| {
+                    (*v, std::sync::Arc::new(Task { id: id.to_string(), spec_version: *v, ..Default::default() }))
+                })
                 .collect(),
             role: Some(Role::Worker),
             cert_ttl_secs: 60,
@@ -358,30 +431,56 @@ mod tests {
         }
     }
 
+    /// Only the tasks of `step` named in `asked`, the others of `asked` gone.
+    fn part(step: &[(u64, &str)], asked: &[&str]) -> Assignments {
+        let mut x = a(&step.iter().filter(|(_, id)| asked.contains(id)).cloned().collect::<Vec<_>>());
+        x.whole = false;
+        x.gone = asked.iter().filter(|id| !step.iter().any(|(_, s)| s == *id)).map(|id| id.to_string()).collect();
+        x
+    }
+
+    const STEPS: [&[(u64, &str)]; 5] =
+        [&[(1, "a"), (1, "b")], &[(1, "a"), (2, "b"), (2, "c")], &[(1, "a"), (2, "b"), (2, "c")], &[(2, "c")], &[]];
+
     #[test]
     fn deltas_carry_only_changes_and_the_node_ends_up_with_the_whole_list() {
-        let mut sent = Sent::default();
-        let mut node = std::collections::BTreeMap::new();
-        let steps: [&[(u64, &str)]; 5] =
-            [&[(1, "a"), (1, "b")], &[(1, "a"), (2, "b"), (2, "c")], &[(1, "a"), (2, "b"), (2, "c")], &[(2, "c")], &[]];
-        let mut sizes = Vec::new();
-        for (i, step) in steps.iter().enumerate() {
-            match sent.next(a(step), true) {
-                Some(u) => {
-                    assert_eq!(u.delta, i > 0);
-                    sizes.push(u.tasks.len() + u.removed.len());
-                    take(&mut node, u.delta, u.tasks.iter().map(|t| Task::clone(t)).collect(), &u.removed);
+        // Given the whole list each time, or only the tasks that changed
+        // (with one asked about that did not change, and one never sent).
+        let asked: [&[&str]; 5] = [&[], &["a", "b", "c"], &["c", "z"], &["a", "b"], &["c"]];
+        for whole in [true, false] {
+            let mut sent = Sent::default();
+            let mut node = std::collections::BTreeMap::new();
+            let mut sizes = Vec::new();
+            for (i, step) in STEPS.iter().enumerate() {
+                let x = if whole || sent.wants_whole(true) { a(step) } else { part(step, asked[i]) };
+                match sent.next(x, true) {
+                    Some(u) => {
+                        assert_eq!(u.delta, i > 0);
+                        sizes.push(u.tasks.len() + u.removed.len());
+                        take(&mut node, u.delta, u.tasks.iter().map(|t| Task::clone(t)).collect(), &u.removed);
+                    }
+                    None => sizes.push(0),
                 }
-                None => sizes.push(0),
+                let want: Vec<&str> = step.iter().map(|(_, id)| *id).collect();
+                assert_eq!(node.keys().map(String::as_str).collect::<Vec<_>>(), want, "step {i}, whole {whole}");
             }
-            let want: Vec<&str> = step.iter().map(|(_, id)| *id).collect();
-            assert_eq!(node.keys().map(String::as_str).collect::<Vec<_>>(), want, "step {i}");
+            // Whole list, then b changed + c new, nothing, a and b gone, c gone.
+            assert_eq!(sizes, [2, 2, 0, 2, 1], "whole {whole}");
         }
-        // Whole list, then b changed + c new, nothing, a and b gone, c gone.
-        assert_eq!(sizes, [2, 2, 0, 2, 1]);
+        // A node's own report (a new version, the same orders) is not sent back.
+        let mut sent = Sent::default();
+        sent.next(a(&[(1, "a")]), true);
+        let mut x = a(&[(1, "a")]);
+        let mut reported = Task::clone(&x.tasks[0].1);
+        reported.state = TaskState::Running;
+        reported.container = "c1".into();
+        x.tasks[0] = (7, std::sync::Arc::new(reported));
+        assert_eq!(sent.next(x, true), None);
         // A node that takes no deltas always gets the whole list.
         let mut sent = Sent::default();
+        assert!(sent.wants_whole(false));
         sent.next(a(&[(1, "a")]), false);
+        assert!(sent.wants_whole(false));
         let u = sent.next(a(&[(1, "a"), (1, "b")]), false).unwrap();
         assert!(!u.delta && u.tasks.len() == 2);
     }

@@ -1,10 +1,12 @@
-//! On the leader: one reader of the change feed wakes each node's session
-//! when something of that node changed (its tasks, its Node object, the
-//! cluster settings), and derives the deny list once per change. A write
-//! then costs the sessions it concerns, not every session: the work is
-//! proportional to the change, not to nodes × state.
+//! On the leader: one reader of the change feed tells each node's session
+//! which of its tasks changed (its inbox), wakes it when something of that
+//! node changed (its tasks, its Node object, the cluster settings), and
+//! derives the deny list once per change. A write then costs the sessions
+//! it concerns, and each of them the tasks that changed, not the node's
+//! whole list: the work is proportional to the change, not to nodes × state.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,11 +16,75 @@ use crate::model::db::Kind;
 use crate::pki::deny::DenyList;
 use crate::raft::RaftHandle;
 
+/// What changed for one session since it last looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// Anything may have: read the node's whole list (a new session, the
+    /// settings changed, or the feed no longer reaches back far enough).
+    All,
+    /// These tasks (on the node before or after the change).
+    Tasks(HashSet<String>),
+}
+
+impl Pending {
+    fn add(&mut self, task: &str) {
+        if let Pending::Tasks(ids) = self {
+            ids.insert(task.to_string());
+        }
+    }
+}
+
+struct Mailbox {
+    tx: watch::Sender<u64>,
+    pending: Pending,
+}
+
 #[derive(Default)]
 pub struct Fanout {
-    /// Node id → the store version at which something of it last changed.
-    nodes: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Node id → session id → that session's mailbox.
+    nodes: Mutex<HashMap<String, HashMap<u64, Mailbox>>>,
+    next_session: AtomicU64,
     deny: watch::Sender<Arc<DenyList>>,
+}
+
+/// One session's view of the fanout: woken when something of its node
+/// changed, and told which tasks.
+pub struct Inbox {
+    fanout: Arc<Fanout>,
+    node: String,
+    session: u64,
+    rx: watch::Receiver<u64>,
+}
+
+impl Inbox {
+    /// Waits for the next change of the node.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            // The fanout forgot this session: look again now and then.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// What changed since the last call (the first: everything).
+    pub fn take(&self) -> Pending {
+        let mut nodes = crate::sync::lock(&self.fanout.nodes);
+        match nodes.get_mut(&self.node).and_then(|s| s.get_mut(&self.session)) {
+            Some(m) => std::mem::replace(&mut m.pending, Pending::Tasks(HashSet::new())),
+            None => Pending::All,
+        }
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut nodes = crate::sync::lock(&self.fanout.nodes);
+        if let Some(sessions) = nodes.get_mut(&self.node) {
+            sessions.remove(&self.session);
+            if sessions.is_empty() {
+                nodes.remove(&self.node);
+            }
+        }
+    }
 }
 
 impl Fanout {
@@ -29,10 +95,13 @@ impl Fanout {
         f
     }
 
-    /// Wakes when something of `node` changes (its first value is now).
-    pub fn watch(&self, node: &str) -> watch::Receiver<u64> {
+    /// A new session of `node`: its first [`Inbox::take`] says everything.
+    pub fn inbox(self: &Arc<Self>, node: &str) -> Inbox {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(0);
         let mut nodes = crate::sync::lock(&self.nodes);
-        nodes.entry(node.to_string()).or_insert_with(|| watch::channel(0).0).subscribe()
+        nodes.entry(node.to_string()).or_default().insert(session, Mailbox { tx, pending: Pending::All });
+        Inbox { fanout: self.clone(), node: node.to_string(), session, rx }
     }
 
     /// The deny list, and a receiver woken when it changes.
@@ -40,20 +109,35 @@ impl Fanout {
         self.deny.subscribe()
     }
 
-    fn wake(&self, version: u64, which: Option<&HashSet<String>>) {
-        let mut nodes = crate::sync::lock(&self.nodes);
-        // Nodes whose sessions all ended are forgotten.
-        nodes.retain(|_, tx| tx.receiver_count() > 0);
-        match which {
-            None => nodes.values().for_each(|tx| {
-                tx.send_replace(version);
-            }),
-            Some(ids) => {
-                for id in ids {
-                    if let Some(tx) = nodes.get(id) {
-                        tx.send_replace(version);
-                    }
+    /// Records what changed at `version` and wakes the sessions concerned:
+    /// `tasks` (task id → the nodes it concerns), `nodes` (whose Node
+    /// changed); every session with `all`.
+    fn deliver(&self, version: u64, all: bool, tasks: &[(&str, &[String; 2])], nodes: &HashSet<&str>) {
+        let mut map = crate::sync::lock(&self.nodes);
+        let mut woken: HashSet<&str> = HashSet::new();
+        if all {
+            for sessions in map.values_mut() {
+                for m in sessions.values_mut() {
+                    m.pending = Pending::All;
+                    m.tx.send_replace(version);
                 }
+            }
+            return;
+        }
+        for (task, on) in tasks {
+            for n in on.iter().filter(|n| !n.is_empty()) {
+                if let Some(sessions) = map.get_mut(n.as_str()) {
+                    sessions.values_mut().for_each(|m| m.pending.add(task));
+                    woken.insert(n.as_str());
+                }
+            }
+        }
+        woken.extend(nodes.iter().copied());
+        for n in woken {
+            if let Some(sessions) = map.get(n) {
+                sessions.values().for_each(|m| {
+                    m.tx.send_replace(version);
+                });
             }
         }
     }
@@ -69,12 +153,13 @@ impl Fanout {
             let state = s.sm.applied.read().await.state.clone();
             if state.version != last {
                 let feed = if state.version > last { state.feed.since(last) } else { None };
-                let (mut all, mut deny_dirty, mut touched) = (feed.is_none(), feed.is_none(), HashSet::new());
+                let (mut all, mut deny_dirty) = (feed.is_none(), feed.is_none());
+                let (mut tasks, mut nodes) = (Vec::new(), HashSet::new());
                 for c in feed.iter().flatten() {
                     match c.key.kind {
-                        Kind::Task => touched.extend(c.nodes.iter().filter(|n| !n.is_empty()).cloned()),
+                        Kind::Task => tasks.push((c.key.id.as_str(), &c.nodes)),
                         Kind::Node => {
-                            touched.insert(c.key.id.clone());
+                            nodes.insert(c.key.id.as_str());
                             deny_dirty = true;
                         }
                         Kind::RemovedNode | Kind::RevokedCert => deny_dirty = true,
@@ -88,11 +173,49 @@ impl Fanout {
                         self.deny.send_replace(Arc::new(d));
                     }
                 }
-                self.wake(state.version, (!all).then_some(&touched));
+                self.deliver(state.version, all, &tasks, &nodes);
                 last = state.version;
             }
             // A change, or a look now and then (the Raft may have been replaced).
             let _ = tokio::time::timeout(Duration::from_secs(2), changed.changed()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(p: Pending) -> Vec<String> {
+        match p {
+            Pending::All => vec!["*".into()],
+            Pending::Tasks(t) => {
+                let mut v: Vec<String> = t.into_iter().collect();
+                v.sort();
+                v
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_session_hears_of_its_own_tasks_only() {
+        let f = Arc::new(Fanout::default());
+        let (a, b, b2) = (f.inbox("a"), f.inbox("b"), f.inbox("b"));
+        // A new session reads everything first.
+        assert_eq!(ids(a.take()), ["*"]);
+        assert_eq!(ids(b.take()), ["*"]);
+        assert_eq!(ids(a.take()), Vec::<String>::new());
+        let moved = ["a".to_string(), "b".to_string()];
+        let on_b = ["b".to_string(), String::new()];
+        f.deliver(5, false, &[("t1", &moved), ("t2", &on_b)], &HashSet::new());
+        assert_eq!(ids(a.take()), ["t1"], "a task moving away concerns the node it leaves");
+        assert_eq!(ids(b.take()), ["t1", "t2"]);
+        // A second session of the same node keeps its own inbox.
+        assert_eq!(ids(b2.take()), ["*"]);
+        f.deliver(6, true, &[], &HashSet::new());
+        assert_eq!(ids(a.take()), ["*"], "settings changed: everything");
+        drop(b2);
+        drop(b);
+        assert!(!crate::sync::lock(&f.nodes).contains_key("b"), "ended sessions are forgotten");
     }
 }

@@ -16,6 +16,10 @@ use crate::raft::types::NodeId;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 const TICK: Duration = Duration::from_millis(500);
+/// Passes start at least this far apart: an idle leader answers a change at
+/// once, a busy one gathers what arrives meanwhile into its next pass (a
+/// storm of node reports makes tens of passes a second, not one per entry).
+const MIN_GAP: Duration = Duration::from_millis(20);
 /// The most a reconcile puts into one Raft entry (encoded).
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
@@ -53,7 +57,13 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
     // The version the last completed pass saw; None: look at everything.
     let mut seen: Option<u64> = None;
     let mut last_full = std::time::Instant::now();
+    let mut last_pass = std::time::Instant::now() - MIN_GAP;
     loop {
+        let since = last_pass.elapsed();
+        if since < MIN_GAP {
+            tokio::time::sleep(MIN_GAP - since).await;
+        }
+        last_pass = std::time::Instant::now();
         let Ok(s) = cluster.get() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -84,7 +94,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             if cmds.is_empty() {
                 let scope = match seen {
                     Some(v) if last_full.elapsed() < FULL_EVERY => {
-                        view.feed.since(v).map(|c| Scope::of(&c)).unwrap_or(Scope::All)
+                        view.feed.since(v).map(|c| Scope::of(&c, &view)).unwrap_or(Scope::All)
                     }
                     _ => Scope::All,
                 };

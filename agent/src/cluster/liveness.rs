@@ -40,7 +40,14 @@ impl Liveness {
     }
 
     pub fn heard(&self, node: &str) {
-        self.lock().insert(node.to_string(), Instant::now());
+        let now = Instant::now();
+        let mut seen = self.lock();
+        match seen.get_mut(node) {
+            Some(t) => *t = now,
+            None => {
+                seen.insert(node.to_string(), now);
+            }
+        }
     }
 
     /// On election: everyone gets a full grace period, plus the time to

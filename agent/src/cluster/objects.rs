@@ -68,7 +68,11 @@ impl View {
 
     /// Live tasks (wanted running, not over) on `node`.
     pub fn live_tasks_on(&self, node: &str) -> usize {
-        self.tasks_on(node).filter(|t| t.live()).count()
+        // A live task on a node holds its resources there: the index counts them.
+        if node.is_empty() {
+            return self.tasks_on(node).filter(|t| t.live()).count();
+        }
+        self.index.usage(node).tasks as usize
     }
 }
 

@@ -16,7 +16,6 @@ use super::scheduler::{self, Constraint, Demand, NodeInfo, PerService};
 use crate::model::db::index::{holds, Usage};
 use crate::model::db::{Change, Command, Kind, Object, Table};
 use crate::model::patch::TaskPatch;
-use imbl::ordmap::DiffItem;
 
 /// Ended tasks kept per slot (or per node for global services) for `service ps`.
 pub const HISTORY: usize = 3;
@@ -45,12 +44,35 @@ struct Pass<'a> {
     /// Service id → tasks this pass created for it.
     created_for: HashMap<String, Vec<String>>,
     deleted: Vec<String>,
+    /// Ids of the tasks this pass created, changed or deleted: what its
+    /// commands are made of, without comparing the two maps.
+    touched: BTreeSet<String>,
 }
 
 impl Pass<'_> {
+    /// Task `id`, to change (its own copy from now on).
+    fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
+        let t = self.tasks.get_mut(id)?;
+        self.touched.insert(id.to_string());
+        Some(Arc::make_mut(t))
+    }
+
+    /// What this pass changed: each touched task as the view has it and as
+    /// the pass leaves it (None: absent), the unchanged ones left out.
+    fn changes(&self) -> impl Iterator<Item = (&String, Option<&Arc<Task>>, Option<&Arc<Task>>)> + '_ {
+        self.touched.iter().filter_map(|id| {
+            let (old, new) = (self.v.tasks.get(id), self.tasks.get(id));
+            match (old, new) {
+                (Some(a), Some(b)) if Arc::ptr_eq(a, b) => None,
+                (None, None) => None,
+                _ => Some((id, old, new)),
+            }
+        })
+    }
+
     fn shut(&mut self, id: &str, message: &str, state: Option<TaskState>) {
-        if let Some(t) = self.tasks.get_mut(id) {
-            let t = Arc::make_mut(t);
+        let now = self.now;
+        if let Some(t) = self.task_mut(id) {
             t.desired = TaskState::Shutdown;
             if let Some(s) = state {
                 t.state = s;
@@ -58,7 +80,7 @@ impl Pass<'_> {
             if !message.is_empty() {
                 t.message = message.to_string();
             }
-            t.updated_ms = self.now;
+            t.updated_ms = now;
         }
     }
 
@@ -71,24 +93,36 @@ impl Pass<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
-    /// Services (by id) whose spec or tasks changed, and nodes that changed.
     Changed {
+        /// Services (by id) to orchestrate: their spec changed, or one of
+        /// their tasks was created, removed, ended or stopped being wanted.
         services: BTreeSet<String>,
+        /// Tasks that changed in any way (a node's report among them).
+        tasks: BTreeSet<String>,
+        /// Nodes that changed.
         nodes: BTreeSet<String>,
     },
 }
 
 impl Scope {
-    /// The scope of the changes `feed` lists.
-    pub fn of(feed: &[Arc<Change>]) -> Self {
-        let (mut services, mut nodes) = (BTreeSet::new(), BTreeSet::new());
+    /// The scope of the changes `feed` lists, as `v` has them now.
+    pub fn of(feed: &[Arc<Change>], v: &View) -> Self {
+        let (mut services, mut tasks, mut nodes) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
         for c in feed {
             match c.key.kind {
                 Kind::Service => {
                     services.insert(c.key.id.clone());
                 }
                 Kind::Task => {
-                    services.insert(c.service.clone());
+                    // A node's report of a task still on its way or running
+                    // asks nothing of its service.
+                    let settled = v.tasks.get(&c.key.id).is_some_and(|t| {
+                        t.desired == TaskState::Running && !t.state.terminal() && t.state != TaskState::Pending
+                    });
+                    if !settled {
+                        services.insert(c.service.clone());
+                    }
+                    tasks.insert(c.key.id.clone());
                 }
                 Kind::Node => {
                     nodes.insert(c.key.id.clone());
@@ -97,7 +131,7 @@ impl Scope {
                 _ => {}
             }
         }
-        Self::Changed { services, nodes }
+        Self::Changed { services, tasks, nodes }
     }
 }
 
@@ -105,12 +139,19 @@ impl Scope {
 /// looking at what `scope` says (pending tasks are always looked at: their
 /// restart delays run out without any change).
 pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
-    let mut p =
-        Pass { v, now, tasks: v.tasks.clone(), created: Vec::new(), created_for: HashMap::new(), deleted: Vec::new() };
+    let mut p = Pass {
+        v,
+        now,
+        tasks: v.tasks.clone(),
+        created: Vec::new(),
+        created_for: HashMap::new(),
+        deleted: Vec::new(),
+        touched: BTreeSet::new(),
+    };
     let (tasks, services): (Vec<String>, Vec<Arc<Service>>) = match scope {
         Scope::All => (v.tasks.keys().cloned().collect(), v.services.values().cloned().collect()),
-        Scope::Changed { services, nodes } => {
-            let mut tasks: BTreeSet<String> = BTreeSet::new();
+        Scope::Changed { services, tasks: changed, nodes } => {
+            let mut tasks: BTreeSet<String> = changed.clone();
             for s in services {
                 tasks.extend(v.index.tasks_of(s).iter().cloned());
             }
@@ -156,8 +197,7 @@ fn end_tasks(p: &mut Pass, ids: Vec<String>) {
             continue;
         }
         if t.state.terminal() {
-            if let Some(t) = p.tasks.get_mut(&id) {
-                let t = Arc::make_mut(t);
+            if let Some(t) = p.task_mut(&id) {
                 t.desired = TaskState::Shutdown;
                 t.ended_alone = true;
             }
@@ -280,6 +320,7 @@ fn service_tasks<'a>(p: &'a Pass, service: &str) -> impl Iterator<Item = &'a Tas
 fn add(p: &mut Pass, t: Task) {
     p.created.push(t.id.clone());
     p.created_for.entry(t.service_id.clone()).or_default().push(t.id.clone());
+    p.touched.insert(t.id.clone());
     p.tasks.insert(t.id.clone(), Arc::new(t));
 }
 
@@ -382,6 +423,22 @@ fn demand(t: &Task) -> Demand {
 /// index of pending tasks and what the pass created: nothing here visits
 /// every task.
 fn schedule(p: &mut Pass) {
+    let waiting = |t: &Task| {
+        t.live() && t.state == TaskState::Pending && t.not_before_ms <= p.now && (t.slot == 0 || t.node.is_empty())
+    };
+    let mut pending: Vec<String> =
+        p.v.index
+            .pending()
+            .iter()
+            .chain(p.created.iter())
+            .filter(|id| p.tasks.get(*id).is_some_and(|t| waiting(t)))
+            .cloned()
+            .collect();
+    // Most passes (a node's report, a scale-down) have nothing to place:
+    // they cost nothing per node.
+    if pending.is_empty() {
+        return;
+    }
     let mut nodes: Vec<NodeInfo> = Vec::with_capacity(p.v.nodes.len());
     let mut usage: Vec<Usage> = Vec::with_capacity(p.v.nodes.len());
     let mut at: HashMap<String, usize> = HashMap::with_capacity(p.v.nodes.len());
@@ -398,12 +455,7 @@ fn schedule(p: &mut Pass) {
             ps.insert(service.to_string(), m);
         }
     };
-    for item in p.v.tasks.diff(&p.tasks) {
-        let (old, new) = match item {
-            DiffItem::Add(_, t) => (None, Some(t)),
-            DiffItem::Remove(_, t) => (Some(t), None),
-            DiffItem::Update { old: (_, o), new: (_, n) } => (Some(o), Some(n)),
-        };
+    for (_, old, new) in p.changes() {
         for (t, sign) in [(old, -1i64), (new, 1)] {
             let Some(t) = t.filter(|t| holds(t)) else { continue };
             if let Some(&i) = at.get(&t.node) {
@@ -422,17 +474,6 @@ fn schedule(p: &mut Pass) {
         n.ports = u.ports.keys().copied().collect();
         n.tasks = u.tasks;
     }
-    let waiting = |t: &Task| {
-        t.live() && t.state == TaskState::Pending && t.not_before_ms <= p.now && (t.slot == 0 || t.node.is_empty())
-    };
-    let mut pending: Vec<String> =
-        p.v.index
-            .pending()
-            .iter()
-            .chain(p.created.iter())
-            .filter(|id| p.tasks.get(*id).is_some_and(|t| waiting(t)))
-            .cloned()
-            .collect();
     pending.sort();
     pending.dedup();
     // Oldest first, then by slot, so a scale-out fills slots in order.
@@ -448,8 +489,7 @@ fn schedule(p: &mut Pass) {
             scheduler::place(&mut nodes, &mut per_service, &d)
         };
         let now = p.now;
-        if let Some(t) = p.tasks.get_mut(&id) {
-            let t = Arc::make_mut(t);
+        if let Some(t) = p.task_mut(&id) {
             match placed {
                 Ok(node) => {
                     t.node = node;
@@ -495,6 +535,7 @@ fn forget(p: &mut Pass, services: Vec<String>) {
     }
     for id in &p.deleted {
         p.tasks.remove(id);
+        p.touched.insert(id.clone());
     }
 }
 
@@ -503,15 +544,16 @@ fn forget(p: &mut Pass, services: Vec<String>) {
 /// part of the map with the view).
 fn commands(p: &Pass) -> Vec<Command> {
     let mut out = Vec::new();
-    for item in p.v.tasks.diff(&p.tasks) {
-        match item {
-            DiffItem::Add(id, t) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
-            DiffItem::Remove(id, _) => out.push(Command::delete(Kind::Task, id.clone())),
-            DiffItem::Update { old: (id, old), new: (_, new) } => {
+    for (id, old, new) in p.changes() {
+        match (old, new) {
+            (None, Some(t)) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
+            (Some(_), None) => out.push(Command::delete(Kind::Task, id.clone())),
+            (Some(old), Some(new)) => {
                 if let Some(patch) = TaskPatch::between(old, new) {
                     out.push(patch.command(id));
                 }
             }
+            (None, None) => {}
         }
     }
     out
@@ -573,7 +615,7 @@ mod tests {
         fn settle(&mut self) -> usize {
             for pass in 0..10 {
                 let v = self.view();
-                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c)).unwrap_or(Scope::All);
+                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c, &v)).unwrap_or(Scope::All);
                 self.seen = v.version;
                 let cmds = reconcile(&v, self.now, &scope);
                 if cmds.is_empty() {

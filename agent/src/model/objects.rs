@@ -312,6 +312,47 @@ impl Task {
     pub fn live(&self) -> bool {
         self.desired == TaskState::Running && !self.state.terminal()
     }
+
+    /// Whether `other` tells its node the same as this: they differ at
+    /// most in what the node itself reports (state, message, error,
+    /// container, exit code) and the managers' bookkeeping of it, so a
+    /// node's own report is not echoed back to it.
+    pub fn same_orders(&self, other: &Task) -> bool {
+        // Every field named: a new one must be placed on one side or the other.
+        let Task {
+            id,
+            service_id,
+            service,
+            slot,
+            node,
+            desired,
+            state: _,
+            message: _,
+            error: _,
+            container: _,
+            exit_code: _,
+            spec,
+            spec_version,
+            not_before_ms,
+            ended_alone: _,
+            attempt,
+            window_start_ms,
+            created_ms,
+            updated_ms: _,
+        } = self;
+        *id == other.id
+            && *service_id == other.service_id
+            && *service == other.service
+            && *slot == other.slot
+            && *node == other.node
+            && *desired == other.desired
+            && *spec_version == other.spec_version
+            && *not_before_ms == other.not_before_ms
+            && *attempt == other.attempt
+            && *window_start_ms == other.window_start_ms
+            && *created_ms == other.created_ms
+            && *spec == other.spec
+    }
 }
 
 /// The cluster's two join tokens (made on first use, rotated per role).

@@ -38,6 +38,8 @@ pub struct Runtime {
     run: PathBuf,
     root: PathBuf,
     exe: PathBuf,
+    /// Present while orc-init still loads the kernel modules containers use.
+    modules_pending: PathBuf,
     pub images: Arc<ImageStore>,
     records: Mutex<HashMap<String, ContainerRecord>>,
     /// Bumped on every record change; waiters look again.
@@ -68,6 +70,7 @@ impl Runtime {
             dir,
             run: run_dir.join("containers"),
             root: run_dir.join("runc"),
+            modules_pending: run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING),
             exe,
             images,
             records: Mutex::new(records),
@@ -208,6 +211,7 @@ impl Runtime {
 
     /// Starts the shim of a created or exited container and watches it.
     pub async fn start(self: &Arc<Self>, id: &str) -> Result<ContainerRecord, AgentError> {
+        self.modules_loaded().await;
         let args = self.shim_args(id);
         let _ = std::fs::remove_dir_all(&args.run);
         let (pid, started) = shim_client::spawn(&self.exe, &args).await?;
@@ -222,6 +226,22 @@ impl Runtime {
         tracing::info!(%id, pid, "container running");
         self.watch(id.to_string());
         Ok(r)
+    }
+
+    /// Waits while orc-init loads the kernel modules containers use (the
+    /// overlay filesystem among them) after it started the agent: a fraction
+    /// of a second after boot, never again. Bounded: past it the start goes
+    /// on and fails, if it must, naming what is missing.
+    async fn modules_loaded(&self) {
+        const MOST: Duration = Duration::from_secs(30);
+        let start = std::time::Instant::now();
+        if !self.modules_pending.exists() {
+            return;
+        }
+        while self.modules_pending.exists() && start.elapsed() < MOST {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::info!(waited_ms = start.elapsed().as_millis() as u64, "waited for the late kernel modules");
     }
 
     /// Waits (in a task) for the container to exit, records it, and

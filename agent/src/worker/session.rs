@@ -7,7 +7,7 @@
 //! Known managers: [`crate::cluster::managers`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orc_proto::dispatcher::dispatcher_client::DispatcherClient;
 use orc_proto::dispatcher::{HeartbeatRequest, SessionRequest};
@@ -214,13 +214,13 @@ async fn heartbeat(
     reported: &mut Reported,
 ) -> Result<(), SessionError> {
     let all = executor.statuses();
-    let statuses = reported.next(&all);
-    let mut req = tonic::Request::new(HeartbeatRequest { statuses: statuses.clone() });
+    let beat = reported.next(&all, Instant::now());
+    let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone() });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.
     req.set_timeout(HEARTBEAT_TIMEOUT);
     client.heartbeat(req).await?;
-    reported.taken(statuses, &all);
+    reported.taken(beat, &all, Instant::now());
     Ok(())
 }
 

@@ -20,7 +20,8 @@
 //!
 //! `ORC_BENCH_SCALE=100x10000x3,1000x100000x1` picks the sizes
 //! (comma-separated, `NODESxTASKS[xROUNDS]`); `ORC_BENCH_ROUNDS` the rounds
-//! of sizes that name none.
+//! of sizes that name none; `ORC_BENCH_AGENT=PATH` another agent binary
+//! (one built with symbols, to profile the leader with `perf record -p`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,10 @@ const WRITES_FOR: Duration = Duration::from_secs(5);
 struct Round {
     storm_s: f64,
     leader_cpu_s: f64,
+    /// Both followers together.
+    followers_cpu_s: f64,
+    /// This process: the simulated nodes and the prober.
+    sim_cpu_s: f64,
     leader_rss_mib: f64,
     store_mib: f64,
     snapshot_kib: f64,
@@ -255,7 +260,11 @@ fn round(agent: &Path, nodes: usize, tasks: usize) -> anyhow::Result<Round> {
 
     // The storm.
     let (li, lpid) = b.leader_pid()?;
+    eprintln!("  the storm begins; leader: manager {li}, pid {lpid}");
     let (cpu0, _) = usage(lpid);
+    let followers: Vec<u32> = (0..3).filter(|i| *i != li).map(|i| b.c.agents[i].child.id()).collect();
+    let followers_cpu = || followers.iter().map(|p| usage(*p).0).sum::<f64>();
+    let (fcpu0, scpu0) = (followers_cpu(), usage(std::process::id()).0);
     let per = replicas_for(tasks);
     let prober = Prober::start(&b, tasks)?;
     let start = Instant::now();
@@ -279,16 +288,20 @@ fn round(agent: &Path, nodes: usize, tasks: usize) -> anyhow::Result<Round> {
     r.lat = lat;
     let (cpu1, rss) = usage(lpid);
     r.leader_cpu_s = cpu1 - cpu0;
+    r.followers_cpu_s = followers_cpu() - fcpu0;
+    r.sim_cpu_s = usage(std::process::id()).0 - scpu0;
     r.leader_rss_mib = rss;
     let store = b.c.agents[li].state_dir().join("raft/raft.redb");
     r.store_mib = std::fs::metadata(&store).map(|m| m.len() as f64 / (1 << 20) as f64).unwrap_or(f64::NAN);
     r.snapshot_kib = snapshot_kib(&b.c.agents[li].log());
     eprintln!(
-        "  storm: {tasks} tasks running in {:.1}s ({:.0}/s); leader {:.1} CPU s, {:.0} MiB peak",
+        "  storm: {tasks} tasks running in {:.1}s ({:.0}/s); leader {:.1} CPU s, {:.0} MiB peak; followers {:.1} CPU s; simulator {:.1} CPU s",
         r.storm_s,
         tasks as f64 / r.storm_s,
         r.leader_cpu_s,
-        r.leader_rss_mib
+        r.leader_rss_mib,
+        r.followers_cpu_s,
+        r.sim_cpu_s
     );
 
     // Durable writes.
@@ -396,7 +409,12 @@ pub fn run() -> anyhow::Result<()> {
     crate::deps::ensure()?;
     let ws = orc_e2e::paths::workspace();
     let rev = crate::image::git_revision(&ws);
-    let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
+    // `ORC_BENCH_AGENT=PATH` runs another build of the agent (e.g. one with
+    // symbols, to profile the leader under `perf`).
+    let agent = match std::env::var_os("ORC_BENCH_AGENT") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => crate::image::static_binaries(&ws, &rev)?.join("orc-agent"),
+    };
     // The local cluster bootstraps and drains through the debug `orcctl`.
     crate::test::cargo(&["build", "-p", "orcctl"], false)?;
     let mut out = String::new();
@@ -432,6 +450,12 @@ fn report(nodes: usize, tasks: usize, rs: &[Round]) -> String {
     row("creates → every task running", format!("{storm:.1} s"), if tasks >= 100_000 { "≤ 50 s" } else { "" });
     row("placements per second", format!("{:.0}/s", tasks as f64 / storm), "≥ 2,000/s");
     row("leader CPU over the storm", format!("{:.1} s", med(rs, |r| r.leader_cpu_s)), "");
+    row("both followers' CPU over the storm", format!("{:.1} s", med(rs, |r| r.followers_cpu_s)), "");
+    row(
+        "the simulator's CPU over the storm (its nodes and the prober, same machine)",
+        format!("{:.1} s", med(rs, |r| r.sim_cpu_s)),
+        "",
+    );
     row("leader peak RSS", format!("{:.0} MiB", med(rs, |r| r.leader_rss_mib)), "≤ 1 GiB");
     row("Raft store (redb file) after the storm", format!("{:.1} MiB", med(rs, |r| r.store_mib)), "");
     let snap = med(rs, |r| r.snapshot_kib);

@@ -50,6 +50,27 @@ impl Usage {
     }
 }
 
+/// A service's tasks as `service ls` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Wanted running (whatever their state).
+    pub wanted: u32,
+    /// Wanted running and running.
+    pub running: u32,
+}
+
+impl Counts {
+    fn count(&mut self, t: &Task, sign: i64) {
+        let step = |n: &mut u32| *n = if sign > 0 { *n + 1 } else { n.saturating_sub(1) };
+        if t.desired == TaskState::Running {
+            step(&mut self.wanted);
+            if t.state == TaskState::Running {
+                step(&mut self.running);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     /// Node id ("" for tasks not placed yet) → its tasks.
@@ -64,6 +85,8 @@ pub struct Index {
     per_service: imbl::HashMap<String, imbl::HashMap<String, u32>>,
     /// Tasks wanted running and waiting to be placed (state pending).
     pending: Ids,
+    /// Service id → its tasks counted ([`Counts`]).
+    counts: imbl::HashMap<String, Counts>,
 }
 
 fn add(m: &mut imbl::HashMap<String, Ids>, k: &str, id: &str) {
@@ -95,6 +118,11 @@ impl Index {
     }
 
     fn count(&mut self, id: &str, t: &Task, sign: i64) {
+        let c = self.counts.entry(t.service_id.clone()).or_default();
+        c.count(t, sign);
+        if *c == Counts::default() {
+            self.counts.remove(&t.service_id);
+        }
         if t.desired == TaskState::Running && t.state == TaskState::Pending {
             if sign > 0 {
                 self.pending.insert(id.to_string());
@@ -128,6 +156,11 @@ impl Index {
     /// Service id → node id → tasks holding resources there.
     pub fn per_service(&self) -> &imbl::HashMap<String, imbl::HashMap<String, u32>> {
         &self.per_service
+    }
+
+    /// The tasks of service `id`, counted.
+    pub fn counts(&self, service: &str) -> Counts {
+        self.counts.get(service).copied().unwrap_or_default()
     }
 
     /// Ids of the tasks waiting to be placed.

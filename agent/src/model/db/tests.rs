@@ -189,6 +189,12 @@ fn check(s: &ClusterState, m: &Model, seed: u64, step: usize) {
             s.tasks.iter().filter(|(_, t)| t.service_id == *sv).map(|(id, _)| id.clone()).collect();
         let idx: BTreeSet<String> = s.index.tasks_of(sv).iter().cloned().collect();
         assert_eq!(idx, scan, "tasks of {sv}, {ctx}");
+        let mut want = index::Counts::default();
+        for t in s.tasks.values().filter(|t| t.service_id == *sv && t.desired == TaskState::Running) {
+            want.wanted += 1;
+            want.running += u32::from(t.state == TaskState::Running);
+        }
+        assert_eq!(s.index.counts(sv), want, "counts of {sv}, {ctx}");
     }
     for n in NODES.iter().filter(|n| !n.is_empty()) {
         let mut want = index::Usage::default();

@@ -47,9 +47,14 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), SErr> {
+    /// Writes `key`; `durable`: on disk when this returns (else with the
+    /// next durable write, e.g. the next append).
+    fn put_meta<T: Serialize>(&self, key: &str, value: &T, durable: bool) -> Result<(), SErr> {
         let data = codec::encode(value).map_err(werr)?;
-        let tx = self.db.begin_write().map_err(werr)?;
+        let mut tx = self.db.begin_write().map_err(werr)?;
+        if !durable {
+            tx.set_durability(redb::Durability::None);
+        }
         tx.open_table(META).map_err(werr)?.insert(key, data.as_slice()).map_err(werr)?;
         tx.commit().map_err(werr)
     }
@@ -101,15 +106,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
-        self.put_meta(VOTE, vote).map_err(|_| StorageIOError::write_vote(AnyError::error("writing the vote")).into())
+        self.put_meta(VOTE, vote, true)
+            .map_err(|_| StorageIOError::write_vote(AnyError::error("writing the vote")).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
         self.get_meta(VOTE)
     }
 
+    /// Not flushed on its own: a committed index on disk only lets a
+    /// restarted manager apply its log before it hears from the leader, and
+    /// an older one (lost in a crash) is merely less of that. Flushing it
+    /// put a second fsync on every write's path.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.put_meta(COMMITTED, &committed)
+        self.put_meta(COMMITTED, &committed, false)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
