@@ -38,6 +38,11 @@ pub const MAX_STREAMS: u32 = 128;
 const KEEPALIVE: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Whether a client connected over TCP yet.
+static FIRST_ACCEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether a client got through a TLS handshake yet.
+static FIRST_HANDSHAKE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The node's bounds on connections.
 struct Slots {
     connections: Arc<tokio::sync::Semaphore>,
@@ -66,6 +71,10 @@ async fn handshake(
             return None;
         }
     };
+    // The boot timeline's last stage: the first client through TLS.
+    if !FIRST_HANDSHAKE.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        crate::node::timeline::mark(state.config.init_pid.is_some(), "api-first-handshake");
+    }
     let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| match identity_of(c) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -122,6 +131,9 @@ pub async fn run(
             loop {
                 match tcp.accept().await {
                     Ok((s, addr)) => {
+                        if !FIRST_ACCEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            crate::node::timeline::mark(state.config.init_pid.is_some(), "api-first-accept");
+                        }
                         let _ = s.set_nodelay(true);
                         spawn_handshake(state.clone(), &slots, tx.clone(), Box::new(s), addr.to_string());
                     }
