@@ -307,6 +307,8 @@ async fn join_one(
 async fn run(node: Arc<SimNode>, opts: SimOptions) {
     let mut next = node.index;
     let mut hint: Option<String> = None;
+    // The agent's waits between sessions (`worker/backoff.rs`).
+    let mut backoff = orc_agent::worker::backoff::Backoff::default();
     loop {
         if node.failed.load(Ordering::SeqCst) {
             let woken = node.wake.notified();
@@ -319,14 +321,18 @@ async fn run(node: Arc<SimNode>, opts: SimOptions) {
             next = (next + 1) % opts.managers.len().max(1);
             opts.managers.get(next).cloned().unwrap_or_default()
         });
+        let began = Instant::now();
         let ended = session(&node, &opts, &addr).await;
         node.connected.store(false, Ordering::Relaxed);
+        if began.elapsed() >= orc_agent::worker::backoff::HAD {
+            backoff.reset();
+        }
         match ended {
             Ended::Leader(l) => hint = Some(l),
             Ended::Failed => {}
             Ended::Lost(why) => {
                 tracing_free_log(&node, &addr, &why);
-                tokio::time::sleep(Duration::from_millis(200 + (node.index % 10) as u64 * 30)).await;
+                tokio::time::sleep(backoff.next()).await;
             }
         }
     }

@@ -2,11 +2,13 @@
 //! leader that brings the node's tasks down, and an executor that runs
 //! them as containers and reports their states back.
 //!
+//! - [`backoff`]: how long to wait before looking for a session again.
 //! - [`reported`]: which task statuses a heartbeat carries.
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
 //! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 
+pub mod backoff;
 pub mod executor;
 pub mod reported;
 pub mod runtime;

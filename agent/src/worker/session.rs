@@ -72,6 +72,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     // Since when the cluster refuses this node, and whether its tasks are stopped.
     let mut refused_since: Option<std::time::Instant> = None;
     let mut stopped = false;
+    let mut backoff = super::backoff::Backoff::default();
     loop {
         let Some(id) = state.identity() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -90,11 +91,16 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
                 managers[next].clone()
             }
         };
+        let began = std::time::Instant::now();
         let result = session(&state, &executor, &id, &addr).await;
         // A manager that took this node as a member ends the refusal (a
         // manager that could not be reached says nothing either way).
         if matches!(result, Ok(()) | Err(SessionError::NotLeader { .. })) {
             (refused_since, stopped) = (None, false);
+        }
+        // A session that lasted was had: its end starts the waits over.
+        if result.is_ok() || began.elapsed() >= super::backoff::HAD {
+            backoff.reset();
         }
         match result {
             // Renewed: the same manager again, with the new certificate.
@@ -117,7 +123,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             Err(SessionError::NotLeader { leader, .. }) => hint = Some(leader),
             Err(e @ SessionError::Lost(_)) => {
                 tracing::info!(manager = %addr, error = %e, "no session with this manager");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(backoff.next()).await;
             }
         }
     }
