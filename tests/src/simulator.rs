@@ -332,7 +332,7 @@ async fn run(node: Arc<SimNode>, opts: SimOptions) {
             Ended::Failed => {}
             Ended::Lost(why) => {
                 tracing_free_log(&node, &addr, &why);
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.after_failure()).await;
             }
         }
     }

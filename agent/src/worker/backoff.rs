@@ -19,7 +19,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The wait after one more failure.
-    pub fn next(&mut self) -> Duration {
+    pub fn after_failure(&mut self) -> Duration {
         let ceiling = FIRST.saturating_mul(1 << self.failures.min(8)).min(MOST);
         self.failures = self.failures.saturating_add(1);
         ceiling.mul_f64(0.5 + rand::random::<f64>() / 2.0)
@@ -40,10 +40,10 @@ mod tests {
         let mut b = Backoff::default();
         let ceilings = [250u64, 500, 1000, 2000, 2000, 2000];
         for c in ceilings {
-            let w = b.next();
+            let w = b.after_failure();
             assert!(w >= Duration::from_millis(c / 2) && w <= Duration::from_millis(c), "{w:?} for {c} ms");
         }
         b.reset();
-        assert!(b.next() <= FIRST);
+        assert!(b.after_failure() <= FIRST);
     }
 }

@@ -123,7 +123,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             Err(SessionError::NotLeader { leader, .. }) => hint = Some(leader),
             Err(e @ SessionError::Lost(_)) => {
                 tracing::info!(manager = %addr, error = %e, "no session with this manager");
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.after_failure()).await;
             }
         }
     }
