@@ -347,13 +347,20 @@ pub enum ServiceCommand {
     },
     /// List services with desired and running tasks.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Keep printing rows as they change (Ctrl-C ends).
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
     /// Tasks of a service (current and recent): where, state, why.
     Ps {
         service: String,
         /// Only tasks wanted running.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         running: bool,
+        /// Keep printing rows as they change (Ctrl-C ends).
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
     /// A service's spec and status.
     Inspect { service: String },
@@ -478,15 +485,22 @@ pub struct ServiceUpdate {
 pub enum NodeCommand {
     /// Nodes of the cluster: role, status, availability, tasks.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// Keep printing rows as they change (Ctrl-C ends).
+        #[arg(long, short = 'w')]
+        watch: bool,
+    },
     /// Everything about one node.
     Inspect { node: String },
     /// Tasks on a node (current and recent).
     Ps {
         node: String,
         /// Only tasks wanted running.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         running: bool,
+        /// Keep printing rows as they change (Ctrl-C ends).
+        #[arg(long, short = 'w')]
+        watch: bool,
     },
     /// Availability (active, pause, drain) and labels.
     Update {

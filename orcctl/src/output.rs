@@ -2,21 +2,41 @@
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if i < w.len() {
-                w[i] = w[i].max(c.len());
+    Columns::print(header, rows, &[]);
+}
+
+/// A table's column widths, kept for rows printed later (`--watch`).
+pub struct Columns {
+    widths: Vec<usize>,
+}
+
+impl Columns {
+    /// Prints the header and rows, each column at least as wide as `min`
+    /// says (room for what later rows may hold); later rows line up.
+    pub fn print(header: &[&str], rows: &[Vec<String>], min: &[usize]) -> Self {
+        let mut widths: Vec<usize> =
+            header.iter().enumerate().map(|(i, h)| h.len().max(min.get(i).copied().unwrap_or(0))).collect();
+        for r in rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
             }
         }
+        let c = Self { widths };
+        c.line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+        for r in rows {
+            c.line(r);
+        }
+        c
     }
-    let line = |cells: Vec<&str>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<width$}", width = w[i])).collect();
+
+    /// One row, padded as the table was (a longer cell pushes the rest).
+    pub fn line(&self, cells: &[String]) {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = self.widths.get(i).copied().unwrap_or(0)))
+            .collect();
         println!("{}", s.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
     }
 }
 

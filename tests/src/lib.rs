@@ -14,6 +14,7 @@
 //! - [`ntp`]: Debian's chronyd as an NTP server, its clock shifted with faketime.
 //! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
 //! - [`simulator`]: many simulated nodes with real sessions against real managers.
+//! - [`watching`]: a long-running `orcctl … --watch` a test reads line by line.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,6 +31,7 @@ pub mod qemu_cluster;
 pub mod registry;
 pub mod simulator;
 pub mod small_fs;
+pub mod watching;
 
 /// A TCP port free on loopback right now.
 pub fn free_port() -> u16 {

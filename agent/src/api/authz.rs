@@ -94,6 +94,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Services/Tasks", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Services/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/Inspect", Rule::AtLeast(Role::Reader)),
     // Draining and labelling nodes is operations; changing a node's role
     // hands it (or takes away) the CA key: admin only ([`require_admin`]).

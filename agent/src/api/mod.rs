@@ -8,6 +8,7 @@
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`cluster`], [`services`], [`nodes`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
+//! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
 //! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages.
 //! - [`status`]: the one error → gRPC status mapping.
 //!
@@ -27,3 +28,4 @@ pub mod peer;
 pub mod server;
 pub mod services;
 pub mod status;
+pub mod watch;

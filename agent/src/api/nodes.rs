@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::convert::node_to_proto;
 use crate::cluster::nodes::{self, NodeUpdate};
 use crate::cluster::objects::{view, Node, View};
-use crate::raft::raft_id;
+use crate::raft::{raft_id, RaftHandle};
 use crate::state::NodeState;
 
 pub struct NodesService {
@@ -23,13 +23,18 @@ impl NodesService {
     }
 
     fn to_proto(&self, v: &View, n: &Node) -> pb::Node {
-        let status = match raft_id(&n.id) {
-            Ok(rid) => self.state.raft.manager_status(rid),
-            Err(_) if self.state.raft.running() => "not in the quorum",
-            Err(_) => "",
-        };
-        node_to_proto(v, n, status)
+        node_proto(&self.state.raft, v, n)
     }
+}
+
+/// A node as the API shows it, with its place in this manager's quorum.
+pub fn node_proto(raft: &RaftHandle, v: &View, n: &Node) -> pb::Node {
+    let status = match raft_id(&n.id) {
+        Ok(rid) => raft.manager_status(rid),
+        Err(_) if raft.running() => "not in the quorum",
+        Err(_) => "",
+    };
+    node_to_proto(v, n, status)
 }
 
 #[tonic::async_trait]

@@ -22,6 +22,7 @@ use crate::state::NodeState;
 use orc_proto::cluster::cluster_server::ClusterServer;
 use orc_proto::cluster::nodes_server::NodesServer;
 use orc_proto::cluster::services_server::ServicesServer;
+use orc_proto::cluster::watch_server::WatchServer;
 use orc_proto::container::containers_server::ContainersServer;
 use orc_proto::container::images_server::ImagesServer;
 use orc_proto::dispatcher::dispatcher_server::DispatcherServer;
@@ -175,6 +176,7 @@ pub async fn run(
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
+        .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
         .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(state.raft.clone(), liveness)))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))

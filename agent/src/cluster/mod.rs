@@ -17,6 +17,7 @@
 //! - [`join`]: admitting nodes (manager side) and joining (node side).
 //! - [`renew`]: certificate renewal, both sides.
 //! - [`managers`]: the managers a node knows, on STATE.
+//! - [`watch`]: the objects, then their changes, for API watchers.
 //! - [`error`]: the [`ClusterError`] type.
 
 pub mod certs;
@@ -37,5 +38,6 @@ pub mod settings;
 pub mod spec;
 pub mod token;
 pub mod tokens;
+pub mod watch;
 
 pub use error::ClusterError;

@@ -1,6 +1,7 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`],
-//! [`cluster`], [`config`], [`user`]; [`attached`]: `container run --rm`. Node commands fan out over `--nodes`
+//! [`cluster`], [`config`], [`user`]; [`attached`]: `container run --rm`;
+//! [`watch`]: `--watch` of `ls`/`ps`. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
 
@@ -13,6 +14,7 @@ pub mod machine;
 pub mod node;
 pub mod service;
 pub mod user;
+pub mod watch;
 
 use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, NodeCommand};
 use crate::config::Config;

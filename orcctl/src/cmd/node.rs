@@ -8,8 +8,9 @@ use orc_proto::machine::JoinRequest;
 use serde_json::json;
 
 use super::machine::client;
-use super::service::print_tasks;
+use super::service::{print_tasks, TASKS};
 use super::status_err;
+use super::watch::Shown;
 use crate::cli::{NodeCommand, Output};
 use crate::connect::{manager, Trust};
 use crate::error::CliError;
@@ -22,54 +23,59 @@ fn node_json(n: &Node) -> serde_json::Value {
         "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms})
 }
 
+/// `node ls` (and its `--watch`).
+const NODES: Shown<Node> = Shown {
+    header: &["ID", "HOSTNAME", "ROLE", "STATUS", "AVAILABILITY", "MANAGER", "TASKS", "CPUS", "MEMORY", "ADDRESS"],
+    widths: &[16, 0, 7, 7, 12, 11, 5, 4, 9],
+    row: node_row,
+    json: node_json,
+    order: |a, b| a.hostname.cmp(&b.hostname).then(a.id.cmp(&b.id)),
+    pick: |o| match o {
+        watch_event::Object::Node(n) => Some(n),
+        _ => None,
+    },
+};
+
+fn node_row(n: &Node) -> Vec<String> {
+    vec![
+        n.id.clone(),
+        n.hostname.clone(),
+        n.role.clone(),
+        n.status.clone(),
+        n.availability.clone(),
+        n.manager_status.clone(),
+        n.tasks.to_string(),
+        n.cpus.to_string(),
+        bytes(n.memory),
+        n.addr.clone(),
+    ]
+}
+
 /// `node ls|inspect|update|rm` (join: [`join`]).
 pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = NodesClient::new(channel);
+    let mut c = NodesClient::new(channel.clone());
     let e = status_err(&addr);
     let promote = matches!(cmd, NodeCommand::Promote { .. });
     match cmd {
-        NodeCommand::Ls => {
+        NodeCommand::Ls { watch: true } => {
+            let req = WatchRequest { kinds: vec![ObjectKind::Node.into()], ..Default::default() };
+            super::watch::follow(&addr, channel.clone(), req, out, &NODES).await?;
+        }
+        NodeCommand::Ls { watch: false } => {
             let nodes = c.list(ListNodesRequest {}).await.map_err(&e)?.into_inner().nodes;
             match out {
                 Output::Json => println!("{}", json!(nodes.iter().map(node_json).collect::<Vec<_>>())),
-                Output::Table => table(
-                    &[
-                        "ID",
-                        "HOSTNAME",
-                        "ROLE",
-                        "STATUS",
-                        "AVAILABILITY",
-                        "MANAGER",
-                        "TASKS",
-                        "CPUS",
-                        "MEMORY",
-                        "ADDRESS",
-                    ],
-                    &nodes
-                        .iter()
-                        .map(|n| {
-                            vec![
-                                n.id.clone(),
-                                n.hostname.clone(),
-                                n.role.clone(),
-                                n.status.clone(),
-                                n.availability.clone(),
-                                n.manager_status.clone(),
-                                n.tasks.to_string(),
-                                n.cpus.to_string(),
-                                bytes(n.memory),
-                                n.addr.clone(),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                Output::Table => table(NODES.header, &nodes.iter().map(node_row).collect::<Vec<_>>()),
             }
         }
-        NodeCommand::Ps { node, running } => {
-            let (_, ch) = manager(candidates, trust).await?;
+        NodeCommand::Ps { node, running: _, watch: true } => {
+            let req = WatchRequest { kinds: vec![ObjectKind::Task.into()], node, ..Default::default() };
+            super::watch::follow(&addr, channel.clone(), req, out, &TASKS).await?;
+        }
+        NodeCommand::Ps { node, running, watch: false } => {
             let req = TasksRequest { service: String::new(), running_only: running, node };
-            let tasks = ServicesClient::new(ch).tasks(req).await.map_err(&e)?.into_inner().tasks;
+            let tasks = ServicesClient::new(channel.clone()).tasks(req).await.map_err(&e)?.into_inner().tasks;
             print_tasks(&tasks, out);
         }
         NodeCommand::Inspect { node } => {

@@ -7,6 +7,7 @@ use orc_proto::cluster::*;
 use serde_json::json;
 
 use super::status_err;
+use super::watch::Shown;
 use crate::cli::{Output, ServiceCommand, ServiceCreate, ServiceFlags, ServiceUpdate};
 use crate::connect::{manager, Trust};
 use crate::error::CliError;
@@ -177,7 +178,7 @@ fn ports_text(spec: &ServiceSpec) -> String {
 
 pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = ServicesClient::new(channel);
+    let mut c = ServicesClient::new(channel.clone());
     let e = status_err(&addr);
     match cmd {
         ServiceCommand::Create(a) => {
@@ -233,24 +234,22 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
                 }
             }
         }
-        ServiceCommand::Ls => {
+        ServiceCommand::Ls { watch: true } => {
+            let req = WatchRequest { kinds: vec![ObjectKind::Service.into()], ..Default::default() };
+            super::watch::follow(&addr, channel.clone(), req, out, &SERVICES).await?;
+        }
+        ServiceCommand::Ls { watch: false } => {
             let list = c.list(ListServicesRequest {}).await.map_err(&e)?.into_inner().services;
             match out {
                 Output::Json => println!("{}", json!(list.iter().map(service_json).collect::<Vec<_>>())),
-                Output::Table => table(
-                    &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
-                    &list
-                        .iter()
-                        .map(|s| {
-                            let spec = s.spec.clone().unwrap_or_default();
-                            let (mode, replicas) = mode_text(s);
-                            vec![s.id.clone(), spec.name.clone(), mode, replicas, spec.image.clone(), ports_text(&spec)]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                Output::Table => table(SERVICES.header, &list.iter().map(service_row).collect::<Vec<_>>()),
             }
         }
-        ServiceCommand::Ps { service, running } => {
+        ServiceCommand::Ps { service, running: _, watch: true } => {
+            let req = WatchRequest { kinds: vec![ObjectKind::Task.into()], service, ..Default::default() };
+            super::watch::follow(&addr, channel.clone(), req, out, &TASKS).await?;
+        }
+        ServiceCommand::Ps { service, running, watch: false } => {
             let tasks = c
                 .tasks(TasksRequest { service, running_only: running, node: String::new() })
                 .await
@@ -300,29 +299,51 @@ fn print_line(e: &ServiceLogEntry, timestamps: bool, out: Output) {
 pub fn print_tasks(tasks: &[Task], out: Output) {
     match out {
         Output::Json => println!("{}", json!(tasks.iter().map(task_json).collect::<Vec<_>>())),
-        Output::Table => table(
-            &["ID", "NAME", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"],
-            &tasks
-                .iter()
-                .map(|t| {
-                    let name = if t.slot > 0 {
-                        format!("{}.{}", t.service, t.slot)
-                    } else {
-                        format!("{}.{}", t.service, &t.node_id)
-                    };
-                    let msg =
-                        if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
-                    vec![
-                        t.id.clone(),
-                        name,
-                        t.node_hostname.clone(),
-                        t.desired.clone(),
-                        t.state.clone(),
-                        ago(t.updated_ms),
-                        msg,
-                    ]
-                })
-                .collect::<Vec<_>>(),
-        ),
+        Output::Table => table(TASKS.header, &tasks.iter().map(task_row).collect::<Vec<_>>()),
     }
+}
+
+/// `service ls` (and its `--watch`).
+pub const SERVICES: Shown<Service> = Shown {
+    header: &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
+    widths: &[12, 0, 10, 9],
+    row: service_row,
+    json: service_json,
+    order: |a, b| a.spec.as_ref().map(|s| &s.name).cmp(&b.spec.as_ref().map(|s| &s.name)),
+    pick: |o| match o {
+        watch_event::Object::Service(s) => Some(s),
+        _ => None,
+    },
+};
+
+/// `service ps` and `node ps` (and their `--watch`).
+pub const TASKS: Shown<Task> = Shown {
+    header: &["ID", "NAME", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"],
+    widths: &[12, 0, 0, 9, 9, 8],
+    row: task_row,
+    json: task_json,
+    order: |a, b| {
+        (&a.service, a.slot, &a.node_hostname, std::cmp::Reverse(a.created_ms)).cmp(&(
+            &b.service,
+            b.slot,
+            &b.node_hostname,
+            std::cmp::Reverse(b.created_ms),
+        ))
+    },
+    pick: |o| match o {
+        watch_event::Object::Task(t) => Some(t),
+        _ => None,
+    },
+};
+
+fn service_row(s: &Service) -> Vec<String> {
+    let spec = s.spec.clone().unwrap_or_default();
+    let (mode, replicas) = mode_text(s);
+    vec![s.id.clone(), spec.name.clone(), mode, replicas, spec.image.clone(), ports_text(&spec)]
+}
+
+fn task_row(t: &Task) -> Vec<String> {
+    let name = if t.slot > 0 { format!("{}.{}", t.service, t.slot) } else { format!("{}.{}", t.service, &t.node_id) };
+    let msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
+    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), t.state.clone(), ago(t.updated_ms), msg]
 }
