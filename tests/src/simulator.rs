@@ -309,6 +309,8 @@ async fn run(node: Arc<SimNode>, opts: SimOptions) {
     let mut hint: Option<String> = None;
     // The agent's waits between sessions (`worker/backoff.rs`).
     let mut backoff = orc_agent::worker::backoff::Backoff::default();
+    // The manager of the last session lost, as the agent tells the next one.
+    let mut lost: Option<String> = None;
     loop {
         if node.failed.load(Ordering::SeqCst) {
             let woken = node.wake.notified();
@@ -322,7 +324,7 @@ async fn run(node: Arc<SimNode>, opts: SimOptions) {
             opts.managers.get(next).cloned().unwrap_or_default()
         });
         let began = Instant::now();
-        let ended = session(&node, &opts, &addr).await;
+        let ended = session(&node, &opts, &addr, lost.as_deref()).await;
         node.connected.store(false, Ordering::Relaxed);
         if began.elapsed() >= orc_agent::worker::backoff::HAD {
             backoff.reset();
@@ -332,6 +334,7 @@ async fn run(node: Arc<SimNode>, opts: SimOptions) {
             Ended::Failed => {}
             Ended::Lost(why) => {
                 tracing_free_log(&node, &addr, &why);
+                lost = Some(addr);
                 tokio::time::sleep(backoff.after_failure()).await;
             }
         }
@@ -355,7 +358,7 @@ fn ended(s: tonic::Status) -> Ended {
     }
 }
 
-async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
+async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str, lost: Option<&str>) -> Ended {
     let channel = match orc_agent::pki::channel::channel(addr, node.tls.clone()).await {
         Ok(c) => c,
         Err(e) => return Ended::Lost(format!("cannot reach {addr}: {e}")),
@@ -368,6 +371,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str) -> Ended {
         addr: "127.0.0.1:9".into(),
         agent_version: "simulated".into(),
         deltas: true,
+        lost_leader: lost.unwrap_or_default().to_string(),
     };
     let mut stream = match tokio::time::timeout(Duration::from_secs(10), client.session(req)).await {
         Ok(Ok(s)) => s.into_inner(),

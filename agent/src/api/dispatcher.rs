@@ -53,6 +53,7 @@ impl Dispatcher for DispatcherService {
             memory: d.memory,
             addr: d.addr,
             agent_version: d.agent_version,
+            lost_leader: (!d.lost_leader.is_empty()).then_some(d.lost_leader),
         };
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);

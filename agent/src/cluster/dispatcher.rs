@@ -110,6 +110,37 @@ pub fn leading(raft: &RaftHandle) -> Result<Started, DispatchError> {
     }
 }
 
+/// How long a manager holds a node that lost its leader, waiting for an
+/// election (openraft's lease plus an election timeout: 3 to 4 s).
+pub const AWAIT_LEADER: Duration = Duration::from_secs(5);
+
+/// Returns once this manager knows a leader other than the one at `lost`
+/// (or leads itself), or after `limit`: a node that lost its leader learns
+/// the next one when this manager does, not on its back-off.
+pub async fn leader_other_than(raft: &RaftHandle, lost: &str, limit: Duration) {
+    let Ok(s) = raft.get() else { return };
+    let mut rx = s.raft.metrics();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let known = {
+            let m = rx.borrow_and_update();
+            match m.current_leader {
+                Some(l) if l == s.id => true,
+                Some(l) => m.membership_config.membership().get_node(&l).is_some_and(|n| n.addr != lost),
+                None => false,
+            }
+        };
+        if known {
+            return;
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            // Out of time, or the Raft stopped: answer with what is known.
+            _ => return,
+        }
+    }
+}
+
 /// What a node says of itself when it opens its session.
 pub struct NodeInfo {
     pub hostname: String,
@@ -117,6 +148,8 @@ pub struct NodeInfo {
     pub memory: u64,
     pub addr: String,
     pub agent_version: String,
+    /// The leader the node lost, if it lost one ([`leader_other_than`]).
+    pub lost_leader: Option<String>,
 }
 
 /// Opens the session of `node_id` (its certificate says `role`) on the
@@ -130,6 +163,9 @@ pub async fn open_session(
     role: Role,
     d: NodeInfo,
 ) -> Result<Started, DispatchError> {
+    if let Some(lost) = d.lost_leader.as_deref() {
+        leader_other_than(raft, lost, AWAIT_LEADER).await;
+    }
     let s = leading(raft)?;
     // A new leader applies everything committed before it hands out tasks,
     // so no node is sent a list missing tasks it runs.

@@ -73,6 +73,9 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     let mut refused_since: Option<std::time::Instant> = None;
     let mut stopped = false;
     let mut backoff = super::backoff::Backoff::default();
+    // The manager of the last session lost (told to the next one asked, so
+    // it answers once an election named the next leader).
+    let mut lost: Option<String> = None;
     loop {
         let Some(id) = state.identity() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -92,7 +95,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             }
         };
         let began = std::time::Instant::now();
-        let result = session(&state, &executor, &id, &addr).await;
+        let result = session(&state, &executor, &id, &addr, lost.as_deref()).await;
         // A manager that took this node as a member ends the refusal (a
         // manager that could not be reached says nothing either way).
         if matches!(result, Ok(()) | Err(SessionError::NotLeader { .. })) {
@@ -104,7 +107,10 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
         }
         match result {
             // Renewed: the same manager again, with the new certificate.
-            Ok(()) => hint = Some(addr),
+            Ok(()) => {
+                lost = None;
+                hint = Some(addr);
+            }
             Err(SessionError::Refused(why)) => {
                 // Removed from the cluster (`node rm`): its tasks run elsewhere
                 // now; after the grace period they stop here.
@@ -123,6 +129,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             Err(SessionError::NotLeader { leader, .. }) => hint = Some(leader),
             Err(e @ SessionError::Lost(_)) => {
                 tracing::info!(manager = %addr, error = %e, "no session with this manager");
+                lost = Some(addr);
                 tokio::time::sleep(backoff.after_failure()).await;
             }
         }
@@ -134,6 +141,7 @@ async fn session(
     executor: &Arc<Executor>,
     id: &crate::pki::identity::Identity,
     addr: &str,
+    lost: Option<&str>,
 ) -> Result<(), SessionError> {
     let tls = id.client_tls().map_err(|e| SessionError::Lost(e.to_string()))?;
     let channel: Channel = crate::pki::channel::channel(addr, tls)
@@ -148,6 +156,7 @@ async fn session(
         addr: state.advertise_addr(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         deltas: true,
+        lost_leader: lost.unwrap_or_default().to_string(),
     };
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))
