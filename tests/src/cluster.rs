@@ -133,11 +133,17 @@ impl LocalCluster {
     /// The Raft leader's index in `agents`, from a manager that answers.
     pub fn leader(&self) -> Option<usize> {
         self.agents[..self.managers].iter().find_map(|a| {
-            let s = self.json(&["--nodes", &a.addr, "cluster", "status"]);
-            let leader = s.as_array()?.first()?["leader"].as_str()?.to_string();
-            let member = s[0]["members"].as_array()?.iter().find(|m| m["node_id"] == leader.as_str())?.clone();
-            self.agents.iter().position(|a| member["addr"] == a.addr.as_str())
+            let leader = self.leader_addr(&a.addr)?;
+            self.agents.iter().position(|a| a.addr == leader)
         })
+    }
+
+    /// The leader's address as the manager at `asked` knows it.
+    pub fn leader_addr(&self, asked: &str) -> Option<String> {
+        let s = self.json(&["--nodes", asked, "cluster", "status"]);
+        let leader = s.as_array()?.first()?["leader"].as_str()?.to_string();
+        let member = s[0]["members"].as_array()?.iter().find(|m| m["node_id"] == leader.as_str())?.clone();
+        member["addr"].as_str().map(str::to_string)
     }
 
     /// Task containers running on agent `i` (by name prefix `<service>.`).

@@ -27,7 +27,7 @@ impl ServicesService {
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-fn non_empty(s: &str) -> Option<&str> {
+pub(super) fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 

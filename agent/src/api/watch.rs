@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{service_to_proto, task_to_proto};
 use super::nodes::node_proto;
+use super::services::non_empty;
 use crate::cluster::watch::{Batch, Change, Filter, Watched, Watcher};
 use crate::raft::RaftHandle;
 use crate::state::NodeState;
@@ -102,15 +103,13 @@ impl Watch for WatchService {
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();
         let f = filter(&req)?;
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let (service, node) = (non_empty(&req.service), non_empty(&req.node));
         let raft = self.state.raft.clone();
         let slot = self.open.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this manager serves {MAX_WATCHES} watches already; end some, or watch through another manager"
             ))
         })?;
-        let mut w = Watcher::start(raft.clone(), f, service.as_deref(), node.as_deref()).await?;
+        let mut w = Watcher::start(raft.clone(), f, non_empty(&req.service), non_empty(&req.node)).await?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let _slot = slot;

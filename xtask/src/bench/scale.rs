@@ -230,14 +230,6 @@ impl Prober {
     }
 }
 
-/// The leader's address as the manager at `addr` knows it.
-fn leader_addr(c: &LocalCluster, addr: &str) -> Option<String> {
-    let s = c.json(&["--nodes", addr, "cluster", "status"]);
-    let leader = s.as_array()?.first()?["leader"].as_str()?.to_string();
-    let member = s[0]["members"].as_array()?.iter().find(|m| m["node_id"] == leader.as_str())?.clone();
-    member["addr"].as_str().map(str::to_string)
-}
-
 fn wait(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<f64> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -342,7 +334,7 @@ fn round(agent: &Path, nodes: usize, tasks: usize) -> anyhow::Result<Round> {
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let elected = scope.spawn(|| {
             wait(Duration::from_secs(60), "a new leader", || {
-                survivors.iter().any(|a| leader_addr(c, a).is_some_and(|l| l != killed_addr))
+                survivors.iter().any(|a| c.leader_addr(a).is_some_and(|l| l != killed_addr))
             })
         });
         // When the first and half of the sessions came back, to tell
