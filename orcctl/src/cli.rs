@@ -334,6 +334,13 @@ pub enum ServiceCommand {
     Create(ServiceCreate),
     /// Change a service: flags change fields, `-f` replaces the spec.
     Update(ServiceUpdate),
+    /// Go back to the previous spec under the rollback policy.
+    Rollback {
+        service: String,
+        /// Return at once instead of showing progress until it converges.
+        #[arg(long, short = 'd')]
+        detach: bool,
+    },
     /// Set replica counts: `orcctl service scale web=5 api=2`.
     Scale {
         #[arg(required = true)]
@@ -417,6 +424,57 @@ pub struct ServiceFlags {
     /// Window the attempts are counted in (e.g. 1m).
     #[arg(long)]
     pub restart_window: Option<String>,
+    /// A probe: 'ROLE KIND TARGET [OPTION=VALUE…]', ROLE startup, liveness
+    /// or readiness; KIND exec CMD…, shell SCRIPT, http [:]PORT[/PATH] or
+    /// tcp [:]PORT; options interval, timeout, failures, successes, start
+    /// (e.g. 'readiness http :8080/ready interval=2s'). Repeatable.
+    #[arg(long)]
+    pub probe: Vec<String>,
+    /// Drop the probe of this role.
+    #[arg(long, value_name = "ROLE")]
+    pub probe_rm: Vec<String>,
+    /// Do not use the image's HEALTHCHECK when no probe is declared.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Tasks replaced at once by an update (0: all; default 1).
+    #[arg(long)]
+    pub update_parallelism: Option<u64>,
+    /// Wait between update batches (e.g. 10s).
+    #[arg(long)]
+    pub update_delay: Option<String>,
+    /// stop-first (default) or start-first.
+    #[arg(long)]
+    pub update_order: Option<String>,
+    /// How long a new task is watched for failure once ready (default 5s).
+    #[arg(long)]
+    pub update_monitor: Option<String>,
+    /// Share of tasks that may fail during an update (0 to 1; default 0).
+    #[arg(long)]
+    pub update_max_failure_ratio: Option<f64>,
+    /// pause (default), continue or rollback.
+    #[arg(long)]
+    pub update_failure_action: Option<String>,
+    /// Tasks replaced at once by a rollback (0: all; default 1).
+    #[arg(long)]
+    pub rollback_parallelism: Option<u64>,
+    #[arg(long)]
+    pub rollback_delay: Option<String>,
+    /// stop-first (default) or start-first.
+    #[arg(long)]
+    pub rollback_order: Option<String>,
+    #[arg(long)]
+    pub rollback_monitor: Option<String>,
+    #[arg(long)]
+    pub rollback_max_failure_ratio: Option<f64>,
+    /// pause (default) or continue.
+    #[arg(long)]
+    pub rollback_failure_action: Option<String>,
+    /// Time between the stop signal and SIGKILL (default 10s).
+    #[arg(long)]
+    pub stop_grace_period: Option<String>,
+    /// Signal that stops a task (default SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -477,6 +535,15 @@ pub struct ServiceUpdate {
     pub label_add: Vec<String>,
     #[arg(long)]
     pub label_rm: Vec<String>,
+    /// Return at once instead of showing progress until the update converges.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Pause the update (or rollback) under way.
+    #[arg(long, conflicts_with = "resume")]
+    pub pause: bool,
+    /// Resume a paused update (or rollback).
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub flags: ServiceFlags,
 }

@@ -23,6 +23,9 @@ pub enum CliError {
     Rpc { node: String, code: Code, msg: String },
     #[error("{0}")]
     Usage(String),
+    /// An update or rollback that did not converge (paused, rolled back).
+    #[error("{0}")]
+    Update(String),
     /// A process run through `container exec` ended with this code; orcctl
     /// exits with it and prints nothing.
     #[error("exit status {0}")]

@@ -8,7 +8,8 @@
 //! - [`cmd`]: the commands, one file per noun (machine, container, image,
 //!   service, node, cluster, config).
 //! - [`fanout`]: one call on many nodes, results in order, failures last.
-//! - [`parse`]: sizes, durations, ports, `KEY=VALUE`; [`service_file`]: YAML service files.
+//! - [`parse`]: sizes, durations, ports, `KEY=VALUE`; [`service_file`]: YAML service files;
+//!   [`lifecycle`]: probes, update and rollback policies from flags and files.
 //! - [`terminal`]: raw mode and window size for `exec -it`.
 //! - [`output`]: tables and JSON.
 //! - [`error`]: errors that say what to do.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod fanout;
+pub mod lifecycle;
 pub mod output;
 pub mod parse;
 pub mod service_file;

@@ -19,6 +19,21 @@
 //!   placement:
 //!     constraints: ["node.labels.zone==eu"]
 //!   restart_policy: {condition: on-failure, delay: 5s, max_attempts: 3, window: 2m}
+//!   update_config: {parallelism: 2, delay: 10s, order: start-first, monitor: 5s,
+//!                   max_failure_ratio: 0, failure_action: rollback}
+//!   rollback_config: {parallelism: 0, order: stop-first}
+//! healthcheck:                      # compose: liveness and readiness
+//!   test: ["CMD", "wget", "-q", "-O-", "http://127.0.0.1:8080/health"]
+//!   interval: 10s
+//!   timeout: 2s
+//!   retries: 3
+//!   start_period: 5s
+//! probes:                           # per role, over healthcheck
+//!   startup: {exec: ["cat", "/tmp/started"], failure_threshold: 30}
+//!   readiness: {http: {port: 8080, path: /ready}, interval: 2s}
+//!   liveness: {tcp: 8080}
+//! stop_grace_period: 30s
+//! stop_signal: SIGINT
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,6 +42,7 @@ use orc_proto::cluster::{ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
+use crate::lifecycle::{health_from_file, Healthcheck, PolicyFile, Probes};
 use crate::parse::{parse_bytes, parse_duration, parse_port};
 
 #[derive(Deserialize, Default)]
@@ -46,6 +62,10 @@ pub struct File {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     deploy: Deploy,
+    healthcheck: Option<Healthcheck>,
+    probes: Option<Probes>,
+    stop_grace_period: Option<String>,
+    stop_signal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +101,8 @@ struct Deploy {
     #[serde(default)]
     placement: Placement,
     restart_policy: Option<Restart>,
+    update_config: Option<PolicyFile>,
+    rollback_config: Option<PolicyFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -192,7 +214,15 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
             window_ms: r.window.as_deref().map(parse_duration).transpose()?.unwrap_or(0),
         }),
     };
+    let health = health_from_file(f.healthcheck, f.probes)?;
+    let update = d.update_config.as_ref().map(|p| p.to_proto()).transpose()?;
+    let rollback = d.rollback_config.as_ref().map(|p| p.to_proto()).transpose()?;
     Ok(ServiceSpec {
+        health,
+        update,
+        rollback,
+        stop_grace_ms: f.stop_grace_period.as_deref().map(parse_duration).transpose()?,
+        stop_signal: f.stop_signal.unwrap_or_default(),
         name: f.name.unwrap_or_default(),
         image: f.image.unwrap_or_default(),
         command: list(f.entrypoint),
@@ -248,6 +278,40 @@ deploy:
         assert_eq!((s.reserve_cpus, s.reserve_memory), (0.25, 32 << 20));
         let r = s.restart.unwrap();
         assert_eq!((r.condition.as_str(), r.delay_ms, r.max_attempts, r.window_ms), ("on-failure", 5000, 3, 120_000));
+    }
+
+    #[test]
+    fn lifecycle_fields() {
+        let s = parse(
+            r#"
+name: web
+image: web:1
+healthcheck: {test: "cat /tmp/ok", interval: 3s, retries: 2}
+probes:
+  readiness: {http: {port: 8080, path: /ready}, interval: 2s, success_threshold: 2}
+stop_grace_period: 30s
+stop_signal: SIGINT
+deploy:
+  update_config: {parallelism: 2, delay: 10s, order: start-first, failure_action: rollback}
+  rollback_config: {parallelism: 0}
+"#,
+            "web.yaml",
+        )
+        .unwrap();
+        let h = s.health.unwrap();
+        let live = h.liveness.unwrap();
+        assert_eq!((live.interval_ms, live.failure_threshold), (Some(3000), Some(2)));
+        let ready = h.readiness.unwrap();
+        assert_eq!((ready.interval_ms, ready.success_threshold), (Some(2000), Some(2)), "probes: wins");
+        let u = s.update.unwrap();
+        assert_eq!((u.parallelism, u.delay_ms, u.order.as_str()), (Some(2), Some(10_000), "start-first"));
+        assert_eq!(u.failure_action, "rollback");
+        assert_eq!(s.rollback.unwrap().parallelism, Some(0));
+        assert_eq!((s.stop_grace_ms, s.stop_signal.as_str()), (Some(30_000), "SIGINT"));
+        let e = parse("name: w\nprobes: {liveness: {tcp: 80, http: {port: 80}}}\n", "p.yaml").unwrap_err().to_string();
+        assert!(e.contains("probes.liveness: give exactly one"), "{e}");
+        let e = parse("name: w\ndeploy: {update_config: {paralelism: 2}}\n", "u.yaml").unwrap_err().to_string();
+        assert!(e.contains("paralelism"), "{e}");
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Services/Inspect", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Services/Tasks", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Services/Logs", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Services/Rollback", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/Inspect", Rule::AtLeast(Role::Reader)),

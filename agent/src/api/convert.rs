@@ -2,6 +2,7 @@
 
 use orc_proto::cluster as pb;
 
+use super::convert_lifecycle::*;
 use crate::cluster::objects::*;
 use crate::cluster::ClusterError;
 use crate::pki::role::Role;
@@ -53,6 +54,10 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         },
         ports,
         labels: p.labels.into_iter().collect(),
+        health: health_from_proto(p.health)?,
+        update: policy_from_proto(p.update, false)?,
+        rollback: policy_from_proto(p.rollback, true)?,
+        stop: stop_from_proto(p.stop_grace_ms, p.stop_signal),
     };
     Ok(s)
 }
@@ -91,6 +96,11 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
             .map(|p| pb::Port { published: p.published.into(), target: p.target.into(), protocol: p.protocol.clone() })
             .collect(),
         labels: s.labels.clone().into_iter().collect(),
+        health: Some(health_to_proto(&s.health)),
+        update: Some(policy_to_proto(&s.update)),
+        rollback: Some(policy_to_proto(&s.rollback)),
+        stop_grace_ms: Some(s.stop.grace_ms),
+        stop_signal: s.stop.signal.clone(),
     }
 }
 
@@ -107,7 +117,17 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
             Mode::Global => u64::from(counts.wanted),
         },
         running_tasks: u64::from(counts.running),
+        update_status: s.update_status.as_ref().map(update_status_to_proto),
+        updated_tasks: 0,
+        has_previous: s.previous_spec.is_some(),
     }
+}
+
+/// [`service_to_proto`] with the progress of its update (a walk over its
+/// tasks: for inspect, not for lists).
+pub fn service_with_progress(v: &View, s: &Service) -> pb::Service {
+    let updated = v.tasks_of(&s.id).filter(|t| t.live() && t.spec.runs_like(&s.spec) && t.ready()).count();
+    pb::Service { updated_tasks: updated as u64, ..service_to_proto(v, s) }
 }
 
 pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
@@ -126,6 +146,8 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         spec_version: t.spec_version,
         created_ms: t.created_ms,
         updated_ms: t.updated_ms,
+        health: t.health.as_str().into(),
+        probe: t.probe.clone(),
     }
 }
 

@@ -124,6 +124,8 @@ impl Dispatcher for DispatcherService {
                 error: s.error,
                 container: s.container,
                 exit_code: s.exit_code,
+                health: s.health,
+                probe: s.probe,
             })
             .collect();
         domain::heartbeat(&self.raft, &self.liveness, &self.reports, &node_id, statuses).await?;

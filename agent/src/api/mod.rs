@@ -9,7 +9,8 @@
 //! - [`cluster`], [`services`], [`nodes`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
 //! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
-//! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages.
+//! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages
+//!   (`convert_lifecycle`: probes, update policies, update status).
 //! - [`status`]: the one error → gRPC status mapping.
 //!
 //! - [`dispatcher`]: `orc.dispatcher.v1`, node sessions and heartbeats on the leader.
@@ -20,6 +21,7 @@ pub mod authz;
 pub mod cluster;
 pub mod containers;
 pub mod convert;
+mod convert_lifecycle;
 pub mod dispatcher;
 pub mod images;
 pub mod machine;

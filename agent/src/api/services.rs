@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{service_to_proto, spec_from_proto, task_to_proto};
-use crate::cluster::services::{self, TaskFilter};
+use super::convert::{service_to_proto, service_with_progress, spec_from_proto, task_to_proto};
+use crate::cluster::services::{self, Control, TaskFilter};
 use crate::state::NodeState;
 
 pub struct ServicesService {
@@ -41,9 +41,30 @@ impl Services for ServicesService {
 
     async fn update(&self, req: Request<pb::UpdateServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let req = req.into_inner();
-        let spec = spec_from_proto(req.spec.unwrap_or_default())?;
-        let (v, s) = services::update(&self.state.raft, &req.service, req.expect_version, spec).await?;
-        Ok(Response::new(service_to_proto(&v, &s)))
+        let control = match pb::UpdateControl::try_from(req.control) {
+            Ok(pb::UpdateControl::Unspecified) => None,
+            Ok(pb::UpdateControl::Pause) => Some(Control::Pause),
+            Ok(pb::UpdateControl::Resume) => Some(Control::Resume),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!("update control {} is not pause or resume", req.control)))
+            }
+        };
+        let (v, s) = match (control, req.spec) {
+            (Some(c), None) => services::control(&self.state.raft, &req.service, c).await?,
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument("pause or resume an update, or change the spec: not both at once"))
+            }
+            (None, spec) => {
+                let spec = spec_from_proto(spec.unwrap_or_default())?;
+                services::update(&self.state.raft, &req.service, req.expect_version, spec).await?
+            }
+        };
+        Ok(Response::new(service_with_progress(&v, &s)))
+    }
+
+    async fn rollback(&self, req: Request<pb::RollbackServiceRequest>) -> Result<Response<pb::Service>, Status> {
+        let (v, s) = services::rollback(&self.state.raft, &req.into_inner().service).await?;
+        Ok(Response::new(service_with_progress(&v, &s)))
     }
 
     async fn remove(
@@ -63,7 +84,7 @@ impl Services for ServicesService {
 
     async fn inspect(&self, req: Request<pb::InspectServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let (v, s) = services::inspect(&self.state.raft, &req.into_inner().service).await?;
-        Ok(Response::new(service_to_proto(&v, &s)))
+        Ok(Response::new(service_with_progress(&v, &s)))
     }
 
     async fn tasks(&self, req: Request<pb::TasksRequest>) -> Result<Response<pb::TasksResponse>, Status> {

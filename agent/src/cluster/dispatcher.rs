@@ -266,6 +266,10 @@ pub struct TaskReport {
     pub error: String,
     pub container: String,
     pub exit_code: Option<i32>,
+    /// "", "starting", "ready", "not-ready".
+    pub health: String,
+    /// The last probe failure.
+    pub probe: String,
 }
 
 /// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
@@ -302,11 +306,17 @@ pub async fn heartbeat(
                 continue;
             };
             let (message, error) = (truncate(st.message, MAX_REPORTED), truncate(st.error, MAX_REPORTED));
+            let probe = truncate(st.probe, MAX_REPORTED);
+            let health = Health::parse(&st.health).unwrap_or_default();
+            // Health only means something while the task runs.
+            let health = if state == TaskState::Running { health } else { Health::Unknown };
             if t.state == state
                 && t.message == message
                 && t.error == error
                 && t.container == st.container
                 && t.exit_code == st.exit_code
+                && t.health == health
+                && t.probe == probe
             {
                 continue;
             }
@@ -314,13 +324,23 @@ pub async fn heartbeat(
             if t.state.terminal() && !state.terminal() {
                 continue;
             }
+            let now = now_ms();
+            let ready = state == TaskState::Running && health == Health::Ready;
+            let ready_ms = match (ready, t.ready_ms) {
+                (true, 0) => Some(now),
+                (false, r) if r != 0 => Some(0),
+                _ => None,
+            };
             let p = TaskPatch {
                 state: Some(state),
                 message: Some(message),
                 error: Some(error),
                 container: Some(truncate(st.container, MAX_REPORTED)),
                 exit_code: Some(st.exit_code),
-                updated_ms: Some(now_ms()),
+                updated_ms: Some(now),
+                health: (t.health != health).then_some(health),
+                probe: (t.probe != probe).then_some(probe),
+                ready_ms,
                 ..Default::default()
             };
             cmds.push(p.command(&st.id));

@@ -7,6 +7,9 @@
 //!
 //! Changes to existing tasks are merge patches of the fields that changed,
 //! so a task status a node reported meanwhile is never overwritten.
+//! Updates roll per the service's policy ([`rollout`]).
+
+pub mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -47,6 +50,8 @@ struct Pass<'a> {
     /// Ids of the tasks this pass created, changed or deleted: what its
     /// commands are made of, without comparing the two maps.
     touched: BTreeSet<String>,
+    /// Services whose update status (or, rolling back, spec) this pass changed.
+    services: BTreeMap<String, Service>,
 }
 
 impl Pass<'_> {
@@ -147,10 +152,24 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         created_for: HashMap::new(),
         deleted: Vec::new(),
         touched: BTreeSet::new(),
+        services: BTreeMap::new(),
     };
-    let (tasks, services): (Vec<String>, Vec<Arc<Service>>) = match scope {
-        Scope::All => (v.tasks.keys().cloned().collect(), v.services.values().cloned().collect()),
+    let (tasks, services, forgettable): (Vec<String>, Vec<Arc<Service>>, Vec<String>) = match scope {
+        Scope::All => (
+            v.tasks.keys().cloned().collect(),
+            v.services.values().cloned().collect(),
+            v.services.keys().cloned().chain(v.tasks.values().map(|t| t.service_id.clone())).collect(),
+        ),
         Scope::Changed { services, tasks: changed, nodes } => {
+            // Updates under way move on with time (delay, monitor window).
+            let rolling: BTreeSet<String> = v
+                .services
+                .values()
+                .filter(|s| s.update_status.as_ref().is_some_and(|u| u.state.moving()))
+                .map(|s| s.id.clone())
+                .collect();
+            let services: BTreeSet<String> = services.union(&rolling).cloned().collect();
+            let services = &services;
             let mut tasks: BTreeSet<String> = changed.clone();
             for s in services {
                 tasks.extend(v.index.tasks_of(s).iter().cloned());
@@ -165,7 +184,7 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
                     v.services.values().filter(|s| s.spec.mode == Mode::Global && !services.contains(&s.id)).cloned(),
                 );
             }
-            (tasks.into_iter().collect(), chosen)
+            (tasks.into_iter().collect(), chosen, services.iter().cloned().collect())
         }
     };
     end_tasks(&mut p, tasks);
@@ -176,10 +195,6 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         }
     }
     schedule(&mut p);
-    let forgettable: Vec<String> = match scope {
-        Scope::All => v.services.keys().cloned().chain(v.tasks.values().map(|t| t.service_id.clone())).collect(),
-        Scope::Changed { services, .. } => services.iter().cloned().collect(),
-    };
     forget(&mut p, forgettable);
     commands(&p)
 }
@@ -223,10 +238,9 @@ fn end_tasks(p: &mut Pass, ids: Vec<String>) {
                 _ => {}
             }
         }
-        match service {
-            None => p.shut(&id, "service removed", None),
-            Some(s) if s.spec_version != t.spec_version => p.shut(&id, "replaced by a service update", None),
-            Some(_) => {}
+        // Tasks of an older spec are replaced by the rollout, at its pace.
+        if service.is_none() {
+            p.shut(&id, "service removed", None);
         }
     }
 }
@@ -325,25 +339,34 @@ fn add(p: &mut Pass, t: Task) {
 }
 
 fn replicated(p: &mut Pass, s: &Service) {
-    let mut running: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for t in service_tasks(p, &s.id).filter(|t| t.desired == TaskState::Running) {
-        running.entry(t.slot).or_default().push(t.id.clone());
+    let keys: Vec<Key> = (1..=s.spec.replicas).map(Key::Slot).collect();
+    if rollout::step(p, s, &keys) == rollout::Next::Stop {
+        return;
     }
-    for (slot, ids) in &running {
-        if *slot > s.spec.replicas {
-            for id in ids {
-                p.shut(id, "scaled down", None);
-            }
-        } else if ids.len() > 1 {
-            // Never expected; keep the oldest.
-            let mut ids = ids.clone();
-            ids.sort_by_key(|id| p.tasks[id].created_ms);
-            for id in &ids[1..] {
-                p.shut(id, "duplicate in its slot", None);
+    // Per slot, the tasks wanted running of the current spec and of older ones.
+    let mut running: BTreeMap<u64, [Vec<String>; 2]> = BTreeMap::new();
+    for t in service_tasks(p, &s.id).filter(|t| t.desired == TaskState::Running) {
+        let current = usize::from(rollout::current(t, s));
+        running.entry(t.slot).or_default()[current].push(t.id.clone());
+    }
+    for (slot, lists) in &running {
+        for ids in lists {
+            if *slot > s.spec.replicas {
+                for id in ids {
+                    p.shut(id, "scaled down", None);
+                }
+            } else if ids.len() > 1 {
+                // Never expected (an old and a new task may share a slot
+                // during a start-first update); keep the oldest.
+                let mut ids = ids.clone();
+                ids.sort_by_key(|id| p.tasks[id].created_ms);
+                for id in &ids[1..] {
+                    p.shut(id, "duplicate in its slot", None);
+                }
             }
         }
     }
-    fill(p, s, (1..=s.spec.replicas).map(Key::Slot).collect());
+    fill(p, s, keys);
 }
 
 /// Gives every slot (or node) in `keys` without a task wanted running its
@@ -403,7 +426,10 @@ fn global(p: &mut Pass, s: &Service) {
     for id in off {
         p.shut(&id, "its node no longer matches the constraints", None);
     }
-    let nodes = p.v.nodes.values().filter(|n| eligible(n)).map(|n| Key::Node(n.id.clone())).collect();
+    let nodes: Vec<Key> = p.v.nodes.values().filter(|n| eligible(n)).map(|n| Key::Node(n.id.clone())).collect();
+    if rollout::step(p, s, &nodes) == rollout::Next::Stop {
+        return;
+    }
     fill(p, s, nodes);
 }
 
@@ -476,10 +502,22 @@ fn schedule(p: &mut Pass) {
     }
     pending.sort();
     pending.dedup();
+    let services: BTreeSet<String> =
+        pending.iter().filter_map(|id| p.tasks.get(id)).map(|t| t.service_id.clone()).collect();
+    let stopping = rollout::stopping(p, &services);
     // Oldest first, then by slot, so a scale-out fills slots in order.
     pending.sort_by_key(|id| p.tasks.get(id).map(|t| (t.created_ms, t.slot)).unwrap_or_default());
     for id in pending {
         let Some(t) = p.tasks.get(&id) else { continue };
+        if stopping.contains(&(t.service_id.clone(), key(t))) {
+            let why = "waiting for the task it replaces to stop (stop-first)";
+            let now = p.now;
+            if let Some(t) = p.task_mut(&id).filter(|t| t.message != why) {
+                t.message = why.into();
+                t.updated_ms = now;
+            }
+            continue;
+        }
         let d = demand(t);
         load(&mut per_service, &d.service);
         let placed = if t.slot == 0 {
@@ -544,6 +582,10 @@ fn forget(p: &mut Pass, services: Vec<String>) {
 /// part of the map with the view).
 fn commands(p: &Pass) -> Vec<Command> {
     let mut out = Vec::new();
+    for (id, s) in &p.services {
+        let version = p.v.version_of(&crate::model::db::Key::new(Kind::Service, id.as_str()));
+        out.push(Command::put_if(id.clone(), Object::Service(Arc::new(s.clone())), version));
+    }
     for (id, old, new) in p.changes() {
         match (old, new) {
             (None, Some(t)) => out.push(Command::put_if(id.clone(), Object::Task(t.clone()), 0)),
@@ -560,94 +602,14 @@ fn commands(p: &Pass) -> Vec<Command> {
 }
 
 #[cfg(test)]
+mod rollout_tests;
+#[cfg(test)]
+mod world;
+
+#[cfg(test)]
 mod tests {
+    use super::world::World;
     use super::*;
-    use crate::model::db::ClusterState;
-    use crate::model::patch::TaskPatch;
-
-    struct World {
-        state: ClusterState,
-        now: i64,
-        /// The version the last pass saw (passes look at what changed since).
-        seen: u64,
-    }
-
-    impl World {
-        fn new(nodes: &[&str]) -> Self {
-            let mut w = World { state: ClusterState::default(), now: 1_000_000, seen: 0 };
-            for n in nodes {
-                w.node(n, |_| {});
-            }
-            w
-        }
-        fn node(&mut self, id: &str, f: impl FnOnce(&mut Node)) {
-            let mut n = self.view().nodes.get(id).map(|n| Node::clone(n)).unwrap_or(Node {
-                id: id.into(),
-                hostname: format!("host-{id}"),
-                role: crate::pki::role::Role::Worker,
-                status: NodeStatus::Ready,
-                cpus: 2.0,
-                memory: 4 << 30,
-                ..Default::default()
-            });
-            f(&mut n);
-            self.state.apply(&Command::put(id, Object::Node(Arc::new(n))));
-        }
-        fn service(&mut self, name: &str, f: impl FnOnce(&mut ServiceSpec)) {
-            let v = self.view();
-            let mut s = v.service_by_name(name).cloned().unwrap_or(Service {
-                id: format!("svc-{name}"),
-                spec: ServiceSpec { name: name.into(), image: "busybox".into(), replicas: 1, ..Default::default() },
-                ..Default::default()
-            });
-            f(&mut s.spec);
-            s.spec_version += 1;
-            let claim = Command::put(s.spec.name.clone(), Object::ServiceName(s.id.clone()));
-            self.state.apply(&Command::Batch(vec![claim, Command::put(s.id.clone(), Object::Service(Arc::new(s)))]));
-        }
-        fn view(&self) -> View {
-            self.state.clone()
-        }
-        /// Reconciles until nothing changes, each pass looking only at what
-        /// changed since the one before (as the leader does); then a pass
-        /// over everything must find nothing left. Returns how many passes
-        /// changed something.
-        fn settle(&mut self) -> usize {
-            for pass in 0..10 {
-                let v = self.view();
-                let scope = v.feed.since(self.seen).map(|c| Scope::of(&c, &v)).unwrap_or(Scope::All);
-                self.seen = v.version;
-                let cmds = reconcile(&v, self.now, &scope);
-                if cmds.is_empty() {
-                    let full = reconcile(&v, self.now, &Scope::All);
-                    assert!(full.is_empty(), "a pass over what changed missed: {full:?}");
-                    return pass;
-                }
-                let r = self.state.apply(&Command::Batch(cmds));
-                assert_eq!(r.conflict, None);
-            }
-            panic!("reconcile does not settle");
-        }
-        /// Nodes report every assigned task running.
-        fn run_all(&mut self) {
-            let v = self.view();
-            for t in v.tasks.values().filter(|t| t.live() && t.state == TaskState::Assigned) {
-                let p = TaskPatch { state: Some(TaskState::Running), ..Default::default() };
-                self.state.apply(&p.command(&t.id));
-            }
-        }
-        fn live(&self, service: &str) -> Vec<Task> {
-            self.view().tasks.values().filter(|t| t.service == service && t.live()).map(|t| Task::clone(t)).collect()
-        }
-        fn on(&self, service: &str, node: &str) -> usize {
-            self.live(service).iter().filter(|t| t.node == node).count()
-        }
-        fn report(&mut self, id: &str, state: &str) {
-            let p =
-                TaskPatch { state: Some(TaskState::parse(state)), updated_ms: Some(self.now), ..Default::default() };
-            self.state.apply(&p.command(id));
-        }
-    }
 
     #[test]
     fn replicas_spread_scale_and_settle() {
@@ -672,9 +634,9 @@ mod tests {
         w.service("web", |s| s.replicas = 2);
         w.settle();
         let live = w.live("web");
-        // An update replaces every task (new spec version) and scales down.
+        // Scaling keeps the tasks of slots 1 and 2.
         assert_eq!(live.len(), 2);
-        assert!(live.iter().all(|t| t.slot <= 2 && t.spec_version == 3));
+        assert!(live.iter().all(|t| t.slot <= 2 && t.spec_version == 1));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::error::ClusterError;
 use std::sync::Arc;
 
-use super::objects::{new_id, now_ms, view, Service, ServiceSpec, Task, TaskState, View};
+use super::objects::{new_id, now_ms, view, Service, ServiceSpec, Task, TaskState, UpdateState, UpdateStatus, View};
 use super::spec;
 use crate::model::db::{Command, CommandResult, Key, Kind, Object};
 use crate::raft::RaftHandle;
@@ -29,7 +29,15 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
         )));
     }
     let now = now_ms();
-    let s = Service { id: new_id(), spec, spec_version: 1, previous_spec: None, created_ms: now, updated_ms: now };
+    let s = Service {
+        id: new_id(),
+        spec,
+        spec_version: 1,
+        previous_spec: None,
+        created_ms: now,
+        updated_ms: now,
+        update_status: None,
+    };
     let claim = Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0);
     let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0);
     let r = raft.write(Command::Batch(vec![claim, put])).await?;
@@ -40,22 +48,119 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
 
 /// Replaces the spec of `ident` (name, id or id prefix). With
 /// `expect_version` (not 0), only if the service is still at that version.
-/// Changes other than scale and labels make a new spec version, whose tasks
-/// replace the old ones.
+/// Changes other than scale, labels and policies make a new spec version,
+/// whose tasks replace the old ones per the update policy.
 pub async fn update(
     raft: &RaftHandle,
     ident: &str,
     expect_version: u64,
     spec: ServiceSpec,
 ) -> Result<(View, Service), ClusterError> {
-    // The put is conditional on the version read: on what this manager has
-    // applied, a stale read can only fail, never overwrite. What a stale
-    // read can fail with is then answered from a linearizable read (one
-    // quorum round saved per write that goes through); the Raft's own
-    // failures are final.
-    match update_from(raft, Read::Applied, ident, expect_version, spec.clone()).await {
+    change(raft, ident, "updating the service", |v, old| {
+        spec::validate(&spec, v.settings.max_replicas())?;
+        if expect_version != 0 && expect_version != old.spec_version {
+            return Err(ClusterError::Conflict(format!(
+                "service {} is at version {}, not {}: someone changed it; look again",
+                old.spec.name, old.spec_version, expect_version
+            )));
+        }
+        if spec.name != old.spec.name {
+            return Err(ClusterError::InvalidArgument(format!(
+                "a service cannot be renamed ({:?} → {:?}): create a new one",
+                old.spec.name, spec.name
+            )));
+        }
+        let mut s = old.clone();
+        let now = now_ms();
+        if spec::needs_new_tasks(&old.spec, &spec) {
+            s.spec_version += 1;
+            s.previous_spec = Some(old.spec.clone());
+            s.update_status = Some(UpdateStatus::start(UpdateState::Updating, spec.update.clone(), now, ""));
+        }
+        s.spec = spec.clone();
+        s.updated_ms = now;
+        Ok(s)
+    })
+    .await
+    .inspect(|(_, s)| {
+        tracing::info!(service = %s.spec.name, version = s.spec_version, replicas = s.spec.replicas, "service updated")
+    })
+}
+
+/// What `orcctl service update --pause|--resume` asks of an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+}
+
+/// Pauses or resumes the update (or rollback) of `ident`.
+pub async fn control(raft: &RaftHandle, ident: &str, c: Control) -> Result<(View, Service), ClusterError> {
+    change(raft, ident, "pausing or resuming the update", |_, old| {
+        let name = &old.spec.name;
+        let mut u = old.update_status.clone().ok_or_else(|| {
+            ClusterError::FailedPrecondition(format!(
+                "service {name} has never been updated: nothing to pause or resume"
+            ))
+        })?;
+        u.state = match (c, u.state) {
+            (Control::Pause, UpdateState::Updating) => UpdateState::Paused,
+            (Control::Pause, UpdateState::RollingBack) => UpdateState::RollbackPaused,
+            (Control::Resume, UpdateState::Paused) => UpdateState::Updating,
+            (Control::Resume, UpdateState::RollbackPaused) => UpdateState::RollingBack,
+            (_, state) => {
+                return Err(ClusterError::FailedPrecondition(format!(
+                    "the update of service {name} is {}: only an update or rollback under way can be paused, \
+                     only a paused one resumed",
+                    state.as_str()
+                )))
+            }
+        };
+        let now = now_ms();
+        if c == Control::Resume {
+            // Failures before the pause were seen: count afresh.
+            u.started_ms = now;
+        }
+        u.message = match c {
+            Control::Pause => "paused by request".into(),
+            Control::Resume => "resumed by request".into(),
+        };
+        let mut s = old.clone();
+        s.update_status = Some(u);
+        s.updated_ms = now;
+        Ok(s)
+    })
+    .await
+}
+
+/// Goes back to the previous spec of `ident` under its rollback policy.
+pub async fn rollback(raft: &RaftHandle, ident: &str) -> Result<(View, Service), ClusterError> {
+    change(raft, ident, "rolling the service back", |_, old| {
+        super::orchestrator::rollout::rollback(old, now_ms(), "rollback requested").ok_or_else(|| {
+            ClusterError::FailedPrecondition(format!(
+                "service {} has no previous spec to roll back to (it was never updated)",
+                old.spec.name
+            ))
+        })
+    })
+    .await
+    .inspect(|(_, s)| tracing::info!(service = %s.spec.name, version = s.spec_version, "service rolling back"))
+}
+
+/// Writes what `f` makes of service `ident`, conditional on the version
+/// read. On what this manager has applied, a stale read can only fail,
+/// never overwrite; what a stale read fails with is then answered from a
+/// linearizable read (one quorum round saved per write that goes
+/// through); the Raft's own failures are final.
+async fn change(
+    raft: &RaftHandle,
+    ident: &str,
+    what: &str,
+    f: impl Fn(&View, &Service) -> Result<Service, ClusterError>,
+) -> Result<(View, Service), ClusterError> {
+    match change_from(raft, Read::Applied, ident, what, &f).await {
         Err(ClusterError::Raft(e)) => Err(ClusterError::Raft(e)),
-        Err(_) => update_from(raft, Read::Linearizable, ident, expect_version, spec).await,
+        Err(_) => change_from(raft, Read::Linearizable, ident, what, &f).await,
         done => done,
     }
 }
@@ -69,12 +174,12 @@ enum Read {
     Linearizable,
 }
 
-async fn update_from(
+async fn change_from(
     raft: &RaftHandle,
     read: Read,
     ident: &str,
-    expect_version: u64,
-    spec: ServiceSpec,
+    what: &str,
+    f: &impl Fn(&View, &Service) -> Result<Service, ClusterError>,
 ) -> Result<(View, Service), ClusterError> {
     let started = match read {
         Read::Applied => raft.get()?,
@@ -86,29 +191,9 @@ async fn update_from(
         let ov = v.version_of(&Key::new(Kind::Service, old.id.as_str()));
         (v, old, ov)
     };
-    spec::validate(&spec, v.settings.max_replicas())?;
-    if expect_version != 0 && expect_version != old.spec_version {
-        return Err(ClusterError::Conflict(format!(
-            "service {} is at version {}, not {}: someone changed it; look again",
-            old.spec.name, old.spec_version, expect_version
-        )));
-    }
-    if spec.name != old.spec.name {
-        return Err(ClusterError::InvalidArgument(format!(
-            "a service cannot be renamed ({:?} → {:?}): create a new one",
-            old.spec.name, spec.name
-        )));
-    }
-    let mut s = old.clone();
-    if spec::needs_new_tasks(&old.spec, &spec) {
-        s.spec_version += 1;
-        s.previous_spec = Some(old.spec.clone());
-    }
-    s.spec = spec;
-    s.updated_ms = now_ms();
+    let s = f(&v, &old)?;
     let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version);
-    committed(raft.write(put).await?, "updating the service")?;
-    tracing::info!(service = %s.spec.name, version = s.spec_version, replicas = s.spec.replicas, "service updated");
+    committed(raft.write(put).await?, what)?;
     Ok((v, s))
 }
 

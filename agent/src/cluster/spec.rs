@@ -1,7 +1,10 @@
 //! Checking a service spec before it enters the cluster state: every
 //! mistake named with how to fix it.
 
-use super::objects::{Mode, ServiceSpec};
+use super::objects::{
+    signal_number, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy, UpdatePolicy,
+    STOP_SIGNALS,
+};
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
 
@@ -48,6 +51,84 @@ pub enum SpecError {
     PublishedTwice { port: u16, protocol: String },
     #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
     GlobalWithReplicas,
+    #[error("{role} probe: {problem}")]
+    Probe { role: &'static str, problem: String },
+    #[error("{what} policy: {problem}")]
+    Policy { what: &'static str, problem: String },
+    #[error("stop signal {0:?} is not one of {list}", list = STOP_SIGNALS.join(", "))]
+    BadStopSignal(String),
+    #[error("stop grace period {0} ms is above the limit of an hour")]
+    StopGraceTooLong(u64),
+}
+
+/// The longest probe interval, timeout and start period, update delay and
+/// monitor window: an hour.
+pub const MAX_LIFECYCLE_MS: u64 = 3600 * 1000;
+/// The most failures or successes in a row a probe may ask for.
+pub const MAX_THRESHOLD: u32 = 100;
+
+fn probes(h: &HealthChecks) -> Result<(), SpecError> {
+    for role in ProbeRole::ALL {
+        let Some(p) = h.get(role) else { continue };
+        let bad = |problem: String| SpecError::Probe { role: role.as_str(), problem };
+        match &p.action {
+            ProbeAction::Exec { command } if command.is_empty() => {
+                return Err(bad("exec needs a command (e.g. [\"cat\", \"/tmp/ready\"])".into()))
+            }
+            ProbeAction::Exec { command } => fields::list("command", command).map_err(|e| bad(e.to_string()))?,
+            ProbeAction::Http { port: 0, .. } | ProbeAction::Tcp { port: 0 } => return Err(bad("port 0".into())),
+            ProbeAction::Http { path, .. } if !path.starts_with('/') => {
+                return Err(bad(format!("path {path:?} must start with /")))
+            }
+            ProbeAction::Http { path, .. } => fields::text("path", path, 1024).map_err(|e| bad(e.to_string()))?,
+            ProbeAction::Tcp { .. } => {}
+        }
+        if !(1000..=MAX_LIFECYCLE_MS).contains(&p.interval_ms) {
+            return Err(bad(format!("interval {} ms: use 1s to 1h", p.interval_ms)));
+        }
+        if p.timeout_ms == 0 || p.timeout_ms > p.interval_ms {
+            return Err(bad(format!("timeout {} ms: use 1ms up to the interval ({} ms)", p.timeout_ms, p.interval_ms)));
+        }
+        if p.start_period_ms > MAX_LIFECYCLE_MS {
+            return Err(bad(format!("start period {} ms is above an hour", p.start_period_ms)));
+        }
+        for (what, n) in [("failure threshold", p.failure_threshold), ("success threshold", p.success_threshold)] {
+            if !(1..=MAX_THRESHOLD).contains(&n) {
+                return Err(bad(format!("{what} {n}: use 1 to {MAX_THRESHOLD}")));
+            }
+        }
+        if role != ProbeRole::Readiness && p.success_threshold != 1 {
+            return Err(bad(format!(
+                "success threshold {}: must be 1 (only readiness may ask for more)",
+                p.success_threshold
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn policy(what: &'static str, p: &UpdatePolicy) -> Result<(), SpecError> {
+    let bad = |problem: String| SpecError::Policy { what, problem };
+    if !(0.0..=1.0).contains(&p.max_failure_ratio) {
+        return Err(bad(format!("max failure ratio {} must be between 0 and 1", p.max_failure_ratio)));
+    }
+    if p.delay_ms > MAX_LIFECYCLE_MS || p.monitor_ms > MAX_LIFECYCLE_MS {
+        return Err(bad("delay and monitor are at most an hour".into()));
+    }
+    if what == "rollback" && p.failure_action == FailureAction::Rollback {
+        return Err(bad("a rollback's failure action is pause or continue".into()));
+    }
+    Ok(())
+}
+
+fn stop(s: &StopPolicy) -> Result<(), SpecError> {
+    if signal_number(&s.signal).is_none() {
+        return Err(SpecError::BadStopSignal(s.signal.clone()));
+    }
+    if s.grace_ms > MAX_LIFECYCLE_MS {
+        return Err(SpecError::StopGraceTooLong(s.grace_ms));
+    }
+    Ok(())
 }
 
 /// Checks `s`; `max_replicas` is the cluster's limit per service.
@@ -105,20 +186,24 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     if s.mode == Mode::Global && s.replicas > 1 {
         return Err(SpecError::GlobalWithReplicas);
     }
+    probes(&s.health)?;
+    policy("update", &s.update)?;
+    policy("rollback", &s.rollback)?;
+    stop(&s.stop)?;
     Ok(())
 }
 
 /// Whether going from `old` to `new` needs new tasks: anything the tasks
-/// run changed (not the replica count, not the service's own labels).
+/// run changed (not the replica count, the service's own labels, or the
+/// update and rollback policies).
 pub fn needs_new_tasks(old: &ServiceSpec, new: &ServiceSpec) -> bool {
-    let strip = |s: &ServiceSpec| ServiceSpec { replicas: 0, labels: Default::default(), ..s.clone() };
-    strip(old) != strip(new)
+    !old.runs_like(new)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::objects::Port;
+    use crate::cluster::objects::{Port, Probe};
     use crate::runtime::record::Process;
 
     fn spec(f: impl FnOnce(&mut ServiceSpec)) -> Result<(), String> {
@@ -148,6 +233,29 @@ mod tests {
             (Box::new(|s| s.image = "x".repeat(5000)), "image: 5000 bytes"),
             (Box::new(|s| s.restart.delay_ms = u64::MAX), "restart delay"),
             (
+                Box::new(|s| s.health.liveness = Some(Probe::new(ProbeAction::Exec { command: vec![] }))),
+                "liveness probe: exec needs a command",
+            ),
+            (
+                Box::new(|s| {
+                    let mut p = Probe::new(ProbeAction::Tcp { port: 80 });
+                    p.timeout_ms = 20_000;
+                    s.health.readiness = Some(p);
+                }),
+                "readiness probe: timeout 20000 ms",
+            ),
+            (
+                Box::new(|s| {
+                    let mut p = Probe::new(ProbeAction::Tcp { port: 80 });
+                    p.success_threshold = 2;
+                    s.health.startup = Some(p);
+                }),
+                "only readiness may ask for more",
+            ),
+            (Box::new(|s| s.update.max_failure_ratio = 1.5), "update policy: max failure ratio 1.5"),
+            (Box::new(|s| s.rollback.failure_action = FailureAction::Rollback), "rollback's failure action"),
+            (Box::new(|s| s.stop.signal = "SIGSTOP".into()), "stop signal \"SIGSTOP\" is not one of SIGTERM"),
+            (
                 Box::new(|s| {
                     s.mode = Mode::Global;
                     s.replicas = 3;
@@ -167,6 +275,13 @@ mod tests {
         assert!(!needs_new_tasks(&a, &ServiceSpec { replicas: 7, ..a.clone() }));
         let labelled = ServiceSpec { labels: [("team".to_string(), "web".to_string())].into(), ..a.clone() };
         assert!(!needs_new_tasks(&a, &labelled));
+        let policy = ServiceSpec { update: UpdatePolicy { parallelism: 4, ..Default::default() }, ..a.clone() };
+        assert!(!needs_new_tasks(&a, &policy), "a new update policy replaces nothing");
+        let probed = ServiceSpec {
+            health: HealthChecks { readiness: Some(Probe::new(ProbeAction::Tcp { port: 80 })), ..Default::default() },
+            ..a.clone()
+        };
+        assert!(needs_new_tasks(&a, &probed), "tasks run their probes");
         assert!(needs_new_tasks(
             &a,
             &ServiceSpec { process: Process { env: vec!["A=1".into()], ..a.process.clone() }, ..a.clone() }

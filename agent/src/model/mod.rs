@@ -6,10 +6,13 @@
 //! # Layout
 //! - [`objects`]: nodes, services, tasks, settings, join tokens, people's
 //!   and revoked certificates, removed nodes.
+//! - [`lifecycle`]: probes, update and rollback policies, update status,
+//!   stop policy.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
 //!   and the migration of older JSON stores.
 
 pub mod db;
+pub mod lifecycle;
 pub mod objects;
 pub mod patch;

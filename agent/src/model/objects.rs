@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::lifecycle::*;
 use crate::pki::role::Role;
 use crate::runtime::record::Process;
 
@@ -164,6 +165,61 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
     pub ports: Vec<Port>,
     pub labels: BTreeMap<String, String>,
+    /// Startup, liveness and readiness probes.
+    #[serde(default)]
+    pub health: HealthChecks,
+    /// How an update replaces tasks.
+    #[serde(default)]
+    pub update: UpdatePolicy,
+    /// How a rollback replaces them.
+    #[serde(default)]
+    pub rollback: UpdatePolicy,
+    /// How its tasks are stopped.
+    #[serde(default)]
+    pub stop: StopPolicy,
+}
+
+impl ServiceSpec {
+    /// Whether tasks of `self` run what tasks of `other` would: they differ
+    /// at most in the replica count, the service's own labels and the
+    /// update and rollback policies (none of which a task runs by).
+    pub fn runs_like(&self, other: &ServiceSpec) -> bool {
+        // Every field named: a new one must be placed on one side or the other.
+        let ServiceSpec {
+            name,
+            image,
+            process,
+            mode,
+            replicas: _,
+            reserve_cpus,
+            reserve_memory,
+            limit_cpus,
+            limit_memory,
+            limit_pids,
+            constraints,
+            restart,
+            ports,
+            labels: _,
+            health,
+            update: _,
+            rollback: _,
+            stop,
+        } = self;
+        *name == other.name
+            && *image == other.image
+            && *process == other.process
+            && *mode == other.mode
+            && *reserve_cpus == other.reserve_cpus
+            && *reserve_memory == other.reserve_memory
+            && *limit_cpus == other.limit_cpus
+            && *limit_memory == other.limit_memory
+            && *limit_pids == other.limit_pids
+            && *constraints == other.constraints
+            && *restart == other.restart
+            && *ports == other.ports
+            && *health == other.health
+            && *stop == other.stop
+    }
 }
 
 /// A person's certificate the cluster issued (`cluster init`, `user cert
@@ -207,6 +263,9 @@ pub struct Service {
     pub previous_spec: Option<ServiceSpec>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The latest update that replaced tasks (none before the first).
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
 }
 
 /// DESIGN.md's task states, in order; from `Complete` on a task is over.
@@ -305,12 +364,26 @@ pub struct Task {
     pub window_start_ms: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// What its probes say, as its node reported.
+    #[serde(default)]
+    pub health: Health,
+    /// The last probe failure (`readiness: HTTP 503 from :8080/ready`).
+    #[serde(default)]
+    pub probe: String,
+    /// Since when it has been ready (0: not ready now).
+    #[serde(default)]
+    pub ready_ms: i64,
 }
 
 impl Task {
     /// Wanted running and not over yet.
     pub fn live(&self) -> bool {
         self.desired == TaskState::Running && !self.state.terminal()
+    }
+
+    /// Running and ready (its readiness probe passes, or it has none).
+    pub fn ready(&self) -> bool {
+        self.state == TaskState::Running && self.health == Health::Ready
     }
 
     /// Whether `other` tells its node the same as this: they differ at
@@ -339,6 +412,9 @@ impl Task {
             window_start_ms,
             created_ms,
             updated_ms: _,
+            health: _,
+            probe: _,
+            ready_ms: _,
         } = self;
         *id == other.id
             && *service_id == other.service_id

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::db::Command;
-use super::objects::{now_ms, Availability, Node, NodeStatus, Task, TaskState};
+use super::objects::{now_ms, Availability, Health, Node, NodeStatus, Task, TaskState};
 use crate::pki::role::Role;
 
 /// `Some(None)` for a present null (clear), `None` for an absent field.
@@ -137,6 +137,12 @@ pub struct TaskPatch {
     pub node: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_alone: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<i64>,
 }
 
 impl TaskPatch {
@@ -146,7 +152,20 @@ impl TaskPatch {
 
     /// Sets on `t` what the patch sets.
     pub fn apply(&self, t: &mut Task) {
-        let Self { state, message, error, container, exit_code, updated_ms, desired, node, ended_alone } = self.clone();
+        let Self {
+            state,
+            message,
+            error,
+            container,
+            exit_code,
+            updated_ms,
+            desired,
+            node,
+            ended_alone,
+            health,
+            probe,
+            ready_ms,
+        } = self.clone();
         set(&mut t.state, state);
         set(&mut t.message, message);
         set(&mut t.error, error);
@@ -156,6 +175,9 @@ impl TaskPatch {
         set(&mut t.desired, desired);
         set(&mut t.node, node);
         set(&mut t.ended_alone, ended_alone);
+        set(&mut t.health, health);
+        set(&mut t.probe, probe);
+        set(&mut t.ready_ms, ready_ms);
     }
 
     /// The fields of `new` that differ from `old`; None when nothing a
@@ -175,6 +197,9 @@ impl TaskPatch {
             desired: diff(&old.desired, &new.desired),
             node: diff(&old.node, &new.node),
             ended_alone: diff(&old.ended_alone, &new.ended_alone),
+            health: diff(&old.health, &new.health),
+            probe: diff(&old.probe, &new.probe),
+            ready_ms: diff(&old.ready_ms, &new.ready_ms),
         };
         (p != Self::default()).then_some(p)
     }
@@ -222,6 +247,9 @@ mod tests {
             desired: Some(TaskState::Shutdown),
             node: Some(String::new()),
             ended_alone: Some(true),
+            health: Some(Health::Ready),
+            probe: Some(String::new()),
+            ready_ms: Some(1),
         };
         let fields = keys(serde_json::to_value(Task::default()).unwrap());
         for k in keys(serde_json::to_value(&task).unwrap()) {

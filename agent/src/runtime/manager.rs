@@ -381,14 +381,24 @@ impl Runtime {
     }
 
     pub async fn stop(&self, ident: &str, timeout: Option<Duration>) -> Result<ContainerRecord, AgentError> {
+        self.stop_with(ident, libc::SIGTERM, timeout).await
+    }
+
+    /// `signal`, then SIGKILL after `timeout` (10 s when None).
+    pub async fn stop_with(
+        &self,
+        ident: &str,
+        signal: i32,
+        timeout: Option<Duration>,
+    ) -> Result<ContainerRecord, AgentError> {
         let id = self.resolve(ident).await?;
         let r = self.update(&id, |r| r.stopped_by_user = true).await?;
         if r.status != Status::Running {
             return Ok(r);
         }
         let timeout = timeout.unwrap_or(DEFAULT_STOP_TIMEOUT);
-        tracing::info!(%id, ?timeout, "stopping");
-        if self.signal(&id, libc::SIGTERM, false).await.is_ok() && self.wait_exited(&id, timeout).await {
+        tracing::info!(%id, ?timeout, signal, "stopping");
+        if self.signal(&id, signal, false).await.is_ok() && self.wait_exited(&id, timeout).await {
             return self.get(&id).await;
         }
         let _ = self.signal(&id, libc::SIGKILL, true).await;
@@ -472,6 +482,33 @@ impl Runtime {
             rt.records.try_lock().map(|m| m.get(&id).is_some_and(|r| r.status == Status::Running)).unwrap_or(true)
         };
         Ok((dir, running))
+    }
+
+    /// Runs `args` in running container `ident`, its output dropped; its
+    /// exit code (128 + the signal when a signal ended it).
+    pub async fn exec_status(&self, ident: &str, args: &[String]) -> Result<i32, AgentError> {
+        use orc_proto::container::exec_input::Input;
+        use orc_proto::container::exec_output::Output;
+        let mut shim = self.shim(ident).await?;
+        let start = pb::ExecStart { container: ident.to_string(), args: args.to_vec(), ..Default::default() };
+        let input = futures::stream::iter([
+            pb::ExecInput { input: Some(Input::Start(start)) },
+            pb::ExecInput { input: Some(Input::CloseStdin(true)) },
+        ]);
+        let fail = |e: tonic::Status| AgentError::Unavailable(format!("exec in {ident}: {}", e.message()));
+        let mut out = shim.exec(input).await.map_err(fail)?.into_inner();
+        while let Some(m) = out.message().await.map_err(fail)? {
+            if let Some(Output::Exit(e)) = m.output {
+                return Ok(if e.signal != 0 { 128 + e.signal } else { e.code });
+            }
+        }
+        Err(AgentError::Unavailable(format!("exec in {ident}: the shim ended the stream without an exit status")))
+    }
+
+    /// The image config of `image` (a local image).
+    pub async fn image_config(&self, image: &str) -> Option<Vec<u8>> {
+        let record = self.images.get(image).await.ok()??;
+        self.images.read_blob(&record.id).ok()
     }
 
     /// A shim client for exec into a running container.

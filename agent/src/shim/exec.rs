@@ -227,7 +227,16 @@ pub async fn relay(s: Spawned, mut input: Streaming<pb::ExecInput>, tx: mpsc::Se
             }
         }
     });
+    // A caller gone before the process ended (a probe's timeout, a
+    // dropped connection) leaves nobody to wait for it: it is killed.
+    let gone = tx.clone();
+    let reaper = tokio::spawn(async move {
+        gone.closed().await;
+        tracing::info!(pid, "exec caller went away: killing the process");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    });
     let status = exited.await.unwrap_or(ExitInfo { code: 255, ..Default::default() });
+    reaper.abort();
     // The pipes close when the process and anything it started are gone;
     // a background child holding them must not keep the caller waiting.
     let drain = async {

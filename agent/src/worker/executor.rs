@@ -13,12 +13,11 @@ use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
 use super::runtime::TaskRuntime;
-use crate::cluster::objects::{Task, TaskState};
+use crate::cluster::objects::{Health, Task, TaskState};
 use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
 pub const SERVICE_LABEL: &str = "orc.service.name";
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Local {
     task: Task,
@@ -91,6 +90,76 @@ impl Executor {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
         crate::sync::lock(&self.tasks)
+    }
+
+    pub fn runtime(&self) -> &dyn TaskRuntime {
+        &*self.runtime
+    }
+
+    /// Whether task `id` still runs in `container` with nothing under way
+    /// (its probes go on).
+    pub fn probing(&self, id: &str, container: &str) -> bool {
+        self.lock().get(id).is_some_and(|l| {
+            !l.busy
+                && !l.forgotten
+                && l.task.desired == TaskState::Running
+                && l.status.state == TaskState::Running.as_str()
+                && l.status.container == container
+        })
+    }
+
+    /// What the probes of task `id` say now.
+    pub fn probed(&self, id: &str, health: Health, last_failure: &str) {
+        let mut local = self.lock();
+        let Some(l) = local.get_mut(id) else { return };
+        if l.status.state != TaskState::Running.as_str() {
+            return;
+        }
+        if l.status.health != health.as_str() || l.status.probe != last_failure {
+            tracing::info!(task = %id, health = health.as_str(), probe = %last_failure, "task health");
+            l.status.health = health.as_str().into();
+            l.status.probe = last_failure.into();
+            self.changed.notify_one();
+        }
+    }
+
+    /// Starts the probes of task `t`, running in `container` (its
+    /// service's, or its image's HEALTHCHECK); with none it is ready.
+    async fn begin_probes(self: &Arc<Self>, t: &Task, container: &str) {
+        let image = if t.spec.health.declared() || t.spec.health.ignore_image {
+            None
+        } else {
+            self.runtime.image_probe(&t.spec.image).await
+        };
+        let checks = super::health::resolve(&t.spec.health, image);
+        if !checks.declared() {
+            self.probed(&t.id, Health::Ready, "");
+            return;
+        }
+        self.probed(&t.id, Health::Starting, "");
+        tokio::spawn(super::prober::watch(self.clone(), t.id.clone(), container.to_string(), checks));
+    }
+
+    /// Stops task `id`'s container because its probes failed: the task
+    /// failed, for `why` (the managers replace it per its restart policy).
+    pub async fn restart(self: &Arc<Self>, id: &str, container: &str, why: String) {
+        let stop = {
+            let mut local = self.lock();
+            let Some(l) = local.get_mut(id).filter(|l| !l.busy) else { return };
+            l.busy = true;
+            l.task.spec.stop.clone()
+        };
+        let grace = Duration::from_millis(stop.grace_ms);
+        let mut s = match self.runtime.stop(container, stop.signal_number(), grace).await {
+            Ok(r) => exited(id, &r, false),
+            Err(e) => TaskStatus { error: e.to_string(), ..status(id, TaskState::Failed, "") },
+        };
+        s.state = TaskState::Failed.as_str().into();
+        s.message = why;
+        self.set(s);
+        if self.done(id) {
+            self.remove_container(id.to_string(), container.to_string());
+        }
     }
 
     fn set(&self, s: TaskStatus) {
@@ -198,12 +267,16 @@ impl Executor {
         tokio::spawn(async move {
             let (start, t) = start;
             let s = if start { ex.start(&t).await } else { ex.stop(&t).await };
+            let running = (s.state == TaskState::Running.as_str()).then(|| s.container.clone());
             ex.set(s);
             if ex.done(&t.id) {
                 if let Ok(r) = ex.runtime.record(&container_name(&t)).await {
                     ex.remove_container(t.id.clone(), r.id);
                 }
                 return;
+            }
+            if let Some(container) = running {
+                ex.begin_probes(&t, &container).await;
             }
             // Wanted down while it was starting: stop it now.
             ex.step(&t.id);
@@ -241,8 +314,10 @@ impl Executor {
 
     async fn stop(&self, t: &Task) -> TaskStatus {
         let name = container_name(t);
+        let stop = &t.spec.stop;
+        let grace = Duration::from_millis(stop.grace_ms);
         match self.runtime.record(&name).await {
-            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, STOP_TIMEOUT).await {
+            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, stop.signal_number(), grace).await {
                 Ok(r) => exited(&t.id, &r, true),
                 Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Shutdown, "stopping failed") },
             },
@@ -289,6 +364,9 @@ mod tests {
         images: Mutex<Vec<String>>,
         pulls: Mutex<Vec<String>>,
         changes: watch::Sender<u64>,
+        stops: Mutex<Vec<(i32, Duration)>>,
+        /// Exec probes that pass (their args joined).
+        files: Mutex<Vec<String>>,
     }
 
     impl FakeRuntime {
@@ -298,6 +376,8 @@ mod tests {
                 images: Mutex::new(images.iter().map(|s| s.to_string()).collect()),
                 pulls: Mutex::default(),
                 changes: watch::channel(0).0,
+                stops: Mutex::default(),
+                files: Mutex::default(),
             })
         }
         fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
@@ -338,12 +418,21 @@ mod tests {
             self.lock().insert(r.id.clone(), r.clone());
             Ok(r)
         }
-        async fn stop(&self, id: &str, _: Duration) -> Result<ContainerRecord, AgentError> {
+        async fn stop(&self, id: &str, signal: i32, grace: Duration) -> Result<ContainerRecord, AgentError> {
+            self.stops.lock().unwrap().push((signal, grace));
             let mut c = self.lock();
             let r = c.get_mut(id).ok_or_else(|| AgentError::NotFound(id.into()))?;
             r.status = Status::Exited;
-            r.exit = Some(ExitInfo { code: 143, ..Default::default() });
+            r.exit = Some(ExitInfo { code: 128 + signal, ..Default::default() });
             Ok(r.clone())
+        }
+        async fn exec(&self, _: &str, args: &[String]) -> Result<i32, AgentError> {
+            // `test -f X` passes while the test says X exists.
+            let present = self.files.lock().unwrap().contains(&args.join(" "));
+            Ok(if present { 0 } else { 1 })
+        }
+        async fn image_probe(&self, _: &str) -> Option<crate::cluster::objects::Probe> {
+            None
         }
         async fn remove(&self, id: &str) -> Result<(), AgentError> {
             self.lock().remove(id);
@@ -417,5 +506,59 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(rt.lock().is_empty(), "left: {:?}", rt.lock().keys().collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn probes_mark_readiness_and_a_failed_liveness_restarts_with_its_reason() {
+        use crate::cluster::objects::{HealthChecks, Probe, ProbeAction};
+        let rt = FakeRuntime::new(&["busybox"]);
+        let ex = Executor::new(Arc::new(rt.clone()));
+        let probe = |file: &str| Probe {
+            interval_ms: 10,
+            timeout_ms: 10,
+            failure_threshold: 2,
+            ..Probe::new(ProbeAction::Exec { command: vec!["test".into(), "-f".into(), file.into()] })
+        };
+        let mut t = task("p1", "busybox", TaskState::Running);
+        t.spec.health =
+            HealthChecks { liveness: Some(probe("/alive")), readiness: Some(probe("/ready")), ..Default::default() };
+        t.spec.stop = crate::cluster::objects::StopPolicy { signal: "SIGQUIT".into(), grace_ms: 1234 };
+        rt.files.lock().unwrap().push("test -f /alive".into());
+        ex.assign(vec![t.clone()]).await;
+        until(&ex, "p1", TaskState::Running).await;
+        let health = |want: &str| {
+            let ex = &ex;
+            let want = want.to_string();
+            async move {
+                for _ in 0..200 {
+                    if ex.statuses().iter().any(|s| s.id == "p1" && s.health == want) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                panic!("never {want}: {:?}", ex.statuses());
+            }
+        };
+        health("not-ready").await;
+        let s = ex.statuses().into_iter().find(|s| s.id == "p1").unwrap();
+        assert!(s.probe.starts_with("readiness: test -f /ready exited with 1"), "{s:?}");
+        rt.files.lock().unwrap().push("test -f /ready".into());
+        health("ready").await;
+        // Alive no more: stopped with its own signal and grace, failed with the reason.
+        rt.files.lock().unwrap().retain(|f| f != "test -f /alive");
+        let s = until(&ex, "p1", TaskState::Failed).await;
+        assert!(s.message.contains("liveness probe failed 2 times"), "{s:?}");
+        assert_eq!(*rt.stops.lock().unwrap(), vec![(3, Duration::from_millis(1234))]);
+
+        // No probes: ready as soon as it runs.
+        ex.assign(vec![task("p2", "busybox", TaskState::Running)]).await;
+        let s = until(&ex, "p2", TaskState::Running).await;
+        for _ in 0..100 {
+            if ex.statuses().iter().any(|s| s.id == "p2" && s.health == "ready") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never ready: {s:?}");
     }
 }

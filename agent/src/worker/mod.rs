@@ -6,10 +6,13 @@
 //! - [`reported`]: which task statuses a heartbeat carries.
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
+//! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
 //! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 
 pub mod backoff;
 pub mod executor;
+pub mod health;
+pub mod prober;
 pub mod reported;
 pub mod runtime;
 pub mod session;

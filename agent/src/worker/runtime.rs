@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::cluster::objects::Probe;
 use crate::error::AgentError;
 use crate::runtime::manager::Runtime;
 use crate::runtime::record::{ContainerRecord, RunSpec};
@@ -21,8 +22,12 @@ pub trait TaskRuntime: Send + Sync + 'static {
     async fn ensure_image(&self, image: &str) -> Result<(), AgentError>;
     /// Creates and starts a container.
     async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError>;
-    /// SIGTERM, then SIGKILL after `timeout`.
-    async fn stop(&self, id: &str, timeout: Duration) -> Result<ContainerRecord, AgentError>;
+    /// `signal`, then SIGKILL after `timeout`.
+    async fn stop(&self, id: &str, signal: i32, timeout: Duration) -> Result<ContainerRecord, AgentError>;
+    /// Runs `args` in a running container to the end; its exit code.
+    async fn exec(&self, id: &str, args: &[String]) -> Result<i32, AgentError>;
+    /// The HEALTHCHECK of a local image, as a probe.
+    async fn image_probe(&self, image: &str) -> Option<Probe>;
     /// Removes a container, stopping it first.
     async fn remove(&self, id: &str) -> Result<(), AgentError>;
     /// Every container on the node.
@@ -45,8 +50,14 @@ impl TaskRuntime for Arc<Runtime> {
     async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError> {
         self.run_spec(spec, None).await
     }
-    async fn stop(&self, id: &str, timeout: Duration) -> Result<ContainerRecord, AgentError> {
-        Runtime::stop(self, id, Some(timeout)).await
+    async fn stop(&self, id: &str, signal: i32, timeout: Duration) -> Result<ContainerRecord, AgentError> {
+        Runtime::stop_with(self, id, signal, Some(timeout)).await
+    }
+    async fn exec(&self, id: &str, args: &[String]) -> Result<i32, AgentError> {
+        Runtime::exec_status(self, id, args).await
+    }
+    async fn image_probe(&self, image: &str) -> Option<Probe> {
+        super::health::image_probe(&self.image_config(image).await?)
     }
     async fn remove(&self, id: &str) -> Result<(), AgentError> {
         Runtime::remove(self, id, true).await

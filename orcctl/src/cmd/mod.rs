@@ -1,7 +1,7 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`],
 //! [`cluster`], [`config`], [`user`]; [`attached`]: `container run --rm`;
-//! [`watch`]: `--watch` of `ls`/`ps`. Node commands fan out over `--nodes`
+//! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
 
@@ -12,6 +12,7 @@ pub mod container;
 pub mod image;
 pub mod machine;
 pub mod node;
+pub mod rollout;
 pub mod service;
 pub mod user;
 pub mod watch;

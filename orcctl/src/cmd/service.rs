@@ -11,6 +11,7 @@ use super::watch::Shown;
 use crate::cli::{Output, ServiceCommand, ServiceCreate, ServiceFlags, ServiceUpdate};
 use crate::connect::{manager, Trust};
 use crate::error::CliError;
+use crate::lifecycle::{self, PolicyFlags};
 use crate::output::{ago, table};
 use crate::parse::{key_value, parse_bytes, parse_duration, parse_port};
 use crate::service_file;
@@ -45,6 +46,42 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     }
     if let Some(p) = f.limit_pids {
         s.limit_pids = p;
+    }
+    for r in &f.probe_rm {
+        let h = s.health.get_or_insert_with(Default::default);
+        *lifecycle::slot(h, r)? = None;
+    }
+    for text in &f.probe {
+        let (role, p) = lifecycle::parse_probe_flag(text)?;
+        let h = s.health.get_or_insert_with(Default::default);
+        *lifecycle::slot(h, &role)? = Some(p);
+    }
+    if f.no_healthcheck {
+        s.health.get_or_insert_with(Default::default).ignore_image = true;
+    }
+    let update = PolicyFlags {
+        parallelism: f.update_parallelism,
+        delay: f.update_delay.as_deref(),
+        order: f.update_order.as_deref(),
+        monitor: f.update_monitor.as_deref(),
+        max_failure_ratio: f.update_max_failure_ratio,
+        failure_action: f.update_failure_action.as_deref(),
+    };
+    update.apply(&mut s.update)?;
+    let rollback = PolicyFlags {
+        parallelism: f.rollback_parallelism,
+        delay: f.rollback_delay.as_deref(),
+        order: f.rollback_order.as_deref(),
+        monitor: f.rollback_monitor.as_deref(),
+        max_failure_ratio: f.rollback_max_failure_ratio,
+        failure_action: f.rollback_failure_action.as_deref(),
+    };
+    rollback.apply(&mut s.rollback)?;
+    if let Some(g) = &f.stop_grace_period {
+        s.stop_grace_ms = Some(parse_duration(g)?);
+    }
+    if let Some(sig) = &f.stop_signal {
+        s.stop_signal = sig.clone();
     }
     let any = f.restart_condition.is_some()
         || f.restart_delay.is_some()
@@ -163,13 +200,56 @@ fn service_json(s: &Service) -> serde_json::Value {
             "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
             "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
             "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol})).collect::<Vec<_>>(),
-            "labels": spec.labels}})
+            "labels": spec.labels,
+            "health": spec.health.as_ref().map(health_json),
+            "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
+            "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal},
+        "update_status": s.update_status.as_ref().map(|u| json!({"state": u.state, "started_ms": u.started_ms,
+            "completed_ms": u.completed_ms, "message": u.message})),
+        "updated_tasks": s.updated_tasks})
+}
+
+fn probe_json(p: &Probe) -> serde_json::Value {
+    let action = match &p.action {
+        Some(probe::Action::Exec(e)) => json!({"exec": e.command}),
+        Some(probe::Action::Http(h)) => json!({"http": {"port": h.port, "path": h.path}}),
+        Some(probe::Action::Tcp(t)) => json!({"tcp": t.port}),
+        None => json!({}),
+    };
+    json!({"action": action, "interval_ms": p.interval_ms, "timeout_ms": p.timeout_ms,
+        "failure_threshold": p.failure_threshold, "success_threshold": p.success_threshold,
+        "start_period_ms": p.start_period_ms})
+}
+
+fn health_json(h: &HealthChecks) -> serde_json::Value {
+    json!({"startup": h.startup.as_ref().map(probe_json), "liveness": h.liveness.as_ref().map(probe_json),
+        "readiness": h.readiness.as_ref().map(probe_json), "ignore_image": h.ignore_image})
+}
+
+fn policy_json(p: &UpdatePolicy) -> serde_json::Value {
+    json!({"parallelism": p.parallelism, "delay_ms": p.delay_ms, "order": p.order, "monitor_ms": p.monitor_ms,
+        "max_failure_ratio": p.max_failure_ratio, "failure_action": p.failure_action})
+}
+
+/// `updating: 3/6 tasks updated` and the reason when there is one.
+pub fn update_line(s: &Service) -> String {
+    match &s.update_status {
+        None => "never updated".into(),
+        Some(u) => {
+            let mut line = format!("{}: {}/{} tasks updated", u.state, s.updated_tasks, s.desired_tasks);
+            if !u.message.is_empty() {
+                line.push_str(&format!(" ({})", u.message));
+            }
+            line
+        }
+    }
 }
 
 fn task_json(t: &Task) -> serde_json::Value {
     json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
-        "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms})
+        "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
+        "health": t.health, "probe": t.probe})
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {
@@ -189,15 +269,45 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
                 Output::Table => println!("{}", s.id),
             }
         }
+        ServiceCommand::Update(a) if a.pause || a.resume => {
+            let control = if a.pause { UpdateControl::Pause } else { UpdateControl::Resume };
+            let req =
+                UpdateServiceRequest { service: a.service.clone(), control: control.into(), ..Default::default() };
+            let s = c.update(req).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", service_json(&s)),
+                Output::Table => println!("{}: {}", a.service, update_line(&s)),
+            }
+            if a.resume && !a.detach {
+                super::rollout::follow(&mut c, &e, &s, out).await?;
+            }
+        }
         ServiceCommand::Update(a) => {
             let cur = c.inspect(InspectServiceRequest { service: a.service.clone() }).await.map_err(&e)?.into_inner();
             let spec = update_spec(cur.spec.clone().unwrap_or_default(), &a)?;
-            let req =
-                UpdateServiceRequest { service: cur.id.clone(), spec: Some(spec), expect_version: cur.spec_version };
+            let req = UpdateServiceRequest {
+                service: cur.id.clone(),
+                spec: Some(spec),
+                expect_version: cur.spec_version,
+                ..Default::default()
+            };
             let s = c.update(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", service_json(&s)),
                 Output::Table => println!("{} updated (version {})", a.service, s.spec_version),
+            }
+            if s.spec_version != cur.spec_version && !a.detach {
+                super::rollout::follow(&mut c, &e, &s, out).await?;
+            }
+        }
+        ServiceCommand::Rollback { service, detach } => {
+            let s = c.rollback(RollbackServiceRequest { service: service.clone() }).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", service_json(&s)),
+                Output::Table => println!("{service} rolling back (version {})", s.spec_version),
+            }
+            if !detach {
+                super::rollout::follow(&mut c, &e, &s, out).await?;
             }
         }
         ServiceCommand::Scale { pairs } => {
@@ -218,6 +328,7 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
                     service: cur.id.clone(),
                     spec: Some(spec),
                     expect_version: cur.spec_version,
+                    ..Default::default()
                 };
                 c.update(req).await.map_err(&e)?;
                 if out == Output::Table {
@@ -319,7 +430,7 @@ pub const SERVICES: Shown<Service> = Shown {
 /// `service ps` and `node ps` (and their `--watch`).
 pub const TASKS: Shown<Task> = Shown {
     header: &["ID", "NAME", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"],
-    widths: &[12, 0, 0, 9, 9, 8],
+    widths: &[12, 0, 0, 9, 19, 8],
     row: task_row,
     json: task_json,
     order: |a, b| {
@@ -344,6 +455,10 @@ fn service_row(s: &Service) -> Vec<String> {
 
 fn task_row(t: &Task) -> Vec<String> {
     let name = if t.slot > 0 { format!("{}.{}", t.service, t.slot) } else { format!("{}.{}", t.service, &t.node_id) };
-    let msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
-    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), t.state.clone(), ago(t.updated_ms), msg]
+    let mut msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
+    let state = if t.health.is_empty() { t.state.clone() } else { format!("{} ({})", t.state, t.health) };
+    if t.health != "ready" && !t.probe.is_empty() {
+        msg = if msg.is_empty() || msg == "running" { t.probe.clone() } else { format!("{msg}; {}", t.probe) };
+    }
+    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), state, ago(t.updated_ms), msg]
 }

@@ -345,6 +345,7 @@ fn orc_updates(o: &Orc, image: &str) -> anyhow::Result<(f64, f64)> {
             service: cur.id,
             spec: Some(spec),
             expect_version: cur.spec_version,
+            ..Default::default()
         };
         o.rt.block_on(c.update(req))?;
     }

@@ -211,7 +211,7 @@ impl Prober {
                 let mut probe = spec("probe", 0);
                 probe.labels.insert("i".into(), i.to_string());
                 let t = Instant::now();
-                let req = UpdateServiceRequest { service: "probe".into(), spec: Some(probe), expect_version: 0 };
+                let req = UpdateServiceRequest { service: "probe".into(), spec: Some(probe), ..Default::default() };
                 if handle.block_on(svc.update(req)).is_ok() {
                     l.lock().unwrap_or_else(|e| e.into_inner())[2].push(t.elapsed().as_secs_f64() * 1e3);
                 }
@@ -409,7 +409,7 @@ fn writes(b: &Bench, clients: usize) -> anyhow::Result<(f64, f64, f64)> {
                     let mut s = spec(&format!("w{i}"), 0);
                     s.labels.insert("n".into(), n.to_string());
                     let t = Instant::now();
-                    let req = UpdateServiceRequest { service: format!("w{i}"), spec: Some(s), expect_version: 0 };
+                    let req = UpdateServiceRequest { service: format!("w{i}"), spec: Some(s), ..Default::default() };
                     if svc.update(req).await.is_ok() {
                         out.push(t.elapsed().as_secs_f64() * 1e3);
                     }

@@ -1,0 +1,212 @@
+//! The life of a service on real agents (1 manager + 2 workers, root,
+//! cgroup2, busybox from a real docker-registry on loopback), one cluster
+//! for every check: a failing liveness probe restarts its task with the
+//! reason; readiness flips without a restart; an update to a broken image
+//! rolls back by itself while the old tasks keep serving; a start-first
+//! update never has fewer ready tasks than replicas; pause and resume.
+
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use orc_e2e::agent::{can_run_containers, Options};
+use orc_e2e::cluster::LocalCluster;
+use orc_e2e::oci;
+use orc_e2e::registry::Registry;
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+fn tasks(c: &LocalCluster, service: &str) -> Vec<Value> {
+    c.json(&["service", "ps", service]).as_array().cloned().unwrap_or_default()
+}
+
+fn live(c: &LocalCluster, service: &str) -> Vec<Value> {
+    tasks(c, service).into_iter().filter(|t| t["desired"] == "running").collect()
+}
+
+fn ready(c: &LocalCluster, service: &str) -> usize {
+    live(c, service).iter().filter(|t| t["state"] == "running" && t["health"] == "ready").count()
+}
+
+fn inspect(c: &LocalCluster, service: &str) -> Value {
+    c.json(&["service", "inspect", service])
+}
+
+fn ok(c: &LocalCluster, args: &[&str]) -> String {
+    let o = c.ctl(args);
+    assert!(o.ok, "orcctl {}: {}", args.join(" "), o.stderr);
+    o.stdout
+}
+
+fn wait(c: &LocalCluster, service: &str, what: &str, f: impl Fn(&LocalCluster) -> bool) {
+    if let Err(e) = c.wait(SETTLE, what, f) {
+        panic!("{e}\n{}", c.ctl(&["service", "ps", service]).stdout);
+    }
+}
+
+#[test]
+fn health_checks_rolling_updates_and_rollbacks() {
+    if !can_run_containers() {
+        eprintln!("skipped: running containers needs root");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let registry = Registry::start().unwrap();
+    let image = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
+    let opts = Options { runtime: true, insecure_registries: vec![registry.host()], ..Default::default() };
+    let c = LocalCluster::start(1, 2, opts).unwrap();
+
+    // Bad probes and policies are refused with what to fix.
+    let bad = c.ctl(&["service", "create", "--name", "bad", &image, "--probe", "liveness exec true timeout=20s"]);
+    assert!(!bad.ok && bad.stderr.contains("liveness probe: timeout 20000 ms"), "{}", bad.stderr);
+    let bad = c.ctl(&["service", "create", "--name", "bad", &image, "--update-failure-action", "explode"]);
+    assert!(!bad.ok && bad.stderr.contains("pause, continue or rollback"), "{}", bad.stderr);
+
+    // Liveness: alive for 3 s, then its probe fails: restarted, the reason shown.
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "live",
+            &image,
+            "--probe",
+            "liveness exec test -f /tmp/alive interval=1s failures=2",
+            "--restart-delay",
+            "0s",
+            "--",
+            "sh",
+            "-c",
+            "touch /tmp/alive; sleep 3; rm /tmp/alive; sleep 3600",
+        ],
+    );
+    wait(&c, "live", "a task restarted by its liveness probe", |c| {
+        tasks(c, "live").iter().any(|t| {
+            t["state"] == "failed" && t["message"].as_str().is_some_and(|m| m.contains("liveness probe failed 2 times"))
+        }) && ready(c, "live") == 1
+    });
+    let table = ok(&c, &["service", "ps", "live"]);
+    assert!(table.contains("liveness probe failed"), "{table}");
+    ok(&c, &["service", "rm", "live"]);
+
+    // Readiness: not ready, ready, not ready again, never restarted.
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "ready",
+            &image,
+            "--probe",
+            "readiness exec test -f /tmp/ready interval=1s failures=1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 2; touch /tmp/ready; sleep 4; rm /tmp/ready; sleep 3600",
+        ],
+    );
+    wait(&c, "ready", "the task ready", |c| ready(c, "ready") == 1);
+    let id = live(&c, "ready")[0]["id"].clone();
+    wait(&c, "ready", "the task not ready", |c| {
+        live(c, "ready")
+            .iter()
+            .any(|t| t["health"] == "not-ready" && t["probe"].as_str().is_some_and(|p| p.starts_with("readiness:")))
+    });
+    let now = live(&c, "ready");
+    assert_eq!((now.len(), &now[0]["id"], &now[0]["state"]), (1, &id, &Value::from("running")), "no restart");
+    ok(&c, &["service", "rm", "ready"]);
+
+    // A rolling update to a broken image rolls back by itself; the old
+    // tasks keep serving throughout.
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            &image,
+            "--probe",
+            "readiness exec true interval=1s",
+            "--update-parallelism",
+            "1",
+            "--update-monitor",
+            "1s",
+            "--update-failure-action",
+            "rollback",
+            "--restart-delay",
+            "0s",
+            "--",
+            "sleep",
+            "3600",
+        ],
+    );
+    wait(&c, "web", "4 ready tasks", |c| ready(c, "web") == 4);
+    let before: Vec<Value> = live(&c, "web").iter().map(|t| t["id"].clone()).collect();
+    let broken = format!("{}/orc/nothing-here:1", registry.host());
+    let out = c.ctl(&["service", "update", "web", "--image", &broken]);
+    assert!(!out.ok, "a rolled-back update is an error: {}", out.stdout);
+    assert!(out.stderr.contains("rolled-back") && out.stderr.contains("new tasks failed"), "{}", out.stderr);
+    let s = inspect(&c, "web");
+    assert_eq!(s["update_status"]["state"], "rolled-back", "{s}");
+    assert_eq!(s["image"], Value::from(image.as_str()));
+    wait(&c, "web", "4 ready tasks after the rollback", |c| ready(c, "web") == 4);
+    let after: Vec<Value> = live(&c, "web").iter().map(|t| t["id"].clone()).collect();
+    let kept = after.iter().filter(|id| before.contains(id)).count();
+    assert!(kept >= 3, "the old tasks kept serving: {kept} of 4 kept");
+
+    // Start-first: never fewer ready tasks than replicas.
+    ok(&c, &["service", "update", "web", "--update-order", "start-first", "--update-parallelism", "2", "-d"]);
+    let watcher = {
+        let config = c.config.clone();
+        std::thread::spawn(move || {
+            let mut least = usize::MAX;
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < until {
+                let o = std::process::Command::new(orc_e2e::paths::debug_bin("orcctl"))
+                    .args(["--config"])
+                    .arg(&config)
+                    .args(["service", "ps", "web", "-o", "json"])
+                    .output()
+                    .unwrap();
+                let list: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+                let n = list
+                    .iter()
+                    .filter(|t| t["desired"] == "running" && t["state"] == "running" && t["health"] == "ready")
+                    .count();
+                least = least.min(n);
+                let done = list.iter().filter(|t| t["desired"] == "running").all(|t| t["spec_version"] == 4);
+                if done && n == 4 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            least
+        })
+    };
+    let out = ok(&c, &["service", "update", "web", "--env-add", "V=2"]);
+    assert!(out.contains("completed: 4/4 tasks updated"), "{out}");
+    let least = watcher.join().unwrap();
+    assert!(least >= 4, "{least} ready tasks at one point of a start-first update of 4");
+
+    // Pause and resume.
+    ok(&c, &["service", "update", "web", "--update-parallelism", "1", "--update-delay", "3s", "-d"]);
+    ok(&c, &["service", "update", "web", "--env-add", "V=3", "-d"]);
+    ok(&c, &["service", "update", "web", "--pause"]);
+    assert_eq!(inspect(&c, "web")["update_status"]["state"], "paused");
+    let not_paused = c.ctl(&["service", "update", "web", "--pause"]);
+    assert!(!not_paused.ok && not_paused.stderr.contains("is paused"), "{}", not_paused.stderr);
+    let out = ok(&c, &["service", "update", "web", "--resume"]);
+    assert!(out.contains("completed"), "{out}");
+    // And back by hand.
+    let out = ok(&c, &["service", "rollback", "web"]);
+    assert!(out.contains("rolled-back"), "{out}");
+    let env = inspect(&c, "web")["spec"]["env"].clone();
+    assert!(env.as_array().unwrap().iter().any(|e| e == "V=2"), "{env}");
+}
