@@ -29,14 +29,14 @@ use crate::bench::{machine, median};
 const ROUNDS: usize = 3;
 const UPDATES: usize = 40;
 const LIMIT: Duration = Duration::from_secs(600);
-const IMAGE: &str = "orc/busybox:1";
+pub(super) const IMAGE: &str = "orc/busybox:1";
 
 fn ip(args: &[&str]) -> anyhow::Result<String> {
     run_cmd(Command::new("ip").args(args))
 }
 
 /// Three dockerd in network namespaces `orcbench1..3` on bridge `orcbench0`.
-struct Swarm {
+pub(super) struct Swarm {
     work: PathBuf,
     daemons: Vec<Option<Dockerd>>,
 }
@@ -108,7 +108,7 @@ impl Swarm {
         Ok(())
     }
 
-    fn docker(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+    pub(super) fn docker(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
         match &self.daemons[i] {
             Some(d) => d.docker(args),
             None => bail!("dockerd {i} is not running"),
@@ -156,7 +156,7 @@ impl Drop for Swarm {
     }
 }
 
-fn wait(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<f64> {
+pub(super) fn wait(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<f64> {
     let start = Instant::now();
     while !done() {
         if start.elapsed() > LIMIT {
@@ -167,20 +167,20 @@ fn wait(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-struct Orc {
+pub(super) struct Orc {
     c: LocalCluster,
-    rt: tokio::runtime::Runtime,
+    pub(super) rt: tokio::runtime::Runtime,
     orcctl: PathBuf,
     trust: Trust,
     endpoints: Vec<String>,
 }
 
 impl Orc {
-    fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(super) fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
         run_cmd(Command::new(&self.orcctl).arg("--config").arg(&self.c.config).args(args))
     }
 
-    fn client(&self) -> anyhow::Result<ServicesClient<tonic::transport::Channel>> {
+    pub(super) fn client(&self) -> anyhow::Result<ServicesClient<tonic::transport::Channel>> {
         let (_, ch) = self.rt.block_on(orcctl::connect::manager(&self.endpoints, &self.trust))?;
         Ok(ServicesClient::new(ch))
     }
@@ -385,10 +385,25 @@ fn swarm_updates(s: &Swarm) -> anyhow::Result<f64> {
     Ok(rate)
 }
 
-pub fn run() -> anyhow::Result<()> {
+/// Both systems started, side by side, and what the results name.
+pub(super) struct Both {
+    pub orc: Orc,
+    pub swarm: Swarm,
+    /// The image as orc pulls it (from the registry on loopback).
+    pub image: String,
+    pub ws: PathBuf,
+    pub rev: String,
+    pub docker_version: String,
+    /// Serves the image for as long as the bench runs.
+    pub registry: orc_e2e::registry::Registry,
+}
+
+/// Starts orc (three agents) and Swarm (three dockerd) with the busybox
+/// image on every node of both, working under `target/orc/bench/<name>`.
+pub(super) fn start_both(name: &str) -> anyhow::Result<Both> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
-        "cargo xtask bench cluster needs root (containers, network namespaces)"
+        "cargo xtask bench {name} needs root (containers, network namespaces)"
     );
     crate::deps::ensure()?;
     // The peer, and the namespace tools the Swarm nodes are built with.
@@ -399,7 +414,7 @@ pub fn run() -> anyhow::Result<()> {
     let st = Command::new(env!("CARGO")).args(["build", "--release", "-p", "orcctl"]).current_dir(&ws).status()?;
     anyhow::ensure!(st.success(), "building orcctl (release) failed");
     let orcctl = orc_e2e::paths::target_dir().join("release/orcctl");
-    let work = orc_e2e::paths::target_dir().join("orc/bench/cluster");
+    let work = orc_e2e::paths::target_dir().join(format!("orc/bench/{name}"));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
 
@@ -421,9 +436,14 @@ pub fn run() -> anyhow::Result<()> {
     let cfg = orcctl::config::Config::load_or_default(&c.config)?;
     let (_, ctx) = cfg.context(&c.config, None)?;
     let endpoints = ctx.endpoints.clone();
-    let mut orc = Orc { c, rt, orcctl, trust: Trust::Cluster(ctx.clone()), endpoints };
-    let mut swarm = Swarm::start(&work.join("swarm"), &tar)?;
+    let orc = Orc { c, rt, orcctl, trust: Trust::Cluster(ctx.clone()), endpoints };
+    let swarm = Swarm::start(&work.join("swarm"), &tar)?;
     let docker_version = swarm.docker(1, &["version", "--format", "{{.Server.Version}}"])?.trim().to_string();
+    Ok(Both { orc, swarm, image, ws, rev, docker_version, registry })
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let Both { mut orc, mut swarm, image, ws, rev, docker_version, registry: _registry } = start_both("cluster")?;
     // Warm both: the image on every node, caches.
     orc_create(&orc, &image, 6)?;
     swarm_create(&swarm, 6)?;

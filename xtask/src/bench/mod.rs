@@ -1,6 +1,6 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
 //! benchmark: [`boot`], [`container`] (container-start), [`run`],
-//! [`cluster`], [`scale`]; [`dockerd`]: Docker as a peer.
+//! [`cluster`], [`scale`], [`update`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
@@ -8,6 +8,7 @@ mod container;
 mod dockerd;
 mod run;
 mod scale;
+mod update;
 
 use anyhow::bail;
 
@@ -18,7 +19,8 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "run" => run::run(),
         "cluster" => cluster::run(),
         "scale" => scale::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale"),
+        "update" => update::run(),
+        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update"),
     }
 }
 
