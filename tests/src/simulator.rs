@@ -243,6 +243,8 @@ impl SimNode {
                 id: id.clone(),
                 state: t.state.as_str().to_string(),
                 container: if t.state == TaskState::Running { format!("sim-{id}") } else { String::new() },
+                // No probes: ready once running, as a real node says.
+                health: if t.state == TaskState::Running { "ready".into() } else { String::new() },
                 ..Default::default()
             })
             .collect()
