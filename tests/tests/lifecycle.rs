@@ -1,7 +1,8 @@
 //! The life of a service on real agents (1 manager + 2 workers, root,
 //! cgroup2, busybox from a real docker-registry on loopback), one cluster
 //! for every check: a failing liveness probe restarts its task with the
-//! reason; readiness flips without a restart; an update to a broken image
+//! reason; readiness flips without a restart; a global server on a host
+//! port updated stop-first never runs two at once; an update to a broken image
 //! rolls back by itself while the old tasks keep serving; a start-first
 //! update never has fewer ready tasks than replicas; pause and resume.
 
@@ -119,6 +120,43 @@ fn health_checks_rolling_updates_and_rollbacks() {
     let now = live(&c, "ready");
     assert_eq!((now.len(), &now[0]["id"], &now[0]["state"]), (1, &id, &Value::from("running")), "no restart");
     ok(&c, &["service", "rm", "ready"]);
+
+    // A global web server on a published host port, updated stop-first to
+    // add an HTTP readiness probe: the new task is sent to its node only
+    // once the old one stopped and freed the port.
+    let port = orc_e2e::free_port().to_string();
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "page",
+            "--mode",
+            "global",
+            "--constraint",
+            "node.role==manager",
+            "-p",
+            &port,
+            "--stop-grace-period",
+            "1s",
+            &image,
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            &port,
+            "-h",
+            "/www",
+        ],
+    );
+    wait(&c, "page", "the page served", |_| orc_e2e::http_get(port.parse().unwrap()).is_some());
+    let probe = format!("readiness http :{port}/ interval=1s");
+    let out = ok(&c, &["service", "update", "page", "--probe", &probe, "--update-failure-action", "rollback"]);
+    assert!(out.contains("completed: 1/1 tasks updated"), "{out}");
+    assert!(tasks(&c, "page").iter().all(|t| t["state"] != "failed"), "{}", ok(&c, &["service", "ps", "page"]));
+    assert!(orc_e2e::http_get(port.parse().unwrap()).is_some());
+    ok(&c, &["service", "rm", "page"]);
 
     // A rolling update to a broken image rolls back by itself; the old
     // tasks keep serving throughout.

@@ -363,9 +363,13 @@ fn tasks_of(v: &View, node: &str) -> Vec<(u64, std::sync::Arc<Task>)> {
         .collect()
 }
 
-/// A task its node still hears of: not over and forgotten.
+/// A task its node hears of: placed (a global task names its node before
+/// the scheduler places it, and a node runs what it is sent) and not over
+/// and forgotten.
 fn sendable(t: &Task) -> bool {
-    !(t.desired == TaskState::Shutdown && t.state.terminal())
+    let placed = t.state >= TaskState::Assigned;
+    let forgotten = t.desired == TaskState::Shutdown && t.state.terminal();
+    placed && !forgotten
 }
 
 /// One message of a session.
@@ -539,5 +543,16 @@ mod tests {
         assert!(sent.wants_whole(false));
         let u = sent.next(a(&[(1, "a"), (1, "b")]), false).unwrap();
         assert!(!u.delta && u.tasks.len() == 2);
+    }
+
+    #[test]
+    fn nodes_hear_of_placed_tasks_only() {
+        let t = |state, desired| Task { state, desired, node: "n1".into(), ..Default::default() };
+        // A global task waiting to be placed (resources, or the task it
+        // replaces still stopping) names its node already: not sent.
+        assert!(!sendable(&t(TaskState::Pending, TaskState::Running)));
+        assert!(sendable(&t(TaskState::Assigned, TaskState::Running)));
+        assert!(sendable(&t(TaskState::Running, TaskState::Shutdown)), "to be stopped");
+        assert!(!sendable(&t(TaskState::Shutdown, TaskState::Shutdown)), "over and forgotten");
     }
 }

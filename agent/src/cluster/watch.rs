@@ -259,6 +259,7 @@ mod tests {
             service_id: "s1".into(),
             node: node.into(),
             desired: TaskState::Running,
+            state: TaskState::Assigned,
             ..Default::default()
         };
         s.apply(&Command::put(id, Object::Task(Arc::new(t))));

@@ -18,7 +18,8 @@ pub struct Usage {
 
 /// Whether `t` holds resources on its node: wanted running, not over, placed.
 pub fn holds(t: &Task) -> bool {
-    t.desired == TaskState::Running && !t.state.terminal() && !t.node.is_empty()
+    // Placed: a global task names its node before the scheduler places it.
+    t.desired == TaskState::Running && t.state >= TaskState::Assigned && !t.state.terminal() && !t.node.is_empty()
 }
 
 /// CPUs as thousandths.
