@@ -390,11 +390,15 @@ pub struct ServiceFlags {
     /// Replace the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
-    /// replicated or global.
+    /// replicated, global, replicated-job or global-job.
     #[arg(long)]
     pub mode: Option<String>,
+    /// Tasks; for a replicated job, completions.
     #[arg(long)]
     pub replicas: Option<u64>,
+    /// Replicated jobs: tasks running at once (default: all of --replicas).
+    #[arg(long)]
+    pub max_concurrent: Option<u64>,
     /// user, uid or uid:gid.
     #[arg(long, short = 'u')]
     pub user: Option<String>,

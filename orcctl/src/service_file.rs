@@ -11,7 +11,8 @@
 //! ports: ["8080:8080", "53/udp"]
 //! labels: {team: web}
 //! deploy:
-//!   mode: replicated                # or global
+//!   mode: replicated                # global, replicated-job, global-job
+//!   max_concurrent: 2               # replicated jobs: tasks at once
 //!   replicas: 3
 //!   resources:
 //!     limits: {cpus: 0.5, memory: 64m, pids: 100}
@@ -96,6 +97,7 @@ enum PortText {
 struct Deploy {
     mode: Option<String>,
     replicas: Option<u64>,
+    max_concurrent: Option<u64>,
     #[serde(default)]
     resources: Resources,
     #[serde(default)]
@@ -232,6 +234,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         workdir: f.working_dir.unwrap_or_default(),
         mode: d.mode.unwrap_or_default(),
         replicas: d.replicas.unwrap_or(1),
+        max_concurrent: d.max_concurrent.unwrap_or(0),
         reserve_cpus: cpus(d.resources.reservations.cpus)?,
         reserve_memory: memory(d.resources.reservations.memory)?,
         limit_cpus: cpus(d.resources.limits.cpus)?,

@@ -2,7 +2,8 @@
 //! cgroup2, busybox from a real docker-registry on loopback), one cluster
 //! for every check: a failing liveness probe restarts its task with the
 //! reason; readiness flips without a restart; a global server on a host
-//! port updated stop-first never runs two at once; an update to a broken image
+//! port updated stop-first never runs two at once; jobs reach their
+//! completions and stop; an update to a broken image
 //! rolls back by itself while the old tasks keep serving; a start-first
 //! update never has fewer ready tasks than replicas; pause and resume.
 
@@ -120,6 +121,41 @@ fn health_checks_rolling_updates_and_rollbacks() {
     let now = live(&c, "ready");
     assert_eq!((now.len(), &now[0]["id"], &now[0]["state"]), (1, &id, &Value::from("running")), "no restart");
     ok(&c, &["service", "rm", "ready"]);
+
+    // A replicated job: 4 completions, 2 at a time, none run again; a
+    // global job: once on each node.
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "batch",
+            "--mode",
+            "replicated-job",
+            "--replicas",
+            "4",
+            "--max-concurrent",
+            "2",
+            &image,
+            "--",
+            "sleep",
+            "1",
+        ],
+    );
+    ok(&c, &["service", "create", "--name", "setup", "--mode", "global-job", &image, "--", "true"]);
+    wait(&c, "batch", "4 completions of the job", |c| {
+        let s = inspect(c, "batch");
+        s["completed"] == 4 && s["running"] == 0
+    });
+    let done = tasks(&c, "batch");
+    assert_eq!(done.iter().filter(|t| t["state"] == "complete").count(), 4, "{done:?}");
+    wait(&c, "setup", "the global job done on every node", |c| inspect(c, "setup")["completed"] == 3);
+    let ls = ok(&c, &["service", "ls"]);
+    assert!(ls.contains("(4/4 completed)") && ls.contains("(3/3 completed)"), "{ls}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tasks(&c, "batch").len(), 4, "a finished job runs nothing more and keeps its history");
+    ok(&c, &["service", "rm", "batch", "setup"]);
 
     // A global web server on a published host port, updated stop-first to
     // add an HTTP readiness probe: the new task is sent to its node only

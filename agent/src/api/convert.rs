@@ -13,9 +13,9 @@ use crate::runtime::record::Process;
 pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> {
     let bad = ClusterError::InvalidArgument;
     let mode = match p.mode.as_str() {
-        "" | "replicated" => Mode::Replicated,
-        "global" => Mode::Global,
-        m => return Err(bad(format!("mode {m:?} is not replicated or global"))),
+        "" => Mode::Replicated,
+        m => Mode::parse(m)
+            .ok_or_else(|| bad(format!("mode {m:?} is not replicated, global, replicated-job or global-job")))?,
     };
     // No policy given: Swarm's default, replace after 5 s.
     let r = p.restart.unwrap_or(pb::ServiceRestartPolicy { delay_ms: 5_000, ..Default::default() });
@@ -38,7 +38,8 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         name: p.name,
         image: p.image.trim().to_string(),
         process: Process { command: p.command, args: p.args, env: p.env, user: p.user, workdir: p.workdir },
-        replicas: if mode == Mode::Global { 0 } else { p.replicas },
+        replicas: if mode.global() { 0 } else { p.replicas },
+        max_concurrent: p.max_concurrent,
         mode,
         reserve_cpus: p.reserve_cpus,
         reserve_memory: p.reserve_memory,
@@ -71,7 +72,8 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         env: s.process.env.clone(),
         user: s.process.user.clone(),
         workdir: s.process.workdir.clone(),
-        mode: if s.mode == Mode::Global { "global" } else { "replicated" }.into(),
+        mode: s.mode.as_str().into(),
+        max_concurrent: s.max_concurrent,
         replicas: s.replicas,
         reserve_cpus: s.reserve_cpus,
         reserve_memory: s.reserve_memory,
@@ -113,14 +115,22 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         created_ms: s.created_ms,
         updated_ms: s.updated_ms,
         desired_tasks: match s.spec.mode {
-            Mode::Replicated => s.spec.replicas,
+            Mode::Replicated | Mode::ReplicatedJob => s.spec.replicas,
             Mode::Global => u64::from(counts.wanted),
+            Mode::GlobalJob => u64::from(counts.wanted) + completed(v, s),
         },
+        completed_tasks: if s.spec.mode.job() { completed(v, s) } else { 0 },
         running_tasks: u64::from(counts.running),
         update_status: s.update_status.as_ref().map(update_status_to_proto),
         updated_tasks: 0,
         has_previous: s.previous_spec.is_some(),
     }
+}
+
+/// Tasks of job `s`'s current spec that completed (a walk over its tasks:
+/// jobs only).
+fn completed(v: &View, s: &Service) -> u64 {
+    v.tasks_of(&s.id).filter(|t| t.spec_version == s.spec_version && t.state == TaskState::Complete).count() as u64
 }
 
 /// [`service_to_proto`] with the progress of its update (a walk over its

@@ -9,6 +9,7 @@
 //! so a task status a node reported meanwhile is never overwritten.
 //! Updates roll per the service's policy ([`rollout`]).
 
+mod jobs;
 pub mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -180,9 +181,8 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
             let mut chosen: Vec<Arc<Service>> = services.iter().filter_map(|s| v.services.get(s).cloned()).collect();
             if !nodes.is_empty() {
                 // Which nodes a global service runs on follows the nodes.
-                chosen.extend(
-                    v.services.values().filter(|s| s.spec.mode == Mode::Global && !services.contains(&s.id)).cloned(),
-                );
+                chosen
+                    .extend(v.services.values().filter(|s| s.spec.mode.global() && !services.contains(&s.id)).cloned());
             }
             (tasks.into_iter().collect(), chosen, services.iter().cloned().collect())
         }
@@ -192,6 +192,8 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         match s.spec.mode {
             Mode::Replicated => replicated(&mut p, s),
             Mode::Global => global(&mut p, s),
+            Mode::ReplicatedJob => jobs::replicated(&mut p, s),
+            Mode::GlobalJob => jobs::global(&mut p, s),
         }
     }
     schedule(&mut p);
@@ -407,6 +409,16 @@ fn constraints(spec: &ServiceSpec) -> Vec<Constraint> {
 }
 
 fn global(p: &mut Pass, s: &Service) {
+    let nodes = eligible(p, s);
+    if rollout::step(p, s, &nodes) == rollout::Next::Stop {
+        return;
+    }
+    fill(p, s, nodes);
+}
+
+/// The nodes a global service (or job) runs on, after stopping its tasks
+/// on nodes that no longer match.
+fn eligible(p: &mut Pass, s: &Service) -> Vec<Key> {
     let cs = constraints(&s.spec);
     let eligible = |n: &Arc<Node>| {
         n.status == NodeStatus::Ready
@@ -426,11 +438,7 @@ fn global(p: &mut Pass, s: &Service) {
     for id in off {
         p.shut(&id, "its node no longer matches the constraints", None);
     }
-    let nodes: Vec<Key> = p.v.nodes.values().filter(|n| eligible(n)).map(|n| Key::Node(n.id.clone())).collect();
-    if rollout::step(p, s, &nodes) == rollout::Next::Stop {
-        return;
-    }
-    fill(p, s, nodes);
+    p.v.nodes.values().filter(|n| eligible(n)).map(|n| Key::Node(n.id.clone())).collect()
 }
 
 fn demand(t: &Task) -> Demand {

@@ -51,6 +51,8 @@ pub enum SpecError {
     PublishedTwice { port: u16, protocol: String },
     #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
     GlobalWithReplicas,
+    #[error("--max-concurrent is for replicated jobs (--mode replicated-job)")]
+    MaxConcurrentNotJob,
     #[error("{role} probe: {problem}")]
     Probe { role: &'static str, problem: String },
     #[error("{what} policy: {problem}")]
@@ -183,8 +185,11 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
             return Err(SpecError::PublishedTwice { port: p.published, protocol: p.protocol.clone() });
         }
     }
-    if s.mode == Mode::Global && s.replicas > 1 {
+    if s.mode.global() && s.replicas > 1 {
         return Err(SpecError::GlobalWithReplicas);
+    }
+    if s.mode != Mode::ReplicatedJob && s.max_concurrent != 0 {
+        return Err(SpecError::MaxConcurrentNotJob);
     }
     probes(&s.health)?;
     policy("update", &s.update)?;

@@ -111,11 +111,45 @@ pub struct Node {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mode {
+    /// `replicas` tasks, kept running.
     #[default]
     Replicated,
+    /// One task per eligible node, kept running.
     Global,
+    /// Tasks run to completion until `replicas` have completed, at most
+    /// `max_concurrent` at once.
+    ReplicatedJob,
+    /// One task per eligible node, run to completion.
+    GlobalJob,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Self::Replicated, Self::Global, Self::ReplicatedJob, Self::GlobalJob];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replicated => "replicated",
+            Self::Global => "global",
+            Self::ReplicatedJob => "replicated-job",
+            Self::GlobalJob => "global-job",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// One task per node.
+    pub fn global(self) -> bool {
+        matches!(self, Self::Global | Self::GlobalJob)
+    }
+
+    /// Tasks run to completion.
+    pub fn job(self) -> bool {
+        matches!(self, Self::ReplicatedJob | Self::GlobalJob)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,7 +189,11 @@ pub struct ServiceSpec {
     #[serde(flatten)]
     pub process: Process,
     pub mode: Mode,
+    /// Tasks (replicated), or completions (replicated job).
     pub replicas: u64,
+    /// Replicated jobs: tasks running at once (0: `replicas`).
+    #[serde(default)]
+    pub max_concurrent: u64,
     pub reserve_cpus: f64,
     pub reserve_memory: u64,
     pub limit_cpus: f64,
@@ -191,6 +229,7 @@ impl ServiceSpec {
             process,
             mode,
             replicas: _,
+            max_concurrent: _,
             reserve_cpus,
             reserve_memory,
             limit_cpus,

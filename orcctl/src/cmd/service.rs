@@ -26,6 +26,9 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(r) = f.replicas {
         s.replicas = r;
     }
+    if let Some(m) = f.max_concurrent {
+        s.max_concurrent = m;
+    }
     if let Some(u) = &f.user {
         s.user = u.clone();
     }
@@ -186,14 +189,19 @@ fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, Cli
 
 fn mode_text(s: &Service) -> (String, String) {
     let spec = s.spec.clone().unwrap_or_default();
-    (spec.mode, format!("{}/{}", s.running_tasks, s.desired_tasks))
+    let mut replicas = format!("{}/{}", s.running_tasks, s.desired_tasks);
+    if spec.mode.ends_with("-job") {
+        replicas.push_str(&format!(" ({}/{} completed)", s.completed_tasks, s.desired_tasks));
+    }
+    (spec.mode, replicas)
 }
 
 fn service_json(s: &Service) -> serde_json::Value {
     let spec = s.spec.clone().unwrap_or_default();
     let r = spec.restart.clone().unwrap_or_default();
     json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
-        "running": s.running_tasks, "desired": s.desired_tasks, "spec_version": s.spec_version,
+        "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
+        "max_concurrent": spec.max_concurrent, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms,
         "spec": {"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
             "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
@@ -318,7 +326,7 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
                     .ok_or_else(|| CliError::Usage(format!("{p:?} is not SERVICE=REPLICAS")))?;
                 let cur = c.inspect(InspectServiceRequest { service: name.into() }).await.map_err(&e)?.into_inner();
                 let mut spec = cur.spec.clone().unwrap_or_default();
-                if spec.mode == "global" {
+                if spec.mode.starts_with("global") {
                     return Err(CliError::Usage(format!(
                         "{name} is a global service: it runs one task per node and cannot be scaled"
                     )));
@@ -417,7 +425,7 @@ pub fn print_tasks(tasks: &[Task], out: Output) {
 /// `service ls` (and its `--watch`).
 pub const SERVICES: Shown<Service> = Shown {
     header: &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
-    widths: &[12, 0, 10, 9],
+    widths: &[12, 0, 14, 9],
     row: service_row,
     json: service_json,
     order: |a, b| a.spec.as_ref().map(|s| &s.name).cmp(&b.spec.as_ref().map(|s| &s.name)),
