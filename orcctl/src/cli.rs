@@ -399,6 +399,30 @@ pub struct ServiceFlags {
     /// Replicated jobs: tasks running at once (default: all of --replicas).
     #[arg(long)]
     pub max_concurrent: Option<u64>,
+    /// Jobs: run on this cron schedule ("*/5 * * * *"; six fields: seconds first).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// The schedule's IANA time zone (default UTC).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// When a run is due while one is going: allow (default), forbid or replace.
+    #[arg(long)]
+    pub concurrency: Option<String>,
+    /// Skip a run more than this late (e.g. 2m; default: never too late).
+    #[arg(long)]
+    pub starting_deadline: Option<String>,
+    /// Successful runs kept (default 3).
+    #[arg(long)]
+    pub success_history: Option<u32>,
+    /// Failed runs kept (default 1).
+    #[arg(long)]
+    pub failed_history: Option<u32>,
+    /// Start no new runs of the schedule.
+    #[arg(long, conflicts_with = "unsuspend")]
+    pub suspend: bool,
+    /// Start runs of the schedule again.
+    #[arg(long)]
+    pub unsuspend: bool,
     /// user, uid or uid:gid.
     #[arg(long, short = 'u')]
     pub user: Option<String>,

@@ -3,9 +3,12 @@
 //! (`--update-*`, `--rollback-*`, `deploy.update_config`,
 //! `deploy.rollback_config`) and the stop policy.
 
-use orc_proto::cluster::{probe, ExecProbe, HealthChecks, HttpProbe, Probe, TcpProbe, UpdatePolicy};
+use orc_proto::cluster::{
+    probe, CronSchedule, ExecProbe, HealthChecks, HttpProbe, Probe, ServiceSpec, TcpProbe, UpdatePolicy,
+};
 use serde::Deserialize;
 
+use crate::cli::ServiceFlags;
 use crate::error::CliError;
 use crate::parse::parse_duration;
 
@@ -275,6 +278,77 @@ impl PolicyFlags<'_> {
             p.failure_action = a.to_string();
         }
         Ok(())
+    }
+}
+
+/// The schedule flags over `s`'s schedule (a new one when any is given).
+pub fn apply_schedule(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
+    let given = f.schedule.is_some()
+        || f.time_zone.is_some()
+        || f.concurrency.is_some()
+        || f.starting_deadline.is_some()
+        || f.success_history.is_some()
+        || f.failed_history.is_some()
+        || f.suspend
+        || f.unsuspend;
+    if !given {
+        return Ok(());
+    }
+    let c = s.cron.get_or_insert_with(CronSchedule::default);
+    if let Some(v) = &f.schedule {
+        c.schedule = v.clone();
+    }
+    if let Some(v) = &f.time_zone {
+        c.time_zone = v.clone();
+    }
+    if let Some(v) = &f.concurrency {
+        c.concurrency = v.clone();
+    }
+    if let Some(v) = &f.starting_deadline {
+        c.starting_deadline_ms = parse_duration(v)?;
+    }
+    if let Some(v) = f.success_history {
+        c.success_history = Some(v);
+    }
+    if let Some(v) = f.failed_history {
+        c.failed_history = Some(v);
+    }
+    if f.suspend || f.unsuspend {
+        c.suspend = f.suspend;
+    }
+    if c.schedule.is_empty() {
+        return Err(usage("a schedule is needed: --schedule \"*/5 * * * *\"".into()));
+    }
+    Ok(())
+}
+
+/// `deploy.schedule` of a service file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    cron: String,
+    #[serde(default)]
+    time_zone: String,
+    #[serde(default)]
+    concurrency: String,
+    starting_deadline: Option<String>,
+    success_history: Option<u32>,
+    failed_history: Option<u32>,
+    #[serde(default)]
+    suspend: bool,
+}
+
+impl ScheduleFile {
+    pub fn to_proto(&self) -> Result<CronSchedule, CliError> {
+        Ok(CronSchedule {
+            schedule: self.cron.clone(),
+            time_zone: self.time_zone.clone(),
+            concurrency: self.concurrency.clone(),
+            starting_deadline_ms: duration(&self.starting_deadline)?.unwrap_or(0),
+            success_history: self.success_history,
+            failed_history: self.failed_history,
+            suspend: self.suspend,
+        })
     }
 }
 

@@ -13,6 +13,8 @@
 //! deploy:
 //!   mode: replicated                # global, replicated-job, global-job
 //!   max_concurrent: 2               # replicated jobs: tasks at once
+//!   schedule: {cron: "0 3 * * *", time_zone: Europe/Berlin, concurrency: forbid,
+//!              starting_deadline: 10m, success_history: 3, failed_history: 1}
 //!   replicas: 3
 //!   resources:
 //!     limits: {cpus: 0.5, memory: 64m, pids: 100}
@@ -43,7 +45,7 @@ use orc_proto::cluster::{ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
-use crate::lifecycle::{health_from_file, Healthcheck, PolicyFile, Probes};
+use crate::lifecycle::{health_from_file, Healthcheck, PolicyFile, Probes, ScheduleFile};
 use crate::parse::{parse_bytes, parse_duration, parse_port};
 
 #[derive(Deserialize, Default)]
@@ -105,6 +107,7 @@ struct Deploy {
     restart_policy: Option<Restart>,
     update_config: Option<PolicyFile>,
     rollback_config: Option<PolicyFile>,
+    schedule: Option<ScheduleFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -235,6 +238,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         mode: d.mode.unwrap_or_default(),
         replicas: d.replicas.unwrap_or(1),
         max_concurrent: d.max_concurrent.unwrap_or(0),
+        cron: d.schedule.as_ref().map(|c| c.to_proto()).transpose()?,
         reserve_cpus: cpus(d.resources.reservations.cpus)?,
         reserve_memory: memory(d.resources.reservations.memory)?,
         limit_cpus: cpus(d.resources.limits.cpus)?,
@@ -311,6 +315,18 @@ deploy:
         assert_eq!(u.failure_action, "rollback");
         assert_eq!(s.rollback.unwrap().parallelism, Some(0));
         assert_eq!((s.stop_grace_ms, s.stop_signal.as_str()), (Some(30_000), "SIGINT"));
+        let s = parse(
+            "name: c\ndeploy: {mode: replicated-job, schedule: {cron: \"0 3 * * *\", time_zone: Europe/Berlin, \
+             concurrency: forbid, starting_deadline: 10m, success_history: 5}}\n",
+            "c.yaml",
+        )
+        .unwrap();
+        let c = s.cron.unwrap();
+        assert_eq!(
+            (c.schedule.as_str(), c.time_zone.as_str(), c.concurrency.as_str()),
+            ("0 3 * * *", "Europe/Berlin", "forbid")
+        );
+        assert_eq!((c.starting_deadline_ms, c.success_history, c.failed_history), (600_000, Some(5), None));
         let e = parse("name: w\nprobes: {liveness: {tcp: 80, http: {port: 80}}}\n", "p.yaml").unwrap_err().to_string();
         assert!(e.contains("probes.liveness: give exactly one"), "{e}");
         let e = parse("name: w\ndeploy: {update_config: {paralelism: 2}}\n", "u.yaml").unwrap_err().to_string();

@@ -59,6 +59,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         update: policy_from_proto(p.update, false)?,
         rollback: policy_from_proto(p.rollback, true)?,
         stop: stop_from_proto(p.stop_grace_ms, p.stop_signal),
+        cron: cron_from_proto(p.cron)?,
     };
     Ok(s)
 }
@@ -103,6 +104,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         rollback: Some(policy_to_proto(&s.rollback)),
         stop_grace_ms: Some(s.stop.grace_ms),
         stop_signal: s.stop.signal.clone(),
+        cron: s.cron.as_ref().map(cron_to_proto),
     }
 }
 
@@ -124,13 +126,26 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         update_status: s.update_status.as_ref().map(update_status_to_proto),
         updated_tasks: 0,
         has_previous: s.previous_spec.is_some(),
+        cron_status: s.spec.cron.as_ref().map(|c| cron_status(s, c)),
     }
+}
+
+/// Where `s`'s schedule stands, with its next time.
+fn cron_status(s: &Service, c: &CronSchedule) -> pb::CronStatus {
+    let st = s.cron_status.clone().unwrap_or(CronStatus { last_schedule_ms: s.created_ms, ..Default::default() });
+    let next = match crate::cluster::orchestrator::cron::parse(c) {
+        Ok(p) if !c.suspend => p.next_after(st.last_schedule_ms.max(now_ms())).unwrap_or(0),
+        _ => 0,
+    };
+    pb::CronStatus { last_schedule_ms: st.last_schedule_ms, run: st.run, message: st.message, next_ms: next }
 }
 
 /// Tasks of job `s`'s current spec that completed (a walk over its tasks:
 /// jobs only).
 fn completed(v: &View, s: &Service) -> u64 {
-    v.tasks_of(&s.id).filter(|t| t.spec_version == s.spec_version && t.state == TaskState::Complete).count() as u64
+    let run = s.cron_status.as_ref().map_or(0, |c| c.run);
+    let current = |t: &Task| if s.spec.cron.is_some() { t.run == run } else { t.spec_version == s.spec_version };
+    v.tasks_of(&s.id).filter(|t| current(t) && t.state == TaskState::Complete).count() as u64
 }
 
 /// [`service_to_proto`] with the progress of its update (a walk over its
@@ -158,6 +173,7 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         updated_ms: t.updated_ms,
         health: t.health.as_str().into(),
         probe: t.probe.clone(),
+        run: t.run,
     }
 }
 

@@ -123,6 +123,36 @@ pub fn stop_from_proto(grace_ms: Option<u64>, signal: String) -> StopPolicy {
     }
 }
 
+pub fn cron_from_proto(c: Option<pb::CronSchedule>) -> Result<Option<CronSchedule>, ClusterError> {
+    let Some(c) = c else { return Ok(None) };
+    let concurrency = match c.concurrency.as_str() {
+        "" => Concurrency::Allow,
+        x => Concurrency::parse(x)
+            .ok_or_else(|| bad(format!("concurrency policy {x:?} is not allow, forbid or replace")))?,
+    };
+    Ok(Some(CronSchedule {
+        schedule: c.schedule.trim().to_string(),
+        time_zone: c.time_zone.trim().to_string(),
+        concurrency,
+        starting_deadline_ms: c.starting_deadline_ms,
+        success_history: c.success_history.unwrap_or(SUCCESS_HISTORY),
+        failed_history: c.failed_history.unwrap_or(FAILED_HISTORY),
+        suspend: c.suspend,
+    }))
+}
+
+pub fn cron_to_proto(c: &CronSchedule) -> pb::CronSchedule {
+    pb::CronSchedule {
+        schedule: c.schedule.clone(),
+        time_zone: c.time_zone.clone(),
+        concurrency: c.concurrency.as_str().into(),
+        starting_deadline_ms: c.starting_deadline_ms,
+        success_history: Some(c.success_history),
+        failed_history: Some(c.failed_history),
+        suspend: c.suspend,
+    }
+}
+
 pub fn update_status_to_proto(u: &UpdateStatus) -> pb::UpdateStatus {
     pb::UpdateStatus {
         state: u.state.as_str().into(),

@@ -9,6 +9,7 @@
 //! so a task status a node reported meanwhile is never overwritten.
 //! Updates roll per the service's policy ([`rollout`]).
 
+pub mod cron;
 mod jobs;
 pub mod rollout;
 
@@ -163,10 +164,14 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         ),
         Scope::Changed { services, tasks: changed, nodes } => {
             // Updates under way move on with time (delay, monitor window).
+            // So do cron schedules.
             let rolling: BTreeSet<String> = v
                 .services
                 .values()
-                .filter(|s| s.update_status.as_ref().is_some_and(|u| u.state.moving()))
+                .filter(|s| {
+                    s.update_status.as_ref().is_some_and(|u| u.state.moving())
+                        || s.spec.cron.as_ref().is_some_and(|c| !c.suspend)
+                })
                 .map(|s| s.id.clone())
                 .collect();
             let services: BTreeSet<String> = services.union(&rolling).cloned().collect();
@@ -561,7 +566,9 @@ fn forget(p: &mut Pass, services: Vec<String>) {
     let mut services = services;
     services.sort();
     services.dedup();
-    let mut ended: BTreeMap<(String, Key), Vec<(i64, String)>> = BTreeMap::new();
+    // Per slot of each run (cron jobs run slots again; their runs' own
+    // history limits apply in `jobs`).
+    let mut ended: BTreeMap<(String, u64, Key), Vec<(i64, String)>> = BTreeMap::new();
     let mut gone = Vec::new();
     for t in services.iter().flat_map(|s| service_tasks(p, s)) {
         if t.desired == TaskState::Running || !t.state.terminal() {
@@ -571,7 +578,7 @@ fn forget(p: &mut Pass, services: Vec<String>) {
             gone.push(t.id.clone());
             continue;
         }
-        ended.entry((t.service_id.clone(), key(t))).or_default().push((t.created_ms, t.id.clone()));
+        ended.entry((t.service_id.clone(), t.run, key(t))).or_default().push((t.created_ms, t.id.clone()));
     }
     p.deleted.extend(gone);
     for (_, mut list) in ended {

@@ -5,7 +5,10 @@
 use super::error::ClusterError;
 use std::sync::Arc;
 
-use super::objects::{new_id, now_ms, view, Service, ServiceSpec, Task, TaskState, UpdateState, UpdateStatus, View};
+use super::objects::{
+    new_id, now_ms, view, CronSchedule, CronStatus, Service, ServiceSpec, Task, TaskState, UpdateState, UpdateStatus,
+    View,
+};
 use super::spec;
 use crate::model::db::{Command, CommandResult, Key, Kind, Object};
 use crate::raft::RaftHandle;
@@ -37,6 +40,7 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
         created_ms: now,
         updated_ms: now,
         update_status: None,
+        cron_status: None,
     };
     let claim = Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0);
     let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0);
@@ -75,7 +79,16 @@ pub async fn update(
         if spec::needs_new_tasks(&old.spec, &spec) {
             s.spec_version += 1;
             s.previous_spec = Some(old.spec.clone());
-            s.update_status = Some(UpdateStatus::start(UpdateState::Updating, spec.update.clone(), now, ""));
+            // Jobs run again rather than roll.
+            if !spec.mode.job() {
+                s.update_status = Some(UpdateStatus::start(UpdateState::Updating, spec.update.clone(), now, ""));
+            }
+        }
+        let schedule = |c: &Option<CronSchedule>| c.as_ref().map(|c| (c.schedule.clone(), c.time_zone.clone()));
+        if schedule(&old.spec.cron) != schedule(&spec.cron) {
+            // A new schedule counts from now: no catch-up for times before it.
+            let run = old.cron_status.as_ref().map_or(0, |c| c.run);
+            s.cron_status = Some(CronStatus { last_schedule_ms: now, run, message: "schedule changed".into() });
         }
         s.spec = spec.clone();
         s.updated_ms = now;

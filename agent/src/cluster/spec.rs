@@ -53,6 +53,10 @@ pub enum SpecError {
     GlobalWithReplicas,
     #[error("--max-concurrent is for replicated jobs (--mode replicated-job)")]
     MaxConcurrentNotJob,
+    #[error("a schedule is for jobs: use --mode replicated-job or global-job")]
+    ScheduleNotJob,
+    #[error("{0}")]
+    BadSchedule(String),
     #[error("{role} probe: {problem}")]
     Probe { role: &'static str, problem: String },
     #[error("{what} policy: {problem}")]
@@ -190,6 +194,13 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     }
     if s.mode != Mode::ReplicatedJob && s.max_concurrent != 0 {
         return Err(SpecError::MaxConcurrentNotJob);
+    }
+    if let Some(c) = &s.cron {
+        if !s.mode.job() {
+            return Err(SpecError::ScheduleNotJob);
+        }
+        super::orchestrator::cron::parse(c).map_err(SpecError::BadSchedule)?;
+        fields::duration_ms("starting deadline", c.starting_deadline_ms, MAX_RESTART_MS)?;
     }
     probes(&s.health)?;
     policy("update", &s.update)?;

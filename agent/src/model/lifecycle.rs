@@ -329,6 +329,66 @@ pub fn signal_number(name: &str) -> Option<i32> {
     by_name.or_else(|| name.trim().parse::<i32>().ok().filter(|s| (1..=31).contains(s)))
 }
 
+/// What a cron job does when its schedule comes while a run is going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// Start the new run beside it.
+    #[default]
+    Allow,
+    /// Skip the new run.
+    Forbid,
+    /// Stop it and start the new run.
+    Replace,
+}
+
+impl Concurrency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Forbid => "forbid",
+            Self::Replace => "replace",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Allow, Self::Forbid, Self::Replace].into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Kubernetes' history limits.
+pub const SUCCESS_HISTORY: u32 = 3;
+pub const FAILED_HISTORY: u32 = 1;
+
+/// A job run on a schedule (Kubernetes' CronJob fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronSchedule {
+    /// Five fields (minute hour day-of-month month day-of-week), or six
+    /// with seconds first.
+    pub schedule: String,
+    /// An IANA time zone (`Europe/Berlin`); empty: UTC.
+    pub time_zone: String,
+    pub concurrency: Concurrency,
+    /// A run more than this late is skipped (0: never too late).
+    pub starting_deadline_ms: u64,
+    /// Finished runs whose tasks are kept, successful and failed.
+    pub success_history: u32,
+    pub failed_history: u32,
+    /// No new runs while set.
+    pub suspend: bool,
+}
+
+/// Where a cron job's schedule stands (the leader's record, in Raft).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronStatus {
+    /// The scheduled time last acted on (run, skipped or missed).
+    pub last_schedule_ms: i64,
+    /// The latest run (0: none yet); tasks carry theirs.
+    pub run: u64,
+    /// What happened at `last_schedule_ms`.
+    pub message: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -215,6 +215,9 @@ pub struct ServiceSpec {
     /// How its tasks are stopped.
     #[serde(default)]
     pub stop: StopPolicy,
+    /// Jobs: run on this schedule rather than once.
+    #[serde(default)]
+    pub cron: Option<CronSchedule>,
 }
 
 impl ServiceSpec {
@@ -243,6 +246,7 @@ impl ServiceSpec {
             update: _,
             rollback: _,
             stop,
+            cron: _,
         } = self;
         *name == other.name
             && *image == other.image
@@ -305,6 +309,9 @@ pub struct Service {
     /// The latest update that replaced tasks (none before the first).
     #[serde(default)]
     pub update_status: Option<UpdateStatus>,
+    /// Cron jobs: the schedule's progress.
+    #[serde(default)]
+    pub cron_status: Option<CronStatus>,
 }
 
 /// DESIGN.md's task states, in order; from `Complete` on a task is over.
@@ -412,6 +419,9 @@ pub struct Task {
     /// Since when it has been ready (0: not ready now).
     #[serde(default)]
     pub ready_ms: i64,
+    /// Cron jobs: the run it belongs to.
+    #[serde(default)]
+    pub run: u64,
 }
 
 impl Task {
@@ -454,6 +464,7 @@ impl Task {
             health: _,
             probe: _,
             ready_ms: _,
+            run,
         } = self;
         *id == other.id
             && *service_id == other.service_id
@@ -466,6 +477,7 @@ impl Task {
             && *attempt == other.attempt
             && *window_start_ms == other.window_start_ms
             && *created_ms == other.created_ms
+            && *run == other.run
             && *spec == other.spec
     }
 }

@@ -29,6 +29,7 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(m) = f.max_concurrent {
         s.max_concurrent = m;
     }
+    lifecycle::apply_schedule(s, f)?;
     if let Some(u) = &f.user {
         s.user = u.clone();
     }
@@ -211,7 +212,12 @@ fn service_json(s: &Service) -> serde_json::Value {
             "labels": spec.labels,
             "health": spec.health.as_ref().map(health_json),
             "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
-            "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal},
+            "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal,
+            "cron": spec.cron.as_ref().map(|c| json!({"schedule": c.schedule, "time_zone": c.time_zone,
+                "concurrency": c.concurrency, "starting_deadline_ms": c.starting_deadline_ms,
+                "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))},
+        "cron_status": s.cron_status.as_ref().map(|c| json!({"last_schedule_ms": c.last_schedule_ms, "run": c.run,
+            "message": c.message, "next_ms": c.next_ms})),
         "update_status": s.update_status.as_ref().map(|u| json!({"state": u.state, "started_ms": u.started_ms,
             "completed_ms": u.completed_ms, "message": u.message})),
         "updated_tasks": s.updated_tasks})
@@ -257,7 +263,7 @@ fn task_json(t: &Task) -> serde_json::Value {
     json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
         "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
-        "health": t.health, "probe": t.probe})
+        "health": t.health, "probe": t.probe, "run": t.run})
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {

@@ -42,6 +42,7 @@ impl World {
         let mut s = v.service_by_name(name).cloned().unwrap_or(Service {
             id: format!("svc-{name}"),
             spec: ServiceSpec { name: name.into(), image: "busybox".into(), replicas: 1, ..Default::default() },
+            created_ms: self.now,
             ..Default::default()
         });
         let old = v.service_by_name(name).cloned();
