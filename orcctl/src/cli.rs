@@ -399,6 +399,10 @@ pub struct ServiceFlags {
     /// Replicated jobs: tasks running at once (default: all of --replicas).
     #[arg(long)]
     pub max_concurrent: Option<u64>,
+    /// A stable identity per slot (hostname <service>.<slot>), ordered
+    /// start and stop, never two tasks of a slot at once (`--stateful=false` to drop).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub stateful: Option<bool>,
     /// Jobs: run on this cron schedule ("*/5 * * * *"; six fields: seconds first).
     #[arg(long)]
     pub schedule: Option<String>,

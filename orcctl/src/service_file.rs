@@ -13,6 +13,7 @@
 //! deploy:
 //!   mode: replicated                # global, replicated-job, global-job
 //!   max_concurrent: 2               # replicated jobs: tasks at once
+//!   stateful: true                  # replicated: identity per slot, ordered, exclusive
 //!   schedule: {cron: "0 3 * * *", time_zone: Europe/Berlin, concurrency: forbid,
 //!              starting_deadline: 10m, success_history: 3, failed_history: 1}
 //!   replicas: 3
@@ -100,6 +101,8 @@ struct Deploy {
     mode: Option<String>,
     replicas: Option<u64>,
     max_concurrent: Option<u64>,
+    #[serde(default)]
+    stateful: bool,
     #[serde(default)]
     resources: Resources,
     #[serde(default)]
@@ -238,6 +241,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         mode: d.mode.unwrap_or_default(),
         replicas: d.replicas.unwrap_or(1),
         max_concurrent: d.max_concurrent.unwrap_or(0),
+        stateful: d.stateful,
         cron: d.schedule.as_ref().map(|c| c.to_proto()).transpose()?,
         reserve_cpus: cpus(d.resources.reservations.cpus)?,
         reserve_memory: memory(d.resources.reservations.memory)?,

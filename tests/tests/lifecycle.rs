@@ -3,7 +3,8 @@
 //! for every check: a failing liveness probe restarts its task with the
 //! reason; readiness flips without a restart; a global server on a host
 //! port updated stop-first never runs two at once; jobs reach their
-//! completions and stop; a cron job runs once per scheduled time across a
+//! completions and stop; a stateful service starts slots in order and
+//! replaces a lost node's slot only after the grace; a cron job runs once per scheduled time across a
 //! leader kill; an update to a broken image
 //! rolls back by itself while the old tasks keep serving; a start-first
 //! update never has fewer ready tasks than replicas; pause and resume.
@@ -284,6 +285,41 @@ fn health_checks_rolling_updates_and_rollbacks() {
     assert!(out.contains("rolled-back"), "{out}");
     let env = inspect(&c, "web")["spec"]["env"].clone();
     assert!(env.as_array().unwrap().iter().any(|e| e == "V=2"), "{env}");
+
+    // A stateful service: slots started in order, each with its name as
+    // hostname; a node lost (its agent and the slot's container killed):
+    // the slot comes back elsewhere only after the grace, never two alive.
+    ok(&c, &["service", "create", "--name", "db", "--stateful", "--replicas", "3", &image, "--", "sleep", "3600"]);
+    wait(&c, "db", "3 ready slots", |c| ready(c, "db") == 3);
+    let mut db = live(&c, "db");
+    db.sort_by_key(|t| t["slot"].as_u64());
+    let created: Vec<i64> = db.iter().map(|t| t["created_ms"].as_i64().unwrap()).collect();
+    assert!(created.windows(2).all(|w| w[0] < w[1]), "slots created in order: {created:?}");
+    let victim = (0..3).find(|i| Some(*i) != c.leader()).unwrap();
+    let victim_id = c.node_id(victim).unwrap();
+    let lost = db.iter().find(|t| t["node_id"] == victim_id.as_str()).unwrap().clone();
+    let slot = lost["slot"].as_u64().unwrap();
+    let addr = c.agents[victim].addr.clone();
+    let name = format!("db.{slot}");
+    let host = ok(&c, &["--nodes", &addr, "container", "exec", lost["container"].as_str().unwrap(), "--", "hostname"]);
+    assert_eq!(host.trim(), name, "the slot's name is its hostname");
+    let on_victim = c.json(&["--nodes", &addr, "container", "ls"]);
+    let pid =
+        on_victim.as_array().unwrap().iter().find(|x| x["id"] == lost["container"]).unwrap()["pid"].as_i64().unwrap();
+    let killed = std::time::Instant::now();
+    let agent = nix::unistd::Pid::from_raw(c.agents[victim].child.id() as i32);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = c.agents[victim].child.wait();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    wait(&c, "db", "the lost slot running elsewhere", |c| {
+        let of_slot: Vec<Value> = live(c, "db").into_iter().filter(|t| t["slot"] == slot).collect();
+        assert!(of_slot.len() <= 1, "two tasks of slot {slot} wanted running: {of_slot:?}");
+        of_slot.first().is_some_and(|t| t["node_id"] != victim_id.as_str() && t["state"] == "running")
+    });
+    let took = killed.elapsed();
+    assert!(took >= Duration::from_secs(30), "replaced after {took:?}: before the grace");
+    c.agents[victim].restart().unwrap();
+    ok(&c, &["service", "rm", "db"]);
 
     // A cron job every 5 s (forbid), across a leader kill: each scheduled
     // time runs once — no run doubled, at most the one run due during the

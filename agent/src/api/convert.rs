@@ -60,6 +60,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         rollback: policy_from_proto(p.rollback, true)?,
         stop: stop_from_proto(p.stop_grace_ms, p.stop_signal),
         cron: cron_from_proto(p.cron)?,
+        stateful: p.stateful,
     };
     Ok(s)
 }
@@ -105,6 +106,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         stop_grace_ms: Some(s.stop.grace_ms),
         stop_signal: s.stop.signal.clone(),
         cron: s.cron.as_ref().map(cron_to_proto),
+        stateful: s.stateful,
     }
 }
 

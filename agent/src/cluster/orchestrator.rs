@@ -12,6 +12,7 @@
 pub mod cron;
 mod jobs;
 pub mod rollout;
+mod stateful;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -164,13 +165,15 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         ),
         Scope::Changed { services, tasks: changed, nodes } => {
             // Updates under way move on with time (delay, monitor window).
-            // So do cron schedules.
+            // So do cron schedules and stateful slots held through a
+            // node's grace.
             let rolling: BTreeSet<String> = v
                 .services
                 .values()
                 .filter(|s| {
                     s.update_status.as_ref().is_some_and(|u| u.state.moving())
                         || s.spec.cron.as_ref().is_some_and(|c| !c.suspend)
+                        || s.spec.stateful
                 })
                 .map(|s| s.id.clone())
                 .collect();
@@ -210,9 +213,11 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
 fn end_tasks(p: &mut Pass, ids: Vec<String>) {
     for id in ids {
         let Some(t) = p.tasks.get(&id) else { continue };
+        let held = stateful::held(p, t);
         if t.desired != TaskState::Running {
-            // Wanted gone: on a lost node it will never report; it is over.
-            if !t.state.terminal() && !t.node.is_empty() && p.node_ok(&t.node).is_none() {
+            // Wanted gone: on a lost node it will never report; it is over
+            // (a stateful task once its node's grace is over).
+            if !t.state.terminal() && !t.node.is_empty() && p.node_ok(&t.node).is_none() && !held {
                 let msg = format!("node {} is down", t.node);
                 p.shut(&id, &msg, Some(TaskState::Orphaned));
             }
@@ -232,6 +237,8 @@ fn end_tasks(p: &mut Pass, ids: Vec<String>) {
                     p.shut(&id, "its node left the cluster", Some(TaskState::Orphaned));
                     continue;
                 }
+                // A stateful task keeps its slot through its node's grace.
+                Some(n) if n.status == NodeStatus::Down && held => continue,
                 Some(n) if n.status == NodeStatus::Down => {
                     let msg = format!("node {} is down", n.hostname);
                     p.shut(&id, &msg, Some(TaskState::Orphaned));
@@ -355,6 +362,11 @@ fn replicated(p: &mut Pass, s: &Service) {
     for t in service_tasks(p, &s.id).filter(|t| t.desired == TaskState::Running) {
         let current = usize::from(rollout::current(t, s));
         running.entry(t.slot).or_default()[current].push(t.id.clone());
+    }
+    if s.spec.stateful {
+        stateful::scale_down(p, s);
+        stateful::fill(p, s);
+        return;
     }
     for (slot, lists) in &running {
         for ids in lists {

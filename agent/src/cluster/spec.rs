@@ -2,8 +2,8 @@
 //! mistake named with how to fix it.
 
 use super::objects::{
-    signal_number, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy, UpdatePolicy,
-    STOP_SIGNALS,
+    signal_number, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy, UpdateOrder,
+    UpdatePolicy, STOP_SIGNALS,
 };
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
@@ -55,6 +55,12 @@ pub enum SpecError {
     MaxConcurrentNotJob,
     #[error("a schedule is for jobs: use --mode replicated-job or global-job")]
     ScheduleNotJob,
+    #[error("a stateful service is replicated (--mode replicated)")]
+    StatefulNotReplicated,
+    #[error(
+        "a stateful service never runs two tasks of a slot at once: use --update-order and --rollback-order stop-first"
+    )]
+    StatefulStartFirst,
     #[error("{0}")]
     BadSchedule(String),
     #[error("{role} probe: {problem}")]
@@ -194,6 +200,12 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     }
     if s.mode != Mode::ReplicatedJob && s.max_concurrent != 0 {
         return Err(SpecError::MaxConcurrentNotJob);
+    }
+    if s.stateful && s.mode != Mode::Replicated {
+        return Err(SpecError::StatefulNotReplicated);
+    }
+    if s.stateful && (s.update.order == UpdateOrder::StartFirst || s.rollback.order == UpdateOrder::StartFirst) {
+        return Err(SpecError::StatefulStartFirst);
     }
     if let Some(c) = &s.cron {
         if !s.mode.job() {

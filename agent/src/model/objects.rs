@@ -218,6 +218,11 @@ pub struct ServiceSpec {
     /// Jobs: run on this schedule rather than once.
     #[serde(default)]
     pub cron: Option<CronSchedule>,
+    /// Replicated: a stable identity per slot (hostname `<service>.<slot>`),
+    /// slots started in order and stopped in reverse, never two tasks of a
+    /// slot alive at once.
+    #[serde(default)]
+    pub stateful: bool,
 }
 
 impl ServiceSpec {
@@ -247,6 +252,7 @@ impl ServiceSpec {
             rollback: _,
             stop,
             cron: _,
+            stateful,
         } = self;
         *name == other.name
             && *image == other.image
@@ -262,6 +268,7 @@ impl ServiceSpec {
             && *ports == other.ports
             && *health == other.health
             && *stop == other.stop
+            && *stateful == other.stateful
     }
 }
 

@@ -124,6 +124,9 @@ pub struct RunSpec {
     pub max_attempts: u32,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Its own hostname (in a UTS namespace of its own); empty: the node's.
+    #[serde(default)]
+    pub hostname: String,
 }
 
 impl RunSpec {
@@ -187,6 +190,7 @@ impl RunSpec {
             restart: RestartCondition::parse(&restart.condition)?,
             max_attempts: restart.max_attempts,
             labels: s.labels.clone().into_iter().collect(),
+            hostname: String::new(),
         })
     }
 

@@ -149,7 +149,8 @@ pub fn generate(
     network: Network,
 ) -> Result<Spec, AgentError> {
     let mut spec = Spec::default();
-    spec.set_hostname(None);
+    let own_hostname = !req.hostname.is_empty();
+    spec.set_hostname(own_hostname.then(|| req.hostname.clone()));
 
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args(image, req)?));
@@ -222,8 +223,13 @@ pub fn generate(
         .unwrap_or_default()
         .into_iter()
         .filter(|ns| match network {
-            // The node's network and its hostname: as Docker's --network host.
-            Network::Host => !matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts),
+            // The node's network and (unless it has its own) its hostname:
+            // as Docker's --network host.
+            Network::Host => match ns.typ() {
+                LinuxNamespaceType::Network => false,
+                LinuxNamespaceType::Uts => own_hostname,
+                _ => true,
+            },
         })
         .collect();
     linux.set_namespaces(Some(namespaces));

@@ -13,7 +13,7 @@ use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
 use super::runtime::TaskRuntime;
-use crate::cluster::objects::{Health, Task, TaskState};
+use crate::cluster::objects::{Health, StopPolicy, Task, TaskState};
 use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
@@ -36,6 +36,8 @@ pub struct Executor {
     removing: Mutex<std::collections::HashSet<String>>,
     /// Notified when a task's status changed (the session reports at once).
     pub changed: Notify,
+    /// When the managers last answered (the session tells; [`super::fence`] watches).
+    pub contact: Arc<super::fence::Contact>,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -58,6 +60,7 @@ fn run_spec(t: &Task) -> RunSpec {
         // The managers replace tasks; the node never restarts them itself.
         restart: RestartCondition::No,
         labels: [(TASK_LABEL.to_string(), t.id.clone()), (SERVICE_LABEL.to_string(), t.service.clone())].into(),
+        hostname: if s.stateful { format!("{}.{}", t.service, t.slot) } else { String::new() },
         ..Default::default()
     }
 }
@@ -81,10 +84,16 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 
 impl Executor {
     pub fn new(runtime: Arc<dyn TaskRuntime>) -> Arc<Self> {
-        let ex =
-            Arc::new(Self { runtime, tasks: Mutex::default(), removing: Mutex::default(), changed: Notify::new() });
+        let ex = Arc::new(Self {
+            runtime,
+            tasks: Mutex::default(),
+            removing: Mutex::default(),
+            changed: Notify::new(),
+            contact: Arc::default(),
+        });
         let watcher = ex.clone();
         tokio::spawn(async move { watcher.follow_containers().await });
+        tokio::spawn(super::fence::run(ex.clone(), ex.contact.clone()));
         ex
     }
 
@@ -143,11 +152,26 @@ impl Executor {
     /// Stops task `id`'s container because its probes failed: the task
     /// failed, for `why` (the managers replace it per its restart policy).
     pub async fn restart(self: &Arc<Self>, id: &str, container: &str, why: String) {
+        self.fail(id, container, why, None).await;
+    }
+
+    /// Running stateful tasks and their containers.
+    pub fn stateful_running(&self) -> Vec<(String, String)> {
+        self.lock()
+            .values()
+            .filter(|l| l.task.spec.stateful && !l.busy && l.status.state == TaskState::Running.as_str())
+            .map(|l| (l.task.id.clone(), l.status.container.clone()))
+            .collect()
+    }
+
+    /// Stops task `id`'s container (with its stop policy, or `stop`) and
+    /// reports the task failed for `why`.
+    pub async fn fail(self: &Arc<Self>, id: &str, container: &str, why: String, stop: Option<StopPolicy>) {
         let stop = {
             let mut local = self.lock();
             let Some(l) = local.get_mut(id).filter(|l| !l.busy) else { return };
             l.busy = true;
-            l.task.spec.stop.clone()
+            stop.unwrap_or_else(|| l.task.spec.stop.clone())
         };
         let grace = Duration::from_millis(stop.grace_ms);
         let mut s = match self.runtime.stop(container, stop.signal_number(), grace).await {

@@ -7,10 +7,12 @@
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
 //! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
+//! - [`fence`]: a node cut off from the managers stops its stateful tasks.
 //! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 
 pub mod backoff;
 pub mod executor;
+pub mod fence;
 pub mod health;
 pub mod prober;
 pub mod reported;

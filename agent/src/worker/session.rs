@@ -235,6 +235,7 @@ async fn heartbeat(
     // A new leader's grace covers this wait when the old one froze.
     req.set_timeout(HEARTBEAT_TIMEOUT);
     client.heartbeat(req).await?;
+    executor.contact.heard();
     reported.taken(beat, &all, Instant::now());
     Ok(())
 }

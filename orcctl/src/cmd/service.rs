@@ -29,6 +29,9 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(m) = f.max_concurrent {
         s.max_concurrent = m;
     }
+    if let Some(st) = f.stateful {
+        s.stateful = st;
+    }
     lifecycle::apply_schedule(s, f)?;
     if let Some(u) = &f.user {
         s.user = u.clone();
@@ -199,28 +202,32 @@ fn mode_text(s: &Service) -> (String, String) {
 
 fn service_json(s: &Service) -> serde_json::Value {
     let spec = s.spec.clone().unwrap_or_default();
-    let r = spec.restart.clone().unwrap_or_default();
     json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
         "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
-        "max_concurrent": spec.max_concurrent, "spec_version": s.spec_version,
+        "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms,
-        "spec": {"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
-            "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
-            "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
-            "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
-            "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol})).collect::<Vec<_>>(),
-            "labels": spec.labels,
-            "health": spec.health.as_ref().map(health_json),
-            "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
-            "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal,
-            "cron": spec.cron.as_ref().map(|c| json!({"schedule": c.schedule, "time_zone": c.time_zone,
-                "concurrency": c.concurrency, "starting_deadline_ms": c.starting_deadline_ms,
-                "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))},
+        "spec": spec_json(&spec),
         "cron_status": s.cron_status.as_ref().map(|c| json!({"last_schedule_ms": c.last_schedule_ms, "run": c.run,
             "message": c.message, "next_ms": c.next_ms})),
         "update_status": s.update_status.as_ref().map(|u| json!({"state": u.state, "started_ms": u.started_ms,
             "completed_ms": u.completed_ms, "message": u.message})),
         "updated_tasks": s.updated_tasks})
+}
+
+fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
+    let r = spec.restart.clone().unwrap_or_default();
+    json!({"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
+        "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
+        "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
+        "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
+        "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol})).collect::<Vec<_>>(),
+        "labels": spec.labels,
+        "health": spec.health.as_ref().map(health_json),
+        "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
+        "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal,
+        "cron": spec.cron.as_ref().map(|c| json!({"schedule": c.schedule, "time_zone": c.time_zone,
+            "concurrency": c.concurrency, "starting_deadline_ms": c.starting_deadline_ms,
+            "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))})
 }
 
 fn probe_json(p: &Probe) -> serde_json::Value {

@@ -198,24 +198,22 @@ pub(super) fn step(p: &mut Pass, s: &Service, keys: &[Key]) -> Next {
     Next::Go
 }
 
-/// Slots (or nodes) of services under a stop-first update or rollback
-/// whose replaced task is still stopping on a live node: their new task
-/// waits, so the two never run at once.
+/// Slots (or nodes) whose new task must wait because the task it replaces
+/// is still stopping: under a stop-first update or rollback, on a live
+/// node; in a stateful service, wherever it is until it is known over (its
+/// node's grace, [`super::stateful`]). So the two never run at once.
 pub(super) fn stopping(p: &Pass, services: &BTreeSet<String>) -> BTreeSet<(String, Key)> {
     let mut out = BTreeSet::new();
     for id in services {
         let Some(s) = p.v.services.get(id) else { continue };
         let stop_first =
             s.update_status.as_ref().is_some_and(|u| u.state.open() && u.policy.order == UpdateOrder::StopFirst);
-        if !stop_first {
+        if !stop_first && !s.spec.stateful {
             continue;
         }
         for t in service_tasks(p, id) {
-            if t.desired != TaskState::Running
-                && !t.state.terminal()
-                && !t.node.is_empty()
-                && p.node_ok(&t.node).is_some()
-            {
+            let going = t.desired != TaskState::Running && !t.state.terminal() && !t.node.is_empty();
+            if going && (s.spec.stateful || p.node_ok(&t.node).is_some()) {
                 out.insert((id.clone(), key(t)));
             }
         }
