@@ -24,7 +24,7 @@ use orc_proto::cluster::services_client::ServicesClient;
 use orcctl::connect::Trust;
 
 use crate::bench::dockerd::{kill_matching, run_cmd, unmount_under, Dockerd};
-use crate::bench::{machine, median};
+use crate::bench::{machine, versus_row};
 
 const ROUNDS: usize = 3;
 const UPDATES: usize = 40;
@@ -123,7 +123,7 @@ impl Swarm {
     }
 
     /// Running tasks of `service`, optionally not on node `skip`'s hostname.
-    fn running(&self, service: &str, skip: Option<&str>) -> usize {
+    pub(super) fn running(&self, service: &str, skip: Option<&str>) -> usize {
         let out = self
             .docker(
                 1,
@@ -186,7 +186,12 @@ impl Orc {
     }
 
     /// Tasks of `service` running, and of those not on node `skip`.
-    fn running(&self, c: &mut ServicesClient<tonic::transport::Channel>, service: &str, skip: Option<&str>) -> usize {
+    pub(super) fn running(
+        &self,
+        c: &mut ServicesClient<tonic::transport::Channel>,
+        service: &str,
+        skip: Option<&str>,
+    ) -> usize {
         let req = orc_proto::cluster::TasksRequest { service: service.into(), running_only: true, node: String::new() };
         match self.rt.block_on(c.tasks(req)) {
             Ok(r) => r
@@ -495,10 +500,7 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
          {ROUNDS} rounds; times from the create command to every task reported running by the managers.\n\n"
     ));
     md.push_str("| figure | orc median | Swarm median | Swarm / orc |\n|---|---|---|---|\n");
-    let mut row = |name: &str, v: &mut [Vec<f64>; 2]| {
-        let (o, s) = (median(&mut v[0]), median(&mut v[1]));
-        md.push_str(&format!("| {name} | {o:.2} s | {s:.2} s | {:.2}× |\n", s / o));
-    };
+    let mut row = |name: &str, v: &mut [Vec<f64>; 2]| md.push_str(&versus_row(name, v));
     row("service create → 20 replicas running", &mut f.create20);
     row("service create → 100 replicas running", &mut f.create100);
     row(&format!("worker agent killed → its tasks running elsewhere ({FAILOVER_REPLICAS} replicas)"), &mut f.failover);

@@ -29,6 +29,13 @@ pub fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// A results-table row: orc's median, the peer's, and the ratio, from
+/// seconds measured per round (`[orc, peer]`).
+pub fn versus_row(name: &str, v: &mut [Vec<f64>; 2]) -> String {
+    let (o, s) = (median(&mut v[0]), median(&mut v[1]));
+    format!("| {name} | {o:.2} s | {s:.2} s | {:.2}× |\n", s / o)
+}
+
 /// Cores, CPU model and kernel of this machine, for the results file.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

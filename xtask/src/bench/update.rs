@@ -17,7 +17,7 @@ use anyhow::bail;
 use orc_proto::cluster::InspectServiceRequest;
 
 use super::cluster::{start_both, Both, Orc, Swarm, IMAGE};
-use crate::bench::{machine, median};
+use crate::bench::{machine, versus_row};
 
 const ROUNDS: usize = 3;
 const REPLICAS: &str = "20";
@@ -88,8 +88,8 @@ pub fn run() -> anyhow::Result<()> {
     args.extend(POLICY);
     args.extend(["--network", "host", "--no-resolve-image", IMAGE, "sleep", "3600"]);
     swarm.docker(1, &args)?;
-    super::cluster::wait("20 orc tasks", || o_running(&orc, &mut c) == 20)?;
-    super::cluster::wait("20 swarm tasks", || swarm_running(&swarm) == 20)?;
+    super::cluster::wait("20 orc tasks", || orc.running(&mut c, "upd", None) == 20)?;
+    super::cluster::wait("20 swarm tasks", || swarm.running("upd", None) == 20)?;
 
     let mut f = Figures { good: [vec![], vec![]], detect: [vec![], vec![]], rolled_back: [vec![], vec![]] };
     for round in 0..ROUNDS {
@@ -125,20 +125,6 @@ pub fn run() -> anyhow::Result<()> {
     write(&ws, &rev, &docker_version, &mut f)
 }
 
-fn o_running(o: &Orc, c: &mut orc_proto::cluster::services_client::ServicesClient<tonic::transport::Channel>) -> usize {
-    let req = orc_proto::cluster::TasksRequest { service: "upd".into(), running_only: true, node: String::new() };
-    match o.rt.block_on(c.tasks(req)) {
-        Ok(r) => r.into_inner().tasks.iter().filter(|t| t.state == "running" && t.health == "ready").count(),
-        Err(_) => 0,
-    }
-}
-
-fn swarm_running(s: &Swarm) -> usize {
-    s.docker(1, &["service", "ps", "--filter", "desired-state=running", "--format", "{{.CurrentState}}", "upd"])
-        .map(|o| o.lines().filter(|l| l.starts_with("Running")).count())
-        .unwrap_or(0)
-}
-
 fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow::Result<()> {
     let mut md = String::new();
     md.push_str("# update\n\n");
@@ -152,10 +138,7 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
         POLICY.join(" ")
     ));
     md.push_str("| figure | orc median | Swarm median | Swarm / orc |\n|---|---|---|---|\n");
-    let mut row = |name: &str, v: &mut [Vec<f64>; 2]| {
-        let (o, s) = (median(&mut v[0]), median(&mut v[1]));
-        md.push_str(&format!("| {name} | {o:.2} s | {s:.2} s | {:.2}× |\n", s / o));
-    };
+    let mut row = |name: &str, v: &mut [Vec<f64>; 2]| md.push_str(&versus_row(name, v));
     row("good update (`--env-add`) → completed", &mut f.good);
     row("broken update (tasks exit at once) → failure detected, rollback started", &mut f.detect);
     row("broken update → rollback completed", &mut f.rolled_back);
