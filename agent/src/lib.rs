@@ -109,9 +109,10 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     }
     tokio::spawn(cluster::certs::follow(state.clone()));
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
-    tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone()));
+    let measurements = Arc::new(cluster::usage::Measurements::default());
+    tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone(), measurements.clone()));
     let executor = worker::executor::Executor::new(Arc::new(runtime.clone()));
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");
-    api::server::run(state, runtime, liveness, tcp, vsock, shutdown).await.context("serving the API")
+    api::server::run(state, runtime, liveness, measurements, tcp, vsock, shutdown).await.context("serving the API")
 }

@@ -45,6 +45,19 @@ pub enum Command {
     /// People's access: certificates with a role (admin, operator, reader).
     #[command(subcommand)]
     User(UserCommand),
+    /// What happened in the cluster: services, tasks, updates, probes,
+    /// autoscaling and nodes, oldest first (a manager keeps the latest 10,000).
+    Events {
+        /// Then follow new events as they happen.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this service and its tasks.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only events since then: a duration back (10m, 2h) or a time (2026-12-03T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Build and identity of nodes.
     Version,
     /// Live health checks of nodes.
@@ -427,6 +440,24 @@ pub struct ServiceFlags {
     /// Start runs of the schedule again.
     #[arg(long)]
     pub unsuspend: bool,
+    /// Autoscale: the fewest replicas (default 1).
+    #[arg(long)]
+    pub autoscale_min: Option<u64>,
+    /// Autoscale: the most replicas.
+    #[arg(long)]
+    pub autoscale_max: Option<u64>,
+    /// Autoscale: target CPU use, in percent of --reserve-cpu.
+    #[arg(long, value_name = "PERCENT")]
+    pub autoscale_cpu: Option<u32>,
+    /// Autoscale: target memory use, in percent of --reserve-memory.
+    #[arg(long, value_name = "PERCENT")]
+    pub autoscale_memory: Option<u32>,
+    /// Autoscale: a scale-down takes the highest count asked in this window (default 5m).
+    #[arg(long)]
+    pub scale_down_window: Option<String>,
+    /// Stop autoscaling (the replica count stays where it is).
+    #[arg(long, conflicts_with_all = ["autoscale_min", "autoscale_max", "autoscale_cpu", "autoscale_memory", "scale_down_window"])]
+    pub no_autoscale: bool,
     /// user, uid or uid:gid.
     #[arg(long, short = 'u')]
     pub user: Option<String>,

@@ -4,7 +4,7 @@
 //! `deploy.rollback_config`) and the stop policy.
 
 use orc_proto::cluster::{
-    probe, CronSchedule, ExecProbe, HealthChecks, HttpProbe, Probe, ServiceSpec, TcpProbe, UpdatePolicy,
+    probe, Autoscale, CronSchedule, ExecProbe, HealthChecks, HttpProbe, Probe, ServiceSpec, TcpProbe, UpdatePolicy,
 };
 use serde::Deserialize;
 
@@ -320,6 +320,74 @@ pub fn apply_schedule(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliEr
         return Err(usage("a schedule is needed: --schedule \"*/5 * * * *\"".into()));
     }
     Ok(())
+}
+
+/// The autoscaling flags over `s`'s autoscaling (new when any is given).
+pub fn apply_autoscale(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
+    if f.no_autoscale {
+        s.autoscale = None;
+        return Ok(());
+    }
+    let given = f.autoscale_min.is_some()
+        || f.autoscale_max.is_some()
+        || f.autoscale_cpu.is_some()
+        || f.autoscale_memory.is_some()
+        || f.scale_down_window.is_some();
+    if !given {
+        return Ok(());
+    }
+    let a = s.autoscale.get_or_insert_with(|| Autoscale { min_replicas: 1, ..Default::default() });
+    if let Some(v) = f.autoscale_min {
+        a.min_replicas = v;
+    }
+    if let Some(v) = f.autoscale_max {
+        a.max_replicas = v;
+    }
+    if let Some(v) = f.autoscale_cpu {
+        a.cpu_percent = v;
+    }
+    if let Some(v) = f.autoscale_memory {
+        a.memory_percent = v;
+    }
+    if let Some(v) = &f.scale_down_window {
+        a.scale_down_window_ms = Some(parse_duration(v)?);
+    }
+    if a.max_replicas == 0 {
+        return Err(usage("autoscaling needs --autoscale-max N (the most replicas)".into()));
+    }
+    Ok(())
+}
+
+/// `deploy.autoscale` of a service file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscaleFile {
+    #[serde(default = "one")]
+    min_replicas: u64,
+    max_replicas: u64,
+    /// Percent of the CPU reservation.
+    #[serde(default)]
+    cpu: u32,
+    /// Percent of the memory reservation.
+    #[serde(default)]
+    memory: u32,
+    scale_down_window: Option<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+impl AutoscaleFile {
+    pub fn to_proto(&self) -> Result<Autoscale, CliError> {
+        Ok(Autoscale {
+            min_replicas: self.min_replicas,
+            max_replicas: self.max_replicas,
+            cpu_percent: self.cpu,
+            memory_percent: self.memory,
+            scale_down_window_ms: duration(&self.scale_down_window)?,
+        })
+    }
 }
 
 /// `deploy.schedule` of a service file.

@@ -64,11 +64,14 @@ pub fn age(unix: i64) -> String {
     since((now - unix).max(0) as u64)
 }
 
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// How long ago Unix millisecond `ms` was.
 pub fn ago(ms: i64) -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    since(((now - ms).max(0) / 1000) as u64)
+    since(((now_ms() - ms).max(0) / 1000) as u64)
 }
 
 /// `s` seconds as "12s ago", "3m ago", "2h ago", "5d ago".

@@ -17,6 +17,7 @@
 //!   schedule: {cron: "0 3 * * *", time_zone: Europe/Berlin, concurrency: forbid,
 //!              starting_deadline: 10m, success_history: 3, failed_history: 1}
 //!   replicas: 3
+//!   autoscale: {min_replicas: 2, max_replicas: 10, cpu: 70, memory: 80, scale_down_window: 5m}
 //!   resources:
 //!     limits: {cpus: 0.5, memory: 64m, pids: 100}
 //!     reservations: {cpus: 0.25, memory: 32m}
@@ -46,7 +47,7 @@ use orc_proto::cluster::{ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
-use crate::lifecycle::{health_from_file, Healthcheck, PolicyFile, Probes, ScheduleFile};
+use crate::lifecycle::{health_from_file, AutoscaleFile, Healthcheck, PolicyFile, Probes, ScheduleFile};
 use crate::parse::{parse_bytes, parse_duration, parse_port};
 
 #[derive(Deserialize, Default)]
@@ -111,6 +112,7 @@ struct Deploy {
     update_config: Option<PolicyFile>,
     rollback_config: Option<PolicyFile>,
     schedule: Option<ScheduleFile>,
+    autoscale: Option<AutoscaleFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,6 +245,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         max_concurrent: d.max_concurrent.unwrap_or(0),
         stateful: d.stateful,
         cron: d.schedule.as_ref().map(|c| c.to_proto()).transpose()?,
+        autoscale: d.autoscale.as_ref().map(|a| a.to_proto()).transpose()?,
         reserve_cpus: cpus(d.resources.reservations.cpus)?,
         reserve_memory: memory(d.resources.reservations.memory)?,
         limit_cpus: cpus(d.resources.limits.cpus)?,
@@ -331,6 +334,11 @@ deploy:
             ("0 3 * * *", "Europe/Berlin", "forbid")
         );
         assert_eq!((c.starting_deadline_ms, c.success_history, c.failed_history), (600_000, Some(5), None));
+        let s = parse("name: w\ndeploy: {autoscale: {max_replicas: 8, cpu: 70, scale_down_window: 1m}}\n", "a.yaml")
+            .unwrap();
+        let a = s.autoscale.unwrap();
+        assert_eq!((a.min_replicas, a.max_replicas, a.cpu_percent, a.memory_percent), (1, 8, 70, 0));
+        assert_eq!(a.scale_down_window_ms, Some(60_000));
         let e = parse("name: w\nprobes: {liveness: {tcp: 80, http: {port: 80}}}\n", "p.yaml").unwrap_err().to_string();
         assert!(e.contains("probes.liveness: give exactly one"), "{e}");
         let e = parse("name: w\ndeploy: {update_config: {paralelism: 2}}\n", "u.yaml").unwrap_err().to_string();

@@ -4,8 +4,9 @@
 //! reason; readiness flips without a restart; a global server on a host
 //! port updated stop-first never runs two at once; jobs reach their
 //! completions and stop; a stateful service starts slots in order and
-//! replaces a lost node's slot only after the grace; a cron job runs once per scheduled time across a
-//! leader kill; an update to a broken image
+//! replaces a lost node's slot only after the grace; an autoscaled CPU
+//! burner scales up and back down; a cron job runs once per scheduled time
+//! across a leader kill; an update to a broken image
 //! rolls back by itself while the old tasks keep serving; a start-first
 //! update never has fewer ready tasks than replicas; pause and resume.
 
@@ -42,6 +43,17 @@ fn ok(c: &LocalCluster, args: &[&str]) -> String {
     let o = c.ctl(args);
     assert!(o.ok, "orcctl {}: {}", args.join(" "), o.stderr);
     o.stdout
+}
+
+/// `orcctl events --service S`: what the manager kept, oldest first.
+fn events(c: &LocalCluster, service: &str) -> Vec<Value> {
+    let out = ok(c, &["-o", "json", "events", "--service", service]);
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Whether an event of `action` whose message contains `text` was kept.
+fn told(c: &LocalCluster, service: &str, action: &str, text: &str) -> bool {
+    events(c, service).iter().any(|e| e["action"] == action && e["message"].as_str().is_some_and(|m| m.contains(text)))
 }
 
 fn wait(c: &LocalCluster, service: &str, what: &str, f: impl Fn(&LocalCluster) -> bool) {
@@ -122,6 +134,9 @@ fn health_checks_rolling_updates_and_rollbacks() {
     });
     let now = live(&c, "ready");
     assert_eq!((now.len(), &now[0]["id"], &now[0]["state"]), (1, &id, &Value::from("running")), "no restart");
+    // Each flip is an event, the probe's failure its reason.
+    assert!(told(&c, "ready", "ready", ""), "{:?}", events(&c, "ready"));
+    assert!(told(&c, "ready", "not-ready", "readiness:"), "{:?}", events(&c, "ready"));
     ok(&c, &["service", "rm", "ready"]);
 
     // A replicated job: 4 completions, 2 at a time, none run again; a
@@ -232,6 +247,13 @@ fn health_checks_rolling_updates_and_rollbacks() {
     let s = inspect(&c, "web");
     assert_eq!(s["update_status"]["state"], "rolled-back", "{s}");
     assert_eq!(s["image"], Value::from(image.as_str()));
+    for (action, why) in [("updating", ""), ("rolling-back", "new tasks failed")] {
+        assert!(told(&c, "web", action, why), "no {action} event: {:?}", events(&c, "web"));
+    }
+    let lost = events(&c, "web");
+    assert!(lost.iter().any(|e| e["subject"] == "task" && (e["action"] == "rejected" || e["action"] == "failed")));
+    let shown = s["events"].as_array().unwrap();
+    assert!(shown.iter().any(|e| e["action"] == "rolling-back"), "inspect shows the service's events: {s}");
     wait(&c, "web", "4 ready tasks after the rollback", |c| ready(c, "web") == 4);
     let after: Vec<Value> = live(&c, "web").iter().map(|t| t["id"].clone()).collect();
     let kept = after.iter().filter(|id| before.contains(id)).count();
@@ -320,6 +342,50 @@ fn health_checks_rolling_updates_and_rollbacks() {
     assert!(took >= Duration::from_secs(30), "replaced after {took:?}: before the grace");
     c.agents[victim].restart().unwrap();
     ok(&c, &["service", "rm", "db"]);
+
+    // Autoscaling: a CPU burner (25 s per task, on a 0.1 CPU reservation)
+    // scales up to its maximum, and once idle back down to its minimum
+    // after the scale-down window; each decision is recorded with its reason.
+    let bad = c.ctl(&["service", "create", "--name", "bad", &image, "--autoscale-max", "3", "--autoscale-cpu", "50"]);
+    assert!(!bad.ok && bad.stderr.contains("set --reserve-cpu"), "{}", bad.stderr);
+    ok(
+        &c,
+        &[
+            "service",
+            "create",
+            "--name",
+            "burn",
+            "--reserve-cpu",
+            "0.1",
+            "--autoscale-max",
+            "3",
+            "--autoscale-cpu",
+            "50",
+            "--scale-down-window",
+            "20s",
+            &image,
+            "--",
+            "sh",
+            "-c",
+            "end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do :; done; sleep 3600",
+        ],
+    );
+    wait(&c, "burn", "scaled up to the maximum", |c| inspect(c, "burn")["replicas"] == 3 && live(c, "burn").len() == 3);
+    let up = inspect(&c, "burn")["autoscale_status"].clone();
+    let first = &up["decisions"][0];
+    assert_eq!((first["from"].as_u64(), first["to"].as_u64()), (Some(1), Some(3)), "{up}");
+    let why = first["reason"].as_str().unwrap();
+    assert!(why.contains("cpu at") && why.contains("capped at the maximum 3"), "{why}");
+    wait(&c, "burn", "scaled back down to the minimum", |c| {
+        inspect(c, "burn")["replicas"] == 1 && live(c, "burn").len() == 1
+    });
+    let down = inspect(&c, "burn")["autoscale_status"].clone();
+    let last = down["decisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["to"].as_u64(), Some(1), "{down}");
+    assert!(down["cpu_percent"].as_u64().unwrap() < 50, "{down}");
+    assert!(told(&c, "burn", "autoscaled", "1 → 3: cpu at"), "{:?}", events(&c, "burn"));
+    assert!(told(&c, "burn", "autoscaled", "3 → 1"), "{:?}", events(&c, "burn"));
+    ok(&c, &["service", "rm", "burn"]);
 
     // A cron job every 5 s (forbid), across a leader kill: each scheduled
     // time runs once — no run doubled, at most the one run due during the

@@ -1,6 +1,7 @@
-//! `--watch` of `service ls|ps` and `node ls` against real managers and
-//! simulated nodes: the listing first, then each change (a scale, a node
-//! lost, a removal), on a follower as on the leader.
+//! `--watch` of `service ls|ps` and `node ls`, and `events -f`, against
+//! real managers and simulated nodes: the listing (or the events kept)
+//! first, then each change (a scale, a node lost, a removal), on a
+//! follower as on the leader.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,6 +41,21 @@ fn watchers_see_the_objects_then_every_change() {
     let mut ls = on(&["service", "ls", "--watch"]);
     let mut nodes = on(&["node", "ls", "--watch"]);
     let mut table = Watching::start(&c.config, &["service", "ps", "w", "-w"]).unwrap();
+    // Events of the service (and its tasks), and of everything.
+    let mut events = on(&["events", "-f", "--service", "w"]);
+    let mut all = on(&["events", "-f", "--since", "1h"]);
+    let event = |w: &mut Watching, what: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+        w.line(SOON, what, |l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|e| f(&e))).unwrap();
+    };
+    let is = |e: &serde_json::Value, subject: &str, name: &str, action: &str| {
+        e["subject"] == subject && e["name"] == name && e["action"] == action
+    };
+    // What the manager kept first: the service created, its tasks placed and running.
+    event(&mut events, "w created", &|e| is(e, "service", "w", "created"));
+    event(&mut events, "w.1 assigned", &|e| {
+        is(e, "task", "w.1", "assigned") && e["message"].as_str().is_some_and(|m| m.starts_with("to "))
+    });
+    event(&mut events, "w.1 running", &|e| is(e, "task", "w.1", "running"));
 
     // The listing: what exists now, as added.
     for slot in [1, 2] {
@@ -59,6 +75,9 @@ fn watchers_see_the_objects_then_every_change() {
     ps.event(SOON, "w.3 running", |t, o| t == "modified" && o["slot"] == 3 && o["state"] == "running").unwrap();
     ls.event(SOON, "w at 3/3", |t, o| t == "modified" && o["running"] == 3 && o["desired"] == 3).unwrap();
     table.line(SOON, "w.3 running in the table", |l| l.contains("w.3") && l.contains("running")).unwrap();
+    event(&mut events, "w scaled", &|e| is(e, "service", "w", "scaled") && e["message"] == "2 → 3");
+    event(&mut events, "w.3 created", &|e| is(e, "task", "w.3", "created"));
+    event(&mut events, "w.3 running", &|e| is(e, "task", "w.3", "running") && e["time_ms"].as_i64() > Some(0));
 
     // A node lost: it goes down, its task is replaced elsewhere.
     let lost = sim.nodes.iter().position(|n| n.running() > 0).unwrap();
@@ -74,14 +93,35 @@ fn watchers_see_the_objects_then_every_change() {
     })
     .unwrap();
     sim.wait(SOON, "three tasks running again", |s| s.running() == 3).unwrap();
+    event(&mut all, "the lost node down", &|e| {
+        e["subject"] == "node" && e["id"] == lost_id.as_str() && e["action"] == "down"
+    });
+    event(&mut events, "its task stopped for it", &|e| {
+        e["subject"] == "task" && e["message"].as_str().is_some_and(|m| m.contains("is down"))
+    });
 
     // Removed: the service's watcher is told with its last state.
     assert!(c.ctl(&["service", "rm", "w"]).ok);
     ls.event(SOON, "w deleted", |t, o| t == "deleted" && o["name"] == "w").unwrap();
     ps.event(SOON, "w's tasks told to stop", |t, o| t == "deleted" || o["desired"] == "shutdown").unwrap();
+    event(&mut events, "w removed", &|e| is(e, "service", "w", "removed"));
+    event(&mut all, "w removed, for everyone", &|e| is(e, "service", "w", "removed"));
+    // Without -f: what is kept, then the end; --since narrows it.
+    let o = c.ctl(&["-o", "json", "events", "--service", "w"]);
+    assert!(!o.ok, "the service is gone: {}", o.stdout);
+    let o = c.ctl(&["-o", "json", "events", "--since", "1h"]);
+    assert!(o.ok, "{}", o.stderr);
+    let kept: Vec<serde_json::Value> = o.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(kept.iter().any(|e| is(e, "service", "w", "scaled")), "{}", o.stdout);
+    let times: Vec<i64> = kept.iter().map(|e| e["version"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    let o = c.ctl(&["-o", "json", "events", "--since", "2099-01-01T00:00:00Z"]);
+    assert!(o.ok && o.stdout.trim().is_empty(), "{}", o.stdout);
+    let o = c.ctl(&["events", "--since", "last week"]);
+    assert!(!o.ok && o.stderr.contains("--since \"last week\""), "{}", o.stderr);
 
     // A manager serves a bounded number of watches, and says so.
-    drop((ps, ls, table));
+    drop((ps, ls, table, events, all));
     let mut more = Vec::new();
     while more.len() < 63 {
         let mut w = on(&["node", "ls", "--watch"]);

@@ -96,6 +96,7 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Services/Rollback", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Watch/Events", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/Inspect", Rule::AtLeast(Role::Reader)),
     // Draining and labelling nodes is operations; changing a node's role
     // hands it (or takes away) the CA key: admin only ([`require_admin`]).

@@ -61,6 +61,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         stop: stop_from_proto(p.stop_grace_ms, p.stop_signal),
         cron: cron_from_proto(p.cron)?,
         stateful: p.stateful,
+        autoscale: autoscale_from_proto(p.autoscale),
     };
     Ok(s)
 }
@@ -107,6 +108,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         stop_signal: s.stop.signal.clone(),
         cron: s.cron.as_ref().map(cron_to_proto),
         stateful: s.stateful,
+        autoscale: s.autoscale.as_ref().map(autoscale_to_proto),
     }
 }
 
@@ -129,6 +131,8 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         updated_tasks: 0,
         has_previous: s.previous_spec.is_some(),
         cron_status: s.spec.cron.as_ref().map(|c| cron_status(s, c)),
+        autoscale_status: s.autoscale_status.as_ref().map(autoscale_status_to_proto),
+        events: Vec::new(),
     }
 }
 
@@ -154,7 +158,21 @@ fn completed(v: &View, s: &Service) -> u64 {
 /// tasks: for inspect, not for lists).
 pub fn service_with_progress(v: &View, s: &Service) -> pb::Service {
     let updated = v.tasks_of(&s.id).filter(|t| t.live() && t.spec.runs_like(&s.spec) && t.ready()).count();
-    pb::Service { updated_tasks: updated as u64, ..service_to_proto(v, s) }
+    let events = crate::cluster::events::of_service(v, &s.id).iter().map(|e| event_to_proto(e)).collect();
+    pb::Service { updated_tasks: updated as u64, events, ..service_to_proto(v, s) }
+}
+
+pub fn event_to_proto(e: &crate::model::events::Event) -> pb::Event {
+    pb::Event {
+        time_ms: e.time_ms,
+        subject: e.subject.as_str().into(),
+        id: e.id.clone(),
+        name: e.name.clone(),
+        action: e.action.as_str().into(),
+        message: e.message.clone(),
+        version: e.version,
+        service_id: e.service.clone(),
+    }
 }
 
 pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {

@@ -162,6 +162,44 @@ pub fn update_status_to_proto(u: &UpdateStatus) -> pb::UpdateStatus {
     }
 }
 
+pub fn autoscale_from_proto(a: Option<pb::Autoscale>) -> Option<Autoscale> {
+    let a = a?;
+    Some(Autoscale {
+        min: a.min_replicas,
+        max: a.max_replicas,
+        cpu_percent: a.cpu_percent,
+        memory_percent: a.memory_percent,
+        scale_down_window_ms: a.scale_down_window_ms.unwrap_or(SCALE_DOWN_WINDOW_MS),
+    })
+}
+
+pub fn autoscale_to_proto(a: &Autoscale) -> pb::Autoscale {
+    pb::Autoscale {
+        min_replicas: a.min,
+        max_replicas: a.max,
+        cpu_percent: a.cpu_percent,
+        memory_percent: a.memory_percent,
+        scale_down_window_ms: Some(a.scale_down_window_ms),
+    }
+}
+
+pub fn autoscale_status_to_proto(s: &AutoscaleStatus) -> pb::AutoscaleStatus {
+    pb::AutoscaleStatus {
+        checked_ms: s.checked_ms,
+        cpu_percent: s.cpu_percent,
+        memory_percent: s.memory_percent,
+        measured: s.measured,
+        running: s.running,
+        recommended: s.recommended,
+        message: s.message.clone(),
+        decisions: s
+            .decisions
+            .iter()
+            .map(|d| pb::ScaleDecision { at_ms: d.at_ms, from: d.from, to: d.to, reason: d.reason.clone() })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

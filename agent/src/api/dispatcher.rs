@@ -13,21 +13,23 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::dispatcher::{self as domain, Liveness, NodeInfo, Reports, TaskReport, HEARTBEAT};
 use crate::cluster::fanout::{Fanout, Pending};
+use crate::cluster::usage::{Measurements, Sample};
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
 
 pub struct DispatcherService {
     raft: Arc<RaftHandle>,
     liveness: Arc<Liveness>,
+    measurements: Arc<Measurements>,
     reports: Reports,
     fanout: Arc<Fanout>,
 }
 
 impl DispatcherService {
-    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>) -> Self {
+    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements: Arc<Measurements>) -> Self {
         let reports = Reports::start(raft.clone());
         let fanout = Fanout::start(raft.clone());
-        Self { raft, liveness, reports, fanout }
+        Self { raft, liveness, measurements, reports, fanout }
     }
 }
 
@@ -113,8 +115,13 @@ impl Dispatcher for DispatcherService {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let (node_id, _) = caller(&req)?;
-        let statuses = req
-            .into_inner()
+        let beat = req.into_inner();
+        let usage = beat
+            .usage
+            .into_iter()
+            .map(|u| (u.id, Sample { cpu_millis: u.cpu_millis, memory: u.memory_bytes }))
+            .collect();
+        let statuses = beat
             .statuses
             .into_iter()
             .map(|s| TaskReport {
@@ -128,7 +135,9 @@ impl Dispatcher for DispatcherService {
                 probe: s.probe,
             })
             .collect();
-        domain::heartbeat(&self.raft, &self.liveness, &self.reports, &node_id, statuses).await?;
+        let heard =
+            domain::Heard { liveness: &self.liveness, measurements: &self.measurements, reports: &self.reports };
+        domain::heartbeat(&self.raft, heard, &node_id, statuses, usage).await?;
         Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
     }
 }

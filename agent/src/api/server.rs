@@ -117,6 +117,7 @@ pub async fn run(
     state: Arc<NodeState>,
     runtime: Arc<crate::runtime::manager::Runtime>,
     liveness: Arc<crate::cluster::dispatcher::Liveness>,
+    measurements: Arc<crate::cluster::usage::Measurements>,
     tcp: TcpListener,
     vsock: Option<tokio_vsock::VsockListener>,
     shutdown: impl Future<Output = ()> + Send,
@@ -177,7 +178,11 @@ pub async fn run(
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
         .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
-        .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(state.raft.clone(), liveness)))
+        .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(
+            state.raft.clone(),
+            liveness,
+            measurements,
+        )))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime)))

@@ -11,9 +11,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{service_to_proto, task_to_proto};
+use super::convert::{event_to_proto, service_to_proto, task_to_proto};
 use super::nodes::node_proto;
 use super::services::non_empty;
+use crate::cluster::events;
 use crate::cluster::watch::{Batch, Change, Filter, Watched, Watcher};
 use crate::raft::RaftHandle;
 use crate::state::NodeState;
@@ -99,6 +100,49 @@ fn responses(raft: &RaftHandle, b: &Batch) -> Vec<pb::WatchResponse> {
 #[tonic::async_trait]
 impl Watch for WatchService {
     type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn events(&self, req: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        let req = req.into_inner();
+        let raft = self.state.raft.clone();
+        // Followers hold a place like watches do; a one-off read does not.
+        let slot = match req.follow {
+            true => Some(self.open.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "this manager serves {MAX_WATCHES} watches already; end some, or follow through another manager"
+                ))
+            })?),
+            false => None,
+        };
+        let mut r = events::Reader::start(raft, non_empty(&req.service), req.since_ms).await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            let _slot = slot;
+            loop {
+                let next = tokio::select! {
+                    b = r.next() => b,
+                    _ = tx.closed() => return,
+                };
+                match next {
+                    Ok(list) => {
+                        for e in list {
+                            if tx.send(Ok(event_to_proto(&e))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                }
+                if !req.follow {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
         let req = req.into_inner();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::fanout::Pending;
 pub use super::liveness::{Liveness, GRACE};
 use super::objects::*;
+use super::usage::{Measurements, Sample};
 use crate::model::db::{Command, Key, Kind, Object};
 use crate::model::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
@@ -272,14 +273,24 @@ pub struct TaskReport {
     pub probe: String,
 }
 
+/// What the leader keeps of heartbeats: who was heard of, what tasks use,
+/// and the task states queued for the log.
+#[derive(Clone, Copy)]
+pub struct Heard<'a> {
+    pub liveness: &'a Liveness,
+    pub measurements: &'a Measurements,
+    pub reports: &'a Reports,
+}
+
 /// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
-/// was not, and the task states that changed are queued for the log.
+/// was not, its tasks' usage is kept, and the task states that changed are
+/// queued for the log.
 pub async fn heartbeat(
     raft: &RaftHandle,
-    liveness: &Liveness,
-    reports: &Reports,
+    heard: Heard<'_>,
     node_id: &str,
     statuses: Vec<TaskReport>,
+    usage: Vec<(String, Sample)>,
 ) -> Result<(), DispatchError> {
     let s = leading(raft)?;
     let mut cmds = Vec::new();
@@ -289,7 +300,11 @@ pub async fn heartbeat(
         if a.state.removed_nodes.contains_key(node_id) {
             return Err(DispatchError::Removed { node: node_id.to_string(), at_open: false });
         }
-        liveness.heard(node_id);
+        heard.liveness.heard(node_id);
+        // Only of its own tasks.
+        heard
+            .measurements
+            .record(usage.into_iter().filter(|(id, _)| a.state.tasks.get(id).is_some_and(|t| t.node == node_id)));
         if let Some(n) = a.state.nodes.get(node_id) {
             if n.status != NodeStatus::Ready {
                 tracing::info!(node = %node_id, "node is back: ready");
@@ -347,7 +362,7 @@ pub async fn heartbeat(
         }
     }
     if !cmds.is_empty() {
-        reports.send(Command::Batch(cmds))?;
+        heard.reports.send(Command::Batch(cmds))?;
     }
     Ok(())
 }

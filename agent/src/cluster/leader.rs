@@ -7,9 +7,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::autoscaler::Autoscaler;
 use super::dispatcher::Liveness;
 use super::objects::{now_ms, NodeStatus, View};
 use super::orchestrator::{self, Scope};
+use super::usage::Measurements;
 use crate::model::db::Command;
 use crate::pki::role::Role;
 use crate::raft::types::NodeId;
@@ -50,7 +52,7 @@ pub fn chunks(cmds: Vec<Command>, max: usize) -> Vec<Vec<Command>> {
 /// between look only at what changed).
 const FULL_EVERY: Duration = Duration::from_secs(30);
 
-pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
+pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements: Arc<Measurements>) {
     tokio::spawn(super::liveness::watch_stalls(liveness.clone()));
     let mut leading = false;
     let changing: Changing = Arc::default();
@@ -58,6 +60,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
     let mut seen: Option<u64> = None;
     let mut last_full = std::time::Instant::now();
     let mut last_pass = std::time::Instant::now() - MIN_GAP;
+    let mut autoscaler = Autoscaler::default();
     loop {
         let since = last_pass.elapsed();
         if since < MIN_GAP {
@@ -82,6 +85,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             }
             let nodes: Vec<String> = s.sm.applied.read().await.state.nodes.keys().cloned().collect();
             liveness.reset(nodes.into_iter());
+            autoscaler.reset();
             seen = None;
             tracing::info!("leading: orchestrating and scheduling");
         }
@@ -89,6 +93,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
         if leading {
             let view = s.sm.applied.read().await.state.clone();
             membership(&cluster, &s, &view, &changing);
+            autoscale(&cluster, &mut autoscaler.pass(&view, &measurements, now_ms())).await;
             let mut cmds = liveness.check(&view);
             let mut passed = None;
             if cmds.is_empty() {
@@ -142,6 +147,18 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>) {
             }
         }
         let _ = tokio::time::timeout(TICK, changed.changed()).await;
+    }
+}
+
+/// Writes the autoscaler's decisions, each on its own (one that raced a
+/// change of its service is decided again at the next sync).
+async fn autoscale(cluster: &RaftHandle, cmds: &mut Vec<Command>) {
+    for c in cmds.drain(..) {
+        match cluster.write(c).await {
+            Ok(r) if r.conflict.is_some() => tracing::debug!("autoscaling raced a change of the service; next sync"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "writing an autoscaling decision failed"),
+        }
     }
 }
 

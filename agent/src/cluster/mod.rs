@@ -8,7 +8,10 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
-//! - [`leader`]: the leader's loop (liveness, reconcile, quorum membership).
+//! - [`leader`]: the leader's loop (liveness, reconcile, autoscaling,
+//!   quorum membership).
+//! - [`autoscale`]: the autoscaler's decision (pure); [`autoscaler`]: its
+//!   syncs on the leader; [`usage`]: tasks' measurements, leader memory.
 //! - [`dispatcher`]: node sessions and heartbeats on the leader;
 //!   [`liveness`]: who was heard of when, who is down.
 //! - [`fanout`]: the change feed read once on the leader, waking only the
@@ -18,11 +21,15 @@
 //! - [`renew`]: certificate renewal, both sides.
 //! - [`managers`]: the managers a node knows, on STATE.
 //! - [`watch`]: the objects, then their changes, for API watchers.
+//! - [`events`]: the events a manager keeps, read and followed.
 //! - [`error`]: the [`ClusterError`] type.
 
+pub mod autoscale;
+pub mod autoscaler;
 pub mod certs;
 pub mod dispatcher;
 pub mod error;
+pub mod events;
 pub mod fanout;
 pub mod join;
 pub mod leader;
@@ -38,6 +45,7 @@ pub mod settings;
 pub mod spec;
 pub mod token;
 pub mod tokens;
+pub mod usage;
 pub mod watch;
 
 pub use error::ClusterError;

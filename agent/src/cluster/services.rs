@@ -41,6 +41,7 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
         updated_ms: now,
         update_status: None,
         cron_status: None,
+        autoscale_status: None,
     };
     let claim = Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0);
     let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0);

@@ -2,8 +2,8 @@
 //! mistake named with how to fix it.
 
 use super::objects::{
-    signal_number, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy, UpdateOrder,
-    UpdatePolicy, STOP_SIGNALS,
+    signal_number, Autoscale, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy,
+    UpdateOrder, UpdatePolicy, STOP_SIGNALS,
 };
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
@@ -63,6 +63,16 @@ pub enum SpecError {
     StatefulStartFirst,
     #[error("{0}")]
     BadSchedule(String),
+    #[error("autoscaling is for replicated services (--mode replicated)")]
+    AutoscaleNotReplicated,
+    #[error("autoscale: min replicas {min} and max {max}: need 1 ≤ min ≤ max")]
+    AutoscaleBounds { min: u64, max: u64 },
+    #[error("autoscale: name a target: --autoscale-cpu PERCENT (of --reserve-cpu) and/or --autoscale-memory PERCENT (of --reserve-memory)")]
+    AutoscaleNoTarget,
+    #[error("autoscale: a {resource} target is a percentage of the {resource} reservation: set {flag}")]
+    AutoscaleNoReservation { resource: &'static str, flag: &'static str },
+    #[error("autoscale: target {resource} {percent}% must be 1-1000 (percent of the reservation)")]
+    AutoscaleTarget { resource: &'static str, percent: u32 },
     #[error("{role} probe: {problem}")]
     Probe { role: &'static str, problem: String },
     #[error("{what} policy: {problem}")]
@@ -214,10 +224,41 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
         super::orchestrator::cron::parse(c).map_err(SpecError::BadSchedule)?;
         fields::duration_ms("starting deadline", c.starting_deadline_ms, MAX_RESTART_MS)?;
     }
+    if let Some(a) = &s.autoscale {
+        autoscale(s, a, max_replicas)?;
+    }
     probes(&s.health)?;
     policy("update", &s.update)?;
     policy("rollback", &s.rollback)?;
     stop(&s.stop)?;
+    Ok(())
+}
+
+fn autoscale(s: &ServiceSpec, a: &Autoscale, max_replicas: u64) -> Result<(), SpecError> {
+    if s.mode != Mode::Replicated {
+        return Err(SpecError::AutoscaleNotReplicated);
+    }
+    if a.min == 0 || a.min > a.max {
+        return Err(SpecError::AutoscaleBounds { min: a.min, max: a.max });
+    }
+    if a.max > max_replicas {
+        return Err(SpecError::TooManyReplicas { replicas: a.max, max: max_replicas });
+    }
+    if a.cpu_percent == 0 && a.memory_percent == 0 {
+        return Err(SpecError::AutoscaleNoTarget);
+    }
+    for (resource, percent, reserved, flag) in [
+        ("CPU", a.cpu_percent, s.reserve_cpus > 0.0, "--reserve-cpu"),
+        ("memory", a.memory_percent, s.reserve_memory > 0, "--reserve-memory"),
+    ] {
+        if percent > 1000 {
+            return Err(SpecError::AutoscaleTarget { resource, percent });
+        }
+        if percent > 0 && !reserved {
+            return Err(SpecError::AutoscaleNoReservation { resource, flag });
+        }
+    }
+    fields::duration_ms("autoscale scale-down window", a.scale_down_window_ms, MAX_LIFECYCLE_MS)?;
     Ok(())
 }
 
@@ -289,6 +330,22 @@ mod tests {
                     s.replicas = 3;
                 }),
                 "one task per node",
+            ),
+            (
+                Box::new(|s| s.autoscale = Some(Autoscale { min: 3, max: 2, cpu_percent: 50, ..Default::default() })),
+                "min replicas 3 and max 2",
+            ),
+            (Box::new(|s| s.autoscale = Some(Autoscale { min: 1, max: 2, ..Default::default() })), "name a target"),
+            (
+                Box::new(|s| s.autoscale = Some(Autoscale { min: 1, max: 2, cpu_percent: 50, ..Default::default() })),
+                "set --reserve-cpu",
+            ),
+            (
+                Box::new(|s| {
+                    s.mode = Mode::Global;
+                    s.autoscale = Some(Autoscale { min: 1, max: 2, cpu_percent: 50, ..Default::default() });
+                }),
+                "autoscaling is for replicated services",
             ),
         ];
         for (f, want) in cases {

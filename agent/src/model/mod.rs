@@ -8,11 +8,15 @@
 //!   and revoked certificates, removed nodes.
 //! - [`lifecycle`]: probes, update and rollback policies, update status,
 //!   stop policy.
+//! - [`autoscale`]: autoscaling bounds and targets, measurements and decisions.
+//! - [`events`]: state changes as events, derived as they are applied.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
 //!   and the migration of older JSON stores.
 
+pub mod autoscale;
 pub mod db;
+pub mod events;
 pub mod lifecycle;
 pub mod objects;
 pub mod patch;

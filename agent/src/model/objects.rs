@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::autoscale::*;
 pub use super::lifecycle::*;
 use crate::pki::role::Role;
 use crate::runtime::record::Process;
@@ -82,6 +83,16 @@ pub enum Availability {
     Drain,
 }
 
+impl Availability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pause => "pause",
+            Self::Drain => "drain",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
@@ -89,6 +100,16 @@ pub enum NodeStatus {
     Unknown,
     Ready,
     Down,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Ready => "ready",
+            Self::Down => "down",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -231,6 +252,9 @@ pub struct ServiceSpec {
     /// slot alive at once.
     #[serde(default, skip_serializing_if = "is_default")]
     pub stateful: bool,
+    /// Replicated: the replica count follows the tasks' usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
 impl ServiceSpec {
@@ -261,6 +285,7 @@ impl ServiceSpec {
             stop,
             cron: _,
             stateful,
+            autoscale: _,
         } = self;
         *name == other.name
             && *image == other.image
@@ -327,6 +352,9 @@ pub struct Service {
     /// Cron jobs: the schedule's progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron_status: Option<CronStatus>,
+    /// Autoscaled services: the last measurement and decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale_status: Option<AutoscaleStatus>,
 }
 
 /// DESIGN.md's task states, in order; from `Complete` on a task is over.

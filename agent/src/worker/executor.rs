@@ -155,11 +155,11 @@ impl Executor {
         self.fail(id, container, why, None).await;
     }
 
-    /// Running stateful tasks and their containers.
-    pub fn stateful_running(&self) -> Vec<(String, String)> {
+    /// Running tasks whose spec `which` picks, and their containers.
+    pub fn running(&self, which: impl Fn(&crate::cluster::objects::ServiceSpec) -> bool) -> Vec<(String, String)> {
         self.lock()
             .values()
-            .filter(|l| l.task.spec.stateful && !l.busy && l.status.state == TaskState::Running.as_str())
+            .filter(|l| which(&l.task.spec) && !l.busy && l.status.state == TaskState::Running.as_str())
             .map(|l| (l.task.id.clone(), l.status.container.clone()))
             .collect()
     }

@@ -45,7 +45,7 @@ pub async fn run(ex: Arc<Executor>, contact: Arc<Contact>) {
         if silent < FENCE_AFTER {
             continue;
         }
-        for (id, container) in ex.stateful_running() {
+        for (id, container) in ex.running(|s| s.stateful) {
             let why = format!("fenced: no answer from the managers for {} s", silent.as_secs());
             tracing::warn!(task = %id, %why, "stopping a stateful task");
             let kill = StopPolicy { signal: "SIGKILL".into(), grace_ms: 0 };

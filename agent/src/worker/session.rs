@@ -76,6 +76,8 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     // The manager of the last session lost (told to the next one asked, so
     // it answers once an election named the next leader).
     let mut lost: Option<String> = None;
+    // Usage baselines outlive sessions.
+    let mut usage = super::usage::Sampler::default();
     loop {
         let Some(id) = state.identity() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -95,7 +97,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
             }
         };
         let began = std::time::Instant::now();
-        let result = session(&state, &executor, &id, &addr, lost.as_deref()).await;
+        let result = session(&state, &executor, &mut usage, &id, &addr, lost.as_deref()).await;
         // A manager that took this node as a member ends the refusal (a
         // manager that could not be reached says nothing either way).
         if matches!(result, Ok(()) | Err(SessionError::NotLeader { .. })) {
@@ -139,6 +141,7 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
 async fn session(
     state: &NodeState,
     executor: &Arc<Executor>,
+    usage: &mut super::usage::Sampler,
     id: &crate::pki::identity::Identity,
     addr: &str,
     lost: Option<&str>,
@@ -206,8 +209,8 @@ async fn session(
                 }
             }
             _ = cert_check.tick() => {}
-            _ = beat.tick() => heartbeat(&mut client, executor, &mut reported).await?,
-            _ = executor.changed.notified() => heartbeat(&mut client, executor, &mut reported).await?,
+            _ = beat.tick() => heartbeat(&mut client, executor, &mut reported, usage).await?,
+            _ = executor.changed.notified() => heartbeat(&mut client, executor, &mut reported, usage).await?,
         }
         let Some(current) = state.identity() else { return Ok(()) };
         if renew::due(&current.node.cert_pem, ttl, current.meta.role, want) {
@@ -227,10 +230,13 @@ async fn heartbeat(
     client: &mut DispatcherClient<Channel>,
     executor: &Executor,
     reported: &mut Reported,
+    usage: &mut super::usage::Sampler,
 ) -> Result<(), SessionError> {
     let all = executor.statuses();
     let beat = reported.next(&all, Instant::now());
-    let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone() });
+    // Only the leader's autoscaler asks for usage.
+    let usage = usage.sample(&executor.running(|s| s.autoscale.is_some()), Instant::now());
+    let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.
     req.set_timeout(HEARTBEAT_TIMEOUT);

@@ -1,6 +1,6 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`],
-//! [`cluster`], [`config`], [`user`]; [`attached`]: `container run --rm`;
+//! [`cluster`], [`config`], [`user`], [`events`]; [`attached`]: `container run --rm`;
 //! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
@@ -9,6 +9,7 @@ pub mod attached;
 pub mod cluster;
 pub mod config;
 pub mod container;
+pub mod events;
 pub mod image;
 pub mod machine;
 pub mod node;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Service(cmd) => service::run(cmd, &managers, &trust, out).await,
         Command::Node(cmd) => node::run(cmd, &managers, &trust, out).await,
         Command::User(cmd) => user::run(cmd, &managers, &trust, out).await,
+        Command::Events { follow, service, since } => events::run(&managers, &trust, out, follow, service, since).await,
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
         Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,

@@ -33,6 +33,7 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
         s.stateful = st;
     }
     lifecycle::apply_schedule(s, f)?;
+    lifecycle::apply_autoscale(s, f)?;
     if let Some(u) = &f.user {
         s.user = u.clone();
     }
@@ -207,16 +208,28 @@ fn service_json(s: &Service) -> serde_json::Value {
         "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms,
         "spec": spec_json(&spec),
+        "autoscale_status": s.autoscale_status.as_ref().map(autoscale_status_json),
         "cron_status": s.cron_status.as_ref().map(|c| json!({"last_schedule_ms": c.last_schedule_ms, "run": c.run,
             "message": c.message, "next_ms": c.next_ms})),
         "update_status": s.update_status.as_ref().map(|u| json!({"state": u.state, "started_ms": u.started_ms,
             "completed_ms": u.completed_ms, "message": u.message})),
-        "updated_tasks": s.updated_tasks})
+        "updated_tasks": s.updated_tasks,
+        "events": s.events.iter().map(super::events::event_json).collect::<Vec<_>>()})
+}
+
+fn autoscale_status_json(a: &AutoscaleStatus) -> serde_json::Value {
+    json!({"checked_ms": a.checked_ms, "cpu_percent": a.cpu_percent, "memory_percent": a.memory_percent,
+        "measured": a.measured, "running": a.running, "recommended": a.recommended, "message": a.message,
+        "decisions": a.decisions.iter().map(|d| json!({"at_ms": d.at_ms, "from": d.from, "to": d.to,
+            "reason": d.reason})).collect::<Vec<_>>()})
 }
 
 fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
     let r = spec.restart.clone().unwrap_or_default();
-    json!({"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
+    let mut v = json!({"autoscale": spec.autoscale.as_ref().map(|a| json!({"min_replicas": a.min_replicas,
+        "max_replicas": a.max_replicas, "cpu_percent": a.cpu_percent, "memory_percent": a.memory_percent,
+        "scale_down_window_ms": a.scale_down_window_ms}))});
+    let rest = json!({"command": spec.command, "args": spec.args, "env": spec.env, "user": spec.user, "workdir": spec.workdir,
         "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
         "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
         "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
@@ -227,7 +240,11 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal,
         "cron": spec.cron.as_ref().map(|c| json!({"schedule": c.schedule, "time_zone": c.time_zone,
             "concurrency": c.concurrency, "starting_deadline_ms": c.starting_deadline_ms,
-            "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))})
+            "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))});
+    if let (Some(v), serde_json::Value::Object(rest)) = (v.as_object_mut(), rest) {
+        v.extend(rest);
+    }
+    v
 }
 
 fn probe_json(p: &Probe) -> serde_json::Value {
@@ -343,6 +360,12 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
                     return Err(CliError::Usage(format!(
                         "{name} is a global service: it runs one task per node and cannot be scaled"
                     )));
+                }
+                if let Some(a) = &spec.autoscale {
+                    eprintln!(
+                        "warning: {name} is autoscaled between {} and {} replicas: the autoscaler sets its count at its next look",
+                        a.min_replicas, a.max_replicas
+                    );
                 }
                 spec.replicas = n;
                 let req = UpdateServiceRequest {

@@ -26,6 +26,7 @@ pub use command::{Command, CommandResult, Key, Kind, Object};
 pub use feed::{Change, Feed};
 pub use index::Index;
 
+use crate::model::events::Events;
 use crate::model::objects::Tokens;
 use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, Task};
 
@@ -50,6 +51,8 @@ pub struct ClusterState {
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
     pub feed: Feed,
+    /// The latest changes told as events (derived, not stored).
+    pub events: Events,
 }
 
 /// One object as a snapshot stores it.
@@ -158,20 +161,28 @@ impl ClusterState {
         let mut change = Change { version, key: key.clone(), service: String::new(), nodes: Default::default() };
         match object {
             Object::Node(n) => {
-                if let Some(old) = self.nodes.get(id) {
+                let old = self.nodes.get(id).cloned();
+                if let Some(old) = &old {
                     self.index.remove_node(id, old);
                 }
+                self.events.node(version, id, old.as_deref(), Some(&n));
                 self.index.add_node(id, &n);
                 self.nodes.insert(id.to_string(), n);
             }
             Object::Service(s) => {
+                let old = self.services.get(id).cloned();
+                self.events.service(version, id, old.as_deref(), Some(&s));
                 self.services.insert(id.to_string(), s);
             }
             Object::Task(t) => {
-                if let Some(old) = self.tasks.get(id) {
+                let old = self.tasks.get(id).cloned();
+                if let Some(old) = &old {
                     change.nodes[0] = old.node.clone();
                     self.index.remove_task(id, old);
                 }
+                let nodes = &self.nodes;
+                let hostname = |n: &str| nodes.get(n).map_or_else(|| n.to_string(), |n| n.hostname.clone());
+                self.events.task(version, id, old.as_deref(), Some(&t), hostname);
                 self.index.add_task(id, &t);
                 change.service = t.service_id.clone();
                 change.nodes[1] = t.node.clone();
@@ -207,10 +218,13 @@ impl ClusterState {
             Kind::Node => {
                 if let Some(old) = self.nodes.remove(id) {
                     self.index.remove_node(id, &old);
+                    self.events.node(self.version, id, Some(&old), None);
                 }
             }
             Kind::Service => {
-                self.services.remove(id);
+                if let Some(old) = self.services.remove(id) {
+                    self.events.service(self.version, id, Some(&old), None);
+                }
             }
             Kind::Task => {
                 if let Some(old) = self.tasks.remove(id) {
