@@ -343,8 +343,8 @@ fn health_checks_rolling_updates_and_rollbacks() {
     c.agents[victim].restart().unwrap();
     ok(&c, &["service", "rm", "db"]);
 
-    // Autoscaling: a CPU burner (25 s per task, on a 0.1 CPU reservation)
-    // scales up to its maximum, and once idle back down to its minimum
+    // Autoscaling, turned on for a running CPU burner (25 s per task, on a
+    // 0.1 CPU reservation): it scales up to its maximum, and once idle back down to its minimum
     // after the scale-down window; each decision is recorded with its reason.
     let bad = c.ctl(&["service", "create", "--name", "bad", &image, "--autoscale-max", "3", "--autoscale-cpu", "50"]);
     assert!(!bad.ok && bad.stderr.contains("set --reserve-cpu"), "{}", bad.stderr);
@@ -357,12 +357,6 @@ fn health_checks_rolling_updates_and_rollbacks() {
             "burn",
             "--reserve-cpu",
             "0.1",
-            "--autoscale-max",
-            "3",
-            "--autoscale-cpu",
-            "50",
-            "--scale-down-window",
-            "20s",
             &image,
             "--",
             "sh",
@@ -370,6 +364,12 @@ fn health_checks_rolling_updates_and_rollbacks() {
             "end=$(($(date +%s)+25)); while [ $(date +%s) -lt $end ]; do :; done; sleep 3600",
         ],
     );
+    // Turned on afterwards: no task is replaced for it.
+    let out = ok(
+        &c,
+        &["service", "update", "burn", "--autoscale-max", "3", "--autoscale-cpu", "50", "--scale-down-window", "20s"],
+    );
+    assert!(out.contains("(version 1)"), "{out}");
     wait(&c, "burn", "scaled up to the maximum", |c| inspect(c, "burn")["replicas"] == 3 && live(c, "burn").len() == 3);
     let up = inspect(&c, "burn")["autoscale_status"].clone();
     let first = &up["decisions"][0];

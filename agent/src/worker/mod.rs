@@ -7,7 +7,7 @@
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
 //! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
-//! - [`usage`]: what autoscaled tasks use, for the heartbeat.
+//! - [`usage`]: what running tasks use, for the heartbeat (autoscaling).
 //! - [`fence`]: a node cut off from the managers stops its stateful tasks.
 //! - [`runtime`]: the executor's view of the container runtime (a trait, faked in tests).
 

@@ -234,8 +234,9 @@ async fn heartbeat(
 ) -> Result<(), SessionError> {
     let all = executor.statuses();
     let beat = reported.next(&all, Instant::now());
-    // Only the leader's autoscaler asks for usage.
-    let usage = usage.sample(&executor.running(|s| s.autoscale.is_some()), Instant::now());
+    // Every running task's: a service's autoscaling may be turned on
+    // without replacing its tasks (their specs on the node do not say).
+    let usage = usage.sample(&executor.running(|_| true), Instant::now());
     let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.

@@ -1,4 +1,4 @@
-//! What autoscaled tasks use, from their containers' cgroups (cgroup v2:
+//! What running tasks use, from their containers' cgroups (cgroup v2:
 //! `cpu.stat`'s `usage_usec`, `memory.current`), for the heartbeat. CPU is
 //! a rate: the usage between two samples over the time between them, so a
 //! task's first sample only sets its baseline.
