@@ -16,7 +16,7 @@ use super::usage::{Measurements, Sample};
 use crate::model::db::{Command, Key, Kind, Object};
 use crate::model::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
-use crate::raft::{RaftError, RaftHandle, Started};
+use crate::raft::{raft_id, RaftError, RaftHandle, Started};
 
 /// How often nodes send heartbeats.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -252,7 +252,7 @@ pub async fn assignments(
         whole,
         tasks,
         gone,
-        role: v.nodes.get(node_id).map(|n| n.role),
+        role: v.nodes.get(node_id).map(|n| told_role(s, node_id, n.role)),
         cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
         managers: managers(s),
         deny: deny.clone(),
@@ -365,6 +365,21 @@ pub async fn heartbeat(
         heard.reports.send(Command::Batch(cmds))?;
     }
     Ok(())
+}
+
+/// The role a node is told to take: a demoted manager stays one until it
+/// is out of the quorum's membership, whose change may need its vote (with
+/// two voters the joint configuration needs both). Told at once, it would
+/// renew as a worker, stop answering Raft and leave the quorum stuck.
+fn told_role(s: &Started, node_id: &str, role: Role) -> Role {
+    let member = || {
+        raft_id(node_id)
+            .is_ok_and(|rid| s.raft.metrics().borrow().membership_config.membership().get_node(&rid).is_some())
+    };
+    if role != Role::Manager && member() {
+        return Role::Manager;
+    }
+    role
 }
 
 /// What a node is sent: its tasks that are not over and forgotten.
