@@ -39,6 +39,7 @@ pub mod fsutil;
 pub mod images;
 pub mod lookup;
 pub mod model;
+pub mod network;
 pub mod node;
 pub mod pki;
 pub mod raft;
