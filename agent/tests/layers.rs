@@ -10,6 +10,7 @@ const ORDER: &[&str] = &[
     "node",
     "worker",
     "cluster",
+    "network",
     "state",
     "raft",
     "model",
