@@ -158,8 +158,14 @@ fn completed(v: &View, s: &Service) -> u64 {
 /// tasks: for inspect, not for lists).
 pub fn service_with_progress(v: &View, s: &Service) -> pb::Service {
     let updated = v.tasks_of(&s.id).filter(|t| t.live() && t.spec.runs_like(&s.spec) && t.ready()).count();
+    pb::Service { updated_tasks: updated as u64, ..service_to_proto(v, s) }
+}
+
+/// What `service inspect` shows: [`service_with_progress`] and the latest
+/// events of the service and its tasks.
+pub fn service_inspected(v: &View, s: &Service) -> pb::Service {
     let events = crate::cluster::events::of_service(v, &s.id).iter().map(|e| event_to_proto(e)).collect();
-    pb::Service { updated_tasks: updated as u64, events, ..service_to_proto(v, s) }
+    pb::Service { events, ..service_with_progress(v, s) }
 }
 
 pub fn event_to_proto(e: &crate::model::events::Event) -> pb::Event {

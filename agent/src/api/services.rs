@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::convert::{service_to_proto, service_with_progress, spec_from_proto, task_to_proto};
+use super::convert::{service_inspected, service_to_proto, service_with_progress, spec_from_proto, task_to_proto};
 use crate::cluster::services::{self, Control, TaskFilter};
 use crate::state::NodeState;
 
@@ -84,7 +84,7 @@ impl Services for ServicesService {
 
     async fn inspect(&self, req: Request<pb::InspectServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let (v, s) = services::inspect(&self.state.raft, &req.into_inner().service).await?;
-        Ok(Response::new(service_with_progress(&v, &s)))
+        Ok(Response::new(service_inspected(&v, &s)))
     }
 
     async fn tasks(&self, req: Request<pb::TasksRequest>) -> Result<Response<pb::TasksResponse>, Status> {

@@ -32,10 +32,7 @@ impl Filter {
 
 /// The latest [`PER_SERVICE`] events of service `id` and its tasks, oldest first.
 pub fn of_service(v: &View, id: &str) -> Vec<Arc<Event>> {
-    let mut out: Vec<Arc<Event>> =
-        v.events.newest_first().filter(|e| e.service == id).take(PER_SERVICE).cloned().collect();
-    out.reverse();
-    out
+    v.events.latest(PER_SERVICE, |e| e.service == id)
 }
 
 /// One reader's place in the events.
@@ -61,11 +58,15 @@ impl Reader {
         loop {
             let s = self.raft.get()?;
             let mut changed = s.sm.changed.subscribe();
-            let v = s.sm.applied.read().await.state.clone();
+            // Under the lock: no apply is half done, so the events end at
+            // the version read.
+            let (version, events) = {
+                let a = s.sm.applied.read().await;
+                (a.state.version, a.state.events.after(self.read.unwrap_or(0)))
+            };
             let first = self.read.is_none();
-            let events: Vec<Arc<Event>> =
-                v.events.after(self.read.unwrap_or(0)).into_iter().filter(|e| self.filter.wants(e)).collect();
-            self.read = Some(v.version);
+            let events: Vec<Arc<Event>> = events.into_iter().filter(|e| self.filter.wants(e)).collect();
+            self.read = Some(version);
             if first || !events.is_empty() {
                 return Ok(events);
             }

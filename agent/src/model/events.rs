@@ -2,9 +2,11 @@
 //! object and reason — derived from each object as it was and is whenever
 //! the state machine applies a change, so every manager has them without
 //! a write of their own. The latest [`KEEP`] live in memory on each
-//! manager (a restarted manager has those applied since its snapshot).
+//! manager (a restarted manager has those applied since its snapshot), in
+//! one ring the state's clones share.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use super::objects::{
     now_ms, Availability, Health, Node, NodeStatus, ScaleDecision, Service, Task, TaskState, UpdateState,
@@ -95,34 +97,37 @@ pub struct Event {
     pub message: String,
 }
 
-/// The latest events, oldest first; cheap to clone with the state.
+/// The latest events, oldest first: one ring shared by every clone of
+/// the state (a view is cloned for every read, and a persistent vector
+/// would copy its end chunks on each push after one). Readers that hold
+/// the applied state's lock see the events up to its version exactly.
 #[derive(Debug, Clone, Default)]
 pub struct Events {
-    list: imbl::Vector<Arc<Event>>,
+    ring: Arc<Mutex<VecDeque<Arc<Event>>>>,
 }
 
 impl Events {
     fn push(&mut self, e: Event) {
-        self.list.push_back(Arc::new(e));
-        if self.list.len() > KEEP {
-            self.list.pop_front();
+        let mut ring = crate::sync::lock(&self.ring);
+        ring.push_back(Arc::new(e));
+        if ring.len() > KEEP {
+            ring.pop_front();
         }
     }
 
     /// The events after state version `version`, oldest first.
     pub fn after(&self, version: u64) -> Vec<Arc<Event>> {
-        let start = self
-            .list
-            .binary_search_by(
-                |e| if e.version <= version { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater },
-            )
-            .unwrap_or_else(|i| i);
-        self.list.skip(start).into_iter().collect()
+        let ring = crate::sync::lock(&self.ring);
+        let start = ring.partition_point(|e| e.version <= version);
+        ring.range(start..).cloned().collect()
     }
 
-    /// Every event, newest first.
-    pub fn newest_first(&self) -> impl Iterator<Item = &Arc<Event>> + '_ {
-        self.list.iter().rev()
+    /// The latest `n` events `wanted` picks, oldest first.
+    pub fn latest(&self, n: usize, wanted: impl Fn(&Event) -> bool) -> Vec<Arc<Event>> {
+        let ring = crate::sync::lock(&self.ring);
+        let mut out: Vec<Arc<Event>> = ring.iter().rev().filter(|e| wanted(e)).take(n).cloned().collect();
+        out.reverse();
+        out
     }
 
     /// Records what changed between `old` and `new` of service `id`.
@@ -370,6 +375,10 @@ mod tests {
             e.node(v, "n1", None, Some(&n));
         }
         assert_eq!(e.after(0).len(), KEEP);
-        assert_eq!(e.newest_first().next().map(|x| x.version), Some(KEEP as u64 + 4));
+        assert_eq!(e.latest(1, |_| true)[0].version, KEEP as u64 + 4);
+        assert_eq!(
+            e.latest(3, |x| x.version % 2 == 0).iter().map(|x| x.version).collect::<Vec<_>>(),
+            [KEEP as u64, KEEP as u64 + 2, KEEP as u64 + 4]
+        );
     }
 }
