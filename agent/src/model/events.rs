@@ -193,30 +193,12 @@ impl Events {
     ) {
         // A task forgotten (history kept short) is no news.
         let Some(t) = new else { return };
-        let name = if t.slot > 0 {
-            format!("{}.{}", t.service, t.slot)
-        } else {
-            format!("{}.{}", t.service, hostname(&t.node))
-        };
-        let at = match old {
-            Some(o) if o.updated_ms == t.updated_ms => now_ms(),
-            _ => t.updated_ms,
-        };
-        let mut add = |action: Action, message: String| {
-            self.push(Event {
-                version,
-                time_ms: at,
-                subject: Subject::Task,
-                id: id.to_string(),
-                name: name.clone(),
-                service: t.service_id.clone(),
-                action,
-                message,
-            })
-        };
+        // What changed first: most changes of a task (a report of what it
+        // already was) tell nothing, and cost nothing here.
+        let mut news: Vec<(Action, String)> = Vec::new();
         // (A task may be placed as it is created, in the same pass.)
         if old.is_none() {
-            add(Action::Created, t.message.clone());
+            news.push((Action::Created, t.message.clone()));
         }
         // What it was (a new task: only its node is news).
         let (node, state, desired, health) = match old {
@@ -224,7 +206,7 @@ impl Events {
             None => ("", t.state, t.desired, t.health),
         };
         if node.is_empty() && !t.node.is_empty() {
-            add(Action::Assigned, format!("to {}", hostname(&t.node)));
+            news.push((Action::Assigned, format!("to {}", hostname(&t.node))));
         }
         // (Assigned is told with its node, above.)
         if state != t.state && t.state != TaskState::Assigned {
@@ -233,13 +215,42 @@ impl Events {
                 ("", e) => e.to_string(),
                 (m, e) => format!("{m}: {e}"),
             };
-            add(Action::State(t.state), message);
+            news.push((Action::State(t.state), message));
         }
         if desired == TaskState::Running && t.desired != TaskState::Running && !t.state.terminal() {
-            add(Action::Stopping, t.message.clone());
+            news.push((Action::Stopping, t.message.clone()));
         }
         if health != t.health && t.health != Health::Unknown {
-            add(Action::Health(t.health), t.probe.clone());
+            news.push((Action::Health(t.health), t.probe.clone()));
+        }
+        if news.is_empty() {
+            return;
+        }
+        let name = if t.slot > 0 {
+            format!("{}.{}", t.service, t.slot)
+        } else {
+            format!("{}.{}", t.service, hostname(&t.node))
+        };
+        let time_ms = match old {
+            Some(o) if o.updated_ms == t.updated_ms => now_ms(),
+            _ => t.updated_ms,
+        };
+        let mut ring = crate::sync::lock(&self.ring);
+        for (action, message) in news {
+            let e = Event {
+                version,
+                time_ms,
+                subject: Subject::Task,
+                id: id.to_string(),
+                name: name.clone(),
+                service: t.service_id.clone(),
+                action,
+                message,
+            };
+            ring.push_back(Arc::new(e));
+        }
+        while ring.len() > KEEP {
+            ring.pop_front();
         }
     }
 
