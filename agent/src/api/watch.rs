@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::Stream;
 use orc_proto::cluster as pb;
 use orc_proto::cluster::watch_server::Watch;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -36,6 +36,15 @@ pub struct WatchService {
 impl WatchService {
     pub fn new(state: Arc<NodeState>) -> Self {
         Self { state, open: Arc::new(Semaphore::new(MAX_WATCHES)) }
+    }
+
+    /// A place for one more watch or follower, held while it lasts.
+    fn slot(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.open.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this manager serves {MAX_WATCHES} watches already; end some, or watch through another manager"
+            ))
+        })
     }
 }
 
@@ -106,14 +115,7 @@ impl Watch for WatchService {
         let req = req.into_inner();
         let raft = self.state.raft.clone();
         // Followers hold a place like watches do; a one-off read does not.
-        let slot = match req.follow {
-            true => Some(self.open.clone().try_acquire_owned().map_err(|_| {
-                Status::resource_exhausted(format!(
-                    "this manager serves {MAX_WATCHES} watches already; end some, or follow through another manager"
-                ))
-            })?),
-            false => None,
-        };
+        let slot = if req.follow { Some(self.slot()?) } else { None };
         let mut r = events::Reader::start(raft, non_empty(&req.service), req.since_ms).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -148,11 +150,7 @@ impl Watch for WatchService {
         let req = req.into_inner();
         let f = filter(&req)?;
         let raft = self.state.raft.clone();
-        let slot = self.open.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!(
-                "this manager serves {MAX_WATCHES} watches already; end some, or watch through another manager"
-            ))
-        })?;
+        let slot = self.slot()?;
         let mut w = Watcher::start(raft.clone(), f, non_empty(&req.service), non_empty(&req.node)).await?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {

@@ -93,7 +93,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements
         if leading {
             let view = s.sm.applied.read().await.state.clone();
             membership(&cluster, &s, &view, &changing);
-            autoscale(&cluster, &mut autoscaler.pass(&view, &measurements, now_ms())).await;
+            autoscale(&cluster, autoscaler.pass(&view, &measurements, now_ms())).await;
             let mut cmds = liveness.check(&view);
             let mut passed = None;
             if cmds.is_empty() {
@@ -152,8 +152,8 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements
 
 /// Writes the autoscaler's decisions, each on its own (one that raced a
 /// change of its service is decided again at the next sync).
-async fn autoscale(cluster: &RaftHandle, cmds: &mut Vec<Command>) {
-    for c in cmds.drain(..) {
+async fn autoscale(cluster: &RaftHandle, cmds: Vec<Command>) {
+    for c in cmds {
         match cluster.write(c).await {
             Ok(r) if r.conflict.is_some() => tracing::debug!("autoscaling raced a change of the service; next sync"),
             Ok(_) => {}

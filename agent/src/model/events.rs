@@ -106,11 +106,39 @@ pub struct Events {
     ring: Arc<Mutex<VecDeque<Arc<Event>>>>,
 }
 
+/// What one change of an object tells: `(time, action, message)` each.
+type News = Vec<(i64, Action, String)>;
+
+/// Which object a change is of: its subject, id, name (made only when
+/// there is news) and service.
+struct Of<'a> {
+    subject: Subject,
+    id: &'a str,
+    name: &'a dyn Fn() -> String,
+    service: &'a str,
+}
+
 impl Events {
-    fn push(&mut self, e: Event) {
+    /// Pushes `news` of one object (nothing is allocated when there is none).
+    fn record(&mut self, version: u64, of: Of<'_>, news: News) {
+        if news.is_empty() {
+            return;
+        }
+        let name = (of.name)();
         let mut ring = crate::sync::lock(&self.ring);
-        ring.push_back(Arc::new(e));
-        if ring.len() > KEEP {
+        for (time_ms, action, message) in news {
+            ring.push_back(Arc::new(Event {
+                version,
+                time_ms,
+                subject: of.subject,
+                id: of.id.to_string(),
+                name: name.clone(),
+                service: of.service.to_string(),
+                action,
+                message,
+            }));
+        }
+        while ring.len() > KEEP {
             ring.pop_front();
         }
     }
@@ -132,53 +160,45 @@ impl Events {
 
     /// Records what changed between `old` and `new` of service `id`.
     pub fn service(&mut self, version: u64, id: &str, old: Option<&Service>, new: Option<&Service>) {
-        let (name, service) = match new.or(old) {
-            Some(s) => (s.spec.name.clone(), id.to_string()),
-            None => return,
-        };
-        let mut add = |time_ms: i64, action: Action, message: String| {
-            self.push(Event {
-                version,
-                time_ms,
-                subject: Subject::Service,
-                id: id.to_string(),
-                name: name.clone(),
-                service: service.clone(),
-                action,
-                message,
-            })
-        };
-        let (old, new) = match (old, new) {
+        let Some(s) = new.or(old) else { return };
+        let mut news = News::new();
+        match (old, new) {
             (None, Some(s)) => {
                 let what = format!("{} of {}, version {}", s.spec.mode.as_str(), s.spec.image, s.spec_version);
-                return add(s.created_ms, Action::Created, what);
+                news.push((s.created_ms, Action::Created, what));
             }
-            (Some(_), None) => return add(now_ms(), Action::Removed, String::new()),
-            (Some(o), Some(n)) => (o, n),
-            (None, None) => return,
-        };
-        let changed_at = if new.updated_ms != old.updated_ms { new.updated_ms } else { now_ms() };
-        if new.spec_version != old.spec_version {
-            add(changed_at, Action::Updated, format!("version {}", new.spec_version));
-        }
-        if new.spec.replicas != old.spec.replicas {
-            let decided = |s: &Service| s.autoscale_status.as_ref().and_then(|a| a.decisions.last().cloned());
-            match decided(new).filter(|d| Some(d) != decided(old).as_ref()) {
-                Some(ScaleDecision { at_ms, from, to, reason }) => {
-                    add(at_ms, Action::Autoscaled, format!("{from} → {to}: {reason}"))
+            (Some(_), None) => news.push((now_ms(), Action::Removed, String::new())),
+            (Some(old), Some(new)) => {
+                let changed_at = if new.updated_ms != old.updated_ms { new.updated_ms } else { now_ms() };
+                if new.spec_version != old.spec_version {
+                    news.push((changed_at, Action::Updated, format!("version {}", new.spec_version)));
                 }
-                None => add(changed_at, Action::Scaled, format!("{} → {}", old.spec.replicas, new.spec.replicas)),
+                if new.spec.replicas != old.spec.replicas {
+                    let decided = |s: &Service| s.autoscale_status.as_ref().and_then(|a| a.decisions.last().cloned());
+                    news.push(match decided(new).filter(|d| Some(d) != decided(old).as_ref()) {
+                        Some(ScaleDecision { at_ms, from, to, reason }) => {
+                            (at_ms, Action::Autoscaled, format!("{from} → {to}: {reason}"))
+                        }
+                        None => {
+                            let what = format!("{} → {}", old.spec.replicas, new.spec.replicas);
+                            (changed_at, Action::Scaled, what)
+                        }
+                    });
+                }
+                let update = |s: &Service| s.update_status.as_ref().map(|u| (u.state, u.started_ms));
+                if let Some(u) = new.update_status.as_ref().filter(|_| update(new) != update(old)) {
+                    let at = if u.completed_ms != 0 { u.completed_ms } else { changed_at.max(u.started_ms) };
+                    news.push((at, Action::Update(u.state), u.message.clone()));
+                }
+                let run = |s: &Service| s.cron_status.as_ref().map(|c| c.run);
+                if let Some(c) = new.cron_status.as_ref().filter(|_| run(new) != run(old)) {
+                    news.push((changed_at, Action::Run, format!("run {}", c.run)));
+                }
             }
+            (None, None) => {}
         }
-        let update = |s: &Service| s.update_status.as_ref().map(|u| (u.state, u.started_ms));
-        if let Some(u) = new.update_status.as_ref().filter(|_| update(new) != update(old)) {
-            let at = if u.completed_ms != 0 { u.completed_ms } else { changed_at.max(u.started_ms) };
-            add(at, Action::Update(u.state), u.message.clone());
-        }
-        let run = |s: &Service| s.cron_status.as_ref().map(|c| c.run);
-        if let Some(c) = new.cron_status.as_ref().filter(|_| run(new) != run(old)) {
-            add(changed_at, Action::Run, format!("run {}", c.run));
-        }
+        let name = || s.spec.name.clone();
+        self.record(version, Of { subject: Subject::Service, id, name: &name, service: id }, news);
     }
 
     /// Records what changed between `old` and `new` of task `id`;
@@ -193,12 +213,14 @@ impl Events {
     ) {
         // A task forgotten (history kept short) is no news.
         let Some(t) = new else { return };
-        // What changed first: most changes of a task (a report of what it
-        // already was) tell nothing, and cost nothing here.
-        let mut news: Vec<(Action, String)> = Vec::new();
+        let at = match old {
+            Some(o) if o.updated_ms == t.updated_ms => now_ms(),
+            _ => t.updated_ms,
+        };
+        let mut news = News::new();
         // (A task may be placed as it is created, in the same pass.)
         if old.is_none() {
-            news.push((Action::Created, t.message.clone()));
+            news.push((at, Action::Created, t.message.clone()));
         }
         // What it was (a new task: only its node is news).
         let (node, state, desired, health) = match old {
@@ -206,7 +228,7 @@ impl Events {
             None => ("", t.state, t.desired, t.health),
         };
         if node.is_empty() && !t.node.is_empty() {
-            news.push((Action::Assigned, format!("to {}", hostname(&t.node))));
+            news.push((at, Action::Assigned, format!("to {}", hostname(&t.node))));
         }
         // (Assigned is told with its node, above.)
         if state != t.state && t.state != TaskState::Assigned {
@@ -215,74 +237,41 @@ impl Events {
                 ("", e) => e.to_string(),
                 (m, e) => format!("{m}: {e}"),
             };
-            news.push((Action::State(t.state), message));
+            news.push((at, Action::State(t.state), message));
         }
         if desired == TaskState::Running && t.desired != TaskState::Running && !t.state.terminal() {
-            news.push((Action::Stopping, t.message.clone()));
+            news.push((at, Action::Stopping, t.message.clone()));
         }
         if health != t.health && t.health != Health::Unknown {
-            news.push((Action::Health(t.health), t.probe.clone()));
+            news.push((at, Action::Health(t.health), t.probe.clone()));
         }
-        if news.is_empty() {
-            return;
-        }
-        let name = if t.slot > 0 {
-            format!("{}.{}", t.service, t.slot)
-        } else {
-            format!("{}.{}", t.service, hostname(&t.node))
+        let name = || {
+            let place = if t.slot > 0 { t.slot.to_string() } else { hostname(&t.node) };
+            format!("{}.{place}", t.service)
         };
-        let time_ms = match old {
-            Some(o) if o.updated_ms == t.updated_ms => now_ms(),
-            _ => t.updated_ms,
-        };
-        let mut ring = crate::sync::lock(&self.ring);
-        for (action, message) in news {
-            let e = Event {
-                version,
-                time_ms,
-                subject: Subject::Task,
-                id: id.to_string(),
-                name: name.clone(),
-                service: t.service_id.clone(),
-                action,
-                message,
-            };
-            ring.push_back(Arc::new(e));
-        }
-        while ring.len() > KEEP {
-            ring.pop_front();
-        }
+        self.record(version, Of { subject: Subject::Task, id, name: &name, service: &t.service_id }, news);
     }
 
     /// Records what changed between `old` and `new` of node `id`.
     pub fn node(&mut self, version: u64, id: &str, old: Option<&Node>, new: Option<&Node>) {
-        let Some(name) = new.or(old).map(|n| n.hostname.clone()) else { return };
-        let mut add = |time_ms: i64, action: Action, message: String| {
-            self.push(Event {
-                version,
-                time_ms,
-                subject: Subject::Node,
-                id: id.to_string(),
-                name: name.clone(),
-                service: String::new(),
-                action,
-                message,
-            })
-        };
+        let Some(n) = new.or(old) else { return };
+        let mut news = News::new();
         match (old, new) {
-            (None, Some(n)) => add(n.updated_ms, Action::Created, format!("{} at {}", n.role.as_str(), n.addr)),
-            (Some(_), None) => add(now_ms(), Action::Removed, String::new()),
+            (None, Some(n)) => news.push((n.updated_ms, Action::Created, format!("{} at {}", n.role.as_str(), n.addr))),
+            (Some(_), None) => news.push((now_ms(), Action::Removed, String::new())),
             (Some(o), Some(n)) => {
                 let at = if o.updated_ms != n.updated_ms { n.updated_ms } else { now_ms() };
                 if o.status != n.status {
-                    add(at, Action::Node(n.status), n.message.clone());
+                    news.push((at, Action::Node(n.status), n.message.clone()));
                 }
                 if o.availability != n.availability {
-                    add(at, Action::Availability(n.availability), String::new());
+                    news.push((at, Action::Availability(n.availability), String::new()));
                 }
             }
             (None, None) => {}
         }
+        let name = || n.hostname.clone();
+        self.record(version, Of { subject: Subject::Node, id, name: &name, service: "" }, news);
     }
 }
 

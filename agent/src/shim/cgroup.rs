@@ -14,8 +14,8 @@ fn read_u64(text: &str) -> u64 {
     text.trim().parse().unwrap_or(0)
 }
 
-/// `key value` lines (memory.events, cpu.stat).
-fn keyed(text: &str, key: &str) -> u64 {
+/// `key value` lines (memory.events, cpu.stat); 0 when the key is absent.
+pub fn keyed(text: &str, key: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' '))).map(read_u64).unwrap_or(0)
 }
 

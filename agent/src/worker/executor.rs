@@ -149,12 +149,6 @@ impl Executor {
         tokio::spawn(super::prober::watch(self.clone(), t.id.clone(), container.to_string(), checks));
     }
 
-    /// Stops task `id`'s container because its probes failed: the task
-    /// failed, for `why` (the managers replace it per its restart policy).
-    pub async fn restart(self: &Arc<Self>, id: &str, container: &str, why: String) {
-        self.fail(id, container, why, None).await;
-    }
-
     /// Running tasks whose spec `which` picks, and their containers.
     pub fn running(&self, which: impl Fn(&crate::cluster::objects::ServiceSpec) -> bool) -> Vec<(String, String)> {
         self.lock()
@@ -165,7 +159,8 @@ impl Executor {
     }
 
     /// Stops task `id`'s container (with its stop policy, or `stop`) and
-    /// reports the task failed for `why`.
+    /// reports the task failed for `why` (its probes failed, it was
+    /// fenced): the managers replace it per its restart policy.
     pub async fn fail(self: &Arc<Self>, id: &str, container: &str, why: String, stop: Option<StopPolicy>) {
         let stop = {
             let mut local = self.lock();

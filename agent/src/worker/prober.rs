@@ -47,7 +47,7 @@ pub async fn watch(ex: Arc<Executor>, task: String, container: String, checks: H
         ex.probed(&task, m.health(), &m.last_failure);
         if let Verdict::Restart(why) = verdict {
             tracing::warn!(task = %task, %why, "restarting the task: its probe failed");
-            ex.restart(&task, &container, why).await;
+            ex.fail(&task, &container, why, None).await;
             return;
         }
     }

@@ -236,7 +236,7 @@ async fn heartbeat(
     let beat = reported.next(&all, Instant::now());
     // Every running task's: a service's autoscaling may be turned on
     // without replacing its tasks (their specs on the node do not say).
-    let usage = usage.sample(&executor.running(|_| true), Instant::now());
+    let usage = usage.sample(|| executor.running(|_| true), Instant::now());
     let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.
