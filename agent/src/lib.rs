@@ -112,7 +112,8 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
     let measurements = Arc::new(cluster::usage::Measurements::default());
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone(), measurements.clone()));
-    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()));
+    let network = network::node::NodeNetwork::start(state.clone());
+    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network));
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");
     api::server::run(state, runtime, liveness, measurements, tcp, vsock, shutdown).await.context("serving the API")

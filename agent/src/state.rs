@@ -36,6 +36,9 @@ pub struct NodeState {
     pub joins_at_start: bool,
     /// The node's clock as its SNTP client sees it.
     pub time: Arc<crate::timesync::TimeSync>,
+    /// What the node's container networking says of itself, for `health`:
+    /// whether it is well and how it is.
+    pub network: RwLock<(bool, String)>,
 }
 
 impl NodeState {
@@ -97,6 +100,7 @@ impl NodeState {
                 config.run_dir.join("ntp-servers"),
                 config.init_pid.is_some(),
             )),
+            network: RwLock::new((true, "off: no session with the cluster yet".into())),
             config,
         }))
     }

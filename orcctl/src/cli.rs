@@ -119,6 +119,14 @@ pub enum ClusterCommand {
         /// The node's `orc.maintenance_token=`, when it was booted with one.
         #[arg(long, default_value = "")]
         maintenance_token: String,
+        /// Tasks' addresses come from this network (default 10.0.0.0/8,
+        /// skipping subnets over the nodes' own networks); it must not
+        /// overlap the node's networks.
+        #[arg(long, default_value = "")]
+        container_cidr: String,
+        /// The prefix length of each node's subnet per network (default 24: 253 tasks a node).
+        #[arg(long, default_value_t = 24)]
+        subnet_size: u32,
     },
     /// The Raft quorum as a manager sees it: members, leader, term, log.
     Status,
@@ -137,6 +145,13 @@ pub enum ClusterCommand {
         /// Replicas one service may ask for (default 10000).
         #[arg(long)]
         max_replicas: Option<u64>,
+        /// The container CIDR of a cluster made before it was set at init
+        /// (refused once nodes have subnets from one).
+        #[arg(long)]
+        container_cidr: Option<String>,
+        /// With --container-cidr: each node's subnet size (default 24).
+        #[arg(long, requires = "container_cidr")]
+        subnet_size: Option<u32>,
     },
     /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
     JoinToken {
@@ -412,6 +427,10 @@ pub struct ServiceFlags {
     /// Replicated jobs: tasks running at once (default: all of --replicas).
     #[arg(long)]
     pub max_concurrent: Option<u64>,
+    /// overlay (default: each task in a namespace of its own on the
+    /// cluster's network) or host (the node's own network; admins only).
+    #[arg(long, value_parser = ["overlay", "host"])]
+    pub network: Option<String>,
     /// A stable identity per slot (hostname <service>.<slot>), ordered
     /// start and stop, never two tasks of a slot at once (`--stateful=false` to drop).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]

@@ -37,6 +37,7 @@
 //!   startup: {exec: ["cat", "/tmp/started"], failure_threshold: 30}
 //!   readiness: {http: {port: 8080, path: /ready}, interval: 2s}
 //!   liveness: {tcp: 8080}
+//! network_mode: host                # the node's network (admins); default: the overlay
 //! stop_grace_period: 30s
 //! stop_signal: SIGINT
 //! ```
@@ -71,6 +72,8 @@ pub struct File {
     probes: Option<Probes>,
     stop_grace_period: Option<String>,
     stop_signal: Option<String>,
+    /// Compose's `network_mode: host` (the default: the overlay).
+    network_mode: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +236,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         rollback,
         stop_grace_ms: f.stop_grace_period.as_deref().map(parse_duration).transpose()?,
         stop_signal: f.stop_signal.unwrap_or_default(),
+        network: f.network_mode.unwrap_or_default(),
         name: f.name.unwrap_or_default(),
         image: f.image.unwrap_or_default(),
         command: list(f.entrypoint),

@@ -21,6 +21,9 @@ pub struct Options {
     pub args: Vec<String>,
     /// STATE somewhere else than `<dir>/state` (e.g. a small filesystem).
     pub state_dir: Option<PathBuf>,
+    /// A host of its own on the test LAN ([`crate::lan`]): its own network
+    /// namespace, as a node has (container networking needs one).
+    pub lan: bool,
 }
 
 pub struct AgentProcess {
@@ -28,6 +31,8 @@ pub struct AgentProcess {
     pub addr: String,
     pub dir: tempfile::TempDir,
     opts: Options,
+    /// Its namespace on the test LAN (dropped after the agent).
+    pub host: Option<crate::lan::Host>,
 }
 
 /// Whether this process may run containers (root).
@@ -35,13 +40,25 @@ pub fn can_run_containers() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-fn spawn(dir: &std::path::Path, opts: &Options, listen: &str) -> anyhow::Result<Child> {
+fn spawn(
+    dir: &std::path::Path,
+    opts: &Options,
+    listen: &str,
+    host: Option<&crate::lan::Host>,
+) -> anyhow::Result<Child> {
     let bin = opts.binary.clone().unwrap_or_else(|| debug_bin("orc-agent"));
     anyhow::ensure!(bin.exists(), "{} is missing: run `cargo build --bins` first", bin.display());
     let run = dir.join("run");
     let _ = std::fs::remove_file(run.join("api.addr"));
     let mut cmd = if opts.runtime {
-        let mut c = Command::new("unshare");
+        let mut c = match host {
+            Some(h) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", h.path())).arg("unshare");
+                c
+            }
+            None => Command::new("unshare"),
+        };
         c.args([
             "--mount",
             "--propagation",
@@ -93,9 +110,16 @@ impl AgentProcess {
 
     pub fn start_with(opts: Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut child = spawn(dir.path(), &opts, "127.0.0.1:0")?;
+        let host = if opts.lan {
+            anyhow::ensure!(opts.runtime, "a LAN host is for agents that run containers");
+            Some(crate::lan::Lan::get()?.host()?)
+        } else {
+            None
+        };
+        let listen = host.as_ref().map_or_else(|| "127.0.0.1:0".to_string(), |h| format!("{}:0", h.addr));
+        let mut child = spawn(dir.path(), &opts, &listen, host.as_ref())?;
         let addr = wait_listening(dir.path(), &mut child)?;
-        Ok(Self { child, addr, dir, opts })
+        Ok(Self { child, addr, dir, opts, host })
     }
 
     /// Kills the agent (SIGKILL, like a crash) and starts it again on the
@@ -104,7 +128,7 @@ impl AgentProcess {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.dir.path(), &self.opts, &self.addr.clone())?;
+        self.child = spawn(self.dir.path(), &self.opts, &self.addr.clone(), self.host.as_ref())?;
         self.addr = wait_listening(self.dir.path(), &mut self.child)?;
         Ok(())
     }

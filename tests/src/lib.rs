@@ -10,7 +10,8 @@
 //! - [`cluster_def`]: local cluster definitions (`qemu/*.toml`).
 //! - [`hub`]: the user-space L2 frame hub joining QEMU nodes without root.
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
-//! - [`registry`]: Debian's docker-registry on loopback.
+//! - [`registry`]: Debian's docker-registry on loopback (or the test LAN).
+//! - [`lan`]: network namespaces as hosts on a bridge (root).
 //! - [`ntp`]: Debian's chronyd as an NTP server, its clock shifted with faketime.
 //! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
 //! - [`simulator`]: many simulated nodes with real sessions against real managers.
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod cluster;
 pub mod cluster_def;
 pub mod hub;
+pub mod lan;
 pub mod ntp;
 pub mod oci;
 pub mod paths;
@@ -40,8 +42,13 @@ pub fn free_port() -> u16 {
 
 /// The body of `GET /` on 127.0.0.1:`port`, or None when nothing answers.
 pub fn http_get(port: u16) -> Option<String> {
+    http_get_at(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+/// The body of `GET /` at `ip:port`, if something answers.
+pub fn http_get_at(ip: std::net::Ipv4Addr, port: u16) -> Option<String> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut resp = String::new();

@@ -17,6 +17,8 @@ pub const INDEX_HTML: &str = "hello from an orc container\n";
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "echo", "cat", "sleep", "ls", "httpd", "yes", "dd", "head", "wc", "id", "env", "ps", "kill",
     "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget", "tail", "tr", "[", "test",
+    // Networking checks (busybox-static's wget crashes in name lookups; nc does not look up literals).
+    "nc", "ping", "printf",
 ];
 
 pub struct Image {
@@ -83,9 +85,19 @@ pub fn busybox(extra: usize) -> anyhow::Result<Image> {
     busybox_with(extra, 0)
 }
 
+/// [`busybox`] with a layer of `files` (path in the image, contents;
+/// executable) on top: tools for benchmarks.
+pub fn busybox_plus(files: &[(String, Vec<u8>)]) -> anyhow::Result<Image> {
+    build(0, 0, files)
+}
+
 /// [`busybox`] with `tiny` more layers on top, layer `i` adding `/layers/i`
 /// (for images of many layers).
 pub fn busybox_with(extra: usize, tiny: usize) -> anyhow::Result<Image> {
+    build(extra, tiny, &[])
+}
+
+fn build(extra: usize, tiny: usize, files: &[(String, Vec<u8>)]) -> anyhow::Result<Image> {
     let bb = std::fs::read(BUSYBOX)
         .map_err(|e| anyhow::anyhow!("{BUSYBOX}: {e} (Debian's busybox-static; `cargo xtask test` installs it)"))?;
     let mut base = Layer::new();
@@ -122,6 +134,26 @@ pub fn busybox_with(extra: usize, tiny: usize) -> anyhow::Result<Image> {
         }
         filler.file("filler.bin", 0o644, &data)?;
         layers.push(filler.finish()?);
+    }
+    if !files.is_empty() {
+        let mut l = Layer::new();
+        let mut dirs: Vec<String> = Vec::new();
+        for (path, _) in files {
+            let mut p = std::path::Path::new(path.trim_start_matches('/')).parent();
+            while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+                dirs.push(format!("{}/", d.display()));
+                p = d.parent();
+            }
+        }
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            l.dir(d, 0o755)?;
+        }
+        for (path, data) in files {
+            l.file(path.trim_start_matches('/'), 0o755, data)?;
+        }
+        layers.push(l.finish()?);
     }
     for i in 0..tiny {
         let mut l = Layer::new();

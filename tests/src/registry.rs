@@ -31,6 +31,8 @@ pub enum Access {
 
 pub struct Registry {
     child: Child,
+    /// Where it listens: loopback, or the test LAN's address ([`Registry::start_on_lan`]).
+    pub ip: std::net::Ipv4Addr,
     pub port: u16,
     pub access: Access,
     _dir: tempfile::TempDir,
@@ -122,13 +124,22 @@ impl Registry {
         Self::start_with(Access::Anonymous)
     }
 
+    /// One the hosts of the test LAN reach (agents in network namespaces).
+    pub fn start_on_lan() -> anyhow::Result<Self> {
+        Self::start_at(crate::lan::Lan::get()?.gateway(), Access::Anonymous)
+    }
+
     pub fn start_with(access: Access) -> anyhow::Result<Self> {
+        Self::start_at(std::net::Ipv4Addr::LOCALHOST, access)
+    }
+
+    fn start_at(ip: std::net::Ipv4Addr, access: Access) -> anyhow::Result<Self> {
         anyhow::ensure!(
             std::path::Path::new(BINARY).exists(),
             "{BINARY} is missing: `cargo xtask test` installs Debian's docker-registry"
         );
         let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
         let auth = match &access {
             Access::Anonymous => String::new(),
             Access::Basic { user, password } => {
@@ -153,7 +164,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{auth}http:\n  addr: {ip}:{port}\n",
                 dir.path().join("data").display()
             ),
         )?;
@@ -161,16 +172,16 @@ impl Registry {
         let child = Command::new(BINARY).arg("serve").arg(&config).stdout(Stdio::null()).stderr(log).spawn()?;
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(20) {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Self { child, port, access, _dir: dir });
+            if std::net::TcpStream::connect((ip, port)).is_ok() {
+                return Ok(Self { child, ip, port, access, _dir: dir });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        anyhow::bail!("docker-registry did not listen on 127.0.0.1:{port}")
+        anyhow::bail!("docker-registry did not listen on {ip}:{port}")
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Pushes `image` as `<host>/<repository>` (e.g. `orc/busybox:1`).

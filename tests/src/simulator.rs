@@ -367,6 +367,7 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str, lost: Optio
     };
     let mut client = DispatcherClient::new(channel).max_decoding_message_size(64 << 20);
     let req = SessionRequest {
+        networks: Vec::new(),
         hostname: node.hostname.clone(),
         cpus: opts.cpus,
         memory: opts.memory,

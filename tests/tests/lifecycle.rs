@@ -69,9 +69,10 @@ fn health_checks_rolling_updates_and_rollbacks() {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let registry = Registry::start().unwrap();
+    // Nodes on hosts of their own (each programs its own container network).
+    let registry = Registry::start_on_lan().unwrap();
     let image = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
-    let opts = Options { runtime: true, insecure_registries: vec![registry.host()], ..Default::default() };
+    let opts = Options { runtime: true, lan: true, insecure_registries: vec![registry.host()], ..Default::default() };
     let mut c = LocalCluster::start(3, 0, opts).unwrap();
 
     // Bad probes and policies are refused with what to fix.
@@ -203,12 +204,14 @@ fn health_checks_rolling_updates_and_rollbacks() {
             "/www",
         ],
     );
-    wait(&c, "page", "the page served", |_| orc_e2e::http_get(port.parse().unwrap()).is_some());
+    // On node 0's own network (a published port), reached at its address on the LAN.
+    let node0 = c.agents[0].host.as_ref().unwrap().addr;
+    wait(&c, "page", "the page served", |_| orc_e2e::http_get_at(node0, port.parse().unwrap()).is_some());
     let probe = format!("readiness http :{port}/ interval=1s");
     let out = ok(&c, &["service", "update", "page", "--probe", &probe, "--update-failure-action", "rollback"]);
     assert!(out.contains("completed: 1/1 tasks updated"), "{out}");
     assert!(tasks(&c, "page").iter().all(|t| t["state"] != "failed"), "{}", ok(&c, &["service", "ps", "page"]));
-    assert!(orc_e2e::http_get(port.parse().unwrap()).is_some());
+    assert!(orc_e2e::http_get_at(node0, port.parse().unwrap()).is_some());
     ok(&c, &["service", "rm", "page"]);
 
     // A rolling update to a broken image rolls back by itself; the old

@@ -61,9 +61,10 @@ fn services_survive_leader_loss_partitions_and_restarts() {
         return;
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let registry = Registry::start().unwrap();
+    // Nodes on hosts of their own (each programs its own container network).
+    let registry = Registry::start_on_lan().unwrap();
     let image = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
-    let opts = Options { runtime: true, insecure_registries: vec![registry.host()], ..Default::default() };
+    let opts = Options { runtime: true, lan: true, insecure_registries: vec![registry.host()], ..Default::default() };
     let mut c = LocalCluster::start(3, 2, opts).unwrap();
 
     // Bad specs are refused with what to fix.

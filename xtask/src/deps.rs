@@ -28,6 +28,10 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     // An NTP server whose clock is off, for the clock tests (chronyd under faketime).
     ("faketime", "faketime"),
+    // Container networking: the agent loads its rules with nft (nodes carry
+    // it in the image); the process tests make hosts of namespaces with ip.
+    ("nftables", "nft"),
+    ("iproute2", "ip"),
 ];
 
 /// Peers the tests run from Debian packages that are unpacked, not

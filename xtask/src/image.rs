@@ -66,6 +66,28 @@ fn copy_exec(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// Debian's nft, which the agent loads its nftables rules with: the binary,
+/// the shared objects `ldd` names (under /usr/lib/x86_64-linux-gnu, where
+/// the loader looks without a cache) and the loader.
+fn nft(dir: &Path) -> anyhow::Result<()> {
+    let bin = Path::new("/usr/sbin/nft");
+    anyhow::ensure!(bin.exists(), "{} is missing (package nftables)", bin.display());
+    copy_exec(bin, &dir.join("usr/sbin/nft"))?;
+    let ldd = crate::deps::output(Command::new("ldd").arg(bin))?;
+    let mut libs: Vec<PathBuf> = ldd
+        .lines()
+        .filter_map(|l| l.split("=>").nth(1))
+        .filter_map(|r| r.split_whitespace().next())
+        .map(PathBuf::from)
+        .collect();
+    libs.sort();
+    for lib in libs {
+        let name = lib.file_name().context("a library without a name")?;
+        copy_exec(&lib, &dir.join("usr/lib/x86_64-linux-gnu").join(name))?;
+    }
+    copy_exec(Path::new("/lib64/ld-linux-x86-64.so.2"), &dir.join("lib64/ld-linux-x86-64.so.2"))
+}
+
 /// The root filesystem tree: the agent and the few files a node needs.
 fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
@@ -87,7 +109,7 @@ fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Resul
     for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/')] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
     }
-    Ok(())
+    nft(dir)
 }
 
 /// A small blank ext4 labelled ORC_STATE, gzip'd, that PID 1 writes to a

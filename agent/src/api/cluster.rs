@@ -43,11 +43,18 @@ impl Cluster for ClusterService {
 
     async fn update(&self, req: Request<UpdateClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
         let r = req.into_inner();
-        let u = settings::SettingsUpdate { node_cert_ttl_secs: r.node_cert_ttl_secs, max_replicas: r.max_replicas };
+        let u = settings::SettingsUpdate {
+            node_cert_ttl_secs: r.node_cert_ttl_secs,
+            max_replicas: r.max_replicas,
+            container_cidr: r.container_cidr,
+            subnet_size: r.subnet_size,
+        };
         let s = settings::update(&self.state.raft, u).await?;
         Ok(Response::new(ClusterSettings {
             node_cert_ttl_secs: s.node_cert_ttl().as_secs(),
             max_replicas: s.max_replicas(),
+            container_cidr: s.network.map(|p| p.cidr.to_string()).unwrap_or_default(),
+            subnet_size: s.network.map(|p| u32::from(p.prefix)).unwrap_or_default(),
         }))
     }
 

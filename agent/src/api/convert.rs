@@ -34,6 +34,10 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
             Ok(Port { published: port(q.published)?, target: port(q.target)?, protocol })
         })
         .collect::<Result<_, ClusterError>>()?;
+    let network = match p.network.as_str() {
+        "" => NetworkMode::Overlay,
+        n => NetworkMode::parse(n).ok_or_else(|| bad(format!("network {n:?} is not overlay or host")))?,
+    };
     let s = ServiceSpec {
         name: p.name,
         image: p.image.trim().to_string(),
@@ -62,6 +66,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         cron: cron_from_proto(p.cron)?,
         stateful: p.stateful,
         autoscale: autoscale_from_proto(p.autoscale),
+        network,
     };
     Ok(s)
 }
@@ -109,6 +114,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         cron: s.cron.as_ref().map(cron_to_proto),
         stateful: s.stateful,
         autoscale: s.autoscale.as_ref().map(autoscale_to_proto),
+        network: s.network.as_str().into(),
     }
 }
 
@@ -200,6 +206,7 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         health: t.health.as_str().into(),
         probe: t.probe.clone(),
         run: t.run,
+        address: t.address.map(|a| a.to_string()).unwrap_or_default(),
     }
 }
 

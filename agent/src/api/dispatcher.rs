@@ -56,12 +56,15 @@ impl Dispatcher for DispatcherService {
             addr: d.addr,
             agent_version: d.agent_version,
             lost_leader: (!d.lost_leader.is_empty()).then_some(d.lost_leader),
+            // Unparsable ones are dropped: they only steer leases away.
+            networks: d.networks.iter().filter_map(|n| n.parse::<ipnet::Ipv4Net>().ok()).map(|n| n.trunc()).collect(),
         };
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let raft = self.raft.clone();
         // Woken only when something of this node (or the deny list) changes.
         let (mut inbox, mut deny) = (self.fanout.inbox(&node_id), self.fanout.deny());
+        let mut network = self.fanout.network();
         tokio::spawn(async move {
             let mut sent = domain::Sent::default();
             loop {
@@ -70,12 +73,13 @@ impl Dispatcher for DispatcherService {
                     return;
                 }
                 let current = deny.borrow_and_update().clone();
+                let net = network.borrow_and_update().clone();
                 // Only the tasks that changed, once the node has its list.
                 let pending = match inbox.take() {
                     _ if sent.wants_whole(deltas) => Pending::All,
                     p => p,
                 };
-                let a = domain::assignments(&s, &node_id, &current, &pending).await;
+                let a = domain::assignments(&s, &node_id, &current, &net, &pending).await;
                 // Removed while its session was open: ended now, not at its next call.
                 if a.deny.removed_nodes.contains(&node_id) {
                     let removed = domain::DispatchError::Removed { node: node_id.clone(), at_open: false };
@@ -92,6 +96,7 @@ impl Dispatcher for DispatcherService {
                         deny_json: serde_json::to_vec(&u.deny).unwrap_or_default(),
                         delta: u.delta,
                         removed: u.removed,
+                        network_json: u.network.and_then(|n| serde_json::to_vec(&n).ok()),
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");
@@ -103,6 +108,7 @@ impl Dispatcher for DispatcherService {
                 tokio::select! {
                     _ = tokio::time::timeout(Duration::from_secs(2), inbox.changed()) => {}
                     _ = deny.changed() => {}
+                    _ = network.changed() => {}
                     _ = tx.closed() => {
                         tracing::info!(node = %node_id, "node session closed");
                         return;
@@ -133,6 +139,7 @@ impl Dispatcher for DispatcherService {
                 exit_code: s.exit_code,
                 health: s.health,
                 probe: s.probe,
+                address: s.address,
             })
             .collect();
         let heard =

@@ -38,13 +38,17 @@ impl Machine for MachineService {
 
     async fn bootstrap(&self, req: Request<BootstrapRequest>) -> Result<Response<BootstrapResponse>, Status> {
         tracing::info!(remote = ?req.remote_addr(), "bootstrap requested");
+        let r = req.into_inner();
+        let pool = crate::cluster::settings::bootstrap_pool(&r.container_cidr, r.subnet_size)?;
         let state = self.state.clone();
-        let res = tokio::task::spawn_blocking(move || bootstrap::do_bootstrap(&state, req.into_inner()))
+        let res = tokio::task::spawn_blocking(move || bootstrap::do_bootstrap(&state, r))
             .await
             .map_err(|e| Status::internal(format!("bootstrap task: {e}")))??;
-        // The first manager: a one-member Raft quorum; the first admin's
-        // certificate goes on record once it has a leader.
+        // The first manager: a one-member Raft quorum, its pool the first
+        // entry after its membership (before any node is leased a subnet);
+        // the first admin's certificate goes on record once it has a leader.
         self.state.start_raft(true).await;
+        crate::cluster::settings::record_bootstrap(&self.state.raft, pool).await?;
         let (raft, admin) = (self.state.raft.clone(), res.admin_cert_pem.clone());
         tokio::spawn(async move { crate::cluster::certs::record_bootstrap_admin(&raft, &admin).await });
         Ok(Response::new(res))

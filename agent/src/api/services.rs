@@ -12,7 +12,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert::{service_inspected, service_to_proto, service_with_progress, spec_from_proto, task_to_proto};
+use crate::cluster::objects::{NetworkMode, ServiceSpec};
 use crate::cluster::services::{self, Control, TaskFilter};
+use crate::cluster::ClusterError;
+use crate::pki::role::Role;
 use crate::state::NodeState;
 
 pub struct ServicesService {
@@ -27,6 +30,18 @@ impl ServicesService {
 
 type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The node's own network is for admins: a task on it can bind and sniff
+/// on the node's interfaces.
+fn host_network_allowed(spec: &ServiceSpec, role: Role) -> Result<(), ClusterError> {
+    if spec.network == NetworkMode::Host && role != Role::Admin {
+        return Err(ClusterError::PermissionDenied(format!(
+            "--network host is for admins (you are {role}): a task on the node's network can bind and listen on \
+             its interfaces; leave it on the overlay"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn non_empty(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
@@ -34,12 +49,15 @@ pub(super) fn non_empty(s: &str) -> Option<&str> {
 #[tonic::async_trait]
 impl Services for ServicesService {
     async fn create(&self, req: Request<pb::CreateServiceRequest>) -> Result<Response<pb::Service>, Status> {
+        let role = super::peer::identity(&req)?.role;
         let spec = spec_from_proto(req.into_inner().spec.unwrap_or_default())?;
+        host_network_allowed(&spec, role)?;
         let (v, s) = services::create(&self.state.raft, spec).await?;
         Ok(Response::new(service_to_proto(&v, &s)))
     }
 
     async fn update(&self, req: Request<pb::UpdateServiceRequest>) -> Result<Response<pb::Service>, Status> {
+        let role = super::peer::identity(&req)?.role;
         let req = req.into_inner();
         let control = match pb::UpdateControl::try_from(req.control) {
             Ok(pb::UpdateControl::Unspecified) => None,
@@ -56,6 +74,7 @@ impl Services for ServicesService {
             }
             (None, spec) => {
                 let spec = spec_from_proto(spec.unwrap_or_default())?;
+                host_network_allowed(&spec, role)?;
                 services::update(&self.state.raft, &req.service, req.expect_version, spec).await?
             }
         };

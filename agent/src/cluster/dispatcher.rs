@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fanout::Pending;
+use super::fanout::{Networks, Pending};
 pub use super::liveness::{Liveness, GRACE};
 use super::objects::*;
 use super::usage::{Measurements, Sample};
@@ -88,6 +88,9 @@ async fn write_reports(raft: Arc<RaftHandle>, mut rx: tokio::sync::mpsc::Receive
     }
 }
 
+/// The most interface networks a node's report keeps.
+pub const MAX_NETWORKS: usize = 64;
+
 /// The longest string a node reports into the state (hostname, address,
 /// version, a task's message or error); longer ones are cut.
 pub const MAX_REPORTED: usize = 1024;
@@ -151,6 +154,8 @@ pub struct NodeInfo {
     pub agent_version: String,
     /// The leader the node lost, if it lost one ([`leader_other_than`]).
     pub lost_leader: Option<String>,
+    /// The IPv4 networks of its own interfaces.
+    pub networks: Vec<ipnet::Ipv4Net>,
 }
 
 /// Opens the session of `node_id` (its certificate says `role`) on the
@@ -190,6 +195,7 @@ pub async fn open_session(
         agent_version: Some(truncate(d.agent_version, MAX_REPORTED)),
         cert_role: Some(role),
         was_manager: (role == Role::Manager).then_some(true),
+        networks: Some(d.networks.into_iter().take(MAX_NETWORKS).collect()),
         // Its role is the certificate's until promoted or demoted.
         role: (!known).then_some(role),
         ..NodePatch::status(NodeStatus::Ready, "")
@@ -223,6 +229,7 @@ pub struct Assignments {
     pub cert_ttl_secs: u64,
     pub managers: Vec<String>,
     pub deny: crate::pki::deny::DenyList,
+    pub network: Arc<Networks>,
 }
 
 /// The assignments of `node_id` as the leader `s` has them applied, with
@@ -232,6 +239,7 @@ pub async fn assignments(
     s: &Started,
     node_id: &str,
     deny: &crate::pki::deny::DenyList,
+    network: &Arc<Networks>,
     pending: &Pending,
 ) -> Assignments {
     let v = s.sm.applied.read().await.state.clone();
@@ -256,6 +264,7 @@ pub async fn assignments(
         cert_ttl_secs: v.settings.node_cert_ttl().as_secs(),
         managers: managers(s),
         deny: deny.clone(),
+        network: network.clone(),
     }
 }
 
@@ -271,6 +280,8 @@ pub struct TaskReport {
     pub health: String,
     /// The last probe failure.
     pub probe: String,
+    /// Its address on the overlay ("" when none).
+    pub address: String,
 }
 
 /// What the leader keeps of heartbeats: who was heard of, what tasks use,
@@ -325,6 +336,7 @@ pub async fn heartbeat(
             let health = Health::parse(&st.health).unwrap_or_default();
             // Health only means something while the task runs.
             let health = if state == TaskState::Running { health } else { Health::Unknown };
+            let address = st.address.parse::<std::net::Ipv4Addr>().ok();
             if t.state == state
                 && t.message == message
                 && t.error == error
@@ -332,6 +344,7 @@ pub async fn heartbeat(
                 && t.exit_code == st.exit_code
                 && t.health == health
                 && t.probe == probe
+                && t.address == address
             {
                 continue;
             }
@@ -356,6 +369,7 @@ pub async fn heartbeat(
                 health: (t.health != health).then_some(health),
                 probe: (t.probe != probe).then_some(probe),
                 ready_ms,
+                address: (t.address != address).then_some(address),
                 ..Default::default()
             };
             cmds.push(p.command(&st.id));
@@ -414,6 +428,8 @@ pub struct Update {
     pub cert_ttl_secs: u64,
     pub managers: Vec<String>,
     pub deny: crate::pki::deny::DenyList,
+    /// The network map, or what changed of it, when it changed.
+    pub network: Option<NetworkMap>,
 }
 
 /// What a session has told its node so far: after the first message, a
@@ -426,6 +442,29 @@ pub struct Sent {
     /// tell the node nothing new).
     tasks: HashMap<String, (u64, std::sync::Arc<Task>)>,
     meta: Option<(Option<Role>, u64, crate::pki::deny::DenyList)>,
+    network: Option<Arc<Networks>>,
+}
+
+/// What of `now` the node that was sent `before` is told (None: nothing).
+fn network_news(before: Option<&Networks>, now: &Networks) -> Option<NetworkMap> {
+    let Some(before) = before else {
+        return Some(NetworkMap {
+            pool: now.pool,
+            leases: now.leases.values().map(|l| SubnetLease::clone(l)).collect(),
+            ..Default::default()
+        });
+    };
+    let leases: Vec<SubnetLease> = now
+        .leases
+        .iter()
+        .filter(|(id, l)| before.leases.get(*id).is_none_or(|b| !Arc::ptr_eq(b, l) && b != *l))
+        .map(|(_, l)| SubnetLease::clone(l))
+        .collect();
+    let removed: Vec<String> = before.leases.keys().filter(|id| !now.leases.contains_key(*id)).cloned().collect();
+    if leases.is_empty() && removed.is_empty() && before.pool == now.pool {
+        return None;
+    }
+    Some(NetworkMap { pool: now.pool, leases, delta: true, removed })
 }
 
 impl Sent {
@@ -463,10 +502,16 @@ impl Sent {
         for (v, t) in &a.tasks {
             self.tasks.insert(t.id.clone(), (*v, t.clone()));
         }
-        if !first && self.meta.as_ref() == Some(&meta) && changed.is_empty() && removed.is_empty() {
+        let network = match &self.network {
+            Some(n) if Arc::ptr_eq(n, &a.network) => None,
+            before => network_news(before.as_deref(), &a.network),
+        };
+        if !first && self.meta.as_ref() == Some(&meta) && changed.is_empty() && removed.is_empty() && network.is_none()
+        {
             return None;
         }
         self.meta = Some(meta);
+        self.network = Some(a.network.clone());
         let delta = deltas && !first;
         let tasks = if delta { changed } else { a.tasks };
         Some(Update {
@@ -477,6 +522,7 @@ impl Sent {
             cert_ttl_secs: a.cert_ttl_secs,
             managers: a.managers,
             deny: a.deny,
+            network,
         })
     }
 }
@@ -518,6 +564,7 @@ mod tests {
             cert_ttl_secs: 60,
             managers: vec![],
             deny: Default::default(),
+            network: Default::default(),
         }
     }
 

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::model::db::Kind;
+use crate::model::db::Table;
+use crate::model::objects::{Pool, SubnetLease};
 use crate::pki::deny::DenyList;
 use crate::raft::RaftHandle;
 
@@ -45,6 +47,15 @@ pub struct Fanout {
     nodes: Mutex<HashMap<String, HashMap<u64, Mailbox>>>,
     next_session: AtomicU64,
     deny: watch::Sender<Arc<DenyList>>,
+    network: watch::Sender<Arc<Networks>>,
+}
+
+/// What nodes are told of the networks (each session sends its node what
+/// changed since its last message).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Networks {
+    pub pool: Option<Pool>,
+    pub leases: Table<SubnetLease>,
 }
 
 /// One session's view of the fanout: woken when something of its node
@@ -109,6 +120,11 @@ impl Fanout {
         self.deny.subscribe()
     }
 
+    /// The network map, and a receiver woken when it changes.
+    pub fn network(&self) -> watch::Receiver<Arc<Networks>> {
+        self.network.subscribe()
+    }
+
     /// Records what changed at `version` and wakes the sessions concerned:
     /// `tasks` (task id → the nodes it concerns), `nodes` (whose Node
     /// changed); every session with `all`.
@@ -154,6 +170,7 @@ impl Fanout {
             if state.version != last {
                 let feed = if state.version > last { state.feed.since(last) } else { None };
                 let (mut all, mut deny_dirty) = (feed.is_none(), feed.is_none());
+                let mut net_dirty = feed.is_none();
                 let (mut tasks, mut nodes) = (Vec::new(), HashSet::new());
                 for c in feed.iter().flatten() {
                     match c.key.kind {
@@ -163,7 +180,11 @@ impl Fanout {
                             deny_dirty = true;
                         }
                         Kind::RemovedNode | Kind::RevokedCert => deny_dirty = true,
-                        Kind::Settings => all = true,
+                        Kind::Lease => net_dirty = true,
+                        Kind::Settings => {
+                            all = true;
+                            net_dirty = true;
+                        }
                         _ => {}
                     }
                 }
@@ -171,6 +192,12 @@ impl Fanout {
                     let d = super::certs::deny_list(&state);
                     if **self.deny.borrow() != d {
                         self.deny.send_replace(Arc::new(d));
+                    }
+                }
+                if net_dirty {
+                    let n = Networks { pool: state.settings.network, leases: state.leases.clone() };
+                    if **self.network.borrow() != n {
+                        self.network.send_replace(Arc::new(n));
                     }
                 }
                 self.deliver(state.version, all, &tasks, &nodes);

@@ -107,6 +107,7 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements
                     last_full = std::time::Instant::now();
                 }
                 cmds = orchestrator::reconcile(&view, now_ms(), &scope);
+                cmds.extend(super::leases::reconcile(&view));
                 passed = Some(view.version);
             }
             if cmds.is_empty() && passed.is_some() {

@@ -8,6 +8,7 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`leases`]: each node's subnet per network, leased by the leader.
 //! - [`leader`]: the leader's loop (liveness, reconcile, autoscaling,
 //!   quorum membership).
 //! - [`autoscale`]: the autoscaler's decision (pure); [`autoscaler`]: its
@@ -33,6 +34,7 @@ pub mod events;
 pub mod fanout;
 pub mod join;
 pub mod leader;
+pub mod leases;
 pub mod liveness;
 pub mod managers;
 pub mod nodes;

@@ -1,17 +1,61 @@
 //! Cluster-wide settings and recovery after losing the quorum.
 
 use super::error::ClusterError;
-use super::objects::{view, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS};
+use super::objects::{view, Pool, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS};
 use crate::model::db::{Command, Object};
 use crate::model::patch::NodePatch;
+use crate::network::ipam;
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
 
 /// What `cluster update` changes; a field left at 0 keeps its value.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SettingsUpdate {
     pub node_cert_ttl_secs: u64,
     pub max_replicas: u64,
+    /// "" leaves it.
+    pub container_cidr: String,
+    /// 0: 24.
+    pub subnet_size: u32,
+}
+
+/// The pool `cidr`/`size` name ("": the default), checked.
+pub fn pool(cidr: &str, size: u32) -> Result<Pool, ClusterError> {
+    let prefix = match size {
+        0 => ipam::DEFAULT_PREFIX,
+        n => u8::try_from(n).unwrap_or(u8::MAX),
+    };
+    let cidr = if cidr.trim().is_empty() { ipam::DEFAULT_CIDR } else { cidr };
+    let cidr = ipam::parse_pool(cidr, prefix).map_err(|e| ClusterError::InvalidArgument(e.to_string()))?;
+    Ok(Pool { cidr, prefix })
+}
+
+/// The pool `cluster init` asked for: `cidr` ("": the default, whose
+/// subnets over the nodes' own networks are skipped) must not overlap the
+/// node's own networks when given.
+pub fn bootstrap_pool(cidr: &str, size: u32) -> Result<Pool, ClusterError> {
+    let p = pool(cidr, size)?;
+    if !cidr.trim().is_empty() {
+        ipam::check_overlap(p.cidr, &crate::network::node::own_interfaces())
+            .map_err(|e| ClusterError::InvalidArgument(e.to_string()))?;
+    }
+    Ok(p)
+}
+
+/// Writes the first settings of a new cluster (its pool) before anything
+/// else is leased, retrying while its one-member quorum elects itself.
+pub async fn record_bootstrap(raft: &RaftHandle, pool: Pool) -> Result<(), ClusterError> {
+    let settings = Settings { network: Some(pool), ..Default::default() };
+    let mut tries = 0;
+    loop {
+        match raft.write(Command::put("", Object::Settings(settings.clone()))).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries >= 30 => return Err(e.into()),
+            Err(e) => tracing::debug!(error = %e, "recording the cluster's first settings; retrying"),
+        }
+        tries += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// `cluster update`: every value checked against its range first.
@@ -35,6 +79,18 @@ pub async fn update(raft: &RaftHandle, u: SettingsUpdate) -> Result<Settings, Cl
             )));
         }
         settings.max_replicas = u.max_replicas;
+    }
+    if !u.container_cidr.is_empty() {
+        let v = view(raft).await?;
+        if !v.leases.is_empty() {
+            return Err(ClusterError::FailedPrecondition(format!(
+                "the container CIDR is {} and {} node subnets are leased from it: it cannot change under running \
+                 tasks; make a new cluster to use another",
+                settings.network.map(|p| p.cidr.to_string()).unwrap_or_default(),
+                v.leases.len()
+            )));
+        }
+        settings.network = Some(pool(&u.container_cidr, u.subnet_size)?);
     }
     raft.write(Command::put("", Object::Settings(settings.clone()))).await?;
     tracing::info!(

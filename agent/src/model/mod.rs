@@ -10,6 +10,7 @@
 //!   stop policy.
 //! - [`autoscale`]: autoscaling bounds and targets, measurements and decisions.
 //! - [`events`]: state changes as events, derived as they are applied.
+//! - [`network`]: the container address pool, subnet leases, network modes.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
 //!   and the migration of older JSON stores.
@@ -18,5 +19,6 @@ pub mod autoscale;
 pub mod db;
 pub mod events;
 pub mod lifecycle;
+pub mod network;
 pub mod objects;
 pub mod patch;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::autoscale::*;
 pub use super::lifecycle::*;
+pub use super::network::*;
 use crate::pki::role::Role;
 use crate::runtime::record::Process;
 
@@ -44,6 +45,11 @@ pub struct Settings {
     /// Replicas one service may ask for; 0: the default ([`DEFAULT_MAX_REPLICAS`]).
     #[serde(default)]
     pub max_replicas: u64,
+    /// The container address pool (none: set at `cluster init`, or with
+    /// `cluster update --container-cidr` on a cluster made before it
+    /// existed; until then tasks run without networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Pool>,
 }
 
 /// Replicas per service unless `cluster update --max-replicas` says otherwise.
@@ -137,6 +143,10 @@ pub struct Node {
     /// (which lives on until it expires) is refused for manager calls.
     #[serde(default)]
     pub was_manager: bool,
+    /// The IPv4 networks of its own interfaces (no container subnet is
+    /// leased over them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ipnet::Ipv4Net>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +265,9 @@ pub struct ServiceSpec {
     /// Replicated: the replica count follows the tasks' usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<Autoscale>,
+    /// Its own namespace on the overlay, or the node's stack.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub network: NetworkMode,
 }
 
 impl ServiceSpec {
@@ -286,6 +299,7 @@ impl ServiceSpec {
             cron: _,
             stateful,
             autoscale: _,
+            network,
         } = self;
         *name == other.name
             && *image == other.image
@@ -302,6 +316,7 @@ impl ServiceSpec {
             && *health == other.health
             && *stop == other.stop
             && *stateful == other.stateful
+            && *network == other.network
     }
 }
 
@@ -465,6 +480,9 @@ pub struct Task {
     /// Cron jobs: the run it belongs to.
     #[serde(default, skip_serializing_if = "is_default")]
     pub run: u64,
+    /// Its address on the overlay, as its node reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
 impl Task {
@@ -508,6 +526,7 @@ impl Task {
             probe: _,
             ready_ms: _,
             run,
+            address: _,
         } = self;
         *id == other.id
             && *service_id == other.service_id

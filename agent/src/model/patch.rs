@@ -46,6 +46,8 @@ pub struct NodePatch {
     pub updated_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub was_manager: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<ipnet::Ipv4Net>>,
 }
 
 impl NodePatch {
@@ -84,6 +86,7 @@ impl NodePatch {
             agent_version,
             updated_ms,
             was_manager,
+            networks,
         } = self.clone();
         set(&mut n.hostname, hostname);
         set(&mut n.role, role);
@@ -105,6 +108,7 @@ impl NodePatch {
         set(&mut n.agent_version, agent_version);
         set(&mut n.updated_ms, updated_ms);
         set(&mut n.was_manager, was_manager);
+        set(&mut n.networks, networks);
     }
 }
 
@@ -143,6 +147,9 @@ pub struct TaskPatch {
     pub probe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<i64>,
+    /// `Some(None)` clears it.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub address: Option<Option<std::net::Ipv4Addr>>,
 }
 
 impl TaskPatch {
@@ -165,6 +172,7 @@ impl TaskPatch {
             health,
             probe,
             ready_ms,
+            address,
         } = self.clone();
         set(&mut t.state, state);
         set(&mut t.message, message);
@@ -178,6 +186,7 @@ impl TaskPatch {
         set(&mut t.health, health);
         set(&mut t.probe, probe);
         set(&mut t.ready_ms, ready_ms);
+        set(&mut t.address, address);
     }
 
     /// The fields of `new` that differ from `old`; None when nothing a
@@ -200,6 +209,7 @@ impl TaskPatch {
             health: diff(&old.health, &new.health),
             probe: diff(&old.probe, &new.probe),
             ready_ms: diff(&old.ready_ms, &new.ready_ms),
+            address: diff(&old.address, &new.address),
         };
         (p != Self::default()).then_some(p)
     }
@@ -232,8 +242,10 @@ mod tests {
             agent_version: Some(String::new()),
             updated_ms: Some(1),
             was_manager: Some(true),
+            networks: Some(vec![]),
         };
-        let fields = keys(serde_json::to_value(Node::default()).unwrap());
+        let set = Node { networks: vec!["10.0.2.0/24".parse().unwrap()], ..Default::default() };
+        let fields = keys(serde_json::to_value(set).unwrap());
         for k in keys(serde_json::to_value(&node).unwrap()) {
             assert!(fields.contains(&k), "NodePatch.{k} is not a field of Node");
         }
@@ -250,9 +262,17 @@ mod tests {
             health: Some(Health::Ready),
             probe: Some(String::new()),
             ready_ms: Some(1),
+            address: Some(None),
         };
         // Fields left out while default are named once set.
-        let set = Task { health: Health::Ready, probe: "p".into(), ready_ms: 1, run: 1, ..Default::default() };
+        let set = Task {
+            health: Health::Ready,
+            probe: "p".into(),
+            ready_ms: 1,
+            run: 1,
+            address: Some(std::net::Ipv4Addr::LOCALHOST),
+            ..Default::default()
+        };
         let fields = keys(serde_json::to_value(set).unwrap());
         for k in keys(serde_json::to_value(&task).unwrap()) {
             assert!(fields.contains(&k), "TaskPatch.{k} is not a field of Task");

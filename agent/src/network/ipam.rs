@@ -138,6 +138,11 @@ impl Addresses {
         self.held.retain(|_, t| live(t));
     }
 
+    /// The address task `task` holds.
+    pub fn held_by(&self, task: &str) -> Option<Ipv4Addr> {
+        self.held.iter().find(|(_, t)| t.as_str() == task).map(|(a, _)| *a)
+    }
+
     pub fn held(&self) -> usize {
         self.held.len()
     }

@@ -1,7 +1,37 @@
-//! Container networking on a node (the networking issue, landing in
-//! parts): so far, addresses.
+//! Container networking on a node (docs/networking.md).
 //!
 //! - [`ipam`]: the container CIDR split into per-node subnets, and a
 //!   node's addresses within its subnet.
+//! - [`netns`]: tasks' network namespaces, kept by bind mounts.
+//! - [`links`]: the netlink calls (bridge, VXLAN, veths, routes,
+//!   neighbours, forwarding entries).
+//! - [`overlay`]: the entries a node programs for the other nodes.
+//! - [`nft`]: the node's nftables rules (masquerade, MSS clamp).
+//! - [`files`]: a task's resolv.conf and hosts.
+//! - [`node`]: the node's reconciler, and attaching tasks.
 
+pub mod files;
 pub mod ipam;
+pub mod links;
+pub mod netns;
+pub mod nft;
+pub mod node;
+pub mod overlay;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("network namespace {}: {what}: {reason}", path.display())]
+    Namespace { path: PathBuf, what: String, reason: String },
+    #[error("nftables: {0}")]
+    Nft(String),
+    #[error("container networking: {0}")]
+    State(String),
+    #[error("this node's container network is not ready ({0})")]
+    NotReady(String),
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamError),
+}

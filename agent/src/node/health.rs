@@ -71,6 +71,8 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
     }
     let (ok, msg) = state.time.health();
     checks.push(check("clock", ok, msg));
+    let (ok, msg) = crate::sync::read(&state.network).clone();
+    checks.push(check("network", ok, msg));
     HealthResponse {
         healthy: checks.iter().all(|c| c.ok),
         uptime_seconds: state.started.elapsed().as_secs(),

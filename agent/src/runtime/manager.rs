@@ -21,7 +21,7 @@ use tokio::sync::{watch, Mutex};
 
 use super::record::{ContainerRecord, ExitInfo, RunSpec, Status};
 use super::shim_client;
-use super::spec::{self, ImageDefaults, Network};
+use super::spec::{self, ImageDefaults};
 use crate::error::AgentError;
 use crate::images::ImageStore;
 use crate::shim_contract::user;
@@ -187,7 +187,7 @@ impl Runtime {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let dir = self.container_dir(&id);
         let bundle = dir.join("bundle");
-        let oci = spec::generate(&id, &bundle.join("rootfs"), &defaults, &spec, ids, Network::Host)?;
+        let oci = spec::generate(&id, &bundle.join("rootfs"), &defaults, &spec, ids)?;
         for d in [&bundle, &dir.join("upper"), &dir.join("work"), &dir.join("log")] {
             std::fs::create_dir_all(d).map_err(|e| AgentError::io(d, e))?;
         }

@@ -127,6 +127,10 @@ pub struct RunSpec {
     /// Its own hostname (in a UTS namespace of its own); empty: the node's.
     #[serde(default)]
     pub hostname: String,
+    /// The network namespace it joins (a task's on the overlay); none:
+    /// the node's own network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<std::path::PathBuf>,
 }
 
 impl RunSpec {
@@ -191,6 +195,7 @@ impl RunSpec {
             max_attempts: restart.max_attempts,
             labels: s.labels.clone().into_iter().collect(),
             hostname: String::new(),
+            netns: None,
         })
     }
 

@@ -18,11 +18,22 @@ use super::seccomp;
 use crate::error::AgentError;
 use crate::shim_contract::user::Ids;
 
-/// How a container reaches the network. Only the node's own stack for now;
-/// the networking work adds a bridge mode with a namespace per container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a container reaches the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
+    /// The node's own stack (Docker's `--network host`).
     Host,
+    /// A namespace made for it (a task's on the overlay), joined by path.
+    Joined(std::path::PathBuf),
+}
+
+impl Network {
+    pub fn of(req: &RunSpec) -> Self {
+        match &req.netns {
+            Some(p) => Self::Joined(p.clone()),
+            None => Self::Host,
+        }
+    }
 }
 
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -140,14 +151,8 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .map_err(spec_err)
 }
 
-pub fn generate(
-    id: &str,
-    rootfs: &Path,
-    image: &ImageDefaults,
-    req: &RunSpec,
-    ids: Ids,
-    network: Network,
-) -> Result<Spec, AgentError> {
+pub fn generate(id: &str, rootfs: &Path, image: &ImageDefaults, req: &RunSpec, ids: Ids) -> Result<Spec, AgentError> {
+    let network = Network::of(req);
     let mut spec = Spec::default();
     let own_hostname = !req.hostname.is_empty();
     spec.set_hostname(own_hostname.then(|| req.hostname.clone()));
@@ -222,7 +227,7 @@ pub fn generate(
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|ns| match network {
+        .filter(|ns| match &network {
             // The node's network and (unless it has its own) its hostname:
             // as Docker's --network host.
             Network::Host => match ns.typ() {
@@ -230,6 +235,13 @@ pub fn generate(
                 LinuxNamespaceType::Uts => own_hostname,
                 _ => true,
             },
+            Network::Joined(_) => true,
+        })
+        .map(|mut ns| {
+            if let (Network::Joined(path), LinuxNamespaceType::Network) = (&network, ns.typ()) {
+                ns.set_path(Some(path.clone()));
+            }
+            ns
         })
         .collect();
     linux.set_namespaces(Some(namespaces));
@@ -326,7 +338,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let s = generate("abc", Path::new("/r"), &image(), &req, Ids { uid: 33, gid: 34 }, Network::Host).unwrap();
+        let s = generate("abc", Path::new("/r"), &image(), &req, Ids { uid: 33, gid: 34 }).unwrap();
         let linux = s.linux().as_ref().unwrap();
         assert_eq!(linux.cgroups_path().as_ref().unwrap(), Path::new("/orc/abc"));
         let res = linux.resources().as_ref().unwrap();
@@ -336,6 +348,21 @@ mod tests {
         let ns: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
         assert!(!ns.contains(&LinuxNamespaceType::Network));
         assert!(ns.contains(&LinuxNamespaceType::Pid) && ns.contains(&LinuxNamespaceType::Mount));
+        // A task on the overlay joins the namespace made for it, by path.
+        let joined = RunSpec { netns: Some("/run/orc/net/t1/netns".into()), hostname: "t1".into(), ..req.clone() };
+        let s2 = generate("abc", Path::new("/r"), &image(), &joined, Ids { uid: 33, gid: 34 }).unwrap();
+        let net = s2
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Network)
+            .cloned();
+        assert_eq!(net.and_then(|n| n.path().clone()), Some("/run/orc/net/t1/netns".into()));
+        assert_eq!(s2.hostname().as_deref(), Some("t1"));
         let seccomp = linux.seccomp().as_ref().unwrap();
         assert!(seccomp.syscalls().as_ref().unwrap()[0].names().contains(&"read".to_string()));
         assert!(!seccomp.syscalls().as_ref().unwrap()[0].names().contains(&"mount".to_string()));
@@ -355,8 +382,7 @@ mod tests {
         assert_eq!(s.process().as_ref().unwrap().oom_score_adj(), Some(0));
         assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
         // No limit asked for: the default one.
-        let s = generate("a", Path::new("/r"), &image(), &RunSpec::default(), Ids { uid: 0, gid: 0 }, Network::Host)
-            .unwrap();
+        let s = generate("a", Path::new("/r"), &image(), &RunSpec::default(), Ids { uid: 0, gid: 0 }).unwrap();
         let res = s.linux().as_ref().unwrap().resources().clone().unwrap();
         assert_eq!(res.pids().as_ref().map(|p| p.limit()), default_pids_limit());
     }
@@ -364,7 +390,7 @@ mod tests {
     #[test]
     fn relative_workdir_and_missing_bind_source_are_refused() {
         let req = RunSpec { process: Process { workdir: "srv".into(), ..Default::default() }, ..Default::default() };
-        assert!(generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).is_err());
+        assert!(generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }).is_err());
         let req = RunSpec {
             mounts: vec![super::super::record::MountSpec {
                 kind: "bind".into(),
@@ -374,7 +400,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let err = generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }, Network::Host).unwrap_err();
+        let err = generate("a", Path::new("/r"), &image(), &req, Ids { uid: 0, gid: 0 }).unwrap_err();
         assert!(err.to_string().contains("does not exist on the node"));
     }
 }

@@ -13,8 +13,9 @@ use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
 use super::runtime::TaskRuntime;
-use crate::cluster::objects::{Health, StopPolicy, Task, TaskState};
-use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
+use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
+use crate::network::node::{Attachment, NodeNetwork};
+use crate::runtime::record::{ContainerRecord, Limits, MountSpec, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
 pub const SERVICE_LABEL: &str = "orc.service.name";
@@ -38,6 +39,9 @@ pub struct Executor {
     pub changed: Notify,
     /// When the managers last answered (the session tells; [`super::fence`] watches).
     pub contact: Arc<super::fence::Contact>,
+    /// The node's container networking (none in unit tests: tasks then
+    /// run on the node's network).
+    pub network: Option<Arc<NodeNetwork>>,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -49,9 +53,31 @@ fn container_name(t: &Task) -> String {
     format!("{}.{}.{}", t.service, place, t.id)
 }
 
-/// What the runtime runs for `t` (its spec was validated by the managers).
-fn run_spec(t: &Task) -> RunSpec {
+/// A task's hostname: `<service>.<slot>` for stateful services (a stable
+/// identity), its id otherwise (as Docker names a container by its short id).
+fn hostname(t: &Task) -> String {
+    if t.spec.stateful {
+        format!("{}.{}", t.service, t.slot)
+    } else {
+        t.id.chars().take(12).collect()
+    }
+}
+
+/// What the runtime runs for `t` (its spec was validated by the managers),
+/// in its namespace on the overlay when it has one.
+fn run_spec(t: &Task, net: Option<&Attachment>) -> RunSpec {
     let s = &t.spec;
+    let file = |source: &std::path::Path, target: &str| MountSpec {
+        kind: "bind".into(),
+        source: source.to_string_lossy().into_owned(),
+        target: target.into(),
+        read_only: false,
+    };
+    let mut mounts = Vec::new();
+    if let Some(a) = net {
+        mounts.push(file(&a.resolv_conf, "/etc/resolv.conf"));
+        mounts.push(file(&a.hosts, "/etc/hosts"));
+    }
     RunSpec {
         name: container_name(t),
         image: s.image.clone(),
@@ -60,7 +86,9 @@ fn run_spec(t: &Task) -> RunSpec {
         // The managers replace tasks; the node never restarts them itself.
         restart: RestartCondition::No,
         labels: [(TASK_LABEL.to_string(), t.id.clone()), (SERVICE_LABEL.to_string(), t.service.clone())].into(),
-        hostname: if s.stateful { format!("{}.{}", t.service, t.slot) } else { String::new() },
+        hostname: if net.is_some() || s.stateful { hostname(t) } else { String::new() },
+        netns: net.map(|a| a.netns.clone()),
+        mounts,
         ..Default::default()
     }
 }
@@ -83,13 +111,14 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 }
 
 impl Executor {
-    pub fn new(runtime: Arc<dyn TaskRuntime>) -> Arc<Self> {
+    pub fn new(runtime: Arc<dyn TaskRuntime>, network: Option<Arc<NodeNetwork>>) -> Arc<Self> {
         let ex = Arc::new(Self {
             runtime,
             tasks: Mutex::default(),
             removing: Mutex::default(),
             changed: Notify::new(),
             contact: Arc::default(),
+            network,
         });
         let watcher = ex.clone();
         tokio::spawn(async move { watcher.follow_containers().await });
@@ -146,7 +175,8 @@ impl Executor {
             return;
         }
         self.probed(&t.id, Health::Starting, "");
-        tokio::spawn(super::prober::watch(self.clone(), t.id.clone(), container.to_string(), checks));
+        let addr = self.lock().get(&t.id).and_then(|l| l.status.address.parse().ok());
+        tokio::spawn(super::prober::watch(self.clone(), t.id.clone(), container.to_string(), addr, checks));
     }
 
     /// Running tasks whose spec `which` picks, and their containers.
@@ -216,6 +246,9 @@ impl Executor {
             if let Err(e) = ex.runtime.remove(&container).await {
                 tracing::warn!(task = %task, error = %e, "removing a task container");
             }
+            if let Some(n) = &ex.network {
+                n.detach(&task);
+            }
             ex.removing_lock().remove(&container);
         });
     }
@@ -244,6 +277,11 @@ impl Executor {
                 l.forgotten = !wanted.contains(id);
                 !l.forgotten || l.busy
             });
+            // Namespaces and addresses of tasks gone while the agent was down.
+            if let Some(n) = &self.network {
+                let live: std::collections::HashSet<String> = local.keys().cloned().collect();
+                n.retain(&live);
+            }
         }
         for id in &wanted {
             self.step(id);
@@ -302,14 +340,27 @@ impl Executor {
         });
     }
 
+    /// The node's networking, when task `t` runs on the overlay. Tasks of
+    /// services that publish ports run on the node's network until the
+    /// routing mesh carries published ports to tasks on the overlay.
+    fn overlay(&self, t: &Task) -> Option<&Arc<NodeNetwork>> {
+        self.network.as_ref().filter(|_| t.spec.network == NetworkMode::Overlay && t.spec.ports.is_empty())
+    }
+
     async fn start(&self, t: &Task) -> TaskStatus {
         let name = container_name(t);
         // After an agent restart the container may exist already.
         if let Ok(r) = self.runtime.record(&name).await {
             return match r.status {
-                Status::Running => {
-                    TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") }
-                }
+                Status::Running => TaskStatus {
+                    container: r.id.clone(),
+                    address: self
+                        .overlay(t)
+                        .and_then(|n| n.address_of(&t.id))
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    ..status(&t.id, TaskState::Running, "running")
+                },
                 _ => exited(&t.id, &r, false),
             };
         }
@@ -323,8 +374,22 @@ impl Executor {
             }
         }
         self.set(status(&t.id, TaskState::Starting, "starting"));
-        match self.runtime.run(run_spec(t)).await {
-            Ok(r) => TaskStatus { container: r.id.clone(), ..status(&t.id, TaskState::Running, "running") },
+        let net = match self.overlay(t) {
+            Some(n) => match n.attach(&t.id, &hostname(t)).await {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    n.detach(&t.id);
+                    return TaskStatus {
+                        error: e.to_string(),
+                        ..status(&t.id, TaskState::Rejected, "attaching to the network failed")
+                    };
+                }
+            },
+            None => None,
+        };
+        let address = net.as_ref().map(|a| a.address.to_string()).unwrap_or_default();
+        match self.runtime.run(run_spec(t, net.as_ref())).await {
+            Ok(r) => TaskStatus { container: r.id.clone(), address, ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
             }
@@ -487,7 +552,7 @@ mod tests {
     #[tokio::test]
     async fn tasks_become_containers_and_their_ends_become_states() {
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()));
+        let ex = Executor::new(Arc::new(rt.clone()), None);
 
         // Wanted running: a container named for the task, labelled, never restarted by the node.
         ex.assign(vec![task("t1", "busybox", TaskState::Running)]).await;
@@ -531,7 +596,7 @@ mod tests {
     async fn probes_mark_readiness_and_a_failed_liveness_restarts_with_its_reason() {
         use crate::cluster::objects::{HealthChecks, Probe, ProbeAction};
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()));
+        let ex = Executor::new(Arc::new(rt.clone()), None);
         let probe = |file: &str| Probe {
             interval_ms: 10,
             timeout_ms: 10,

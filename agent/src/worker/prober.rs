@@ -5,7 +5,7 @@
 //! health in the next heartbeat and restarts it when the probes say so.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,15 +14,15 @@ use super::health::{Machine, Verdict};
 use super::runtime::TaskRuntime;
 use crate::cluster::objects::{HealthChecks, Probe, ProbeAction, ProbeRole};
 
-/// Where a task's port is reached from its node: tasks use the node's
-/// network (host mode) until container networking lands, so loopback.
-fn target(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+/// Where a task's port is reached from its node: its overlay address, or
+/// loopback for a task on the node's own network.
+fn target(addr: Option<Ipv4Addr>, port: u16) -> SocketAddr {
+    SocketAddr::from((addr.unwrap_or(Ipv4Addr::LOCALHOST), port))
 }
 
 /// Probes task `task` (container `container`) until its container stops
 /// running or the probes restart it.
-pub async fn watch(ex: Arc<Executor>, task: String, container: String, checks: HealthChecks) {
+pub async fn watch(ex: Arc<Executor>, task: String, container: String, addr: Option<Ipv4Addr>, checks: HealthChecks) {
     let mut m = Machine::new(checks);
     let started = Instant::now();
     let http = http_client();
@@ -38,7 +38,7 @@ pub async fn watch(ex: Arc<Executor>, task: String, container: String, checks: H
         if !ex.probing(&task, &container) {
             return;
         }
-        let result = run(ex.runtime(), &http, &container, &probe).await;
+        let result = run(ex.runtime(), &http, &container, addr, &probe).await;
         due.insert(role, Instant::now() + Duration::from_millis(probe.interval_ms));
         if let Err(why) = &result {
             tracing::debug!(task = %task, role = role.as_str(), %why, "probe failed");
@@ -68,6 +68,7 @@ async fn run(
     rt: &dyn TaskRuntime,
     http: &Option<reqwest::Client>,
     container: &str,
+    addr: Option<Ipv4Addr>,
     probe: &Probe,
 ) -> Result<(), String> {
     let attempt = async {
@@ -79,7 +80,7 @@ async fn run(
             },
             ProbeAction::Http { port, path } => {
                 let Some(client) = http else { return Err("no HTTP client on this node".to_string()) };
-                let url = format!("http://{}{path}", target(*port));
+                let url = format!("http://{}{path}", target(addr, *port));
                 let r = client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
                 let code = r.status().as_u16();
                 if (200..400).contains(&code) {
@@ -88,7 +89,7 @@ async fn run(
                     Err(format!("GET :{port}{path}: HTTP {code}"))
                 }
             }
-            ProbeAction::Tcp { port } => tokio::net::TcpStream::connect(target(*port))
+            ProbeAction::Tcp { port } => tokio::net::TcpStream::connect(target(addr, *port))
                 .await
                 .map(drop)
                 .map_err(|e| format!("connect to port {port}: {e}")),

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use super::executor::Executor;
 use super::reported::Reported;
 use crate::cluster::dispatcher::{self, HEARTBEAT, HEARTBEAT_TIMEOUT};
-use crate::cluster::objects::Task;
+use crate::cluster::objects::{NetworkMap, Task};
 use crate::cluster::{managers, renew};
 use crate::pki::role::Role;
 use crate::state::NodeState;
@@ -160,6 +160,7 @@ async fn session(
         agent_version: env!("CARGO_PKG_VERSION").into(),
         deltas: true,
         lost_leader: lost.unwrap_or_default().to_string(),
+        networks: crate::network::node::own_networks().iter().map(|n| n.to_string()).collect(),
     };
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))
@@ -172,8 +173,9 @@ async fn session(
     // What the cluster wants of this node's certificate.
     let (mut ttl, mut want) = (crate::pki::ca::NODE_TTL, None);
     let mut cert_check = tokio::time::interval(renew::check_every(ttl));
-    // The node's tasks as the messages so far make them.
+    // The node's tasks and network map as the messages so far make them.
     let mut tasks = std::collections::BTreeMap::new();
+    let mut network = NetworkMap::default();
     // Which statuses the leader has: a new session starts with all of them.
     let mut reported = Reported::default();
     loop {
@@ -197,6 +199,16 @@ async fn session(
                     match serde_json::from_slice(&a.deny_json) {
                         Ok(deny) => state.set_deny(deny),
                         Err(e) => tracing::error!(error = %e, "undecodable deny list; ignored"),
+                    }
+                }
+                if let (Some(json), Some(net)) = (&a.network_json, &executor.network) {
+                    match serde_json::from_slice::<NetworkMap>(json) {
+                        Ok(news) => {
+                            network.take(news);
+                            net.set_map(&id.meta.node_id, network.clone());
+                        }
+                        // A lost delta would leave the overlay wrong: start over.
+                        Err(e) => return Err(SessionError::Lost(format!("undecodable network map: {e}"))),
                     }
                 }
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {

@@ -26,6 +26,8 @@ pub async fn bootstrap(
             cluster_name: cluster_name.into(),
             admin_name: admin_name.into(),
             maintenance_token: String::new(),
+            container_cidr: String::new(),
+            subnet_size: 0,
         },
     )
     .await
@@ -59,13 +61,28 @@ pub fn save_context(path: &std::path::Path, name: &str, ctx: Context) -> Result<
 
 /// `cluster init`: bootstraps the node at `addr` and writes the context.
 pub async fn init(cmd: ClusterCommand, path: &std::path::Path, out: Output) -> Result<(), CliError> {
-    let ClusterCommand::Init { addr, fingerprint, insecure, context_name, cluster_name, admin_name, maintenance_token } =
-        cmd
+    let ClusterCommand::Init {
+        addr,
+        fingerprint,
+        insecure,
+        context_name,
+        cluster_name,
+        admin_name,
+        maintenance_token,
+        container_cidr,
+        subnet_size,
+    } = cmd
     else {
         return Ok(());
     };
     let trust = Trust::maintenance(fingerprint, insecure)?;
-    let req = BootstrapRequest { cluster_name: cluster_name.clone(), admin_name, maintenance_token };
+    let req = BootstrapRequest {
+        cluster_name: cluster_name.clone(),
+        admin_name,
+        maintenance_token,
+        container_cidr,
+        subnet_size,
+    };
     let (r, ctx) = bootstrap_with(&addr, &trust, req).await?;
     let name = context_name.unwrap_or(cluster_name);
     save_context(path, &name, ctx)?;
@@ -141,7 +158,7 @@ pub async fn run(
             }
             Ok(())
         }
-        ClusterCommand::Update { cert_ttl, max_replicas } => {
+        ClusterCommand::Update { cert_ttl, max_replicas, container_cidr, subnet_size } => {
             use orc_proto::cluster::cluster_client::ClusterClient;
             let ttl = cert_ttl.as_deref().map(crate::parse::parse_ttl_secs).transpose()?.unwrap_or(0);
             let (n, ch) = crate::connect::manager(&managers, &trust).await?;
@@ -149,17 +166,25 @@ pub async fn run(
                 .update(orc_proto::cluster::UpdateClusterRequest {
                     node_cert_ttl_secs: ttl,
                     max_replicas: max_replicas.unwrap_or(0),
+                    container_cidr: container_cidr.unwrap_or_default(),
+                    subnet_size: subnet_size.unwrap_or(0),
                 })
                 .await
                 .map_err(|s| CliError::from_status(&n, s))?
                 .into_inner();
             match out {
-                Output::Json => {
-                    println!("{}", json!({"node_cert_ttl_secs": s.node_cert_ttl_secs, "max_replicas": s.max_replicas}))
-                }
+                Output::Json => println!(
+                    "{}",
+                    json!({"node_cert_ttl_secs": s.node_cert_ttl_secs, "max_replicas": s.max_replicas,
+                           "container_cidr": s.container_cidr, "subnet_size": s.subnet_size})
+                ),
                 Output::Table => {
                     println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs);
                     println!("a service may have up to {} replicas", s.max_replicas);
+                    match s.container_cidr.as_str() {
+                        "" => println!("no container CIDR: tasks have no network (set one with --container-cidr)"),
+                        c => println!("tasks' addresses come from {c}, a /{} per node", s.subnet_size),
+                    }
                 }
             }
             Ok(())

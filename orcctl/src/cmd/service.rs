@@ -32,6 +32,9 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(st) = f.stateful {
         s.stateful = st;
     }
+    if let Some(n) = &f.network {
+        s.network = n.clone();
+    }
     lifecycle::apply_schedule(s, f)?;
     lifecycle::apply_autoscale(s, f)?;
     if let Some(u) = &f.user {
@@ -205,7 +208,7 @@ fn service_json(s: &Service) -> serde_json::Value {
     let spec = s.spec.clone().unwrap_or_default();
     json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
         "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
-        "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "spec_version": s.spec_version,
+        "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "network": spec.network, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms,
         "spec": spec_json(&spec),
         "autoscale_status": s.autoscale_status.as_ref().map(autoscale_status_json),
@@ -287,7 +290,7 @@ fn task_json(t: &Task) -> serde_json::Value {
     json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
         "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
-        "health": t.health, "probe": t.probe, "run": t.run})
+        "health": t.health, "probe": t.probe, "run": t.run, "address": t.address})
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {
@@ -473,8 +476,8 @@ pub const SERVICES: Shown<Service> = Shown {
 
 /// `service ps` and `node ps` (and their `--watch`).
 pub const TASKS: Shown<Task> = Shown {
-    header: &["ID", "NAME", "NODE", "DESIRED", "STATE", "SINCE", "MESSAGE"],
-    widths: &[12, 0, 0, 9, 19, 8],
+    header: &["ID", "NAME", "NODE", "ADDRESS", "DESIRED", "STATE", "SINCE", "MESSAGE"],
+    widths: &[12, 0, 0, 15, 9, 19, 8],
     row: task_row,
     json: task_json,
     order: |a, b| {
@@ -504,5 +507,6 @@ fn task_row(t: &Task) -> Vec<String> {
     if t.health != "ready" && !t.probe.is_empty() {
         msg = if msg.is_empty() || msg == "running" { t.probe.clone() } else { format!("{msg}; {}", t.probe) };
     }
-    vec![t.id.clone(), name, t.node_hostname.clone(), t.desired.clone(), state, ago(t.updated_ms), msg]
+    let address = if t.address.is_empty() { "-".to_string() } else { t.address.clone() };
+    vec![t.id.clone(), name, t.node_hostname.clone(), address, t.desired.clone(), state, ago(t.updated_ms), msg]
 }

@@ -2,9 +2,10 @@
 //! in the same run, each with three nodes (one manager, two workers) and
 //! the same busybox image:
 //!
-//! - orc: three agent processes (the static release binary nodes run) on
-//!   loopback, each in a private mount namespace with cgroup2, pulling the
-//!   image from a docker-registry on loopback;
+//! - orc: three agent processes (the static release binary nodes run),
+//!   each in a network namespace on a bridge (as Swarm's) and a private
+//!   mount namespace with cgroup2, pulling the image from a docker-registry
+//!   on the bridge, services on the host network;
 //! - Swarm: three `dockerd` (Debian's docker.io) in network namespaces on a
 //!   bridge, the image loaded from a `docker save` archive, services on the
 //!   host network (as orc's tasks).
@@ -225,7 +226,20 @@ struct Figures {
 fn orc_create(o: &Orc, image: &str, n: usize) -> anyhow::Result<f64> {
     let mut c = o.client()?;
     let start = Instant::now();
-    o.ctl(&["service", "create", "--name", "bench", "--replicas", &n.to_string(), image, "--", "sleep", "3600"])?;
+    o.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "bench",
+        "--replicas",
+        &n.to_string(),
+        "--network",
+        "host",
+        image,
+        "--",
+        "sleep",
+        "3600",
+    ])?;
     wait(&format!("{n} orc tasks"), || o.running(&mut c, "bench", None) == n)?;
     let t = start.elapsed().as_secs_f64();
     o.ctl(&["service", "rm", "bench"])?;
@@ -268,6 +282,8 @@ fn orc_failover(o: &mut Orc, image: &str) -> anyhow::Result<f64> {
     o.ctl(&[
         "service",
         "create",
+        "--network",
+        "host",
         "--name",
         "fo",
         "--replicas",
@@ -331,7 +347,20 @@ fn swarm_failover(s: &mut Swarm) -> anyhow::Result<f64> {
 }
 
 fn orc_updates(o: &Orc, image: &str) -> anyhow::Result<(f64, f64)> {
-    o.ctl(&["service", "create", "--name", "upd", "--replicas", "1", image, "--", "sleep", "3600"])?;
+    o.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "upd",
+        "--replicas",
+        "1",
+        "--network",
+        "host",
+        image,
+        "--",
+        "sleep",
+        "3600",
+    ])?;
     let start = Instant::now();
     for i in 0..UPDATES {
         o.ctl(&["service", "update", "upd", "--label-add", &format!("i={i}")])?;
@@ -394,7 +423,7 @@ fn swarm_updates(s: &Swarm) -> anyhow::Result<f64> {
 pub(super) struct Both {
     pub orc: Orc,
     pub swarm: Swarm,
-    /// The image as orc pulls it (from the registry on loopback).
+    /// The image as orc pulls it (from the registry on the nodes' bridge).
     pub image: String,
     pub ws: PathBuf,
     pub rev: String,
@@ -424,7 +453,9 @@ pub(super) fn start_both(name: &str) -> anyhow::Result<Both> {
     std::fs::create_dir_all(&work)?;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let registry = orc_e2e::registry::Registry::start()?;
+    // orc's nodes on hosts of their own (each programs its container
+    // network), as Swarm's dockerd are: the registry on their LAN.
+    let registry = orc_e2e::registry::Registry::start_on_lan()?;
     let busybox = orc_e2e::oci::busybox(0)?;
     let image = rt.block_on(registry.push(&busybox, IMAGE))?;
     let tar = work.join("busybox.tar");
@@ -433,6 +464,7 @@ pub(super) fn start_both(name: &str) -> anyhow::Result<Both> {
     eprintln!("xtask: starting orc (3 agents) and Docker Swarm (3 dockerd)");
     let opts = Options {
         runtime: true,
+        lan: true,
         insecure_registries: vec![registry.host()],
         binary: Some(agent),
         ..Default::default()
@@ -493,8 +525,9 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
     md.push_str(&format!(
         "Both systems on this machine in the same run, alternating, each with three nodes (one manager, two workers) \
          and the same busybox image (`sleep 3600` tasks on the host network):\n\n\
-         - **orc**: three `orc-agent` processes (the static release binary nodes run) on loopback, each in a private \
-           mount namespace with cgroup2; the image pulled from Debian's docker-registry on loopback; orcctl release build.\n\
+         - **orc**: three `orc-agent` processes (the static release binary nodes run), each in a network namespace \
+           on a bridge and a private mount namespace with cgroup2; the image pulled from Debian's docker-registry on \
+           the bridge; `--network host`; orcctl release build.\n\
          - **Docker Swarm** {docker_version} (Debian's docker.io): three `dockerd` in network namespaces on a bridge, \
            swarm mode, the same image loaded from a `docker save` archive, `--network host`, `--no-resolve-image`.\n\n\
          {ROUNDS} rounds; times from the create command to every task reported running by the managers.\n\n"

@@ -1,11 +1,12 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
 //! benchmark: [`boot`], [`container`] (container-start), [`run`],
-//! [`cluster`], [`scale`], [`update`]; [`dockerd`]: Docker as a peer.
+//! [`cluster`], [`scale`], [`update`], [`network`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
 mod container;
 mod dockerd;
+mod network;
 mod run;
 mod scale;
 mod update;
@@ -20,7 +21,10 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "cluster" => cluster::run(),
         "scale" => scale::run(),
         "update" => update::run(),
-        other => bail!("unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update"),
+        "network" => network::run(),
+        other => bail!(
+            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network"
+        ),
     }
 }
 

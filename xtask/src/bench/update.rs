@@ -80,7 +80,7 @@ struct Figures {
 pub fn run() -> anyhow::Result<()> {
     let Both { orc, swarm, image, ws, rev, docker_version, registry: _registry } = start_both("update")?;
     let mut c = orc.client()?;
-    let mut args = vec!["service", "create", "--name", "upd", "--replicas", REPLICAS];
+    let mut args = vec!["service", "create", "--name", "upd", "--replicas", REPLICAS, "--network", "host"];
     args.extend(POLICY);
     args.extend([image.as_str(), "--", "sleep", "3600"]);
     orc.ctl(&args)?;
@@ -132,7 +132,7 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
     md.push_str(&format!("Machine: {}. Shared and noisy: compare medians and ratios, not single runs.\n\n", machine()));
     md.push_str(&format!(
         "Both systems on this machine in the same run, alternating, each with three nodes (one manager, two workers) \
-         as in `bench cluster` (orc: three static release agents on loopback; Docker Swarm {docker_version}: three \
+         as in `bench cluster` (orc: three static release agents in network namespaces on a bridge; Docker Swarm {docker_version}: three \
          `dockerd` in network namespaces), one service of {REPLICAS} replicas of the same busybox image \
          (`sleep 3600`, host network) with the same policy: `{}`. {ROUNDS} rounds.\n\n",
         POLICY.join(" ")

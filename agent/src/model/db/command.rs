@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, Task, Tokens};
+use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens};
 use crate::model::patch::{NodePatch, TaskPatch};
 
 /// The kinds of object (the tables of the database).
@@ -28,6 +28,8 @@ pub enum Kind {
     Settings,
     /// The two join tokens (one object, id "").
     JoinTokens,
+    /// A node's subnet on a network, at `<network>/<node>`.
+    Lease,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             Self::RevokedCert => "revoked-cert",
             Self::Settings => "settings",
             Self::JoinTokens => "join-tokens",
+            Self::Lease => "lease",
         }
     }
 }
@@ -83,6 +86,7 @@ pub enum Object {
     RevokedCert(Arc<RevokedCert>),
     Settings(Settings),
     JoinTokens(Tokens),
+    Lease(Arc<SubnetLease>),
 }
 
 impl Object {
@@ -97,6 +101,7 @@ impl Object {
             Self::RevokedCert(_) => Kind::RevokedCert,
             Self::Settings(_) => Kind::Settings,
             Self::JoinTokens(_) => Kind::JoinTokens,
+            Self::Lease(_) => Kind::Lease,
         }
     }
 }

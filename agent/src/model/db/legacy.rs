@@ -84,6 +84,8 @@ fn object(key: &Key, v: serde_json::Value) -> Result<Object, LegacyError> {
         Kind::RevokedCert => Object::RevokedCert(Arc::new(parse(key, v)?)),
         Kind::Settings => Object::Settings(parse(key, v)?),
         Kind::JoinTokens => Object::JoinTokens(parse(key, v)?),
+        // Leases came after the JSON store: no old table holds them.
+        Kind::Lease => return Err(LegacyError::UnknownTable { table: "leases".into(), id: key.id.clone() }),
     })
 }
 

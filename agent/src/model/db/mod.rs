@@ -28,7 +28,7 @@ pub use index::Index;
 
 use crate::model::events::Events;
 use crate::model::objects::Tokens;
-use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, Task};
+use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task};
 
 /// Objects of one kind by id.
 pub type Table<T> = imbl::OrdMap<String, Arc<T>>;
@@ -47,6 +47,8 @@ pub struct ClusterState {
     pub removed_nodes: Table<RemovedNode>,
     pub person_certs: Table<PersonCert>,
     pub revoked_certs: Table<RevokedCert>,
+    /// Subnet leases by `<network>/<node>`.
+    pub leases: Table<SubnetLease>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -202,6 +204,9 @@ impl ClusterState {
             }
             Object::Settings(s) => self.settings = s,
             Object::JoinTokens(t) => self.join_tokens = Some(t),
+            Object::Lease(l) => {
+                self.leases.insert(id.to_string(), l);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -247,6 +252,9 @@ impl ClusterState {
             }
             Kind::Settings => self.settings = Settings::default(),
             Kind::JoinTokens => self.join_tokens = None,
+            Kind::Lease => {
+                self.leases.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -284,6 +292,9 @@ impl ClusterState {
         }
         for (id, v) in &self.revoked_certs {
             push(Kind::RevokedCert, id, Object::RevokedCert(v.clone()));
+        }
+        for (id, v) in &self.leases {
+            push(Kind::Lease, id, Object::Lease(v.clone()));
         }
         Image { version: self.version, objects }
     }

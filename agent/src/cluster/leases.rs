@@ -1,0 +1,125 @@
+//! Subnet leases, on the leader: every node gets a subnet of the cluster's
+//! container CIDR per network as it appears (the lowest free one that
+//! overlaps no node's own network), keeps it while it is a member (its
+//! underlay address follows the node's), and gives it back when removed.
+//! Only the leader's loop leases, from one view per pass, so no subnet is
+//! leased twice; each new lease is a conditional put (absent).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use super::objects::{SubnetLease, View, DEFAULT_NETWORK};
+use crate::model::db::{Command, Kind, Object};
+use crate::network::ipam;
+
+/// The address a node's overlay traffic goes to: its API's.
+pub fn underlay_of(addr: &str) -> Option<Ipv4Addr> {
+    match addr.parse::<std::net::SocketAddr>().ok()?.ip() {
+        std::net::IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+/// The lease changes the state `v` asks for.
+pub fn reconcile(v: &View) -> Vec<Command> {
+    let Some(pool) = v.settings.network else { return Vec::new() };
+    let mut cmds = Vec::new();
+    let mut leased: BTreeSet<Ipv4Net> = v.leases.values().map(|l| l.subnet).collect();
+    let avoid: Vec<Ipv4Net> = v.nodes.values().flat_map(|n| n.networks.iter().copied()).collect();
+    for n in v.nodes.values() {
+        let Some(underlay) = underlay_of(&n.addr) else { continue };
+        let id = SubnetLease::id(DEFAULT_NETWORK, &n.id);
+        match v.leases.get(&id) {
+            Some(l) if l.underlay == underlay => {}
+            Some(l) => {
+                let moved = SubnetLease { underlay, ..SubnetLease::clone(l) };
+                cmds.push(Command::put(id, Object::Lease(Arc::new(moved))));
+            }
+            None => match ipam::lease(pool.cidr, pool.prefix, &leased, &avoid) {
+                Ok(subnet) => {
+                    leased.insert(subnet);
+                    tracing::info!(node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
+                    let l = SubnetLease { network: DEFAULT_NETWORK.into(), node: n.id.clone(), subnet, underlay };
+                    cmds.push(Command::put_if(id, Object::Lease(Arc::new(l)), 0));
+                }
+                Err(e) => tracing::warn!(node = %n.id, error = %e, "no subnet for this node"),
+            },
+        }
+    }
+    for (id, l) in &v.leases {
+        if !v.nodes.contains_key(&l.node) {
+            tracing::info!(node = %l.node, subnet = %l.subnet, "subnet of a removed node freed");
+            cmds.push(Command::delete(Kind::Lease, id.clone()));
+        }
+    }
+    cmds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::db::ClusterState;
+    use crate::model::objects::{Node, Pool, Settings};
+
+    fn node(id: &str, addr: &str, nets: &[&str]) -> Command {
+        let n = Node {
+            id: id.into(),
+            addr: addr.into(),
+            networks: nets.iter().map(|s| s.parse().unwrap()).collect(),
+            ..Default::default()
+        };
+        Command::put(id, Object::Node(Arc::new(n)))
+    }
+
+    fn subnet(s: &ClusterState, n: &str) -> Option<String> {
+        s.leases.get(&SubnetLease::id(DEFAULT_NETWORK, n)).map(|l| l.subnet.to_string())
+    }
+
+    /// Runs the leader's pass on `s` and applies what it decides.
+    fn pass(s: &mut ClusterState) {
+        let cmds = reconcile(s);
+        apply(s, cmds);
+    }
+
+    fn apply(s: &mut ClusterState, cmds: Vec<Command>) {
+        for c in cmds {
+            let r = s.apply(&c);
+            assert_eq!(r.conflict, None);
+        }
+    }
+
+    #[test]
+    fn nodes_get_distinct_subnets_off_their_own_networks_and_give_them_back() {
+        let mut s = ClusterState::default();
+        assert!(reconcile(&s).is_empty(), "no pool: no leases");
+        let pool = Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 };
+        apply(&mut s, vec![Command::put("", Object::Settings(Settings { network: Some(pool), ..Default::default() }))]);
+        // QEMU's user network is 10.0.2.0/24 on every VM.
+        apply(&mut s, vec![node("a", "192.168.76.10:7443", &["10.0.2.0/24", "192.168.76.0/24"])]);
+        apply(&mut s, vec![node("b", "192.168.76.11:7443", &["10.0.2.0/24"]), node("c", "0.0.0.0:7443", &[])]);
+        pass(&mut s);
+        assert_eq!(subnet(&s, "a").as_deref(), Some("10.0.0.0/24"));
+        assert_eq!(subnet(&s, "b").as_deref(), Some("10.0.1.0/24"));
+        assert_eq!(subnet(&s, "c"), None, "no underlay address yet");
+        assert!(reconcile(&s).is_empty(), "settled");
+        // The next skips the VMs' 10.0.2.0/24.
+        apply(&mut s, vec![node("c", "192.168.76.12:7443", &[])]);
+        pass(&mut s);
+        assert_eq!(subnet(&s, "c").as_deref(), Some("10.0.3.0/24"));
+        // A node that moves keeps its subnet; its underlay follows.
+        apply(&mut s, vec![node("b", "192.168.76.21:7443", &[])]);
+        pass(&mut s);
+        let b = &s.leases[&SubnetLease::id(DEFAULT_NETWORK, "b")];
+        assert_eq!((b.subnet.to_string().as_str(), b.underlay.to_string().as_str()), ("10.0.1.0/24", "192.168.76.21"));
+        // Removed: its subnet is free again, and the next node gets it.
+        apply(&mut s, vec![Command::delete(Kind::Node, "b")]);
+        pass(&mut s);
+        assert_eq!(subnet(&s, "b"), None);
+        apply(&mut s, vec![node("d", "192.168.76.13:7443", &[])]);
+        pass(&mut s);
+        assert_eq!(subnet(&s, "d").as_deref(), Some("10.0.1.0/24"));
+    }
+}

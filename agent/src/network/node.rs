@@ -1,0 +1,328 @@
+//! The node's side of container networking: from the network map its
+//! session brings (the pool and every lease), a reconciler keeps the
+//! bridge, the VXLAN device, the overlay entries and the nftables rules as
+//! the map says; tasks are attached (a namespace, a veth into the bridge,
+//! an address from the node's lease, resolv.conf and hosts) and detached.
+//!
+//! Names: the bridge `orc0`, the VXLAN device `orc-vx<vni>`, a task's host
+//! end `orc<task id>` (its peer is `eth0` in the task).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use tokio::sync::watch;
+
+use super::ipam::Addresses;
+use super::links::{Links, VXLAN_OVERHEAD};
+use super::{netns, nft, overlay, NetError};
+use crate::model::objects::{NetworkMap, SubnetLease, DEFAULT_NETWORK, DEFAULT_VNI};
+use crate::state::NodeState;
+
+pub const BRIDGE: &str = "orc0";
+/// How long a task waits for its node's subnet before it is refused.
+const LEASE_WAIT: Duration = Duration::from_secs(30);
+/// The reconciler looks again this often even when nothing changed (a
+/// device or entry removed by hand comes back).
+const RESYNC: Duration = Duration::from_secs(10);
+
+fn vxlan_name(vni: u32) -> String {
+    format!("orc-vx{vni}")
+}
+
+/// What a task is given on the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub netns: PathBuf,
+    pub address: Ipv4Addr,
+    pub resolv_conf: PathBuf,
+    pub hosts: PathBuf,
+}
+
+/// The reconciler's state, for `health`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Status {
+    /// No map yet, or the cluster has no pool.
+    #[default]
+    Off,
+    /// Waiting for the leader to lease this node a subnet.
+    NoLease,
+    /// Programmed: the node's subnet and how many peers.
+    Ready {
+        subnet: Ipv4Net,
+        peers: usize,
+    },
+    Failed(String),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Off => f.write_str("off: the cluster has no container CIDR, or no session yet"),
+            Self::NoLease => f.write_str("waiting for the leader to lease this node a subnet"),
+            Self::Ready { subnet, peers } => write!(f, "ready: subnet {subnet}, overlay to {peers} other nodes"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
+}
+
+pub struct NodeNetwork {
+    /// Namespaces of tasks, and their files.
+    run_dir: PathBuf,
+    /// Where the addresses given are kept.
+    addresses_file: PathBuf,
+    /// This node's id and the map the leader sent.
+    map: watch::Sender<Arc<(String, NetworkMap)>>,
+    /// The programmed subnet (None until the bridge is up).
+    ready: watch::Sender<Option<(SubnetLease, u32)>>,
+    addresses: Mutex<Option<Addresses>>,
+    status: Mutex<Status>,
+    /// Where `health` reads the status.
+    state: Arc<NodeState>,
+}
+
+impl NodeNetwork {
+    /// Starts the node's reconciler (idle until a map arrives).
+    pub fn start(state: Arc<NodeState>) -> Arc<Self> {
+        let (run_dir, state_dir) = (state.config.run_dir.clone(), state.state_dir().to_path_buf());
+        let addresses_file = state_dir.join("network").join("addresses.json");
+        let addresses = std::fs::read(&addresses_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let n = Arc::new(Self {
+            run_dir: run_dir.join("net"),
+            addresses_file,
+            map: watch::Sender::new(Arc::default()),
+            ready: watch::Sender::new(None),
+            addresses: Mutex::new(addresses),
+            status: Mutex::default(),
+            state,
+        });
+        tokio::spawn(n.clone().reconcile_loop());
+        n
+    }
+
+    /// The map the leader sent node `node` (this one).
+    pub fn set_map(&self, node: &str, map: NetworkMap) {
+        let new = (node.to_string(), map);
+        if **self.map.borrow() != new {
+            self.map.send_replace(Arc::new(new));
+        }
+    }
+
+    pub fn status(&self) -> Status {
+        crate::sync::lock(&self.status).clone()
+    }
+
+    fn set_status(&self, s: Status) {
+        let mut cur = crate::sync::lock(&self.status);
+        if *cur != s {
+            match &s {
+                Status::Failed(e) => tracing::warn!(error = %e, "container networking failed"),
+                s => tracing::info!(status = %s, "container networking"),
+            }
+            *crate::sync::write(&self.state.network) = (!matches!(s, Status::Failed(_)), s.to_string());
+            *cur = s;
+        }
+    }
+
+    async fn reconcile_loop(self: Arc<Self>) {
+        let mut rx = self.map.subscribe();
+        loop {
+            let map = rx.borrow_and_update().clone();
+            match self.reconcile(&map.0, &map.1).await {
+                Ok(s) => self.set_status(s),
+                Err(e) => self.set_status(Status::Failed(e.to_string())),
+            }
+            let _ = tokio::time::timeout(RESYNC, rx.changed()).await;
+        }
+    }
+
+    /// Makes the node's devices, entries and rules what `map` says.
+    async fn reconcile(&self, me: &str, map: &NetworkMap) -> Result<Status, NetError> {
+        let Some(pool) = map.pool else { return Ok(Status::Off) };
+        let Some(mine) = map.leases.iter().find(|l| l.node == me && l.network == DEFAULT_NETWORK) else {
+            return Ok(Status::NoLease);
+        };
+        let links = Links::connect()?;
+        let mtu = underlay_mtu(mine.underlay)?.saturating_sub(VXLAN_OVERHEAD);
+        forwarding()?;
+        let bridge = links.bridge(BRIDGE, mtu).await?;
+        let gateway = Addresses::new(mine.subnet).gateway();
+        links.address(BRIDGE, gateway, mine.subnet.prefix_len()).await?;
+        let vx = vxlan_name(DEFAULT_VNI);
+        let dev = links.vxlan(&vx, DEFAULT_VNI, mine.underlay, overlay::vtep_mac(mine.subnet), mtu).await?;
+        links.address(&vx, overlay::vtep_ip(mine.subnet), 32).await?;
+        let want = overlay::desired(me, DEFAULT_NETWORK, &map.leases);
+        let removed = overlay::program(&links, dev.index, &want).await?;
+        if removed > 0 {
+            tracing::info!(removed, "overlay entries of nodes gone removed");
+        }
+        nft::load(&nft::ruleset(&nft::Rules { cidr: pool.cidr })).await?;
+        self.adopt(mine)?;
+        self.ready.send_replace(Some((mine.clone(), bridge.index)));
+        Ok(Status::Ready { subnet: mine.subnet, peers: want.routes.len() })
+    }
+
+    /// Takes `lease` as the node's: addresses kept from before when it is
+    /// the same subnet, none otherwise.
+    fn adopt(&self, lease: &SubnetLease) -> Result<(), NetError> {
+        let mut a = crate::sync::lock(&self.addresses);
+        if a.as_ref().is_some_and(|a| a.subnet() == lease.subnet) {
+            return Ok(());
+        }
+        if let Some(old) = a.as_ref() {
+            tracing::warn!(old = %old.subnet(), new = %lease.subnet, "this node's subnet changed: addresses start over");
+        }
+        *a = Some(Addresses::new(lease.subnet));
+        self.save(a.as_ref())
+    }
+
+    fn save(&self, a: Option<&Addresses>) -> Result<(), NetError> {
+        let Some(a) = a else { return Ok(()) };
+        let bytes = serde_json::to_vec(a).map_err(|e| NetError::State(e.to_string()))?;
+        if let Some(dir) = self.addresses_file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| NetError::State(format!("{}: {e}", dir.display())))?;
+        }
+        crate::fsutil::write_atomic(&self.addresses_file, &bytes).map_err(|e| NetError::State(e.to_string()))
+    }
+
+    fn netns_path(&self, task: &str) -> PathBuf {
+        self.run_dir.join(task).join("netns")
+    }
+
+    /// Gives task `task` (hostname `hostname`) its namespace on the overlay.
+    pub async fn attach(&self, task: &str, hostname: &str) -> Result<Attachment, NetError> {
+        let mut ready = self.ready.subscribe();
+        let ready = match tokio::time::timeout(LEASE_WAIT, ready.wait_for(|r| r.is_some())).await {
+            Ok(Ok(r)) => r.clone(),
+            _ => None,
+        };
+        let (lease, bridge) = ready.ok_or_else(|| NetError::NotReady(self.status().to_string()))?;
+        let address = {
+            let mut a = crate::sync::lock(&self.addresses);
+            let addrs = a.get_or_insert_with(|| Addresses::new(lease.subnet));
+            let ip = addrs.assign(task)?;
+            self.save(Some(addrs))?;
+            ip
+        };
+        let dir = self.run_dir.join(task);
+        let ns = self.netns_path(task);
+        let ns2 = ns.clone();
+        tokio::task::spawn_blocking(move || netns::create(&ns2))
+            .await
+            .map_err(|e| NetError::State(format!("creating the namespace: {e}")))??;
+        let links = Links::connect()?;
+        let bridge_mtu = links.get(BRIDGE).await?.map(|l| l.mtu).unwrap_or(1450);
+        let short: String = task.chars().take(12).collect();
+        let (host, peer) = (format!("orc{short}"), format!("orp{short}"));
+        links.veth_into(&host, &peer, &ns, bridge, bridge_mtu).await?;
+        let inside = Links::connect_in(&ns)?;
+        inside.rename(&peer, "eth0").await?;
+        inside.address("eth0", address, lease.subnet.prefix_len()).await?;
+        inside.up("eth0", None).await?;
+        inside.up("lo", None).await?;
+        inside.default_route(Addresses::new(lease.subnet).gateway()).await?;
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let (resolv_conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
+        write(&resolv_conf, &super::files::resolv_conf(&node_resolv))?;
+        write(&hosts, &super::files::hosts(hostname, address))?;
+        tracing::info!(task, %address, "task attached to the overlay");
+        Ok(Attachment { netns: ns, address, resolv_conf, hosts })
+    }
+
+    /// The address task `task` holds.
+    pub fn address_of(&self, task: &str) -> Option<Ipv4Addr> {
+        crate::sync::lock(&self.addresses).as_ref().and_then(|a| a.held_by(task))
+    }
+
+    /// Takes task `task` off the overlay: its namespace, files and address.
+    pub fn detach(&self, task: &str) {
+        if let Err(e) = netns::remove(&self.netns_path(task)) {
+            tracing::warn!(task, error = %e, "removing a task's network namespace");
+        }
+        let _ = std::fs::remove_dir_all(self.run_dir.join(task));
+        let mut a = crate::sync::lock(&self.addresses);
+        if let Some(addrs) = a.as_mut() {
+            addrs.release(task);
+            if let Err(e) = self.save(Some(addrs)) {
+                tracing::warn!(task, error = %e, "keeping the addresses");
+            }
+        }
+    }
+
+    /// Detaches every task `live` does not name (ended while the agent was down).
+    pub fn retain(&self, live: &HashSet<String>) {
+        let held: Vec<String> = match std::fs::read_dir(&self.run_dir) {
+            Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        for t in held.iter().filter(|t| !live.contains(*t)) {
+            self.detach(t);
+        }
+        let mut a = crate::sync::lock(&self.addresses);
+        if let Some(addrs) = a.as_mut() {
+            let before = addrs.held();
+            addrs.retain(|t| live.contains(t));
+            if addrs.held() != before {
+                let _ = self.save(Some(addrs));
+            }
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), NetError> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| NetError::State(format!("{}: {e}", d.display())))?;
+    }
+    std::fs::write(path, text).map_err(|e| NetError::State(format!("{}: {e}", path.display())))
+}
+
+/// Routing between the bridge, the overlay and the underlay.
+fn forwarding() -> Result<(), NetError> {
+    let p = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(p).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(p, "1").map_err(|e| NetError::State(format!("enabling IPv4 forwarding ({p}): {e}")))
+}
+
+/// The MTU of the interface holding `ip` (the underlay the overlay rides on).
+fn underlay_mtu(ip: Ipv4Addr) -> Result<u32, NetError> {
+    let iface = nix::ifaddrs::getifaddrs()
+        .map_err(|e| NetError::State(format!("listing addresses: {e}")))?
+        .find(|i| i.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())) == Some(ip))
+        .map(|i| i.interface_name)
+        .ok_or_else(|| NetError::State(format!("no interface holds the underlay address {ip}")))?;
+    let p = format!("/sys/class/net/{iface}/mtu");
+    std::fs::read_to_string(&p)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| NetError::State(format!("reading {p}")))
+}
+
+/// The IPv4 networks of the node's own interfaces (not orc's devices,
+/// not loopback), with the interface holding each.
+pub fn own_interfaces() -> Vec<(String, Ipv4Net)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    addrs
+        .filter(|i| !i.interface_name.starts_with("orc"))
+        .filter_map(|i| {
+            let ip = i.address?.as_sockaddr_in()?.ip();
+            let mask = i.netmask?.as_sockaddr_in()?.ip();
+            if ip.is_loopback() {
+                return None;
+            }
+            Ipv4Net::with_netmask(ip, mask).ok().map(|n| (i.interface_name.clone(), n.trunc()))
+        })
+        .collect()
+}
+
+/// [`own_interfaces`]' networks.
+pub fn own_networks() -> Vec<Ipv4Net> {
+    let mut out: Vec<Ipv4Net> = own_interfaces().into_iter().map(|(_, n)| n).collect();
+    out.sort();
+    out.dedup();
+    out
+}

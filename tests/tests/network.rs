@@ -1,0 +1,154 @@
+//! Container networking between real agents on hosts of their own (root:
+//! each agent in a network namespace on a test LAN, as nodes on one L2):
+//! every task in a namespace of its own with an address from its node's
+//! subnet; TCP and ping between tasks on two nodes over the VXLAN overlay;
+//! outbound traffic masqueraded; generated hostname, /etc/hosts and
+//! /etc/resolv.conf; the node's interfaces out of sight; a node leaving
+//! takes its overlay entries off the others; addresses kept across an
+//! agent restart and never given twice.
+
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use orc_e2e::agent::{can_run_containers, Options};
+use orc_e2e::cluster::LocalCluster;
+use orc_e2e::oci;
+use orc_e2e::registry::Registry;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// The running tasks of `service`: (task id, node address, task address, container).
+fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String, String)> {
+    let t = c.json(&["service", "ps", service, "--running"]);
+    let nodes = c.json(&["node", "ls"]);
+    let addr_of = |id: &str| {
+        nodes
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == id))
+            .map(|n| n["addr"].as_str().unwrap_or_default().to_string())
+    };
+    t.as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter(|t| t["state"] == "running" && t["address"].as_str().is_some_and(|a| !a.is_empty()))
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap_or_default().to_string(),
+                        addr_of(t["node_id"].as_str().unwrap_or_default()).unwrap_or_default(),
+                        t["address"].as_str().unwrap_or_default().to_string(),
+                        t["container"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn exec(c: &LocalCluster, node: &str, container: &str, cmd: &[&str]) -> (bool, String) {
+    let mut args = vec!["--nodes", node, "container", "exec", container, "--"];
+    args.extend_from_slice(cmd);
+    let o = c.ctl(&args);
+    (o.ok, format!("{}{}", o.stdout, o.stderr))
+}
+
+/// Routes orc programmed on the VXLAN device in host `ns`.
+fn overlay_routes(ns: &str) -> Vec<String> {
+    let o = Command::new("ip").args(["-n", ns, "route", "show", "dev", "orc-vx256"]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("onlink")).map(str::to_string).collect()
+}
+
+#[test]
+fn tasks_talk_across_nodes_over_the_overlay() {
+    if !can_run_containers() {
+        eprintln!("skipped: container networking needs root");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let registry = Registry::start_on_lan().unwrap();
+    let image = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
+    let opts = Options { runtime: true, lan: true, insecure_registries: vec![registry.host()], ..Default::default() };
+    let mut c = LocalCluster::start(1, 2, opts).unwrap();
+    let ns: Vec<String> = c.agents.iter().map(|a| a.host.as_ref().unwrap().name.clone()).collect();
+
+    // Every node has its subnet and a route to each other node's.
+    c.wait(SETTLE, "each node's overlay reaching the two others", |_| ns.iter().all(|n| overlay_routes(n).len() == 2))
+        .unwrap_or_else(|e| panic!("{e}: {:?}", ns.iter().map(|n| overlay_routes(n)).collect::<Vec<_>>()));
+
+    // Three web servers, one per node, each in a namespace of its own.
+    let out = c.ctl(&[
+        "service", "create", "--name", "web", "--mode", "global", &image, "--", "httpd", "-f", "-p", "80", "-h", "/www",
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(SETTLE, "3 web tasks running with addresses", |c| running(c, "web").len() == 3)
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.ctl(&["service", "ps", "web"]).stdout));
+    let web = running(&c, "web");
+    let subnets: std::collections::BTreeSet<String> =
+        web.iter().map(|(_, _, a, _)| a.rsplit_once('.').unwrap().0.to_string()).collect();
+    assert_eq!(subnets.len(), 3, "a subnet per node: {web:?}");
+    assert!(web.iter().all(|(_, _, a, _)| a.starts_with("10.")), "{web:?}");
+    let ps = c.ctl(&["service", "ps", "web"]).stdout;
+    assert!(ps.contains("ADDRESS") && ps.contains(&web[0].2), "{ps}");
+
+    // From the task on one node to the others: TCP and ICMP over the overlay.
+    let (id0, node0, _, ctr0) = &web[0];
+    let get = |host: &str, port: &str, path: &str| {
+        let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}");
+        exec(&c, node0, ctr0, &["sh", "-c", &script])
+    };
+    for (_, _, addr, _) in &web[1..] {
+        let (ok, body) = get(addr, "80", "/");
+        assert!(ok && body.contains(oci::INDEX_HTML), "TCP to {addr}: {body}");
+        let (ok, out) = exec(&c, node0, ctr0, &["ping", "-c", "1", "-W", "3", addr]);
+        assert!(ok, "ping {addr}: {out}");
+    }
+    // Outbound, masqueraded: the registry on the LAN answers.
+    let (ok, body) = get(&registry.ip.to_string(), &registry.port.to_string(), "/v2/");
+    assert!(ok && body.contains("200 OK"), "outbound to the LAN: {body}");
+
+    // Its own identity and files; the node's interfaces out of sight.
+    let (_, hostname) = exec(&c, node0, ctr0, &["hostname"]);
+    assert_eq!(hostname.trim(), &id0[..12]);
+    let (_, hosts) = exec(&c, node0, ctr0, &["cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{}\t{}", web[0].2, &id0[..12])), "{hosts}");
+    let (_, resolv) = exec(&c, node0, ctr0, &["cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("127.0.0."), "no loopback resolver: {resolv}");
+    let (_, dev) = exec(&c, node0, ctr0, &["cat", "/proc/net/dev"]);
+    let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(ifaces.len(), 2, "lo and eth0 only: {ifaces:?}");
+
+    // An agent restart keeps its task's address; a new task gets another.
+    let before = running(&c, "web");
+    c.agents[2].restart().unwrap();
+    c.wait(SETTLE, "the restarted node reporting again", |c| {
+        c.json(&["node", "ls"]).as_array().is_some_and(|n| n.iter().all(|n| n["status"] == "ready"))
+    })
+    .unwrap();
+    let out = c.ctl(&["service", "create", "--name", "more", "--replicas", "3", &image, "--", "sleep", "3600"]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(SETTLE, "3 more tasks with addresses", |c| running(c, "more").len() == 3).unwrap();
+    let mut all: Vec<String> = running(&c, "web").into_iter().chain(running(&c, "more")).map(|t| t.2).collect();
+    assert_eq!(
+        running(&c, "web").iter().map(|t| &t.2).collect::<Vec<_>>(),
+        before.iter().map(|t| &t.2).collect::<Vec<_>>()
+    );
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 6, "never an address twice: {all:?}");
+
+    // A node leaving: its subnet leaves every other node's overlay.
+    let gone = c.agents[2].addr.clone();
+    let victim = c.json(&["node", "ls"]).as_array().unwrap().iter().find(|n| n["addr"] == gone.as_str()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = c.agents[2].child.kill();
+    let out = c.ctl(&["node", "rm", "--force", &victim]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(Duration::from_secs(10), "the others' overlay down to one route", |_| {
+        overlay_routes(&ns[0]).len() == 1 && overlay_routes(&ns[1]).len() == 1
+    })
+    .unwrap();
+}

@@ -1,0 +1,242 @@
+//! `cargo xtask bench network`: container to container across two nodes
+//! over orc's VXLAN overlay, against host to host on the same two hosts
+//! (the floor), in the same run:
+//!
+//! - two static release agents, each on a host of its own (a network
+//!   namespace on a bridge: `orc_e2e::lan`), one manager and one worker;
+//! - a server task on one node and a client task on the other, from an
+//!   image with Debian's `iperf3` (and its shared objects) and `rr`
+//!   (`bench/tools/rr.rs`, a TCP request/response probe: netperf's TCP_RR,
+//!   which Debian does not ship), run through `orcctl container exec`;
+//! - the floor: the same tools in the two hosts' namespaces directly.
+//!
+//! Figures (medians of the rounds): TCP throughput with 1 and 4 streams
+//! (iperf3, 5 s), request/response latency p50 and p99 (20,000 one-byte
+//! round trips).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use orc_e2e::agent::Options;
+use orc_e2e::cluster::LocalCluster;
+
+use super::{machine, median};
+
+const ROUNDS: usize = 3;
+const SECONDS: &str = "5";
+const ROUND_TRIPS: &str = "20000";
+const RR_PORT: &str = "7000";
+
+/// Debian's iperf3 with the shared objects `ldd` names and the loader, as
+/// image files.
+fn iperf3_files() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let bin = Path::new("/usr/bin/iperf3");
+    let mut files = vec![("usr/bin/iperf3".to_string(), std::fs::read(bin).context("/usr/bin/iperf3")?)];
+    let ldd = crate::deps::output(Command::new("ldd").arg(bin))?;
+    for lib in ldd.lines().filter_map(|l| l.split("=>").nth(1)).filter_map(|r| r.split_whitespace().next()) {
+        let name = Path::new(lib).file_name().context("a library without a name")?.to_string_lossy().into_owned();
+        files.push((format!("usr/lib/x86_64-linux-gnu/{name}"), std::fs::read(lib)?));
+    }
+    files.push(("lib64/ld-linux-x86-64.so.2".into(), std::fs::read("/lib64/ld-linux-x86-64.so.2")?));
+    Ok(files)
+}
+
+/// `bench/tools/rr.rs`, built static.
+fn rr(ws: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+    let out = work.join("rr");
+    let st = Command::new("rustc")
+        .args(["-O", "-C", "target-feature=+crt-static", "--edition", "2021"])
+        .arg(ws.join("bench/tools/rr.rs"))
+        .arg("-o")
+        .arg(&out)
+        .status()?;
+    anyhow::ensure!(st.success(), "building bench/tools/rr.rs failed");
+    Ok(out)
+}
+
+/// iperf3's received throughput in Gbit/s, from its JSON.
+fn gbits(json: &str) -> anyhow::Result<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).with_context(|| format!("iperf3 said: {json}"))?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .with_context(|| format!("no throughput in iperf3's output: {json}"))
+}
+
+/// rr's "p50 p99 mean" in µs.
+fn latency(out: &str) -> anyhow::Result<(f64, f64)> {
+    let v: Vec<f64> = out.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    anyhow::ensure!(v.len() == 3, "rr said: {out}");
+    Ok((v[0], v[1]))
+}
+
+#[derive(Default)]
+struct Path3 {
+    one: Vec<f64>,
+    four: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+}
+
+/// Runs a command on one side of a path (a host namespace or a task).
+trait Side {
+    fn run(&self, args: &[&str]) -> anyhow::Result<String>;
+}
+
+struct Host<'a>(&'a orc_e2e::lan::Host);
+
+impl Side for Host<'_> {
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        crate::deps::output(Command::new("nsenter").arg(format!("--net={}", self.0.path())).args(args))
+    }
+}
+
+struct Task<'a> {
+    c: &'a LocalCluster,
+    node: String,
+    container: String,
+}
+
+impl Side for Task<'_> {
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut a = vec!["--nodes", self.node.as_str(), "container", "exec", self.container.as_str(), "--"];
+        a.extend_from_slice(args);
+        let o = self.c.ctl(&a);
+        anyhow::ensure!(o.ok, "exec {args:?}: {}", o.stderr);
+        Ok(o.stdout)
+    }
+}
+
+fn measure(client: &dyn Side, iperf3: &str, rr: &str, server: &str, f: &mut Path3) -> anyhow::Result<()> {
+    f.one.push(gbits(&client.run(&[iperf3, "-c", server, "-t", SECONDS, "-J"])?)?);
+    f.four.push(gbits(&client.run(&[iperf3, "-c", server, "-t", SECONDS, "-P", "4", "-J"])?)?);
+    let (p50, p99) = latency(&client.run(&[rr, "client", &format!("{server}:{RR_PORT}"), ROUND_TRIPS])?)?;
+    f.p50.push(p50);
+    f.p99.push(p99);
+    Ok(())
+}
+
+/// Kills the floor's servers when dropped.
+struct Servers(Vec<Child>);
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn run() -> anyhow::Result<()> {
+    anyhow::ensure!(nix::unistd::geteuid().is_root(), "cargo xtask bench network needs root (network namespaces)");
+    crate::deps::ensure()?;
+    crate::deps::ensure_packages(&[("iperf3", "iperf3"), ("util-linux", "nsenter")])?;
+    let ws = orc_e2e::paths::workspace();
+    let rev = crate::image::git_revision(&ws);
+    let agent = crate::image::static_binaries(&ws, &rev)?.join("orc-agent");
+    let st = Command::new(env!("CARGO")).args(["build", "-p", "orcctl"]).current_dir(&ws).status()?;
+    anyhow::ensure!(st.success(), "building orcctl failed");
+    let work = orc_e2e::paths::target_dir().join("orc/bench/network");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    let rr_bin = rr(&ws, &work)?;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let registry = orc_e2e::registry::Registry::start_on_lan()?;
+    let mut files = iperf3_files()?;
+    files.push(("bin/rr".into(), std::fs::read(&rr_bin)?));
+    let image = rt.block_on(registry.push(&orc_e2e::oci::busybox_plus(&files)?, "orc/net:1"))?;
+
+    eprintln!("xtask: starting two agents on hosts of their own");
+    let opts = Options {
+        runtime: true,
+        lan: true,
+        insecure_registries: vec![registry.host()],
+        binary: Some(agent),
+        ..Default::default()
+    };
+    let c = LocalCluster::start(1, 1, opts)?;
+    let ids: Vec<String> = (0..2).map(|i| c.node_id(i)).collect::<anyhow::Result<_>>()?;
+    let create = |name: &str, node: &str, cmd: &[&str]| -> anyhow::Result<()> {
+        let constraint = format!("node.id=={node}");
+        let mut a = vec!["service", "create", "--name", name, "--constraint", &constraint, &image, "--"];
+        a.extend_from_slice(cmd);
+        let o = c.ctl(&a);
+        anyhow::ensure!(o.ok, "creating {name}: {}", o.stderr);
+        Ok(())
+    };
+    let serve = format!("/usr/bin/iperf3 -s -D && exec /bin/rr server {RR_PORT}");
+    create("srv", &ids[1], &["sh", "-c", &serve])?;
+    create("cli", &ids[0], &["sleep", "36000"])?;
+    let task = |service: &str| -> Option<(String, String)> {
+        let t = c.json(&["service", "ps", service, "--running"]);
+        let t = t.as_array()?.iter().find(|t| t["state"] == "running" && t["address"] != "")?.clone();
+        Some((t["address"].as_str()?.to_string(), t["container"].as_str()?.to_string()))
+    };
+    c.wait(std::time::Duration::from_secs(120), "the server and client tasks", |_| {
+        task("srv").is_some() && task("cli").is_some()
+    })?;
+    let (srv_addr, _) = task("srv").context("no server task")?;
+    let (_, cli_ctr) = task("cli").context("no client task")?;
+    let client = Task { c: &c, node: c.agents[0].addr.clone(), container: cli_ctr };
+
+    let hosts: Vec<&orc_e2e::lan::Host> = c.agents.iter().filter_map(|a| a.host.as_ref()).collect();
+    anyhow::ensure!(hosts.len() == 2, "the agents have no hosts of their own");
+    let ns = |h: &orc_e2e::lan::Host| format!("--net={}", h.path());
+    let quiet =
+        |cmd: &mut Command| -> anyhow::Result<Child> { Ok(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()?) };
+    let _servers = Servers(vec![
+        quiet(Command::new("nsenter").arg(ns(hosts[1])).args(["iperf3", "-s"]))?,
+        quiet(Command::new("nsenter").arg(ns(hosts[1])).arg(&rr_bin).args(["server", RR_PORT]))?,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let floor_client = Host(hosts[0]);
+    let floor_server = hosts[1].addr.to_string();
+    let rr_path = rr_bin.to_string_lossy().into_owned();
+
+    let (mut floor, mut overlay) = (Path3::default(), Path3::default());
+    for round in 0..ROUNDS {
+        eprintln!("xtask: round {} of {ROUNDS}", round + 1);
+        measure(&floor_client, "iperf3", &rr_path, &floor_server, &mut floor)?;
+        measure(&client, "/usr/bin/iperf3", "/bin/rr", &srv_addr, &mut overlay)?;
+    }
+    write(&ws, &rev, &mut floor, &mut overlay)
+}
+
+fn write(ws: &Path, rev: &str, floor: &mut Path3, overlay: &mut Path3) -> anyhow::Result<()> {
+    let mut md = String::new();
+    md.push_str("# network\n\n");
+    md.push_str(&format!("Command: `cargo xtask bench network` (revision {rev}).\n\n"));
+    md.push_str(&format!("Machine: {}. Shared and noisy: compare medians and ratios, not single runs.\n\n", machine()));
+    md.push_str(&format!(
+        "Two static release agents (one manager, one worker), each on a host of its own: a network namespace with a \
+         veth into a bridge (MTU 1500), as two machines on one L2. A server task on one node and a client task on the \
+         other, each in its own namespace on orc's VXLAN overlay (MTU 1450), from an image with Debian's iperf3 and \
+         `rr` (`bench/tools/rr.rs`: one-byte TCP request/response, netperf's TCP_RR, which Debian does not ship), run \
+         with `orcctl container exec`. The floor: the same tools between the two hosts' namespaces directly. iperf3 \
+         {SECONDS} s, 1 and 4 streams; {ROUND_TRIPS} round trips (after 1,000 to warm up). {ROUNDS} rounds, \
+         alternating; medians.\n\n"
+    ));
+    md.push_str(
+        "| figure | host to host (floor) | task to task over the overlay | overlay / floor |\n|---|---|---|---|\n",
+    );
+    let (f1, o1) = (median(&mut floor.one), median(&mut overlay.one));
+    let (f4, o4) = (median(&mut floor.four), median(&mut overlay.four));
+    let (fp50, op50) = (median(&mut floor.p50), median(&mut overlay.p50));
+    let (fp99, op99) = (median(&mut floor.p99), median(&mut overlay.p99));
+    md.push_str(&format!("| TCP, 1 stream | {f1:.2} Gbit/s | {o1:.2} Gbit/s | {:.0} % |\n", o1 / f1 * 100.0));
+    md.push_str(&format!("| TCP, 4 streams | {f4:.2} Gbit/s | {o4:.2} Gbit/s | {:.0} % |\n", o4 / f4 * 100.0));
+    md.push_str(&format!("| request/response p50 | {fp50:.1} µs | {op50:.1} µs | +{:.1} µs |\n", op50 - fp50));
+    md.push_str(&format!("| request/response p99 | {fp99:.1} µs | {op99:.1} µs | +{:.1} µs |\n", op99 - fp99));
+    md.push_str(
+        "\nTarget (the networking issue): overlay ≥ 90 % of the floor's throughput. Not measured yet: through a VIP, \
+         over an encrypted network, DNS answers, time to rotation, Docker Swarm's overlay and routing mesh (those \
+         parts are not built yet).\n",
+    );
+    let out = ws.join("bench/results/network.md");
+    std::fs::write(&out, &md)?;
+    eprintln!("{md}\nxtask: wrote {}", out.display());
+    Ok(())
+}
