@@ -198,6 +198,38 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let page = c.json(&["service", "ps", "page", "--running"]);
     assert_eq!(page.as_array().map(|a| a.len()), Some(5), "{page}");
 
+    // Tasks on the overlay reach each other across the VMs by address: a
+    // web server in its own namespace on every node, fetched from node 1's.
+    c.ok(&[
+        "service", "create", "--name", "hello", "--mode", "global", &image_ref, "--", "httpd", "-f", "-p", "80", "-h",
+        "/www",
+    ]);
+    let ids: Vec<String> = all.iter().map(|i| c.node_id(*i)).collect();
+    // (node index, address, container) of each running hello task.
+    let hello = || -> Vec<(usize, String, String)> {
+        let t = c.json(&["service", "ps", "hello", "--running"]);
+        t.as_array()
+            .map(|ts| {
+                ts.iter()
+                    .filter(|t| t["state"] == "running" && t["address"] != "")
+                    .filter_map(|t| {
+                        let node = ids.iter().position(|i| t["node_id"] == i.as_str())?;
+                        Some((node, t["address"].as_str()?.to_string(), t["container"].as_str()?.to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for("a hello task with an overlay address on every node", SETTLE, || hello().len() == 5);
+    let tasks = hello();
+    let from = tasks.iter().find(|t| t.0 == 0).unwrap().clone();
+    for (_, addr, _) in tasks.iter().filter(|t| t.0 != 0) {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {addr} 80");
+        let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
+        assert!(out.contains(oci::INDEX_HTML), "TCP over the overlay to {addr}: {out}");
+    }
+    c.ok(&["service", "rm", "hello"]);
+
     // A worker VM dies: its tasks run again on the four others.
     c.nodes[4].kill();
     c.settle("web", 10, &all[..4], "after a worker died");

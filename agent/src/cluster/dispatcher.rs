@@ -623,6 +623,54 @@ mod tests {
     }
 
     #[test]
+    fn nodes_get_the_whole_network_map_then_only_what_changed() {
+        let lease = |node: &str, third: u8| {
+            Arc::new(SubnetLease {
+                network: DEFAULT_NETWORK.into(),
+                node: node.into(),
+                subnet: format!("10.0.{third}.0/24").parse().unwrap(),
+                underlay: format!("192.168.1.{third}").parse().unwrap(),
+            })
+        };
+        let pool = Some(Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 });
+        let nets = |ls: &[Arc<SubnetLease>]| {
+            Arc::new(Networks {
+                pool,
+                leases: ls.iter().map(|l| (SubnetLease::id(&l.network, &l.node), l.clone())).collect(),
+            })
+        };
+        let (a, b, c) = (lease("a", 1), lease("b", 2), lease("c", 3));
+        let mut sent = Sent::default();
+        let mut node = NetworkMap::default();
+        let mut step = |n: Arc<Networks>| {
+            let mut x = super::tests::a(&[]);
+            x.network = n;
+            let u = sent.next(x, true);
+            let m = u.and_then(|u| u.network);
+            if let Some(m) = m.clone() {
+                node.take(m);
+            }
+            (m, node.leases.iter().map(|l| l.node.clone()).collect::<Vec<_>>())
+        };
+        let (m, on_node) = step(nets(&[a.clone(), b.clone()]));
+        assert!(!m.unwrap().delta, "the first map is whole");
+        assert_eq!(on_node, ["a", "b"]);
+        // Nothing changed: nothing sent.
+        let (m, _) = step(nets(&[a.clone(), b.clone()]));
+        assert_eq!(m, None);
+        // c joins, b moves: only those two; then a leaves: only its id.
+        let b2 = Arc::new(SubnetLease { underlay: "192.168.1.22".parse().unwrap(), ..SubnetLease::clone(&b) });
+        let (m, on_node) = step(nets(&[a.clone(), b2.clone(), c.clone()]));
+        let m = m.unwrap();
+        assert!(m.delta && m.leases.len() == 2 && m.removed.is_empty(), "{m:?}");
+        assert_eq!(on_node, ["a", "b", "c"]);
+        let (m, on_node) = step(nets(&[b2.clone(), c.clone()]));
+        assert_eq!(m.unwrap().removed, ["default/a"]);
+        assert_eq!(on_node, ["b", "c"]);
+        assert_eq!(node.leases[0].underlay.to_string(), "192.168.1.22");
+    }
+
+    #[test]
     fn nodes_hear_of_placed_tasks_only() {
         let t = |state, desired| Task { state, desired, node: "n1".into(), ..Default::default() };
         // A global task waiting to be placed (resources, or the task it
