@@ -34,7 +34,12 @@ fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
 fn orcctl(config: &Path, args: &[&str]) -> String {
     let out =
         Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
-    assert!(out.status.success(), "orcctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "orcctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -28,6 +28,8 @@ const LEASE_WAIT: Duration = Duration::from_secs(30);
 /// The reconciler looks again this often even when nothing changed (a
 /// device or entry removed by hand comes back).
 const RESYNC: Duration = Duration::from_secs(10);
+/// After a failure, the reconciler tries again this soon.
+const RETRY: Duration = Duration::from_secs(2);
 
 fn vxlan_name(vni: u32) -> String {
     format!("orc-vx{vni}")
@@ -129,13 +131,32 @@ impl NodeNetwork {
 
     async fn reconcile_loop(self: Arc<Self>) {
         let mut rx = self.map.subscribe();
+        self.modules_loaded().await;
         loop {
             let map = rx.borrow_and_update().clone();
-            match self.reconcile(&map.0, &map.1).await {
-                Ok(s) => self.set_status(s),
-                Err(e) => self.set_status(Status::Failed(e.to_string())),
-            }
-            let _ = tokio::time::timeout(RESYNC, rx.changed()).await;
+            let next = match self.reconcile(&map.0, &map.1).await {
+                Ok(s) => {
+                    self.set_status(s);
+                    RESYNC
+                }
+                Err(e) => {
+                    self.set_status(Status::Failed(e.to_string()));
+                    RETRY
+                }
+            };
+            let _ = tokio::time::timeout(next, rx.changed()).await;
+        }
+    }
+
+    /// Waits while orc-init loads the late kernel modules (bridge, vxlan,
+    /// nf_tables' NAT among them) after it started the agent; bounded, so
+    /// a missing module ends as a failure naming it.
+    async fn modules_loaded(&self) {
+        const MOST: Duration = Duration::from_secs(30);
+        let pending = self.state.config.run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING);
+        let start = std::time::Instant::now();
+        while pending.exists() && start.elapsed() < MOST {
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
