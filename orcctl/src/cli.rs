@@ -557,6 +557,10 @@ pub struct ServiceFlags {
     /// Signal that stops a task (default SIGTERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
+    /// Time a task is out of its service's rotation before its stop
+    /// signal, so its connections drain (default 2s; 0s: none).
+    #[arg(long)]
+    pub stop_drain: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -39,6 +39,7 @@
 //!   liveness: {tcp: 8080}
 //! network_mode: host                # the node's network (admins); default: the overlay
 //! stop_grace_period: 30s
+//! stop_drain_period: 2s
 //! stop_signal: SIGINT
 //! ```
 
@@ -71,6 +72,8 @@ pub struct File {
     healthcheck: Option<Healthcheck>,
     probes: Option<Probes>,
     stop_grace_period: Option<String>,
+    /// orc's: how long a task is out of the rotation before its stop signal.
+    stop_drain_period: Option<String>,
     stop_signal: Option<String>,
     /// Compose's `network_mode: host` (the default: the overlay).
     network_mode: Option<String>,
@@ -235,6 +238,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         update,
         rollback,
         stop_grace_ms: f.stop_grace_period.as_deref().map(parse_duration).transpose()?,
+        stop_drain_ms: f.stop_drain_period.as_deref().map(parse_duration).transpose()?,
         stop_signal: f.stop_signal.unwrap_or_default(),
         network: f.network_mode.unwrap_or_default(),
         name: f.name.unwrap_or_default(),

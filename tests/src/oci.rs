@@ -18,7 +18,7 @@ const APPLETS: &[&str] = &[
     "sh", "true", "false", "echo", "cat", "sleep", "ls", "httpd", "yes", "dd", "head", "wc", "id", "env", "ps", "kill",
     "mkdir", "rm", "touch", "hostname", "grep", "seq", "nproc", "stty", "tty", "wget", "tail", "tr", "[", "test",
     // Networking checks (busybox-static's wget crashes in name lookups; nc does not look up literals).
-    "nc", "ping", "printf",
+    "nc", "ping", "printf", "nslookup",
 ];
 
 pub struct Image {

@@ -54,6 +54,97 @@ fn exec(c: &LocalCluster, node: &str, container: &str, cmd: &[&str]) -> (bool, S
     (o.ok, format!("{}{}", o.stdout, o.stderr))
 }
 
+/// The addresses `nslookup name` prints in task `ctr` (past the server's).
+fn lookup(c: &LocalCluster, node: &str, ctr: &str, name: &str) -> Vec<String> {
+    let (_, out) = exec(c, node, ctr, &["nslookup", name]);
+    let answers = out.split_once("Name:").map(|(_, a)| a.to_string()).unwrap_or_default();
+    let mut v: Vec<String> =
+        answers.lines().filter_map(|l| l.trim().strip_prefix("Address:")).map(|a| a.trim().to_string()).collect();
+    v.sort();
+    v
+}
+
+/// An HTTP GET of `addr:80` from task `ctr`: the body, or the error.
+fn get_from(c: &LocalCluster, node: &str, ctr: &str, addr: &str) -> (bool, String) {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {addr} 80");
+    let (ok, out) = exec(c, node, ctr, &["sh", "-c", &script]);
+    (ok, out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_string())
+}
+
+/// Names and virtual IPs: `who` answers its hostname over HTTP; tasks find
+/// it by name through their node's DNS server and reach it through its VIP,
+/// spread over its ready tasks; a killed task leaves the answers and the
+/// rotation; with no task ready the VIP refuses at once.
+fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
+    let serve = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w";
+    let out = c.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "who",
+        "--replicas",
+        "3",
+        "--stop-drain",
+        "1s",
+        image,
+        "--",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(SETTLE, "3 who tasks running", |c| running(c, "who").len() == 3).unwrap();
+    let who = running(c, "who");
+    let vip = c.json(&["service", "inspect", "who"])["vips"]["default"].as_str().unwrap().to_string();
+    assert!(vip.starts_with("10.255.0."), "from the pool's VIP block: {vip}");
+    let mut addrs: Vec<String> = who.iter().map(|t| t.2.clone()).collect();
+    addrs.sort();
+    c.wait(Duration::from_secs(10), "DNS answering who and tasks.who", |c| {
+        lookup(c, node0, ctr0, "who") == std::slice::from_ref(&vip) && lookup(c, node0, ctr0, "tasks.who") == addrs
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", lookup(c, node0, ctr0, "who"), lookup(c, node0, ctr0, "tasks.who")));
+    assert_eq!(lookup(c, node0, ctr0, "who.default"), std::slice::from_ref(&vip));
+
+    // Through the VIP, spread over the three.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..15 {
+        let (ok, body) = get_from(c, node0, ctr0, &vip);
+        assert!(ok && !body.is_empty(), "GET through the VIP: {body}");
+        seen.insert(body);
+    }
+    assert!(seen.len() >= 2, "15 requests through the VIP reached {seen:?}");
+    // From a task of the service itself (it may land on itself: hairpin).
+    let (_, n1, _, c1) = &who[0];
+    for _ in 0..6 {
+        let (ok, body) = get_from(c, n1, c1, &vip);
+        assert!(ok && !body.is_empty(), "a task through its own service's VIP: {body}");
+    }
+
+    // A killed task leaves the answers and the rotation.
+    let (kid, kn, kaddr, kctr) = &who[2];
+    let out = c.ctl(&["--nodes", kn, "container", "kill", kctr, "--signal", "KILL"]);
+    assert!(out.ok, "{}", out.stderr);
+    let killed = std::time::Instant::now();
+    c.wait(Duration::from_secs(10), "the killed task out of tasks.who", |c| {
+        !lookup(c, node0, ctr0, "tasks.who").contains(kaddr)
+    })
+    .unwrap();
+    eprintln!("a killed task left DNS in {:?}", killed.elapsed());
+    for _ in 0..8 {
+        let (ok, body) = get_from(c, node0, ctr0, &vip);
+        assert!(ok && body != kid[..12], "out of the rotation: {body}");
+    }
+
+    // No task ready: refused at once rather than left to time out.
+    let out = c.ctl(&["service", "scale", "who=0"]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(SETTLE, "who at 0 in DNS", |c| lookup(c, node0, ctr0, "tasks.who").is_empty()).unwrap();
+    let start = std::time::Instant::now();
+    let (_, out) = exec(c, node0, ctr0, &["sh", "-c", &format!("nc -w 5 {vip} 80 </dev/null; echo rc=$?")]);
+    assert!(out.contains("refused") && start.elapsed() < Duration::from_secs(4), "{out} after {:?}", start.elapsed());
+    assert!(c.ctl(&["service", "rm", "who"]).ok);
+}
+
 /// Routes orc programmed on the VXLAN device in host `ns`.
 fn overlay_routes(ns: &str) -> Vec<String> {
     let o = Command::new("ip").args(["-n", ns, "route", "show", "dev", "orc-vx256"]).output().unwrap();
@@ -108,13 +199,16 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     let (ok, body) = get(&registry.ip.to_string(), &registry.port.to_string(), "/v2/");
     assert!(ok && body.contains("200 OK"), "outbound to the LAN: {body}");
 
+    services_by_name_and_vip(&c, &image, node0, ctr0);
+
     // Its own identity and files; the node's interfaces out of sight.
     let (_, hostname) = exec(&c, node0, ctr0, &["hostname"]);
     assert_eq!(hostname.trim(), &id0[..12]);
     let (_, hosts) = exec(&c, node0, ctr0, &["cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{}\t{}", web[0].2, &id0[..12])), "{hosts}");
     let (_, resolv) = exec(&c, node0, ctr0, &["cat", "/etc/resolv.conf"]);
-    assert!(!resolv.contains("127.0.0."), "no loopback resolver: {resolv}");
+    let gateway = format!("{}.1", web[0].2.rsplit_once('.').unwrap().0);
+    assert!(resolv.starts_with(&format!("nameserver {gateway}\n")), "the node's DNS server: {resolv}");
     let (_, dev) = exec(&c, node0, ctr0, &["cat", "/proc/net/dev"]);
     let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
     assert_eq!(ifaces.len(), 2, "lo and eth0 only: {ifaces:?}");

@@ -31,6 +31,7 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // Container networking: the agent loads its rules with nft (nodes carry
     // it in the image); the process tests make hosts of namespaces with ip.
     ("nftables", "nft"),
+    ("conntrack", "conntrack"),
     ("iproute2", "ip"),
 ];
 

@@ -66,13 +66,20 @@ fn copy_exec(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// Debian's nft, which the agent loads its nftables rules with: the binary,
-/// the shared objects `ldd` names (under /usr/lib/x86_64-linux-gnu, where
-/// the loader looks without a cache) and the loader.
-fn nft(dir: &Path) -> anyhow::Result<()> {
-    let bin = Path::new("/usr/sbin/nft");
-    anyhow::ensure!(bin.exists(), "{} is missing (package nftables)", bin.display());
-    copy_exec(bin, &dir.join("usr/sbin/nft"))?;
+/// Debian's nft, which the agent loads its nftables rules with, and
+/// conntrack, which it forgets flows with: each binary, the shared objects
+/// `ldd` names (under /usr/lib/x86_64-linux-gnu, where the loader looks
+/// without a cache) and the loader.
+fn netfilter_tools(dir: &Path) -> anyhow::Result<()> {
+    for (bin, package) in [("/usr/sbin/nft", "nftables"), ("/usr/sbin/conntrack", "conntrack")] {
+        debian_tool(dir, Path::new(bin), package)?;
+    }
+    copy_exec(Path::new("/lib64/ld-linux-x86-64.so.2"), &dir.join("lib64/ld-linux-x86-64.so.2"))
+}
+
+fn debian_tool(dir: &Path, bin: &Path, package: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(bin.exists(), "{} is missing (package {package})", bin.display());
+    copy_exec(bin, &dir.join(bin.strip_prefix("/")?))?;
     let ldd = crate::deps::output(Command::new("ldd").arg(bin))?;
     let mut libs: Vec<PathBuf> = ldd
         .lines()
@@ -85,7 +92,7 @@ fn nft(dir: &Path) -> anyhow::Result<()> {
         let name = lib.file_name().context("a library without a name")?;
         copy_exec(&lib, &dir.join("usr/lib/x86_64-linux-gnu").join(name))?;
     }
-    copy_exec(Path::new("/lib64/ld-linux-x86-64.so.2"), &dir.join("lib64/ld-linux-x86-64.so.2"))
+    Ok(())
 }
 
 /// The root filesystem tree: the agent and the few files a node needs.
@@ -109,7 +116,7 @@ fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Resul
     for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/')] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
     }
-    nft(dir)
+    netfilter_tools(dir)
 }
 
 /// A small blank ext4 labelled ORC_STATE, gzip'd, that PID 1 writes to a

@@ -62,7 +62,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         health: health_from_proto(p.health)?,
         update: policy_from_proto(p.update, false)?,
         rollback: policy_from_proto(p.rollback, true)?,
-        stop: stop_from_proto(p.stop_grace_ms, p.stop_signal),
+        stop: stop_from_proto(p.stop_grace_ms, p.stop_drain_ms, p.stop_signal),
         cron: cron_from_proto(p.cron)?,
         stateful: p.stateful,
         autoscale: autoscale_from_proto(p.autoscale),
@@ -110,6 +110,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         update: Some(policy_to_proto(&s.update)),
         rollback: Some(policy_to_proto(&s.rollback)),
         stop_grace_ms: Some(s.stop.grace_ms),
+        stop_drain_ms: Some(s.stop.drain_ms),
         stop_signal: s.stop.signal.clone(),
         cron: s.cron.as_ref().map(cron_to_proto),
         stateful: s.stateful,
@@ -139,6 +140,7 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         cron_status: s.spec.cron.as_ref().map(|c| cron_status(s, c)),
         autoscale_status: s.autoscale_status.as_ref().map(autoscale_status_to_proto),
         events: Vec::new(),
+        vips: s.vips.iter().map(|(n, ip)| (n.clone(), ip.to_string())).collect(),
     }
 }
 

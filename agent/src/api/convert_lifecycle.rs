@@ -115,11 +115,12 @@ pub fn policy_to_proto(p: &UpdatePolicy) -> pb::UpdatePolicy {
     }
 }
 
-pub fn stop_from_proto(grace_ms: Option<u64>, signal: String) -> StopPolicy {
+pub fn stop_from_proto(grace_ms: Option<u64>, drain_ms: Option<u64>, signal: String) -> StopPolicy {
     let d = StopPolicy::default();
     StopPolicy {
         signal: if signal.trim().is_empty() { d.signal } else { signal.trim().to_string() },
         grace_ms: grace_ms.unwrap_or(d.grace_ms),
+        drain_ms: drain_ms.unwrap_or(d.drain_ms),
     }
 }
 

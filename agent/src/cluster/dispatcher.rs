@@ -13,7 +13,7 @@ use super::fanout::{Networks, Pending};
 pub use super::liveness::{Liveness, GRACE};
 use super::objects::*;
 use super::usage::{Measurements, Sample};
-use crate::model::db::{Command, Key, Kind, Object};
+use crate::model::db::{Command, Key, Kind, Object, Table};
 use crate::model::patch::{NodePatch, TaskPatch};
 use crate::pki::role::Role;
 use crate::raft::{raft_id, RaftError, RaftHandle, Started};
@@ -451,20 +451,32 @@ fn network_news(before: Option<&Networks>, now: &Networks) -> Option<NetworkMap>
         return Some(NetworkMap {
             pool: now.pool,
             leases: now.leases.values().map(|l| SubnetLease::clone(l)).collect(),
+            services: now.services.values().map(|s| ServiceEndpoints::clone(s)).collect(),
             ..Default::default()
         });
     };
-    let leases: Vec<SubnetLease> = now
-        .leases
-        .iter()
-        .filter(|(id, l)| before.leases.get(*id).is_none_or(|b| !Arc::ptr_eq(b, l) && b != *l))
-        .map(|(_, l)| SubnetLease::clone(l))
-        .collect();
-    let removed: Vec<String> = before.leases.keys().filter(|id| !now.leases.contains_key(*id)).cloned().collect();
-    if leases.is_empty() && removed.is_empty() && before.pool == now.pool {
+    let (leases, removed) = table_news(&before.leases, &now.leases);
+    let (services, removed_services) = table_news(&before.services, &now.services);
+    if leases.is_empty()
+        && removed.is_empty()
+        && services.is_empty()
+        && removed_services.is_empty()
+        && before.pool == now.pool
+    {
         return None;
     }
-    Some(NetworkMap { pool: now.pool, leases, delta: true, removed })
+    Some(NetworkMap { pool: now.pool, leases, delta: true, removed, services, removed_services })
+}
+
+/// The entries of `now` that are not those of `before`, and the ids gone.
+fn table_news<T: Clone + PartialEq>(before: &Table<T>, now: &Table<T>) -> (Vec<T>, Vec<String>) {
+    let changed = now
+        .iter()
+        .filter(|(id, x)| before.get(*id).is_none_or(|b| !Arc::ptr_eq(b, x) && b != *x))
+        .map(|(_, x)| T::clone(x))
+        .collect();
+    let gone = before.keys().filter(|id| !now.contains_key(*id)).cloned().collect();
+    (changed, gone)
 }
 
 impl Sent {
@@ -633,12 +645,24 @@ mod tests {
             })
         };
         let pool = Some(Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 });
-        let nets = |ls: &[Arc<SubnetLease>]| {
+        let svc = |n: usize| {
+            let endpoints = (0..n)
+                .map(|i| Endpoint {
+                    task: format!("t{i}"),
+                    slot: i as u64 + 1,
+                    address: std::net::Ipv4Addr::new(10, 0, 1, 2 + i as u8),
+                })
+                .collect();
+            Arc::new(ServiceEndpoints { id: "s".into(), name: "web".into(), endpoints, ..Default::default() })
+        };
+        let nets_with = |ls: &[Arc<SubnetLease>], ss: &[Arc<ServiceEndpoints>]| {
             Arc::new(Networks {
                 pool,
                 leases: ls.iter().map(|l| (SubnetLease::id(&l.network, &l.node), l.clone())).collect(),
+                services: ss.iter().map(|s| (s.id.clone(), s.clone())).collect(),
             })
         };
+        let nets = |ls: &[Arc<SubnetLease>]| nets_with(ls, &[]);
         let (a, b, c) = (lease("a", 1), lease("b", 2), lease("c", 3));
         let mut sent = Sent::default();
         let mut node = NetworkMap::default();
@@ -667,7 +691,16 @@ mod tests {
         let (m, on_node) = step(nets(&[b2.clone(), c.clone()]));
         assert_eq!(m.unwrap().removed, ["default/a"]);
         assert_eq!(on_node, ["b", "c"]);
+        // A service's endpoints: sent whole as they change, its id once gone.
+        let (m, _) = step(nets_with(&[b2.clone(), c.clone()], &[svc(1)]));
+        assert!(m.unwrap().leases.is_empty(), "leases unchanged: not sent again");
+        let (m, _) = step(nets_with(&[b2.clone(), c.clone()], &[svc(3)]));
+        let m = m.unwrap();
+        assert!(m.delta && m.services[0].endpoints.len() == 3, "{m:?}");
+        let (m, _) = step(nets(&[b2.clone(), c.clone()]));
+        assert_eq!(m.unwrap().removed_services, ["s"]);
         assert_eq!(node.leases[0].underlay.to_string(), "192.168.1.22");
+        assert!(node.services.is_empty());
     }
 
     #[test]

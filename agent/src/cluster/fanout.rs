@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::model::db::Kind;
 use crate::model::db::Table;
-use crate::model::objects::{Pool, SubnetLease};
+use crate::model::objects::{Pool, ServiceEndpoints, SubnetLease};
 use crate::pki::deny::DenyList;
 use crate::raft::RaftHandle;
 
@@ -56,6 +56,38 @@ pub struct Fanout {
 pub struct Networks {
     pub pool: Option<Pool>,
     pub leases: Table<SubnetLease>,
+    /// Services on the overlay by id: their VIPs and tasks in rotation.
+    pub services: Table<ServiceEndpoints>,
+}
+
+impl Networks {
+    /// `self` with the entries of `dirty` services (all with None) made
+    /// anew from `state`; an entry that did not change keeps its `Arc`,
+    /// which sessions compare to tell what to send.
+    fn renewed(&self, state: &crate::model::db::ClusterState, dirty: Option<&HashSet<&str>>) -> Networks {
+        let mut services = self.services.clone();
+        let gone: Vec<String> = match dirty {
+            Some(_) => Vec::new(),
+            None => services.keys().filter(|id| !state.services.contains_key(*id)).cloned().collect(),
+        };
+        let mut renew = |id: &str| match super::endpoints::of(state, id) {
+            Some(e) if services.get(id).is_some_and(|old| **old == e) => {}
+            Some(e) => {
+                services.insert(id.to_string(), Arc::new(e));
+            }
+            None => {
+                services.remove(id);
+            }
+        };
+        match dirty {
+            Some(ids) => ids.iter().for_each(|id| renew(id)),
+            None => {
+                gone.iter().for_each(|id| renew(id));
+                state.services.keys().for_each(|id| renew(id));
+            }
+        }
+        Networks { pool: state.settings.network, leases: state.leases.clone(), services }
+    }
 }
 
 /// One session's view of the fanout: woken when something of its node
@@ -171,10 +203,16 @@ impl Fanout {
                 let feed = if state.version > last { state.feed.since(last) } else { None };
                 let (mut all, mut deny_dirty) = (feed.is_none(), feed.is_none());
                 let mut net_dirty = feed.is_none();
-                let (mut tasks, mut nodes) = (Vec::new(), HashSet::new());
+                let (mut tasks, mut nodes, mut services) = (Vec::new(), HashSet::new(), HashSet::new());
                 for c in feed.iter().flatten() {
                     match c.key.kind {
-                        Kind::Task => tasks.push((c.key.id.as_str(), &c.nodes)),
+                        Kind::Task => {
+                            tasks.push((c.key.id.as_str(), &c.nodes));
+                            services.insert(c.service.as_str());
+                        }
+                        Kind::Service => {
+                            services.insert(c.key.id.as_str());
+                        }
                         Kind::Node => {
                             nodes.insert(c.key.id.as_str());
                             deny_dirty = true;
@@ -194,8 +232,8 @@ impl Fanout {
                         self.deny.send_replace(Arc::new(d));
                     }
                 }
-                if net_dirty {
-                    let n = Networks { pool: state.settings.network, leases: state.leases.clone() };
+                if net_dirty || !services.is_empty() {
+                    let n = self.network.borrow().renewed(&state, (!net_dirty).then_some(&services));
                     if **self.network.borrow() != n {
                         self.network.send_replace(Arc::new(n));
                     }

@@ -28,7 +28,8 @@ pub fn reconcile(v: &View) -> Vec<Command> {
     let Some(pool) = v.settings.network else { return Vec::new() };
     let mut cmds = Vec::new();
     let mut leased: BTreeSet<Ipv4Net> = v.leases.values().map(|l| l.subnet).collect();
-    let avoid: Vec<Ipv4Net> = v.nodes.values().flat_map(|n| n.networks.iter().copied()).collect();
+    let mut avoid: Vec<Ipv4Net> = v.nodes.values().flat_map(|n| n.networks.iter().copied()).collect();
+    avoid.push(pool.vips());
     for n in v.nodes.values() {
         let Some(underlay) = underlay_of(&n.addr) else { continue };
         let id = SubnetLease::id(DEFAULT_NETWORK, &n.id);

@@ -29,6 +29,7 @@ pub mod autoscale;
 pub mod autoscaler;
 pub mod certs;
 pub mod dispatcher;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod fanout;
@@ -48,6 +49,7 @@ pub mod spec;
 pub mod token;
 pub mod tokens;
 pub mod usage;
+pub mod vips;
 pub mod watch;
 
 pub use error::ClusterError;

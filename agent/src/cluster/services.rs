@@ -10,6 +10,7 @@ use super::objects::{
     View,
 };
 use super::spec;
+use super::vips;
 use crate::model::db::{Command, CommandResult, Key, Kind, Object};
 use crate::raft::RaftHandle;
 
@@ -32,20 +33,20 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
         )));
     }
     let now = now_ms();
-    let s = Service {
+    let mut s = Service {
         id: new_id(),
         spec,
         spec_version: 1,
         previous_spec: None,
         created_ms: now,
         updated_ms: now,
-        update_status: None,
-        cron_status: None,
-        autoscale_status: None,
+        ..Default::default()
     };
-    let claim = Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0);
-    let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0);
-    let r = raft.write(Command::Batch(vec![claim, put])).await?;
+    vips::give(&v, &mut s)?;
+    let mut cmds = vec![Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0)];
+    cmds.extend(vips::claims(None, &s));
+    cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0));
+    let r = raft.write(Command::Batch(cmds)).await?;
     committed(r, "creating the service")?;
     tracing::info!(service = %s.spec.name, id = %s.id, "service created");
     Ok((v, s))
@@ -93,6 +94,7 @@ pub async fn update(
         }
         s.spec = spec.clone();
         s.updated_ms = now;
+        vips::give(v, &mut s)?;
         Ok(s)
     })
     .await
@@ -206,8 +208,10 @@ async fn change_from(
         (v, old, ov)
     };
     let s = f(&v, &old)?;
-    let put = Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version);
-    committed(raft.write(put).await?, what)?;
+    let mut cmds = vips::claims(Some(&old), &s);
+    cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version));
+    let cmd = if cmds.len() == 1 { cmds.remove(0) } else { Command::Batch(cmds) };
+    committed(raft.write(cmd).await?, what)?;
     Ok((v, s))
 }
 
@@ -215,10 +219,10 @@ async fn change_from(
 pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterError> {
     let v = view(raft).await?;
     let s = v.find_service(ident)?.clone();
-    let cmd = Command::Batch(vec![
-        Command::delete(Kind::Service, s.id.clone()),
-        Command::delete(Kind::ServiceName, s.spec.name.clone()),
-    ]);
+    let mut cmds =
+        vec![Command::delete(Kind::Service, s.id.clone()), Command::delete(Kind::ServiceName, s.spec.name.clone())];
+    cmds.extend(vips::releases(&s));
+    let cmd = Command::Batch(cmds);
     raft.write(cmd).await?;
     tracing::info!(service = %s.spec.name, id = %s.id, "service removed");
     Ok(s)

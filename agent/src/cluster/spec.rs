@@ -81,6 +81,8 @@ pub enum SpecError {
     BadStopSignal(String),
     #[error("stop grace period {0} ms is above the limit of an hour")]
     StopGraceTooLong(u64),
+    #[error("stop drain period {0} ms is above the limit of an hour")]
+    StopDrainTooLong(u64),
 }
 
 /// The longest probe interval, timeout and start period, update delay and
@@ -149,6 +151,9 @@ fn stop(s: &StopPolicy) -> Result<(), SpecError> {
     }
     if s.grace_ms > MAX_LIFECYCLE_MS {
         return Err(SpecError::StopGraceTooLong(s.grace_ms));
+    }
+    if s.drain_ms > MAX_LIFECYCLE_MS {
+        return Err(SpecError::StopDrainTooLong(s.drain_ms));
     }
     Ok(())
 }

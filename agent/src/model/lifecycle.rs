@@ -291,16 +291,28 @@ pub const STOP_SIGNALS: [&str; 8] =
 /// Docker's and Swarm's stop grace period.
 pub const STOP_GRACE_MS: u64 = 10_000;
 
-/// How a task is stopped: its stop signal, then SIGKILL after the grace period.
+/// How long a task on the overlay is out of its service's rotation before
+/// it is signalled: every node has heard of it well within (its
+/// connections drain, new ones go to the others).
+pub const STOP_DRAIN_MS: u64 = 2_000;
+
+fn stop_drain_ms() -> u64 {
+    STOP_DRAIN_MS
+}
+
+/// How a task is stopped: out of its service's rotation for the drain
+/// period, its stop signal, then SIGKILL after the grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopPolicy {
     pub signal: String,
     pub grace_ms: u64,
+    #[serde(default = "stop_drain_ms")]
+    pub drain_ms: u64,
 }
 
 impl Default for StopPolicy {
     fn default() -> Self {
-        Self { signal: "SIGTERM".into(), grace_ms: STOP_GRACE_MS }
+        Self { signal: "SIGTERM".into(), grace_ms: STOP_GRACE_MS, drain_ms: STOP_DRAIN_MS }
     }
 }
 

@@ -2,6 +2,7 @@
 //! pool, the subnet each node leases per network, and how a service's
 //! tasks reach the network.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -18,6 +19,19 @@ pub const DEFAULT_VNI: u32 = 256;
 pub struct Pool {
     pub cidr: Ipv4Net,
     pub prefix: u8,
+}
+
+impl Pool {
+    /// Where services' virtual IPs come from: the pool's last block of
+    /// up to 256 subnets (10.255.0.0/16 of the default 10.0.0.0/8), never
+    /// leased to a node. Like Kubernetes' service CIDR, but inside the
+    /// pool, so one CIDR is all a user chooses.
+    pub fn vips(&self) -> Ipv4Net {
+        let len = (self.cidr.prefix_len() + 8).min(self.prefix).max(self.cidr.prefix_len() + 1).min(32);
+        let size = 1u64 << (32 - u32::from(len));
+        let start = u64::from(u32::from(self.cidr.broadcast())) + 1 - size;
+        Ipv4Net::new(Ipv4Addr::from(start as u32), len).unwrap_or(self.cidr)
+    }
 }
 
 /// A subnet of the pool leased to one node for one network, at
@@ -38,6 +52,11 @@ impl SubnetLease {
     pub fn id(network: &str, node: &str) -> String {
         format!("{network}/{node}")
     }
+}
+
+/// Where the claim of virtual IP `address` on `network` is kept.
+pub fn vip_id(network: &str, address: Ipv4Addr) -> String {
+    format!("{network}/{address}")
 }
 
 /// How a service's tasks reach the network.
@@ -64,9 +83,41 @@ impl NetworkMode {
     }
 }
 
-/// What every node is sent of the networks: the pool and every lease (its
-/// own and those of the nodes its overlay reaches). After the first, a
-/// session sends only the leases that changed and the ids of those gone.
+/// A service as every node's load balancer and DNS server see it: its
+/// name, virtual IP and the tasks in rotation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoints {
+    /// The service's id.
+    pub id: String,
+    pub name: String,
+    /// Its virtual IP per network.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vips: BTreeMap<String, Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateful: bool,
+    /// Its tasks that take traffic: wanted running, running, ready, with
+    /// an address; by slot.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A task in a service's rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub task: String,
+    /// Replicated services: its slot (stateful ones answer `<slot>.<service>`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slot: u64,
+    pub address: Ipv4Addr,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What every node is sent of the networks: the pool, every lease (its
+/// own and those of the nodes its overlay reaches) and every service's
+/// endpoints. After the first, a session sends only the leases and
+/// services that changed and the ids of those gone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkMap {
     pub pool: Option<Pool>,
@@ -76,15 +127,23 @@ pub struct NetworkMap {
     /// With `delta`: ids (`<network>/<node>`) of leases gone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceEndpoints>,
+    /// With `delta`: ids of services gone (or no longer on the overlay).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_services: Vec<String>,
 }
 
 impl NetworkMap {
     /// `self` (a whole map) with `next` (whole, or a delta) taken in.
     pub fn take(&mut self, next: NetworkMap) {
         if !next.delta {
-            *self = NetworkMap { delta: false, removed: Vec::new(), ..next };
+            *self = NetworkMap { delta: false, removed: Vec::new(), removed_services: Vec::new(), ..next };
             return;
         }
+        self.services.retain(|s| !next.removed_services.contains(&s.id) && !next.services.iter().any(|n| n.id == s.id));
+        self.services.extend(next.services);
+        self.services.sort_by(|a, b| a.id.cmp(&b.id));
         self.pool = next.pool;
         self.leases.retain(|l| {
             let id = SubnetLease::id(&l.network, &l.node);
@@ -92,5 +151,22 @@ impl NetworkMap {
         });
         self.leases.extend(next.leases);
         self.leases.sort_by(|a, b| (&a.network, &a.node).cmp(&(&b.network, &b.node)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(cidr: &str, prefix: u8) -> Pool {
+        Pool { cidr: cidr.parse().unwrap(), prefix }
+    }
+
+    #[test]
+    fn virtual_ips_come_from_the_pools_last_block() {
+        assert_eq!(pool("10.0.0.0/8", 24).vips().to_string(), "10.255.0.0/16");
+        assert_eq!(pool("172.20.0.0/16", 24).vips().to_string(), "172.20.255.0/24");
+        assert_eq!(pool("10.9.0.0/22", 24).vips().to_string(), "10.9.3.0/24");
+        assert_eq!(pool("10.0.0.0/16", 26).vips().to_string(), "10.0.255.0/24");
     }
 }

@@ -370,6 +370,10 @@ pub struct Service {
     /// Autoscaled services: the last measurement and decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale_status: Option<AutoscaleStatus>,
+    /// Services on the overlay: their virtual IP per network, given at
+    /// creation and kept until removal.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vips: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 /// DESIGN.md's task states, in order; from `Complete` on a task is over.

@@ -3,29 +3,16 @@
 
 use std::net::Ipv4Addr;
 
-/// `/etc/resolv.conf` for a task, from the node's own: its nameservers
-/// except loopback ones (unreachable from the task's namespace), its
-/// search and options lines. With none left, the task gets none (as
-/// Docker then falls back to public resolvers, we do not guess).
-pub fn resolv_conf(node: &str) -> String {
-    let mut out = String::new();
+/// `/etc/resolv.conf` for a task: the node's DNS server `dns` (which
+/// answers cluster names and asks the node's own resolvers the rest), and
+/// the search and options lines of the node's `node` resolv.conf.
+pub fn resolv_conf(node: &str, dns: Ipv4Addr) -> String {
+    let mut out = format!("nameserver {dns}\n");
     for line in node.lines() {
         let l = line.trim();
-        let mut words = l.split_whitespace();
-        match words.next() {
-            Some("nameserver") => {
-                let loopback =
-                    words.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()).is_none_or(|a| a.is_loopback());
-                if !loopback {
-                    out.push_str(l);
-                    out.push('\n');
-                }
-            }
-            Some("search" | "options" | "domain") => {
-                out.push_str(l);
-                out.push('\n');
-            }
-            _ => {}
+        if matches!(l.split_whitespace().next(), Some("search" | "options" | "domain")) {
+            out.push_str(l);
+            out.push('\n');
         }
     }
     out
@@ -44,10 +31,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_resolvers_are_left_out_and_the_rest_kept() {
+    fn tasks_ask_the_nodes_dns_server_with_the_nodes_search_list() {
         let node = "# made by init\nnameserver 127.0.0.53\nnameserver 10.0.2.3\nsearch lan\noptions edns0\nbogus\n";
-        assert_eq!(resolv_conf(node), "nameserver 10.0.2.3\nsearch lan\noptions edns0\n");
-        assert_eq!(resolv_conf("nameserver ::1\n"), "");
+        let dns = "10.0.3.1".parse().unwrap();
+        assert_eq!(resolv_conf(node, dns), "nameserver 10.0.3.1\nsearch lan\noptions edns0\n");
         let h = hosts("web.1", "10.0.3.2".parse().unwrap());
         assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(h.ends_with("10.0.3.2\tweb.1\n"));

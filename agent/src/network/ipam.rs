@@ -20,7 +20,10 @@ pub const DEFAULT_PREFIX: u8 = 24;
 pub enum IpamError {
     #[error("container CIDR {0:?} is not an IPv4 network such as 10.0.0.0/8")]
     BadCidr(String),
-    #[error("container CIDR {cidr} cannot hold /{prefix} subnets: give a network of /{prefix} or larger, or a longer --subnet-size")]
+    #[error(
+        "container CIDR {cidr} cannot hold two /{prefix} subnets (nodes' and services' virtual IPs): give a \
+         network larger than /{prefix}, or a longer --subnet-size"
+    )]
     BadPrefix { cidr: Ipv4Net, prefix: u8 },
     #[error("a /{0} subnet holds too few tasks: use /16 to /28")]
     SubnetSize(u8),
@@ -39,6 +42,11 @@ pub enum IpamError {
          larger subnets"
     )]
     NoAddress { subnet: Ipv4Net, held: usize },
+    #[error(
+        "no virtual IP is left in {range} ({held} services hold one): remove services, or start the cluster \
+         with a larger container CIDR"
+    )]
+    NoVip { range: Ipv4Net, held: usize },
 }
 
 /// A container CIDR and subnet size as the user gave them, checked.
@@ -47,7 +55,8 @@ pub fn parse_pool(cidr: &str, prefix: u8) -> Result<Ipv4Net, IpamError> {
     if !(16..=28).contains(&prefix) {
         return Err(IpamError::SubnetSize(prefix));
     }
-    if net.prefix_len() > prefix {
+    // At least two blocks: one for nodes, the last for services' virtual IPs.
+    if net.prefix_len() >= prefix {
         return Err(IpamError::BadPrefix { cidr: net, prefix });
     }
     Ok(net.trunc())
@@ -76,6 +85,13 @@ pub fn lease(cidr: Ipv4Net, prefix: u8, leased: &BTreeSet<Ipv4Net>, avoid: &[Ipv
         prefix,
         leased: leased.len(),
     })
+}
+
+/// The lowest address of `range` (past its network address, before its
+/// broadcast) that `taken` does not hold: a new service's virtual IP.
+pub fn vip(range: Ipv4Net, taken: impl Fn(Ipv4Addr) -> bool, held: usize) -> Result<Ipv4Addr, IpamError> {
+    let (first, end) = (u32::from(range.network()) + 1, u32::from(range.broadcast()));
+    (first..end).map(Ipv4Addr::from).find(|a| !taken(*a)).ok_or(IpamError::NoVip { range, held })
 }
 
 /// A node's addresses within its lease: the first host address is the
@@ -160,7 +176,8 @@ mod tests {
     fn pools_are_checked_with_what_to_do() {
         assert_eq!(parse_pool("10.1.2.3/8", 24).unwrap(), net("10.0.0.0/8"));
         let e = parse_pool("10.0.0.0/25", 24).unwrap_err();
-        assert!(e.to_string().contains("cannot hold /24 subnets"), "{e}");
+        assert!(e.to_string().contains("cannot hold two /24 subnets"), "{e}");
+        assert!(parse_pool("10.0.0.0/24", 24).is_err(), "no room for the virtual IPs");
         assert!(matches!(parse_pool("ten/8", 24), Err(IpamError::BadCidr(_))));
         assert_eq!(parse_pool("10.0.0.0/8", 30), Err(IpamError::SubnetSize(30)));
         let own = vec![("eth0".to_string(), net("10.0.2.15/24")), ("lo".to_string(), net("127.0.0.1/8"))];
@@ -192,6 +209,21 @@ mod tests {
         let e = lease(pool, 24, &leased, &[]).unwrap_err();
         assert_eq!(e, IpamError::NoSubnet { cidr: pool, prefix: 24, leased: 4 });
         assert!(e.to_string().contains("no /24 left for another node (4 leased)"));
+    }
+
+    #[test]
+    fn virtual_ips_are_the_lowest_free_until_none_is_left() {
+        let range = net("10.255.0.0/30");
+        let mut held: BTreeSet<Ipv4Addr> = BTreeSet::new();
+        for want in ["10.255.0.1", "10.255.0.2"] {
+            let a = vip(range, |a| held.contains(&a), held.len()).unwrap();
+            assert_eq!(a.to_string(), want);
+            held.insert(a);
+        }
+        let e = vip(range, |a| held.contains(&a), held.len()).unwrap_err();
+        assert!(e.to_string().contains("no virtual IP is left in 10.255.0.0/30 (2 services hold one)"), "{e}");
+        held.remove(&"10.255.0.1".parse().unwrap());
+        assert_eq!(vip(range, |a| held.contains(&a), held.len()).unwrap().to_string(), "10.255.0.1");
     }
 
     #[test]

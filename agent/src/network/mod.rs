@@ -10,6 +10,7 @@
 //! - [`files`]: a task's resolv.conf and hosts.
 //! - [`node`]: the node's reconciler, and attaching tasks.
 
+pub mod dns;
 pub mod files;
 pub mod ipam;
 pub mod links;

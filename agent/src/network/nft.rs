@@ -8,7 +8,9 @@
 //! one atomic batch. The netlink crates for nf_tables need libmnl/libnftnl
 //! (shared objects only in Debian) or are GPL. See docs/networking.md.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
@@ -21,14 +23,31 @@ pub const NFT: &str = "/usr/sbin/nft";
 pub const TABLE: &str = "orc";
 
 /// What the rules are made from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     /// The cluster's container CIDR: traffic from it to anywhere else is
     /// masqueraded.
     pub cidr: Ipv4Net,
+    /// Services' virtual IPs and the addresses of their tasks in rotation.
+    pub services: Backends,
 }
 
+/// Virtual IP → the addresses of the service's tasks in rotation.
+pub type Backends = BTreeMap<Ipv4Addr, Vec<Ipv4Addr>>;
+
+/// The packet mark of connections a task makes to its own service that
+/// land on itself (hairpin): masqueraded, so the replies come back
+/// through the bridge (kube-proxy's mark).
+const HAIRPIN_MARK: &str = "0x00004000";
+
 /// The ruleset text for `r`: replaces the table in one transaction.
+///
+/// The load balancer has kube-proxy's nftables layout: a verdict map from
+/// virtual IP to a chain per service, which picks one of its endpoint
+/// chains at random; an endpoint chain marks a hairpin connection and
+/// DNATs to the task. A VIP with no task in rotation is in the
+/// `no-endpoints` set, rejected (connection refused) rather than left to
+/// time out. A VIP forwards every port, as Swarm's do.
 pub fn ruleset(r: &Rules) -> String {
     let mut s = String::new();
     // Create-then-delete: the delete cannot fail on a missing table, and
@@ -36,17 +55,85 @@ pub fn ruleset(r: &Rules) -> String {
     let _ = writeln!(s, "table ip {TABLE}");
     let _ = writeln!(s, "delete table ip {TABLE}");
     let _ = writeln!(s, "table ip {TABLE} {{");
+    // Chains first: the maps name them.
+    let endpoints: BTreeSet<Ipv4Addr> = r.services.values().flatten().copied().collect();
+    for ep in &endpoints {
+        let _ = writeln!(s, "  chain ep-{ep} {{");
+        let _ = writeln!(s, "    ip saddr {ep} meta mark set meta mark | {HAIRPIN_MARK}");
+        let _ = writeln!(s, "    dnat to {ep}");
+        let _ = writeln!(s, "  }}");
+    }
+    for (vip, eps) in r.services.iter().filter(|(_, e)| !e.is_empty()) {
+        let _ = writeln!(s, "  chain svc-{vip} {{");
+        if let [one] = eps.as_slice() {
+            let _ = writeln!(s, "    goto ep-{one}");
+        } else {
+            let picks: Vec<String> = eps.iter().enumerate().map(|(i, ep)| format!("{i} : goto ep-{ep}")).collect();
+            let _ = writeln!(s, "    numgen random mod {} vmap {{ {} }}", eps.len(), picks.join(", "));
+        }
+        let _ = writeln!(s, "  }}");
+    }
+    let _ = writeln!(s, "  map services {{");
+    let _ = writeln!(s, "    type ipv4_addr : verdict");
+    let served: Vec<String> =
+        r.services.iter().filter(|(_, e)| !e.is_empty()).map(|(vip, _)| format!("{vip} : goto svc-{vip}")).collect();
+    if !served.is_empty() {
+        let _ = writeln!(s, "    elements = {{ {} }}", served.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  set no-endpoints {{");
+    let _ = writeln!(s, "    type ipv4_addr");
+    let empty: Vec<String> = r.services.iter().filter(|(_, e)| e.is_empty()).map(|(vip, _)| vip.to_string()).collect();
+    if !empty.is_empty() {
+        let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
+    // `dstnat` (-100) is a name nft takes for prerouting only.
+    for (chain, priority) in [("prerouting", "dstnat"), ("output", "-100")] {
+        let _ = writeln!(s, "  chain {chain} {{");
+        let _ = writeln!(s, "    type nat hook {chain} priority {priority}; policy accept;");
+        let _ = writeln!(s, "    ip daddr vmap @services");
+        let _ = writeln!(s, "  }}");
+    }
     let _ = writeln!(s, "  chain postrouting {{");
     let _ = writeln!(s, "    type nat hook postrouting priority srcnat; policy accept;");
+    let _ = writeln!(s, "    meta mark & {HAIRPIN_MARK} == {HAIRPIN_MARK} masquerade");
     let _ = writeln!(s, "    ip saddr {} ip daddr != {} masquerade", r.cidr, r.cidr);
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  chain forward {{");
     let _ = writeln!(s, "    type filter hook forward priority filter; policy accept;");
+    let _ = writeln!(s, "    ct state new ip daddr @no-endpoints reject");
     // Segments sized for the path's MTU (the overlay's is below the underlay's).
     let _ = writeln!(s, "    tcp flags syn / syn,rst tcp option maxseg size set rt mtu");
     let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  chain filter-output {{");
+    let _ = writeln!(s, "    type filter hook output priority filter; policy accept;");
+    let _ = writeln!(s, "    ct state new ip daddr @no-endpoints reject");
+    let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// Where the node image carries conntrack.
+pub const CONNTRACK: &str = "/usr/sbin/conntrack";
+
+/// Forgets the UDP flows to `vip` that went to `backend` (it left the
+/// rotation): without it, a client's flow keeps going to the old task for
+/// as long as it sends. TCP flows are left to end: a task leaving drains
+/// its connections before it is stopped, and a stopped one resets them.
+pub async fn forget_flows(vip: Ipv4Addr, backend: Ipv4Addr) -> Result<(), NetError> {
+    let bin = if std::path::Path::new(CONNTRACK).exists() { CONNTRACK } else { "conntrack" };
+    let out = tokio::process::Command::new(bin)
+        .args(["-D", "-p", "udp", "--orig-dst", &vip.to_string(), "--reply-src", &backend.to_string()])
+        .output()
+        .await
+        .map_err(|e| NetError::Nft(format!("running conntrack: {e} (is conntrack installed?)")))?;
+    // Exit 1 with "0 flow entries have been deleted" is not a failure.
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !err.contains("0 flow entries") {
+        return Err(NetError::Nft(format!("conntrack: {}", err.trim())));
+    }
+    Ok(())
 }
 
 /// Loads `text` with `nft -f -`.
@@ -77,21 +164,69 @@ mod tests {
 
     #[test]
     fn the_ruleset_is_the_golden_text() {
-        let r = Rules { cidr: "10.0.0.0/8".parse().unwrap() };
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let mut services = BTreeMap::new();
+        services.insert(ip("10.255.0.1"), vec![ip("10.0.0.2"), ip("10.0.1.3")]);
+        services.insert(ip("10.255.0.2"), vec![ip("10.0.1.4")]);
+        services.insert(ip("10.255.0.3"), vec![]);
+        let r = Rules { cidr: "10.0.0.0/8".parse().unwrap(), services };
         let want = "\
 table ip orc
 delete table ip orc
 table ip orc {
+  chain ep-10.0.0.2 {
+    ip saddr 10.0.0.2 meta mark set meta mark | 0x00004000
+    dnat to 10.0.0.2
+  }
+  chain ep-10.0.1.3 {
+    ip saddr 10.0.1.3 meta mark set meta mark | 0x00004000
+    dnat to 10.0.1.3
+  }
+  chain ep-10.0.1.4 {
+    ip saddr 10.0.1.4 meta mark set meta mark | 0x00004000
+    dnat to 10.0.1.4
+  }
+  chain svc-10.255.0.1 {
+    numgen random mod 2 vmap { 0 : goto ep-10.0.0.2, 1 : goto ep-10.0.1.3 }
+  }
+  chain svc-10.255.0.2 {
+    goto ep-10.0.1.4
+  }
+  map services {
+    type ipv4_addr : verdict
+    elements = { 10.255.0.1 : goto svc-10.255.0.1, 10.255.0.2 : goto svc-10.255.0.2 }
+  }
+  set no-endpoints {
+    type ipv4_addr
+    elements = { 10.255.0.3 }
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr vmap @services
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    ip daddr vmap @services
+  }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
+    meta mark & 0x00004000 == 0x00004000 masquerade
     ip saddr 10.0.0.0/8 ip daddr != 10.0.0.0/8 masquerade
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
+    ct state new ip daddr @no-endpoints reject
     tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+  }
+  chain filter-output {
+    type filter hook output priority filter; policy accept;
+    ct state new ip daddr @no-endpoints reject
   }
 }
 ";
         assert_eq!(ruleset(&r), want);
+        // No services: empty map and set, no elements lines.
+        let bare = ruleset(&Rules { cidr: r.cidr, services: BTreeMap::new() });
+        assert!(!bare.contains("elements") && bare.contains("map services"), "{bare}");
     }
 }

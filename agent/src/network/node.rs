@@ -16,6 +16,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
 
+use super::dns::{self, Names};
 use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
 use super::{netns, nft, overlay, NetError};
@@ -82,6 +83,12 @@ pub struct NodeNetwork {
     ready: watch::Sender<Option<(SubnetLease, u32)>>,
     addresses: Mutex<Option<Addresses>>,
     status: Mutex<Status>,
+    /// The names the DNS server answers (from the map's services).
+    names: watch::Sender<Arc<Names>>,
+    /// The DNS server, on the bridge's address.
+    dns: tokio::sync::Mutex<Option<dns::Server>>,
+    /// The services' backends last loaded.
+    loaded: Mutex<Option<nft::Backends>>,
     /// Where `health` reads the status.
     state: Arc<NodeState>,
 }
@@ -99,6 +106,9 @@ impl NodeNetwork {
             ready: watch::Sender::new(None),
             addresses: Mutex::new(addresses),
             status: Mutex::default(),
+            names: watch::Sender::new(Arc::default()),
+            dns: tokio::sync::Mutex::new(None),
+            loaded: Mutex::new(None),
             state,
         });
         tokio::spawn(n.clone().reconcile_loop());
@@ -162,6 +172,9 @@ impl NodeNetwork {
 
     /// Makes the node's devices, entries and rules what `map` says.
     async fn reconcile(&self, me: &str, map: &NetworkMap) -> Result<Status, NetError> {
+        // Names first: an answer follows the rotation without waiting for
+        // the devices.
+        self.names.send_replace(Arc::new(Names::new(&map.services)));
         let Some(pool) = map.pool else { return Ok(Status::Off) };
         let Some(mine) = map.leases.iter().find(|l| l.node == me && l.network == DEFAULT_NETWORK) else {
             return Ok(Status::NoLease);
@@ -180,10 +193,45 @@ impl NodeNetwork {
         if removed > 0 {
             tracing::info!(removed, "overlay entries of nodes gone removed");
         }
-        nft::load(&nft::ruleset(&nft::Rules { cidr: pool.cidr })).await?;
+        self.serve_dns(gateway).await?;
+        self.balance(pool.cidr, map).await?;
         self.adopt(mine)?;
         self.ready.send_replace(Some((mine.clone(), bridge.index)));
         Ok(Status::Ready { subnet: mine.subnet, peers: want.routes.len() })
+    }
+
+    /// Keeps the DNS server listening on the bridge's address `at`.
+    async fn serve_dns(&self, at: Ipv4Addr) -> Result<(), NetError> {
+        let mut dns = self.dns.lock().await;
+        if dns.as_ref().is_none_or(|d| d.addr != at) {
+            *dns = None;
+            *dns = Some(dns::Server::start(at, self.names.subscribe()).await?);
+        }
+        Ok(())
+    }
+
+    /// Loads the load balancer's rules for the map's services (the whole
+    /// table, at every pass: level-triggered), then forgets the UDP flows
+    /// of backends that left a service.
+    async fn balance(&self, cidr: Ipv4Net, map: &NetworkMap) -> Result<(), NetError> {
+        let services: nft::Backends = map
+            .services
+            .iter()
+            .filter_map(|s| Some((*s.vips.get(DEFAULT_NETWORK)?, s.endpoints.iter().map(|e| e.address).collect())))
+            .collect();
+        let text = nft::ruleset(&nft::Rules { cidr, services: services.clone() });
+        nft::load(&text).await?;
+        let before = crate::sync::lock(&self.loaded).replace(services.clone());
+        let Some(before) = before else { return Ok(()) };
+        for (vip, old) in &before {
+            let now = services.get(vip);
+            for gone in old.iter().filter(|b| now.is_none_or(|n| !n.contains(b))) {
+                if let Err(e) = nft::forget_flows(*vip, *gone).await {
+                    tracing::warn!(%vip, backend = %gone, error = %e, "forgetting the flows of a backend gone");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes `lease` as the node's: addresses kept from before when it is
@@ -239,6 +287,7 @@ impl NodeNetwork {
         let short: String = task.chars().take(12).collect();
         let (host, peer) = (format!("orc{short}"), format!("orp{short}"));
         links.veth_into(&host, &peer, &ns, bridge, bridge_mtu).await?;
+        hairpin(&host);
         let inside = Links::connect_in(&ns)?;
         inside.rename(&peer, "eth0").await?;
         inside.address("eth0", address, lease.subnet.prefix_len()).await?;
@@ -247,7 +296,8 @@ impl NodeNetwork {
         inside.default_route(Addresses::new(lease.subnet).gateway()).await?;
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv_conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
-        write(&resolv_conf, &super::files::resolv_conf(&node_resolv))?;
+        let dns = Addresses::new(lease.subnet).gateway();
+        write(&resolv_conf, &super::files::resolv_conf(&node_resolv, dns))?;
         write(&hosts, &super::files::hosts(hostname, address))?;
         tracing::info!(task, %address, "task attached to the overlay");
         Ok(Attachment { netns: ns, address, resolv_conf, hosts })
@@ -290,6 +340,16 @@ impl NodeNetwork {
                 let _ = self.save(Some(addrs));
             }
         }
+    }
+}
+
+/// Lets a task's connection to its own service's VIP come back to it
+/// through the bridge port it left by (the hairpin the load balancer's
+/// masquerade needs).
+fn hairpin(port: &str) {
+    let p = format!("/sys/class/net/{port}/brport/hairpin_mode");
+    if let Err(e) = std::fs::write(&p, "1") {
+        tracing::warn!(port, error = %e, "turning hairpin on: a task reaching its own service may land on itself and hang");
     }
 }
 

@@ -401,12 +401,28 @@ impl Executor {
         let stop = &t.spec.stop;
         let grace = Duration::from_millis(stop.grace_ms);
         match self.runtime.record(&name).await {
-            Ok(r) if r.status == Status::Running => match self.runtime.stop(&r.id, stop.signal_number(), grace).await {
-                Ok(r) => exited(&t.id, &r, true),
-                Err(e) => TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Shutdown, "stopping failed") },
-            },
+            Ok(r) if r.status == Status::Running => {
+                self.drain(t).await;
+                match self.runtime.stop(&r.id, stop.signal_number(), grace).await {
+                    Ok(r) => exited(&t.id, &r, true),
+                    Err(e) => {
+                        TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Shutdown, "stopping failed") }
+                    }
+                }
+            }
             Ok(r) => exited(&t.id, &r, true),
             Err(_) => status(&t.id, TaskState::Shutdown, "never started"),
+        }
+    }
+
+    /// Waits while a task of a service on the overlay drains: the managers
+    /// took it out of the rotation as they decided to stop it, every node
+    /// hears of that within the drain period, and its connections end.
+    async fn drain(&self, t: &Task) {
+        let on_overlay = self.network.as_ref().is_some_and(|n| n.address_of(&t.id).is_some());
+        if on_overlay && !t.spec.mode.job() && t.spec.stop.drain_ms > 0 {
+            tracing::debug!(task = %t.id, drain_ms = t.spec.stop.drain_ms, "draining before the stop signal");
+            tokio::time::sleep(Duration::from_millis(t.spec.stop.drain_ms)).await;
         }
     }
 
@@ -606,7 +622,7 @@ mod tests {
         let mut t = task("p1", "busybox", TaskState::Running);
         t.spec.health =
             HealthChecks { liveness: Some(probe("/alive")), readiness: Some(probe("/ready")), ..Default::default() };
-        t.spec.stop = crate::cluster::objects::StopPolicy { signal: "SIGQUIT".into(), grace_ms: 1234 };
+        t.spec.stop = crate::cluster::objects::StopPolicy { signal: "SIGQUIT".into(), grace_ms: 1234, drain_ms: 0 };
         rt.files.lock().unwrap().push("test -f /alive".into());
         ex.assign(vec![t.clone()]).await;
         until(&ex, "p1", TaskState::Running).await;

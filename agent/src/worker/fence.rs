@@ -48,7 +48,7 @@ pub async fn run(ex: Arc<Executor>, contact: Arc<Contact>) {
         for (id, container) in ex.running(|s| s.stateful) {
             let why = format!("fenced: no answer from the managers for {} s", silent.as_secs());
             tracing::warn!(task = %id, %why, "stopping a stateful task");
-            let kill = StopPolicy { signal: "SIGKILL".into(), grace_ms: 0 };
+            let kill = StopPolicy { signal: "SIGKILL".into(), grace_ms: 0, drain_ms: 0 };
             ex.fail(&id, &container, why, Some(kill)).await;
         }
     }

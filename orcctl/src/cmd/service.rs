@@ -91,6 +91,9 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(g) = &f.stop_grace_period {
         s.stop_grace_ms = Some(parse_duration(g)?);
     }
+    if let Some(d) = &f.stop_drain {
+        s.stop_drain_ms = Some(parse_duration(d)?);
+    }
     if let Some(sig) = &f.stop_signal {
         s.stop_signal = sig.clone();
     }
@@ -209,7 +212,7 @@ fn service_json(s: &Service) -> serde_json::Value {
     json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
         "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
         "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "network": spec.network, "spec_version": s.spec_version,
-        "created_ms": s.created_ms, "updated_ms": s.updated_ms,
+        "created_ms": s.created_ms, "updated_ms": s.updated_ms, "vips": s.vips,
         "spec": spec_json(&spec),
         "autoscale_status": s.autoscale_status.as_ref().map(autoscale_status_json),
         "cron_status": s.cron_status.as_ref().map(|c| json!({"last_schedule_ms": c.last_schedule_ms, "run": c.run,
@@ -240,7 +243,7 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "labels": spec.labels,
         "health": spec.health.as_ref().map(health_json),
         "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
-        "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal,
+        "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal, "stop_drain_ms": spec.stop_drain_ms,
         "cron": spec.cron.as_ref().map(|c| json!({"schedule": c.schedule, "time_zone": c.time_zone,
             "concurrency": c.concurrency, "starting_deadline_ms": c.starting_deadline_ms,
             "success_history": c.success_history, "failed_history": c.failed_history, "suspend": c.suspend}))});

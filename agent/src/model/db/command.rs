@@ -30,6 +30,9 @@ pub enum Kind {
     JoinTokens,
     /// A node's subnet on a network, at `<network>/<node>`.
     Lease,
+    /// A virtual IP → the id of the service holding it, at
+    /// `<network>/<address>`: claimed in the same entry as the service.
+    Vip,
 }
 
 impl Kind {
@@ -45,6 +48,7 @@ impl Kind {
             Self::Settings => "settings",
             Self::JoinTokens => "join-tokens",
             Self::Lease => "lease",
+            Self::Vip => "vip",
         }
     }
 }
@@ -87,6 +91,8 @@ pub enum Object {
     Settings(Settings),
     JoinTokens(Tokens),
     Lease(Arc<SubnetLease>),
+    /// The id of the service holding the virtual IP.
+    Vip(String),
 }
 
 impl Object {
@@ -102,6 +108,7 @@ impl Object {
             Self::Settings(_) => Kind::Settings,
             Self::JoinTokens(_) => Kind::JoinTokens,
             Self::Lease(_) => Kind::Lease,
+            Self::Vip(_) => Kind::Vip,
         }
     }
 }

@@ -86,6 +86,7 @@ fn object(key: &Key, v: serde_json::Value) -> Result<Object, LegacyError> {
         Kind::JoinTokens => Object::JoinTokens(parse(key, v)?),
         // Leases came after the JSON store: no old table holds them.
         Kind::Lease => return Err(LegacyError::UnknownTable { table: "leases".into(), id: key.id.clone() }),
+        Kind::Vip => return Err(LegacyError::UnknownTable { table: "vips".into(), id: key.id.clone() }),
     })
 }
 

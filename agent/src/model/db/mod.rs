@@ -49,6 +49,8 @@ pub struct ClusterState {
     pub revoked_certs: Table<RevokedCert>,
     /// Subnet leases by `<network>/<node>`.
     pub leases: Table<SubnetLease>,
+    /// Virtual IPs by `<network>/<address>` → the service holding each.
+    pub vips: imbl::OrdMap<String, String>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -207,6 +209,9 @@ impl ClusterState {
             Object::Lease(l) => {
                 self.leases.insert(id.to_string(), l);
             }
+            Object::Vip(s) => {
+                self.vips.insert(id.to_string(), s);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -255,6 +260,9 @@ impl ClusterState {
             Kind::Lease => {
                 self.leases.remove(id);
             }
+            Kind::Vip => {
+                self.vips.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -295,6 +303,9 @@ impl ClusterState {
         }
         for (id, v) in &self.leases {
             push(Kind::Lease, id, Object::Lease(v.clone()));
+        }
+        for (id, v) in &self.vips {
+            push(Kind::Vip, id, Object::Vip(v.clone()));
         }
         Image { version: self.version, objects }
     }

@@ -1,0 +1,263 @@
+//! The node's DNS server for its tasks (Docker's embedded DNS, Kubernetes'
+//! cluster DNS): it listens on the bridge's address, where every task's
+//! resolv.conf points, and answers from the services the node was sent —
+//!
+//! - `<service>` and `<service>.<network>`: the service's virtual IP,
+//! - `tasks.<service>`: the addresses of its tasks in rotation,
+//! - `<slot>.<service>`: a stateful service's task of that slot,
+//!
+//! with short TTLs, so an answer changes as soon as the node hears of a
+//! task becoming ready or going away. Other names go to the node's own
+//! resolvers. The protocol (UDP, TCP, truncation) is hickory-server's.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::proto::op::{Message, Metadata, ResponseCode};
+use hickory_server::proto::rr::rdata::A;
+use hickory_server::proto::rr::{RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::sync::watch;
+
+use super::NetError;
+use crate::model::objects::{ServiceEndpoints, DEFAULT_NETWORK};
+
+/// A virtual IP does not change while its service lives.
+const VIP_TTL: u32 = 5;
+/// Task addresses change with the rotation: not to be cached.
+const TASK_TTL: u32 = 0;
+/// How long an upstream resolver is given.
+const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
+
+/// The names a node answers, from the services it was sent.
+#[derive(Debug, Default)]
+pub struct Names {
+    by_name: HashMap<String, Arc<ServiceEndpoints>>,
+}
+
+/// What a name is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// A cluster name: these addresses (none: the name exists, no task is in rotation).
+    Cluster { addresses: Vec<Ipv4Addr>, ttl: u32 },
+    /// Not a cluster name: the node's resolvers answer it.
+    Forward,
+}
+
+impl Names {
+    pub fn new<'a>(services: impl IntoIterator<Item = &'a ServiceEndpoints>) -> Self {
+        let by_name = services.into_iter().map(|s| (s.name.clone(), Arc::new(s.clone()))).collect();
+        Self { by_name }
+    }
+
+    /// What `name` (any case, with or without the final dot) is.
+    pub fn answer(&self, name: &str) -> Answer {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = name.strip_suffix(&format!(".{DEFAULT_NETWORK}")).unwrap_or(&name);
+        if let Some(s) = self.by_name.get(name) {
+            return match s.vips.get(DEFAULT_NETWORK) {
+                Some(vip) => Answer::Cluster { addresses: vec![*vip], ttl: VIP_TTL },
+                None => tasks(s),
+            };
+        }
+        if let Some(s) = name.strip_prefix("tasks.").and_then(|n| self.by_name.get(n)) {
+            return tasks(s);
+        }
+        if let Some((slot, service)) = name.split_once('.') {
+            if let (Ok(slot), Some(s)) = (slot.parse::<u64>(), self.by_name.get(service)) {
+                if s.stateful {
+                    let addresses = s.endpoints.iter().filter(|e| e.slot == slot).map(|e| e.address).collect();
+                    return Answer::Cluster { addresses, ttl: TASK_TTL };
+                }
+            }
+        }
+        Answer::Forward
+    }
+}
+
+fn tasks(s: &ServiceEndpoints) -> Answer {
+    Answer::Cluster { addresses: s.endpoints.iter().map(|e| e.address).collect(), ttl: TASK_TTL }
+}
+
+/// The node's resolvers, from its resolv.conf text.
+pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+struct Handler {
+    names: watch::Receiver<Arc<Names>>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        mut response: R,
+    ) -> ResponseInfo {
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let req = &request.metadata;
+        let Ok(info) = request.request_info() else {
+            return send(&mut response, builder.error_msg(req, ResponseCode::FormErr), req).await;
+        };
+        let name = info.query.original().name().clone();
+        let names = self.names.borrow().clone();
+        let answer = names.answer(&name.to_ascii());
+        match answer {
+            Answer::Cluster { addresses, ttl } => {
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.authoritative = true;
+                meta.recursion_available = true;
+                // Other types of a cluster name: no records, but the name exists.
+                let records: Vec<Record> = if info.query.query_type() == RecordType::A {
+                    addresses.iter().map(|a| Record::from_rdata(name.clone(), ttl, RData::A(A(*a)))).collect()
+                } else {
+                    Vec::new()
+                };
+                send(&mut response, builder.build(meta, records.iter(), &[], &[], &[]), req).await
+            }
+            Answer::Forward => match forward(request.as_slice()).await {
+                Some(m) => {
+                    let mut meta = m.metadata;
+                    meta.id = request.metadata.id;
+                    let built = builder.build(meta, &m.answers, &m.authorities, &[], &m.additionals);
+                    send(&mut response, built, req).await
+                }
+                None => send(&mut response, builder.error_msg(req, ResponseCode::ServFail), req).await,
+            },
+        }
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    response: &mut R,
+    message: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    request: &Metadata,
+) -> ResponseInfo {
+    match response.send_response(message).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(error = %e, "sending a DNS answer");
+            let mut m = Metadata::response_from_request(request);
+            m.response_code = ResponseCode::ServFail;
+            hickory_server::proto::op::Header { metadata: m, counts: Default::default() }.into()
+        }
+    }
+}
+
+/// Asks the node's resolvers, in turn, over UDP.
+async fn forward(query: &[u8]) -> Option<Message> {
+    let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for up in upstreams(&conf) {
+        let bind: SocketAddr = if up.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let Ok(sock) = tokio::net::UdpSocket::bind(bind).await else { continue };
+        if sock.send_to(query, up).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(UPSTREAM_WAIT, sock.recv(&mut buf)).await {
+            Ok(Ok(n)) => match Message::from_vec(&buf[..n]) {
+                Ok(m) => return Some(m),
+                Err(e) => tracing::debug!(upstream = %up, error = %e, "an upstream's answer did not parse"),
+            },
+            _ => tracing::debug!(upstream = %up, "an upstream resolver did not answer"),
+        }
+    }
+    None
+}
+
+/// A DNS server on `addr:53` (UDP and TCP), answering from `names`;
+/// stopped when dropped.
+pub struct Server {
+    pub addr: Ipv4Addr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    pub async fn start(addr: Ipv4Addr, names: watch::Receiver<Arc<Names>>) -> Result<Self, NetError> {
+        let sa = SocketAddr::from((addr, 53));
+        let err = |e: std::io::Error| NetError::State(format!("DNS server on {sa}: {e}"));
+        let udp = tokio::net::UdpSocket::bind(sa).await.map_err(err)?;
+        let tcp = tokio::net::TcpListener::bind(sa).await.map_err(err)?;
+        let mut server = hickory_server::Server::new(Handler { names });
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.block_until_done().await {
+                tracing::warn!(error = %e, "DNS server ended");
+            }
+        });
+        tracing::info!(%sa, "DNS server for tasks listening");
+        Ok(Self { addr, task })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::objects::Endpoint;
+
+    fn svc(name: &str, vip: Option<&str>, stateful: bool, eps: &[(u64, &str)]) -> ServiceEndpoints {
+        ServiceEndpoints {
+            id: format!("id-{name}"),
+            name: name.into(),
+            vips: vip.map(|v| (DEFAULT_NETWORK.to_string(), v.parse().unwrap())).into_iter().collect(),
+            stateful,
+            endpoints: eps
+                .iter()
+                .map(|(slot, a)| Endpoint { task: format!("t{slot}"), slot: *slot, address: a.parse().unwrap() })
+                .collect(),
+        }
+    }
+
+    fn addrs(a: Answer) -> Vec<String> {
+        match a {
+            Answer::Cluster { addresses, .. } => addresses.iter().map(|a| a.to_string()).collect(),
+            Answer::Forward => vec!["forward".into()],
+        }
+    }
+
+    #[test]
+    fn service_names_answer_their_vip_tasks_and_slots() {
+        let web = svc("web", Some("10.255.0.1"), false, &[(1, "10.0.0.2"), (2, "10.0.1.3")]);
+        let db = svc("db", Some("10.255.0.2"), true, &[(1, "10.0.0.5"), (2, "10.0.1.6")]);
+        let idle = svc("idle", Some("10.255.0.3"), false, &[]);
+        let n = Names::new([&web, &db, &idle]);
+        assert_eq!(addrs(n.answer("web")), ["10.255.0.1"]);
+        assert_eq!(addrs(n.answer("WEB.default.")), ["10.255.0.1"], "any case, the network, a final dot");
+        assert_eq!(n.answer("web"), Answer::Cluster { addresses: vec!["10.255.0.1".parse().unwrap()], ttl: VIP_TTL });
+        assert_eq!(addrs(n.answer("tasks.web")), ["10.0.0.2", "10.0.1.3"]);
+        assert_eq!(addrs(n.answer("tasks.idle")), Vec::<String>::new(), "known, none ready");
+        assert_eq!(addrs(n.answer("2.db")), ["10.0.1.6"]);
+        assert_eq!(addrs(n.answer("2.web")), ["forward"], "slots of stateful services only");
+        assert_eq!(addrs(n.answer("example.org")), ["forward"]);
+        assert_eq!(addrs(n.answer("tasks.nope")), ["forward"]);
+    }
+
+    #[test]
+    fn upstreams_are_the_nameservers_of_resolv_conf() {
+        let u = upstreams("search lan\nnameserver 10.0.2.3\nnameserver 127.0.0.53\nnameserver bogus\n");
+        assert_eq!(u, ["10.0.2.3:53".parse().unwrap(), "127.0.0.53:53".parse().unwrap()]);
+    }
+}
