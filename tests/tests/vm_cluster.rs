@@ -228,6 +228,49 @@ fn five_vms_keep_ten_replicas_through_failures() {
         let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
         assert!(out.contains(oci::INDEX_HTML), "TCP over the overlay to {addr}: {out}");
     }
+
+    // A two-tier app: from node 1's hello task, `who` found by name and
+    // reached through its VIP; scaled 1 → 5, requests spread over the VMs.
+    let serve = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w";
+    c.ok(&["service", "create", "--name", "who", &image_ref, "--", "sh", "-c", serve]);
+    let vip = c.json(&["service", "inspect", "who"])["vips"]["default"].as_str().unwrap().to_string();
+    let in_task = |script: &str| {
+        let (ok, out, _) = c.ctl(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", script]);
+        if ok {
+            out
+        } else {
+            String::new()
+        }
+    };
+    wait_for("who's name answering its VIP in a task", SETTLE, || {
+        in_task("nslookup who").contains(&format!("Address: {vip}"))
+    });
+    c.ok(&["service", "scale", "who=5"]);
+    wait_for("5 who tasks running", SETTLE, || {
+        c.json(&["service", "ps", "who", "--running"])
+            .as_array()
+            .is_some_and(|t| t.iter().filter(|t| t["state"] == "running" && t["health"] == "ready").count() == 5)
+    });
+    let nodes: std::collections::BTreeSet<String> = c
+        .json(&["service", "ps", "who", "--running"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["node_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(nodes.len() >= 3, "who spread over the VMs: {nodes:?}");
+    // Every node has heard of the five once the name lists them.
+    wait_for("tasks.who listing five", Duration::from_secs(30), || {
+        in_task("nslookup tasks.who").matches("Address: 10.").count() >= 5
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {vip} 80");
+        let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
+        seen.insert(out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_string());
+    }
+    assert!(seen.len() >= 3, "20 requests through who's VIP reached {seen:?}");
+    c.ok(&["service", "rm", "who"]);
     c.ok(&["service", "rm", "hello"]);
 
     // A worker VM dies: its tasks run again on the four others.

@@ -209,6 +209,7 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         probe: t.probe.clone(),
         run: t.run,
         address: t.address.map(|a| a.to_string()).unwrap_or_default(),
+        ready_ms: t.ready_ms,
     }
 }
 

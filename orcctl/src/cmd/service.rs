@@ -293,7 +293,7 @@ fn task_json(t: &Task) -> serde_json::Value {
     json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
         "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
-        "health": t.health, "probe": t.probe, "run": t.run, "address": t.address})
+        "health": t.health, "probe": t.probe, "run": t.run, "address": t.address, "ready_ms": t.ready_ms})
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {
