@@ -61,6 +61,18 @@ pub struct Networks {
 }
 
 impl Networks {
+    /// Whether task `task` of service `service` changed in a way its
+    /// service's entry shows: it came into or left the rotation, or its
+    /// address changed. Most task changes (placements, reports of tasks
+    /// not yet ready) do not, and cost one lookup rather than a pass over
+    /// the service's tasks.
+    fn moves_rotation(&self, state: &crate::model::db::ClusterState, service: &str, task: &str) -> bool {
+        let now = state.tasks.get(task).filter(|t| super::endpoints::in_rotation(t)).and_then(|t| t.address);
+        let was =
+            self.services.get(service).and_then(|s| s.endpoints.iter().find(|e| e.task == task)).map(|e| e.address);
+        now != was
+    }
+
     /// `self` with the entries of `dirty` services (all with None) made
     /// anew from `state`; an entry that did not change keeps its `Arc`,
     /// which sessions compare to tell what to send.
@@ -204,11 +216,14 @@ impl Fanout {
                 let (mut all, mut deny_dirty) = (feed.is_none(), feed.is_none());
                 let mut net_dirty = feed.is_none();
                 let (mut tasks, mut nodes, mut services) = (Vec::new(), HashSet::new(), HashSet::new());
+                let sent = self.network.borrow().clone();
                 for c in feed.iter().flatten() {
                     match c.key.kind {
                         Kind::Task => {
                             tasks.push((c.key.id.as_str(), &c.nodes));
-                            services.insert(c.service.as_str());
+                            if sent.moves_rotation(&state, &c.service, &c.key.id) {
+                                services.insert(c.service.as_str());
+                            }
                         }
                         Kind::Service => {
                             services.insert(c.key.id.as_str());

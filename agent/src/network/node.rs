@@ -31,9 +31,19 @@ const LEASE_WAIT: Duration = Duration::from_secs(30);
 const RESYNC: Duration = Duration::from_secs(10);
 /// After a failure, the reconciler tries again this soon.
 const RETRY: Duration = Duration::from_secs(2);
+/// After a change, the reconciler waits this long for more before it
+/// programs (a burst of changes is one pass: kube-proxy's min sync period,
+/// shorter).
+const MIN_SYNC: Duration = Duration::from_millis(100);
 
 fn vxlan_name(vni: u32) -> String {
     format!("orc-vx{vni}")
+}
+
+/// The rules last loaded: their text and the services' backends.
+struct Loaded {
+    text: String,
+    backends: nft::Backends,
 }
 
 /// What a task is given on the overlay.
@@ -87,8 +97,8 @@ pub struct NodeNetwork {
     names: watch::Sender<Arc<Names>>,
     /// The DNS server, on the bridge's address.
     dns: tokio::sync::Mutex<Option<dns::Server>>,
-    /// The services' backends last loaded.
-    loaded: Mutex<Option<nft::Backends>>,
+    /// The rules last loaded.
+    loaded: Mutex<Option<Loaded>>,
     /// Where `health` reads the status.
     state: Arc<NodeState>,
 }
@@ -142,19 +152,34 @@ impl NodeNetwork {
     async fn reconcile_loop(self: Arc<Self>) {
         let mut rx = self.map.subscribe();
         self.modules_loaded().await;
+        // The leases the devices were last programmed for, and when.
+        let mut programmed: Option<(NetworkMap, std::time::Instant)> = None;
         loop {
             let map = rx.borrow_and_update().clone();
-            let next = match self.reconcile(&map.0, &map.1).await {
+            // Devices and overlay entries when the pool or the leases
+            // changed, and at every resync; rules and names at every pass.
+            let devices = programmed
+                .as_ref()
+                .is_none_or(|(m, at)| m.pool != map.1.pool || m.leases != map.1.leases || at.elapsed() >= RESYNC);
+            let next = match self.reconcile(&map.0, &map.1, devices).await {
                 Ok(s) => {
+                    if devices && matches!(s, Status::Ready { .. }) {
+                        let leases =
+                            NetworkMap { pool: map.1.pool, leases: map.1.leases.clone(), ..Default::default() };
+                        programmed = Some((leases, std::time::Instant::now()));
+                    }
                     self.set_status(s);
                     RESYNC
                 }
                 Err(e) => {
+                    programmed = None;
                     self.set_status(Status::Failed(e.to_string()));
                     RETRY
                 }
             };
-            let _ = tokio::time::timeout(next, rx.changed()).await;
+            if tokio::time::timeout(next, rx.changed()).await.is_ok() {
+                tokio::time::sleep(MIN_SYNC).await;
+            }
         }
     }
 
@@ -171,7 +196,7 @@ impl NodeNetwork {
     }
 
     /// Makes the node's devices, entries and rules what `map` says.
-    async fn reconcile(&self, me: &str, map: &NetworkMap) -> Result<Status, NetError> {
+    async fn reconcile(&self, me: &str, map: &NetworkMap, devices: bool) -> Result<Status, NetError> {
         // Names first: an answer follows the rotation without waiting for
         // the devices.
         self.names.send_replace(Arc::new(Names::new(&map.services)));
@@ -179,11 +204,18 @@ impl NodeNetwork {
         let Some(mine) = map.leases.iter().find(|l| l.node == me && l.network == DEFAULT_NETWORK) else {
             return Ok(Status::NoLease);
         };
+        let gateway = Addresses::new(mine.subnet).gateway();
+        let programmed = self.ready.borrow().as_ref().is_some_and(|(l, _)| l == mine);
+        if !devices && programmed {
+            self.serve_dns(gateway).await?;
+            self.balance(pool.cidr, map, false).await?;
+            let peers = map.leases.iter().filter(|l| l.network == DEFAULT_NETWORK && l.node != me).count();
+            return Ok(Status::Ready { subnet: mine.subnet, peers });
+        }
         let links = Links::connect()?;
         let mtu = underlay_mtu(mine.underlay)?.saturating_sub(VXLAN_OVERHEAD);
         forwarding()?;
         let bridge = links.bridge(BRIDGE, mtu).await?;
-        let gateway = Addresses::new(mine.subnet).gateway();
         links.address(BRIDGE, gateway, mine.subnet.prefix_len()).await?;
         let vx = vxlan_name(DEFAULT_VNI);
         let dev = links.vxlan(&vx, DEFAULT_VNI, mine.underlay, overlay::vtep_mac(mine.subnet), mtu).await?;
@@ -194,7 +226,7 @@ impl NodeNetwork {
             tracing::info!(removed, "overlay entries of nodes gone removed");
         }
         self.serve_dns(gateway).await?;
-        self.balance(pool.cidr, map).await?;
+        self.balance(pool.cidr, map, true).await?;
         self.adopt(mine)?;
         self.ready.send_replace(Some((mine.clone(), bridge.index)));
         Ok(Status::Ready { subnet: mine.subnet, peers: want.routes.len() })
@@ -211,19 +243,23 @@ impl NodeNetwork {
     }
 
     /// Loads the load balancer's rules for the map's services (the whole
-    /// table, at every pass: level-triggered), then forgets the UDP flows
-    /// of backends that left a service.
-    async fn balance(&self, cidr: Ipv4Net, map: &NetworkMap) -> Result<(), NetError> {
+    /// table: level-triggered) when they differ from those loaded, or with
+    /// `force` (at every resync), then forgets the UDP flows of backends
+    /// that left a service.
+    async fn balance(&self, cidr: Ipv4Net, map: &NetworkMap, force: bool) -> Result<(), NetError> {
         let services: nft::Backends = map
             .services
             .iter()
             .filter_map(|s| Some((*s.vips.get(DEFAULT_NETWORK)?, s.endpoints.iter().map(|e| e.address).collect())))
             .collect();
         let text = nft::ruleset(&nft::Rules { cidr, services: services.clone() });
+        if !force && crate::sync::lock(&self.loaded).as_ref().is_some_and(|l| l.text == text) {
+            return Ok(());
+        }
         nft::load(&text).await?;
-        let before = crate::sync::lock(&self.loaded).replace(services.clone());
+        let before = crate::sync::lock(&self.loaded).replace(Loaded { text, backends: services.clone() });
         let Some(before) = before else { return Ok(()) };
-        for (vip, old) in &before {
+        for (vip, old) in &before.backends {
             let now = services.get(vip);
             for gone in old.iter().filter(|b| now.is_none_or(|n| !n.contains(b))) {
                 if let Err(e) = nft::forget_flows(*vip, *gone).await {
