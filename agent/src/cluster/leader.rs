@@ -84,7 +84,8 @@ pub async fn run(cluster: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements
                 continue;
             }
             let nodes: Vec<String> = s.sm.applied.read().await.state.nodes.keys().cloned().collect();
-            liveness.reset(nodes.into_iter());
+            let me = nodes.iter().find(|n| crate::raft::raft_id(n).is_ok_and(|id| id == s.id)).cloned();
+            liveness.reset(nodes.into_iter(), me);
             autoscaler.reset();
             seen = None;
             tracing::info!("leading: orchestrating and scheduling");

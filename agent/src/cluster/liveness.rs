@@ -6,6 +6,14 @@
 //! leader that did not run for a while itself (a loaded VM, a stopped
 //! process, a host under swap) heard nobody meanwhile: that silence is its
 //! own, so it is forgiven ([`watch_stalls`]) rather than blamed on the nodes.
+//!
+//! The leader also hears its own node, whose heartbeats cross no network.
+//! When those are late too, the leader's dispatch path is what is slow (a
+//! starved process that still ticks): nobody is judged while its own node
+//! is silent, and once it is heard again that silence is forgiven to all,
+//! as Kubernetes' node controller stops evicting when every node of a zone
+//! goes quiet at once. Bounded by [`SELF_HOLD_MAX`], so a leader whose own
+//! session is broken still judges the others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +29,10 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// old leader (heartbeat timeout) and reconnecting (session open) must not
 /// be called down.
 const ELECTION_EXTRA: Duration = Duration::from_secs(15);
+/// The leader's own node silent this long: its dispatch path is slow.
+const SELF_LATE: Duration = Duration::from_millis(2500);
+/// At most this long is judgement held for the leader's own silence.
+const SELF_HOLD_MAX: Duration = Duration::from_secs(30);
 /// How often [`watch_stalls`] looks at the clock.
 const STALL_TICK: Duration = Duration::from_millis(250);
 /// Later than this past its tick, this process was not running.
@@ -32,6 +44,8 @@ pub struct Liveness {
     seen: Mutex<HashMap<String, Instant>>,
     /// When this process last looked at the clock ([`Self::catch_up`]).
     ticked: Mutex<Option<Instant>>,
+    /// The leader's own node (set at [`Self::reset`]).
+    me: Mutex<Option<String>>,
 }
 
 impl Liveness {
@@ -41,22 +55,44 @@ impl Liveness {
 
     pub fn heard(&self, node: &str) {
         let now = Instant::now();
-        let mut seen = self.lock();
-        match seen.get_mut(node) {
-            Some(t) => *t = now,
-            None => {
-                seen.insert(node.to_string(), now);
+        let mine = crate::sync::lock(&self.me).as_deref() == Some(node);
+        let late = {
+            let mut seen = self.lock();
+            match seen.get_mut(node) {
+                Some(t) => std::mem::replace(t, now),
+                None => {
+                    seen.insert(node.to_string(), now);
+                    now
+                }
             }
+        };
+        let own_silence = now.saturating_duration_since(late);
+        if mine && (SELF_LATE..SELF_HOLD_MAX).contains(&own_silence) {
+            tracing::warn!(
+                silent_ms = own_silence.as_millis() as u64,
+                "the leader's own node was silent too: node silence over that time is forgiven"
+            );
+            self.forgive(own_silence.saturating_sub(super::dispatcher::HEARTBEAT));
         }
     }
 
     /// On election: everyone gets a full grace period, plus the time to
-    /// notice the old leader is gone and find the new one.
-    pub fn reset(&self, nodes: impl Iterator<Item = String>) {
+    /// notice the old leader is gone and find the new one. `me` is the
+    /// leader's own node.
+    pub fn reset(&self, nodes: impl Iterator<Item = String>, me: Option<String>) {
         let now = Instant::now() + ELECTION_EXTRA;
         let mut seen = self.lock();
         seen.clear();
         seen.extend(nodes.map(|n| (n, now)));
+        *crate::sync::lock(&self.me) = me;
+    }
+
+    /// Whether the leader's own node is silent long enough that nobody
+    /// should be judged now.
+    fn holding(&self, seen: &HashMap<String, Instant>) -> bool {
+        let me = crate::sync::lock(&self.me);
+        let silent = me.as_ref().and_then(|m| seen.get(m)).map(|t| t.elapsed()).unwrap_or_default();
+        (SELF_LATE..SELF_HOLD_MAX).contains(&silent)
     }
 
     /// This process did not run for `stalled`: nobody's silence over that
@@ -91,6 +127,9 @@ impl Liveness {
         self.catch_up();
         let seen = self.lock();
         let mut out = Vec::new();
+        if self.holding(&seen) {
+            return out;
+        }
         for n in v.nodes.values() {
             let silent = seen.get(&n.id).map(|t| t.elapsed()).unwrap_or(GRACE);
             let alive = silent < GRACE;
@@ -130,6 +169,26 @@ mod tests {
         let now = l.lock()["a"];
         l.catch_up();
         assert_eq!(l.lock()["a"], now);
+    }
+
+    #[test]
+    fn the_leaders_own_silence_holds_judgement_then_is_forgiven() {
+        let l = Liveness::default();
+        l.reset(["me".to_string(), "a".to_string()].into_iter(), Some("me".into()));
+        let ago = |s| Instant::now() - Duration::from_secs(s);
+        l.lock().insert("me".into(), ago(4));
+        l.lock().insert("a".into(), ago(6));
+        assert!(l.holding(&l.lock()), "its own node silent 4 s: nobody is judged");
+        // Heard again: the 4 s (less a heartbeat) are forgiven to all.
+        l.heard("me");
+        let a = l.lock()["a"];
+        assert!(a > ago(4) && a < ago(2), "a moved forward by about 3 s");
+        assert!(!l.holding(&l.lock()));
+        // A silence past the bound is not the leader's: others are judged.
+        l.lock().insert("me".into(), ago(60));
+        assert!(!l.holding(&l.lock()));
+        l.heard("me");
+        assert!(l.lock()["a"] == a, "nothing forgiven past the bound");
     }
 
     #[test]
