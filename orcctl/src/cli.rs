@@ -42,6 +42,10 @@ pub enum Command {
     /// Nodes of the cluster.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Networks tasks join: services on one reach each other by name;
+    /// tasks on different ones cannot talk.
+    #[command(subcommand)]
+    Network(NetworkCommand),
     /// People's access: certificates with a role (admin, operator, reader).
     #[command(subcommand)]
     User(UserCommand),
@@ -427,10 +431,11 @@ pub struct ServiceFlags {
     /// Replicated jobs: tasks running at once (default: all of --replicas).
     #[arg(long)]
     pub max_concurrent: Option<u64>,
-    /// overlay (default: each task in a namespace of its own on the
-    /// cluster's network) or host (the node's own network; admins only).
-    #[arg(long, value_parser = ["overlay", "host"])]
-    pub network: Option<String>,
+    /// A network its tasks join (repeatable, in order: the first holds
+    /// their default route and resolver; default: `default`), or `host`
+    /// for the node's own network (admins only).
+    #[arg(long)]
+    pub network: Vec<String>,
     /// A stable identity per slot (hostname <service>.<slot>), ordered
     /// start and stop, never two tasks of a slot at once (`--stateful=false` to drop).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -632,6 +637,32 @@ pub struct ServiceUpdate {
     pub resume: bool,
     #[command(flatten)]
     pub flags: ServiceFlags,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Make a network (its own VXLAN; addresses from the cluster's pool, or --subnet).
+    Create {
+        /// A DNS label: <service>.<network> resolves.
+        name: String,
+        /// A CIDR of its own (e.g. 172.30.0.0/16), outside the cluster's pool and the nodes' networks.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// With --subnet: the prefix length of each node's part (default: the pool's, 24).
+        #[arg(long)]
+        subnet_size: Option<u8>,
+        /// KEY=VALUE, repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Every network, `default` (the cluster's pool) first.
+    #[command(alias = "list")]
+    Ls,
+    /// A network with its subnet on each node and the tasks on it.
+    Inspect { network: String },
+    /// Remove a network no service uses.
+    #[command(alias = "remove")]
+    Rm { network: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -38,6 +38,7 @@
 //!   readiness: {http: {port: 8080, path: /ready}, interval: 2s}
 //!   liveness: {tcp: 8080}
 //! network_mode: host                # the node's network (admins); default: the overlay
+//! networks: [front, back]           # networks joined, in order; default: [default]
 //! stop_grace_period: 30s
 //! stop_drain_period: 2s
 //! stop_signal: SIGINT
@@ -77,6 +78,9 @@ pub struct File {
     stop_signal: Option<String>,
     /// Compose's `network_mode: host` (the default: the overlay).
     network_mode: Option<String>,
+    /// Compose's `networks` (a list of names).
+    #[serde(default)]
+    networks: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +245,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         stop_drain_ms: f.stop_drain_period.as_deref().map(parse_duration).transpose()?,
         stop_signal: f.stop_signal.unwrap_or_default(),
         network: f.network_mode.unwrap_or_default(),
+        networks: f.networks,
         name: f.name.unwrap_or_default(),
         image: f.image.unwrap_or_default(),
         command: list(f.entrypoint),

@@ -5,7 +5,7 @@
 //! outbound traffic masqueraded; generated hostname, /etc/hosts and
 //! /etc/resolv.conf; the node's interfaces out of sight; a node leaving
 //! takes its overlay entries off the others; addresses kept across an
-//! agent restart and never given twice.
+//! agent restart and never given twice; networks as objects, kept apart.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -145,6 +145,73 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     assert!(c.ctl(&["service", "rm", "who"]).ok);
 }
 
+/// Networks as objects: a service on `back` is found by name and reached
+/// through its VIP from a task joining `back` too, and is neither
+/// resolved nor reached from a task on `default` alone; a network in use
+/// is not removed, and is once unused.
+fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
+    let out = c.ctl(&["network", "create", "back", "--subnet", "172.30.0.0/16"]);
+    assert!(out.ok, "{}", out.stderr);
+    let again = c.ctl(&["network", "create", "back"]);
+    assert!(!again.ok && again.stderr.contains("exists"), "{}", again.stderr);
+    let ls = c.json(&["network", "ls"]);
+    let names: Vec<&str> = ls.as_array().unwrap().iter().filter_map(|n| n["name"].as_str()).collect();
+    assert_eq!(names, ["default", "back"]);
+    let nope = c.ctl(&["service", "create", "--name", "x", "--network", "nope", image, "--", "sleep", "1"]);
+    assert!(!nope.ok && nope.stderr.contains("orcctl network create nope"), "{}", nope.stderr);
+
+    let serve = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w";
+    let api =
+        ["service", "create", "--name", "api", "--replicas", "2", "--network", "back", image, "--", "sh", "-c", serve];
+    assert!(c.ctl(&api).ok);
+    let front = [
+        "service",
+        "create",
+        "--name",
+        "front",
+        "--network",
+        "back",
+        "--network",
+        "default",
+        image,
+        "--",
+        "sleep",
+        "3600",
+    ];
+    assert!(c.ctl(&front).ok);
+    c.wait(SETTLE, "api and front running", |c| running(c, "api").len() == 2 && running(c, "front").len() == 1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.ctl(&["service", "ps", "api"]).stdout));
+    let api_tasks = running(c, "api");
+    assert!(api_tasks.iter().all(|t| t.2.starts_with("172.30.")), "addresses from back's subnet: {api_tasks:?}");
+    let vip = c.json(&["service", "inspect", "api"])["vips"]["back"].as_str().unwrap().to_string();
+    assert!(vip.starts_with("172.30.255."), "{vip}");
+    let (_, fnode, _, fctr) = &running(c, "front")[0];
+    let (_, dev) = exec(c, fnode, fctr, &["cat", "/proc/net/dev"]);
+    assert!(dev.contains("eth1:"), "an interface per network: {dev}");
+    c.wait(Duration::from_secs(10), "api resolved on back", |c| lookup(c, fnode, fctr, "api") == [vip.clone()])
+        .unwrap();
+    assert_eq!(lookup(c, fnode, fctr, "api.back"), std::slice::from_ref(&vip));
+    let (ok, body) = get_from(c, fnode, fctr, &vip);
+    assert!(ok && !body.is_empty(), "through back's VIP: {body}");
+
+    // From default alone: no name, no route.
+    assert!(lookup(c, node0, ctr0, "api").is_empty(), "api resolved off its network");
+    for (_, _, addr, _) in &api_tasks {
+        let (ok, out) = exec(c, node0, ctr0, &["ping", "-c", "1", "-W", "2", addr]);
+        assert!(!ok, "ping across networks went through: {out}");
+        let (ok, body) = get_from(c, node0, ctr0, addr);
+        assert!(!ok || body.is_empty(), "TCP across networks went through: {body}");
+    }
+
+    let inspect = c.json(&["network", "inspect", "back"]);
+    assert_eq!(inspect["leases"].as_array().map(|l| l.len()), Some(3), "{inspect}");
+    assert_eq!(inspect["tasks"].as_array().map(|t| t.len()), Some(3), "{inspect}");
+    let rm = c.ctl(&["network", "rm", "back"]);
+    assert!(!rm.ok && rm.stderr.contains("in use by services api, front"), "{}", rm.stderr);
+    assert!(c.ctl(&["service", "rm", "api"]).ok && c.ctl(&["service", "rm", "front"]).ok);
+    c.wait(SETTLE, "back removed once unused", |c| c.ctl(&["network", "rm", "back"]).ok).unwrap();
+}
+
 /// Routes orc programmed on the VXLAN device in host `ns`.
 fn overlay_routes(ns: &str) -> Vec<String> {
     let o = Command::new("ip").args(["-n", ns, "route", "show", "dev", "orc-vx256"]).output().unwrap();
@@ -200,6 +267,7 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     assert!(ok && body.contains("200 OK"), "outbound to the LAN: {body}");
 
     services_by_name_and_vip(&c, &image, node0, ctr0);
+    networks_apart(&c, &image, node0, ctr0);
 
     // Its own identity and files; the node's interfaces out of sight.
     let (_, hostname) = exec(&c, node0, ctr0, &["hostname"]);

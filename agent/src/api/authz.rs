@@ -94,6 +94,11 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Services/Tasks", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Services/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Services/Rollback", Rule::AtLeast(Role::Operator)),
+    // Networks: made and removed with the services that use them.
+    ("/orc.cluster.v1.Networks/Create", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Networks/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Networks/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Networks/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Events", Rule::AtLeast(Role::Reader)),

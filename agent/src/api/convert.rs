@@ -67,6 +67,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         stateful: p.stateful,
         autoscale: autoscale_from_proto(p.autoscale),
         network,
+        networks: p.networks.iter().map(|n| n.trim().to_string()).collect(),
     };
     Ok(s)
 }
@@ -116,6 +117,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         stateful: s.stateful,
         autoscale: s.autoscale.as_ref().map(autoscale_to_proto),
         network: s.network.as_str().into(),
+        networks: s.networks().iter().map(|n| n.to_string()).collect(),
     }
 }
 
@@ -208,7 +210,8 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         health: t.health.as_str().into(),
         probe: t.probe.clone(),
         run: t.run,
-        address: t.address.map(|a| a.to_string()).unwrap_or_default(),
+        address: t.address().map(|a| a.to_string()).unwrap_or_default(),
+        addresses: t.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect(),
         ready_ms: t.ready_ms,
     }
 }

@@ -139,7 +139,7 @@ impl Dispatcher for DispatcherService {
                 exit_code: s.exit_code,
                 health: s.health,
                 probe: s.probe,
-                address: s.address,
+                addresses: s.addresses.into_iter().collect(),
             })
             .collect();
         let heard =

@@ -6,7 +6,7 @@
 //! - [`authz`]: the one authorization table and the tower layer enforcing it.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
-//! - [`cluster`], [`services`], [`nodes`]: `orc.cluster.v1` on any manager,
+//! - [`cluster`], [`services`], [`nodes`], [`networks`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
 //! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
 //! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages
@@ -25,6 +25,7 @@ mod convert_lifecycle;
 pub mod dispatcher;
 pub mod images;
 pub mod machine;
+pub mod networks;
 pub mod nodes;
 pub mod peer;
 pub mod server;

@@ -20,6 +20,7 @@ use super::peer::{Io, Peer, PeerStream};
 use crate::pki::role::identity_of;
 use crate::state::NodeState;
 use orc_proto::cluster::cluster_server::ClusterServer;
+use orc_proto::cluster::networks_server::NetworksServer;
 use orc_proto::cluster::nodes_server::NodesServer;
 use orc_proto::cluster::services_server::ServicesServer;
 use orc_proto::cluster::watch_server::WatchServer;
@@ -177,6 +178,7 @@ pub async fn run(
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
+        .add_service(NetworksServer::new(super::networks::NetworksService::new(state.clone())))
         .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
         .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(
             state.raft.clone(),

@@ -5,7 +5,7 @@
 //! this is what it does.
 
 use crate::fields::truncate;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -280,8 +280,8 @@ pub struct TaskReport {
     pub health: String,
     /// The last probe failure.
     pub probe: String,
-    /// Its address on the overlay ("" when none).
-    pub address: String,
+    /// Its address on each network it joined.
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// What the leader keeps of heartbeats: who was heard of, what tasks use,
@@ -336,7 +336,14 @@ pub async fn heartbeat(
             let health = Health::parse(&st.health).unwrap_or_default();
             // Health only means something while the task runs.
             let health = if state == TaskState::Running { health } else { Health::Unknown };
-            let address = st.address.parse::<std::net::Ipv4Addr>().ok();
+            // Only of the networks its spec joins: a node reports nothing else into the state.
+            let nets = t.spec.networks();
+            let addresses: BTreeMap<String, std::net::Ipv4Addr> = st
+                .addresses
+                .iter()
+                .filter(|(n, _)| nets.contains(&n.as_str()))
+                .filter_map(|(n, a)| Some((n.clone(), a.parse().ok()?)))
+                .collect();
             if t.state == state
                 && t.message == message
                 && t.error == error
@@ -344,7 +351,7 @@ pub async fn heartbeat(
                 && t.exit_code == st.exit_code
                 && t.health == health
                 && t.probe == probe
-                && t.address == address
+                && t.addresses == addresses
             {
                 continue;
             }
@@ -369,7 +376,7 @@ pub async fn heartbeat(
                 health: (t.health != health).then_some(health),
                 probe: (t.probe != probe).then_some(probe),
                 ready_ms,
-                address: (t.address != address).then_some(address),
+                addresses: (t.addresses != addresses).then_some(addresses),
                 ..Default::default()
             };
             cmds.push(p.command(&st.id));
@@ -450,6 +457,7 @@ fn network_news(before: Option<&Networks>, now: &Networks) -> Option<NetworkMap>
     let Some(before) = before else {
         return Some(NetworkMap {
             pool: now.pool,
+            networks: networks_of(now),
             leases: now.leases.values().map(|l| SubnetLease::clone(l)).collect(),
             services: now.services.values().map(|s| ServiceEndpoints::clone(s)).collect(),
             ..Default::default()
@@ -462,10 +470,20 @@ fn network_news(before: Option<&Networks>, now: &Networks) -> Option<NetworkMap>
         && services.is_empty()
         && removed_services.is_empty()
         && before.pool == now.pool
+        && before.networks == now.networks
     {
         return None;
     }
-    Some(NetworkMap { pool: now.pool, leases, delta: true, removed, services, removed_services })
+    let networks = networks_of(now);
+    Some(NetworkMap { pool: now.pool, networks, leases, delta: true, removed, services, removed_services })
+}
+
+/// The networks (beyond `default`) as every message carries them, whole.
+fn networks_of(n: &Networks) -> Vec<NetworkRef> {
+    n.networks
+        .values()
+        .map(|x| NetworkRef { name: x.name.clone(), vni: x.vni, subnet: x.subnet.map(|p| p.cidr) })
+        .collect()
 }
 
 /// The entries of `now` that are not those of `before`, and the ids gone.
@@ -650,7 +668,7 @@ mod tests {
                 .map(|i| Endpoint {
                     task: format!("t{i}"),
                     slot: i as u64 + 1,
-                    address: std::net::Ipv4Addr::new(10, 0, 1, 2 + i as u8),
+                    addresses: [(DEFAULT_NETWORK.to_string(), std::net::Ipv4Addr::new(10, 0, 1, 2 + i as u8))].into(),
                 })
                 .collect();
             Arc::new(ServiceEndpoints { id: "s".into(), name: "web".into(), endpoints, ..Default::default() })
@@ -658,6 +676,7 @@ mod tests {
         let nets_with = |ls: &[Arc<SubnetLease>], ss: &[Arc<ServiceEndpoints>]| {
             Arc::new(Networks {
                 pool,
+                networks: Default::default(),
                 leases: ls.iter().map(|l| (SubnetLease::id(&l.network, &l.node), l.clone())).collect(),
                 services: ss.iter().map(|s| (s.id.clone(), s.clone())).collect(),
             })

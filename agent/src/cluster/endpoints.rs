@@ -8,7 +8,7 @@ use super::objects::{Endpoint, NetworkMode, ServiceEndpoints, Task, TaskState, V
 
 /// Whether `t` takes traffic.
 pub fn in_rotation(t: &Task) -> bool {
-    t.desired == TaskState::Running && t.ready() && t.address.is_some()
+    t.desired == TaskState::Running && t.ready() && t.address().is_some()
 }
 
 /// Service `id`'s entry, or None when it is gone or not on the overlay.
@@ -23,7 +23,7 @@ pub fn of(v: &View, id: &str) -> Option<ServiceEndpoints> {
         .iter()
         .filter_map(|t| v.tasks.get(t))
         .filter(|t| in_rotation(t))
-        .filter_map(|t| Some(Endpoint { task: t.id.clone(), slot: t.slot, address: t.address? }))
+        .map(|t| Endpoint { task: t.id.clone(), slot: t.slot, addresses: t.addresses.clone() })
         .collect();
     endpoints.sort_by(|a, b| (a.slot, &a.task).cmp(&(b.slot, &b.task)));
     Some(ServiceEndpoints {
@@ -50,7 +50,7 @@ mod tests {
             desired: TaskState::Running,
             state,
             health,
-            address: address.map(|a| a.parse().unwrap()),
+            addresses: address.map(|a| ("default".to_string(), a.parse().unwrap())).into_iter().collect(),
             ..Default::default()
         };
         Command::put(id, Object::Task(Arc::new(t)))
@@ -73,7 +73,7 @@ mod tests {
         v.apply(&task("t5", 5, TaskState::Running, Health::Ready, None));
         let e = of(&v, "s").unwrap();
         assert_eq!((e.name.as_str(), e.vips["default"].to_string()), ("web", "10.255.0.1".to_string()));
-        let addrs: Vec<String> = e.endpoints.iter().map(|e| e.address.to_string()).collect();
+        let addrs: Vec<String> = e.endpoints.iter().map(|e| e.addresses["default"].to_string()).collect();
         assert_eq!(addrs, ["10.0.0.2", "10.0.1.3"], "by slot; not ready, not running and no address left out");
         // Being stopped: out of rotation at once.
         let mut t1 = Task::clone(&v.tasks["t1"]);

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::model::db::Kind;
 use crate::model::db::Table;
-use crate::model::objects::{Pool, ServiceEndpoints, SubnetLease};
+use crate::model::objects::{Network, Pool, ServiceEndpoints, SubnetLease};
 use crate::pki::deny::DenyList;
 use crate::raft::RaftHandle;
 
@@ -56,6 +56,8 @@ pub struct Fanout {
 pub struct Networks {
     pub pool: Option<Pool>,
     pub leases: Table<SubnetLease>,
+    /// Networks made with `network create`, by name.
+    pub networks: Table<Network>,
     /// Services on the overlay by id: their VIPs and tasks in rotation.
     pub services: Table<ServiceEndpoints>,
 }
@@ -67,9 +69,9 @@ impl Networks {
     /// not yet ready) do not, and cost one lookup rather than a pass over
     /// the service's tasks.
     fn moves_rotation(&self, state: &crate::model::db::ClusterState, service: &str, task: &str) -> bool {
-        let now = state.tasks.get(task).filter(|t| super::endpoints::in_rotation(t)).and_then(|t| t.address);
+        let now = state.tasks.get(task).filter(|t| super::endpoints::in_rotation(t)).map(|t| &t.addresses);
         let was =
-            self.services.get(service).and_then(|s| s.endpoints.iter().find(|e| e.task == task)).map(|e| e.address);
+            self.services.get(service).and_then(|s| s.endpoints.iter().find(|e| e.task == task)).map(|e| &e.addresses);
         now != was
     }
 
@@ -98,7 +100,12 @@ impl Networks {
                 state.services.keys().for_each(|id| renew(id));
             }
         }
-        Networks { pool: state.settings.network, leases: state.leases.clone(), services }
+        Networks {
+            pool: state.settings.network,
+            leases: state.leases.clone(),
+            networks: state.networks.clone(),
+            services,
+        }
     }
 }
 
@@ -233,7 +240,7 @@ impl Fanout {
                             deny_dirty = true;
                         }
                         Kind::RemovedNode | Kind::RevokedCert => deny_dirty = true,
-                        Kind::Lease => net_dirty = true,
+                        Kind::Lease | Kind::Network => net_dirty = true,
                         Kind::Settings => {
                             all = true;
                             net_dirty = true;

@@ -1,7 +1,8 @@
-//! Subnet leases, on the leader: every node gets a subnet of the cluster's
-//! container CIDR per network as it appears (the lowest free one that
-//! overlaps no node's own network), keeps it while it is a member (its
-//! underlay address follows the node's), and gives it back when removed.
+//! Subnet leases, on the leader: every node gets a subnet per network as
+//! it appears (of the network's own CIDR, or of the cluster's pool: the
+//! lowest free one that overlaps no node's own network), keeps it while it
+//! is a member (its underlay address follows the node's), and gives it
+//! back when it or the network is removed.
 //! Only the leader's loop leases, from one view per pass, so no subnet is
 //! leased twice; each new lease is a conditional put (absent).
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
-use super::objects::{SubnetLease, View, DEFAULT_NETWORK};
+use super::objects::{SubnetLease, View};
 use crate::model::db::{Command, Kind, Object};
 use crate::network::ipam;
 
@@ -28,31 +29,39 @@ pub fn reconcile(v: &View) -> Vec<Command> {
     let Some(pool) = v.settings.network else { return Vec::new() };
     let mut cmds = Vec::new();
     let mut leased: BTreeSet<Ipv4Net> = v.leases.values().map(|l| l.subnet).collect();
-    let mut avoid: Vec<Ipv4Net> = v.nodes.values().flat_map(|n| n.networks.iter().copied()).collect();
-    avoid.push(pool.vips());
-    for n in v.nodes.values() {
-        let Some(underlay) = underlay_of(&n.addr) else { continue };
-        let id = SubnetLease::id(DEFAULT_NETWORK, &n.id);
-        match v.leases.get(&id) {
-            Some(l) if l.underlay == underlay => {}
-            Some(l) => {
-                let moved = SubnetLease { underlay, ..SubnetLease::clone(l) };
-                cmds.push(Command::put(id, Object::Lease(Arc::new(moved))));
-            }
-            None => match ipam::lease(pool.cidr, pool.prefix, &leased, &avoid) {
-                Ok(subnet) => {
-                    leased.insert(subnet);
-                    tracing::info!(node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
-                    let l = SubnetLease { network: DEFAULT_NETWORK.into(), node: n.id.clone(), subnet, underlay };
-                    cmds.push(Command::put_if(id, Object::Lease(Arc::new(l)), 0));
+    let own: Vec<Ipv4Net> = v.nodes.values().flat_map(|n| n.networks.iter().copied()).collect();
+    let networks = super::networks::all(v);
+    for net in &networks {
+        let space = net.space(pool);
+        let mut avoid = own.clone();
+        avoid.push(space.vips());
+        for n in v.nodes.values() {
+            let Some(underlay) = underlay_of(&n.addr) else { continue };
+            let id = SubnetLease::id(&net.name, &n.id);
+            match v.leases.get(&id) {
+                Some(l) if l.underlay == underlay => {}
+                Some(l) => {
+                    let moved = SubnetLease { underlay, ..SubnetLease::clone(l) };
+                    cmds.push(Command::put(id, Object::Lease(Arc::new(moved))));
                 }
-                Err(e) => tracing::warn!(node = %n.id, error = %e, "no subnet for this node"),
-            },
+                None => match ipam::lease(space.cidr, space.prefix, &leased, &avoid) {
+                    Ok(subnet) => {
+                        leased.insert(subnet);
+                        tracing::info!(network = %net.name, node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
+                        let l = SubnetLease { network: net.name.clone(), node: n.id.clone(), subnet, underlay };
+                        cmds.push(Command::put_if(id, Object::Lease(Arc::new(l)), 0));
+                    }
+                    Err(e) => tracing::warn!(network = %net.name, node = %n.id, error = %e, "no subnet for this node"),
+                },
+            }
         }
     }
     for (id, l) in &v.leases {
         if !v.nodes.contains_key(&l.node) {
             tracing::info!(node = %l.node, subnet = %l.subnet, "subnet of a removed node freed");
+            cmds.push(Command::delete(Kind::Lease, id.clone()));
+        } else if !networks.iter().any(|n| n.name == l.network) {
+            tracing::info!(network = %l.network, subnet = %l.subnet, "subnet of a removed network freed");
             cmds.push(Command::delete(Kind::Lease, id.clone()));
         }
     }
@@ -63,7 +72,7 @@ pub fn reconcile(v: &View) -> Vec<Command> {
 mod tests {
     use super::*;
     use crate::model::db::ClusterState;
-    use crate::model::objects::{Node, Pool, Settings};
+    use crate::model::objects::{Network, Node, Pool, Settings, DEFAULT_NETWORK};
 
     fn node(id: &str, addr: &str, nets: &[&str]) -> Command {
         let n = Node {
@@ -122,5 +131,35 @@ mod tests {
         apply(&mut s, vec![node("d", "192.168.76.13:7443", &[])]);
         pass(&mut s);
         assert_eq!(subnet(&s, "d").as_deref(), Some("10.0.1.0/24"));
+    }
+
+    #[test]
+    fn every_network_gets_a_subnet_per_node_from_its_space_freed_with_it() {
+        let mut s = ClusterState::default();
+        let pool = Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 };
+        apply(&mut s, vec![Command::put("", Object::Settings(Settings { network: Some(pool), ..Default::default() }))]);
+        apply(&mut s, vec![node("a", "192.168.76.10:7443", &[]), node("b", "192.168.76.11:7443", &[])]);
+        let own = Pool { cidr: "172.30.0.0/16".parse().unwrap(), prefix: 24 };
+        let back = Network { name: "back".into(), vni: 257, subnet: Some(own), ..Default::default() };
+        let shared = Network { name: "shared".into(), vni: 258, ..Default::default() };
+        apply(&mut s, vec![Command::put("back", Object::Network(Arc::new(back)))]);
+        apply(&mut s, vec![Command::put("shared", Object::Network(Arc::new(shared)))]);
+        pass(&mut s);
+        let of =
+            |s: &ClusterState, net: &str, n: &str| s.leases.get(&SubnetLease::id(net, n)).map(|l| l.subnet.to_string());
+        assert_eq!(of(&s, "back", "a").as_deref(), Some("172.30.0.0/24"));
+        assert_eq!(of(&s, "back", "b").as_deref(), Some("172.30.1.0/24"));
+        // The pool is shared: no subnet is leased twice across networks.
+        let mut pooled: Vec<String> =
+            ["default", "shared"].iter().flat_map(|net| ["a", "b"].map(|n| of(&s, net, n).unwrap())).collect();
+        pooled.sort();
+        pooled.dedup();
+        assert_eq!(pooled.len(), 4, "{pooled:?}");
+        assert!(reconcile(&s).is_empty(), "settled");
+        // Removed: its leases are freed.
+        apply(&mut s, vec![Command::delete(Kind::Network, "back")]);
+        pass(&mut s);
+        assert_eq!(of(&s, "back", "a"), None);
+        assert_eq!(s.leases.len(), 4);
     }
 }

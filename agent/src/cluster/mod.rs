@@ -8,7 +8,9 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`networks`]: networks as objects (create, inspect, remove while unused).
 //! - [`leases`]: each node's subnet per network, leased by the leader.
+//! - [`vips`], [`endpoints`]: services' virtual IPs and tasks in rotation.
 //! - [`leader`]: the leader's loop (liveness, reconcile, autoscaling,
 //!   quorum membership).
 //! - [`autoscale`]: the autoscaler's decision (pure); [`autoscaler`]: its
@@ -38,6 +40,7 @@ pub mod leader;
 pub mod leases;
 pub mod liveness;
 pub mod managers;
+pub mod networks;
 pub mod nodes;
 pub mod objects;
 pub mod orchestrator;

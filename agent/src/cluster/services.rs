@@ -26,6 +26,7 @@ fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
 pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
     let v = view(raft).await?;
     spec::validate(&spec, v.settings.max_replicas())?;
+    super::networks::check_joined(&v, &spec)?;
     if v.service_by_name(&spec.name).is_some() {
         return Err(ClusterError::AlreadyExists(format!(
             "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
@@ -64,6 +65,7 @@ pub async fn update(
 ) -> Result<(View, Service), ClusterError> {
     change(raft, ident, "updating the service", |v, old| {
         spec::validate(&spec, v.settings.max_replicas())?;
+        super::networks::check_joined(v, &spec)?;
         if expect_version != 0 && expect_version != old.spec_version {
             return Err(ClusterError::Conflict(format!(
                 "service {} is at version {}, not {}: someone changed it; look again",

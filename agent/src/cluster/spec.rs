@@ -83,7 +83,16 @@ pub enum SpecError {
     StopGraceTooLong(u64),
     #[error("stop drain period {0} ms is above the limit of an hour")]
     StopDrainTooLong(u64),
+    #[error("a service on the node's own network (--network host) joins no other network: drop the other --network")]
+    HostWithNetworks,
+    #[error("network {0:?} is named twice")]
+    NetworkTwice(String),
+    #[error("at most {MAX_SERVICE_NETWORKS} networks per service")]
+    TooManyNetworks,
 }
+
+/// The most networks one service's tasks join (a veth each).
+pub const MAX_SERVICE_NETWORKS: usize = 8;
 
 /// The longest probe interval, timeout and start period, update delay and
 /// monitor window: an hour.
@@ -158,6 +167,24 @@ fn stop(s: &StopPolicy) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// The networks named are well formed (whether they exist is the state's
+/// to say: [`super::networks::attachable`]).
+fn networks(s: &ServiceSpec) -> Result<(), SpecError> {
+    if s.network == super::objects::NetworkMode::Host && !s.networks.is_empty() {
+        return Err(SpecError::HostWithNetworks);
+    }
+    if s.networks.len() > MAX_SERVICE_NETWORKS {
+        return Err(SpecError::TooManyNetworks);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &s.networks {
+        if !seen.insert(n) {
+            return Err(SpecError::NetworkTwice(n.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `s`; `max_replicas` is the cluster's limit per service.
 pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     if !valid_service_name(&s.name) {
@@ -176,6 +203,7 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     if s.replicas > max_replicas {
         return Err(SpecError::TooManyReplicas { replicas: s.replicas, max: max_replicas });
     }
+    networks(s)?;
     fields::duration_ms("restart delay", s.restart.delay_ms, MAX_RESTART_MS)?;
     fields::duration_ms("restart window", s.restart.window_ms, MAX_RESTART_MS)?;
     for c in &s.constraints {

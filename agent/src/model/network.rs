@@ -34,6 +34,32 @@ impl Pool {
     }
 }
 
+/// A network made with `orcctl network create`, kept at its name (names
+/// are what services, leases, claims and DNS names refer to; a network in
+/// use cannot be removed, so a name never points at two networks at once).
+/// The `default` network is not one of these: it is the cluster's pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    /// Its VXLAN network identifier, unique in the cluster (257 up).
+    pub vni: u32,
+    /// Where its nodes' subnets (and its services' virtual IPs) come
+    /// from: its own CIDR, or none to share the cluster's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Pool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub created_ms: i64,
+}
+
+impl Network {
+    /// Where its leases and virtual IPs come from, given the cluster's pool.
+    pub fn space(&self, pool: Pool) -> Pool {
+        self.subnet.unwrap_or(pool)
+    }
+}
+
 /// A subnet of the pool leased to one node for one network, at
 /// `lease/<network>/<node>`. The leader leases one as a node appears and
 /// frees it when the node is removed; the node gives its tasks addresses
@@ -54,9 +80,11 @@ impl SubnetLease {
     }
 }
 
-/// Where the claim of virtual IP `address` on `network` is kept.
-pub fn vip_id(network: &str, address: Ipv4Addr) -> String {
-    format!("{network}/{address}")
+/// Where the claim of virtual IP `address` is kept: by address alone, as
+/// every node's load balancer maps each VIP to one service whatever its
+/// network, so two networks sharing the pool never share a VIP.
+pub fn vip_id(address: Ipv4Addr) -> String {
+    address.to_string()
 }
 
 /// How a service's tasks reach the network.
@@ -107,7 +135,8 @@ pub struct Endpoint {
     /// Replicated services: its slot (stateful ones answer `<slot>.<service>`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub slot: u64,
-    pub address: Ipv4Addr,
+    /// Its address on each of the service's networks.
+    pub addresses: BTreeMap<String, Ipv4Addr>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -121,6 +150,9 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkMap {
     pub pool: Option<Pool>,
+    /// The networks beyond `default`, whole in every message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkRef>,
     pub leases: Vec<SubnetLease>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delta: bool,
@@ -134,7 +166,27 @@ pub struct NetworkMap {
     pub removed_services: Vec<String>,
 }
 
+/// A network as nodes know it: its name, VNI and own CIDR if it has one
+/// (its subnets on each node are the leases).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRef {
+    pub name: String,
+    pub vni: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<Ipv4Net>,
+}
+
 impl NetworkMap {
+    /// Every network with its VNI, `default` first (when there is a pool).
+    pub fn all_networks(&self) -> Vec<NetworkRef> {
+        let mut out: Vec<NetworkRef> = Vec::new();
+        if self.pool.is_some() {
+            out.push(NetworkRef { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: None });
+        }
+        out.extend(self.networks.iter().cloned());
+        out
+    }
+
     /// `self` (a whole map) with `next` (whole, or a delta) taken in.
     pub fn take(&mut self, next: NetworkMap) {
         if !next.delta {
@@ -145,6 +197,7 @@ impl NetworkMap {
         self.services.extend(next.services);
         self.services.sort_by(|a, b| a.id.cmp(&b.id));
         self.pool = next.pool;
+        self.networks = next.networks;
         self.leases.retain(|l| {
             let id = SubnetLease::id(&l.network, &l.node);
             !next.removed.contains(&id) && !next.leases.iter().any(|n| n.network == l.network && n.node == l.node)

@@ -268,6 +268,10 @@ pub struct ServiceSpec {
     /// Its own namespace on the overlay, or the node's stack.
     #[serde(default, skip_serializing_if = "is_default")]
     pub network: NetworkMode,
+    /// On the overlay: the networks its tasks join, in order (none: the
+    /// `default` one). See [`Self::networks`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl ServiceSpec {
@@ -300,6 +304,7 @@ impl ServiceSpec {
             stateful,
             autoscale: _,
             network,
+            networks,
         } = self;
         *name == other.name
             && *image == other.image
@@ -317,6 +322,17 @@ impl ServiceSpec {
             && *stop == other.stop
             && *stateful == other.stateful
             && *network == other.network
+            && *networks == other.networks
+    }
+
+    /// The networks its tasks join, in order: the first holds their
+    /// default route and resolver. None on the node's own stack.
+    pub fn networks(&self) -> Vec<&str> {
+        match self.network {
+            NetworkMode::Host => Vec::new(),
+            NetworkMode::Overlay if self.networks.is_empty() => vec![DEFAULT_NETWORK],
+            NetworkMode::Overlay => self.networks.iter().map(String::as_str).collect(),
+        }
     }
 }
 
@@ -484,15 +500,20 @@ pub struct Task {
     /// Cron jobs: the run it belongs to.
     #[serde(default, skip_serializing_if = "is_default")]
     pub run: u64,
-    /// Its address on the overlay, as its node reported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<std::net::Ipv4Addr>,
+    /// Its address on each network it joined, as its node reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 impl Task {
     /// Wanted running and not over yet.
     pub fn live(&self) -> bool {
         self.desired == TaskState::Running && !self.state.terminal()
+    }
+
+    /// Its address on its first network (where its probes reach it).
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.spec.networks().first().and_then(|n| self.addresses.get(*n)).copied()
     }
 
     /// Running and ready (its readiness probe passes, or it has none).
@@ -530,7 +551,7 @@ impl Task {
             probe: _,
             ready_ms: _,
             run,
-            address: _,
+            addresses: _,
         } = self;
         *id == other.id
             && *service_id == other.service_id

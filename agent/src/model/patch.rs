@@ -147,9 +147,8 @@ pub struct TaskPatch {
     pub probe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<i64>,
-    /// `Some(None)` clears it.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    pub address: Option<Option<std::net::Ipv4Addr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<std::collections::BTreeMap<String, std::net::Ipv4Addr>>,
 }
 
 impl TaskPatch {
@@ -172,7 +171,7 @@ impl TaskPatch {
             health,
             probe,
             ready_ms,
-            address,
+            addresses,
         } = self.clone();
         set(&mut t.state, state);
         set(&mut t.message, message);
@@ -186,7 +185,7 @@ impl TaskPatch {
         set(&mut t.health, health);
         set(&mut t.probe, probe);
         set(&mut t.ready_ms, ready_ms);
-        set(&mut t.address, address);
+        set(&mut t.addresses, addresses);
     }
 
     /// The fields of `new` that differ from `old`; None when nothing a
@@ -209,7 +208,7 @@ impl TaskPatch {
             health: diff(&old.health, &new.health),
             probe: diff(&old.probe, &new.probe),
             ready_ms: diff(&old.ready_ms, &new.ready_ms),
-            address: diff(&old.address, &new.address),
+            addresses: diff(&old.addresses, &new.addresses),
         };
         (p != Self::default()).then_some(p)
     }
@@ -262,7 +261,7 @@ mod tests {
             health: Some(Health::Ready),
             probe: Some(String::new()),
             ready_ms: Some(1),
-            address: Some(None),
+            addresses: Some(Default::default()),
         };
         // Fields left out while default are named once set.
         let set = Task {
@@ -270,7 +269,7 @@ mod tests {
             probe: "p".into(),
             ready_ms: 1,
             run: 1,
-            address: Some(std::net::Ipv4Addr::LOCALHOST),
+            addresses: [("default".to_string(), std::net::Ipv4Addr::LOCALHOST)].into(),
             ..Default::default()
         };
         let fields = keys(serde_json::to_value(set).unwrap());

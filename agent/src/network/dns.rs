@@ -1,14 +1,17 @@
 //! The node's DNS server for its tasks (Docker's embedded DNS, Kubernetes'
-//! cluster DNS): it listens on the bridge's address, where every task's
-//! resolv.conf points, and answers from the services the node was sent —
+//! cluster DNS): one per network, on the address of that network's bridge,
+//! where the resolv.conf of every task whose first network it is points;
+//! it answers from the services the node was sent that joined the network —
 //!
-//! - `<service>` and `<service>.<network>`: the service's virtual IP,
-//! - `tasks.<service>`: the addresses of its tasks in rotation,
+//! - `<service>` and `<service>.<network>`: the service's virtual IP on it,
+//! - `tasks.<service>`: the addresses on it of its tasks in rotation,
 //! - `<slot>.<service>`: a stateful service's task of that slot,
 //!
 //! with short TTLs, so an answer changes as soon as the node hears of a
-//! task becoming ready or going away. Other names go to the node's own
-//! resolvers. The protocol (UDP, TCP, truncation) is hickory-server's.
+//! task becoming ready or going away. A task sees only the names of its
+//! network (the nodes' rules keep it off the others' servers). Other names
+//! go to the node's own resolvers. The protocol (UDP, TCP, truncation) is
+//! hickory-server's.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,7 +26,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::sync::watch;
 
 use super::NetError;
-use crate::model::objects::{ServiceEndpoints, DEFAULT_NETWORK};
+use crate::model::objects::{Endpoint, ServiceEndpoints};
 
 /// A virtual IP does not change while its service lives.
 const VIP_TTL: u32 = 5;
@@ -32,10 +35,11 @@ const TASK_TTL: u32 = 0;
 /// How long an upstream resolver is given.
 const UPSTREAM_WAIT: Duration = Duration::from_secs(3);
 
-/// The names a node answers, from the services it was sent.
+/// The names a node answers, from the services it was sent: per network,
+/// the services on it by name.
 #[derive(Debug, Default)]
 pub struct Names {
-    by_name: HashMap<String, Arc<ServiceEndpoints>>,
+    by_network: HashMap<String, HashMap<String, Arc<ServiceEndpoints>>>,
 }
 
 /// What a name is.
@@ -49,28 +53,35 @@ pub enum Answer {
 
 impl Names {
     pub fn new<'a>(services: impl IntoIterator<Item = &'a ServiceEndpoints>) -> Self {
-        let by_name = services.into_iter().map(|s| (s.name.clone(), Arc::new(s.clone()))).collect();
-        Self { by_name }
+        let mut by_network: HashMap<String, HashMap<String, Arc<ServiceEndpoints>>> = HashMap::new();
+        for s in services {
+            let s = Arc::new(s.clone());
+            for network in s.vips.keys() {
+                by_network.entry(network.clone()).or_default().insert(s.name.clone(), s.clone());
+            }
+        }
+        Self { by_network }
     }
 
-    /// What `name` (any case, with or without the final dot) is.
-    pub fn answer(&self, name: &str) -> Answer {
+    /// What `name` (any case, with or without the final dot) is to a task
+    /// on `network`.
+    pub fn answer(&self, network: &str, name: &str) -> Answer {
+        let Some(by_name) = self.by_network.get(network) else { return Answer::Forward };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let name = name.strip_suffix(&format!(".{DEFAULT_NETWORK}")).unwrap_or(&name);
-        if let Some(s) = self.by_name.get(name) {
-            return match s.vips.get(DEFAULT_NETWORK) {
+        let name = name.strip_suffix(&format!(".{network}")).unwrap_or(&name);
+        if let Some(s) = by_name.get(name) {
+            return match s.vips.get(network) {
                 Some(vip) => Answer::Cluster { addresses: vec![*vip], ttl: VIP_TTL },
-                None => tasks(s),
+                None => tasks(s, network, |_| true),
             };
         }
-        if let Some(s) = name.strip_prefix("tasks.").and_then(|n| self.by_name.get(n)) {
-            return tasks(s);
+        if let Some(s) = name.strip_prefix("tasks.").and_then(|n| by_name.get(n)) {
+            return tasks(s, network, |_| true);
         }
         if let Some((slot, service)) = name.split_once('.') {
-            if let (Ok(slot), Some(s)) = (slot.parse::<u64>(), self.by_name.get(service)) {
+            if let (Ok(slot), Some(s)) = (slot.parse::<u64>(), by_name.get(service)) {
                 if s.stateful {
-                    let addresses = s.endpoints.iter().filter(|e| e.slot == slot).map(|e| e.address).collect();
-                    return Answer::Cluster { addresses, ttl: TASK_TTL };
+                    return tasks(s, network, |e| e.slot == slot);
                 }
             }
         }
@@ -78,8 +89,10 @@ impl Names {
     }
 }
 
-fn tasks(s: &ServiceEndpoints) -> Answer {
-    Answer::Cluster { addresses: s.endpoints.iter().map(|e| e.address).collect(), ttl: TASK_TTL }
+/// The addresses on `network` of the tasks of `s` that `which` picks.
+fn tasks(s: &ServiceEndpoints, network: &str, which: impl Fn(&Endpoint) -> bool) -> Answer {
+    let addresses = s.endpoints.iter().filter(|e| which(e)).filter_map(|e| e.addresses.get(network).copied()).collect();
+    Answer::Cluster { addresses, ttl: TASK_TTL }
 }
 
 /// The node's resolvers, from its resolv.conf text.
@@ -93,6 +106,7 @@ pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
 }
 
 struct Handler {
+    network: String,
     names: watch::Receiver<Arc<Names>>,
 }
 
@@ -110,7 +124,7 @@ impl RequestHandler for Handler {
         };
         let name = info.query.original().name().clone();
         let names = self.names.borrow().clone();
-        let answer = names.answer(&name.to_ascii());
+        let answer = names.answer(&self.network, &name.to_ascii());
         match answer {
             Answer::Cluster { addresses, ttl } => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
@@ -195,12 +209,12 @@ impl Drop for Server {
 }
 
 impl Server {
-    pub async fn start(addr: Ipv4Addr, names: watch::Receiver<Arc<Names>>) -> Result<Self, NetError> {
+    pub async fn start(network: &str, addr: Ipv4Addr, names: watch::Receiver<Arc<Names>>) -> Result<Self, NetError> {
         let sa = SocketAddr::from((addr, 53));
         let err = |e: std::io::Error| NetError::State(format!("DNS server on {sa}: {e}"));
         let udp = tokio::net::UdpSocket::bind(sa).await.map_err(err)?;
         let tcp = tokio::net::TcpListener::bind(sa).await.map_err(err)?;
-        let mut server = hickory_server::Server::new(Handler { names });
+        let mut server = hickory_server::Server::new(Handler { network: network.to_string(), names });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
         let task = tokio::spawn(async move {
@@ -208,7 +222,7 @@ impl Server {
                 tracing::warn!(error = %e, "DNS server ended");
             }
         });
-        tracing::info!(%sa, "DNS server for tasks listening");
+        tracing::info!(%sa, network, "DNS server for tasks listening");
         Ok(Self { addr, task })
     }
 }
@@ -216,7 +230,7 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::objects::Endpoint;
+    use crate::model::objects::DEFAULT_NETWORK;
 
     fn svc(name: &str, vip: Option<&str>, stateful: bool, eps: &[(u64, &str)]) -> ServiceEndpoints {
         ServiceEndpoints {
@@ -226,7 +240,11 @@ mod tests {
             stateful,
             endpoints: eps
                 .iter()
-                .map(|(slot, a)| Endpoint { task: format!("t{slot}"), slot: *slot, address: a.parse().unwrap() })
+                .map(|(slot, a)| Endpoint {
+                    task: format!("t{slot}"),
+                    slot: *slot,
+                    addresses: [(DEFAULT_NETWORK.to_string(), a.parse().unwrap())].into(),
+                })
                 .collect(),
         }
     }
@@ -238,21 +256,45 @@ mod tests {
         }
     }
 
+    const D: &str = DEFAULT_NETWORK;
+
+    #[test]
+    fn a_task_sees_only_the_names_of_its_network() {
+        let mut web = svc("web", Some("10.255.0.1"), false, &[(1, "10.0.0.2")]);
+        web.vips.insert("back".into(), "172.30.255.1".parse().unwrap());
+        web.endpoints[0].addresses.insert("back".into(), "172.30.0.2".parse().unwrap());
+        let db = ServiceEndpoints {
+            vips: [("back".to_string(), "172.30.255.2".parse().unwrap())].into(),
+            ..svc("db", None, false, &[])
+        };
+        let n = Names::new([&web, &db]);
+        assert_eq!(addrs(n.answer("back", "web")), ["172.30.255.1"]);
+        assert_eq!(addrs(n.answer("back", "web.back")), ["172.30.255.1"]);
+        assert_eq!(addrs(n.answer("back", "tasks.web")), ["172.30.0.2"], "its address on that network");
+        assert_eq!(addrs(n.answer("back", "db")), ["172.30.255.2"]);
+        assert_eq!(addrs(n.answer(D, "db")), ["forward"], "db is not on default");
+        assert_eq!(addrs(n.answer(D, "web.back")), ["forward"]);
+        assert_eq!(addrs(n.answer("elsewhere", "web")), ["forward"]);
+    }
+
     #[test]
     fn service_names_answer_their_vip_tasks_and_slots() {
         let web = svc("web", Some("10.255.0.1"), false, &[(1, "10.0.0.2"), (2, "10.0.1.3")]);
         let db = svc("db", Some("10.255.0.2"), true, &[(1, "10.0.0.5"), (2, "10.0.1.6")]);
         let idle = svc("idle", Some("10.255.0.3"), false, &[]);
         let n = Names::new([&web, &db, &idle]);
-        assert_eq!(addrs(n.answer("web")), ["10.255.0.1"]);
-        assert_eq!(addrs(n.answer("WEB.default.")), ["10.255.0.1"], "any case, the network, a final dot");
-        assert_eq!(n.answer("web"), Answer::Cluster { addresses: vec!["10.255.0.1".parse().unwrap()], ttl: VIP_TTL });
-        assert_eq!(addrs(n.answer("tasks.web")), ["10.0.0.2", "10.0.1.3"]);
-        assert_eq!(addrs(n.answer("tasks.idle")), Vec::<String>::new(), "known, none ready");
-        assert_eq!(addrs(n.answer("2.db")), ["10.0.1.6"]);
-        assert_eq!(addrs(n.answer("2.web")), ["forward"], "slots of stateful services only");
-        assert_eq!(addrs(n.answer("example.org")), ["forward"]);
-        assert_eq!(addrs(n.answer("tasks.nope")), ["forward"]);
+        assert_eq!(addrs(n.answer(D, "web")), ["10.255.0.1"]);
+        assert_eq!(addrs(n.answer(D, "WEB.default.")), ["10.255.0.1"], "any case, the network, a final dot");
+        assert_eq!(
+            n.answer(D, "web"),
+            Answer::Cluster { addresses: vec!["10.255.0.1".parse().unwrap()], ttl: VIP_TTL }
+        );
+        assert_eq!(addrs(n.answer(D, "tasks.web")), ["10.0.0.2", "10.0.1.3"]);
+        assert_eq!(addrs(n.answer(D, "tasks.idle")), Vec::<String>::new(), "known, none ready");
+        assert_eq!(addrs(n.answer(D, "2.db")), ["10.0.1.6"]);
+        assert_eq!(addrs(n.answer(D, "2.web")), ["forward"], "slots of stateful services only");
+        assert_eq!(addrs(n.answer(D, "example.org")), ["forward"]);
+        assert_eq!(addrs(n.answer(D, "tasks.nope")), ["forward"]);
     }
 
     #[test]

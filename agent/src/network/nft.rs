@@ -25,11 +25,21 @@ pub const TABLE: &str = "orc";
 /// What the rules are made from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
-    /// The cluster's container CIDR: traffic from it to anywhere else is
-    /// masqueraded.
-    pub cidr: Ipv4Net,
+    /// The networks' address spaces (the cluster's pool, networks' own
+    /// CIDRs): traffic from them to anywhere else is masqueraded.
+    pub spaces: Vec<Ipv4Net>,
+    /// The networks on this node, kept apart from each other.
+    pub networks: Vec<Segment>,
     /// Services' virtual IPs and the addresses of their tasks in rotation.
     pub services: Backends,
+}
+
+/// One network on the node: its devices (bridge, VXLAN) and its
+/// bridge's address (where its DNS server listens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    pub devices: Vec<String>,
+    pub gateway: Ipv4Addr,
 }
 
 /// Virtual IP → the addresses of the service's tasks in rotation.
@@ -88,6 +98,16 @@ pub fn ruleset(r: &Rules) -> String {
         let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
     }
     let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  set spaces {{");
+    let _ = writeln!(s, "    type ipv4_addr");
+    let _ = writeln!(s, "    flags interval");
+    if !r.spaces.is_empty() {
+        let spaces: Vec<String> = r.spaces.iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(s, "    elements = {{ {} }}", spaces.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
+    let devices: Vec<String> = r.networks.iter().flat_map(|n| n.devices.iter().map(|d| format!("\"{d}\""))).collect();
+    let gateways: Vec<String> = r.networks.iter().map(|n| n.gateway.to_string()).collect();
     // `dstnat` (-100) is a name nft takes for prerouting only.
     for (chain, priority) in [("prerouting", "dstnat"), ("output", "-100")] {
         let _ = writeln!(s, "  chain {chain} {{");
@@ -98,20 +118,52 @@ pub fn ruleset(r: &Rules) -> String {
     let _ = writeln!(s, "  chain postrouting {{");
     let _ = writeln!(s, "    type nat hook postrouting priority srcnat; policy accept;");
     let _ = writeln!(s, "    meta mark & {HAIRPIN_MARK} == {HAIRPIN_MARK} masquerade");
-    let _ = writeln!(s, "    ip saddr {} ip daddr != {} masquerade", r.cidr, r.cidr);
+    let _ = writeln!(s, "    ip saddr @spaces ip daddr != @spaces masquerade");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  chain forward {{");
     let _ = writeln!(s, "    type filter hook forward priority filter; policy accept;");
     let _ = writeln!(s, "    ct state new ip daddr @no-endpoints reject");
+    // Networks apart: nothing is routed from one network's devices to
+    // another's (a VIP's DNAT has happened by now: a service reached
+    // through its VIP on the client's network is on that network).
+    if r.networks.len() > 1 {
+        for n in &r.networks {
+            let own = set_of(&n.devices);
+            let all = devices.join(", ");
+            let _ = writeln!(s, "    iifname {own} oifname {{ {all} }} oifname != {own} drop");
+        }
+    }
     // Segments sized for the path's MTU (the overlay's is below the underlay's).
     let _ = writeln!(s, "    tcp flags syn / syn,rst tcp option maxseg size set rt mtu");
     let _ = writeln!(s, "  }}");
+    // A task reaches its own network's bridge address (its DNS server),
+    // not those of other networks.
+    if r.networks.len() > 1 {
+        let _ = writeln!(s, "  chain input {{");
+        let _ = writeln!(s, "    type filter hook input priority filter; policy accept;");
+        for n in &r.networks {
+            let _ = writeln!(
+                s,
+                "    iifname {} ip daddr {{ {} }} ip daddr != {} drop",
+                set_of(&n.devices),
+                gateways.join(", "),
+                n.gateway
+            );
+        }
+        let _ = writeln!(s, "  }}");
+    }
     let _ = writeln!(s, "  chain filter-output {{");
     let _ = writeln!(s, "    type filter hook output priority filter; policy accept;");
     let _ = writeln!(s, "    ct state new ip daddr @no-endpoints reject");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// `{ "a", "b" }`.
+fn set_of(devices: &[String]) -> String {
+    let quoted: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
+    format!("{{ {} }}", quoted.join(", "))
 }
 
 /// Where the node image carries conntrack.
@@ -169,7 +221,7 @@ mod tests {
         services.insert(ip("10.255.0.1"), vec![ip("10.0.0.2"), ip("10.0.1.3")]);
         services.insert(ip("10.255.0.2"), vec![ip("10.0.1.4")]);
         services.insert(ip("10.255.0.3"), vec![]);
-        let r = Rules { cidr: "10.0.0.0/8".parse().unwrap(), services };
+        let r = Rules { spaces: vec!["10.0.0.0/8".parse().unwrap()], services, ..Default::default() };
         let want = "\
 table ip orc
 delete table ip orc
@@ -200,6 +252,11 @@ table ip orc {
     type ipv4_addr
     elements = { 10.255.0.3 }
   }
+  set spaces {
+    type ipv4_addr
+    flags interval
+    elements = { 10.0.0.0/8 }
+  }
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ip daddr vmap @services
@@ -211,7 +268,7 @@ table ip orc {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     meta mark & 0x00004000 == 0x00004000 masquerade
-    ip saddr 10.0.0.0/8 ip daddr != 10.0.0.0/8 masquerade
+    ip saddr @spaces ip daddr != @spaces masquerade
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
@@ -226,7 +283,31 @@ table ip orc {
 ";
         assert_eq!(ruleset(&r), want);
         // No services: empty map and set, no elements lines.
-        let bare = ruleset(&Rules { cidr: r.cidr, services: BTreeMap::new() });
+        let bare = ruleset(&Rules { services: BTreeMap::new(), spaces: Vec::new(), ..r.clone() });
         assert!(!bare.contains("elements") && bare.contains("map services"), "{bare}");
+    }
+
+    #[test]
+    fn networks_are_kept_apart() {
+        let seg = |devs: &[&str], gw: &str| Segment {
+            devices: devs.iter().map(|d| d.to_string()).collect(),
+            gateway: gw.parse().unwrap(),
+        };
+        let r = Rules {
+            spaces: vec!["10.0.0.0/8".parse().unwrap(), "172.30.0.0/16".parse().unwrap()],
+            networks: vec![seg(&["orc0", "orc-vx256"], "10.0.0.1"), seg(&["orc-br257", "orc-vx257"], "172.30.0.1")],
+            services: BTreeMap::new(),
+        };
+        let text = ruleset(&r);
+        for want in [
+            "    elements = { 10.0.0.0/8, 172.30.0.0/16 }\n",
+            "    iifname { \"orc0\", \"orc-vx256\" } oifname { \"orc0\", \"orc-vx256\", \"orc-br257\", \"orc-vx257\" } oifname != { \"orc0\", \"orc-vx256\" } drop\n",
+            "    iifname { \"orc-br257\", \"orc-vx257\" } ip daddr { 10.0.0.1, 172.30.0.1 } ip daddr != 172.30.0.1 drop\n",
+        ] {
+            assert!(text.contains(want), "{want} not in\n{text}");
+        }
+        // One network: nothing to keep apart.
+        let one = ruleset(&Rules { networks: r.networks[..1].to_vec(), ..r });
+        assert!(!one.contains("drop") && !one.contains("chain input"), "{one}");
     }
 }

@@ -1,13 +1,17 @@
 //! The node's side of container networking: from the network map its
-//! session brings (the pool and every lease), a reconciler keeps the
-//! bridge, the VXLAN device, the overlay entries and the nftables rules as
-//! the map says; tasks are attached (a namespace, a veth into the bridge,
-//! an address from the node's lease, resolv.conf and hosts) and detached.
+//! session brings (the pool, the networks, every lease), a reconciler
+//! keeps, per network, a bridge, a VXLAN device, the overlay entries and a
+//! DNS server, and the nftables rules for all of them as the map says;
+//! tasks are attached (a namespace, a veth per network into its bridge, an
+//! address from the node's lease on each, resolv.conf and hosts) and
+//! detached.
 //!
-//! Names: the bridge `orc0`, the VXLAN device `orc-vx<vni>`, a task's host
-//! end `orc<task id>` (its peer is `eth0` in the task).
+//! Names: the `default` network's bridge is `orc0`, another network's
+//! `orc-br<vni>`; VXLAN devices are `orc-vx<vni>`; a task's host ends
+//! `orc<task id>` (its first network) and `orc<n><11 of the task id>` (the others);
+//! in the task they are `eth0`, `eth1`, … in the order of its networks.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,7 @@ use super::dns::{self, Names};
 use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
 use super::{netns, nft, overlay, NetError};
-use crate::model::objects::{NetworkMap, SubnetLease, DEFAULT_NETWORK, DEFAULT_VNI};
+use crate::model::objects::{NetworkMap, NetworkRef, SubnetLease, DEFAULT_NETWORK};
 use crate::state::NodeState;
 
 pub const BRIDGE: &str = "orc0";
@@ -40,17 +44,35 @@ fn vxlan_name(vni: u32) -> String {
     format!("orc-vx{vni}")
 }
 
+/// The bridge of network `n`.
+fn bridge_name(n: &NetworkRef) -> String {
+    if n.name == DEFAULT_NETWORK {
+        BRIDGE.to_string()
+    } else {
+        format!("orc-br{}", n.vni)
+    }
+}
+
 /// The rules last loaded: their text and the services' backends.
 struct Loaded {
     text: String,
     backends: nft::Backends,
 }
 
+/// A network programmed on this node: its lease, its bridge's index and MTU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Programmed {
+    lease: SubnetLease,
+    bridge: u32,
+    mtu: u32,
+}
+
 /// What a task is given on the overlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
     pub netns: PathBuf,
-    pub address: Ipv4Addr,
+    /// Its address on each network, in the order it joined them.
+    pub addresses: Vec<(String, Ipv4Addr)>,
     pub resolv_conf: PathBuf,
     pub hosts: PathBuf,
 }
@@ -63,9 +85,9 @@ pub enum Status {
     Off,
     /// Waiting for the leader to lease this node a subnet.
     NoLease,
-    /// Programmed: the node's subnet and how many peers.
+    /// Programmed: the node's subnet per network and how many peers.
     Ready {
-        subnet: Ipv4Net,
+        subnets: Vec<(String, Ipv4Net)>,
         peers: usize,
     },
     Failed(String),
@@ -76,7 +98,10 @@ impl std::fmt::Display for Status {
         match self {
             Self::Off => f.write_str("off: the cluster has no container CIDR, or no session yet"),
             Self::NoLease => f.write_str("waiting for the leader to lease this node a subnet"),
-            Self::Ready { subnet, peers } => write!(f, "ready: subnet {subnet}, overlay to {peers} other nodes"),
+            Self::Ready { subnets, peers } => {
+                let s: Vec<String> = subnets.iter().map(|(n, s)| format!("{n} {s}")).collect();
+                write!(f, "ready: subnets {}, overlay to {peers} other nodes", s.join(", "))
+            }
             Self::Failed(e) => write!(f, "failed: {e}"),
         }
     }
@@ -89,18 +114,35 @@ pub struct NodeNetwork {
     addresses_file: PathBuf,
     /// This node's id and the map the leader sent.
     map: watch::Sender<Arc<(String, NetworkMap)>>,
-    /// The programmed subnet (None until the bridge is up).
-    ready: watch::Sender<Option<(SubnetLease, u32)>>,
-    addresses: Mutex<Option<Addresses>>,
+    /// The networks programmed, by name (a bridge is up for each).
+    ready: watch::Sender<BTreeMap<String, Programmed>>,
+    /// Addresses given, per network.
+    addresses: Mutex<BTreeMap<String, Addresses>>,
     status: Mutex<Status>,
-    /// The names the DNS server answers (from the map's services).
+    /// The names the DNS servers answer (from the map's services).
     names: watch::Sender<Arc<Names>>,
-    /// The DNS server, on the bridge's address.
-    dns: tokio::sync::Mutex<Option<dns::Server>>,
+    /// A DNS server per network, on its bridge's address.
+    dns: tokio::sync::Mutex<BTreeMap<String, dns::Server>>,
     /// The rules last loaded.
     loaded: Mutex<Option<Loaded>>,
     /// Where `health` reads the status.
     state: Arc<NodeState>,
+}
+
+/// The addresses kept on STATE: per network (an older file holds the
+/// `default` network's alone).
+fn load_addresses(path: &Path) -> BTreeMap<String, Addresses> {
+    let Ok(bytes) = std::fs::read(path) else { return BTreeMap::new() };
+    if let Ok(all) = serde_json::from_slice::<BTreeMap<String, Addresses>>(&bytes) {
+        return all;
+    }
+    match serde_json::from_slice::<Addresses>(&bytes) {
+        Ok(one) => [(DEFAULT_NETWORK.to_string(), one)].into(),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable task addresses: starting over");
+            BTreeMap::new()
+        }
+    }
 }
 
 impl NodeNetwork {
@@ -108,16 +150,16 @@ impl NodeNetwork {
     pub fn start(state: Arc<NodeState>) -> Arc<Self> {
         let (run_dir, state_dir) = (state.config.run_dir.clone(), state.state_dir().to_path_buf());
         let addresses_file = state_dir.join("network").join("addresses.json");
-        let addresses = std::fs::read(&addresses_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let addresses = load_addresses(&addresses_file);
         let n = Arc::new(Self {
             run_dir: run_dir.join("net"),
             addresses_file,
             map: watch::Sender::new(Arc::default()),
-            ready: watch::Sender::new(None),
+            ready: watch::Sender::new(BTreeMap::new()),
             addresses: Mutex::new(addresses),
             status: Mutex::default(),
             names: watch::Sender::new(Arc::default()),
-            dns: tokio::sync::Mutex::new(None),
+            dns: tokio::sync::Mutex::new(BTreeMap::new()),
             loaded: Mutex::new(None),
             state,
         });
@@ -152,20 +194,28 @@ impl NodeNetwork {
     async fn reconcile_loop(self: Arc<Self>) {
         let mut rx = self.map.subscribe();
         self.modules_loaded().await;
-        // The leases the devices were last programmed for, and when.
+        // The networks and leases the devices were last programmed for, and when.
         let mut programmed: Option<(NetworkMap, std::time::Instant)> = None;
         loop {
             let map = rx.borrow_and_update().clone();
-            // Devices and overlay entries when the pool or the leases
-            // changed, and at every resync; rules and names at every pass.
-            let devices = programmed
-                .as_ref()
-                .is_none_or(|(m, at)| m.pool != map.1.pool || m.leases != map.1.leases || at.elapsed() >= RESYNC);
+            // Devices and overlay entries when the pool, the networks or
+            // the leases changed, and at every resync; rules and names at
+            // every pass.
+            let devices = programmed.as_ref().is_none_or(|(m, at)| {
+                m.pool != map.1.pool
+                    || m.networks != map.1.networks
+                    || m.leases != map.1.leases
+                    || at.elapsed() >= RESYNC
+            });
             let next = match self.reconcile(&map.0, &map.1, devices).await {
                 Ok(s) => {
                     if devices && matches!(s, Status::Ready { .. }) {
-                        let leases =
-                            NetworkMap { pool: map.1.pool, leases: map.1.leases.clone(), ..Default::default() };
+                        let leases = NetworkMap {
+                            pool: map.1.pool,
+                            networks: map.1.networks.clone(),
+                            leases: map.1.leases.clone(),
+                            ..Default::default()
+                        };
                         programmed = Some((leases, std::time::Instant::now()));
                     }
                     self.set_status(s);
@@ -195,49 +245,113 @@ impl NodeNetwork {
         }
     }
 
+    /// This node's lease on each network of `map` that has one, with the network.
+    fn mine<'a>(me: &str, map: &'a NetworkMap) -> Vec<(NetworkRef, &'a SubnetLease)> {
+        map.all_networks()
+            .into_iter()
+            .filter_map(|n| {
+                let l = map.leases.iter().find(|l| l.node == me && l.network == n.name)?;
+                Some((n, l))
+            })
+            .collect()
+    }
+
     /// Makes the node's devices, entries and rules what `map` says.
     async fn reconcile(&self, me: &str, map: &NetworkMap, devices: bool) -> Result<Status, NetError> {
         // Names first: an answer follows the rotation without waiting for
         // the devices.
         self.names.send_replace(Arc::new(Names::new(&map.services)));
-        let Some(pool) = map.pool else { return Ok(Status::Off) };
-        let Some(mine) = map.leases.iter().find(|l| l.node == me && l.network == DEFAULT_NETWORK) else {
+        if map.pool.is_none() {
+            return Ok(Status::Off);
+        }
+        let mine = Self::mine(me, map);
+        if mine.is_empty() {
             return Ok(Status::NoLease);
+        }
+        let subnets: Vec<(String, Ipv4Net)> = mine.iter().map(|(n, l)| (n.name.clone(), l.subnet)).collect();
+        let peers = map.leases.iter().filter(|l| l.network == DEFAULT_NETWORK && l.node != me).count();
+        let programmed = {
+            let ready = self.ready.borrow();
+            mine.iter().all(|(n, l)| ready.get(&n.name).is_some_and(|p| p.lease == **l)) && ready.len() == mine.len()
         };
-        let gateway = Addresses::new(mine.subnet).gateway();
-        let programmed = self.ready.borrow().as_ref().is_some_and(|(l, _)| l == mine);
         if !devices && programmed {
-            self.serve_dns(gateway).await?;
-            self.balance(pool.cidr, map, false).await?;
-            let peers = map.leases.iter().filter(|l| l.network == DEFAULT_NETWORK && l.node != me).count();
-            return Ok(Status::Ready { subnet: mine.subnet, peers });
+            self.serve_dns(&mine).await?;
+            self.balance(map, &mine, false).await?;
+            return Ok(Status::Ready { subnets, peers });
         }
         let links = Links::connect()?;
-        let mtu = underlay_mtu(mine.underlay)?.saturating_sub(VXLAN_OVERHEAD);
         forwarding()?;
-        let bridge = links.bridge(BRIDGE, mtu).await?;
-        links.address(BRIDGE, gateway, mine.subnet.prefix_len()).await?;
-        let vx = vxlan_name(DEFAULT_VNI);
-        let dev = links.vxlan(&vx, DEFAULT_VNI, mine.underlay, overlay::vtep_mac(mine.subnet), mtu).await?;
-        links.address(&vx, overlay::vtep_ip(mine.subnet), 32).await?;
-        let want = overlay::desired(me, DEFAULT_NETWORK, &map.leases);
-        let removed = overlay::program(&links, dev.index, &want).await?;
-        if removed > 0 {
-            tracing::info!(removed, "overlay entries of nodes gone removed");
+        let mut ready = BTreeMap::new();
+        for (n, lease) in &mine {
+            let (bridge, mtu) = self.program(&links, me, map, n, lease).await?;
+            ready.insert(n.name.clone(), Programmed { lease: SubnetLease::clone(lease), bridge, mtu });
         }
-        self.serve_dns(gateway).await?;
-        self.balance(pool.cidr, map, true).await?;
-        self.adopt(mine)?;
-        self.ready.send_replace(Some((mine.clone(), bridge.index)));
-        Ok(Status::Ready { subnet: mine.subnet, peers: want.routes.len() })
+        self.remove_stale(&links, &mine).await;
+        self.serve_dns(&mine).await?;
+        self.balance(map, &mine, true).await?;
+        self.adopt(&mine)?;
+        self.ready.send_replace(ready);
+        Ok(Status::Ready { subnets, peers })
     }
 
-    /// Keeps the DNS server listening on the bridge's address `at`.
-    async fn serve_dns(&self, at: Ipv4Addr) -> Result<(), NetError> {
+    /// Network `n`'s bridge, VXLAN device and overlay entries on this node;
+    /// the bridge's index and MTU.
+    async fn program(
+        &self,
+        links: &Links,
+        me: &str,
+        map: &NetworkMap,
+        n: &NetworkRef,
+        lease: &SubnetLease,
+    ) -> Result<(u32, u32), NetError> {
+        let gateway = Addresses::new(lease.subnet).gateway();
+        let mtu = underlay_mtu(lease.underlay)?.saturating_sub(VXLAN_OVERHEAD);
+        let name = bridge_name(n);
+        let bridge = links.bridge(&name, mtu).await?;
+        links.address(&name, gateway, lease.subnet.prefix_len()).await?;
+        let vx = vxlan_name(n.vni);
+        let dev = links.vxlan(&vx, n.vni, lease.underlay, overlay::vtep_mac(lease.subnet), mtu).await?;
+        links.address(&vx, overlay::vtep_ip(lease.subnet), 32).await?;
+        let want = overlay::desired(me, &n.name, &map.leases);
+        let removed = overlay::program(links, dev.index, &want).await?;
+        if removed > 0 {
+            tracing::info!(network = %n.name, removed, "overlay entries of nodes gone removed");
+        }
+        Ok((bridge.index, mtu))
+    }
+
+    /// Takes down the bridges and VXLAN devices of networks gone.
+    async fn remove_stale(&self, links: &Links, mine: &[(NetworkRef, &SubnetLease)]) {
+        let gone: Vec<String> =
+            self.ready.borrow().keys().filter(|n| !mine.iter().any(|(m, _)| &m.name == *n)).cloned().collect();
+        if gone.is_empty() {
+            return;
+        }
+        let keep: HashSet<String> = mine.iter().flat_map(|(n, _)| [bridge_name(n), vxlan_name(n.vni)]).collect();
+        let devices = links.all().await.unwrap_or_default();
+        for dev in devices.iter().map(|l| &l.name).filter(|d| d.starts_with("orc-br") || d.starts_with("orc-vx")) {
+            if !keep.contains(dev) {
+                if let Err(e) = links.delete(dev).await {
+                    tracing::warn!(device = %dev, error = %e, "removing a device of a network gone");
+                }
+            }
+        }
+        let mut a = crate::sync::lock(&self.addresses);
+        a.retain(|n, _| !gone.contains(n));
+        let _ = self.save(&a);
+        tracing::info!(networks = ?gone, "networks gone from this node");
+    }
+
+    /// Keeps a DNS server listening on each network's bridge address.
+    async fn serve_dns(&self, mine: &[(NetworkRef, &SubnetLease)]) -> Result<(), NetError> {
         let mut dns = self.dns.lock().await;
-        if dns.as_ref().is_none_or(|d| d.addr != at) {
-            *dns = None;
-            *dns = Some(dns::Server::start(at, self.names.subscribe()).await?);
+        dns.retain(|n, _| mine.iter().any(|(m, _)| &m.name == n));
+        for (n, lease) in mine {
+            let at = Addresses::new(lease.subnet).gateway();
+            if dns.get(&n.name).is_none_or(|d| d.addr != at) {
+                dns.remove(&n.name);
+                dns.insert(n.name.clone(), dns::Server::start(&n.name, at, self.names.subscribe()).await?);
+            }
         }
         Ok(())
     }
@@ -246,13 +360,29 @@ impl NodeNetwork {
     /// table: level-triggered) when they differ from those loaded, or with
     /// `force` (at every resync), then forgets the UDP flows of backends
     /// that left a service.
-    async fn balance(&self, cidr: Ipv4Net, map: &NetworkMap, force: bool) -> Result<(), NetError> {
-        let services: nft::Backends = map
-            .services
+    async fn balance(
+        &self,
+        map: &NetworkMap,
+        mine: &[(NetworkRef, &SubnetLease)],
+        force: bool,
+    ) -> Result<(), NetError> {
+        let mut services = nft::Backends::new();
+        for s in &map.services {
+            for (network, vip) in &s.vips {
+                let backends = s.endpoints.iter().filter_map(|e| e.addresses.get(network).copied()).collect();
+                services.insert(*vip, backends);
+            }
+        }
+        let mut spaces: Vec<Ipv4Net> = map.pool.map(|p| p.cidr).into_iter().collect();
+        spaces.extend(map.networks.iter().filter_map(|n| n.subnet));
+        let networks = mine
             .iter()
-            .filter_map(|s| Some((*s.vips.get(DEFAULT_NETWORK)?, s.endpoints.iter().map(|e| e.address).collect())))
+            .map(|(n, l)| nft::Segment {
+                devices: vec![bridge_name(n), vxlan_name(n.vni)],
+                gateway: Addresses::new(l.subnet).gateway(),
+            })
             .collect();
-        let text = nft::ruleset(&nft::Rules { cidr, services: services.clone() });
+        let text = nft::ruleset(&nft::Rules { spaces, networks, services: services.clone() });
         if !force && crate::sync::lock(&self.loaded).as_ref().is_some_and(|l| l.text == text) {
             return Ok(());
         }
@@ -270,22 +400,28 @@ impl NodeNetwork {
         Ok(())
     }
 
-    /// Takes `lease` as the node's: addresses kept from before when it is
-    /// the same subnet, none otherwise.
-    fn adopt(&self, lease: &SubnetLease) -> Result<(), NetError> {
+    /// Takes the leases of `mine` as the node's: addresses kept from
+    /// before where the subnet is the same, none otherwise.
+    fn adopt(&self, mine: &[(NetworkRef, &SubnetLease)]) -> Result<(), NetError> {
         let mut a = crate::sync::lock(&self.addresses);
-        if a.as_ref().is_some_and(|a| a.subnet() == lease.subnet) {
-            return Ok(());
+        let mut changed = false;
+        for (n, lease) in mine {
+            if a.get(&n.name).is_some_and(|a| a.subnet() == lease.subnet) {
+                continue;
+            }
+            if let Some(old) = a.get(&n.name) {
+                tracing::warn!(network = %n.name, old = %old.subnet(), new = %lease.subnet, "this node's subnet changed: addresses start over");
+            }
+            a.insert(n.name.clone(), Addresses::new(lease.subnet));
+            changed = true;
         }
-        if let Some(old) = a.as_ref() {
-            tracing::warn!(old = %old.subnet(), new = %lease.subnet, "this node's subnet changed: addresses start over");
+        if changed {
+            self.save(&a)?;
         }
-        *a = Some(Addresses::new(lease.subnet));
-        self.save(a.as_ref())
+        Ok(())
     }
 
-    fn save(&self, a: Option<&Addresses>) -> Result<(), NetError> {
-        let Some(a) = a else { return Ok(()) };
+    fn save(&self, a: &BTreeMap<String, Addresses>) -> Result<(), NetError> {
         let bytes = serde_json::to_vec(a).map_err(|e| NetError::State(e.to_string()))?;
         if let Some(dir) = self.addresses_file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| NetError::State(format!("{}: {e}", dir.display())))?;
@@ -297,21 +433,31 @@ impl NodeNetwork {
         self.run_dir.join(task).join("netns")
     }
 
-    /// Gives task `task` (hostname `hostname`) its namespace on the overlay.
-    pub async fn attach(&self, task: &str, hostname: &str) -> Result<Attachment, NetError> {
+    /// Gives task `task` (hostname `hostname`) its namespace with an
+    /// interface on each of `networks` (in order: the first holds the
+    /// default route and the resolver).
+    pub async fn attach(&self, task: &str, hostname: &str, networks: &[&str]) -> Result<Attachment, NetError> {
         let mut ready = self.ready.subscribe();
-        let ready = match tokio::time::timeout(LEASE_WAIT, ready.wait_for(|r| r.is_some())).await {
+        let all_ready = |r: &BTreeMap<String, Programmed>| networks.iter().all(|n| r.contains_key(*n));
+        let ready = match tokio::time::timeout(LEASE_WAIT, ready.wait_for(all_ready)).await {
             Ok(Ok(r)) => r.clone(),
-            _ => None,
+            _ => {
+                let missing: Vec<&str> =
+                    networks.iter().copied().filter(|n| !self.ready.borrow().contains_key(*n)).collect();
+                let missing = missing.join(", ");
+                return Err(NetError::NotReady(format!("network {missing} not ready on this node: {}", self.status())));
+            }
         };
-        let (lease, bridge) = ready.ok_or_else(|| NetError::NotReady(self.status().to_string()))?;
-        let address = {
+        let mut given = Vec::new();
+        {
             let mut a = crate::sync::lock(&self.addresses);
-            let addrs = a.get_or_insert_with(|| Addresses::new(lease.subnet));
-            let ip = addrs.assign(task)?;
-            self.save(Some(addrs))?;
-            ip
-        };
+            for n in networks {
+                let lease = &ready[*n].lease;
+                let addrs = a.entry(n.to_string()).or_insert_with(|| Addresses::new(lease.subnet));
+                given.push((n.to_string(), addrs.assign(task)?));
+            }
+            self.save(&a)?;
+        }
         let dir = self.run_dir.join(task);
         let ns = self.netns_path(task);
         let ns2 = ns.clone();
@@ -319,43 +465,55 @@ impl NodeNetwork {
             .await
             .map_err(|e| NetError::State(format!("creating the namespace: {e}")))??;
         let links = Links::connect()?;
-        let bridge_mtu = links.get(BRIDGE).await?.map(|l| l.mtu).unwrap_or(1450);
-        let short: String = task.chars().take(12).collect();
-        let (host, peer) = (format!("orc{short}"), format!("orp{short}"));
-        links.veth_into(&host, &peer, &ns, bridge, bridge_mtu).await?;
-        hairpin(&host);
         let inside = Links::connect_in(&ns)?;
-        inside.rename(&peer, "eth0").await?;
-        inside.address("eth0", address, lease.subnet.prefix_len()).await?;
-        inside.up("eth0", None).await?;
-        inside.up("lo", None).await?;
-        inside.default_route(Addresses::new(lease.subnet).gateway()).await?;
+        let short: String = task.chars().take(12).collect();
+        for (i, (n, address)) in given.iter().enumerate() {
+            let p = &ready[n];
+            // Interface names hold 15 bytes: `orc` + the task id's 12, or
+            // `orc` + the network's place + 11 of them.
+            let tag: String = if i == 0 { short.clone() } else { format!("{i}{}", &short[..short.len().min(11)]) };
+            let (host, peer) = (format!("orc{tag}"), format!("orp{tag}"));
+            links.veth_into(&host, &peer, &ns, p.bridge, p.mtu).await?;
+            hairpin(&host);
+            let eth = format!("eth{i}");
+            inside.rename(&peer, &eth).await?;
+            inside.address(&eth, *address, p.lease.subnet.prefix_len()).await?;
+            inside.up(&eth, None).await?;
+            if i == 0 {
+                inside.up("lo", None).await?;
+                inside.default_route(Addresses::new(p.lease.subnet).gateway()).await?;
+            }
+        }
+        let (first, address) = given
+            .first()
+            .cloned()
+            .ok_or_else(|| NetError::State("a task on the overlay joins at least one network".into()))?;
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv_conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
-        let dns = Addresses::new(lease.subnet).gateway();
+        let dns = Addresses::new(ready[&first].lease.subnet).gateway();
         write(&resolv_conf, &super::files::resolv_conf(&node_resolv, dns))?;
         write(&hosts, &super::files::hosts(hostname, address))?;
-        tracing::info!(task, %address, "task attached to the overlay");
-        Ok(Attachment { netns: ns, address, resolv_conf, hosts })
+        tracing::info!(task, addresses = ?given, "task attached to the overlay");
+        Ok(Attachment { netns: ns, addresses: given, resolv_conf, hosts })
     }
 
-    /// The address task `task` holds.
-    pub fn address_of(&self, task: &str) -> Option<Ipv4Addr> {
-        crate::sync::lock(&self.addresses).as_ref().and_then(|a| a.held_by(task))
+    /// The addresses task `task` holds, per network.
+    pub fn addresses_of(&self, task: &str) -> BTreeMap<String, Ipv4Addr> {
+        crate::sync::lock(&self.addresses).iter().filter_map(|(n, a)| Some((n.clone(), a.held_by(task)?))).collect()
     }
 
-    /// Takes task `task` off the overlay: its namespace, files and address.
+    /// Takes task `task` off the overlay: its namespace, files and addresses.
     pub fn detach(&self, task: &str) {
         if let Err(e) = netns::remove(&self.netns_path(task)) {
             tracing::warn!(task, error = %e, "removing a task's network namespace");
         }
         let _ = std::fs::remove_dir_all(self.run_dir.join(task));
         let mut a = crate::sync::lock(&self.addresses);
-        if let Some(addrs) = a.as_mut() {
+        for addrs in a.values_mut() {
             addrs.release(task);
-            if let Err(e) = self.save(Some(addrs)) {
-                tracing::warn!(task, error = %e, "keeping the addresses");
-            }
+        }
+        if let Err(e) = self.save(&a) {
+            tracing::warn!(task, error = %e, "keeping the addresses");
         }
     }
 
@@ -369,12 +527,14 @@ impl NodeNetwork {
             self.detach(t);
         }
         let mut a = crate::sync::lock(&self.addresses);
-        if let Some(addrs) = a.as_mut() {
+        let mut changed = false;
+        for addrs in a.values_mut() {
             let before = addrs.held();
             addrs.retain(|t| live.contains(t));
-            if addrs.held() != before {
-                let _ = self.save(Some(addrs));
-            }
+            changed |= addrs.held() != before;
+        }
+        if changed {
+            let _ = self.save(&a);
         }
     }
 }

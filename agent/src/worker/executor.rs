@@ -175,7 +175,8 @@ impl Executor {
             return;
         }
         self.probed(&t.id, Health::Starting, "");
-        let addr = self.lock().get(&t.id).and_then(|l| l.status.address.parse().ok());
+        let first = t.spec.networks().first().map(|n| n.to_string());
+        let addr = first.and_then(|n| self.lock().get(&t.id).and_then(|l| l.status.addresses.get(&n)?.parse().ok()));
         tokio::spawn(super::prober::watch(self.clone(), t.id.clone(), container.to_string(), addr, checks));
     }
 
@@ -354,10 +355,9 @@ impl Executor {
             return match r.status {
                 Status::Running => TaskStatus {
                     container: r.id.clone(),
-                    address: self
+                    addresses: self
                         .overlay(t)
-                        .and_then(|n| n.address_of(&t.id))
-                        .map(|a| a.to_string())
+                        .map(|n| n.addresses_of(&t.id).into_iter().map(|(n, a)| (n, a.to_string())).collect())
                         .unwrap_or_default(),
                     ..status(&t.id, TaskState::Running, "running")
                 },
@@ -375,7 +375,7 @@ impl Executor {
         }
         self.set(status(&t.id, TaskState::Starting, "starting"));
         let net = match self.overlay(t) {
-            Some(n) => match n.attach(&t.id, &hostname(t)).await {
+            Some(n) => match n.attach(&t.id, &hostname(t), &t.spec.networks()).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     n.detach(&t.id);
@@ -387,9 +387,12 @@ impl Executor {
             },
             None => None,
         };
-        let address = net.as_ref().map(|a| a.address.to_string()).unwrap_or_default();
+        let addresses = net
+            .as_ref()
+            .map(|a| a.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect())
+            .unwrap_or_default();
         match self.runtime.run(run_spec(t, net.as_ref())).await {
-            Ok(r) => TaskStatus { container: r.id.clone(), address, ..status(&t.id, TaskState::Running, "running") },
+            Ok(r) => TaskStatus { container: r.id.clone(), addresses, ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
             }
@@ -419,7 +422,7 @@ impl Executor {
     /// took it out of the rotation as they decided to stop it, every node
     /// hears of that within the drain period, and its connections end.
     async fn drain(&self, t: &Task) {
-        let on_overlay = self.network.as_ref().is_some_and(|n| n.address_of(&t.id).is_some());
+        let on_overlay = self.network.as_ref().is_some_and(|n| !n.addresses_of(&t.id).is_empty());
         if on_overlay && !t.spec.mode.job() && t.spec.stop.drain_ms > 0 {
             tracing::debug!(task = %t.id, drain_ms = t.spec.stop.drain_ms, "draining before the stop signal");
             tokio::time::sleep(Duration::from_millis(t.spec.stop.drain_ms)).await;

@@ -1,5 +1,5 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
-//! power… on nodes), [`container`], [`image`], [`service`], [`node`],
+//! power… on nodes), [`container`], [`image`], [`service`], [`node`], [`network`],
 //! [`cluster`], [`config`], [`user`], [`events`]; [`attached`]: `container run --rm`;
 //! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
@@ -12,6 +12,7 @@ pub mod container;
 pub mod events;
 pub mod image;
 pub mod machine;
+pub mod network;
 pub mod node;
 pub mod rollout;
 pub mod service;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Service(cmd) => service::run(cmd, &managers, &trust, out).await,
         Command::Node(cmd) => node::run(cmd, &managers, &trust, out).await,
+        Command::Network(cmd) => network::run(cmd, &managers, &trust, out).await,
         Command::User(cmd) => user::run(cmd, &managers, &trust, out).await,
         Command::Events { follow, service, since } => events::run(&managers, &trust, out, follow, service, since).await,
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,

@@ -32,8 +32,20 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(st) = f.stateful {
         s.stateful = st;
     }
-    if let Some(n) = &f.network {
-        s.network = n.clone();
+    match f.network.as_slice() {
+        [] => {}
+        [host] if host == "host" => {
+            s.network = "host".into();
+            s.networks.clear();
+        }
+        nets if nets.iter().any(|n| n == "host") => {
+            return Err(CliError::Usage("--network host is the node's own network: it joins no other".into()))
+        }
+        nets => {
+            s.network = "overlay".into();
+            // `overlay` was the name of the default network's mode.
+            s.networks = nets.iter().map(|n| if n == "overlay" { "default".into() } else { n.clone() }).collect();
+        }
     }
     lifecycle::apply_schedule(s, f)?;
     lifecycle::apply_autoscale(s, f)?;
@@ -211,7 +223,7 @@ fn service_json(s: &Service) -> serde_json::Value {
     let spec = s.spec.clone().unwrap_or_default();
     json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
         "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
-        "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "network": spec.network, "spec_version": s.spec_version,
+        "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "network": spec.network, "networks": spec.networks, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms, "vips": s.vips,
         "spec": spec_json(&spec),
         "autoscale_status": s.autoscale_status.as_ref().map(autoscale_status_json),
@@ -293,7 +305,8 @@ fn task_json(t: &Task) -> serde_json::Value {
     json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
         "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
-        "health": t.health, "probe": t.probe, "run": t.run, "address": t.address, "ready_ms": t.ready_ms})
+        "health": t.health, "probe": t.probe, "run": t.run, "address": t.address, "addresses": t.addresses,
+        "ready_ms": t.ready_ms})
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {

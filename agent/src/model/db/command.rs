@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens};
+use crate::model::objects::{
+    Network, Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens,
+};
 use crate::model::patch::{NodePatch, TaskPatch};
 
 /// The kinds of object (the tables of the database).
@@ -30,9 +32,14 @@ pub enum Kind {
     JoinTokens,
     /// A node's subnet on a network, at `<network>/<node>`.
     Lease,
-    /// A virtual IP → the id of the service holding it, at
-    /// `<network>/<address>`: claimed in the same entry as the service.
+    /// A virtual IP → the id of the service holding it, at its address:
+    /// claimed in the same entry as the service.
     Vip,
+    /// A network made with `network create`, at its name.
+    Network,
+    /// A VXLAN network identifier → the network holding it, claimed in
+    /// the same entry as the network.
+    Vni,
 }
 
 impl Kind {
@@ -49,6 +56,8 @@ impl Kind {
             Self::JoinTokens => "join-tokens",
             Self::Lease => "lease",
             Self::Vip => "vip",
+            Self::Network => "network",
+            Self::Vni => "vni",
         }
     }
 }
@@ -93,6 +102,9 @@ pub enum Object {
     Lease(Arc<SubnetLease>),
     /// The id of the service holding the virtual IP.
     Vip(String),
+    Network(Arc<Network>),
+    /// The name of the network holding the VNI.
+    Vni(String),
 }
 
 impl Object {
@@ -109,6 +121,8 @@ impl Object {
             Self::JoinTokens(_) => Kind::JoinTokens,
             Self::Lease(_) => Kind::Lease,
             Self::Vip(_) => Kind::Vip,
+            Self::Network(_) => Kind::Network,
+            Self::Vni(_) => Kind::Vni,
         }
     }
 }

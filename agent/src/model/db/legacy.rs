@@ -87,6 +87,9 @@ fn object(key: &Key, v: serde_json::Value) -> Result<Object, LegacyError> {
         // Leases came after the JSON store: no old table holds them.
         Kind::Lease => return Err(LegacyError::UnknownTable { table: "leases".into(), id: key.id.clone() }),
         Kind::Vip => return Err(LegacyError::UnknownTable { table: "vips".into(), id: key.id.clone() }),
+        Kind::Network | Kind::Vni => {
+            return Err(LegacyError::UnknownTable { table: "networks".into(), id: key.id.clone() })
+        }
     })
 }
 

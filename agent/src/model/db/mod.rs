@@ -28,7 +28,9 @@ pub use index::Index;
 
 use crate::model::events::Events;
 use crate::model::objects::Tokens;
-use crate::model::objects::{Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task};
+use crate::model::objects::{
+    Network, Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task,
+};
 
 /// Objects of one kind by id.
 pub type Table<T> = imbl::OrdMap<String, Arc<T>>;
@@ -49,8 +51,12 @@ pub struct ClusterState {
     pub revoked_certs: Table<RevokedCert>,
     /// Subnet leases by `<network>/<node>`.
     pub leases: Table<SubnetLease>,
-    /// Virtual IPs by `<network>/<address>` → the service holding each.
+    /// Virtual IPs by address → the service holding each.
     pub vips: imbl::OrdMap<String, String>,
+    /// Networks made with `network create`, by name.
+    pub networks: Table<Network>,
+    /// VNIs → the network holding each.
+    pub vnis: imbl::OrdMap<String, String>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -212,6 +218,12 @@ impl ClusterState {
             Object::Vip(s) => {
                 self.vips.insert(id.to_string(), s);
             }
+            Object::Network(n) => {
+                self.networks.insert(id.to_string(), n);
+            }
+            Object::Vni(n) => {
+                self.vnis.insert(id.to_string(), n);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -263,6 +275,12 @@ impl ClusterState {
             Kind::Vip => {
                 self.vips.remove(id);
             }
+            Kind::Network => {
+                self.networks.remove(id);
+            }
+            Kind::Vni => {
+                self.vnis.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -306,6 +324,12 @@ impl ClusterState {
         }
         for (id, v) in &self.vips {
             push(Kind::Vip, id, Object::Vip(v.clone()));
+        }
+        for (id, v) in &self.networks {
+            push(Kind::Network, id, Object::Network(v.clone()));
+        }
+        for (id, v) in &self.vnis {
+            push(Kind::Vni, id, Object::Vni(v.clone()));
         }
         Image { version: self.version, objects }
     }

@@ -1,0 +1,110 @@
+//! `orc.cluster.v1.Networks`, on any manager: call the domain function in
+//! [`crate::cluster::networks`], convert.
+
+use std::sync::Arc;
+
+use orc_proto::cluster as pb;
+use orc_proto::cluster::networks_server::Networks;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::networks::{self, NetworkRequest};
+use crate::cluster::objects::{view, Network, Pool, SubnetLease, View, DEFAULT_NETWORK};
+use crate::state::NodeState;
+
+pub struct NetworksService {
+    state: Arc<NodeState>,
+}
+
+impl NetworksService {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
+    }
+}
+
+/// A network as `ls` shows it (`detail`: with leases and tasks, as `inspect`).
+fn to_proto(v: &View, n: &Network, detail: bool) -> pb::Network {
+    let space: Option<Pool> = v.settings.network.map(|p| n.space(p));
+    let (services, _) = networks::users(v, &n.name);
+    let mut out = pb::Network {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        vni: n.vni,
+        subnet: space.map(|s| s.cidr.to_string()).unwrap_or_default(),
+        subnet_size: space.map(|s| u32::from(s.prefix)).unwrap_or_default(),
+        builtin: n.name == DEFAULT_NETWORK,
+        labels: n.labels.clone().into_iter().collect(),
+        created_ms: n.created_ms,
+        services,
+        ..Default::default()
+    };
+    if !detail {
+        return out;
+    }
+    let hostname = |id: &str| v.nodes.get(id).map(|x| x.hostname.clone()).unwrap_or_default();
+    out.leases = v
+        .leases
+        .values()
+        .filter(|l| l.network == n.name)
+        .map(|l: &Arc<SubnetLease>| pb::NetworkLease {
+            node_id: l.node.clone(),
+            node_hostname: hostname(&l.node),
+            subnet: l.subnet.to_string(),
+        })
+        .collect();
+    out.tasks = v
+        .tasks
+        .values()
+        .filter(|t| !t.state.terminal())
+        .filter_map(|t| {
+            let a = t.addresses.get(&n.name)?;
+            Some(pb::NetworkTask {
+                id: t.id.clone(),
+                service: t.service.clone(),
+                slot: t.slot,
+                node_hostname: hostname(&t.node),
+                address: a.to_string(),
+                state: t.state.as_str().into(),
+            })
+        })
+        .collect();
+    out.tasks.sort_by(|a, b| (&a.service, a.slot, &a.id).cmp(&(&b.service, b.slot, &b.id)));
+    out
+}
+
+#[tonic::async_trait]
+impl Networks for NetworksService {
+    async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::Network>, Status> {
+        let r = req.into_inner();
+        let size = match r.subnet_size {
+            0 => None,
+            n => Some(u8::try_from(n).map_err(|_| Status::invalid_argument(format!("subnet size /{n} is above /32")))?),
+        };
+        let r = NetworkRequest {
+            name: r.name.trim().to_string(),
+            subnet: Some(r.subnet.trim().to_string()).filter(|s| !s.is_empty()),
+            subnet_size: size,
+            labels: r.labels.into_iter().collect(),
+        };
+        let (v, n) = networks::create(&self.state.raft, r).await?;
+        Ok(Response::new(to_proto(&v, &n, false)))
+    }
+
+    async fn list(&self, _: Request<pb::ListNetworksRequest>) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        let v = view(&self.state.raft).await?;
+        let networks = networks::all(&v).iter().map(|n| to_proto(&v, n, false)).collect();
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
+    }
+
+    async fn inspect(&self, req: Request<pb::InspectNetworkRequest>) -> Result<Response<pb::Network>, Status> {
+        let (v, n) = networks::inspect(&self.state.raft, req.into_inner().network.trim()).await?;
+        Ok(Response::new(to_proto(&v, &n, true)))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+        let n = networks::remove(&self.state.raft, req.into_inner().network.trim()).await?;
+        Ok(Response::new(pb::RemoveNetworkResponse { name: n.name }))
+    }
+}
