@@ -67,9 +67,20 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         stateful: p.stateful,
         autoscale: autoscale_from_proto(p.autoscale),
         network,
-        networks: p.networks.iter().map(|n| n.trim().to_string()).collect(),
+        networks: networks_from_proto(&p.networks),
     };
     Ok(s)
+}
+
+/// The networks a spec names, kept as the state keeps them: `default`
+/// alone is no list (what `spec_to_proto` shows comes back unchanged, so
+/// an update that does not touch networks makes no new spec version).
+fn networks_from_proto(names: &[String]) -> Vec<String> {
+    let names: Vec<String> = names.iter().map(|n| n.trim().to_string()).collect();
+    if names.len() == 1 && names[0] == DEFAULT_NETWORK {
+        return Vec::new();
+    }
+    names
 }
 
 pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
@@ -267,5 +278,24 @@ pub fn person_cert_to_proto(c: &PersonCert) -> pb::PersonCert {
         expires_ms: c.expires_ms,
         issued_by: c.issued_by.clone(),
         revoked_ms: c.revoked_ms.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_shown_and_sent_back_is_the_same_spec() {
+        for networks in [vec![], vec!["back".to_string()], vec!["default".to_string(), "back".to_string()]] {
+            let s = ServiceSpec { name: "web".into(), image: "busybox".into(), networks, ..Default::default() };
+            let back = spec_from_proto(spec_to_proto(&s)).unwrap();
+            assert!(
+                back.runs_like(&s) && back.networks == s.networks,
+                "{:?} came back as {:?}",
+                s.networks,
+                back.networks
+            );
+        }
     }
 }
