@@ -305,13 +305,15 @@ fn five_vms_keep_ten_replicas_through_failures() {
 
     // A rolling update of the replicated service across the nodes that
     // adds a readiness probe, then an update whose tasks fail: it rolls
-    // back by itself and the replicas run again.
+    // back by itself and the replicas run again. (The probe's timeout is
+    // that of five emulated VMs on two cores, not of real nodes: a 1 s
+    // exec timeout made ready tasks flap there.)
     let out = c.ok(&[
         "service",
         "update",
         "web",
         "--probe",
-        "readiness exec true interval=1s",
+        "readiness exec true interval=2s timeout=2s",
         "--update-parallelism",
         "4",
         "--update-monitor",
