@@ -73,14 +73,6 @@ pub fn builtin(pool: Pool) -> Network {
     Network { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: Some(pool), ..Default::default() }
 }
 
-/// VNI of network `name`, if it exists.
-pub fn vni_of(v: &View, name: &str) -> Option<u32> {
-    if name == DEFAULT_NETWORK {
-        return v.settings.network.map(|_| DEFAULT_VNI);
-    }
-    v.networks.get(name).map(|n| n.vni)
-}
-
 /// Refuses a spec that joins a network that does not exist.
 pub fn check_joined(v: &View, spec: &ServiceSpec) -> Result<(), ClusterError> {
     for n in spec.networks() {

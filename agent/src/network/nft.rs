@@ -106,7 +106,7 @@ pub fn ruleset(r: &Rules) -> String {
         let _ = writeln!(s, "    elements = {{ {} }}", spaces.join(", "));
     }
     let _ = writeln!(s, "  }}");
-    let devices: Vec<String> = r.networks.iter().flat_map(|n| n.devices.iter().map(|d| format!("\"{d}\""))).collect();
+    let all_devices: Vec<String> = r.networks.iter().flat_map(|n| n.devices.iter().cloned()).collect();
     let gateways: Vec<String> = r.networks.iter().map(|n| n.gateway.to_string()).collect();
     // `dstnat` (-100) is a name nft takes for prerouting only.
     for (chain, priority) in [("prerouting", "dstnat"), ("output", "-100")] {
@@ -129,8 +129,7 @@ pub fn ruleset(r: &Rules) -> String {
     if r.networks.len() > 1 {
         for n in &r.networks {
             let own = set_of(&n.devices);
-            let all = devices.join(", ");
-            let _ = writeln!(s, "    iifname {own} oifname {{ {all} }} oifname != {own} drop");
+            let _ = writeln!(s, "    iifname {own} oifname {} oifname != {own} drop", set_of(&all_devices));
         }
     }
     // Segments sized for the path's MTU (the overlay's is below the underlay's).

@@ -320,26 +320,25 @@ impl NodeNetwork {
         Ok((bridge.index, mtu))
     }
 
-    /// Takes down the bridges and VXLAN devices of networks gone.
+    /// Takes down the bridges and VXLAN devices of networks gone (also
+    /// while the agent was down) and forgets their addresses.
     async fn remove_stale(&self, links: &Links, mine: &[(NetworkRef, &SubnetLease)]) {
-        let gone: Vec<String> =
-            self.ready.borrow().keys().filter(|n| !mine.iter().any(|(m, _)| &m.name == *n)).cloned().collect();
-        if gone.is_empty() {
-            return;
-        }
         let keep: HashSet<String> = mine.iter().flat_map(|(n, _)| [bridge_name(n), vxlan_name(n.vni)]).collect();
         let devices = links.all().await.unwrap_or_default();
         for dev in devices.iter().map(|l| &l.name).filter(|d| d.starts_with("orc-br") || d.starts_with("orc-vx")) {
             if !keep.contains(dev) {
+                tracing::info!(device = %dev, "removing the device of a network gone");
                 if let Err(e) = links.delete(dev).await {
                     tracing::warn!(device = %dev, error = %e, "removing a device of a network gone");
                 }
             }
         }
         let mut a = crate::sync::lock(&self.addresses);
-        a.retain(|n, _| !gone.contains(n));
-        let _ = self.save(&a);
-        tracing::info!(networks = ?gone, "networks gone from this node");
+        let before = a.len();
+        a.retain(|n, _| mine.iter().any(|(m, _)| &m.name == n));
+        if a.len() != before {
+            let _ = self.save(&a);
+        }
     }
 
     /// Keeps a DNS server listening on each network's bridge address.
