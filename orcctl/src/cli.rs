@@ -586,7 +586,9 @@ pub struct ServiceCreate {
     /// node.labels.K==V, node.role==manager, node.hostname!=h; repeatable.
     #[arg(long)]
     pub constraint: Vec<String>,
-    /// Host-mode port PORT[:PORT][/udp]; repeatable.
+    /// Publish a port: PUBLISHED[:TARGET][/udp] on the routing mesh (every
+    /// node answers), or published=P,target=T,protocol=tcp|udp,mode=ingress|local|host;
+    /// repeatable.
     #[arg(long, short = 'p')]
     pub publish: Vec<String>,
     /// KEY=VALUE, repeatable.
@@ -616,6 +618,7 @@ pub struct ServiceUpdate {
     pub constraint_add: Vec<String>,
     #[arg(long)]
     pub constraint_rm: Vec<String>,
+    /// Publish another port (as --publish).
     #[arg(long)]
     pub publish_add: Vec<String>,
     /// PORT to stop publishing.

@@ -53,19 +53,49 @@ pub fn parse_ttl_secs(s: &str) -> Result<u64, CliError> {
     }
 }
 
-/// `80`, `80:80`, `53/udp`, `53:53/udp`.
+/// `80`, `8080:80`, `53/udp`, `53:53/udp`, or Docker's long form
+/// `published=8080,target=80,protocol=tcp,mode=ingress|local|host`.
 pub fn parse_port(s: &str) -> Result<Port, CliError> {
-    let bad = |why: &str| CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:8080, 53/udp)"));
-    let (ports, protocol) = match s.split_once('/') {
-        Some((p, proto)) => (p, proto.to_string()),
-        None => (s, "tcp".to_string()),
+    let bad = |why: &str| {
+        CliError::Usage(format!("port {s:?}: {why} (e.g. 8080, 8080:80, 53/udp, published=8080,target=80,mode=local)"))
     };
     let num = |p: &str| p.trim().parse::<u16>().map_err(|_| bad("not a port number"));
+    let protocol = |p: &str| match p {
+        "tcp" | "udp" => Ok(p.to_string()),
+        _ => Err(bad("the protocol is tcp or udp")),
+    };
+    if s.contains('=') {
+        let mut port = Port { protocol: "tcp".into(), mode: "ingress".into(), ..Default::default() };
+        for field in s.split(',') {
+            let (k, v) = field.split_once('=').ok_or_else(|| bad("long form fields are KEY=VALUE"))?;
+            match k.trim() {
+                "published" => port.published = num(v)?.into(),
+                "target" => port.target = num(v)?.into(),
+                "protocol" => port.protocol = protocol(v.trim())?,
+                "mode" => match v.trim() {
+                    m @ ("ingress" | "local" | "host") => port.mode = m.into(),
+                    _ => return Err(bad("the mode is ingress, local or host")),
+                },
+                other => return Err(bad(&format!("unknown field {other:?}: use published, target, protocol, mode"))),
+            }
+        }
+        if port.target == 0 {
+            return Err(bad("target is required"));
+        }
+        if port.published == 0 {
+            port.published = port.target;
+        }
+        return Ok(port);
+    }
+    let (ports, proto) = match s.split_once('/') {
+        Some((p, proto)) => (p, protocol(proto)?),
+        None => (s, "tcp".to_string()),
+    };
     let (published, target) = match ports.split_once(':') {
         Some((a, b)) => (num(a)?, num(b)?),
         None => (num(ports)?, num(ports)?),
     };
-    Ok(Port { published: published.into(), target: target.into(), protocol })
+    Ok(Port { published: published.into(), target: target.into(), protocol: proto, mode: "ingress".into() })
 }
 
 /// `KEY=VALUE` (the `what` names it in the error).
@@ -86,5 +116,26 @@ mod tests {
         assert_eq!(parse_bytes("512k").unwrap(), 512 << 10);
         assert_eq!(parse_bytes("1000").unwrap(), 1000);
         assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn ports_parse_short_and_long() {
+        let p = |s: &str| parse_port(s).map(|p| (p.published, p.target, p.protocol, p.mode));
+        let t = |a: u32, b: u32, proto: &str, mode: &str| (a, b, proto.to_string(), mode.to_string());
+        assert_eq!(p("80").unwrap(), t(80, 80, "tcp", "ingress"));
+        assert_eq!(p("8080:80").unwrap(), t(8080, 80, "tcp", "ingress"));
+        assert_eq!(p("53:53/udp").unwrap(), t(53, 53, "udp", "ingress"));
+        assert_eq!(p("published=8080,target=80,mode=local").unwrap(), t(8080, 80, "tcp", "local"));
+        assert_eq!(p("target=53,protocol=udp,mode=host").unwrap(), t(53, 53, "udp", "host"));
+        for (bad, why) in [
+            ("80/sctp", "tcp or udp"),
+            ("published=80", "target is required"),
+            ("target=80,mode=nodeport", "ingress, local or host"),
+            ("target=80,port=1", "unknown field \"port\""),
+            ("x:80", "not a port number"),
+        ] {
+            let e = parse_port(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

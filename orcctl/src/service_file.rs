@@ -8,7 +8,7 @@
 //! environment: {MODE: prod}         # or ["MODE=prod"]
 //! user: www
 //! working_dir: /srv
-//! ports: ["8080:8080", "53/udp"]
+//! ports: ["8080:80", "53/udp", {target: 80, published: 8081, mode: local}]
 //! labels: {team: web}
 //! deploy:
 //!   mode: replicated                # global, replicated-job, global-job
@@ -104,6 +104,17 @@ enum Env {
 enum PortText {
     Text(String),
     Number(u16),
+    /// Compose's long syntax.
+    Long(LongPort),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongPort {
+    target: u16,
+    published: Option<u16>,
+    protocol: Option<String>,
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -221,6 +232,19 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         .map(|p| match p {
             PortText::Text(t) => parse_port(t),
             PortText::Number(n) => parse_port(&n.to_string()),
+            PortText::Long(l) => {
+                let mut text = format!("target={}", l.target);
+                for (k, v) in [
+                    ("published", l.published.map(|p| p.to_string())),
+                    ("protocol", l.protocol.clone()),
+                    ("mode", l.mode.clone()),
+                ] {
+                    if let Some(v) = v {
+                        text.push_str(&format!(",{k}={v}"));
+                    }
+                }
+                parse_port(&text)
+            }
         })
         .collect::<Result<_, _>>()?;
     let d = f.deploy;
@@ -284,7 +308,7 @@ image: registry:5000/web:1
 entrypoint: httpd
 command: ["-f", "-p", "8080"]
 environment: {MODE: prod, N: 3}
-ports: ["8080:8080", "53/udp", 9000]
+ports: ["8080:8080", "53/udp", 9000, {target: 80, published: 8081, mode: local}]
 deploy:
   replicas: 3
   resources:
@@ -299,8 +323,9 @@ deploy:
         assert_eq!(s.command, ["httpd"]);
         assert_eq!(s.args, ["-f", "-p", "8080"]);
         assert_eq!(s.env, ["MODE=prod", "N=3"]);
-        assert_eq!(s.ports.len(), 3);
+        assert_eq!(s.ports.len(), 4);
         assert_eq!((s.ports[1].published, s.ports[1].protocol.as_str()), (53, "udp"));
+        assert_eq!((s.ports[3].published, s.ports[3].target, s.ports[3].mode.as_str()), (8081, 80, "local"));
         assert_eq!((s.replicas, s.limit_cpus, s.limit_memory, s.limit_pids), (3, 0.5, 64 << 20, 100));
         assert_eq!((s.reserve_cpus, s.reserve_memory), (0.25, 32 << 20));
         let r = s.restart.unwrap();

@@ -10,6 +10,7 @@
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::{Ipv4Addr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -115,6 +116,9 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     assert!(seen.len() >= 2, "15 requests through the VIP reached {seen:?}");
     // From a task of the service itself (it may land on itself: hairpin).
     let (_, n1, _, c1) = &who[0];
+    // Its node answers the name once it has loaded the VIP's rules.
+    c.wait(Duration::from_secs(10), "who's node answering tasks.who", |c| lookup(c, n1, c1, "tasks.who") == addrs)
+        .unwrap();
     for _ in 0..6 {
         let (ok, body) = get_from(c, n1, c1, &vip);
         assert!(ok && !body.is_empty(), "a task through its own service's VIP: {body}");
@@ -212,6 +216,126 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     c.wait(SETTLE, "back removed once unused", |c| c.ctl(&["network", "rm", "back"]).ok).unwrap();
 }
 
+/// An HTTP GET of `path` on `addr:port` from this process (a client on the
+/// LAN): the body, or what went wrong.
+fn get_on(addr: Ipv4Addr, port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let t = Duration::from_secs(5);
+    let mut s = TcpStream::connect_timeout(&(addr, port).into(), t).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    // The body: past the last blank line (a CGI script's own headers end with "\n\n").
+    let out = out.replace("\r\n", "\n");
+    Ok(out.rsplit("\n\n").next().unwrap_or_default().trim().to_string())
+}
+
+/// The client's address a task saw (busybox httpd gives `[::ffff:a.b.c.d]`).
+fn peer_seen(addr: Ipv4Addr, port: u16) -> String {
+    let got = get_on(addr, port, "/cgi-bin/peer").unwrap_or_else(|e| panic!("{addr}:{port}/cgi-bin/peer: {e}"));
+    got.trim_start_matches("[::ffff:").trim_end_matches(']').to_string()
+}
+
+/// A web server answering its hostname at `/` and the client's address
+/// at `/cgi-bin/peer`.
+const SERVE_PEER: &str = "mkdir -p /tmp/w/cgi-bin && hostname > /tmp/w/index.html \
+    && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /tmp/w/cgi-bin/peer \
+    && chmod +x /tmp/w/cgi-bin/peer && exec httpd -f -p 80 -h /tmp/w";
+
+/// The routing mesh, from a client on the LAN: an ingress port answers on
+/// every node (also those running none of its tasks), spread over the
+/// tasks and masqueraded; a mesh port is the cluster's, refused to a
+/// second service; local mode answers with the node's own task and keeps
+/// the client's address; host mode answers only where a task runs; with
+/// no task ready a published port refuses at once.
+fn routing_mesh(c: &LocalCluster, image: &str) {
+    let nodes: Vec<Ipv4Addr> = c.agents.iter().map(|a| a.host.as_ref().unwrap().addr).collect();
+    let client = orc_e2e::lan::Lan::get().unwrap().gateway();
+    let hostnames =
+        |service: &str| -> Vec<String> { running(c, service).iter().map(|t| t.0[..12].to_string()).collect() };
+    let on_node = |service: &str, node: Ipv4Addr| -> Option<String> {
+        running(c, service).into_iter().find(|t| t.1.starts_with(&format!("{node}:"))).map(|t| t.0[..12].to_string())
+    };
+    let create = |args: &[&str]| {
+        let mut all = vec!["service", "create"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&[image, "--", "sh", "-c", SERVE_PEER]);
+        let out = c.ctl(&all);
+        assert!(out.ok, "{}", out.stderr);
+    };
+
+    // Ingress: two tasks, three nodes; every node answers.
+    create(&["--name", "edge", "--replicas", "2", "--publish", "8080:80"]);
+    c.wait(SETTLE, "2 edge tasks running", |c| running(c, "edge").len() == 2).unwrap();
+    let edge = hostnames("edge");
+    for node in &nodes {
+        c.wait(Duration::from_secs(10), &format!("{node}:8080 answering"), |_| {
+            get_on(*node, 8080, "/").is_ok_and(|b| edge.contains(&b))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", get_on(*node, 8080, "/")));
+    }
+    let idle = nodes.iter().find(|n| on_node("edge", **n).is_none()).expect("a node without an edge task");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let body = get_on(*idle, 8080, "/").unwrap();
+        assert!(edge.contains(&body), "{body} not one of {edge:?}");
+        seen.insert(body);
+    }
+    assert_eq!(seen.len(), 2, "12 requests to {idle} reached {seen:?}");
+    let peer = peer_seen(*idle, 8080);
+    assert!(
+        peer.parse::<Ipv4Addr>().is_ok() && peer != client.to_string(),
+        "ingress is masqueraded: the task saw {peer}"
+    );
+    let ls = c.ctl(&["service", "ls"]).stdout;
+    assert!(ls.contains("8080->80/tcp"), "{ls}");
+
+    // A mesh port is the cluster's.
+    let clash = c.ctl(&["service", "create", "--name", "clash", "--publish", "8080:90", image]);
+    assert!(!clash.ok && clash.stderr.contains("8080/tcp is published by service edge"), "{}", clash.stderr);
+
+    // Local: the node's own task, the client's address.
+    create(&["--name", "near", "--mode", "global", "--publish", "published=8081,target=80,mode=local"]);
+    c.wait(SETTLE, "3 near tasks running", |c| running(c, "near").len() == 3).unwrap();
+    for node in &nodes {
+        let own = on_node("near", *node).unwrap();
+        c.wait(Duration::from_secs(10), &format!("{node}:8081 answering"), |_| {
+            get_on(*node, 8081, "/") == Ok(own.clone())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}", get_on(*node, 8081, "/")));
+        assert_eq!(peer_seen(*node, 8081), client.to_string(), "local mode keeps the client");
+    }
+
+    // Host: only where a task runs.
+    create(&["--name", "pinned", "--publish", "published=8082,target=80,mode=host"]);
+    c.wait(SETTLE, "the pinned task running", |c| running(c, "pinned").len() == 1).unwrap();
+    let (task, at) = {
+        let t = &running(c, "pinned")[0];
+        (t.0[..12].to_string(), nodes.iter().copied().find(|n| t.1.starts_with(&format!("{n}:"))).unwrap())
+    };
+    c.wait(Duration::from_secs(10), "the pinned node answering", |_| get_on(at, 8082, "/") == Ok(task.clone()))
+        .unwrap_or_else(|e| panic!("{e}: {:?}", get_on(at, 8082, "/")));
+    for other in nodes.iter().filter(|n| **n != at) {
+        let got = get_on(*other, 8082, "/");
+        assert!(got.as_ref().is_err_and(|e| e.contains("refused")), "{other}:8082 without a task: {got:?}");
+    }
+
+    // No task ready: refused at once; the port is given back with the service.
+    assert!(c.ctl(&["service", "scale", "edge=0"]).ok);
+    c.wait(SETTLE, "edge at 0", |c| running(c, "edge").is_empty()).unwrap();
+    c.wait(Duration::from_secs(10), "8080 refused", |_| {
+        get_on(nodes[0], 8080, "/").is_err_and(|e| e.contains("refused"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", get_on(nodes[0], 8080, "/")));
+    for s in ["edge", "near", "pinned"] {
+        assert!(c.ctl(&["service", "rm", s]).ok);
+    }
+    let again = c.ctl(&["service", "create", "--name", "clash", "--publish", "8080:90", image]);
+    assert!(again.ok, "{}", again.stderr);
+    assert!(c.ctl(&["service", "rm", "clash"]).ok);
+}
+
 /// Routes orc programmed on the VXLAN device in host `ns`.
 fn overlay_routes(ns: &str) -> Vec<String> {
     let o = Command::new("ip").args(["-n", ns, "route", "show", "dev", "orc-vx256"]).output().unwrap();
@@ -268,6 +392,7 @@ fn tasks_talk_across_nodes_over_the_overlay() {
 
     services_by_name_and_vip(&c, &image, node0, ctr0);
     networks_apart(&c, &image, node0, ctr0);
+    routing_mesh(&c, &image);
 
     // Its own identity and files; the node's interfaces out of sight.
     let (_, hostname) = exec(&c, node0, ctr0, &["hostname"]);

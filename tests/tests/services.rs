@@ -70,8 +70,8 @@ fn services_survive_leader_loss_partitions_and_restarts() {
     // Bad specs are refused with what to fix.
     let bad = c.ctl(&["service", "create", "--name", "bad", &image, "--constraint", "node.zone==eu"]);
     assert!(!bad.ok && bad.stderr.contains("node.labels.<key>"), "{}", bad.stderr);
-    let bad = c.ctl(&["service", "create", "--name", "bad", &image, "-p", "8080:80"]);
-    assert!(!bad.ok && bad.stderr.contains("use 80:80"), "{}", bad.stderr);
+    let bad = c.ctl(&["service", "create", "--name", "bad", &image, "-p", "7443:80"]);
+    assert!(!bad.ok && bad.stderr.contains("node's own (its API)"), "{}", bad.stderr);
 
     // Six replicas spread over five nodes.
     let out = c.ctl(&["service", "create", "--name", "web", "--replicas", "6", &image, "--", "sleep", "3600"]);

@@ -1,7 +1,8 @@
 //! VM end to end for the cluster: the five QEMU nodes of `qemu/e2e.toml` on
 //! one L2 network (3 managers, 2 workers, joined with tokens over 10.42.0.x), pulling the
 //! busybox test image from a docker-registry on the host. Ten replicas
-//! spread; a global web server publishes port 8080 on every node; a worker
+//! spread; a global web server publishes port 8080 on the routing mesh
+//! (answering on every node's address); a worker
 //! VM is killed and its tasks run again on the rest; a manager reboots and
 //! the quorum holds; a node is drained; the replicas are updated across the
 //! nodes with a readiness probe, then updated to tasks that fail and rolled
@@ -227,6 +228,22 @@ fn five_vms_keep_ten_replicas_through_failures() {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {addr} 80");
         let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
         assert!(out.contains(oci::INDEX_HTML), "TCP over the overlay to {addr}: {out}");
+    }
+
+    // The routing mesh: page's published 8080 answers on every VM's own
+    // address, fetched from node 1's hello task.
+    let node_ips: Vec<String> = c
+        .json(&["node", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| Some(n["addr"].as_str()?.rsplit_once(':')?.0.to_string()))
+        .collect();
+    assert_eq!(node_ips.len(), 5, "{node_ips:?}");
+    for ip in &node_ips {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} 8080");
+        let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
+        assert!(out.contains(oci::INDEX_HTML), "the mesh port 8080 on {ip}: {out}");
     }
 
     // A two-tier app: from node 1's hello task, `who` found by name and

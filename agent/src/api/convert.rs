@@ -30,8 +30,16 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         .iter()
         .map(|q| {
             let port = |n: u32| u16::try_from(n).map_err(|_| bad(format!("port {n} is above 65535")));
-            let protocol = if q.protocol.is_empty() { "tcp".to_string() } else { q.protocol.clone() };
-            Ok(Port { published: port(q.published)?, target: port(q.target)?, protocol })
+            let protocol = match q.protocol.as_str() {
+                "" => Protocol::Tcp,
+                p => Protocol::parse(p).ok_or_else(|| bad(format!("port protocol {p:?} is not tcp or udp")))?,
+            };
+            let mode = match q.mode.as_str() {
+                "" => PublishMode::Ingress,
+                m => PublishMode::parse(m)
+                    .ok_or_else(|| bad(format!("port mode {m:?} is not ingress, local or host")))?,
+            };
+            Ok(Port { published: port(q.published)?, target: port(q.target)?, protocol, mode })
         })
         .collect::<Result<_, ClusterError>>()?;
     let network = match p.network.as_str() {
@@ -115,7 +123,12 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         ports: s
             .ports
             .iter()
-            .map(|p| pb::Port { published: p.published.into(), target: p.target.into(), protocol: p.protocol.clone() })
+            .map(|p| pb::Port {
+                published: p.published.into(),
+                target: p.target.into(),
+                protocol: p.protocol.as_str().into(),
+                mode: p.mode.as_str().into(),
+            })
             .collect(),
         labels: s.labels.clone().into_iter().collect(),
         health: Some(health_to_proto(&s.health)),

@@ -31,6 +31,8 @@ pub fn of(v: &View, id: &str) -> Option<ServiceEndpoints> {
         name: s.spec.name.clone(),
         vips: s.vips.clone(),
         stateful: s.spec.stateful,
+        ports: s.spec.ports.clone(),
+        ports_network: s.spec.networks().first().map(|n| n.to_string()).unwrap_or_default(),
         endpoints,
     })
 }

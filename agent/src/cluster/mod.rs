@@ -44,6 +44,7 @@ pub mod networks;
 pub mod nodes;
 pub mod objects;
 pub mod orchestrator;
+pub mod published;
 pub mod renew;
 pub mod scheduler;
 pub mod services;

@@ -464,7 +464,8 @@ fn demand(t: &Task) -> Demand {
         cpus: t.spec.reserve_cpus,
         memory: t.spec.reserve_memory,
         constraints: constraints(&t.spec),
-        ports: t.spec.ports.iter().map(|p| p.published).collect(),
+        // Only host-mode ports are held per node (the mesh's are the cluster's).
+        ports: t.spec.ports.iter().filter(|p| p.mode == PublishMode::Host).map(|p| p.published).collect(),
     }
 }
 

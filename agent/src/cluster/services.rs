@@ -9,6 +9,7 @@ use super::objects::{
     new_id, now_ms, view, CronSchedule, CronStatus, Service, ServiceSpec, Task, TaskState, UpdateState, UpdateStatus,
     View,
 };
+use super::published;
 use super::spec;
 use super::vips;
 use crate::model::db::{Command, CommandResult, Key, Kind, Object};
@@ -44,8 +45,10 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
         ..Default::default()
     };
     vips::give(&v, &mut s)?;
+    published::check(&v, &s)?;
     let mut cmds = vec![Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0)];
     cmds.extend(vips::claims(None, &s));
+    cmds.extend(published::claims(None, &s));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0));
     let r = raft.write(Command::Batch(cmds)).await?;
     committed(r, "creating the service")?;
@@ -97,6 +100,7 @@ pub async fn update(
         s.spec = spec.clone();
         s.updated_ms = now;
         vips::give(v, &mut s)?;
+        published::check(v, &s)?;
         Ok(s)
     })
     .await
@@ -211,6 +215,7 @@ async fn change_from(
     };
     let s = f(&v, &old)?;
     let mut cmds = vips::claims(Some(&old), &s);
+    cmds.extend(published::claims(Some(&old), &s));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version));
     let cmd = if cmds.len() == 1 { cmds.remove(0) } else { Command::Batch(cmds) };
     committed(raft.write(cmd).await?, what)?;
@@ -224,6 +229,7 @@ pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterEr
     let mut cmds =
         vec![Command::delete(Kind::Service, s.id.clone()), Command::delete(Kind::ServiceName, s.spec.name.clone())];
     cmds.extend(vips::releases(&s));
+    cmds.extend(published::releases(&s));
     let cmd = Command::Batch(cmds);
     raft.write(cmd).await?;
     tracing::info!(service = %s.spec.name, id = %s.id, "service removed");

@@ -2,8 +2,8 @@
 //! mistake named with how to fix it.
 
 use super::objects::{
-    signal_number, Autoscale, FailureAction, HealthChecks, Mode, ProbeAction, ProbeRole, ServiceSpec, StopPolicy,
-    UpdateOrder, UpdatePolicy, STOP_SIGNALS,
+    signal_number, Autoscale, FailureAction, HealthChecks, Mode, NetworkMode, ProbeAction, ProbeRole, Protocol,
+    PublishMode, ServiceSpec, StopPolicy, UpdateOrder, UpdatePolicy, STOP_SIGNALS,
 };
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
@@ -40,15 +40,15 @@ pub enum SpecError {
     NegativePids(i64),
     #[error("port {published}:{target}: ports are 1-65535")]
     PortZero { published: u16, target: u16 },
-    #[error("port protocol {0:?} is not tcp or udp")]
-    BadProtocol(String),
     #[error(
-        "port {published}:{target}: tasks use the node's network (host mode) until container networking lands, \
-         so the published port is the container's own: use {target}:{target}"
+        "port {published}:{target}: a task on the node's own network (--network host) listens on the node itself, \
+         so the published port is the task's own: use published={target},target={target},mode=host"
     )]
-    HostPortMismatch { published: u16, target: u16 },
+    HostStackPort { published: u16, target: u16 },
     #[error("port {port}/{protocol} is published twice")]
-    PublishedTwice { port: u16, protocol: String },
+    PublishedTwice { port: u16, protocol: Protocol },
+    #[error("port {port}/{protocol} is the node's own ({what}): publish another port")]
+    NodePort { port: u16, protocol: Protocol, what: &'static str },
     #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
     GlobalWithReplicas,
     #[error("--max-concurrent is for replicated jobs (--mode replicated-job)")]
@@ -90,6 +90,14 @@ pub enum SpecError {
     #[error("at most {MAX_SERVICE_NETWORKS} networks per service")]
     TooManyNetworks,
 }
+
+/// Ports every node answers on itself: a published port cannot take them.
+pub const NODE_PORTS: [(u16, Protocol, &str); 4] = [
+    (crate::config::API_PORT, Protocol::Tcp, "its API"),
+    (crate::network::links::VXLAN_PORT, Protocol::Udp, "the overlay's VXLAN"),
+    (53, Protocol::Udp, "the DNS server on each network's bridge"),
+    (53, Protocol::Tcp, "the DNS server on each network's bridge"),
+];
 
 /// The most networks one service's tasks join (a veth each).
 pub const MAX_SERVICE_NETWORKS: usize = 8;
@@ -228,14 +236,16 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
         if p.published == 0 || p.target == 0 {
             return Err(SpecError::PortZero { published: p.published, target: p.target });
         }
-        if p.protocol != "tcp" && p.protocol != "udp" {
-            return Err(SpecError::BadProtocol(p.protocol.clone()));
+        if s.network == NetworkMode::Host && (p.mode != PublishMode::Host || p.published != p.target) {
+            return Err(SpecError::HostStackPort { published: p.published, target: p.target });
         }
-        if p.published != p.target {
-            return Err(SpecError::HostPortMismatch { published: p.published, target: p.target });
+        if !seen.insert((p.published, p.protocol)) {
+            return Err(SpecError::PublishedTwice { port: p.published, protocol: p.protocol });
         }
-        if !seen.insert((p.published, p.protocol.clone())) {
-            return Err(SpecError::PublishedTwice { port: p.published, protocol: p.protocol.clone() });
+        if let Some((_, _, what)) =
+            NODE_PORTS.iter().find(|(port, proto, _)| *port == p.published && *proto == p.protocol)
+        {
+            return Err(SpecError::NodePort { port: p.published, protocol: p.protocol, what });
         }
     }
     if s.mode.global() && s.replicas > 1 {
@@ -325,8 +335,37 @@ mod tests {
             (Box::new(|s| s.process.env = vec!["NOEQUALS".into()]), "KEY=VALUE"),
             (Box::new(|s| s.constraints = vec!["node.labels.zone=eu".into()]), "no == or !="),
             (Box::new(|s| s.limit_memory = 1 << 20), "minimum of 6 MiB"),
-            (Box::new(|s| s.ports = vec![Port { published: 8080, target: 80, protocol: "tcp".into() }]), "use 80:80"),
-            (Box::new(|s| s.ports = vec![Port { published: 80, target: 80, protocol: "sctp".into() }]), "tcp or udp"),
+            (
+                Box::new(|s| {
+                    s.network = NetworkMode::Host;
+                    s.ports = vec![Port { published: 8080, target: 80, mode: PublishMode::Host, ..Default::default() }];
+                }),
+                "use published=80,target=80,mode=host",
+            ),
+            (
+                Box::new(|s| {
+                    s.network = NetworkMode::Host;
+                    s.ports = vec![Port { published: 80, target: 80, ..Default::default() }];
+                }),
+                "mode=host",
+            ),
+            (
+                Box::new(|s| s.ports = vec![Port { published: 7443, target: 80, ..Default::default() }]),
+                "7443/tcp is the node's own (its API)",
+            ),
+            (
+                Box::new(|s| {
+                    s.ports = vec![Port { published: 4789, target: 80, protocol: Protocol::Udp, ..Default::default() }]
+                }),
+                "4789/udp is the node's own",
+            ),
+            (
+                Box::new(|s| {
+                    let p = Port { published: 80, target: 80, ..Default::default() };
+                    s.ports = vec![p.clone(), Port { target: 81, mode: PublishMode::Local, ..p }];
+                }),
+                "80/tcp is published twice",
+            ),
             (Box::new(|s| s.replicas = 1_000_000_000), "limit of 1000 per service"),
             (Box::new(|s| s.process.env = vec!["A=\0".into()]), "env[0]: contains a NUL"),
             (Box::new(|s| s.process.args = vec!["x".into(); 2000]), "args: 2000 entries is too many"),

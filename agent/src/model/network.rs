@@ -123,6 +123,13 @@ pub struct ServiceEndpoints {
     pub vips: BTreeMap<String, Ipv4Addr>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stateful: bool,
+    /// The ports it publishes (the routing mesh and host-mode ports reach
+    /// its tasks by their address on `ports_network`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<super::objects::Port>,
+    /// Its first network.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ports_network: String,
     /// Its tasks that take traffic: wanted running, running, ready, with
     /// an address; by slot.
     pub endpoints: Vec<Endpoint>,

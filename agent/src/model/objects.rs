@@ -213,11 +213,84 @@ pub struct RestartPolicy {
     pub window_ms: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A port a service publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
+    /// Where clients reach it: on every node (ingress), on the nodes that
+    /// run a task (local), or on the task's node's own stack (host).
     pub published: u16,
+    /// Where its tasks listen.
     pub target: u16,
-    pub protocol: String,
+    pub protocol: Protocol,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mode: PublishMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 2] = [Self::Tcp, Self::Udp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a published port reaches the tasks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    /// The routing mesh: the port answers on every node and reaches a
+    /// ready task wherever it runs (Swarm's ingress mode).
+    #[default]
+    Ingress,
+    /// The port answers on every node but reaches only that node's ready
+    /// tasks, keeping the client's source address (Kubernetes'
+    /// `externalTrafficPolicy: Local`).
+    Local,
+    /// The task runs on its node's own stack and listens there itself:
+    /// one task per node and port.
+    Host,
+}
+
+impl PublishMode {
+    pub const ALL: [PublishMode; 3] = [Self::Ingress, Self::Local, Self::Host];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "ingress",
+            Self::Local => "local",
+            Self::Host => "host",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Carried by the routing mesh (not by the task's own stack).
+    pub fn mesh(self) -> bool {
+        self != Self::Host
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -238,6 +238,8 @@ mod tests {
             name: name.into(),
             vips: vip.map(|v| (DEFAULT_NETWORK.to_string(), v.parse().unwrap())).into_iter().collect(),
             stateful,
+            ports: Vec::new(),
+            ports_network: String::new(),
             endpoints: eps
                 .iter()
                 .map(|(slot, a)| Endpoint {

@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::NetError;
+use crate::model::objects::Protocol;
 
 /// Where the node image carries nft.
 pub const NFT: &str = "/usr/sbin/nft";
@@ -32,6 +33,30 @@ pub struct Rules {
     pub networks: Vec<Segment>,
     /// Services' virtual IPs and the addresses of their tasks in rotation.
     pub services: Backends,
+    /// Ports published on this node and where each goes: an empty list is
+    /// refused (no ready task it may reach).
+    pub published: Published,
+}
+
+/// (protocol, published port) → its backends.
+pub type Published = BTreeMap<(Protocol, u16), Vec<MeshBackend>>;
+
+/// Where a published port may send a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MeshBackend {
+    pub address: Ipv4Addr,
+    pub target: u16,
+    /// Masqueraded (the routing mesh: the task may be on another node, so
+    /// its replies must come back through this one), or not (local and
+    /// host modes: the task is here, and sees the client's address).
+    pub masquerade: bool,
+}
+
+impl MeshBackend {
+    fn chain(&self, protocol: Protocol) -> String {
+        let kind = if self.masquerade { "mep" } else { "lep" };
+        format!("{kind}-{}-{protocol}-{}", self.address, self.target)
+    }
 }
 
 /// One network on the node: its devices (bridge, VXLAN) and its
@@ -73,14 +98,29 @@ pub fn ruleset(r: &Rules) -> String {
         let _ = writeln!(s, "    dnat to {ep}");
         let _ = writeln!(s, "  }}");
     }
+    // The routing mesh: a chain per (backend, protocol, target port), a
+    // chain per published port choosing among them.
+    let mesh: BTreeSet<(Protocol, MeshBackend)> =
+        r.published.iter().flat_map(|((proto, _), bs)| bs.iter().map(|b| (*proto, *b))).collect();
+    for (proto, b) in &mesh {
+        let _ = writeln!(s, "  chain {} {{", b.chain(*proto));
+        let (addr, target) = (b.address, b.target);
+        if b.masquerade {
+            let _ = writeln!(s, "    meta mark set meta mark | {HAIRPIN_MARK}");
+        } else {
+            let _ = writeln!(s, "    ip saddr {addr} meta mark set meta mark | {HAIRPIN_MARK}");
+        }
+        let _ = writeln!(s, "    meta l4proto {proto} dnat to {addr}:{target}");
+        let _ = writeln!(s, "  }}");
+    }
+    for ((proto, port), bs) in r.published.iter().filter(|(_, b)| !b.is_empty()) {
+        let _ = writeln!(s, "  chain pub-{proto}-{port} {{");
+        pick(&mut s, bs.iter().map(|b| b.chain(*proto)).collect());
+        let _ = writeln!(s, "  }}");
+    }
     for (vip, eps) in r.services.iter().filter(|(_, e)| !e.is_empty()) {
         let _ = writeln!(s, "  chain svc-{vip} {{");
-        if let [one] = eps.as_slice() {
-            let _ = writeln!(s, "    goto ep-{one}");
-        } else {
-            let picks: Vec<String> = eps.iter().enumerate().map(|(i, ep)| format!("{i} : goto ep-{ep}")).collect();
-            let _ = writeln!(s, "    numgen random mod {} vmap {{ {} }}", eps.len(), picks.join(", "));
-        }
+        pick(&mut s, eps.iter().map(|ep| format!("ep-{ep}")).collect());
         let _ = writeln!(s, "  }}");
     }
     let _ = writeln!(s, "  map services {{");
@@ -94,6 +134,30 @@ pub fn ruleset(r: &Rules) -> String {
     let _ = writeln!(s, "  set no-endpoints {{");
     let _ = writeln!(s, "    type ipv4_addr");
     let empty: Vec<String> = r.services.iter().filter(|(_, e)| e.is_empty()).map(|(vip, _)| vip.to_string()).collect();
+    if !empty.is_empty() {
+        let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  map published {{");
+    let _ = writeln!(s, "    type inet_proto . inet_service : verdict");
+    let served: Vec<String> = r
+        .published
+        .iter()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|((proto, port), _)| format!("{proto} . {port} : goto pub-{proto}-{port}"))
+        .collect();
+    if !served.is_empty() {
+        let _ = writeln!(s, "    elements = {{ {} }}", served.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  set no-backends {{");
+    let _ = writeln!(s, "    type inet_proto . inet_service");
+    let empty: Vec<String> = r
+        .published
+        .iter()
+        .filter(|(_, b)| b.is_empty())
+        .map(|((proto, port), _)| format!("{proto} . {port}"))
+        .collect();
     if !empty.is_empty() {
         let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
     }
@@ -113,6 +177,9 @@ pub fn ruleset(r: &Rules) -> String {
         let _ = writeln!(s, "  chain {chain} {{");
         let _ = writeln!(s, "    type nat hook {chain} priority {priority}; policy accept;");
         let _ = writeln!(s, "    ip daddr vmap @services");
+        // Published ports on any of the node's addresses but loopback
+        // (kube-proxy's nftables mode leaves localhost out too).
+        let _ = writeln!(s, "    fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @published");
         let _ = writeln!(s, "  }}");
     }
     let _ = writeln!(s, "  chain postrouting {{");
@@ -135,11 +202,14 @@ pub fn ruleset(r: &Rules) -> String {
     // Segments sized for the path's MTU (the overlay's is below the underlay's).
     let _ = writeln!(s, "    tcp flags syn / syn,rst tcp option maxseg size set rt mtu");
     let _ = writeln!(s, "  }}");
+    let _ = writeln!(s, "  chain input {{");
+    let _ = writeln!(s, "    type filter hook input priority filter; policy accept;");
+    // A published port with no task to reach: refused, not left to whatever
+    // else listens on the node.
+    let _ = writeln!(s, "    ct state new meta l4proto . th dport @no-backends reject");
     // A task reaches its own network's bridge address (its DNS server),
     // not those of other networks.
     if r.networks.len() > 1 {
-        let _ = writeln!(s, "  chain input {{");
-        let _ = writeln!(s, "    type filter hook input priority filter; policy accept;");
         for n in &r.networks {
             let _ = writeln!(
                 s,
@@ -149,14 +219,25 @@ pub fn ruleset(r: &Rules) -> String {
                 n.gateway
             );
         }
-        let _ = writeln!(s, "  }}");
     }
+    let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "  chain filter-output {{");
     let _ = writeln!(s, "    type filter hook output priority filter; policy accept;");
     let _ = writeln!(s, "    ct state new ip daddr @no-endpoints reject");
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// The rule sending a connection to one of `chains` (not empty): the
+/// only one, or one at random.
+fn pick(s: &mut String, chains: Vec<String>) {
+    if let [one] = chains.as_slice() {
+        let _ = writeln!(s, "    goto {one}");
+    } else {
+        let picks: Vec<String> = chains.iter().enumerate().map(|(i, c)| format!("{i} : goto {c}")).collect();
+        let _ = writeln!(s, "    numgen random mod {} vmap {{ {} }}", chains.len(), picks.join(", "));
+    }
 }
 
 /// `{ "a", "b" }`.
@@ -168,14 +249,29 @@ fn set_of(devices: &[String]) -> String {
 /// Where the node image carries conntrack.
 pub const CONNTRACK: &str = "/usr/sbin/conntrack";
 
-/// Forgets the UDP flows to `vip` that went to `backend` (it left the
-/// rotation): without it, a client's flow keeps going to the old task for
-/// as long as it sends. TCP flows are left to end: a task leaving drains
-/// its connections before it is stopped, and a stopped one resets them.
-pub async fn forget_flows(vip: Ipv4Addr, backend: Ipv4Addr) -> Result<(), NetError> {
+/// Where a flow entered the load balancer: a virtual IP, or a port
+/// published on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Front {
+    Vip(Ipv4Addr),
+    Port(u16),
+}
+
+/// Forgets the UDP flows through `front` that went to `backend` (it left
+/// the rotation): without it, a client's flow keeps going to the old task
+/// for as long as it sends. TCP flows are left to end: a task leaving
+/// drains its connections before it is stopped, and a stopped one resets
+/// them.
+pub async fn forget_flows(front: Front, backend: Ipv4Addr) -> Result<(), NetError> {
     let bin = if std::path::Path::new(CONNTRACK).exists() { CONNTRACK } else { "conntrack" };
+    let front = match front {
+        Front::Vip(vip) => ["--orig-dst".to_string(), vip.to_string()],
+        Front::Port(port) => ["--orig-port-dst".to_string(), port.to_string()],
+    };
     let out = tokio::process::Command::new(bin)
-        .args(["-D", "-p", "udp", "--orig-dst", &vip.to_string(), "--reply-src", &backend.to_string()])
+        .args(["-D", "-p", "udp"])
+        .args(front)
+        .args(["--reply-src", &backend.to_string()])
         .output()
         .await
         .map_err(|e| NetError::Nft(format!("running conntrack: {e} (is conntrack installed?)")))?;
@@ -220,7 +316,12 @@ mod tests {
         services.insert(ip("10.255.0.1"), vec![ip("10.0.0.2"), ip("10.0.1.3")]);
         services.insert(ip("10.255.0.2"), vec![ip("10.0.1.4")]);
         services.insert(ip("10.255.0.3"), vec![]);
-        let r = Rules { spaces: vec!["10.0.0.0/8".parse().unwrap()], services, ..Default::default() };
+        let mb = |a: &str, target: u16, masquerade: bool| MeshBackend { address: ip(a), target, masquerade };
+        let mut published = BTreeMap::new();
+        published.insert((Protocol::Tcp, 8080), vec![mb("10.0.0.2", 80, true), mb("10.0.1.3", 80, true)]);
+        published.insert((Protocol::Udp, 5353), vec![mb("10.0.0.2", 53, false)]);
+        published.insert((Protocol::Tcp, 9000), vec![]);
+        let r = Rules { spaces: vec!["10.0.0.0/8".parse().unwrap()], services, published, ..Default::default() };
         let want = "\
 table ip orc
 delete table ip orc
@@ -237,6 +338,24 @@ table ip orc {
     ip saddr 10.0.1.4 meta mark set meta mark | 0x00004000
     dnat to 10.0.1.4
   }
+  chain mep-10.0.0.2-tcp-80 {
+    meta mark set meta mark | 0x00004000
+    meta l4proto tcp dnat to 10.0.0.2:80
+  }
+  chain mep-10.0.1.3-tcp-80 {
+    meta mark set meta mark | 0x00004000
+    meta l4proto tcp dnat to 10.0.1.3:80
+  }
+  chain lep-10.0.0.2-udp-53 {
+    ip saddr 10.0.0.2 meta mark set meta mark | 0x00004000
+    meta l4proto udp dnat to 10.0.0.2:53
+  }
+  chain pub-tcp-8080 {
+    numgen random mod 2 vmap { 0 : goto mep-10.0.0.2-tcp-80, 1 : goto mep-10.0.1.3-tcp-80 }
+  }
+  chain pub-udp-5353 {
+    goto lep-10.0.0.2-udp-53
+  }
   chain svc-10.255.0.1 {
     numgen random mod 2 vmap { 0 : goto ep-10.0.0.2, 1 : goto ep-10.0.1.3 }
   }
@@ -251,6 +370,14 @@ table ip orc {
     type ipv4_addr
     elements = { 10.255.0.3 }
   }
+  map published {
+    type inet_proto . inet_service : verdict
+    elements = { tcp . 8080 : goto pub-tcp-8080, udp . 5353 : goto pub-udp-5353 }
+  }
+  set no-backends {
+    type inet_proto . inet_service
+    elements = { tcp . 9000 }
+  }
   set spaces {
     type ipv4_addr
     flags interval
@@ -259,10 +386,12 @@ table ip orc {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     ip daddr vmap @services
+    fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @published
   }
   chain output {
     type nat hook output priority -100; policy accept;
     ip daddr vmap @services
+    fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @published
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -274,6 +403,10 @@ table ip orc {
     ct state new ip daddr @no-endpoints reject
     tcp flags syn / syn,rst tcp option maxseg size set rt mtu
   }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    ct state new meta l4proto . th dport @no-backends reject
+  }
   chain filter-output {
     type filter hook output priority filter; policy accept;
     ct state new ip daddr @no-endpoints reject
@@ -281,8 +414,9 @@ table ip orc {
 }
 ";
         assert_eq!(ruleset(&r), want);
-        // No services: empty map and set, no elements lines.
-        let bare = ruleset(&Rules { services: BTreeMap::new(), spaces: Vec::new(), ..r.clone() });
+        // No services: empty maps and sets, no elements lines.
+        let bare =
+            ruleset(&Rules { services: BTreeMap::new(), spaces: Vec::new(), published: BTreeMap::new(), ..r.clone() });
         assert!(!bare.contains("elements") && bare.contains("map services"), "{bare}");
     }
 
@@ -296,6 +430,7 @@ table ip orc {
             spaces: vec!["10.0.0.0/8".parse().unwrap(), "172.30.0.0/16".parse().unwrap()],
             networks: vec![seg(&["orc0", "orc-vx256"], "10.0.0.1"), seg(&["orc-br257", "orc-vx257"], "172.30.0.1")],
             services: BTreeMap::new(),
+            published: BTreeMap::new(),
         };
         let text = ruleset(&r);
         for want in [
@@ -307,6 +442,6 @@ table ip orc {
         }
         // One network: nothing to keep apart.
         let one = ruleset(&Rules { networks: r.networks[..1].to_vec(), ..r });
-        assert!(!one.contains("drop") && !one.contains("chain input"), "{one}");
+        assert!(!one.contains("drop"), "{one}");
     }
 }

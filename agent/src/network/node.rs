@@ -11,7 +11,7 @@
 //! `orc<task id>` (its first network) and `orc<n><11 of the task id>` (the others);
 //! in the task they are `eth0`, `eth1`, … in the order of its networks.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use super::dns::{self, Names};
 use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
 use super::{netns, nft, overlay, NetError};
-use crate::model::objects::{NetworkMap, NetworkRef, SubnetLease, DEFAULT_NETWORK};
+use crate::model::objects::{NetworkMap, NetworkRef, Protocol, PublishMode, SubnetLease, DEFAULT_NETWORK};
 use crate::state::NodeState;
 
 pub const BRIDGE: &str = "orc0";
@@ -53,10 +53,10 @@ fn bridge_name(n: &NetworkRef) -> String {
     }
 }
 
-/// The rules last loaded: their text and the services' backends.
+/// The rules last loaded: their text and the UDP flows they may carry.
 struct Loaded {
     text: String,
-    backends: nft::Backends,
+    flows: BTreeSet<(nft::Front, Ipv4Addr)>,
 }
 
 /// A network programmed on this node: its lease, its bridge's index and MTU.
@@ -127,6 +127,32 @@ pub struct NodeNetwork {
     loaded: Mutex<Option<Loaded>>,
     /// Where `health` reads the status.
     state: Arc<NodeState>,
+}
+
+/// The ports this node publishes and where each goes: an ingress port to
+/// every ready task (masqueraded: it may be on another node), a local one
+/// to this node's ready tasks (none: refused), a host-mode one to this
+/// node's ready tasks when it runs one (none: not this node's).
+fn published(map: &NetworkMap, mine: &[(NetworkRef, &SubnetLease)]) -> nft::Published {
+    let here = |network: &str, a: Ipv4Addr| mine.iter().any(|(n, l)| n.name == network && l.subnet.contains(&a));
+    let mut out = nft::Published::new();
+    for s in &map.services {
+        let addresses: Vec<Ipv4Addr> =
+            s.endpoints.iter().filter_map(|e| e.addresses.get(&s.ports_network).copied()).collect();
+        for p in &s.ports {
+            let masquerade = p.mode == PublishMode::Ingress;
+            let backends: Vec<nft::MeshBackend> = addresses
+                .iter()
+                .filter(|a| masquerade || here(&s.ports_network, **a))
+                .map(|a| nft::MeshBackend { address: *a, target: p.target, masquerade })
+                .collect();
+            if p.mode == PublishMode::Host && backends.is_empty() {
+                continue;
+            }
+            out.entry((p.protocol, p.published)).or_default().extend(backends);
+        }
+    }
+    out
 }
 
 /// The addresses kept on STATE: per network (an older file holds the
@@ -258,14 +284,16 @@ impl NodeNetwork {
 
     /// Makes the node's devices, entries and rules what `map` says.
     async fn reconcile(&self, me: &str, map: &NetworkMap, devices: bool) -> Result<Status, NetError> {
-        // Names first: an answer follows the rotation without waiting for
-        // the devices.
-        self.names.send_replace(Arc::new(Names::new(&map.services)));
+        // Names last: a name answers once its VIP's rules are loaded (a VIP
+        // without them would be routed out of the node and time out).
+        let names = Arc::new(Names::new(&map.services));
         if map.pool.is_none() {
+            self.names.send_replace(names);
             return Ok(Status::Off);
         }
         let mine = Self::mine(me, map);
         if mine.is_empty() {
+            self.names.send_replace(names);
             return Ok(Status::NoLease);
         }
         let subnets: Vec<(String, Ipv4Net)> = mine.iter().map(|(n, l)| (n.name.clone(), l.subnet)).collect();
@@ -276,7 +304,9 @@ impl NodeNetwork {
         };
         if !devices && programmed {
             self.serve_dns(&mine).await?;
-            self.balance(map, &mine, false).await?;
+            let balanced = self.balance(map, &mine, false).await;
+            self.names.send_replace(names);
+            balanced?;
             return Ok(Status::Ready { subnets, peers });
         }
         let links = Links::connect()?;
@@ -288,7 +318,9 @@ impl NodeNetwork {
         }
         self.remove_stale(&links, &mine).await;
         self.serve_dns(&mine).await?;
-        self.balance(map, &mine, true).await?;
+        let balanced = self.balance(map, &mine, true).await;
+        self.names.send_replace(names);
+        balanced?;
         self.adopt(&mine)?;
         self.ready.send_replace(ready);
         Ok(Status::Ready { subnets, peers })
@@ -381,19 +413,25 @@ impl NodeNetwork {
                 gateway: Addresses::new(l.subnet).gateway(),
             })
             .collect();
-        let text = nft::ruleset(&nft::Rules { spaces, networks, services: services.clone() });
+        let published = published(map, mine);
+        let mut flows: BTreeSet<(nft::Front, Ipv4Addr)> =
+            services.iter().flat_map(|(vip, bs)| bs.iter().map(|b| (nft::Front::Vip(*vip), *b))).collect();
+        flows.extend(
+            published
+                .iter()
+                .filter(|((proto, _), _)| *proto == Protocol::Udp)
+                .flat_map(|((_, port), bs)| bs.iter().map(|b| (nft::Front::Port(*port), b.address))),
+        );
+        let text = nft::ruleset(&nft::Rules { spaces, networks, services, published });
         if !force && crate::sync::lock(&self.loaded).as_ref().is_some_and(|l| l.text == text) {
             return Ok(());
         }
         nft::load(&text).await?;
-        let before = crate::sync::lock(&self.loaded).replace(Loaded { text, backends: services.clone() });
+        let before = crate::sync::lock(&self.loaded).replace(Loaded { text, flows: flows.clone() });
         let Some(before) = before else { return Ok(()) };
-        for (vip, old) in &before.backends {
-            let now = services.get(vip);
-            for gone in old.iter().filter(|b| now.is_none_or(|n| !n.contains(b))) {
-                if let Err(e) = nft::forget_flows(*vip, *gone).await {
-                    tracing::warn!(%vip, backend = %gone, error = %e, "forgetting the flows of a backend gone");
-                }
+        for (front, backend) in before.flows.difference(&flows) {
+            if let Err(e) = nft::forget_flows(*front, *backend).await {
+                tracing::warn!(?front, %backend, error = %e, "forgetting the flows of a backend gone");
             }
         }
         Ok(())

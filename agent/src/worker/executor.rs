@@ -341,11 +341,10 @@ impl Executor {
         });
     }
 
-    /// The node's networking, when task `t` runs on the overlay. Tasks of
-    /// services that publish ports run on the node's network until the
-    /// routing mesh carries published ports to tasks on the overlay.
+    /// The node's networking, when task `t` runs on the overlay (its
+    /// published ports reach it there through the node's rules).
     fn overlay(&self, t: &Task) -> Option<&Arc<NodeNetwork>> {
-        self.network.as_ref().filter(|_| t.spec.network == NetworkMode::Overlay && t.spec.ports.is_empty())
+        self.network.as_ref().filter(|_| t.spec.network == NetworkMode::Overlay)
     }
 
     async fn start(&self, t: &Task) -> TaskStatus {

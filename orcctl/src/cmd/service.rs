@@ -251,7 +251,7 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "reserve_cpus": spec.reserve_cpus, "reserve_memory": spec.reserve_memory, "limit_cpus": spec.limit_cpus,
         "limit_memory": spec.limit_memory, "limit_pids": spec.limit_pids, "constraints": spec.constraints,
         "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
-        "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol})).collect::<Vec<_>>(),
+        "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol, "mode": p.mode})).collect::<Vec<_>>(),
         "labels": spec.labels,
         "health": spec.health.as_ref().map(health_json),
         "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
@@ -310,7 +310,12 @@ fn task_json(t: &Task) -> serde_json::Value {
 }
 
 fn ports_text(spec: &ServiceSpec) -> String {
-    spec.ports.iter().map(|p| format!("{}/{}", p.published, p.protocol)).collect::<Vec<_>>().join(",")
+    let port = |p: &orc_proto::cluster::Port| {
+        let target = if p.target == p.published { String::new() } else { format!("->{}", p.target) };
+        let mode = if p.mode.is_empty() || p.mode == "ingress" { String::new() } else { format!(" ({})", p.mode) };
+        format!("{}{target}/{}{mode}", p.published, p.protocol)
+    };
+    spec.ports.iter().map(port).collect::<Vec<_>>().join(",")
 }
 
 pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {

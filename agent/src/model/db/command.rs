@@ -40,6 +40,9 @@ pub enum Kind {
     /// A VXLAN network identifier → the network holding it, claimed in
     /// the same entry as the network.
     Vni,
+    /// A port the routing mesh publishes, at `<protocol>/<port>` → the id
+    /// of the service holding it: claimed in the same entry as the service.
+    Published,
 }
 
 impl Kind {
@@ -58,6 +61,7 @@ impl Kind {
             Self::Vip => "vip",
             Self::Network => "network",
             Self::Vni => "vni",
+            Self::Published => "published",
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum Object {
     Network(Arc<Network>),
     /// The name of the network holding the VNI.
     Vni(String),
+    /// The id of the service publishing the port on the routing mesh.
+    Published(String),
 }
 
 impl Object {
@@ -123,6 +129,7 @@ impl Object {
             Self::Vip(_) => Kind::Vip,
             Self::Network(_) => Kind::Network,
             Self::Vni(_) => Kind::Vni,
+            Self::Published(_) => Kind::Published,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Indexes of the cluster database: what the hot paths ask without a scan.
 //! Kept by [`super::ClusterState`] on every change; cheap to clone.
 
-use crate::model::objects::{Node, Task, TaskState};
+use crate::model::objects::{Node, Protocol, PublishMode, Service, Task, TaskState};
 
 type Ids = imbl::OrdSet<String>;
 
@@ -36,7 +36,7 @@ impl Usage {
         } else {
             self.memory.saturating_sub(t.spec.reserve_memory)
         };
-        for p in &t.spec.ports {
+        for p in t.spec.ports.iter().filter(|p| p.mode == PublishMode::Host) {
             let n = self.ports.entry(p.published).or_default();
             if sign > 0 {
                 *n += 1;
@@ -88,6 +88,12 @@ pub struct Index {
     pending: Ids,
     /// Service id → its tasks counted ([`Counts`]).
     counts: imbl::HashMap<String, Counts>,
+    /// (protocol, port) → the services publishing it in host mode.
+    host_ports: imbl::HashMap<(Protocol, u16), Ids>,
+}
+
+fn host_ports(s: &Service) -> impl Iterator<Item = (Protocol, u16)> + '_ {
+    s.spec.ports.iter().filter(|p| p.mode == PublishMode::Host).map(|p| (p.protocol, p.published))
 }
 
 fn add(m: &mut imbl::HashMap<String, Ids>, k: &str, id: &str) {
@@ -167,6 +173,28 @@ impl Index {
     /// Ids of the tasks waiting to be placed.
     pub fn pending(&self) -> &Ids {
         &self.pending
+    }
+
+    pub(super) fn add_service(&mut self, id: &str, s: &Service) {
+        for port in host_ports(s) {
+            self.host_ports.entry(port).or_default().insert(id.to_string());
+        }
+    }
+
+    pub(super) fn remove_service(&mut self, id: &str, s: &Service) {
+        for port in host_ports(s) {
+            if let Some(set) = self.host_ports.get_mut(&port) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.host_ports.remove(&port);
+                }
+            }
+        }
+    }
+
+    /// Ids of the services publishing `port`/`protocol` in host mode.
+    pub fn host_port(&self, protocol: Protocol, port: u16) -> &Ids {
+        self.host_ports.get(&(protocol, port)).unwrap_or(&EMPTY)
     }
 
     pub(super) fn add_node(&mut self, id: &str, n: &Node) {

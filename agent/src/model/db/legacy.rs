@@ -90,6 +90,7 @@ fn object(key: &Key, v: serde_json::Value) -> Result<Object, LegacyError> {
         Kind::Network | Kind::Vni => {
             return Err(LegacyError::UnknownTable { table: "networks".into(), id: key.id.clone() })
         }
+        Kind::Published => return Err(LegacyError::UnknownTable { table: "published".into(), id: key.id.clone() }),
     })
 }
 

@@ -57,6 +57,8 @@ pub struct ClusterState {
     pub networks: Table<Network>,
     /// VNIs → the network holding each.
     pub vnis: imbl::OrdMap<String, String>,
+    /// Ports on the routing mesh (`<protocol>/<port>`) → the service holding each.
+    pub published: imbl::OrdMap<String, String>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -181,7 +183,11 @@ impl ClusterState {
             }
             Object::Service(s) => {
                 let old = self.services.get(id).cloned();
+                if let Some(old) = &old {
+                    self.index.remove_service(id, old);
+                }
                 self.events.service(version, id, old.as_deref(), Some(&s));
+                self.index.add_service(id, &s);
                 self.services.insert(id.to_string(), s);
             }
             Object::Task(t) => {
@@ -224,6 +230,9 @@ impl ClusterState {
             Object::Vni(n) => {
                 self.vnis.insert(id.to_string(), n);
             }
+            Object::Published(s) => {
+                self.published.insert(id.to_string(), s);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -245,6 +254,7 @@ impl ClusterState {
             }
             Kind::Service => {
                 if let Some(old) = self.services.remove(id) {
+                    self.index.remove_service(id, &old);
                     self.events.service(self.version, id, Some(&old), None);
                 }
             }
@@ -280,6 +290,9 @@ impl ClusterState {
             }
             Kind::Vni => {
                 self.vnis.remove(id);
+            }
+            Kind::Published => {
+                self.published.remove(id);
             }
         }
         self.feed.push(change);
@@ -330,6 +343,9 @@ impl ClusterState {
         }
         for (id, v) in &self.vnis {
             push(Kind::Vni, id, Object::Vni(v.clone()));
+        }
+        for (id, v) in &self.published {
+            push(Kind::Published, id, Object::Published(v.clone()));
         }
         Image { version: self.version, objects }
     }

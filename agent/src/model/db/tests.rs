@@ -132,7 +132,11 @@ fn task(r: &mut Rng, id: &str) -> Object {
             reserve_cpus: 0.1 * r.below(3) as f64,
             reserve_memory: r.below(3) << 20,
             ports: (0..r.below(2))
-                .map(|i| crate::model::objects::Port { published: 8080 + i as u16, ..Default::default() })
+                .map(|i| crate::model::objects::Port {
+                    published: 8080 + i as u16,
+                    mode: crate::model::objects::PublishMode::Host,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         },
