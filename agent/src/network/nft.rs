@@ -123,53 +123,19 @@ pub fn ruleset(r: &Rules) -> String {
         pick(&mut s, eps.iter().map(|ep| format!("ep-{ep}")).collect());
         let _ = writeln!(s, "  }}");
     }
-    let _ = writeln!(s, "  map services {{");
-    let _ = writeln!(s, "    type ipv4_addr : verdict");
     let served: Vec<String> =
         r.services.iter().filter(|(_, e)| !e.is_empty()).map(|(vip, _)| format!("{vip} : goto svc-{vip}")).collect();
-    if !served.is_empty() {
-        let _ = writeln!(s, "    elements = {{ {} }}", served.join(", "));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  set no-endpoints {{");
-    let _ = writeln!(s, "    type ipv4_addr");
+    block(&mut s, "map services", &["type ipv4_addr : verdict"], &served);
     let empty: Vec<String> = r.services.iter().filter(|(_, e)| e.is_empty()).map(|(vip, _)| vip.to_string()).collect();
-    if !empty.is_empty() {
-        let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  map published {{");
-    let _ = writeln!(s, "    type inet_proto . inet_service : verdict");
-    let served: Vec<String> = r
-        .published
-        .iter()
-        .filter(|(_, b)| !b.is_empty())
-        .map(|((proto, port), _)| format!("{proto} . {port} : goto pub-{proto}-{port}"))
-        .collect();
-    if !served.is_empty() {
-        let _ = writeln!(s, "    elements = {{ {} }}", served.join(", "));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  set no-backends {{");
-    let _ = writeln!(s, "    type inet_proto . inet_service");
-    let empty: Vec<String> = r
-        .published
-        .iter()
-        .filter(|(_, b)| b.is_empty())
-        .map(|((proto, port), _)| format!("{proto} . {port}"))
-        .collect();
-    if !empty.is_empty() {
-        let _ = writeln!(s, "    elements = {{ {} }}", empty.join(", "));
-    }
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "  set spaces {{");
-    let _ = writeln!(s, "    type ipv4_addr");
-    let _ = writeln!(s, "    flags interval");
-    if !r.spaces.is_empty() {
-        let spaces: Vec<String> = r.spaces.iter().map(|n| n.to_string()).collect();
-        let _ = writeln!(s, "    elements = {{ {} }}", spaces.join(", "));
-    }
-    let _ = writeln!(s, "  }}");
+    block(&mut s, "set no-endpoints", &["type ipv4_addr"], &empty);
+    let (served, empty): (Vec<_>, Vec<_>) = r.published.iter().partition(|(_, b)| !b.is_empty());
+    let served: Vec<String> =
+        served.iter().map(|((proto, port), _)| format!("{proto} . {port} : goto pub-{proto}-{port}")).collect();
+    block(&mut s, "map published", &["type inet_proto . inet_service : verdict"], &served);
+    let empty: Vec<String> = empty.iter().map(|((proto, port), _)| format!("{proto} . {port}")).collect();
+    block(&mut s, "set no-backends", &["type inet_proto . inet_service"], &empty);
+    let spaces: Vec<String> = r.spaces.iter().map(|n| n.to_string()).collect();
+    block(&mut s, "set spaces", &["type ipv4_addr", "flags interval"], &spaces);
     let all_devices: Vec<String> = r.networks.iter().flat_map(|n| n.devices.iter().cloned()).collect();
     let gateways: Vec<String> = r.networks.iter().map(|n| n.gateway.to_string()).collect();
     // `dstnat` (-100) is a name nft takes for prerouting only.
@@ -227,6 +193,19 @@ pub fn ruleset(r: &Rules) -> String {
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// A map or set (`what`: "map services") with its declaration `lines`
+/// and its `elements` (no elements line when there are none).
+fn block(s: &mut String, what: &str, lines: &[&str], elements: &[String]) {
+    let _ = writeln!(s, "  {what} {{");
+    for l in lines {
+        let _ = writeln!(s, "    {l}");
+    }
+    if !elements.is_empty() {
+        let _ = writeln!(s, "    elements = {{ {} }}", elements.join(", "));
+    }
+    let _ = writeln!(s, "  }}");
 }
 
 /// The rule sending a connection to one of `chains` (not empty): the
