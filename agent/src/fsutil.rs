@@ -12,7 +12,13 @@ use crate::error::AgentError;
 /// Writes `data` to `path` so that a crash leaves the old or the new file,
 /// never a mix: temporary file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
-    replace(path, data, true)
+    replace(path, data, true, 0o666)
+}
+
+/// [`write_atomic`] for a secret: the file is made with mode 0600 (the
+/// temporary one too, so the secret is never readable by others).
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), AgentError> {
+    replace(path, data, true, 0o600)
 }
 
 /// Writes `data` to `path` so that readers see the old or the new file,
@@ -20,15 +26,18 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), AgentError> {
 /// [`write_atomic`], for what need not outlive a power loss: what a
 /// container did before the machine went down is moot after it comes back.
 pub fn write_replace(path: &Path, data: &[u8]) -> Result<(), AgentError> {
-    replace(path, data, false)
+    replace(path, data, false, 0o666)
 }
 
-/// A temporary file renamed over `path`; `durable`: fsync'd, file and directory.
-fn replace(path: &Path, data: &[u8], durable: bool) -> Result<(), AgentError> {
+/// A temporary file (made with `mode`, less the umask) renamed over
+/// `path`; `durable`: fsync'd, file and directory.
+fn replace(path: &Path, data: &[u8], durable: bool, mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;

@@ -654,6 +654,9 @@ pub enum NetworkCommand {
         /// With --subnet: the prefix length of each node's part (default: the pool's, 24).
         #[arg(long)]
         subnet_size: Option<u8>,
+        /// Carry traffic between nodes in a WireGuard mesh (no plaintext on the wire).
+        #[arg(long, visible_alias = "opt-encrypted")]
+        encrypted: bool,
         /// KEY=VALUE, repeatable.
         #[arg(long)]
         label: Vec<String>,

@@ -2,7 +2,9 @@
 //! one L2 network (3 managers, 2 workers, joined with tokens over 10.42.0.x), pulling the
 //! busybox test image from a docker-registry on the host. Ten replicas
 //! spread; a global web server publishes port 8080 on the routing mesh
-//! (answering on every node's address); a worker
+//! (answering on every node's address); tasks reach each other across the
+//! VMs by address, name and VIP; an encrypted network's traffic crosses the
+//! L2 network (captured by the hub) only as WireGuard; a worker
 //! VM is killed and its tasks run again on the rest; a manager reboots and
 //! the quorum holds; a node is drained; the replicas are updated across the
 //! nodes with a readiness probe, then updated to tasks that fail and rolled
@@ -153,7 +155,9 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let dir = tempfile::tempdir().unwrap();
     let hub_path = dir.path().join("hub.sock");
     let hub = hub_path.clone();
-    std::thread::spawn(move || orc_e2e::hub::run(&hub));
+    let capture = std::sync::Arc::new(orc_e2e::hub::Capture::default());
+    let tap = capture.clone();
+    std::thread::spawn(move || orc_e2e::hub::run_capturing(&hub, tap));
     wait_for("the L2 hub", Duration::from_secs(5), || hub_path.exists());
     let web_port = free_port();
     let def = ClusterDef::load(&workspace_def("e2e.toml")).unwrap();
@@ -206,9 +210,9 @@ fn five_vms_keep_ten_replicas_through_failures() {
         "/www",
     ]);
     let ids: Vec<String> = all.iter().map(|i| c.node_id(*i)).collect();
-    // (node index, address, container) of each running hello task.
-    let hello = || -> Vec<(usize, String, String)> {
-        let t = c.json(&["service", "ps", "hello", "--running"]);
+    // (node index, address, container) of each running task of a service.
+    let running = |service: &str| -> Vec<(usize, String, String)> {
+        let t = c.json(&["service", "ps", service, "--running"]);
         t.as_array()
             .map(|ts| {
                 ts.iter()
@@ -221,8 +225,8 @@ fn five_vms_keep_ten_replicas_through_failures() {
             })
             .unwrap_or_default()
     };
-    wait_for("a hello task with an overlay address on every node", SETTLE, || hello().len() == 5);
-    let tasks = hello();
+    wait_for("a hello task with an overlay address on every node", SETTLE, || running("hello").len() == 5);
+    let tasks = running("hello");
     let from = tasks.iter().find(|t| t.0 == 0).unwrap().clone();
     for (_, addr, _) in tasks.iter().filter(|t| t.0 != 0) {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {addr} 80");
@@ -251,14 +255,15 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let serve = "mkdir -p /tmp/w && hostname > /tmp/w/index.html && exec httpd -f -p 80 -h /tmp/w";
     c.ok(&["service", "create", "--name", "who", &image_ref, "--", "sh", "-c", serve]);
     let vip = c.json(&["service", "inspect", "who"])["vips"]["default"].as_str().unwrap().to_string();
-    let in_task = |script: &str| {
-        let (ok, out, _) = c.ctl(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", script]);
+    let exec_in = |container: &str, script: &str| {
+        let (ok, out, _) = c.ctl(&["--nodes", &c.api(0), "container", "exec", container, "--", "sh", "-c", script]);
         if ok {
             out
         } else {
             String::new()
         }
     };
+    let in_task = |script: &str| exec_in(&from.2, script);
     wait_for("who's name answering its VIP in a task", SETTLE, || {
         in_task("nslookup who").contains(&format!("Address: {vip}"))
     });
@@ -287,6 +292,66 @@ fn five_vms_keep_ten_replicas_through_failures() {
         seen.insert(out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_string());
     }
     assert!(seen.len() >= 3, "20 requests through who's VIP reached {seen:?}");
+
+    // An encrypted network: between the VMs its tasks' traffic is WireGuard
+    // only. A capture of the VMs' L2 network sees the plain overlay's page
+    // (the control: plaintext would be seen) and never the encrypted one's,
+    // which every vault task builds at run time so that only its answers
+    // carry it.
+    c.ok(&["network", "create", "secret", "--encrypted"]);
+    let canary = "orc-canary-in-the-clear";
+    let serve = "mkdir -p /tmp/w && printf 'orc-%s-in-the-%s' canary clear > /tmp/w/index.html \
+                 && exec httpd -f -p 80 -h /tmp/w";
+    c.ok(&[
+        "service",
+        "create",
+        "--name",
+        "vault",
+        "--mode",
+        "global",
+        "--network",
+        "secret",
+        &image_ref,
+        "--",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    wait_for("a vault task with an address on every node", SETTLE, || running("vault").len() == 5);
+    let vaults = running("vault");
+    let vault_vip = c.json(&["service", "inspect", "vault"])["vips"]["secret"].as_str().unwrap_or_default().to_string();
+    assert!(!vault_vip.is_empty(), "vault has a VIP on secret");
+    let inside = vaults.iter().find(|t| t.0 == 0).unwrap().2.clone();
+    let pcap = dir.path().join("l2.pcap");
+    capture.start(&pcap).unwrap();
+    for (_, addr, _) in tasks.iter().filter(|t| t.0 != 0) {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {addr} 80");
+        let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
+        assert!(out.contains(oci::INDEX_HTML), "the plain overlay to {addr}: {out}");
+    }
+    let targets = vaults.iter().filter(|t| t.0 != 0).map(|t| t.1.clone()).chain(std::iter::repeat_n(vault_vip, 8));
+    for addr in targets {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {addr} 80");
+        wait_for(&format!("vault's page at {addr} over the encrypted network"), Duration::from_secs(30), || {
+            exec_in(&inside, &script).contains(canary)
+        });
+    }
+    capture.stop().unwrap();
+    let frames = orc_e2e::hub::frames(&pcap).unwrap();
+    let has = |f: &[u8], needle: &str| f.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let wireguard =
+        frames.iter().filter(|f| orc_e2e::hub::udp_dst_port(f).is_some_and(|p| (51820..=52075).contains(&p))).count();
+    let control = frames.iter().filter(|f| has(f, oci::INDEX_HTML)).count();
+    let leaked = frames.iter().filter(|f| has(f, canary)).count();
+    eprintln!(
+        "capture: {} frames, {wireguard} WireGuard, {control} with the plain page, {leaked} with the canary",
+        frames.len()
+    );
+    assert!(control > 0, "the capture sees the plain overlay's page: it would see plaintext");
+    assert!(wireguard > 0, "the encrypted network's traffic crossed in WireGuard");
+    assert_eq!(leaked, 0, "plaintext of an encrypted network's task crossed the wire");
+    c.ok(&["service", "rm", "vault"]);
+    wait_for("vault gone, secret free", SETTLE, || c.ctl(&["network", "rm", "secret"]).0);
     c.ok(&["service", "rm", "who"]);
     c.ok(&["service", "rm", "hello"]);
 

@@ -32,6 +32,9 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // it in the image); the process tests make hosts of namespaces with ip.
     ("nftables", "nft"),
     ("conntrack", "conntrack"),
+    // Encrypted networks: the agent configures WireGuard devices with wg
+    // (nodes carry it in the image).
+    ("wireguard-tools", "wg"),
     ("iproute2", "ip"),
 ];
 

@@ -66,12 +66,15 @@ fn copy_exec(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// Debian's nft, which the agent loads its nftables rules with, and
-/// conntrack, which it forgets flows with: each binary, the shared objects
+/// Debian's nft, which the agent loads its nftables rules with,
+/// conntrack, which it forgets flows with, and wg, which configures
+/// encrypted networks' WireGuard devices: each binary, the shared objects
 /// `ldd` names (under /usr/lib/x86_64-linux-gnu, where the loader looks
 /// without a cache) and the loader.
 fn netfilter_tools(dir: &Path) -> anyhow::Result<()> {
-    for (bin, package) in [("/usr/sbin/nft", "nftables"), ("/usr/sbin/conntrack", "conntrack")] {
+    let tools =
+        [("/usr/sbin/nft", "nftables"), ("/usr/sbin/conntrack", "conntrack"), ("/usr/bin/wg", "wireguard-tools")];
+    for (bin, package) in tools {
         debian_tool(dir, Path::new(bin), package)?;
     }
     copy_exec(Path::new("/lib64/ld-linux-x86-64.so.2"), &dir.join("lib64/ld-linux-x86-64.so.2"))

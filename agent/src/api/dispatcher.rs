@@ -58,6 +58,7 @@ impl Dispatcher for DispatcherService {
             lost_leader: (!d.lost_leader.is_empty()).then_some(d.lost_leader),
             // Unparsable ones are dropped: they only steer leases away.
             networks: d.networks.iter().filter_map(|n| n.parse::<ipnet::Ipv4Net>().ok()).map(|n| n.trunc()).collect(),
+            wg_key: d.wg_key,
         };
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);

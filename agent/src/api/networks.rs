@@ -32,6 +32,7 @@ fn to_proto(v: &View, n: &Network, detail: bool) -> pb::Network {
         subnet: space.map(|s| s.cidr.to_string()).unwrap_or_default(),
         subnet_size: space.map(|s| u32::from(s.prefix)).unwrap_or_default(),
         builtin: n.name == DEFAULT_NETWORK,
+        encrypted: n.encrypted,
         labels: n.labels.clone().into_iter().collect(),
         created_ms: n.created_ms,
         services,
@@ -83,6 +84,7 @@ impl Networks for NetworksService {
             name: r.name.trim().to_string(),
             subnet: Some(r.subnet.trim().to_string()).filter(|s| !s.is_empty()),
             subnet_size: size,
+            encrypted: r.encrypted,
             labels: r.labels.into_iter().collect(),
         };
         let (v, n) = networks::create(&self.state.raft, r).await?;

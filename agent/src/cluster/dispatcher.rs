@@ -156,6 +156,18 @@ pub struct NodeInfo {
     pub lost_leader: Option<String>,
     /// The IPv4 networks of its own interfaces.
     pub networks: Vec<ipnet::Ipv4Net>,
+    /// Its WireGuard public key (empty: none).
+    pub wg_key: String,
+}
+
+/// The key a node reports, when it is one: a malformed key would make
+/// every peer's `wg` refuse the whole mesh.
+fn wg_key(node: &str, key: String) -> String {
+    if key.is_empty() || crate::model::objects::valid_wg_key(&key) {
+        return key;
+    }
+    tracing::warn!(%node, "the node reported a malformed WireGuard key: its encrypted networks stay unreachable");
+    String::new()
 }
 
 /// Opens the session of `node_id` (its certificate says `role`) on the
@@ -196,6 +208,7 @@ pub async fn open_session(
         cert_role: Some(role),
         was_manager: (role == Role::Manager).then_some(true),
         networks: Some(d.networks.into_iter().take(MAX_NETWORKS).collect()),
+        wg_key: Some(wg_key(node_id, d.wg_key)),
         // Its role is the certificate's until promoted or demoted.
         role: (!known).then_some(role),
         ..NodePatch::status(NodeStatus::Ready, "")
@@ -482,7 +495,12 @@ fn network_news(before: Option<&Networks>, now: &Networks) -> Option<NetworkMap>
 fn networks_of(n: &Networks) -> Vec<NetworkRef> {
     n.networks
         .values()
-        .map(|x| NetworkRef { name: x.name.clone(), vni: x.vni, subnet: x.subnet.map(|p| p.cidr) })
+        .map(|x| NetworkRef {
+            name: x.name.clone(),
+            vni: x.vni,
+            subnet: x.subnet.map(|p| p.cidr),
+            encrypted: x.encrypted,
+        })
         .collect()
 }
 
@@ -660,6 +678,7 @@ mod tests {
                 node: node.into(),
                 subnet: format!("10.0.{third}.0/24").parse().unwrap(),
                 underlay: format!("192.168.1.{third}").parse().unwrap(),
+                key: String::new(),
             })
         };
         let pool = Some(Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 });

@@ -1,7 +1,8 @@
 //! Subnet leases, on the leader: every node gets a subnet per network as
 //! it appears (of the network's own CIDR, or of the cluster's pool: the
 //! lowest free one that overlaps no node's own network), keeps it while it
-//! is a member (its underlay address follows the node's), and gives it
+//! is a member (its underlay address follows the node's, and on an
+//! encrypted network so does its WireGuard key), and gives it
 //! back when it or the network is removed.
 //! Only the leader's loop leases, from one view per pass, so no subnet is
 //! leased twice; each new lease is a conditional put (absent).
@@ -38,17 +39,19 @@ pub fn reconcile(v: &View) -> Vec<Command> {
         for n in v.nodes.values() {
             let Some(underlay) = underlay_of(&n.addr) else { continue };
             let id = SubnetLease::id(&net.name, &n.id);
+            // Only an encrypted network's peers need the node's key.
+            let key = if net.encrypted { n.wg_key.clone() } else { String::new() };
             match v.leases.get(&id) {
-                Some(l) if l.underlay == underlay => {}
+                Some(l) if l.underlay == underlay && l.key == key => {}
                 Some(l) => {
-                    let moved = SubnetLease { underlay, ..SubnetLease::clone(l) };
+                    let moved = SubnetLease { underlay, key, ..SubnetLease::clone(l) };
                     cmds.push(Command::put(id, Object::Lease(Arc::new(moved))));
                 }
                 None => match ipam::lease(space.cidr, space.prefix, &leased, &avoid) {
                     Ok(subnet) => {
                         leased.insert(subnet);
                         tracing::info!(network = %net.name, node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
-                        let l = SubnetLease { network: net.name.clone(), node: n.id.clone(), subnet, underlay };
+                        let l = SubnetLease { network: net.name.clone(), node: n.id.clone(), subnet, underlay, key };
                         cmds.push(Command::put_if(id, Object::Lease(Arc::new(l)), 0));
                     }
                     Err(e) => tracing::warn!(network = %net.name, node = %n.id, error = %e, "no subnet for this node"),
@@ -161,5 +164,32 @@ mod tests {
         pass(&mut s);
         assert_eq!(of(&s, "back", "a"), None);
         assert_eq!(s.leases.len(), 4);
+    }
+
+    #[test]
+    fn an_encrypted_networks_leases_carry_the_nodes_key_and_follow_it() {
+        let mut s = ClusterState::default();
+        let pool = Pool { cidr: "10.0.0.0/8".parse().unwrap(), prefix: 24 };
+        apply(&mut s, vec![Command::put("", Object::Settings(Settings { network: Some(pool), ..Default::default() }))]);
+        let keyed = |key: &str| Node {
+            id: "a".into(),
+            addr: "192.168.76.10:7443".into(),
+            wg_key: key.into(),
+            ..Default::default()
+        };
+        apply(&mut s, vec![Command::put("a", Object::Node(Arc::new(keyed("k1"))))]);
+        let secret = Network { name: "secret".into(), vni: 257, encrypted: true, ..Default::default() };
+        apply(&mut s, vec![Command::put("secret", Object::Network(Arc::new(secret)))]);
+        pass(&mut s);
+        let key = |s: &ClusterState, net: &str| s.leases[&SubnetLease::id(net, "a")].key.clone();
+        assert_eq!(key(&s, "secret"), "k1");
+        assert_eq!(key(&s, DEFAULT_NETWORK), "", "a plain network's lease carries no key");
+        // A renewed certificate, a new key: the lease follows, its subnet kept.
+        let before = s.leases[&SubnetLease::id("secret", "a")].subnet;
+        apply(&mut s, vec![Command::put("a", Object::Node(Arc::new(keyed("k2"))))]);
+        pass(&mut s);
+        assert_eq!(key(&s, "secret"), "k2");
+        assert_eq!(s.leases[&SubnetLease::id("secret", "a")].subnet, before);
+        assert!(reconcile(&s).is_empty(), "settled");
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 
 use super::error::ClusterError;
-use super::objects::{new_id, now_ms, view, Network, Pool, ServiceSpec, View, DEFAULT_NETWORK, DEFAULT_VNI};
+use super::objects::{
+    new_id, now_ms, view, wg_port, Network, Pool, ServiceSpec, View, DEFAULT_NETWORK, DEFAULT_VNI, MAX_ENCRYPTED_VNI,
+};
 use crate::model::db::{Command, Kind, Object};
 use crate::network::ipam;
 use crate::raft::RaftHandle;
@@ -31,6 +33,8 @@ pub struct NetworkRequest {
     pub subnet: Option<String>,
     /// Each node's subnet's prefix length; None: the pool's.
     pub subnet_size: Option<u8>,
+    /// Traffic between nodes in a WireGuard mesh.
+    pub encrypted: bool,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -138,7 +142,22 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
     let vni = (DEFAULT_VNI + 1..=MAX_VNI).find(|n| !v.vnis.contains_key(&n.to_string())).ok_or_else(|| {
         ClusterError::FailedPrecondition("no VXLAN network identifier is left: remove networks first".into())
     })?;
-    Ok(Network { id: new_id(), name: r.name.clone(), vni, subnet, labels: r.labels.clone(), created_ms: now_ms() })
+    if r.encrypted && wg_port(vni).is_none() {
+        return Err(ClusterError::FailedPrecondition(format!(
+            "an encrypted network needs a VNI up to {MAX_ENCRYPTED_VNI} (its WireGuard port is {} + VNI - \
+             {DEFAULT_VNI}), and the lowest free one is {vni}: remove networks first",
+            super::objects::WG_PORT_BASE
+        )));
+    }
+    Ok(Network {
+        id: new_id(),
+        name: r.name.clone(),
+        vni,
+        subnet,
+        encrypted: r.encrypted,
+        labels: r.labels.clone(),
+        created_ms: now_ms(),
+    })
 }
 
 /// Refuses a subnet over the pool, another network's, or a node's own.
@@ -176,7 +195,7 @@ pub async fn create(raft: &RaftHandle, r: NetworkRequest) -> Result<(View, Netwo
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed("creating the network", &c));
     }
-    tracing::info!(network = %n.name, vni = n.vni, subnet = ?n.subnet.map(|s| s.cidr), "network created");
+    tracing::info!(network = %n.name, vni = n.vni, encrypted = n.encrypted, subnet = ?n.subnet.map(|s| s.cidr), "network created");
     Ok((v, n))
 }
 

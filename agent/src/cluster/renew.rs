@@ -73,6 +73,11 @@ pub async fn renew(state: &NodeState, channel: tonic::transport::Channel) -> Res
     let role = Role::of_node(&res.role);
     let ca_key = (!res.ca_key_pem.is_empty()).then_some(res.ca_key_pem);
     state.renew(CertKey { cert_pem: res.cert_pem, key_pem }, role, ca_key).await?;
+    // The WireGuard key is renewed with the certificate: the next session
+    // reports it, and the peers take it from the node's leases.
+    if let Err(e) = crate::network::wg::Keys::at(state.state_dir()).rotate().await {
+        tracing::warn!(error = %e, "the WireGuard key was not renewed: the old one stays");
+    }
     Ok(role)
 }
 

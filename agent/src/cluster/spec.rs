@@ -176,7 +176,7 @@ fn stop(s: &StopPolicy) -> Result<(), SpecError> {
 }
 
 /// The networks named are well formed (whether they exist is the state's
-/// to say: [`super::networks::attachable`]).
+/// to say: [`super::networks::check_joined`]).
 fn networks(s: &ServiceSpec) -> Result<(), SpecError> {
     if s.network == super::objects::NetworkMode::Host && !s.networks.is_empty() {
         return Err(SpecError::HostWithNetworks);
@@ -245,6 +245,10 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
         if let Some((_, _, what)) =
             NODE_PORTS.iter().find(|(port, proto, _)| *port == p.published && *proto == p.protocol)
         {
+            return Err(SpecError::NodePort { port: p.published, protocol: p.protocol, what });
+        }
+        if p.protocol == Protocol::Udp && super::objects::wg_ports().contains(&p.published) {
+            let what = "the WireGuard ports of encrypted networks, 51820-52075";
             return Err(SpecError::NodePort { port: p.published, protocol: p.protocol, what });
         }
     }
@@ -358,6 +362,12 @@ mod tests {
                     s.ports = vec![Port { published: 4789, target: 80, protocol: Protocol::Udp, ..Default::default() }]
                 }),
                 "4789/udp is the node's own",
+            ),
+            (
+                Box::new(|s| {
+                    s.ports = vec![Port { published: 51821, target: 80, protocol: Protocol::Udp, ..Default::default() }]
+                }),
+                "51821/udp is the node's own (the WireGuard ports",
             ),
             (
                 Box::new(|s| {

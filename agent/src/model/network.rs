@@ -12,6 +12,36 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_NETWORK: &str = "default";
 /// Its VXLAN network identifier (Swarm numbers overlay VNIs from 256).
 pub const DEFAULT_VNI: u32 = 256;
+/// An encrypted network's WireGuard devices listen on UDP
+/// `WG_PORT_BASE + (vni - DEFAULT_VNI)`: 51821 up (51820 is WireGuard's own).
+pub const WG_PORT_BASE: u16 = 51820;
+/// Encrypted networks take VNIs up to this one (ports up to 52075), which
+/// the routing mesh never publishes.
+pub const MAX_ENCRYPTED_VNI: u32 = DEFAULT_VNI + 255;
+
+/// The UDP port of the WireGuard devices of the encrypted network with
+/// VNI `vni`; None above [`MAX_ENCRYPTED_VNI`].
+pub fn wg_port(vni: u32) -> Option<u16> {
+    let n = vni.checked_sub(DEFAULT_VNI).filter(|_| vni <= MAX_ENCRYPTED_VNI)?;
+    WG_PORT_BASE.checked_add(u16::try_from(n).ok()?)
+}
+
+/// Whether `key` is a WireGuard key as `wg` writes it: 32 bytes in
+/// canonical base64 (43 characters, the last holding 4 bits, and `=`).
+pub fn valid_wg_key(key: &str) -> bool {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = key.as_bytes();
+    let value = |c: u8| ALPHABET.iter().position(|a| *a == c);
+    b.len() == 44
+        && b[43] == b'='
+        && b[..43].iter().all(|c| value(*c).is_some())
+        && value(b[42]).is_some_and(|v| v % 4 == 0)
+}
+
+/// The UDP ports encrypted networks may take.
+pub fn wg_ports() -> std::ops::RangeInclusive<u16> {
+    WG_PORT_BASE..=WG_PORT_BASE + (MAX_ENCRYPTED_VNI - DEFAULT_VNI) as u16
+}
 
 /// The cluster's container CIDR and the size of the subnet each node gets
 /// per network, chosen at `cluster init`.
@@ -48,6 +78,9 @@ pub struct Network {
     /// from: its own CIDR, or none to share the cluster's pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Pool>,
+    /// Traffic between nodes goes through WireGuard, not VXLAN.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub created_ms: i64,
@@ -72,6 +105,9 @@ pub struct SubnetLease {
     /// Where the node's overlay traffic goes (the address its API is
     /// reached at).
     pub underlay: Ipv4Addr,
+    /// On an encrypted network: the node's WireGuard public key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 impl SubnetLease {
@@ -181,6 +217,8 @@ pub struct NetworkRef {
     pub vni: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
 }
 
 impl NetworkMap {
@@ -188,7 +226,7 @@ impl NetworkMap {
     pub fn all_networks(&self) -> Vec<NetworkRef> {
         let mut out: Vec<NetworkRef> = Vec::new();
         if self.pool.is_some() {
-            out.push(NetworkRef { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: None });
+            out.push(NetworkRef { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: None, encrypted: false });
         }
         out.extend(self.networks.iter().cloned());
         out
@@ -220,6 +258,23 @@ mod tests {
 
     fn pool(cidr: &str, prefix: u8) -> Pool {
         Pool { cidr: cidr.parse().unwrap(), prefix }
+    }
+
+    #[test]
+    fn wireguard_keys_are_checked_before_they_reach_a_node() {
+        assert!(valid_wg_key("yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="));
+        assert!(!valid_wg_key("yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBml="), "bits past the 32 bytes");
+        assert!(!valid_wg_key("yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk"));
+        assert!(!valid_wg_key("yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3f\nmk="));
+        assert!(!valid_wg_key(""));
+    }
+
+    #[test]
+    fn encrypted_networks_take_one_port_each_in_a_bounded_range() {
+        assert_eq!(wg_port(257), Some(51821));
+        assert_eq!(wg_port(MAX_ENCRYPTED_VNI), Some(*wg_ports().end()));
+        assert_eq!(wg_port(MAX_ENCRYPTED_VNI + 1), None);
+        assert_eq!(wg_port(12), None);
     }
 
     #[test]

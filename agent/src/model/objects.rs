@@ -147,6 +147,10 @@ pub struct Node {
     /// leased over them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<ipnet::Ipv4Net>,
+    /// Its WireGuard public key (base64), which the nodes of encrypted
+    /// networks reach it with; a new one with each node certificate.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wg_key: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

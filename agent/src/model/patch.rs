@@ -48,6 +48,8 @@ pub struct NodePatch {
     pub was_manager: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networks: Option<Vec<ipnet::Ipv4Net>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_key: Option<String>,
 }
 
 impl NodePatch {
@@ -87,6 +89,7 @@ impl NodePatch {
             updated_ms,
             was_manager,
             networks,
+            wg_key,
         } = self.clone();
         set(&mut n.hostname, hostname);
         set(&mut n.role, role);
@@ -109,6 +112,7 @@ impl NodePatch {
         set(&mut n.updated_ms, updated_ms);
         set(&mut n.was_manager, was_manager);
         set(&mut n.networks, networks);
+        set(&mut n.wg_key, wg_key);
     }
 }
 
@@ -242,8 +246,9 @@ mod tests {
             updated_ms: Some(1),
             was_manager: Some(true),
             networks: Some(vec![]),
+            wg_key: Some(String::new()),
         };
-        let set = Node { networks: vec!["10.0.2.0/24".parse().unwrap()], ..Default::default() };
+        let set = Node { networks: vec!["10.0.2.0/24".parse().unwrap()], wg_key: "k".into(), ..Default::default() };
         let fields = keys(serde_json::to_value(set).unwrap());
         for k in keys(serde_json::to_value(&node).unwrap()) {
             assert!(fields.contains(&k), "NodePatch.{k} is not a field of Node");

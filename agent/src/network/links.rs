@@ -1,5 +1,5 @@
 //! The netlink calls the node's networking makes (rtnetlink): the bridge,
-//! the VXLAN device, a task's veth pair, and the routes, permanent
+//! the VXLAN and WireGuard devices, a task's veth pair, and the routes, permanent
 //! neighbours and forwarding entries of the overlay. Adds replace what is
 //! there, so programming the same state twice changes nothing.
 
@@ -13,7 +13,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, LinkVxlan, LinkWireguard, RouteMessageBuilder};
 
 use super::NetError;
 
@@ -152,6 +152,21 @@ impl Links {
         let msg =
             LinkVxlan::new(name, vni).port(VXLAN_PORT).local(local).learning(false).mtu(mtu).address(mac.to_vec());
         self.handle.link().add(msg.build()).execute().await.map_err(|e| nl(format!("creating VXLAN {name}"), e))?;
+        self.up(name, Some(mtu)).await?;
+        self.must(name).await
+    }
+
+    /// The WireGuard device `name`, made if missing, up with `mtu`.
+    pub async fn wireguard(&self, name: &str, mtu: u32) -> Result<Link, NetError> {
+        if self.get(name).await?.is_none() {
+            match self.handle.link().add(LinkWireguard::new(name).mtu(mtu).build()).execute().await {
+                Ok(()) => {}
+                Err(e) if exists(&e) => {}
+                Err(e) => {
+                    return Err(nl(format!("creating WireGuard device {name} (is the wireguard module loaded?)"), e))
+                }
+            }
+        }
         self.up(name, Some(mtu)).await?;
         self.must(name).await
     }

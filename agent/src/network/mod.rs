@@ -6,6 +6,7 @@
 //! - [`links`]: the netlink calls (bridge, VXLAN, veths, routes,
 //!   neighbours, forwarding entries).
 //! - [`overlay`]: the entries a node programs for the other nodes.
+//! - [`wg`]: encrypted networks' WireGuard devices and the node's key.
 //! - [`nft`]: the node's nftables rules (masquerade, MSS clamp).
 //! - [`files`]: a task's resolv.conf and hosts.
 //! - [`node`]: the node's reconciler, and attaching tasks.
@@ -18,6 +19,7 @@ pub mod netns;
 pub mod nft;
 pub mod node;
 pub mod overlay;
+pub mod wg;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,8 @@ pub enum NetError {
     Namespace { path: PathBuf, what: String, reason: String },
     #[error("nftables: {0}")]
     Nft(String),
+    #[error("WireGuard: {0}")]
+    WireGuard(String),
     #[error("container networking: {0}")]
     State(String),
     #[error("this node's container network is not ready ({0})")]

@@ -59,7 +59,7 @@ impl MeshBackend {
     }
 }
 
-/// One network on the node: its devices (bridge, VXLAN) and its
+/// One network on the node: its devices (bridge, VXLAN or WireGuard) and its
 /// bridge's address (where its DNS server listens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {

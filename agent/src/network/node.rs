@@ -7,7 +7,8 @@
 //! detached.
 //!
 //! Names: the `default` network's bridge is `orc0`, another network's
-//! `orc-br<vni>`; VXLAN devices are `orc-vx<vni>`; a task's host ends
+//! `orc-br<vni>`; VXLAN devices are `orc-vx<vni>`, an encrypted network's
+//! WireGuard devices `orc-wg<vni>` (it has no VXLAN device); a task's host ends
 //! `orc<task id>` (its first network) and `orc<n><11 of the task id>` (the others);
 //! in the task they are `eth0`, `eth1`, … in the order of its networks.
 
@@ -23,8 +24,8 @@ use tokio::sync::watch;
 use super::dns::{self, Names};
 use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
-use super::{netns, nft, overlay, NetError};
-use crate::model::objects::{NetworkMap, NetworkRef, Protocol, PublishMode, SubnetLease, DEFAULT_NETWORK};
+use super::{netns, nft, overlay, wg, NetError};
+use crate::model::objects::{wg_port, NetworkMap, NetworkRef, Protocol, PublishMode, SubnetLease, DEFAULT_NETWORK};
 use crate::state::NodeState;
 
 pub const BRIDGE: &str = "orc0";
@@ -40,8 +41,14 @@ const RETRY: Duration = Duration::from_secs(2);
 /// shorter).
 const MIN_SYNC: Duration = Duration::from_millis(100);
 
-fn vxlan_name(vni: u32) -> String {
-    format!("orc-vx{vni}")
+/// The device that carries network `n` between nodes: VXLAN, or
+/// WireGuard when it is encrypted.
+fn tunnel_name(n: &NetworkRef) -> String {
+    if n.encrypted {
+        format!("orc-wg{}", n.vni)
+    } else {
+        format!("orc-vx{}", n.vni)
+    }
 }
 
 /// The bridge of network `n`.
@@ -326,8 +333,8 @@ impl NodeNetwork {
         Ok(Status::Ready { subnets, peers })
     }
 
-    /// Network `n`'s bridge, VXLAN device and overlay entries on this node;
-    /// the bridge's index and MTU.
+    /// Network `n`'s bridge, VXLAN or WireGuard device and overlay
+    /// entries on this node; the bridge's index and MTU.
     async fn program(
         &self,
         links: &Links,
@@ -337,27 +344,43 @@ impl NodeNetwork {
         lease: &SubnetLease,
     ) -> Result<(u32, u32), NetError> {
         let gateway = Addresses::new(lease.subnet).gateway();
-        let mtu = underlay_mtu(lease.underlay)?.saturating_sub(VXLAN_OVERHEAD);
+        let overhead = if n.encrypted { wg::WG_OVERHEAD } else { VXLAN_OVERHEAD };
+        let mtu = underlay_mtu(lease.underlay)?.saturating_sub(overhead);
         let name = bridge_name(n);
         let bridge = links.bridge(&name, mtu).await?;
         links.address(&name, gateway, lease.subnet.prefix_len()).await?;
-        let vx = vxlan_name(n.vni);
-        let dev = links.vxlan(&vx, n.vni, lease.underlay, overlay::vtep_mac(lease.subnet), mtu).await?;
-        links.address(&vx, overlay::vtep_ip(lease.subnet), 32).await?;
+        let tunnel = tunnel_name(n);
         let want = overlay::desired(me, &n.name, &map.leases);
-        let removed = overlay::program(links, dev.index, &want).await?;
+        let removed = if n.encrypted {
+            let port = wg_port(n.vni)
+                .ok_or_else(|| NetError::State(format!("network {}: VNI {} has no WireGuard port", n.name, n.vni)))?;
+            let dev = links.wireguard(&tunnel, mtu).await?;
+            links.address(&tunnel, overlay::vtep_ip(lease.subnet), 32).await?;
+            let key = wg::Keys::at(self.state.state_dir()).private().await?;
+            let peers = wg::peers(me, &n.name, &map.leases, port);
+            if peers.len() < want.routes.len() {
+                tracing::warn!(network = %n.name, missing = want.routes.len() - peers.len(), "nodes without a WireGuard key: unreachable on this encrypted network");
+            }
+            wg::sync(&tunnel, &wg::config(&key, port, &peers)).await?;
+            overlay::routes(links, dev.index, &want.routes).await?
+        } else {
+            let dev = links.vxlan(&tunnel, n.vni, lease.underlay, overlay::vtep_mac(lease.subnet), mtu).await?;
+            links.address(&tunnel, overlay::vtep_ip(lease.subnet), 32).await?;
+            overlay::program(links, dev.index, &want).await?
+        };
         if removed > 0 {
             tracing::info!(network = %n.name, removed, "overlay entries of nodes gone removed");
         }
         Ok((bridge.index, mtu))
     }
 
-    /// Takes down the bridges and VXLAN devices of networks gone (also
-    /// while the agent was down) and forgets their addresses.
+    /// Takes down the bridges, VXLAN and WireGuard devices of networks
+    /// gone (also while the agent was down) and forgets their addresses.
     async fn remove_stale(&self, links: &Links, mine: &[(NetworkRef, &SubnetLease)]) {
-        let keep: HashSet<String> = mine.iter().flat_map(|(n, _)| [bridge_name(n), vxlan_name(n.vni)]).collect();
+        let keep: HashSet<String> = mine.iter().flat_map(|(n, _)| [bridge_name(n), tunnel_name(n)]).collect();
         let devices = links.all().await.unwrap_or_default();
-        for dev in devices.iter().map(|l| &l.name).filter(|d| d.starts_with("orc-br") || d.starts_with("orc-vx")) {
+        let ours = |d: &&String| ["orc-br", "orc-vx", "orc-wg"].iter().any(|p| d.starts_with(p));
+        for dev in devices.iter().map(|l| &l.name).filter(ours) {
             if !keep.contains(dev) {
                 tracing::info!(device = %dev, "removing the device of a network gone");
                 if let Err(e) = links.delete(dev).await {
@@ -409,7 +432,7 @@ impl NodeNetwork {
         let networks = mine
             .iter()
             .map(|(n, l)| nft::Segment {
-                devices: vec![bridge_name(n), vxlan_name(n.vni)],
+                devices: vec![bridge_name(n), tunnel_name(n)],
                 gateway: Addresses::new(l.subnet).gateway(),
             })
             .collect();

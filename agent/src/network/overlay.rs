@@ -66,16 +66,7 @@ pub async fn program(links: &Links, index: u32, want: &Desired) -> Result<usize,
     for (ip, mac) in &want.neighbours {
         links.neighbour(index, *ip, *mac).await?;
     }
-    for (dst, gw) in &want.routes {
-        links.route_onlink(*dst, *gw, index).await?;
-    }
-    let mut removed = 0;
-    for (dst, r) in links.routes_on(index).await? {
-        if !want.routes.contains_key(&dst) {
-            links.delete_route(r).await?;
-            removed += 1;
-        }
-    }
+    let mut removed = routes(links, index, &want.routes).await?;
     for (ip, _, n) in links.neighbours_on(index, AddressFamily::Inet).await? {
         if ip.is_some_and(|ip| !want.neighbours.contains_key(&ip)) {
             links.delete_neighbour(n).await?;
@@ -93,6 +84,24 @@ pub async fn program(links: &Links, index: u32, want: &Desired) -> Result<usize,
     Ok(removed)
 }
 
+/// Makes link `index` carry exactly the routes `want` (remote subnet →
+/// its VTEP address, onlink) of those orc makes; returns how many it
+/// removed. On a WireGuard device (no link layer) the gateway only names
+/// the peer's subnet: the device picks the peer by destination.
+pub async fn routes(links: &Links, index: u32, want: &BTreeMap<Ipv4Net, Ipv4Addr>) -> Result<usize, NetError> {
+    for (dst, gw) in want {
+        links.route_onlink(*dst, *gw, index).await?;
+    }
+    let mut removed = 0;
+    for (dst, r) in links.routes_on(index).await? {
+        if !want.contains_key(&dst) {
+            links.delete_route(r).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +112,7 @@ mod tests {
             node: node.into(),
             subnet: subnet.parse().unwrap(),
             underlay: underlay.parse().unwrap(),
+            key: String::new(),
         }
     }
 

@@ -138,6 +138,18 @@ pub async fn run(state: Arc<NodeState>, executor: Arc<Executor>) {
     }
 }
 
+/// The node's WireGuard public key for its encrypted networks (empty,
+/// said in the log, when it cannot have one).
+async fn wg_key(state: &NodeState) -> String {
+    match crate::network::wg::Keys::at(state.state_dir()).public().await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "no WireGuard key: this node cannot join encrypted networks");
+            String::new()
+        }
+    }
+}
+
 async fn session(
     state: &NodeState,
     executor: &Arc<Executor>,
@@ -161,6 +173,7 @@ async fn session(
         deltas: true,
         lost_leader: lost.unwrap_or_default().to_string(),
         networks: crate::network::node::own_networks().iter().map(|n| n.to_string()).collect(),
+        wg_key: wg_key(state).await,
     };
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))

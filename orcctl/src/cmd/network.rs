@@ -24,14 +24,22 @@ fn network_json(n: &Network) -> serde_json::Value {
         })
         .collect();
     json!({"id": n.id, "name": n.name, "vni": n.vni, "subnet": n.subnet, "subnet_size": n.subnet_size,
-        "builtin": n.builtin, "labels": n.labels, "created_ms": n.created_ms, "services": n.services,
+        "builtin": n.builtin, "encrypted": n.encrypted, "labels": n.labels, "created_ms": n.created_ms, "services": n.services,
         "leases": leases, "tasks": tasks})
 }
 
 fn network_row(n: &Network) -> Vec<String> {
     let made = if n.builtin { "built-in".to_string() } else { ago(n.created_ms) };
     let services = if n.services.is_empty() { "-".to_string() } else { n.services.join(",") };
-    vec![n.name.clone(), n.vni.to_string(), format!("{} (/{} a node)", n.subnet, n.subnet_size), services, made]
+    let encrypted = if n.encrypted { "yes" } else { "no" }.to_string();
+    vec![
+        n.name.clone(),
+        n.vni.to_string(),
+        format!("{} (/{} a node)", n.subnet, n.subnet_size),
+        encrypted,
+        services,
+        made,
+    ]
 }
 
 /// `network create|ls|inspect|rm`.
@@ -40,18 +48,22 @@ pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out:
     let mut c = NetworksClient::new(channel);
     let e = status_err(&addr);
     match cmd {
-        NetworkCommand::Create { name, subnet, subnet_size, label } => {
+        NetworkCommand::Create { name, subnet, subnet_size, encrypted, label } => {
             let labels = label.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
             let req = CreateNetworkRequest {
                 name,
                 subnet: subnet.unwrap_or_default(),
                 subnet_size: subnet_size.map(u32::from).unwrap_or_default(),
                 labels,
+                encrypted,
             };
             let n = c.create(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", network_json(&n)),
-                Output::Table => println!("{} (vni {}, {})", n.name, n.vni, n.subnet),
+                Output::Table => {
+                    let how = if n.encrypted { ", encrypted" } else { "" };
+                    println!("{} (vni {}, {}{how})", n.name, n.vni, n.subnet)
+                }
             }
         }
         NetworkCommand::Ls => {
@@ -59,7 +71,7 @@ pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out:
             match out {
                 Output::Json => println!("{}", json!(list.iter().map(network_json).collect::<Vec<_>>())),
                 Output::Table => table(
-                    &["NAME", "VNI", "SUBNET", "SERVICES", "CREATED"],
+                    &["NAME", "VNI", "SUBNET", "ENCRYPTED", "SERVICES", "CREATED"],
                     &list.iter().map(network_row).collect::<Vec<_>>(),
                 ),
             }
