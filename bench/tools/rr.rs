@@ -12,8 +12,8 @@
 //! Not part of the workspace: `rustc -O -C target-feature=+crt-static`.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::time::Instant;
+use std::net::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant};
 
 fn serve(port: &str) -> std::io::Result<()> {
     let l = TcpListener::bind(format!("0.0.0.0:{port}"))?;
@@ -33,7 +33,13 @@ fn serve(port: &str) -> std::io::Result<()> {
 }
 
 fn client(addr: &str, count: usize) -> std::io::Result<()> {
-    let mut c = TcpStream::connect(addr)?;
+    // Bounded: a path that does not answer fails in seconds, not never.
+    let to = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr}: no address")))?;
+    let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
     c.set_nodelay(true)?;
     let mut b = [7u8; 1];
     // Warm the path (ARP, conntrack, caches) before measuring.
@@ -67,7 +73,7 @@ fn query(id: u16, name: &str) -> Vec<u8> {
 fn dns(server: &str, name: &str, count: usize) -> std::io::Result<()> {
     let s = UdpSocket::bind("0.0.0.0:0")?;
     s.connect(format!("{server}:53"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 1500];
     let mut us: Vec<f64> = Vec::with_capacity(count);
     for i in 0..count + count.min(100) {

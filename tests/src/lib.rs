@@ -47,10 +47,15 @@ pub fn http_get(port: u16) -> Option<String> {
 
 /// The body of `GET /` at `ip:port`, if something answers.
 pub fn http_get_at(ip: std::net::Ipv4Addr, port: u16) -> Option<String> {
+    http_get_path(ip, port, "/")
+}
+
+/// The body of `GET path` at `ip:port`, if something answers.
+pub fn http_get_path(ip: std::net::Ipv4Addr, port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())

@@ -216,8 +216,17 @@ fn certificates_renew_nodes_change_roles_and_leave() {
     })
     .unwrap();
     let first = std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap();
+    // Its WireGuard key is renewed with the certificate and reported.
+    let w = id_of(&c, 1);
+    let key = c.json(&["node", "inspect", &w])["wg_key"].as_str().unwrap_or_default().to_string();
+    assert_eq!(key.len(), 44, "the worker reports a WireGuard public key: {key:?}");
     c.wait(Duration::from_secs(30), "a second renewal", |c| {
         std::fs::read_to_string(c.agents[1].state_dir().join("pki/node.crt")).unwrap() != first
+    })
+    .unwrap();
+    c.wait(Duration::from_secs(30), "the worker's renewed WireGuard key", |c| {
+        let now = c.json(&["node", "inspect", &w])["wg_key"].as_str().unwrap_or_default().to_string();
+        now.len() == 44 && now != key
     })
     .unwrap();
     // The manager renews its own too, and everything still talks.

@@ -24,6 +24,12 @@ use orc_e2e::registry::Registry;
 use orc_e2e::{free_port, http_get, oci};
 
 const BOOT: Duration = Duration::from_secs(600);
+
+/// A web server answering its hostname at `/` and the client's address
+/// at `/cgi-bin/peer`.
+const SERVE_PEER: &str = "mkdir -p /tmp/w/cgi-bin && hostname > /tmp/w/index.html \
+    && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /tmp/w/cgi-bin/peer \
+    && chmod +x /tmp/w/cgi-bin/peer && exec httpd -f -p 80 -h /tmp/w";
 const SETTLE: Duration = Duration::from_secs(240);
 
 struct Cluster {
@@ -131,15 +137,15 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Boots the nodes of `qemu/e2e.toml`, the first with the web port forwarded.
-fn boot(def: &ClusterDef, image: &Path, dir: &Path, registry: &Registry, web_port: u16) -> Vec<Node> {
+/// Boots the nodes of `qemu/e2e.toml`, the first with the web ports (8080, 8081) forwarded.
+fn boot(def: &ClusterDef, image: &Path, dir: &Path, registry: &Registry, web_port: u16, near_port: u16) -> Vec<Node> {
     let hub = dir.join("hub.sock");
     (0..def.nodes.len())
         .map(|i| {
             let mut spec = def.spec(i, dir, image, &hub, free_port());
             spec.extra_cmdline = format!("{} orc.insecure_registries=10.0.2.2:{}", spec.extra_cmdline, registry.port);
             if i == 0 {
-                spec.forwards = vec![(web_port, 8080)];
+                spec.forwards = vec![(web_port, 8080), (near_port, 8081)];
             }
             Node::start(spec).unwrap()
         })
@@ -159,9 +165,9 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let tap = capture.clone();
     std::thread::spawn(move || orc_e2e::hub::run_capturing(&hub, tap));
     wait_for("the L2 hub", Duration::from_secs(5), || hub_path.exists());
-    let web_port = free_port();
+    let (web_port, near_port) = (free_port(), free_port());
     let def = ClusterDef::load(&workspace_def("e2e.toml")).unwrap();
-    let nodes = boot(&def, &image, dir.path(), &registry, web_port);
+    let nodes = boot(&def, &image, dir.path(), &registry, web_port, near_port);
     let (_, ctx) = orc_e2e::qemu_cluster::form(&nodes, &def.roles(), None, BOOT).unwrap_or_else(|e| {
         for n in &nodes {
             eprintln!("--- {} ---\n{}", n.spec.name, n.console_from(0));
@@ -249,6 +255,42 @@ fn five_vms_keep_ten_replicas_through_failures() {
         let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
         assert!(out.contains(oci::INDEX_HTML), "the mesh port 8080 on {ip}: {out}");
     }
+
+    // Local mode: every node answers 8081 with its own task, which sees
+    // the client's address: node 1's own on the L2 network for its hello
+    // task's requests to the others, QEMU's user-network gateway for the
+    // test host's through node 1's forwarded port.
+    c.ok(&[
+        "service",
+        "create",
+        "--name",
+        "near",
+        "--mode",
+        "global",
+        "--publish",
+        "published=8081,target=80,mode=local",
+        &image_ref,
+        "--",
+        "sh",
+        "-c",
+        SERVE_PEER,
+    ]);
+    wait_for("a near task on every node", SETTLE, || running("near").len() == 5);
+    let peer = |body: &str| body.trim().trim_start_matches("[::ffff:").trim_end_matches(']').to_string();
+    wait_for("node 1's local port from the test host", Duration::from_secs(60), || {
+        orc_e2e::http_get_path(std::net::Ipv4Addr::LOCALHOST, near_port, "/cgi-bin/peer").is_some()
+    });
+    let seen = orc_e2e::http_get_path(std::net::Ipv4Addr::LOCALHOST, near_port, "/cgi-bin/peer").unwrap_or_default();
+    assert_eq!(peer(&seen), "10.0.2.2", "local mode keeps the client's address (QEMU's gateway for the host)");
+    let own = orc_e2e::qemu_cluster::l2_addr(&c.nodes[0]).unwrap();
+    let own = own.rsplit_once(':').unwrap().0;
+    for ip in node_ips.iter().filter(|ip| ip.as_str() != own) {
+        let script = format!("printf 'GET /cgi-bin/peer HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} 8081");
+        let out = c.ok(&["--nodes", &c.api(0), "container", "exec", &from.2, "--", "sh", "-c", &script]);
+        let body = out.rsplit("\r\n\r\n").next().unwrap_or_default();
+        assert_eq!(peer(body), own, "local mode on {ip} sees node 1's address, the client's: {out}");
+    }
+    c.ok(&["service", "rm", "near"]);
 
     // A two-tier app: from node 1's hello task, `who` found by name and
     // reached through its VIP; scaled 1 → 5, requests spread over the VMs.

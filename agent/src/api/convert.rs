@@ -257,6 +257,7 @@ pub fn node_to_proto(v: &View, n: &Node, manager_status: &str) -> pb::Node {
         tasks: v.live_tasks_on(&n.id) as u64,
         manager_status: if n.role == Role::Manager { manager_status.into() } else { String::new() },
         updated_ms: n.updated_ms,
+        wg_key: n.wg_key.clone(),
     }
 }
 

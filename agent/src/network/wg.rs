@@ -166,6 +166,29 @@ mod tests {
         }
     }
 
+    /// With Debian's wg (cargo xtask installs it).
+    #[tokio::test]
+    async fn a_key_pair_is_made_once_kept_private_and_renewed() {
+        use std::os::unix::fs::PermissionsExt;
+        if std::process::Command::new(wg_bin()).arg("--version").output().is_err() {
+            eprintln!("skipped: no wg (apt install wireguard-tools; cargo xtask test installs it)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::at(dir.path());
+        let public = keys.public().await.unwrap();
+        assert!(valid_wg_key(&public), "{public}");
+        assert_eq!(keys.public().await.unwrap(), public, "kept");
+        let path = dir.path().join("network/wg.key");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        keys.rotate().await.unwrap();
+        let renewed = keys.public().await.unwrap();
+        assert!(valid_wg_key(&renewed) && renewed != public, "renewed");
+        std::fs::write(&path, "garbage\n").unwrap();
+        let remade = keys.public().await.unwrap();
+        assert!(valid_wg_key(&remade) && remade != renewed, "a malformed key is replaced");
+    }
+
     #[test]
     fn every_other_keyed_node_on_the_network_is_a_peer() {
         let leases = vec![

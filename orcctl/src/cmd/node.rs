@@ -20,7 +20,8 @@ use crate::parse::key_value;
 fn node_json(n: &Node) -> serde_json::Value {
     json!({"id": n.id, "hostname": n.hostname, "role": n.role, "addr": n.addr, "availability": n.availability,
         "status": n.status, "message": n.message, "labels": n.labels, "cpus": n.cpus, "memory": n.memory,
-        "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms})
+        "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms,
+        "wg_key": n.wg_key})
 }
 
 /// `node ls` (and its `--watch`).

@@ -43,11 +43,11 @@ pub(super) struct Swarm {
 }
 
 impl Swarm {
-    fn ns(i: usize) -> String {
+    pub(super) fn ns(i: usize) -> String {
         format!("orcbench{i}")
     }
 
-    fn addr(i: usize) -> String {
+    pub(super) fn addr(i: usize) -> String {
         format!("10.77.0.{}", 10 + i)
     }
 
@@ -59,7 +59,7 @@ impl Swarm {
         }
     }
 
-    fn start(work: &Path, image_tar: &Path) -> anyhow::Result<Self> {
+    pub(super) fn start(work: &Path, image_tar: &Path) -> anyhow::Result<Self> {
         kill_matching(&work.display().to_string());
         Self::cleanup_network();
         unmount_under(work);
@@ -203,6 +203,11 @@ impl Orc {
                 .count(),
             Err(_) => 0,
         }
+    }
+
+    /// Node `i`'s address on the LAN (its host's), where its published ports answer.
+    pub(super) fn lan_addr(&self, i: usize) -> Option<std::net::Ipv4Addr> {
+        self.c.agents.get(i)?.host.as_ref().map(|h| h.addr)
     }
 
     fn containers(&self, i: usize) -> usize {

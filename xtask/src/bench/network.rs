@@ -29,6 +29,9 @@ use orc_e2e::cluster::LocalCluster;
 
 use super::{machine, median};
 
+mod swarm;
+mod vm;
+
 const ROUNDS: usize = 3;
 const SECONDS: &str = "5";
 const ROUND_TRIPS: &str = "20000";
@@ -94,6 +97,10 @@ struct Figures {
     dns_p99: Vec<f64>,
     /// ms from ready to in rotation on every node.
     rotation: Vec<f64>,
+    /// The encrypted network beside the plain overlay, in two VMs.
+    vm: vm::VmFigures,
+    /// The peer's paths, on hosts of the same kind.
+    swarm: swarm::SwarmFigures,
 }
 
 #[derive(Default)]
@@ -150,11 +157,18 @@ struct Target<'a> {
     rr: &'a str,
 }
 
-fn measure(client: &dyn Side, iperf3: &str, rr: &str, to: &Target, f: &mut Path3) -> anyhow::Result<()> {
+fn measure(
+    client: &dyn Side,
+    iperf3: &str,
+    rr: &str,
+    to: &Target,
+    round_trips: &str,
+    f: &mut Path3,
+) -> anyhow::Result<()> {
     let (server, port) = (to.addr, to.iperf);
     f.one.push(gbits(&client.run(&[iperf3, "-c", server, "-p", port, "-t", SECONDS, "-J"])?)?);
     f.four.push(gbits(&client.run(&[iperf3, "-c", server, "-p", port, "-t", SECONDS, "-P", "4", "-J"])?)?);
-    let (p50, p99) = latency(&client.run(&[rr, "client", &format!("{server}:{}", to.rr), ROUND_TRIPS])?)?;
+    let (p50, p99) = latency(&client.run(&[rr, "client", &format!("{server}:{}", to.rr), round_trips])?)?;
     f.p50.push(p50);
     f.p99.push(p99);
     Ok(())
@@ -191,6 +205,13 @@ pub fn run() -> anyhow::Result<()> {
     let mut files = iperf3_files()?;
     files.push(("bin/rr".into(), std::fs::read(&rr_bin)?));
     let image = rt.block_on(registry.push(&orc_e2e::oci::busybox_plus(&files)?, "orc/net:1"))?;
+    // For your own loops: only the VMs' part, its figures printed, no file written.
+    if std::env::var("ORC_BENCH_NETWORK").as_deref() == Ok("vm") {
+        let mut md = String::new();
+        vm_table(&mut md, &mut vm::run(&files, 1)?);
+        eprintln!("{md}");
+        return Ok(());
+    }
 
     eprintln!("xtask: starting two agents on hosts of their own");
     let opts = Options {
@@ -259,11 +280,11 @@ pub fn run() -> anyhow::Result<()> {
     for round in 0..ROUNDS {
         eprintln!("xtask: round {} of {ROUNDS}", round + 1);
         let at = |addr| Target { addr, iperf: IPERF_PORT, rr: RR_PORT };
-        measure(&floor_client, "iperf3", &rr_path, &at(&floor_server), &mut f.floor)?;
-        measure(&client, "/usr/bin/iperf3", "/bin/rr", &at(&srv_addr), &mut f.overlay)?;
-        measure(&client, "/usr/bin/iperf3", "/bin/rr", &at(&vip), &mut f.vip)?;
+        measure(&floor_client, "iperf3", &rr_path, &at(&floor_server), ROUND_TRIPS, &mut f.floor)?;
+        measure(&client, "/usr/bin/iperf3", "/bin/rr", &at(&srv_addr), ROUND_TRIPS, &mut f.overlay)?;
+        measure(&client, "/usr/bin/iperf3", "/bin/rr", &at(&vip), ROUND_TRIPS, &mut f.vip)?;
         let mesh = Target { addr: &mesh_addr, iperf: MESH_IPERF_PORT, rr: MESH_RR_PORT };
-        measure(&Lan, "iperf3", &rr_path, &mesh, &mut f.mesh)?;
+        measure(&Lan, "iperf3", &rr_path, &mesh, ROUND_TRIPS, &mut f.mesh)?;
         let (p50, p99) = latency(&client.run(&["/bin/rr", "dns", &dns, "srv", DNS_QUERIES])?)?;
         f.dns_p50.push(p50);
         f.dns_p99.push(p99);
@@ -272,6 +293,12 @@ pub fn run() -> anyhow::Result<()> {
         eprintln!("xtask: a new task into the rotation ({} of {ROTATIONS})", n - 1);
         f.rotation.push(into_rotation(&c, &hosts, &vip, n)?);
     }
+    // The VMs get the machine to themselves.
+    drop(_servers);
+    drop(c);
+    f.swarm = swarm::run(&files, &rr_bin, ROUNDS)?;
+    eprintln!("xtask: an encrypted network beside the plain overlay, in two VMs");
+    f.vm = vm::run(&files, ROUNDS)?;
     write(&ws, &rev, &mut f)
 }
 
@@ -373,12 +400,96 @@ fn write(ws: &Path, rev: &str, f: &mut Figures) -> anyhow::Result<()> {
          | the same, slowest | {rot_max:.0} ms | |\n",
         vp50 - op50
     ));
-    md.push_str(
-        "\nTarget (the networking issue): overlay ≥ 90 % of the floor's throughput. Not measured yet: over an \
-         encrypted network (not built yet), and Docker Swarm's overlay and routing mesh on the same hosts.\n",
-    );
+    swarm_table(&mut md, f);
+    vm_table(&mut md, &mut f.vm);
+    md.push_str("\nTarget (the networking issue): overlay ≥ 90 % of the floor's throughput.\n");
     let out = ws.join("bench/results/network.md");
     std::fs::write(&out, &md)?;
     eprintln!("{md}\nxtask: wrote {}", out.display());
     Ok(())
+}
+
+/// The encrypted network's figures, from the VMs.
+fn vm_table(md: &mut String, v: &mut vm::VmFigures) {
+    md.push_str(&format!(
+        "\n## An encrypted network, in two VMs\n\n\
+         This host's kernel has no WireGuard, so the encrypted network is measured where orc runs it: two QEMU VMs \
+         ({}, 1 vCPU each) booting orc's image on one L2 network, one manager and one worker. A client task on \
+         node 1 and a server task on node 2 on `default` (VXLAN), and another pair on `secret` (`network create \
+         --encrypted`: WireGuard, ChaCha20-Poly1305); the floor: tasks on the nodes' own network \
+         (`--network host`), node to node. The same tools; {} round trips; {ROUNDS} rounds, alternating; medians. \
+         Under TCG every instruction of the guests is emulated, crypto included: compare the ratios, not the \
+         absolute figures, with real machines.\n\n\
+         | figure | VM to VM (floor) | plain overlay | plain / floor | encrypted network | encrypted / floor \
+         | encrypted / plain |\n|---|---|---|---|---|---|---|\n",
+        v.accel,
+        vm::VM_ROUND_TRIPS
+    ));
+    let pct = |x: f64, of: f64| x / of * 100.0;
+    for (what, fl, p, e) in [
+        ("TCP, 1 stream", median(&mut v.floor.one), median(&mut v.plain.one), median(&mut v.encrypted.one)),
+        ("TCP, 4 streams", median(&mut v.floor.four), median(&mut v.plain.four), median(&mut v.encrypted.four)),
+    ] {
+        md.push_str(&format!(
+            "| {what} | {:.0} Mbit/s | {:.0} Mbit/s | {:.0} % | {:.0} Mbit/s | {:.0} % | {:.0} % |\n",
+            fl * 1e3,
+            p * 1e3,
+            pct(p, fl),
+            e * 1e3,
+            pct(e, fl),
+            pct(e, p)
+        ));
+    }
+    for (what, fl, p, e) in [
+        ("request/response p50", median(&mut v.floor.p50), median(&mut v.plain.p50), median(&mut v.encrypted.p50)),
+        ("request/response p99", median(&mut v.floor.p99), median(&mut v.plain.p99), median(&mut v.encrypted.p99)),
+    ] {
+        md.push_str(&format!(
+            "| {what} | {fl:.0} µs | {p:.0} µs | +{:.0} µs | {e:.0} µs | +{:.0} µs | {:+.0} µs |\n",
+            p - fl,
+            e - fl,
+            e - p
+        ));
+    }
+}
+
+/// orc beside Docker Swarm, path by path.
+fn swarm_table(md: &mut String, f: &mut Figures) {
+    let s = &mut f.swarm;
+    md.push_str(&format!(
+        "\n## Beside Docker Swarm\n\n\
+         Docker {} in Swarm mode in the same run: three dockerd, each in a network namespace on one bridge (hosts \
+         of the same kind as orc's), the same image and tools, a Swarm overlay network (VXLAN, MTU 1450) with the \
+         server task on node 2 and the client task on node 1; the floor between Swarm's hosts. Not measurable on \
+         this machine: Swarm's VIPs and routing mesh need IPVS (`CONFIG_IP_VS` is not set in this host's kernel) \
+         and iptables rules (the host's firewall is nftables; the bench's dockerd run with `--iptables=false`), \
+         its encrypted overlay IPsec ESP (`CONFIG_INET_ESP` is not set).\n\n\
+         | figure | orc's floor | orc overlay | orc / floor | Swarm's floor | Swarm overlay | Swarm / floor \
+         | orc / Swarm |\n|---|---|---|---|---|---|---|---|\n",
+        s.version
+    ));
+    type Pick = fn(&mut Path3) -> &mut Vec<f64>;
+    let rows: [(&str, Pick, bool); 4] = [
+        ("TCP, 1 stream", |p| &mut p.one, true),
+        ("TCP, 4 streams", |p| &mut p.four, true),
+        ("request/response p50", |p| &mut p.p50, false),
+        ("request/response p99", |p| &mut p.p99, false),
+    ];
+    for (what, pick, throughput) in rows {
+        let m = |p: &mut Path3| median(pick(p));
+        let (of, o, sf, so) = (m(&mut f.floor), m(&mut f.overlay), m(&mut s.floor), m(&mut s.overlay));
+        let v = |x: f64| if throughput { format!("{x:.2} Gbit/s") } else { format!("{x:.1} µs") };
+        let r =
+            |a: f64, b: f64| if throughput { format!("{:.0} %", a / b * 100.0) } else { format!("{:+.1} µs", a - b) };
+        md.push_str(&format!(
+            "| {what} | {} | {} | {} | {} | {} | {} | {} |\n",
+            v(of),
+            v(o),
+            r(o, of),
+            v(sf),
+            v(so),
+            r(so, sf),
+            r(o, so)
+        ));
+    }
 }

@@ -8,16 +8,22 @@
 //! - a good update (a new environment variable: every task replaced) from
 //!   the command to the update completed;
 //! - a broken update (the tasks exit at once) from the command to the
-//!   failure detected (rollback started) and to the rollback completed.
+//!   failure detected (rollback started) and to the rollback completed;
+//! - under load ([`load`], orc only: Swarm's routing mesh needs IPVS,
+//!   which this host's kernel lacks): a rolling update of a 20-replica web
+//!   service behind its published port while HTTP requests keep coming,
+//!   the failed requests counted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use orc_proto::cluster::InspectServiceRequest;
 
 use super::cluster::{start_both, Both, Orc, Swarm, IMAGE};
-use crate::bench::{machine, versus_row};
+use crate::bench::{machine, median, versus_row};
+
+mod load;
 
 const ROUNDS: usize = 3;
 const REPLICAS: &str = "20";
@@ -75,6 +81,10 @@ struct Figures {
     good: [Vec<f64>; 2],
     detect: [Vec<f64>; 2],
     rolled_back: [Vec<f64>; 2],
+    /// Requests during each rolling update under load (orc).
+    load: Vec<load::Count>,
+    /// Seconds each of those updates took.
+    load_update: Vec<f64>,
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -91,7 +101,13 @@ pub fn run() -> anyhow::Result<()> {
     super::cluster::wait("20 orc tasks", || orc.running(&mut c, "upd", None) == 20)?;
     super::cluster::wait("20 swarm tasks", || swarm.running("upd", None) == 20)?;
 
-    let mut f = Figures { good: [vec![], vec![]], detect: [vec![], vec![]], rolled_back: [vec![], vec![]] };
+    let mut f = Figures {
+        good: [vec![], vec![]],
+        detect: [vec![], vec![]],
+        rolled_back: [vec![], vec![]],
+        load: vec![],
+        load_update: vec![],
+    };
     for round in 0..ROUNDS {
         eprintln!("xtask: round {} of {ROUNDS}", round + 1);
         let env = format!("V={round}");
@@ -122,7 +138,42 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
     drop(swarm);
+    under_load(&orc, &mut c, &image, &mut f)?;
     write(&ws, &rev, &docker_version, &mut f)
+}
+
+/// The web service in orc, then rounds of a rolling update under load.
+/// (Swarm's side needs its routing mesh, which this host cannot run: no
+/// IPVS in its kernel.)
+fn under_load(
+    orc: &Orc,
+    c: &mut orc_proto::cluster::services_client::ServicesClient<tonic::transport::Channel>,
+    image: &str,
+    f: &mut Figures,
+) -> anyhow::Result<()> {
+    orc.ctl(&["service", "rm", "upd"])?;
+    let publish = format!("{}:80", load::PORT);
+    let mut args = vec!["service", "create", "--name", "upd", "--replicas", REPLICAS, "--publish", &publish];
+    args.extend(["--probe", "readiness http :80/ interval=1s"]);
+    args.extend(POLICY);
+    args.extend([image, "--", "httpd", "-f", "-p", "80", "-h", "/www"]);
+    orc.ctl(&args)?;
+    super::cluster::wait("20 orc web tasks", || orc.running(c, "upd", None) == 20)?;
+    let at = std::net::SocketAddr::from((orc.lan_addr(0).context("orc's node 1 has no LAN address")?, load::PORT));
+    let page = orc_e2e::oci::INDEX_HTML;
+    load::answering(at, page, 20, LIMIT)?;
+    for round in 0..ROUNDS {
+        eprintln!("xtask: under load, round {} of {ROUNDS}", round + 1);
+        let l = load::Load::start(at, page);
+        std::thread::sleep(Duration::from_secs(1));
+        let t = Instant::now();
+        orc.ctl(&["service", "update", "upd", "--env-add", &format!("W={round}"), "-d"])?;
+        f.load_update.push(until(t, "the orc update under load", &["completed"], || orc_state(orc, c))?);
+        std::thread::sleep(Duration::from_secs(1));
+        f.load.push(l.stop());
+        eprintln!("  orc {:?}", f.load[round]);
+    }
+    Ok(())
 }
 
 fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow::Result<()> {
@@ -148,6 +199,31 @@ fn write(ws: &Path, rev: &str, docker_version: &str, f: &mut Figures) -> anyhow:
          updated in orc once ready (no readiness probe here: once running) and in Swarm once running; both wait the \
          1 s monitor window after the last one. The broken update replaces the tasks' args with `false`.\n",
     );
+    let (sent, failed) = f.load.iter().fold((0, 0), |(s, x), c| (s + c.sent, x + c.failed));
+    let rounds = f.load.iter().map(|c| format!("{}/{}", c.failed, c.sent)).collect::<Vec<_>>().join(", ");
+    md.push_str(&format!(
+        "\n## A rolling update under HTTP load\n\n\
+         A service of {REPLICAS} replicas of busybox `httpd` on orc's overlay (`default`), port {port} published \
+         on the routing mesh, with a readiness probe (`readiness http :80/ interval=1s`) and the policy above; a \
+         task leaves the rotation {drain} before its stop signal (the default drain). The test host sends HTTP \
+         requests to node 1's published port ({clients} clients, one request at a time, a {pace} ms pause \
+         between requests: about 200 a second) from 1 s before an update (`--env-add`: every task replaced) \
+         until 1 s after it completed; a request failed when refused, reset, timed out ({timeout} s) or not a 200 \
+         with the page. {ROUNDS} rounds.\n\n\
+         | figure | orc |\n|---|---|\n\
+         | failed requests, all rounds | {failed} of {sent} |\n\
+         | failed / sent, per round | {rounds} |\n\
+         | the update under load → completed, median | {:.2} s |\n\n\
+         Target (the networking issue): zero failed requests. Swarm's side is not measurable on this machine: its \
+         routing mesh and VIPs need IPVS, which this host's kernel lacks (`CONFIG_IP_VS` is not set; see \
+         `bench/results/network.md`).\n",
+        median(&mut f.load_update),
+        port = load::PORT,
+        drain = "2 s",
+        clients = load::CLIENTS,
+        pace = load::PACE.as_millis(),
+        timeout = load::TIMEOUT.as_secs(),
+    ));
     let out = ws.join("bench/results/update.md");
     std::fs::write(&out, &md)?;
     eprintln!("{md}\nxtask: wrote {}", out.display());
