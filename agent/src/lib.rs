@@ -113,8 +113,12 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     let measurements = Arc::new(cluster::usage::Measurements::default());
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone(), measurements.clone()));
     let network = network::node::NodeNetwork::start(state.clone());
-    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network));
+    // Attachments of standalone containers removed while the agent was down.
+    let joined = runtime.list(true).await.into_iter().filter(|r| !r.spec.networks.is_empty());
+    network.retain_containers(&joined.map(|r| r.spec.name).collect());
+    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network.clone()));
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");
-    api::server::run(state, runtime, liveness, measurements, tcp, vsock, shutdown).await.context("serving the API")
+    let parts = api::server::Parts { runtime, network, liveness, measurements };
+    api::server::run(state, parts, tcp, vsock, shutdown).await.context("serving the API")
 }

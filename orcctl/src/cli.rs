@@ -246,7 +246,7 @@ pub enum ImageCommand {
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Create and start a container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     #[command(alias = "list", alias = "ps")]
     Ls {
@@ -344,6 +344,10 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// A cluster network to join (made with `network create --attachable`), repeatable, in
+    /// order: the first holds its default route and resolver. Default: the node's own network.
+    #[arg(long)]
+    pub network: Vec<String>,
     /// CPU quota in CPUs, e.g. 0.5.
     #[arg(long, default_value_t = 0.0)]
     pub cpus: f64,
@@ -657,6 +661,9 @@ pub enum NetworkCommand {
         /// Carry traffic between nodes in a WireGuard mesh (no plaintext on the wire).
         #[arg(long, visible_alias = "opt-encrypted")]
         encrypted: bool,
+        /// Standalone containers may join it (`orcctl container run --network NAME`).
+        #[arg(long)]
+        attachable: bool,
         /// KEY=VALUE, repeatable.
         #[arg(long)]
         label: Vec<String>,

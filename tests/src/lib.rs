@@ -58,7 +58,20 @@ pub fn http_get_path(ip: std::net::Ipv4Addr, port: u16, path: &str) -> Option<St
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
-    resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+    http_body(&resp).map(str::to_string)
+}
+
+/// The body of HTTP response `resp`: after the first blank line, which a
+/// CGI script's headers may end with bare newlines (busybox httpd passes
+/// them on as they are; clients accept both).
+pub fn http_body(resp: &str) -> Option<&str> {
+    let crlf = resp.find("\r\n\r\n").map(|i| (i, 4));
+    let lf = resp.find("\n\n").map(|i| (i, 2));
+    let (at, len) = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(&resp[at + len..])
 }
 
 /// The image directory the VM tests boot (`ORC_E2E_IMAGE`, set by

@@ -150,11 +150,12 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
 }
 
 /// Networks as objects: a service on `back` is found by name and reached
-/// through its VIP from a task joining `back` too, and is neither
+/// through its VIP and its tasks' addresses from a task joining `back` as
+/// its second network, and is neither
 /// resolved nor reached from a task on `default` alone; a network in use
 /// is not removed, and is once unused.
 fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
-    let out = c.ctl(&["network", "create", "back", "--subnet", "172.30.0.0/16"]);
+    let out = c.ctl(&["network", "create", "back", "--subnet", "172.30.0.0/16", "--attachable"]);
     assert!(out.ok, "{}", out.stderr);
     let again = c.ctl(&["network", "create", "back"]);
     assert!(!again.ok && again.stderr.contains("exists"), "{}", again.stderr);
@@ -174,9 +175,9 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
         "--name",
         "front",
         "--network",
-        "back",
-        "--network",
         "default",
+        "--network",
+        "back",
         image,
         "--",
         "sleep",
@@ -197,6 +198,38 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     assert_eq!(lookup(c, fnode, fctr, "api.back"), std::slice::from_ref(&vip));
     let (ok, body) = get_from(c, fnode, fctr, &vip);
     assert!(ok && !body.is_empty(), "through back's VIP: {body}");
+    // back is front's second network: each api task, on whichever node,
+    // by its address (routed through front's back interface).
+    for (_, node, addr, _) in &api_tasks {
+        let (ok, body) = get_from(c, fnode, fctr, addr);
+        assert!(ok && !body.is_empty(), "api's task on {node} at {addr} from front on {fnode}: {body}");
+    }
+
+    // A standalone container joins back (attachable): it resolves and
+    // reaches api, and front reaches it by its address. default is not
+    // attachable.
+    let run = |network: &str| {
+        let probe = ["--nodes", node0, "container", "run", "--name", "probe", "--network", network, image];
+        c.ctl(&[&probe[..], &["--", "sh", "-c", serve]].concat())
+    };
+    let refused = run("default");
+    assert!(!refused.ok && refused.stderr.contains("--attachable"), "{}", refused.stderr);
+    let joined = run("back");
+    assert!(joined.ok, "{}", joined.stderr);
+    let probe = c.json(&["--nodes", node0, "container", "inspect", "probe"]);
+    let probe_addr = probe[0]["addresses"]["back"].as_str().unwrap_or_default().to_string();
+    assert!(probe_addr.starts_with("172.30."), "an address on back: {probe}");
+    c.wait(Duration::from_secs(10), "api resolved from the container", |c| {
+        lookup(c, node0, "probe", "api") == [vip.clone()]
+    })
+    .unwrap();
+    let (ok, body) = get_from(c, node0, "probe", &vip);
+    assert!(ok && !body.is_empty(), "api's VIP from the container: {body}");
+    let (ok, body) = get_from(c, fnode, fctr, &probe_addr);
+    assert_eq!((ok, body.as_str()), (true, "probe"), "the container from front");
+    assert!(c.ctl(&["--nodes", node0, "container", "rm", "-f", "probe"]).ok);
+    let gone = c.ctl(&["--nodes", node0, "container", "inspect", "probe"]);
+    assert!(!gone.ok, "{}", gone.stdout);
 
     // From default alone: no name, no route.
     assert!(lookup(c, node0, ctr0, "api").is_empty(), "api resolved off its network");

@@ -10,18 +10,80 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::AgentError;
+use crate::network::node::{container_key, NodeNetwork};
 use crate::runtime::logs;
 use crate::runtime::manager::Runtime;
+use crate::runtime::record::{ContainerRecord, MountSpec, RunSpec};
 use orc_proto::container::containers_server::Containers;
 use orc_proto::container::*;
 
 pub struct ContainersService {
     runtime: Arc<Runtime>,
+    /// Where standalone containers join the cluster's attachable networks.
+    network: Option<Arc<NodeNetwork>>,
 }
 
+/// The longest hostname the kernel takes.
+const MAX_HOSTNAME: usize = 64;
+
 impl ContainersService {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+    pub fn new(runtime: Arc<Runtime>, network: Option<Arc<NodeNetwork>>) -> Self {
+        Self { runtime, network }
+    }
+
+    /// Gives a container that names networks its namespace on them (as a
+    /// task's, under its own key), named if it was not: the key is the
+    /// name. None when it joins none (the node's own network).
+    async fn attach(&self, spec: &mut RunSpec) -> Result<Option<String>, AgentError> {
+        if spec.networks.is_empty() {
+            return Ok(None);
+        }
+        let Some(net) = &self.network else {
+            return Err(AgentError::FailedPrecondition("this agent runs no container networking".into()));
+        };
+        net.check_attachable(&spec.networks)?;
+        if spec.name.is_empty() {
+            spec.name = crate::model::objects::new_id();
+        }
+        if self.runtime.list(true).await.iter().any(|r| r.spec.name == spec.name) {
+            return Err(AgentError::AlreadyExists(format!(
+                "a container named {:?} exists: remove it (`orcctl container rm {}`) or pick another name",
+                spec.name, spec.name
+            )));
+        }
+        let key = container_key(&spec.name);
+        let hostname: String = spec.name.chars().take(MAX_HOSTNAME).collect();
+        let networks: Vec<&str> = spec.networks.iter().map(String::as_str).collect();
+        let a = match net.attach(&key, &hostname, &networks).await {
+            Ok(a) => a,
+            Err(e) => {
+                net.detach(&key);
+                return Err(e.into());
+            }
+        };
+        let file = |source: &std::path::Path, target: &str| MountSpec {
+            kind: "bind".into(),
+            source: source.to_string_lossy().into_owned(),
+            target: target.into(),
+            read_only: false,
+        };
+        spec.mounts.push(file(&a.resolv_conf, "/etc/resolv.conf"));
+        spec.mounts.push(file(&a.hosts, "/etc/hosts"));
+        spec.netns = Some(a.netns);
+        spec.hostname = hostname;
+        tracing::info!(container = %spec.name, addresses = ?a.addresses, "container attached to the overlay");
+        Ok(Some(key))
+    }
+
+    /// `r` as the API shows it, with its addresses on the networks it joined.
+    fn to_proto(&self, r: &ContainerRecord) -> Container {
+        let mut c = r.to_proto();
+        if let (Some(net), false) = (&self.network, r.spec.networks.is_empty()) {
+            c.addresses =
+                net.addresses_of(&container_key(&r.spec.name)).into_iter().map(|(n, a)| (n, a.to_string())).collect();
+        }
+        c
     }
 }
 
@@ -49,24 +111,33 @@ pub fn parse_signal(s: &str) -> Result<i32, Status> {
 impl Containers for ContainersService {
     async fn run(&self, req: Request<RunRequest>) -> Result<Response<Container>, Status> {
         let caller = crate::pki::peer::caller(&req);
-        let spec = req.into_inner().spec.unwrap_or_default();
-        if spec.mounts.iter().any(|m| m.r#type.is_empty() || m.r#type == "bind") {
+        let given = req.into_inner().spec.unwrap_or_default();
+        if given.mounts.iter().any(|m| m.r#type.is_empty() || m.r#type == "bind") {
             super::authz::require_admin(super::authz::AdminOnly::BindMount, caller.as_ref())?;
         }
-        tracing::info!(image = %spec.image, name = %spec.name, "run requested");
-        let r = self.runtime.run(&spec).await?;
-        Ok(Response::new(r.to_proto()))
+        tracing::info!(image = %given.image, name = %given.name, networks = ?given.networks, "run requested");
+        let mut spec = RunSpec::from_proto(&given).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+        let key = self.attach(&mut spec).await?;
+        match self.runtime.run_spec(spec, given.auth.as_ref()).await {
+            Ok(r) => Ok(Response::new(self.to_proto(&r))),
+            Err(e) => {
+                if let (Some(net), Some(key)) = (&self.network, key) {
+                    net.detach(&key);
+                }
+                Err(e.into())
+            }
+        }
     }
 
     async fn list(&self, req: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
         let all = req.into_inner().all;
-        let containers = self.runtime.list(all).await.iter().map(|r| r.to_proto()).collect();
+        let containers = self.runtime.list(all).await.iter().map(|r| self.to_proto(r)).collect();
         Ok(Response::new(ListContainersResponse { containers }))
     }
 
     async fn inspect(&self, req: Request<InspectRequest>) -> Result<Response<InspectResponse>, Status> {
         let (r, oci_spec, stats) = self.runtime.inspect(&req.into_inner().id).await?;
-        Ok(Response::new(InspectResponse { container: Some(r.to_proto()), oci_spec, stats }))
+        Ok(Response::new(InspectResponse { container: Some(self.to_proto(&r)), oci_spec, stats }))
     }
 
     type LogsStream = Streamed<LogEntry>;
@@ -116,7 +187,11 @@ impl Containers for ContainersService {
 
     async fn remove(&self, req: Request<RemoveContainerRequest>) -> Result<Response<RemoveContainerResponse>, Status> {
         let req = req.into_inner();
+        let joined = self.runtime.record(&req.id).await.ok().filter(|r| !r.spec.networks.is_empty());
         self.runtime.remove(&req.id, req.force).await?;
+        if let (Some(net), Some(r)) = (&self.network, joined) {
+            net.detach(&container_key(&r.spec.name));
+        }
         let (_, layers, ids) = self.runtime.in_use().await;
         // Layers of removed images that only this container still held.
         if let Err(e) = self.runtime.images.gc(&layers, &ids).await {

@@ -33,6 +33,7 @@ fn to_proto(v: &View, n: &Network, detail: bool) -> pb::Network {
         subnet_size: space.map(|s| u32::from(s.prefix)).unwrap_or_default(),
         builtin: n.name == DEFAULT_NETWORK,
         encrypted: n.encrypted,
+        attachable: n.attachable,
         labels: n.labels.clone().into_iter().collect(),
         created_ms: n.created_ms,
         services,
@@ -85,6 +86,7 @@ impl Networks for NetworksService {
             subnet: Some(r.subnet.trim().to_string()).filter(|s| !s.is_empty()),
             subnet_size: size,
             encrypted: r.encrypted,
+            attachable: r.attachable,
             labels: r.labels.into_iter().collect(),
         };
         let (v, n) = networks::create(&self.state.raft, r).await?;

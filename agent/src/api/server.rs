@@ -114,15 +114,22 @@ fn spawn_handshake(
 }
 
 /// Serves the API until `shutdown` completes.
+/// What the API's services share with the rest of the agent.
+pub struct Parts {
+    pub runtime: Arc<crate::runtime::manager::Runtime>,
+    pub network: Arc<crate::network::node::NodeNetwork>,
+    pub liveness: Arc<crate::cluster::dispatcher::Liveness>,
+    pub measurements: Arc<crate::cluster::usage::Measurements>,
+}
+
 pub async fn run(
     state: Arc<NodeState>,
-    runtime: Arc<crate::runtime::manager::Runtime>,
-    liveness: Arc<crate::cluster::dispatcher::Liveness>,
-    measurements: Arc<crate::cluster::usage::Measurements>,
+    parts: Parts,
     tcp: TcpListener,
     vsock: Option<tokio_vsock::VsockListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let Parts { runtime, network, liveness, measurements } = parts;
     let (tx, rx) = mpsc::channel(64);
     let slots = Arc::new(Slots {
         connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
@@ -187,7 +194,7 @@ pub async fn run(
         )))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
-        .add_service(ContainersServer::new(ContainersService::new(runtime)))
+        .add_service(ContainersServer::new(ContainersService::new(runtime, Some(network))))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
         .await
 }

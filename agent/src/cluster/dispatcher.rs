@@ -500,6 +500,7 @@ fn networks_of(n: &Networks) -> Vec<NetworkRef> {
             vni: x.vni,
             subnet: x.subnet.map(|p| p.cidr),
             encrypted: x.encrypted,
+            attachable: x.attachable,
         })
         .collect()
 }

@@ -35,6 +35,8 @@ pub struct NetworkRequest {
     pub subnet_size: Option<u8>,
     /// Traffic between nodes in a WireGuard mesh.
     pub encrypted: bool,
+    /// Standalone containers may join it.
+    pub attachable: bool,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -155,6 +157,7 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
         vni,
         subnet,
         encrypted: r.encrypted,
+        attachable: r.attachable,
         labels: r.labels.clone(),
         created_ms: now_ms(),
     })
@@ -195,7 +198,7 @@ pub async fn create(raft: &RaftHandle, r: NetworkRequest) -> Result<(View, Netwo
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed("creating the network", &c));
     }
-    tracing::info!(network = %n.name, vni = n.vni, encrypted = n.encrypted, subnet = ?n.subnet.map(|s| s.cidr), "network created");
+    tracing::info!(network = %n.name, vni = n.vni, encrypted = n.encrypted, attachable = n.attachable, subnet = ?n.subnet.map(|s| s.cidr), "network created");
     Ok((v, n))
 }
 

@@ -81,6 +81,9 @@ pub struct Network {
     /// Traffic between nodes goes through WireGuard, not VXLAN.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encrypted: bool,
+    /// Standalone containers (`orcctl container run --network`) may join it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub created_ms: i64,
@@ -219,6 +222,8 @@ pub struct NetworkRef {
     pub subnet: Option<Ipv4Net>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub encrypted: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attachable: bool,
 }
 
 impl NetworkMap {
@@ -226,7 +231,13 @@ impl NetworkMap {
     pub fn all_networks(&self) -> Vec<NetworkRef> {
         let mut out: Vec<NetworkRef> = Vec::new();
         if self.pool.is_some() {
-            out.push(NetworkRef { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: None, encrypted: false });
+            out.push(NetworkRef {
+                name: DEFAULT_NETWORK.into(),
+                vni: DEFAULT_VNI,
+                subnet: None,
+                encrypted: false,
+                attachable: false,
+            });
         }
         out.extend(self.networks.iter().cloned());
         out

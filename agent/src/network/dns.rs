@@ -105,9 +105,15 @@ pub fn upstreams(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The further networks of each task on several networks, by its address
+/// on its first one (where its queries come from): it resolves the names
+/// of all its networks, the first's first.
+pub type Further = HashMap<Ipv4Addr, Vec<String>>;
+
 struct Handler {
     network: String,
     names: watch::Receiver<Arc<Names>>,
+    further: watch::Receiver<Arc<Further>>,
 }
 
 #[async_trait::async_trait]
@@ -124,7 +130,19 @@ impl RequestHandler for Handler {
         };
         let name = info.query.original().name().clone();
         let names = self.names.borrow().clone();
-        let answer = names.answer(&self.network, &name.to_ascii());
+        let mut answer = names.answer(&self.network, &name.to_ascii());
+        if matches!(answer, Answer::Forward) {
+            let further = match request.src().ip() {
+                std::net::IpAddr::V4(ip) => self.further.borrow().get(&ip).cloned().unwrap_or_default(),
+                std::net::IpAddr::V6(_) => Vec::new(),
+            };
+            for network in &further {
+                answer = names.answer(network, &name.to_ascii());
+                if !matches!(answer, Answer::Forward) {
+                    break;
+                }
+            }
+        }
         match answer {
             Answer::Cluster { addresses, ttl } => {
                 let mut meta = Metadata::response_from_request(&request.metadata);
@@ -209,12 +227,17 @@ impl Drop for Server {
 }
 
 impl Server {
-    pub async fn start(network: &str, addr: Ipv4Addr, names: watch::Receiver<Arc<Names>>) -> Result<Self, NetError> {
+    pub async fn start(
+        network: &str,
+        addr: Ipv4Addr,
+        names: watch::Receiver<Arc<Names>>,
+        further: watch::Receiver<Arc<Further>>,
+    ) -> Result<Self, NetError> {
         let sa = SocketAddr::from((addr, 53));
         let err = |e: std::io::Error| NetError::State(format!("DNS server on {sa}: {e}"));
         let udp = tokio::net::UdpSocket::bind(sa).await.map_err(err)?;
         let tcp = tokio::net::TcpListener::bind(sa).await.map_err(err)?;
-        let mut server = hickory_server::Server::new(Handler { network: network.to_string(), names });
+        let mut server = hickory_server::Server::new(Handler { network: network.to_string(), names, further });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
         let task = tokio::spawn(async move {

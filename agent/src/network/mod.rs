@@ -19,6 +19,7 @@ pub mod netns;
 pub mod nft;
 pub mod node;
 pub mod overlay;
+pub mod side_routes;
 pub mod wg;
 
 use std::path::PathBuf;
@@ -37,6 +38,16 @@ pub enum NetError {
     State(String),
     #[error("this node's container network is not ready ({0})")]
     NotReady(String),
+    #[error(
+        "network {0:?} is not one this node knows: see `orcctl network ls` (the node must be in a cluster, \
+         and have heard from its managers)"
+    )]
+    NoSuchNetwork(String),
+    #[error(
+        "network {0:?} does not take standalone containers: only networks created with `orcctl network create \
+         NAME --attachable` do"
+    )]
+    NotAttachable(String),
     #[error(transparent)]
     Ipam(#[from] ipam::IpamError),
 }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::dns::{self, Names};
 use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
-use super::{netns, nft, overlay, wg, NetError};
+use super::{netns, nft, overlay, side_routes, wg, NetError};
 use crate::model::objects::{wg_port, NetworkMap, NetworkRef, Protocol, PublishMode, SubnetLease, DEFAULT_NETWORK};
 use crate::state::NodeState;
 
@@ -132,6 +132,10 @@ pub struct NodeNetwork {
     dns: tokio::sync::Mutex<BTreeMap<String, dns::Server>>,
     /// The rules last loaded.
     loaded: Mutex<Option<Loaded>>,
+    /// The routes last set in each task's namespace on several networks.
+    side_routes: Mutex<BTreeMap<String, BTreeMap<Ipv4Net, usize>>>,
+    /// Those tasks' further networks, for the DNS servers.
+    further: watch::Sender<Arc<dns::Further>>,
     /// Where `health` reads the status.
     state: Arc<NodeState>,
 }
@@ -160,6 +164,19 @@ fn published(map: &NetworkMap, mine: &[(NetworkRef, &SubnetLease)]) -> nft::Publ
         }
     }
     out
+}
+
+/// Where a standalone container's attachment is kept: `c-<name>` (task
+/// ids are hex, never this).
+const CONTAINER_KEY_PREFIX: &str = "c-";
+
+/// The attachment key of standalone container `name`.
+pub fn container_key(name: &str) -> String {
+    format!("{CONTAINER_KEY_PREFIX}{name}")
+}
+
+fn is_container_key(key: &str) -> bool {
+    key.starts_with(CONTAINER_KEY_PREFIX)
 }
 
 /// The addresses kept on STATE: per network (an older file holds the
@@ -194,6 +211,8 @@ impl NodeNetwork {
             names: watch::Sender::new(Arc::default()),
             dns: tokio::sync::Mutex::new(BTreeMap::new()),
             loaded: Mutex::new(None),
+            side_routes: Mutex::default(),
+            further: watch::Sender::new(Arc::default()),
             state,
         });
         tokio::spawn(n.clone().reconcile_loop());
@@ -314,6 +333,7 @@ impl NodeNetwork {
             let balanced = self.balance(map, &mine, false).await;
             self.names.send_replace(names);
             balanced?;
+            self.sync_side_routes(me, map, &mine, false).await;
             return Ok(Status::Ready { subnets, peers });
         }
         let links = Links::connect()?;
@@ -330,7 +350,53 @@ impl NodeNetwork {
         balanced?;
         self.adopt(&mine)?;
         self.ready.send_replace(ready);
+        self.sync_side_routes(me, map, &mine, true).await;
         Ok(Status::Ready { subnets, peers })
+    }
+
+    /// Keeps the routes of every task on several networks what the map
+    /// says ([`side_routes`]): those that changed, or all with `force`.
+    async fn sync_side_routes(&self, me: &str, map: &NetworkMap, mine: &[(NetworkRef, &SubnetLease)], force: bool) {
+        let tasks: Vec<String> = match std::fs::read_dir(&self.run_dir) {
+            Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+            Err(_) => Vec::new(),
+        };
+        let gateway = |n: &str| mine.iter().find(|(m, _)| m.name == n).map(|(_, l)| Addresses::new(l.subnet).gateway());
+        let mut set = BTreeMap::new();
+        for task in tasks {
+            let order = side_routes::order(&self.run_dir.join(&task));
+            if order.len() < 2 {
+                continue;
+            }
+            let want = side_routes::desired(&order, me, map);
+            let before = crate::sync::lock(&self.side_routes).get(&task).cloned();
+            let Some(gateways) = order.iter().map(|n| gateway(n)).collect::<Option<Vec<_>>>() else { continue };
+            if force || before.as_ref() != Some(&want) {
+                if let Err(e) = side_routes::sync(&self.netns_path(&task), &want, &gateways).await {
+                    tracing::warn!(task, error = %e, "the routes of a task on several networks");
+                    continue;
+                }
+            }
+            set.insert(task, want);
+        }
+        *crate::sync::lock(&self.side_routes) = set;
+        self.publish_further();
+    }
+
+    /// Tells the DNS servers the further networks of the tasks on several.
+    fn publish_further(&self) {
+        let tasks: Vec<String> = crate::sync::lock(&self.side_routes).keys().cloned().collect();
+        let mut further = dns::Further::new();
+        for task in tasks {
+            let order = side_routes::order(&self.run_dir.join(&task));
+            let Some((first, rest)) = order.split_first() else { continue };
+            if let Some(a) = self.addresses_of(&task).get(first) {
+                further.insert(*a, rest.to_vec());
+            }
+        }
+        if **self.further.borrow() != further {
+            self.further.send_replace(Arc::new(further));
+        }
     }
 
     /// Network `n`'s bridge, VXLAN or WireGuard device and overlay
@@ -404,7 +470,10 @@ impl NodeNetwork {
             let at = Addresses::new(lease.subnet).gateway();
             if dns.get(&n.name).is_none_or(|d| d.addr != at) {
                 dns.remove(&n.name);
-                dns.insert(n.name.clone(), dns::Server::start(&n.name, at, self.names.subscribe()).await?);
+                dns.insert(
+                    n.name.clone(),
+                    dns::Server::start(&n.name, at, self.names.subscribe(), self.further.subscribe()).await?,
+                );
             }
         }
         Ok(())
@@ -548,6 +617,16 @@ impl NodeNetwork {
             .first()
             .cloned()
             .ok_or_else(|| NetError::State("a task on the overlay joins at least one network".into()))?;
+        if networks.len() > 1 {
+            write(&dir.join(side_routes::ORDER_FILE), &networks.join("\n"))?;
+            let map = self.map.borrow().clone();
+            let want = side_routes::desired(&given.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), &map.0, &map.1);
+            let gateways: Vec<Ipv4Addr> =
+                given.iter().map(|(n, _)| Addresses::new(ready[n].lease.subnet).gateway()).collect();
+            side_routes::sync(&ns, &want, &gateways).await?;
+            crate::sync::lock(&self.side_routes).insert(task.to_string(), want);
+            self.publish_further();
+        }
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv_conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
         let dns = Addresses::new(ready[&first].lease.subnet).gateway();
@@ -577,20 +656,46 @@ impl NodeNetwork {
         }
     }
 
-    /// Detaches every task `live` does not name (ended while the agent was down).
+    /// Refuses a standalone container's `networks` unless each is a
+    /// network of the cluster made `--attachable`.
+    pub fn check_attachable(&self, networks: &[String]) -> Result<(), NetError> {
+        let all = self.map.borrow().1.all_networks();
+        for name in networks {
+            match all.iter().find(|n| &n.name == name) {
+                None => return Err(NetError::NoSuchNetwork(name.clone())),
+                Some(n) if !n.attachable => return Err(NetError::NotAttachable(name.clone())),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every task `live` does not name (ended while the agent
+    /// was down). Standalone containers' attachments are not tasks: see
+    /// [`Self::retain_containers`].
     pub fn retain(&self, live: &HashSet<String>) {
+        self.retain_where(|key| is_container_key(key) || live.contains(key));
+    }
+
+    /// Detaches every standalone container's attachment `live` (container
+    /// names) does not name (removed while the agent was down).
+    pub fn retain_containers(&self, live: &HashSet<String>) {
+        self.retain_where(|key| key.strip_prefix(CONTAINER_KEY_PREFIX).is_none_or(|name| live.contains(name)));
+    }
+
+    fn retain_where(&self, keep: impl Fn(&str) -> bool) {
         let held: Vec<String> = match std::fs::read_dir(&self.run_dir) {
             Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
         };
-        for t in held.iter().filter(|t| !live.contains(*t)) {
+        for t in held.iter().filter(|t| !keep(t)) {
             self.detach(t);
         }
         let mut a = crate::sync::lock(&self.addresses);
         let mut changed = false;
         for addrs in a.values_mut() {
             let before = addrs.held();
-            addrs.retain(|t| live.contains(t));
+            addrs.retain(|t| keep(t));
             changed |= addrs.held() != before;
         }
         if changed {

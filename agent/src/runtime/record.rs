@@ -53,6 +53,8 @@ pub enum RunSpecError {
     NegativePids(i64),
     #[error("restart policy {0:?} is not one of no, always, on-failure, unless-stopped")]
     BadRestart(String),
+    #[error("network {0:?} is named twice: a container joins each network once")]
+    NetworkTwice(String),
     #[error(transparent)]
     Field(#[from] crate::fields::FieldError),
 }
@@ -131,6 +133,10 @@ pub struct RunSpec {
     /// the node's own network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<std::path::PathBuf>,
+    /// The cluster networks a standalone container joins, in order (a
+    /// task's are its service's, not these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl RunSpec {
@@ -184,6 +190,15 @@ impl RunSpec {
             return Err(RunSpecError::NegativePids(r.pids));
         }
         let restart = s.restart.clone().unwrap_or_default();
+        fields::list("networks", &s.networks)?;
+        let mut networks: Vec<String> = Vec::new();
+        for n in s.networks.iter().map(|n| n.trim()) {
+            fields::text("network", n, 64)?;
+            if networks.iter().any(|m| m == n) {
+                return Err(RunSpecError::NetworkTwice(n.to_string()));
+            }
+            networks.push(n.to_string());
+        }
         Ok(Self {
             name: s.name.clone(),
             image: s.image.trim().to_string(),
@@ -196,6 +211,7 @@ impl RunSpec {
             labels: s.labels.clone().into_iter().collect(),
             hostname: String::new(),
             netns: None,
+            networks,
         })
     }
 
@@ -230,6 +246,7 @@ impl RunSpec {
             }),
             auth: None,
             labels: self.labels.clone().into_iter().collect(),
+            networks: self.networks.clone(),
         }
     }
 }
@@ -304,6 +321,8 @@ impl ContainerRecord {
             exit: self.exit.map(ExitInfo::to_proto),
             restart_count: self.restart_count,
             spec: Some(self.spec.to_proto()),
+            // The API fills them from the node's network.
+            addresses: Default::default(),
         }
     }
 
@@ -351,9 +370,13 @@ mod tests {
         assert!(spec(|s| s.restart = Some(pb::RestartPolicy { condition: "sometimes".into(), max_attempts: 0 }))
             .unwrap_err()
             .contains("unless-stopped"));
+        assert!(spec(|s| s.networks = vec!["back".into(), " back".into()]).unwrap_err().contains("named twice"));
         let ok =
             spec(|s| s.restart = Some(pb::RestartPolicy { condition: "on-failure".into(), max_attempts: 2 })).unwrap();
         assert_eq!(RunSpec::from_proto(&ok.to_proto()).unwrap(), ok);
+        let joined = spec(|s| s.networks = vec!["back".into(), "front".into()]).unwrap();
+        assert_eq!(joined.networks, ["back", "front"]);
+        assert_eq!(RunSpec::from_proto(&joined.to_proto()).unwrap(), joined);
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub fn run_spec(a: &RunArgs) -> Result<ContainerSpec, CliError> {
         restart: Some(RestartPolicy { condition, max_attempts }),
         auth: login(&a.login)?,
         labels: Default::default(),
+        networks: a.network.clone(),
     })
 }
 
@@ -97,6 +98,7 @@ fn exit_text(c: &Container) -> String {
 fn container_json(n: &str, c: &Container) -> serde_json::Value {
     json!({"node": n, "id": c.id, "name": c.name, "image": c.image, "image_id": c.image_id, "state": c.state, "pid": c.pid,
         "created": c.created, "started": c.started, "finished": c.finished, "restart_count": c.restart_count,
+        "networks": c.spec.as_ref().map(|s| s.networks.clone()).unwrap_or_default(), "addresses": c.addresses,
         "exit": c.exit.as_ref().map(|e| json!({"code": e.code, "signal": e.signal, "oom_killed": e.oom_killed}))})
 }
 

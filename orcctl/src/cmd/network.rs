@@ -24,19 +24,20 @@ fn network_json(n: &Network) -> serde_json::Value {
         })
         .collect();
     json!({"id": n.id, "name": n.name, "vni": n.vni, "subnet": n.subnet, "subnet_size": n.subnet_size,
-        "builtin": n.builtin, "encrypted": n.encrypted, "labels": n.labels, "created_ms": n.created_ms, "services": n.services,
+        "builtin": n.builtin, "encrypted": n.encrypted, "attachable": n.attachable, "labels": n.labels, "created_ms": n.created_ms, "services": n.services,
         "leases": leases, "tasks": tasks})
 }
 
 fn network_row(n: &Network) -> Vec<String> {
     let made = if n.builtin { "built-in".to_string() } else { ago(n.created_ms) };
     let services = if n.services.is_empty() { "-".to_string() } else { n.services.join(",") };
-    let encrypted = if n.encrypted { "yes" } else { "no" }.to_string();
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
     vec![
         n.name.clone(),
         n.vni.to_string(),
         format!("{} (/{} a node)", n.subnet, n.subnet_size),
-        encrypted,
+        yes_no(n.encrypted),
+        yes_no(n.attachable),
         services,
         made,
     ]
@@ -48,7 +49,7 @@ pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out:
     let mut c = NetworksClient::new(channel);
     let e = status_err(&addr);
     match cmd {
-        NetworkCommand::Create { name, subnet, subnet_size, encrypted, label } => {
+        NetworkCommand::Create { name, subnet, subnet_size, encrypted, attachable, label } => {
             let labels = label.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
             let req = CreateNetworkRequest {
                 name,
@@ -56,13 +57,15 @@ pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out:
                 subnet_size: subnet_size.map(u32::from).unwrap_or_default(),
                 labels,
                 encrypted,
+                attachable,
             };
             let n = c.create(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", network_json(&n)),
                 Output::Table => {
-                    let how = if n.encrypted { ", encrypted" } else { "" };
-                    println!("{} (vni {}, {}{how})", n.name, n.vni, n.subnet)
+                    let encrypted = if n.encrypted { ", encrypted" } else { "" };
+                    let attachable = if n.attachable { ", attachable" } else { "" };
+                    println!("{} (vni {}, {}{encrypted}{attachable})", n.name, n.vni, n.subnet)
                 }
             }
         }
@@ -71,7 +74,7 @@ pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out:
             match out {
                 Output::Json => println!("{}", json!(list.iter().map(network_json).collect::<Vec<_>>())),
                 Output::Table => table(
-                    &["NAME", "VNI", "SUBNET", "ENCRYPTED", "SERVICES", "CREATED"],
+                    &["NAME", "VNI", "SUBNET", "ENCRYPTED", "ATTACHABLE", "SERVICES", "CREATED"],
                     &list.iter().map(network_row).collect::<Vec<_>>(),
                 ),
             }
