@@ -50,15 +50,3 @@ impl AgentError {
         }
     }
 }
-
-impl From<crate::network::NetError> for AgentError {
-    fn from(e: crate::network::NetError) -> Self {
-        use crate::network::NetError;
-        match e {
-            NetError::NoSuchNetwork(_) => Self::NotFound(e.to_string()),
-            NetError::NotAttachable(_) => Self::FailedPrecondition(e.to_string()),
-            NetError::NotReady(_) => Self::Unavailable(e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
-    }
-}

@@ -14,21 +14,21 @@ use crate::error::AgentError;
 use crate::network::node::{container_key, NodeNetwork};
 use crate::runtime::logs;
 use crate::runtime::manager::Runtime;
-use crate::runtime::record::{ContainerRecord, MountSpec, RunSpec};
+use crate::runtime::record::{ContainerRecord, RunSpec};
 use orc_proto::container::containers_server::Containers;
 use orc_proto::container::*;
 
 pub struct ContainersService {
     runtime: Arc<Runtime>,
     /// Where standalone containers join the cluster's attachable networks.
-    network: Option<Arc<NodeNetwork>>,
+    network: Arc<NodeNetwork>,
 }
 
 /// The longest hostname the kernel takes.
 const MAX_HOSTNAME: usize = 64;
 
 impl ContainersService {
-    pub fn new(runtime: Arc<Runtime>, network: Option<Arc<NodeNetwork>>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, network: Arc<NodeNetwork>) -> Self {
         Self { runtime, network }
     }
 
@@ -39,19 +39,12 @@ impl ContainersService {
         if spec.networks.is_empty() {
             return Ok(None);
         }
-        let Some(net) = &self.network else {
-            return Err(AgentError::FailedPrecondition("this agent runs no container networking".into()));
-        };
+        let net = &self.network;
         net.check_attachable(&spec.networks)?;
         if spec.name.is_empty() {
             spec.name = crate::model::objects::new_id();
         }
-        if self.runtime.list(true).await.iter().any(|r| r.spec.name == spec.name) {
-            return Err(AgentError::AlreadyExists(format!(
-                "a container named {:?} exists: remove it (`orcctl container rm {}`) or pick another name",
-                spec.name, spec.name
-            )));
-        }
+        self.runtime.check_name_free(&spec.name).await?;
         let key = container_key(&spec.name);
         let hostname: String = spec.name.chars().take(MAX_HOSTNAME).collect();
         let networks: Vec<&str> = spec.networks.iter().map(String::as_str).collect();
@@ -62,14 +55,7 @@ impl ContainersService {
                 return Err(e.into());
             }
         };
-        let file = |source: &std::path::Path, target: &str| MountSpec {
-            kind: "bind".into(),
-            source: source.to_string_lossy().into_owned(),
-            target: target.into(),
-            read_only: false,
-        };
-        spec.mounts.push(file(&a.resolv_conf, "/etc/resolv.conf"));
-        spec.mounts.push(file(&a.hosts, "/etc/hosts"));
+        spec.mounts.extend(a.mounts());
         spec.netns = Some(a.netns);
         spec.hostname = hostname;
         tracing::info!(container = %spec.name, addresses = ?a.addresses, "container attached to the overlay");
@@ -79,9 +65,13 @@ impl ContainersService {
     /// `r` as the API shows it, with its addresses on the networks it joined.
     fn to_proto(&self, r: &ContainerRecord) -> Container {
         let mut c = r.to_proto();
-        if let (Some(net), false) = (&self.network, r.spec.networks.is_empty()) {
-            c.addresses =
-                net.addresses_of(&container_key(&r.spec.name)).into_iter().map(|(n, a)| (n, a.to_string())).collect();
+        if !r.spec.networks.is_empty() {
+            c.addresses = self
+                .network
+                .addresses_of(&container_key(&r.spec.name))
+                .into_iter()
+                .map(|(n, a)| (n, a.to_string()))
+                .collect();
         }
         c
     }
@@ -121,8 +111,8 @@ impl Containers for ContainersService {
         match self.runtime.run_spec(spec, given.auth.as_ref()).await {
             Ok(r) => Ok(Response::new(self.to_proto(&r))),
             Err(e) => {
-                if let (Some(net), Some(key)) = (&self.network, key) {
-                    net.detach(&key);
+                if let Some(key) = key {
+                    self.network.detach(&key);
                 }
                 Err(e.into())
             }
@@ -189,8 +179,8 @@ impl Containers for ContainersService {
         let req = req.into_inner();
         let joined = self.runtime.record(&req.id).await.ok().filter(|r| !r.spec.networks.is_empty());
         self.runtime.remove(&req.id, req.force).await?;
-        if let (Some(net), Some(r)) = (&self.network, joined) {
-            net.detach(&container_key(&r.spec.name));
+        if let Some(r) = joined {
+            self.network.detach(&container_key(&r.spec.name));
         }
         let (_, layers, ids) = self.runtime.in_use().await;
         // Layers of removed images that only this container still held.

@@ -113,7 +113,6 @@ fn spawn_handshake(
     });
 }
 
-/// Serves the API until `shutdown` completes.
 /// What the API's services share with the rest of the agent.
 pub struct Parts {
     pub runtime: Arc<crate::runtime::manager::Runtime>,
@@ -122,6 +121,7 @@ pub struct Parts {
     pub measurements: Arc<crate::cluster::usage::Measurements>,
 }
 
+/// Serves the API until `shutdown` completes.
 pub async fn run(
     state: Arc<NodeState>,
     parts: Parts,
@@ -194,7 +194,7 @@ pub async fn run(
         )))
         .add_service(MachineServer::new(MachineService::new(state)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
-        .add_service(ContainersServer::new(ContainersService::new(runtime, Some(network))))
+        .add_service(ContainersServer::new(ContainersService::new(runtime, network)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)
         .await
 }

@@ -24,6 +24,8 @@ pub mod wg;
 
 use std::path::PathBuf;
 
+use crate::error::AgentError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("netlink: {0}")]
@@ -50,4 +52,16 @@ pub enum NetError {
     NotAttachable(String),
     #[error(transparent)]
     Ipam(#[from] ipam::IpamError),
+}
+
+/// What the Machine API answers for a network error.
+impl From<NetError> for AgentError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::NoSuchNetwork(_) => Self::NotFound(e.to_string()),
+            NetError::NotAttachable(_) => Self::FailedPrecondition(e.to_string()),
+            NetError::NotReady(_) => Self::Unavailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }

@@ -26,6 +26,7 @@ use super::ipam::Addresses;
 use super::links::{Links, VXLAN_OVERHEAD};
 use super::{netns, nft, overlay, side_routes, wg, NetError};
 use crate::model::objects::{wg_port, NetworkMap, NetworkRef, Protocol, PublishMode, SubnetLease, DEFAULT_NETWORK};
+use crate::runtime::record::MountSpec;
 use crate::state::NodeState;
 
 pub const BRIDGE: &str = "orc0";
@@ -84,6 +85,19 @@ pub struct Attachment {
     pub hosts: PathBuf,
 }
 
+impl Attachment {
+    /// Its generated `/etc/resolv.conf` and `/etc/hosts`, bind-mounted.
+    pub fn mounts(&self) -> Vec<MountSpec> {
+        let file = |source: &Path, target: &str| MountSpec {
+            kind: "bind".into(),
+            source: source.to_string_lossy().into_owned(),
+            target: target.into(),
+            read_only: false,
+        };
+        vec![file(&self.resolv_conf, "/etc/resolv.conf"), file(&self.hosts, "/etc/hosts")]
+    }
+}
+
 /// The reconciler's state, for `health`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Status {
@@ -132,8 +146,9 @@ pub struct NodeNetwork {
     dns: tokio::sync::Mutex<BTreeMap<String, dns::Server>>,
     /// The rules last loaded.
     loaded: Mutex<Option<Loaded>>,
-    /// The routes last set in each task's namespace on several networks.
-    side_routes: Mutex<BTreeMap<String, BTreeMap<Ipv4Net, usize>>>,
+    /// Each task on several networks: its networks in order and the
+    /// routes last set in its namespace.
+    side_routes: Mutex<BTreeMap<String, SideRoutes>>,
     /// Those tasks' further networks, for the DNS servers.
     further: watch::Sender<Arc<dns::Further>>,
     /// Where `health` reads the status.
@@ -164,6 +179,13 @@ fn published(map: &NetworkMap, mine: &[(NetworkRef, &SubnetLease)]) -> nft::Publ
         }
     }
     out
+}
+
+/// A task's networks, in order, and the routes set for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SideRoutes {
+    order: Vec<String>,
+    routes: BTreeMap<Ipv4Net, usize>,
 }
 
 /// Where a standalone container's attachment is kept: `c-<name>` (task
@@ -357,27 +379,23 @@ impl NodeNetwork {
     /// Keeps the routes of every task on several networks what the map
     /// says ([`side_routes`]): those that changed, or all with `force`.
     async fn sync_side_routes(&self, me: &str, map: &NetworkMap, mine: &[(NetworkRef, &SubnetLease)], force: bool) {
-        let tasks: Vec<String> = match std::fs::read_dir(&self.run_dir) {
-            Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-            Err(_) => Vec::new(),
-        };
         let gateway = |n: &str| mine.iter().find(|(m, _)| m.name == n).map(|(_, l)| Addresses::new(l.subnet).gateway());
         let mut set = BTreeMap::new();
-        for task in tasks {
+        for task in self.held() {
             let order = side_routes::order(&self.run_dir.join(&task));
             if order.len() < 2 {
                 continue;
             }
-            let want = side_routes::desired(&order, me, map);
-            let before = crate::sync::lock(&self.side_routes).get(&task).cloned();
+            let routes = side_routes::desired(&order, me, map);
+            let before = crate::sync::lock(&self.side_routes).get(&task).map(|s| s.routes.clone());
             let Some(gateways) = order.iter().map(|n| gateway(n)).collect::<Option<Vec<_>>>() else { continue };
-            if force || before.as_ref() != Some(&want) {
-                if let Err(e) = side_routes::sync(&self.netns_path(&task), &want, &gateways).await {
+            if force || before.as_ref() != Some(&routes) {
+                if let Err(e) = side_routes::sync(&self.netns_path(&task), &routes, &gateways).await {
                     tracing::warn!(task, error = %e, "the routes of a task on several networks");
                     continue;
                 }
             }
-            set.insert(task, want);
+            set.insert(task, SideRoutes { order, routes });
         }
         *crate::sync::lock(&self.side_routes) = set;
         self.publish_further();
@@ -385,10 +403,10 @@ impl NodeNetwork {
 
     /// Tells the DNS servers the further networks of the tasks on several.
     fn publish_further(&self) {
-        let tasks: Vec<String> = crate::sync::lock(&self.side_routes).keys().cloned().collect();
+        let orders: Vec<(String, Vec<String>)> =
+            crate::sync::lock(&self.side_routes).iter().map(|(t, s)| (t.clone(), s.order.clone())).collect();
         let mut further = dns::Further::new();
-        for task in tasks {
-            let order = side_routes::order(&self.run_dir.join(&task));
+        for (task, order) in orders {
             let Some((first, rest)) = order.split_first() else { continue };
             if let Some(a) = self.addresses_of(&task).get(first) {
                 further.insert(*a, rest.to_vec());
@@ -620,11 +638,12 @@ impl NodeNetwork {
         if networks.len() > 1 {
             write(&dir.join(side_routes::ORDER_FILE), &networks.join("\n"))?;
             let map = self.map.borrow().clone();
-            let want = side_routes::desired(&given.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(), &map.0, &map.1);
+            let order: Vec<String> = given.iter().map(|(n, _)| n.clone()).collect();
+            let routes = side_routes::desired(&order, &map.0, &map.1);
             let gateways: Vec<Ipv4Addr> =
                 given.iter().map(|(n, _)| Addresses::new(ready[n].lease.subnet).gateway()).collect();
-            side_routes::sync(&ns, &want, &gateways).await?;
-            crate::sync::lock(&self.side_routes).insert(task.to_string(), want);
+            side_routes::sync(&ns, &routes, &gateways).await?;
+            crate::sync::lock(&self.side_routes).insert(task.to_string(), SideRoutes { order, routes });
             self.publish_further();
         }
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -683,12 +702,16 @@ impl NodeNetwork {
         self.retain_where(|key| key.strip_prefix(CONTAINER_KEY_PREFIX).is_none_or(|name| live.contains(name)));
     }
 
-    fn retain_where(&self, keep: impl Fn(&str) -> bool) {
-        let held: Vec<String> = match std::fs::read_dir(&self.run_dir) {
+    /// The keys (task ids, `c-<name>`) of the attachments on the node.
+    fn held(&self) -> Vec<String> {
+        match std::fs::read_dir(&self.run_dir) {
             Ok(d) => d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
-        };
-        for t in held.iter().filter(|t| !keep(t)) {
+        }
+    }
+
+    fn retain_where(&self, keep: impl Fn(&str) -> bool) {
+        for t in self.held().iter().filter(|t| !keep(t)) {
             self.detach(t);
         }
         let mut a = crate::sync::lock(&self.addresses);

@@ -158,18 +158,23 @@ impl Runtime {
         self.run_spec(spec, req.auth.as_ref()).await
     }
 
+    /// Refuses `name` when a container holds it (an empty name is free).
+    pub async fn check_name_free(&self, name: &str) -> Result<(), AgentError> {
+        if !name.is_empty() && self.records.lock().await.values().any(|r| r.spec.name == name) {
+            return Err(AgentError::AlreadyExists(format!(
+                "a container named {name:?} exists: remove it (`orcctl container rm {name}`) or pick another name"
+            )));
+        }
+        Ok(())
+    }
+
     /// Creates and starts a container from a validated spec.
     pub async fn run_spec(
         self: &Arc<Self>,
         spec: RunSpec,
         auth: Option<&pb::RegistryAuth>,
     ) -> Result<ContainerRecord, AgentError> {
-        if !spec.name.is_empty() && self.records.lock().await.values().any(|r| r.spec.name == spec.name) {
-            return Err(AgentError::AlreadyExists(format!(
-                "a container named {:?} exists: remove it (`orcctl container rm {}`) or pick another name",
-                spec.name, spec.name
-            )));
-        }
+        self.check_name_free(&spec.name).await?;
         let image = crate::images::pull::ensure(&self.images, &spec.image, auth).await?;
         let config = self.images.read_blob(&image.id)?;
         let defaults = ImageDefaults::from_config(&config)?;

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::runtime::TaskRuntime;
 use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
 use crate::network::node::{Attachment, NodeNetwork};
-use crate::runtime::record::{ContainerRecord, Limits, MountSpec, RestartCondition, RunSpec, Status};
+use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
 pub const SERVICE_LABEL: &str = "orc.service.name";
@@ -67,17 +67,7 @@ fn hostname(t: &Task) -> String {
 /// in its namespace on the overlay when it has one.
 fn run_spec(t: &Task, net: Option<&Attachment>) -> RunSpec {
     let s = &t.spec;
-    let file = |source: &std::path::Path, target: &str| MountSpec {
-        kind: "bind".into(),
-        source: source.to_string_lossy().into_owned(),
-        target: target.into(),
-        read_only: false,
-    };
-    let mut mounts = Vec::new();
-    if let Some(a) = net {
-        mounts.push(file(&a.resolv_conf, "/etc/resolv.conf"));
-        mounts.push(file(&a.hosts, "/etc/hosts"));
-    }
+    let mounts = net.map(Attachment::mounts).unwrap_or_default();
     RunSpec {
         name: container_name(t),
         image: s.image.clone(),
