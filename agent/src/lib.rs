@@ -116,7 +116,8 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     // Attachments of standalone containers removed while the agent was down.
     let joined = runtime.list(true).await.into_iter().filter(|r| !r.spec.networks.is_empty());
     network.retain_containers(&joined.map(|r| r.spec.name).collect());
-    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network.clone()));
+    let files = worker::files::TaskFiles::new(&config.run_dir);
+    let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network.clone()), files);
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");
     let parts = api::server::Parts { runtime, network, liveness, measurements };

@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser, Debug)]
 #[command(name = "orcctl", version, about = "Manage orc nodes and clusters")]
 pub struct Cli {
-    /// Config file (default: $ORCCONFIG, then ~/.config/orc/config.toml).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
+    /// orcctl's config file (default: $ORCCONFIG, then ~/.config/orc/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub orcconfig: Option<PathBuf>,
     /// Context to use instead of the current one.
     #[arg(long, global = true)]
     pub context: Option<String>,
@@ -36,9 +36,16 @@ pub enum Command {
     /// Create and manage clusters.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Manage orcctl's config file.
+    /// orcctl's own contexts: which cluster, as whom (kubectl's `config`, Docker's `context`).
     #[command(subcommand)]
-    Config(ConfigCommand),
+    Context(ContextCommand),
+    /// Configs: files with versions, mounted read-only into tasks (--config).
+    #[command(subcommand)]
+    Config(PayloadCommand),
+    /// Secrets: files with versions, encrypted at rest, mounted into tasks
+    /// on a tmpfs (--secret); never shown again.
+    #[command(subcommand)]
+    Secret(PayloadCommand),
     /// Nodes of the cluster.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -168,13 +175,52 @@ pub enum ClusterCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum ConfigCommand {
+pub enum ContextCommand {
     /// List contexts.
-    Contexts,
+    #[command(alias = "list")]
+    Ls,
     /// Make a context the current one.
-    UseContext { name: String },
+    Use { name: String },
     /// Renew the current context's certificate before it expires (same
     /// name, role and lifetime; a new key).
+    Renew,
+}
+
+/// `secret …` and `config …` (and the old spellings of `context …`).
+#[derive(Subcommand, Debug)]
+pub enum PayloadCommand {
+    /// Store a file as version 1 (FILE, or - for standard input).
+    Create {
+        /// 1-64 letters, digits, '.', '_' or '-'.
+        name: String,
+        file: PathBuf,
+        /// KEY=VALUE, repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Store a new version; every service mounting it rolls to it (its update policy applies).
+    Update {
+        name: String,
+        file: PathBuf,
+        /// Return once stored; do not follow the services' updates.
+        #[arg(long, short = 'd')]
+        detach: bool,
+    },
+    #[command(alias = "list")]
+    Ls,
+    /// Versions, labels and the services mounting it (a config's content too).
+    Inspect { name: String },
+    /// Remove one no service mounts.
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// Old spelling of `orcctl context ls`.
+    #[command(hide = true)]
+    Contexts,
+    /// Old spelling of `orcctl context use`.
+    #[command(hide = true)]
+    UseContext { name: String },
+    /// Old spelling of `orcctl context renew`.
+    #[command(hide = true)]
     Renew,
 }
 
@@ -440,6 +486,14 @@ pub struct ServiceFlags {
     /// for the node's own network (admins only).
     #[arg(long)]
     pub network: Vec<String>,
+    /// A secret to mount (repeatable): NAME, or
+    /// source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0400]; default target /run/secrets/NAME.
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// A config to mount read-only (repeatable): NAME, or
+    /// source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0444]; default target /NAME.
+    #[arg(long)]
+    pub config: Vec<String>,
     /// A stable identity per slot (hostname <service>.<slot>), ordered
     /// start and stop, never two tasks of a slot at once (`--stateful=false` to drop).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -618,6 +672,12 @@ pub struct ServiceUpdate {
     /// KEY to remove.
     #[arg(long)]
     pub env_rm: Vec<String>,
+    /// Stop mounting this secret (repeatable); `--secret` adds or changes one.
+    #[arg(long)]
+    pub secret_rm: Vec<String>,
+    /// Stop mounting this config (repeatable); `--config` adds or changes one.
+    #[arg(long)]
+    pub config_rm: Vec<String>,
     #[arg(long)]
     pub constraint_add: Vec<String>,
     #[arg(long)]
@@ -748,4 +808,86 @@ pub enum NodeCommand {
         #[arg(long, default_value = "")]
         maintenance_token: String,
     },
+}
+
+impl PayloadCommand {
+    /// The `context` command an old spelling (`config contexts|use-context|renew`) means.
+    pub fn legacy_context(&self) -> Option<ContextCommand> {
+        match self {
+            Self::Contexts => Some(ContextCommand::Ls),
+            Self::UseContext { name } => Some(ContextCommand::Use { name: name.clone() }),
+            Self::Renew => Some(ContextCommand::Renew),
+            _ => None,
+        }
+    }
+}
+
+impl ContextCommand {
+    /// How it is spelled now.
+    pub fn spelling(&self) -> String {
+        match self {
+            Self::Ls => "ls".into(),
+            Self::Use { name } => format!("use {name}"),
+            Self::Renew => "renew".into(),
+        }
+    }
+}
+
+/// Global flags that take a value in the next argument.
+const VALUED: [&str; 6] = ["--orcconfig", "--config", "--context", "--nodes", "-n", "--output"];
+
+/// The command line with old spellings made current, and a notice for
+/// each: `--config FILE` before the command is `--orcconfig FILE` now
+/// (after it, `--config` is a service's config).
+pub fn current_args(args: Vec<std::ffi::OsString>) -> (Vec<std::ffi::OsString>, Vec<String>) {
+    let mut notices = Vec::new();
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    let mut value_next = false;
+    for a in it.by_ref() {
+        let s = a.to_string_lossy().into_owned();
+        if value_next {
+            value_next = false;
+            out.push(a);
+            continue;
+        }
+        if s == "--config" || s.starts_with("--config=") {
+            notices.push("--config FILE is now --orcconfig FILE (`--config` names a service's config)".to_string());
+            out.push(s.replacen("--config", "--orcconfig", 1).into());
+            value_next = s == "--config";
+            continue;
+        }
+        let flag = s.starts_with('-');
+        value_next = VALUED.contains(&s.as_str()) || s == "-o";
+        out.push(a);
+        if !flag {
+            break;
+        }
+    }
+    out.extend(it);
+    (out, notices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<std::ffi::OsString> {
+        s.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_old_config_flag_before_the_command_is_the_new_one() {
+        let (a, n) = current_args(args("orcctl --config /c -n x service create --config app --name w"));
+        assert_eq!(a, args("orcctl --orcconfig /c -n x service create --config app --name w"));
+        assert_eq!(n.len(), 1);
+        let (a, n) = current_args(args("orcctl -o json --config=/c service ls"));
+        assert_eq!(a, args("orcctl -o json --orcconfig=/c service ls"));
+        assert_eq!(n.len(), 1);
+        let (a, n) = current_args(args("orcctl --context config service update web --config c"));
+        assert_eq!(a, args("orcctl --context config service update web --config c"));
+        assert!(n.is_empty());
+        Cli::try_parse_from(args("orcctl --orcconfig /c service create --name w --config app --secret db i")).unwrap();
+    }
 }

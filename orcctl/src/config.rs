@@ -1,7 +1,7 @@
 //! orcctl's configuration file: contexts, each with endpoints, the cluster
 //! CA and a client certificate (like talosconfig and kubeconfig).
 //!
-//! Location: `--config`, else `$ORCCONFIG`, else `~/.config/orc/config.toml`.
+//! Location: `--orcconfig`, else `$ORCCONFIG`, else `~/.config/orc/config.toml`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ pub enum ConfigError {
     Parse { path: String, msg: String },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
-    #[error("no orcctl config at {0}: run `orcctl cluster init <addr>` or pass --config")]
+    #[error("no orcctl config at {0}: run `orcctl cluster init <addr>` or pass --orcconfig FILE")]
     Missing(String),
     #[error("context {name:?} is not in {path}; contexts: {known}")]
     NoContext { name: String, path: String, known: String },

@@ -1,7 +1,11 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = orcctl::cli::Cli::parse();
+    let (args, notices) = orcctl::cli::current_args(std::env::args_os().collect());
+    for n in notices {
+        eprintln!("orcctl: notice: {n}");
+    }
+    let cli = orcctl::cli::Cli::parse_from(args);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -139,3 +139,53 @@ mod tests {
         }
     }
 }
+
+/// A `--secret`/`--config` flag: `NAME`, or
+/// `source=NAME[,target=PATH][,uid=N][,gid=N][,mode=OCTAL]`.
+pub fn parse_file_ref(s: &str, what: &str) -> Result<orc_proto::cluster::FileRef, CliError> {
+    let mut f = orc_proto::cluster::FileRef::default();
+    if !s.contains('=') {
+        f.name = s.trim().to_string();
+    }
+    for part in s.split(',').filter(|_| s.contains('=')) {
+        let (k, v) = part.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("--{what} {s:?}: {part:?} is not KEY=VALUE (source, target, uid, gid, mode)"))
+        })?;
+        let num = |v: &str, radix: u32| {
+            u32::from_str_radix(v.trim_start_matches("0o"), radix)
+                .map_err(|_| CliError::Usage(format!("--{what} {s:?}: {k}={v} is not a number")))
+        };
+        match k.trim() {
+            "source" | "src" => f.name = v.to_string(),
+            "target" | "dst" | "destination" => f.target = v.to_string(),
+            "uid" => f.uid = num(v, 10)?,
+            "gid" => f.gid = num(v, 10)?,
+            "mode" => f.mode = num(v, 8)?,
+            other => {
+                return Err(CliError::Usage(format!(
+                    "--{what} {s:?}: unknown option {other:?} (source, target, uid, gid, mode)"
+                )))
+            }
+        }
+    }
+    if f.name.is_empty() {
+        return Err(CliError::Usage(format!("--{what} {s:?} names no {what}: give NAME or source=NAME")));
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod file_ref_tests {
+    use super::parse_file_ref;
+
+    #[test]
+    fn short_and_long_forms() {
+        let f = parse_file_ref("db", "secret").unwrap();
+        assert_eq!((f.name.as_str(), f.target.as_str(), f.mode), ("db", "", 0));
+        let f = parse_file_ref("source=db,target=/etc/pw,uid=100,gid=101,mode=0400", "secret").unwrap();
+        assert_eq!((f.name.as_str(), f.target.as_str(), f.uid, f.gid, f.mode), ("db", "/etc/pw", 100, 101, 0o400));
+        assert!(parse_file_ref("target=/x", "secret").unwrap_err().to_string().contains("names no secret"));
+        assert!(parse_file_ref("source=db,mode=9", "config").unwrap_err().to_string().contains("mode=9"));
+        assert!(parse_file_ref("source=db,owner=1", "config").unwrap_err().to_string().contains("unknown option"));
+    }
+}

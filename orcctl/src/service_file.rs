@@ -39,6 +39,8 @@
 //!   liveness: {tcp: 8080}
 //! network_mode: host                # the node's network (admins); default: the overlay
 //! networks: [front, back]           # networks joined, in order; default: [default]
+//! secrets: [db, {source: tls, target: /etc/tls/key.pem, uid: "100", gid: "100", mode: 0400}]
+//! configs: [{source: nginx.conf, target: /etc/nginx/nginx.conf}]   # read-only
 //! stop_grace_period: 30s
 //! stop_drain_period: 2s
 //! stop_signal: SIGINT
@@ -46,7 +48,7 @@
 
 use std::collections::BTreeMap;
 
-use orc_proto::cluster::{ServiceRestartPolicy, ServiceSpec};
+use orc_proto::cluster::{FileRef, ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
@@ -81,6 +83,56 @@ pub struct File {
     /// Compose's `networks` (a list of names).
     #[serde(default)]
     networks: Vec<String>,
+    /// Compose's `secrets` and `configs` (short and long syntax).
+    #[serde(default)]
+    secrets: Vec<FileMount>,
+    #[serde(default)]
+    configs: Vec<FileMount>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileMount {
+    Name(String),
+    Long(LongFileMount),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LongFileMount {
+    source: String,
+    target: Option<String>,
+    uid: Option<Number>,
+    gid: Option<Number>,
+    /// Octal: `0400` (as YAML 1.1 and compose read it) or `"0400"`.
+    mode: Option<Number>,
+}
+
+impl FileMount {
+    fn to_proto(&self, what: &str) -> Result<FileRef, CliError> {
+        let l = match self {
+            Self::Name(n) => return Ok(FileRef { name: n.clone(), ..Default::default() }),
+            Self::Long(l) => l,
+        };
+        let id = |n: &Option<Number>, k: &str| -> Result<u32, CliError> {
+            let text = match n {
+                None => return Ok(0),
+                Some(Number::Float(f)) => f.to_string(),
+                Some(Number::Text(t)) => t.clone(),
+            };
+            let radix = if k == "mode" { 8 } else { 10 };
+            u32::from_str_radix(text.trim_start_matches("0o"), radix)
+                .map_err(|_| CliError::Usage(format!("{what} {}: {k} {text:?} is not a number", l.source)))
+        };
+        Ok(FileRef {
+            name: l.source.clone(),
+            target: l.target.clone().unwrap_or_default(),
+            uid: id(&l.uid, "uid")?,
+            gid: id(&l.gid, "gid")?,
+            mode: id(&l.mode, "mode")?,
+            version: 0,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -270,6 +322,8 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         stop_signal: f.stop_signal.unwrap_or_default(),
         network: f.network_mode.unwrap_or_default(),
         networks: f.networks,
+        secrets: f.secrets.iter().map(|s| s.to_proto("secret")).collect::<Result<_, _>>()?,
+        configs: f.configs.iter().map(|s| s.to_proto("config")).collect::<Result<_, _>>()?,
         name: f.name.unwrap_or_default(),
         image: f.image.unwrap_or_default(),
         command: list(f.entrypoint),
@@ -297,6 +351,22 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_and_configs_in_short_and_long_syntax() {
+        let spec = parse(
+            "name: w\nimage: i\nsecrets: [db, {source: tls, target: /k, uid: \"100\", gid: 7, mode: 0400}]\n\
+             configs: [{source: c, mode: \"0440\"}]\n",
+            "f.yaml",
+        )
+        .unwrap();
+        assert_eq!(spec.secrets[0].name, "db");
+        let t = &spec.secrets[1];
+        assert_eq!((t.name.as_str(), t.target.as_str(), t.uid, t.gid, t.mode), ("tls", "/k", 100, 7, 0o400));
+        assert_eq!(spec.configs[0].mode, 0o440);
+        let e = parse("name: w\nimage: i\nsecrets: [{source: x, mode: 9}]\n", "f.yaml").unwrap_err().to_string();
+        assert!(e.contains("mode \"9\" is not a number"), "{e}");
+    }
+
     use super::*;
 
     #[test]

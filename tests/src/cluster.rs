@@ -71,7 +71,7 @@ impl LocalCluster {
     }
 
     pub fn ctl(&self, args: &[&str]) -> Out {
-        let o = Command::new(debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output();
+        let o = Command::new(debug_bin("orcctl")).arg("--orcconfig").arg(&self.config).args(args).output();
         let out = match o {
             Ok(o) => Out {
                 ok: o.status.success(),

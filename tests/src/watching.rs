@@ -16,10 +16,10 @@ pub struct Watching {
 }
 
 impl Watching {
-    /// Starts `orcctl --config CONFIG ARGS` and reads its standard output.
+    /// Starts `orcctl --orcconfig CONFIG ARGS` and reads its standard output.
     pub fn start(config: &Path, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(debug_bin("orcctl"))
-            .arg("--config")
+            .arg("--orcconfig")
             .arg(config)
             .args(args)
             .stdout(Stdio::piped())

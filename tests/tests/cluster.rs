@@ -15,7 +15,7 @@ use orcctl::connect::Trust;
 
 fn status(cfg: &std::path::Path) -> serde_json::Value {
     let o = Command::new(debug_bin("orcctl"))
-        .arg("--config")
+        .arg("--orcconfig")
         .arg(cfg)
         .args(["-o", "json", "cluster", "status"])
         .output()
@@ -45,7 +45,7 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
     // Join tokens: one per role, stable until rotated, pinned to this CA.
     let token = |args: &[&str]| {
         let o = Command::new(debug_bin("orcctl"))
-            .arg("--config")
+            .arg("--orcconfig")
             .arg(&cfg)
             .args(["cluster", "join-token"])
             .args(args)
@@ -94,7 +94,7 @@ fn cluster_init_makes_a_durable_one_member_quorum() {
 }
 
 fn ctl(cfg: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(debug_bin("orcctl")).arg("--config").arg(cfg).args(args).output().unwrap();
+    let o = Command::new(debug_bin("orcctl")).arg("--orcconfig").arg(cfg).args(args).output().unwrap();
     let r = (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).to_string(),
@@ -377,7 +377,7 @@ fn people_certificates_issue_use_renew_revoke() {
 
     // Renew: a new key and certificate, same name and role, written back.
     let before = std::fs::read_to_string(&op_cfg).unwrap();
-    let (ok, out, err) = ctl(&op_cfg, &["config", "renew"]);
+    let (ok, out, err) = ctl(&op_cfg, &["context", "renew"]);
     assert!(ok && out.contains("operator"), "{out} {err}");
     let after = std::fs::read_to_string(&op_cfg).unwrap();
     assert_ne!(before, after);
@@ -406,8 +406,10 @@ fn people_certificates_issue_use_renew_revoke() {
         })
     })
     .unwrap();
+    // (The old spelling, `config renew`, still works, with a notice.)
     let (ok, _, err) = ctl(&op_cfg, &["config", "renew"]);
     assert!(!ok && err.contains("revoked"), "a revoked certificate cannot renew itself: {err}");
+    assert!(err.contains("orcctl context renew"), "{err}");
     // Revoking the certificate you call with is refused; unknown names are named.
     let out = c.ctl(&["user", "cert", "revoke", "nobody"]);
     assert!(!out.ok && out.stderr.contains("user cert ls"), "{}", out.stderr);

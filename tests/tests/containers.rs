@@ -30,7 +30,7 @@ struct Out {
 
 impl Ctl {
     fn run(&self, args: &[&str]) -> Out {
-        let o = Command::new(debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output().unwrap();
+        let o = Command::new(debug_bin("orcctl")).arg("--orcconfig").arg(&self.config).args(args).output().unwrap();
         let out = Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into(),
@@ -154,7 +154,7 @@ fn images_and_containers_on_a_real_agent() {
     assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is ignored in the container: {ign}");
     assert_eq!(ctl.ok(&["container", "exec", "-e", "X=1", "web", "--", "sh", "-c", "echo $X$ORC_TEST"]), "1image\n");
     let stdin = Command::new(debug_bin("orcctl"))
-        .arg("--config")
+        .arg("--orcconfig")
         .arg(&ctl.config)
         .args(["container", "exec", "-i", "web", "--", "wc", "-c"])
         .stdin(std::process::Stdio::piped())
@@ -168,7 +168,7 @@ fn images_and_containers_on_a_real_agent() {
     // exec -it: a real pty on both ends (script(1) gives orcctl a terminal
     // of 30x100); inside, a terminal of the same size.
     let cmd = format!(
-        "stty rows 30 cols 100; {} --config {} container exec -it web -- sh -c 'tty; stty size'",
+        "stty rows 30 cols 100; {} --orcconfig {} container exec -it web -- sh -c 'tty; stty size'",
         debug_bin("orcctl").display(),
         ctl.config.display()
     );

@@ -271,7 +271,7 @@ fn health_checks_rolling_updates_and_rollbacks() {
             let until = std::time::Instant::now() + Duration::from_secs(60);
             while std::time::Instant::now() < until {
                 let o = std::process::Command::new(orc_e2e::paths::debug_bin("orcctl"))
-                    .args(["--config"])
+                    .args(["--orcconfig"])
                     .arg(&config)
                     .args(["service", "ps", "web", "-o", "json"])
                     .output()

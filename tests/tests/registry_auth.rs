@@ -18,7 +18,7 @@ use orcctl::connect::Trust;
 
 fn pull(config: &std::path::Path, name: &str, login: Option<(&str, &str)>) -> (bool, String, String) {
     let mut cmd = Command::new(debug_bin("orcctl"));
-    cmd.arg("--config").arg(config).args(["image", "pull", name]);
+    cmd.arg("--orcconfig").arg(config).args(["image", "pull", name]);
     if let Some((user, _)) = login {
         cmd.args(["--username", user, "--password-stdin"]);
     }
@@ -101,7 +101,7 @@ fn multi_arch_index_resolves_to_linux_amd64() {
     let (ok, _, err) = pull(&cfg, &name, None);
     assert!(ok, "{err}");
     let ls = Command::new(debug_bin("orcctl"))
-        .arg("--config")
+        .arg("--orcconfig")
         .arg(&cfg)
         .args(["-o", "json", "image", "ls"])
         .output()

@@ -33,7 +33,7 @@ fn spec(image: &Path, dir: &Path, name: &str) -> NodeSpec {
 /// Runs orcctl with `config`; returns stdout, panicking with stderr on failure.
 fn orcctl(config: &Path, args: &[&str]) -> String {
     let out =
-        Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
+        Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--orcconfig").arg(config).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "orcctl {args:?}: {}{}",
@@ -54,7 +54,7 @@ fn wait_api(config: &Path, limit: Duration) -> serde_json::Value {
     let start = Instant::now();
     loop {
         let out = Command::new(orc_e2e::paths::debug_bin("orcctl"))
-            .arg("--config")
+            .arg("--orcconfig")
             .arg(config)
             .args(["-o", "json", "version"])
             .output()
@@ -103,7 +103,7 @@ fn node_boots_bootstraps_serves_every_rpc_and_survives_reboot() {
         let start = Instant::now();
         let clock = loop {
             let out = Command::new(orc_e2e::paths::debug_bin("orcctl"))
-                .arg("--config")
+                .arg("--orcconfig")
                 .arg(&config)
                 .args(["-o", "json", "health"])
                 .output()

@@ -40,7 +40,7 @@ struct Cluster {
 impl Cluster {
     fn ctl(&self, args: &[&str]) -> (bool, String, String) {
         let o = Command::new(orc_e2e::paths::debug_bin("orcctl"))
-            .arg("--config")
+            .arg("--orcconfig")
             .arg(&self.config)
             .args(args)
             .output()

@@ -26,7 +26,8 @@ struct Out {
 }
 
 fn run(config: &Path, args: &[&str]) -> Out {
-    let o = Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(config).args(args).output().unwrap();
+    let o =
+        Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--orcconfig").arg(config).args(args).output().unwrap();
     let out = Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),

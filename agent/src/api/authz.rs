@@ -99,6 +99,20 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Networks/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Networks/Inspect", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Networks/Remove", Rule::AtLeast(Role::Operator)),
+    // Secrets: written by those who run services; a secret's data is never
+    // read back through the API (only nodes running a task mounting it get
+    // it), so reading the list and versions is a reader's.
+    ("/orc.cluster.v1.Secrets/Create", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Secrets/Update", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Secrets/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Secrets/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Secrets/Remove", Rule::AtLeast(Role::Operator)),
+    // Configs: the same, their data shown to readers (not secret).
+    ("/orc.cluster.v1.Configs/Create", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Configs/Update", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Configs/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Configs/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Configs/Remove", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Events", Rule::AtLeast(Role::Reader)),
@@ -362,6 +376,30 @@ mod tests {
                 .err()
                 .map(|s| s.code());
             assert_eq!(got, *want, "case {i}: {method} as {role}");
+        }
+    }
+
+    #[test]
+    fn secrets_and_configs_are_written_by_operators_and_never_reached_by_node_certificates() {
+        use Role::*;
+        for service in ["Secrets", "Configs"] {
+            for (method, role, ok) in [
+                ("Create", Operator, true),
+                ("Update", Operator, true),
+                ("Remove", Admin, true),
+                ("List", Reader, true),
+                ("Inspect", Reader, true),
+                ("Create", Reader, false),
+                ("Update", Reader, false),
+                ("Remove", Reader, false),
+                ("Inspect", Manager, false),
+                ("Inspect", Worker, false),
+                ("List", Worker, false),
+            ] {
+                let path = format!("/orc.cluster.v1.{service}/{method}");
+                let got = authorize(&path, false, Some("c"), Some(&peer(role, "c")), &DenyList::default());
+                assert_eq!(got.is_ok(), ok, "{path} as {role}");
+            }
         }
     }
 

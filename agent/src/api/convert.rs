@@ -76,6 +76,8 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         autoscale: autoscale_from_proto(p.autoscale),
         network,
         networks: networks_from_proto(&p.networks),
+        secrets: p.secrets.into_iter().map(file_from_proto).collect(),
+        configs: p.configs.into_iter().map(file_from_proto).collect(),
     };
     Ok(s)
 }
@@ -89,6 +91,28 @@ fn networks_from_proto(names: &[String]) -> Vec<String> {
         return Vec::new();
     }
     names
+}
+
+fn file_from_proto(f: pb::FileRef) -> FileRef {
+    FileRef {
+        name: f.name.trim().to_string(),
+        version: f.version,
+        target: f.target,
+        uid: f.uid,
+        gid: f.gid,
+        mode: f.mode,
+    }
+}
+
+fn file_to_proto(f: &FileRef) -> pb::FileRef {
+    pb::FileRef {
+        name: f.name.clone(),
+        version: f.version,
+        target: f.target.clone(),
+        uid: f.uid,
+        gid: f.gid,
+        mode: f.mode,
+    }
 }
 
 pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
@@ -142,6 +166,8 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         autoscale: s.autoscale.as_ref().map(autoscale_to_proto),
         network: s.network.as_str().into(),
         networks: s.networks().iter().map(|n| n.to_string()).collect(),
+        secrets: s.secrets.iter().map(file_to_proto).collect(),
+        configs: s.configs.iter().map(file_to_proto).collect(),
     }
 }
 

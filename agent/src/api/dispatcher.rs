@@ -16,8 +16,10 @@ use crate::cluster::fanout::{Fanout, Pending};
 use crate::cluster::usage::{Measurements, Sample};
 use crate::pki::role::Role;
 use crate::raft::RaftHandle;
+use crate::state::NodeState;
 
 pub struct DispatcherService {
+    state: Arc<NodeState>,
     raft: Arc<RaftHandle>,
     liveness: Arc<Liveness>,
     measurements: Arc<Measurements>,
@@ -26,10 +28,11 @@ pub struct DispatcherService {
 }
 
 impl DispatcherService {
-    pub fn new(raft: Arc<RaftHandle>, liveness: Arc<Liveness>, measurements: Arc<Measurements>) -> Self {
+    pub fn new(state: Arc<NodeState>, liveness: Arc<Liveness>, measurements: Arc<Measurements>) -> Self {
+        let raft = state.raft.clone();
         let reports = Reports::start(raft.clone());
         let fanout = Fanout::start(raft.clone());
-        Self { raft, liveness, measurements, reports, fanout }
+        Self { state, raft, liveness, measurements, reports, fanout }
     }
 }
 
@@ -63,6 +66,7 @@ impl Dispatcher for DispatcherService {
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let raft = self.raft.clone();
+        let state = self.state.clone();
         // Woken only when something of this node (or the deny list) changes.
         let (mut inbox, mut deny) = (self.fanout.inbox(&node_id), self.fanout.deny());
         let mut network = self.fanout.network();
@@ -89,7 +93,18 @@ impl Dispatcher for DispatcherService {
                 }
                 // Sent when the tasks, the role, the lifetime or the deny list change.
                 if let Some(u) = sent.next(a, deltas) {
+                    let key = if u.files.is_empty() { None } else { crate::cluster::payloads::data_key(&state) };
+                    let files = domain::files(&s, key.as_ref(), &u.files).await;
                     let msg = pb::Assignments {
+                        files: files
+                            .into_iter()
+                            .map(|f| pb::File {
+                                kind: f.kind.as_str().into(),
+                                name: f.name,
+                                version: f.version,
+                                data: f.data,
+                            })
+                            .collect(),
                         tasks_json: serde_json::to_vec(&u.tasks).unwrap_or_default(),
                         managers: u.managers,
                         cert_ttl_secs: u.cert_ttl_secs,

@@ -8,6 +8,7 @@
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`cluster`], [`services`], [`nodes`], [`networks`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
+//! - [`payloads`]: `orc.cluster.v1.Secrets` and `Configs`, one service for both.
 //! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
 //! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages
 //!   (`convert_lifecycle`: probes, update policies, update status).
@@ -27,6 +28,7 @@ pub mod images;
 pub mod machine;
 pub mod networks;
 pub mod nodes;
+pub mod payloads;
 pub mod peer;
 pub mod server;
 pub mod services;

@@ -20,7 +20,11 @@ use super::peer::{Io, Peer, PeerStream};
 use crate::pki::role::identity_of;
 use crate::state::NodeState;
 use orc_proto::cluster::cluster_server::ClusterServer;
+use orc_proto::cluster::configs_server::ConfigsServer;
 use orc_proto::cluster::networks_server::NetworksServer;
+use orc_proto::cluster::secrets_server::SecretsServer;
+
+use crate::model::payload::PayloadKind;
 use orc_proto::cluster::nodes_server::NodesServer;
 use orc_proto::cluster::services_server::ServicesServer;
 use orc_proto::cluster::watch_server::WatchServer;
@@ -187,8 +191,10 @@ pub async fn run(
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
         .add_service(NetworksServer::new(super::networks::NetworksService::new(state.clone())))
         .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
+        .add_service(SecretsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Secret)))
+        .add_service(ConfigsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Config)))
         .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(
-            state.raft.clone(),
+            state.clone(),
             liveness,
             measurements,
         )))

@@ -450,6 +450,36 @@ pub struct Update {
     pub deny: crate::pki::deny::DenyList,
     /// The network map, or what changed of it, when it changed.
     pub network: Option<NetworkMap>,
+    /// The secret and config versions the tasks of this message mount
+    /// that the session has not sent yet.
+    pub files: Vec<FileKey>,
+}
+
+/// A version of a secret or config.
+pub type FileKey = (PayloadKind, String, u64);
+
+/// What task `t` mounts.
+fn files_of(t: &Task) -> impl Iterator<Item = FileKey> + '_ {
+    PayloadKind::ALL.into_iter().flat_map(move |k| t.spec.files(k).iter().map(move |f| (k, f.name.clone(), f.version)))
+}
+
+/// The plaintext of `keys` from the leader's state, for a node whose tasks
+/// mount them (a version that cannot be opened is left out and logged: the
+/// node then refuses the task, saying which).
+pub async fn files(s: &Started, key: Option<&crate::pki::sealing::DataKey>, keys: &[FileKey]) -> Vec<Delivered> {
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let v = s.sm.applied.read().await.state.clone();
+    keys.iter()
+        .filter_map(|(k, name, n)| match super::payloads::deliver(&v, key, *k, name, *n) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(kind = %k, %name, version = n, error = %e, "not delivered");
+                None
+            }
+        })
+        .collect()
 }
 
 /// What a session has told its node so far: after the first message, a
@@ -463,6 +493,8 @@ pub struct Sent {
     tasks: HashMap<String, (u64, std::sync::Arc<Task>)>,
     meta: Option<(Option<Role>, u64, crate::pki::deny::DenyList)>,
     network: Option<Arc<Networks>>,
+    /// The secret and config versions sent so far.
+    files: std::collections::HashSet<FileKey>,
 }
 
 /// What of `now` the node that was sent `before` is told (None: nothing).
@@ -563,6 +595,17 @@ impl Sent {
         self.network = Some(a.network.clone());
         let delta = deltas && !first;
         let tasks = if delta { changed } else { a.tasks };
+        // The node keeps what a task on its list mounts (`worker::files`):
+        // what it dropped is sent again when a task needs it.
+        let held: std::collections::HashSet<FileKey> = self.tasks.values().flat_map(|(_, t)| files_of(t)).collect();
+        self.files.retain(|f| held.contains(f));
+        let mut files = Vec::new();
+        let wanted = tasks.iter().filter(|(_, t)| t.desired == TaskState::Running && !t.state.terminal());
+        for f in wanted.flat_map(|(_, t)| files_of(t)) {
+            if self.files.insert(f.clone()) {
+                files.push(f);
+            }
+        }
         Some(Update {
             delta,
             tasks: tasks.into_iter().map(|(_, t)| t).collect(),
@@ -572,6 +615,7 @@ impl Sent {
             managers: a.managers,
             deny: a.deny,
             network,
+            files,
         })
     }
 }
@@ -740,6 +784,33 @@ mod tests {
         assert_eq!(m.unwrap().removed_services, ["s"]);
         assert_eq!(node.leases[0].underlay.to_string(), "192.168.1.22");
         assert!(node.services.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_sent_with_the_first_task_mounting_them_and_again_once_the_node_dropped_them() {
+        let task = |id: &str, v: u64, desired: TaskState| {
+            let secrets = vec![FileRef { name: "db".into(), version: v, ..Default::default() }];
+            let spec = ServiceSpec { secrets, ..Default::default() };
+            let t =
+                Task { id: id.into(), spec, desired, state: TaskState::Running, spec_version: v, ..Default::default() };
+            (v, std::sync::Arc::new(t))
+        };
+        let with = |tasks: Vec<(u64, std::sync::Arc<Task>)>| Assignments { tasks, ..a(&[]) };
+        let db = |v: u64| (PayloadKind::Secret, "db".to_string(), v);
+        let mut sent = Sent::default();
+        let u = sent.next(with(vec![task("a", 1, TaskState::Running)]), true).unwrap();
+        assert_eq!(u.files, [db(1)]);
+        // A second task mounting it: the node holds it already.
+        let u = sent.next(with(vec![task("a", 1, TaskState::Running), task("b", 1, TaskState::Running)]), true);
+        assert!(u.unwrap().files.is_empty());
+        // A task being stopped needs nothing new.
+        let u = sent.next(with(vec![task("a", 1, TaskState::Running), task("c", 2, TaskState::Shutdown)]), true);
+        assert!(u.unwrap().files.is_empty());
+        // The last task mounting v1 gone (the node forgot v1 with it), then
+        // a new one: sent again.
+        assert!(sent.next(with(vec![]), true).unwrap().files.is_empty());
+        let u = sent.next(with(vec![task("d", 1, TaskState::Running)]), true).unwrap();
+        assert_eq!(u.files, [db(1)]);
     }
 
     #[test]

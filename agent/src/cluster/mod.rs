@@ -8,6 +8,7 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`payloads`]: secrets and configs (sealed versions, rotation, delivery).
 //! - [`networks`]: networks as objects (create, inspect, remove while unused).
 //! - [`leases`]: each node's subnet per network, leased by the leader.
 //! - [`vips`], [`endpoints`]: services' virtual IPs and tasks in rotation.
@@ -44,6 +45,7 @@ pub mod networks;
 pub mod nodes;
 pub mod objects;
 pub mod orchestrator;
+pub mod payloads;
 pub mod published;
 pub mod renew;
 pub mod scheduler;

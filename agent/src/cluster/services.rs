@@ -9,6 +9,7 @@ use super::objects::{
     new_id, now_ms, view, CronSchedule, CronStatus, Service, ServiceSpec, Task, TaskState, UpdateState, UpdateStatus,
     View,
 };
+use super::payloads;
 use super::published;
 use super::spec;
 use super::vips;
@@ -24,10 +25,11 @@ fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
 
 /// Creates a service (its spec checked against the cluster's limits); the
 /// name is claimed in the same entry, so two creates of one name cannot both win.
-pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
+pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
     let v = view(raft).await?;
     spec::validate(&spec, v.settings.max_replicas())?;
     super::networks::check_joined(&v, &spec)?;
+    payloads::resolve(&v, &mut spec)?;
     if v.service_by_name(&spec.name).is_some() {
         return Err(ClusterError::AlreadyExists(format!(
             "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
@@ -49,6 +51,7 @@ pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Servi
     let mut cmds = vec![Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0)];
     cmds.extend(vips::claims(None, &s));
     cmds.extend(published::claims(None, &s));
+    cmds.extend(payloads::expects(&v, &s.spec));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0));
     let r = raft.write(Command::Batch(cmds)).await?;
     committed(r, "creating the service")?;
@@ -81,24 +84,16 @@ pub async fn update(
                 old.spec.name, spec.name
             )));
         }
-        let mut s = old.clone();
         let now = now_ms();
-        if spec::needs_new_tasks(&old.spec, &spec) {
-            s.spec_version += 1;
-            s.previous_spec = Some(old.spec.clone());
-            // Jobs run again rather than roll.
-            if !spec.mode.job() {
-                s.update_status = Some(UpdateStatus::start(UpdateState::Updating, spec.update.clone(), now, ""));
-            }
-        }
+        let mut spec = spec.clone();
+        payloads::resolve(v, &mut spec)?;
+        let mut s = respec(old, spec.clone(), now);
         let schedule = |c: &Option<CronSchedule>| c.as_ref().map(|c| (c.schedule.clone(), c.time_zone.clone()));
         if schedule(&old.spec.cron) != schedule(&spec.cron) {
             // A new schedule counts from now: no catch-up for times before it.
             let run = old.cron_status.as_ref().map_or(0, |c| c.run);
             s.cron_status = Some(CronStatus { last_schedule_ms: now, run, message: "schedule changed".into() });
         }
-        s.spec = spec.clone();
-        s.updated_ms = now;
         vips::give(v, &mut s)?;
         published::check(v, &s)?;
         Ok(s)
@@ -107,6 +102,23 @@ pub async fn update(
     .inspect(|(_, s)| {
         tracing::info!(service = %s.spec.name, version = s.spec_version, replicas = s.spec.replicas, "service updated")
     })
+}
+
+/// `old` with `spec`: a new spec version (the old one kept for rollback)
+/// and an update started when its tasks must be replaced.
+pub(super) fn respec(old: &Service, spec: ServiceSpec, now: i64) -> Service {
+    let mut s = old.clone();
+    if spec::needs_new_tasks(&old.spec, &spec) {
+        s.spec_version += 1;
+        s.previous_spec = Some(old.spec.clone());
+        // Jobs run again rather than roll.
+        if !spec.mode.job() {
+            s.update_status = Some(UpdateStatus::start(UpdateState::Updating, spec.update.clone(), now, ""));
+        }
+    }
+    s.spec = spec;
+    s.updated_ms = now;
+    s
 }
 
 /// What `orcctl service update --pause|--resume` asks of an update.
@@ -216,6 +228,7 @@ async fn change_from(
     let s = f(&v, &old)?;
     let mut cmds = vips::claims(Some(&old), &s);
     cmds.extend(published::claims(Some(&old), &s));
+    cmds.extend(payloads::expects(&v, &s.spec));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version));
     let cmd = if cmds.len() == 1 { cmds.remove(0) } else { Command::Batch(cmds) };
     committed(raft.write(cmd).await?, what)?;

@@ -2,8 +2,8 @@
 //! mistake named with how to fix it.
 
 use super::objects::{
-    signal_number, Autoscale, FailureAction, HealthChecks, Mode, NetworkMode, ProbeAction, ProbeRole, Protocol,
-    PublishMode, ServiceSpec, StopPolicy, UpdateOrder, UpdatePolicy, STOP_SIGNALS,
+    signal_number, valid_payload_name, Autoscale, FailureAction, HealthChecks, Mode, NetworkMode, PayloadKind,
+    ProbeAction, ProbeRole, Protocol, PublishMode, ServiceSpec, StopPolicy, UpdateOrder, UpdatePolicy, STOP_SIGNALS,
 };
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
@@ -49,6 +49,19 @@ pub enum SpecError {
     PublishedTwice { port: u16, protocol: Protocol },
     #[error("port {port}/{protocol} is the node's own ({what}): publish another port")]
     NodePort { port: u16, protocol: Protocol, what: &'static str },
+    #[error("{kind} name {name:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    FileName { kind: PayloadKind, name: String },
+    #[error(
+        "{kind} {name}: target {target:?} must be a file path without '..' (absolute, or for a secret relative \
+         to /run/secrets)"
+    )]
+    FileTarget { kind: PayloadKind, name: String, target: String },
+    #[error("{kind} {name}: mode {mode:o} is not a permission (0-7777, e.g. mode=0400)")]
+    FileMode { kind: PayloadKind, name: String, mode: u32 },
+    #[error("two secrets or configs are mounted at {0}: give one of them another target (target=PATH)")]
+    FileTargetTwice(String),
+    #[error("at most {max} secrets and configs per service")]
+    TooManyFiles { max: usize },
     #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
     GlobalWithReplicas,
     #[error("--max-concurrent is for replicated jobs (--mode replicated-job)")]
@@ -175,6 +188,35 @@ fn stop(s: &StopPolicy) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// The secrets and configs named are well formed and land on distinct
+/// paths (whether they exist is the state's to say: [`super::payloads`]).
+fn files(s: &ServiceSpec) -> Result<(), SpecError> {
+    if s.secrets.len() + s.configs.len() > super::objects::MAX_FILES_PER_SERVICE {
+        return Err(SpecError::TooManyFiles { max: super::objects::MAX_FILES_PER_SERVICE });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for kind in PayloadKind::ALL {
+        for f in s.files(kind) {
+            let name = f.name.clone();
+            if !valid_payload_name(&f.name) {
+                return Err(SpecError::FileName { kind, name });
+            }
+            let target = kind.target(&f.name, &f.target);
+            let bad_part = target.split('/').any(|p| p == ".." || p == ".");
+            if bad_part || target.ends_with('/') || target.len() > 4096 || target.contains('\0') {
+                return Err(SpecError::FileTarget { kind, name, target: f.target.clone() });
+            }
+            if f.mode > 0o7777 {
+                return Err(SpecError::FileMode { kind, name, mode: f.mode });
+            }
+            if !seen.insert(target.clone()) {
+                return Err(SpecError::FileTargetTwice(target));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The networks named are well formed (whether they exist is the state's
 /// to say: [`super::networks::check_joined`]).
 fn networks(s: &ServiceSpec) -> Result<(), SpecError> {
@@ -212,6 +254,7 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
         return Err(SpecError::TooManyReplicas { replicas: s.replicas, max: max_replicas });
     }
     networks(s)?;
+    files(s)?;
     fields::duration_ms("restart delay", s.restart.delay_ms, MAX_RESTART_MS)?;
     fields::duration_ms("restart window", s.restart.window_ms, MAX_RESTART_MS)?;
     for c in &s.constraints {

@@ -11,6 +11,7 @@
 //! - [`autoscale`]: autoscaling bounds and targets, measurements and decisions.
 //! - [`events`]: state changes as events, derived as they are applied.
 //! - [`network`]: the container address pool, subnet leases, network modes.
+//! - [`payload`]: secrets and configs: named files with immutable versions.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
 //!   and the migration of older JSON stores.
@@ -22,3 +23,4 @@ pub mod lifecycle;
 pub mod network;
 pub mod objects;
 pub mod patch;
+pub mod payload;

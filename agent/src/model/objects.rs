@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub use super::autoscale::*;
 pub use super::lifecycle::*;
 pub use super::network::*;
+pub use super::payload::*;
 use crate::pki::role::Role;
 use crate::runtime::record::Process;
 
@@ -349,6 +350,12 @@ pub struct ServiceSpec {
     /// `default` one). See [`Self::networks`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<String>,
+    /// Secrets mounted into its tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRef>,
+    /// Configs mounted into its tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRef>,
 }
 
 impl ServiceSpec {
@@ -382,6 +389,8 @@ impl ServiceSpec {
             autoscale: _,
             network,
             networks,
+            secrets,
+            configs,
         } = self;
         *name == other.name
             && *image == other.image
@@ -400,6 +409,24 @@ impl ServiceSpec {
             && *stateful == other.stateful
             && *network == other.network
             && *networks == other.networks
+            && *secrets == other.secrets
+            && *configs == other.configs
+    }
+
+    /// What it mounts of kind `kind`.
+    pub fn files(&self, kind: PayloadKind) -> &[FileRef] {
+        match kind {
+            PayloadKind::Secret => &self.secrets,
+            PayloadKind::Config => &self.configs,
+        }
+    }
+
+    /// The same, to change.
+    pub fn files_mut(&mut self, kind: PayloadKind) -> &mut Vec<FileRef> {
+        match kind {
+            PayloadKind::Secret => &mut self.secrets,
+            PayloadKind::Config => &mut self.configs,
+        }
     }
 
     /// The networks its tasks join, in order: the first holds their

@@ -13,6 +13,7 @@
 //! - [`maintenance`]: the self-signed certificate of a node without identity.
 //! - [`tls`]: the rustls server configurations (maintenance, cluster).
 //! - [`channel`]: the node-to-node client TLS and channel.
+//! - [`sealing`]: the cluster's data key; secrets sealed at rest.
 //! - [`role::identity_of`]: who a verified peer certificate names.
 //!
 //! The pinning verifiers (maintenance fingerprint, join-token CA digest)
@@ -25,6 +26,7 @@ pub mod identity;
 pub mod maintenance;
 pub mod peer;
 pub mod role;
+pub mod sealing;
 pub mod tls;
 
 pub use orc_tls::{fingerprint, NODE_SERVER_NAME};

@@ -12,10 +12,11 @@ use std::time::Duration;
 use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
+use super::files::TaskFiles;
 use super::runtime::TaskRuntime;
 use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
 use crate::network::node::{Attachment, NodeNetwork};
-use crate::runtime::record::{ContainerRecord, Limits, RestartCondition, RunSpec, Status};
+use crate::runtime::record::{ContainerRecord, Limits, MountSpec, RestartCondition, RunSpec, Status};
 
 pub const TASK_LABEL: &str = "orc.task.id";
 pub const SERVICE_LABEL: &str = "orc.service.name";
@@ -42,6 +43,8 @@ pub struct Executor {
     /// The node's container networking (none in unit tests: tasks then
     /// run on the node's network).
     pub network: Option<Arc<NodeNetwork>>,
+    /// Its tasks' secrets and configs.
+    pub files: TaskFiles,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -65,9 +68,10 @@ fn hostname(t: &Task) -> String {
 
 /// What the runtime runs for `t` (its spec was validated by the managers),
 /// in its namespace on the overlay when it has one.
-fn run_spec(t: &Task, net: Option<&Attachment>) -> RunSpec {
+fn run_spec(t: &Task, net: Option<&Attachment>, files: Vec<MountSpec>) -> RunSpec {
     let s = &t.spec;
-    let mounts = net.map(Attachment::mounts).unwrap_or_default();
+    let mut mounts = net.map(Attachment::mounts).unwrap_or_default();
+    mounts.extend(files);
     RunSpec {
         name: container_name(t),
         image: s.image.clone(),
@@ -101,9 +105,10 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 }
 
 impl Executor {
-    pub fn new(runtime: Arc<dyn TaskRuntime>, network: Option<Arc<NodeNetwork>>) -> Arc<Self> {
+    pub fn new(runtime: Arc<dyn TaskRuntime>, network: Option<Arc<NodeNetwork>>, files: TaskFiles) -> Arc<Self> {
         let ex = Arc::new(Self {
             runtime,
+            files,
             tasks: Mutex::default(),
             removing: Mutex::default(),
             changed: Notify::new(),
@@ -240,6 +245,7 @@ impl Executor {
             if let Some(n) = &ex.network {
                 n.detach(&task);
             }
+            ex.files.remove(&task);
             ex.removing_lock().remove(&container);
         });
     }
@@ -251,6 +257,7 @@ impl Executor {
     /// The node's tasks as the leader sent them (all of them, each time).
     pub async fn assign(self: &Arc<Self>, tasks: Vec<Task>) {
         let wanted: std::collections::HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        self.files.retain(&tasks);
         {
             let mut local = self.lock();
             for t in tasks {
@@ -269,10 +276,11 @@ impl Executor {
                 !l.forgotten || l.busy
             });
             // Namespaces and addresses of tasks gone while the agent was down.
+            let live: std::collections::HashSet<String> = local.keys().cloned().collect();
             if let Some(n) = &self.network {
-                let live: std::collections::HashSet<String> = local.keys().cloned().collect();
                 n.retain(&live);
             }
+            self.files.sweep(|task| live.contains(task));
         }
         for id in &wanted {
             self.step(id);
@@ -363,11 +371,21 @@ impl Executor {
             }
         }
         self.set(status(&t.id, TaskState::Starting, "starting"));
+        let files = match self.files.prepare(t) {
+            Ok(m) => m,
+            Err(e) => {
+                return TaskStatus {
+                    error: e.to_string(),
+                    ..status(&t.id, TaskState::Rejected, "its secrets and configs could not be mounted")
+                }
+            }
+        };
         let net = match self.overlay(t) {
             Some(n) => match n.attach(&t.id, &hostname(t), &t.spec.networks()).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     n.detach(&t.id);
+                    self.files.remove(&t.id);
                     return TaskStatus {
                         error: e.to_string(),
                         ..status(&t.id, TaskState::Rejected, "attaching to the network failed")
@@ -380,7 +398,7 @@ impl Executor {
             .as_ref()
             .map(|a| a.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect())
             .unwrap_or_default();
-        match self.runtime.run(run_spec(t, net.as_ref())).await {
+        match self.runtime.run(run_spec(t, net.as_ref(), files)).await {
             Ok(r) => TaskStatus { container: r.id.clone(), addresses, ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
@@ -447,6 +465,7 @@ mod tests {
     use super::*;
     use crate::error::AgentError;
     use crate::runtime::record::ExitInfo;
+    use std::path::Path;
     use tokio::sync::watch;
 
     /// A runtime that records what it was asked and whose containers exit
@@ -560,7 +579,7 @@ mod tests {
     #[tokio::test]
     async fn tasks_become_containers_and_their_ends_become_states() {
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()), None);
+        let ex = Executor::new(Arc::new(rt.clone()), None, TaskFiles::new(Path::new("/nonexistent")));
 
         // Wanted running: a container named for the task, labelled, never restarted by the node.
         ex.assign(vec![task("t1", "busybox", TaskState::Running)]).await;
@@ -604,7 +623,7 @@ mod tests {
     async fn probes_mark_readiness_and_a_failed_liveness_restarts_with_its_reason() {
         use crate::cluster::objects::{HealthChecks, Probe, ProbeAction};
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()), None);
+        let ex = Executor::new(Arc::new(rt.clone()), None, TaskFiles::new(Path::new("/nonexistent")));
         let probe = |file: &str| Probe {
             interval_ms: 10,
             timeout_ms: 10,

@@ -6,6 +6,8 @@
 //! - [`reported`]: which task statuses a heartbeat carries.
 //! - [`session`]: finding the leader, the session stream, heartbeats.
 //! - [`executor`]: tasks ↔ containers.
+//! - [`files`]: the secrets and configs the leader sent, in memory, and
+//!   each task's tmpfs holding its own.
 //! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
 //! - [`usage`]: what running tasks use, for the heartbeat (autoscaling).
 //! - [`fence`]: a node cut off from the managers stops its stateful tasks.
@@ -14,6 +16,7 @@
 pub mod backoff;
 pub mod executor;
 pub mod fence;
+pub mod files;
 pub mod health;
 pub mod prober;
 pub mod reported;

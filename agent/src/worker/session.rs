@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use super::executor::Executor;
 use super::reported::Reported;
 use crate::cluster::dispatcher::{self, HEARTBEAT, HEARTBEAT_TIMEOUT};
-use crate::cluster::objects::{NetworkMap, Task};
+use crate::cluster::objects::{Delivered, NetworkMap, PayloadKind, Task};
 use crate::cluster::{managers, renew};
 use crate::pki::role::Role;
 use crate::state::NodeState;
@@ -224,6 +224,7 @@ async fn session(
                         Err(e) => return Err(SessionError::Lost(format!("undecodable network map: {e}"))),
                     }
                 }
+                executor.files.take(a.files.into_iter().filter_map(delivered).collect());
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
                     Ok(changed) => {
                         dispatcher::take(&mut tasks, a.delta, changed, &a.removed);
@@ -270,6 +271,13 @@ async fn heartbeat(
     executor.contact.heard();
     reported.taken(beat, &all, Instant::now());
     Ok(())
+}
+
+/// A secret or config version as the leader sent it (an unknown kind,
+/// from a newer leader, is left out: its task is then refused, saying so).
+fn delivered(f: orc_proto::dispatcher::File) -> Option<Delivered> {
+    let kind = PayloadKind::parse(&f.kind)?;
+    Some(Delivered { kind, name: f.name, version: f.version, data: f.data })
 }
 
 /// CPUs and memory the node offers.

@@ -1,28 +1,30 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`], [`network`],
-//! [`cluster`], [`config`], [`user`], [`events`]; [`attached`]: `container run --rm`;
+//! [`cluster`], [`context`] (orcctl's own), [`payload`] (secrets and configs), [`user`], [`events`]; [`attached`]: `container run --rm`;
 //! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
 
 pub mod attached;
 pub mod cluster;
-pub mod config;
 pub mod container;
+pub mod context;
 pub mod events;
 pub mod image;
 pub mod machine;
 pub mod network;
 pub mod node;
+pub mod payload;
 pub mod rollout;
 pub mod service;
 pub mod user;
 pub mod watch;
 
-use crate::cli::{Cli, ClusterCommand, Command, ConfigCommand, NodeCommand};
+use crate::cli::{Cli, ClusterCommand, Command, ContextCommand, NodeCommand};
 use crate::config::Config;
 use crate::connect::Trust;
 use crate::error::CliError;
+use payload::PayloadKind;
 
 /// A gRPC status from `addr` as an error that names the node.
 pub(crate) fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ {
@@ -31,13 +33,24 @@ pub(crate) fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ 
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let path = crate::config::path(cli.config.as_deref());
+    let path = crate::config::path(cli.orcconfig.as_deref());
     let out = cli.output;
     // Commands that need no context.
     match cli.command {
         Command::Cluster(cmd @ ClusterCommand::Init { .. }) => return cluster::init(cmd, &path, out).await,
-        Command::Config(ConfigCommand::Renew) => return user::renew(&path, cli.context.as_deref(), out).await,
-        Command::Config(cmd) => return config::run(&path, cmd, out),
+        Command::Context(ContextCommand::Renew) => return user::renew(&path, cli.context.as_deref(), out).await,
+        Command::Context(cmd) => return context::run(&path, cmd, out),
+        Command::Config(cmd) if cmd.legacy_context().is_some() => {
+            let Some(cmd) = cmd.legacy_context() else { return Ok(()) };
+            eprintln!(
+                "orcctl: notice: `orcctl config` is the cluster's configs now: use `orcctl context {}`",
+                cmd.spelling()
+            );
+            return match cmd {
+                ContextCommand::Renew => user::renew(&path, cli.context.as_deref(), out).await,
+                cmd => context::run(&path, cmd, out),
+            };
+        }
         Command::Node(cmd @ NodeCommand::Join { .. }) => return node::join(cmd, out).await,
         _ => {}
     }
@@ -64,7 +77,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
         Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,
-        Command::Config(_) => Ok(()),
+        Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &managers, &trust, out).await,
+        Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &managers, &trust, out).await,
+        Command::Context(_) => Ok(()),
         machine_command => machine::run(machine_command, &nodes, &trust, out).await,
     }
 }

@@ -13,8 +13,16 @@ use crate::connect::{manager, Trust};
 use crate::error::CliError;
 use crate::lifecycle::{self, PolicyFlags};
 use crate::output::{ago, table};
-use crate::parse::{key_value, parse_bytes, parse_duration, parse_port};
+use crate::parse::{key_value, parse_bytes, parse_duration, parse_file_ref, parse_port};
 use crate::service_file;
+
+/// Mounts `f`, in place of a mount of the same name.
+fn put_file(list: &mut Vec<FileRef>, f: FileRef) {
+    match list.iter_mut().find(|x| x.name == f.name) {
+        Some(x) => *x = f,
+        None => list.push(f),
+    }
+}
 
 fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
     if let Some(e) = &f.entrypoint {
@@ -46,6 +54,12 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
             // `overlay` was the name of the default network's mode.
             s.networks = nets.iter().map(|n| if n == "overlay" { "default".into() } else { n.clone() }).collect();
         }
+    }
+    for spec in &f.secret {
+        put_file(&mut s.secrets, parse_file_ref(spec, "secret")?);
+    }
+    for spec in &f.config {
+        put_file(&mut s.configs, parse_file_ref(spec, "config")?);
     }
     lifecycle::apply_schedule(s, f)?;
     lifecycle::apply_autoscale(s, f)?;
@@ -206,6 +220,8 @@ fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, Cli
         let (k, v) = key_value(l, "label")?;
         s.labels.insert(k, v);
     }
+    s.secrets.retain(|f| !a.secret_rm.contains(&f.name));
+    s.configs.retain(|f| !a.config_rm.contains(&f.name));
     apply_flags(&mut s, &a.flags)?;
     Ok(s)
 }
@@ -242,6 +258,11 @@ fn autoscale_status_json(a: &AutoscaleStatus) -> serde_json::Value {
             "reason": d.reason})).collect::<Vec<_>>()})
 }
 
+fn file_json(f: &FileRef) -> serde_json::Value {
+    json!({"name": f.name, "version": f.version, "target": f.target, "uid": f.uid, "gid": f.gid,
+        "mode": format!("{:04o}", if f.mode == 0 { 0o444 } else { f.mode })})
+}
+
 fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
     let r = spec.restart.clone().unwrap_or_default();
     let mut v = json!({"autoscale": spec.autoscale.as_ref().map(|a| json!({"min_replicas": a.min_replicas,
@@ -253,6 +274,8 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "restart": {"condition": r.condition, "delay_ms": r.delay_ms, "max_attempts": r.max_attempts, "window_ms": r.window_ms},
         "ports": spec.ports.iter().map(|p| json!({"published": p.published, "target": p.target, "protocol": p.protocol, "mode": p.mode})).collect::<Vec<_>>(),
         "labels": spec.labels,
+        "secrets": spec.secrets.iter().map(file_json).collect::<Vec<_>>(),
+        "configs": spec.configs.iter().map(file_json).collect::<Vec<_>>(),
         "health": spec.health.as_ref().map(health_json),
         "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
         "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal, "stop_drain_ms": spec.stop_drain_ms,

@@ -178,7 +178,7 @@ pub(super) struct Orc {
 
 impl Orc {
     pub(super) fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        run_cmd(Command::new(&self.orcctl).arg("--config").arg(&self.c.config).args(args))
+        run_cmd(Command::new(&self.orcctl).arg("--orcconfig").arg(&self.c.config).args(args))
     }
 
     pub(super) fn client(&self) -> anyhow::Result<ServicesClient<tonic::transport::Channel>> {

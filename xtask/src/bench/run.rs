@@ -71,7 +71,7 @@ pub fn run() -> anyhow::Result<()> {
     orcctl::cmd::cluster::save_context(&config, "bench", ctx)?;
     let orc = || {
         let mut c = Command::new(&orcctl);
-        c.arg("--config").arg(&config).args(["--nodes", &agent.addr, "container", "run", "--rm", &image, "--"]);
+        c.arg("--orcconfig").arg(&config).args(["--nodes", &agent.addr, "container", "run", "--rm", &image, "--"]);
         c.arg("/bin/true");
         c
     };
@@ -84,7 +84,7 @@ pub fn run() -> anyhow::Result<()> {
     // The floors: each CLI's process, connection and one call that does nothing.
     let orc_floor = || {
         let mut c = Command::new(&orcctl);
-        c.arg("--config").arg(&config).args(["--nodes", &agent.addr, "version"]);
+        c.arg("--orcconfig").arg(&config).args(["--nodes", &agent.addr, "version"]);
         c
     };
     let docker_floor = || dockerd.command(&["version", "--format", "{{.Server.Version}}"]);
@@ -104,7 +104,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     // Nothing left behind by either.
     let left = Command::new(&orcctl)
-        .arg("--config")
+        .arg("--orcconfig")
         .arg(&config)
         .args(["--nodes", &agent.addr, "container", "ls", "-a", "-o", "json"])
         .output()?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::objects::{
-    Network, Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens,
+    Network, Node, Payload, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens,
 };
 use crate::model::patch::{NodePatch, TaskPatch};
 
@@ -43,6 +43,10 @@ pub enum Kind {
     /// A port the routing mesh publishes, at `<protocol>/<port>` → the id
     /// of the service holding it: claimed in the same entry as the service.
     Published,
+    /// A secret, at its name (versions sealed).
+    Secret,
+    /// A config, at its name.
+    Config,
 }
 
 impl Kind {
@@ -62,6 +66,8 @@ impl Kind {
             Self::Network => "network",
             Self::Vni => "vni",
             Self::Published => "published",
+            Self::Secret => "secret",
+            Self::Config => "config",
         }
     }
 }
@@ -111,6 +117,8 @@ pub enum Object {
     Vni(String),
     /// The id of the service publishing the port on the routing mesh.
     Published(String),
+    Secret(Arc<Payload>),
+    Config(Arc<Payload>),
 }
 
 impl Object {
@@ -130,6 +138,8 @@ impl Object {
             Self::Network(_) => Kind::Network,
             Self::Vni(_) => Kind::Vni,
             Self::Published(_) => Kind::Published,
+            Self::Secret(_) => Kind::Secret,
+            Self::Config(_) => Kind::Config,
         }
     }
 }
@@ -161,6 +171,14 @@ pub enum Command {
     /// All of these, atomically, in order, as one store version. When a
     /// conditional put among them (top level) fails, none applies.
     Batch(Vec<Command>),
+    /// Nothing, unless the object is not at `version` (0: absent): then,
+    /// inside a [`Command::Batch`], nothing of the batch applies. What a
+    /// write depends on without changing it (a service and the secrets it
+    /// mounts).
+    Expect {
+        key: Key,
+        version: u64,
+    },
     /// Independent commands from several clients in one entry (group
     /// commit): each applies or conflicts on its own, as its own version,
     /// with its own result.
@@ -179,6 +197,11 @@ impl Command {
 
     pub fn delete(kind: Kind, id: impl Into<String>) -> Self {
         Self::Delete { key: Key::new(kind, id) }
+    }
+
+    /// Fails its batch unless `key` is at `version` (0: absent).
+    pub fn expect(kind: Kind, id: impl Into<String>, version: u64) -> Self {
+        Self::Expect { key: Key::new(kind, id), version }
     }
 }
 

@@ -29,7 +29,7 @@ pub use index::Index;
 use crate::model::events::Events;
 use crate::model::objects::Tokens;
 use crate::model::objects::{
-    Network, Node, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task,
+    Network, Node, Payload, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task,
 };
 
 /// Objects of one kind by id.
@@ -59,6 +59,10 @@ pub struct ClusterState {
     pub vnis: imbl::OrdMap<String, String>,
     /// Ports on the routing mesh (`<protocol>/<port>`) → the service holding each.
     pub published: imbl::OrdMap<String, String>,
+    /// Secrets by name (their versions sealed).
+    pub secrets: Table<Payload>,
+    /// Configs by name.
+    pub configs: Table<Payload>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -108,6 +112,11 @@ impl ClusterState {
                 self.set(id, object.clone(), self.version);
             }
             Command::Delete { key } => self.remove(key),
+            Command::Expect { key, version } => {
+                if let Some(c) = self.unexpected(key, *version) {
+                    conflicts.push(c);
+                }
+            }
             Command::PatchNode { id, patch } => match self.nodes.get(id) {
                 Some(n) => {
                     let mut n = Node::clone(n);
@@ -129,6 +138,7 @@ impl ClusterState {
                     .iter()
                     .filter_map(|c| match c {
                         Command::Put { id, object, expect_version } => self.refuses(id, object, *expect_version),
+                        Command::Expect { key, version } => self.unexpected(key, *version),
                         _ => None,
                     })
                     .collect();
@@ -155,6 +165,12 @@ impl ClusterState {
         let want = expect?;
         let key = Key::new(object.kind(), id);
         let current = self.version_of(&key);
+        (current != want).then(|| format!("{key} is at version {current}, not {want}"))
+    }
+
+    /// Why `key` is not at `want`, if it is not.
+    fn unexpected(&self, key: &Key, want: u64) -> Option<String> {
+        let current = self.version_of(key);
         (current != want).then(|| format!("{key} is at version {current}, not {want}"))
     }
 
@@ -233,6 +249,12 @@ impl ClusterState {
             Object::Published(s) => {
                 self.published.insert(id.to_string(), s);
             }
+            Object::Secret(p) => {
+                self.secrets.insert(id.to_string(), p);
+            }
+            Object::Config(p) => {
+                self.configs.insert(id.to_string(), p);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -294,6 +316,12 @@ impl ClusterState {
             Kind::Published => {
                 self.published.remove(id);
             }
+            Kind::Secret => {
+                self.secrets.remove(id);
+            }
+            Kind::Config => {
+                self.configs.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -346,6 +374,12 @@ impl ClusterState {
         }
         for (id, v) in &self.published {
             push(Kind::Published, id, Object::Published(v.clone()));
+        }
+        for (id, v) in &self.secrets {
+            push(Kind::Secret, id, Object::Secret(v.clone()));
+        }
+        for (id, v) in &self.configs {
+            push(Kind::Config, id, Object::Config(v.clone()));
         }
         Image { version: self.version, objects }
     }

@@ -26,6 +26,10 @@ impl Model {
         expect.is_some_and(|want| self.objects.get(&key).map(|(v, _)| *v).unwrap_or(0) != want)
     }
 
+    fn unexpected(&self, key: &Key, want: u64) -> bool {
+        self.objects.get(key).map(|(v, _)| *v).unwrap_or(0) != want
+    }
+
     fn apply(&mut self, cmd: &Command) -> bool {
         if let Command::Group(cmds) = cmd {
             // Each its own version; the group itself refuses nothing.
@@ -53,6 +57,11 @@ impl Model {
                     return;
                 }
                 self.set(Key::new(object.kind(), id.as_str()), object.clone());
+            }
+            Command::Expect { key, version } => {
+                if self.unexpected(key, *version) {
+                    *ok = false;
+                }
             }
             Command::Delete { key } => {
                 if self.objects.remove(key).is_some() {
@@ -85,6 +94,7 @@ impl Model {
                 let batch = matches!(cmd, Command::Batch(_));
                 let refused = cmds.iter().any(|c| match c {
                     Command::Put { id, object, expect_version } => self.refuses(id, object, *expect_version),
+                    Command::Expect { key, version } => self.unexpected(key, *version),
                     _ => false,
                 });
                 if batch && refused {
@@ -150,7 +160,7 @@ fn node(r: &mut Rng, id: &str) -> Object {
 
 fn op(r: &mut Rng, m: &Model) -> Command {
     let id = r.pick(IDS).to_string();
-    match r.below(9) {
+    match r.below(10) {
         0 | 1 => Command::put(id.clone(), task(r, &id)),
         2 => {
             // Conditional: right about half the time.
@@ -165,6 +175,12 @@ fn op(r: &mut Rng, m: &Model) -> Command {
             .command(&id),
         6 => NodePatch { hostname: Some(r.pick(&["h1", "h3"]).into()), ..Default::default() }.command(&id),
         7 => Command::put(id, Object::Service(Arc::new(Service::default()))),
+        8 => {
+            // A check: right about half the time.
+            let key = Key::new(Kind::Task, id.as_str());
+            let current = m.objects.get(&key).map(|(v, _)| *v).unwrap_or(0);
+            Command::expect(Kind::Task, id, if r.below(2) == 0 { current } else { current + 1 })
+        }
         _ => {
             let n = 1 + r.below(3);
             let cmds = (0..n).map(|_| op(r, m)).collect();

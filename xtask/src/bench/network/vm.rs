@@ -46,8 +46,11 @@ struct Ctl {
 
 impl Ctl {
     fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let o =
-            Command::new(orc_e2e::paths::debug_bin("orcctl")).arg("--config").arg(&self.config).args(args).output()?;
+        let o = Command::new(orc_e2e::paths::debug_bin("orcctl"))
+            .arg("--orcconfig")
+            .arg(&self.config)
+            .args(args)
+            .output()?;
         anyhow::ensure!(o.status.success(), "orcctl {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim());
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }

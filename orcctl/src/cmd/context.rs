@@ -1,16 +1,16 @@
-//! `orcctl config …`: orcctl's own contexts (endpoints, CA, certificate).
+//! `orcctl context …`: orcctl's own contexts (endpoints, CA, certificate).
 
 use serde_json::json;
 
-use crate::cli::{ConfigCommand, Output};
+use crate::cli::{ContextCommand, Output};
 use crate::config::Config;
 use crate::error::CliError;
 use crate::output::table;
 
-pub fn run(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Result<(), CliError> {
+pub fn run(path: &std::path::Path, cmd: ContextCommand, out: Output) -> Result<(), CliError> {
     let mut cfg = Config::load_or_default(path)?;
     match cmd {
-        ConfigCommand::Contexts => {
+        ContextCommand::Ls => {
             match out {
                 Output::Json => println!(
                     "{}",
@@ -32,13 +32,13 @@ pub fn run(path: &std::path::Path, cmd: ConfigCommand, out: Output) -> Result<()
             }
             Ok(())
         }
-        ConfigCommand::UseContext { name } => {
+        ContextCommand::Use { name } => {
             cfg.context(path, Some(&name))?;
             cfg.current_context = name;
             cfg.save(path)?;
             Ok(())
         }
         // Needs a manager: `super::user::renew`.
-        ConfigCommand::Renew => Ok(()),
+        ContextCommand::Renew => Ok(()),
     }
 }
