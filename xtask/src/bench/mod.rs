@@ -1,10 +1,11 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
 //! benchmark: [`boot`], [`container`] (container-start), [`run`],
-//! [`cluster`], [`scale`], [`update`], [`network`]; [`dockerd`]: Docker as a peer.
+//! [`cluster`], [`scale`], [`update`], [`network`], [`data`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
 mod container;
+mod data;
 mod dockerd;
 mod network;
 mod run;
@@ -22,8 +23,9 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "scale" => scale::run(),
         "update" => update::run(),
         "network" => network::run(),
+        "data" => data::run(),
         other => bail!(
-            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network"
+            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network, data"
         ),
     }
 }

@@ -30,7 +30,7 @@ const REPLICAS: &str = "20";
 const LIMIT: Duration = Duration::from_secs(600);
 
 /// The same policy in both systems' flag names (they share them).
-const POLICY: &[&str] = &[
+pub(super) const POLICY: &[&str] = &[
     "--update-parallelism",
     "2",
     "--update-order",
@@ -48,7 +48,12 @@ const POLICY: &[&str] = &[
 ];
 
 /// Polls `state` until it says one of `want`; seconds since `start`.
-fn until(start: Instant, what: &str, want: &[&str], mut state: impl FnMut() -> String) -> anyhow::Result<f64> {
+pub(super) fn until(
+    start: Instant,
+    what: &str,
+    want: &[&str],
+    mut state: impl FnMut() -> String,
+) -> anyhow::Result<f64> {
     loop {
         let s = state();
         if want.contains(&s.as_str()) {
@@ -61,7 +66,7 @@ fn until(start: Instant, what: &str, want: &[&str], mut state: impl FnMut() -> S
     }
 }
 
-fn orc_state(
+pub(super) fn orc_state(
     o: &Orc,
     c: &mut orc_proto::cluster::services_client::ServicesClient<tonic::transport::Channel>,
 ) -> String {
@@ -71,7 +76,7 @@ fn orc_state(
     }
 }
 
-fn swarm_state(s: &Swarm) -> String {
+pub(super) fn swarm_state(s: &Swarm) -> String {
     s.docker(1, &["service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", "upd"])
         .map(|o| o.trim().to_string())
         .unwrap_or_default()
