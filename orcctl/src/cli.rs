@@ -42,6 +42,9 @@ pub enum Command {
     /// Configs: files with versions, mounted read-only into tasks (--config).
     #[command(subcommand)]
     Config(PayloadCommand),
+    /// Volumes: named storage that outlives tasks (--mount type=volume,source=NAME,target=PATH).
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Secrets: files with versions, encrypted at rest, mounted into tasks
     /// on a tmpfs (--secret); never shown again.
     #[command(subcommand)]
@@ -184,6 +187,26 @@ pub enum ContextCommand {
     /// Renew the current context's certificate before it expires (same
     /// name, role and lifetime; a new key).
     Renew,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Make a named volume (its data lives on each node that runs a task mounting it).
+    Create {
+        /// 1-64 letters, digits, '.', '_' or '-'.
+        name: String,
+        /// KEY=VALUE, repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Every volume, stateful slots' own among them.
+    #[command(alias = "list")]
+    Ls,
+    /// A volume, the services mounting it and, for a slot's, its node.
+    Inspect { name: String },
+    /// Remove a volume no service mounts; every node deletes its copy.
+    #[command(alias = "remove")]
+    Rm { name: String },
 }
 
 /// `secret …` and `config …` (and the old spellings of `context …`).
@@ -486,6 +509,11 @@ pub struct ServiceFlags {
     /// for the node's own network (admins only).
     #[arg(long)]
     pub network: Vec<String>,
+    /// Storage to mount (repeatable): type=volume,source=NAME,target=PATH[,readonly]
+    /// (no source: an anonymous volume, removed with its task; on a stateful
+    /// service each slot gets its own, NAME-<service>.<slot>) or type=tmpfs,target=PATH.
+    #[arg(long)]
+    pub mount: Vec<String>,
     /// A secret to mount (repeatable): NAME, or
     /// source=NAME[,target=PATH][,uid=N][,gid=N][,mode=0400]; default target /run/secrets/NAME.
     #[arg(long)]
@@ -672,6 +700,9 @@ pub struct ServiceUpdate {
     /// KEY to remove.
     #[arg(long)]
     pub env_rm: Vec<String>,
+    /// Stop mounting what is at this target (repeatable); `--mount` adds or changes one.
+    #[arg(long)]
+    pub mount_rm: Vec<String>,
     /// Stop mounting this secret (repeatable); `--secret` adds or changes one.
     #[arg(long)]
     pub secret_rm: Vec<String>,

@@ -189,3 +189,56 @@ mod file_ref_tests {
         assert!(parse_file_ref("source=db,owner=1", "config").unwrap_err().to_string().contains("unknown option"));
     }
 }
+
+/// A `--mount` flag: `type=volume|tmpfs,source=NAME,target=PATH[,readonly]`.
+pub fn parse_mount(s: &str) -> Result<orc_proto::cluster::ServiceMount, CliError> {
+    let mut m = orc_proto::cluster::ServiceMount { r#type: "volume".into(), ..Default::default() };
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+        match k {
+            "type" => m.r#type = v.to_string(),
+            "source" | "src" => m.source = v.to_string(),
+            "target" | "dst" | "destination" => m.target = v.to_string(),
+            "readonly" | "ro" => {
+                m.read_only = match v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(CliError::Usage(format!("--mount {s:?}: {k}={v} is not true or false"))),
+                }
+            }
+            other => {
+                return Err(CliError::Usage(format!(
+                    "--mount {s:?}: unknown option {other:?} (type, source, target, readonly)"
+                )))
+            }
+        }
+    }
+    if m.target.is_empty() {
+        return Err(CliError::Usage(format!("--mount {s:?} has no target: add target=/PATH")));
+    }
+    if m.r#type == "bind" {
+        return Err(CliError::Usage(format!(
+            "--mount {s:?}: services mount volumes and tmpfs; a host path is `orcctl container run -v` (admins)"
+        )));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod mount_tests {
+    use super::parse_mount;
+
+    #[test]
+    fn mounts() {
+        let m = parse_mount("type=volume,source=data,target=/data,readonly").unwrap();
+        assert_eq!(
+            (m.r#type.as_str(), m.source.as_str(), m.target.as_str(), m.read_only),
+            ("volume", "data", "/data", true)
+        );
+        let m = parse_mount("target=/cache").unwrap();
+        assert_eq!((m.r#type.as_str(), m.source.as_str()), ("volume", ""));
+        assert!(parse_mount("source=x").unwrap_err().to_string().contains("no target"));
+        assert!(parse_mount("type=bind,source=/x,target=/y").unwrap_err().to_string().contains("container run -v"));
+        assert!(parse_mount("target=/x,size=1").unwrap_err().to_string().contains("unknown option"));
+    }
+}

@@ -41,6 +41,8 @@
 //! networks: [front, back]           # networks joined, in order; default: [default]
 //! secrets: [db, {source: tls, target: /etc/tls/key.pem, uid: "100", gid: "100", mode: 0400}]
 //! configs: [{source: nginx.conf, target: /etc/nginx/nginx.conf}]   # read-only
+//! volumes: ["data:/data", "logs:/var/log:ro", "/cache"]   # named, or anonymous
+//! tmpfs: [/tmp]
 //! stop_grace_period: 30s
 //! stop_drain_period: 2s
 //! stop_signal: SIGINT
@@ -48,7 +50,7 @@
 
 use std::collections::BTreeMap;
 
-use orc_proto::cluster::{FileRef, ServiceRestartPolicy, ServiceSpec};
+use orc_proto::cluster::{FileRef, ServiceMount, ServiceRestartPolicy, ServiceSpec};
 use serde::Deserialize;
 
 use crate::error::CliError;
@@ -88,6 +90,33 @@ pub struct File {
     secrets: Vec<FileMount>,
     #[serde(default)]
     configs: Vec<FileMount>,
+    /// Compose's short syntax: `NAME:/PATH[:ro]`, or `/PATH` (anonymous).
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default)]
+    tmpfs: Vec<String>,
+}
+
+/// A compose `volumes` entry as a mount.
+fn volume_entry(s: &str) -> Result<ServiceMount, CliError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => ("", *t, ""),
+        [src, t] => (*src, *t, ""),
+        [src, t, m] => (*src, *t, *m),
+        _ => return Err(CliError::Usage(format!("volumes: {s:?} is not NAME:/PATH[:ro] or /PATH"))),
+    };
+    if source.starts_with('/') || source.starts_with('.') {
+        return Err(CliError::Usage(format!(
+            "volumes: {s:?} names a host path: services mount volumes (`orcctl volume create NAME`)"
+        )));
+    }
+    let read_only = match mode {
+        "" | "rw" => false,
+        "ro" => true,
+        m => return Err(CliError::Usage(format!("volumes: {s:?}: mode {m:?} is not ro or rw"))),
+    };
+    Ok(ServiceMount { r#type: "volume".into(), source: source.into(), target: target.into(), read_only })
 }
 
 #[derive(Deserialize)]
@@ -324,6 +353,16 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
         networks: f.networks,
         secrets: f.secrets.iter().map(|s| s.to_proto("secret")).collect::<Result<_, _>>()?,
         configs: f.configs.iter().map(|s| s.to_proto("config")).collect::<Result<_, _>>()?,
+        mounts: f
+            .volumes
+            .iter()
+            .map(|v| volume_entry(v))
+            .chain(
+                f.tmpfs
+                    .iter()
+                    .map(|t| Ok(ServiceMount { r#type: "tmpfs".into(), target: t.clone(), ..Default::default() })),
+            )
+            .collect::<Result<_, _>>()?,
         name: f.name.unwrap_or_default(),
         image: f.image.unwrap_or_default(),
         command: list(f.entrypoint),

@@ -3,7 +3,10 @@
 //! mounting them, as a tmpfs file with its owner and mode, and no STATE,
 //! Raft store, log or API reply holds their plaintext; a new version rolls
 //! the service; a secret in use is not removed; configs are mounted
-//! read-only; bad references are refused with what to do.
+//! read-only; bad references are refused with what to do. Volumes: named
+//! and anonymous on the node's STATE, a tmpfs, a stateful service's slot
+//! volumes kept across task restarts on the node that holds them, `rm`
+//! refused while in use and every copy deleted after.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -78,8 +81,9 @@ fn nowhere_on_disk(c: &LocalCluster, plain: &str) {
     }
 }
 
+/// One cluster for every check of this capability.
 #[test]
-fn secrets_and_configs_reach_only_their_tasks() {
+fn data_and_access() {
     if !can_run_containers() {
         eprintln!("skipped: needs root");
         return;
@@ -89,6 +93,105 @@ fn secrets_and_configs_reach_only_their_tasks() {
     let image = rt.block_on(registry.push(&oci::busybox(0).unwrap(), "orc/busybox:1")).unwrap();
     let opts = Options { runtime: true, lan: true, insecure_registries: vec![registry.host()], ..Default::default() };
     let c = LocalCluster::start(1, 2, opts).unwrap();
+    secrets_and_configs_reach_only_their_tasks(&c, &image);
+    volumes_keep_data_where_their_tasks_run(&c, &image);
+}
+
+/// The agent of the node at `addr`.
+fn agent<'a>(c: &'a LocalCluster, addr: &str) -> &'a orc_e2e::agent::AgentProcess {
+    c.agents.iter().find(|a| a.addr == addr).unwrap()
+}
+
+fn volumes_keep_data_where_their_tasks_run(c: &LocalCluster, image: &str) {
+    let nope = c.ctl(&["service", "create", "--name", "x", "--mount", "source=nope,target=/x", image, "--", "true"]);
+    assert!(!nope.ok && nope.stderr.contains("orcctl volume create nope"), "{}", nope.stderr);
+    assert!(c.ctl(&["volume", "create", "data"]).ok);
+    let again = c.ctl(&["volume", "create", "data"]);
+    assert!(!again.ok && again.stderr.contains("exists"), "{}", again.stderr);
+    let script = "hostname >> /data/log && touch /cache/x /scratch/y && exec sleep 3600";
+    let out = c.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "vol",
+        "--mount",
+        "type=volume,source=data,target=/data",
+        "--mount",
+        "target=/cache",
+        "--mount",
+        "type=tmpfs,target=/scratch",
+        image,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(out.ok, "{}", out.stderr);
+    c.wait(SETTLE, "vol running", |c| running(c, "vol").len() == 1).unwrap();
+    let (task, node, ctr) = running(c, "vol").remove(0);
+    let (_, mounts) = exec(c, &node, &ctr, &["cat", "/proc/mounts"]);
+    let fs_at = |p: &str| mounts.lines().find(|l| l.split_whitespace().nth(1) == Some(p)).map(str::to_string);
+    assert!(fs_at("/scratch").is_some_and(|l| l.starts_with("tmpfs ")), "{mounts}");
+    assert!(fs_at("/data").is_some() && fs_at("/cache").is_some(), "{mounts}");
+    let id = c.json(&["volume", "inspect", "data"])["id"].as_str().unwrap().to_string();
+    let state = agent(c, &node).dir.path().join("state/volumes");
+    c.wait(Duration::from_secs(10), "the volume's data on its node's STATE", |_| {
+        std::fs::read_to_string(state.join(&id).join("_data/log")).is_ok_and(|l| !l.is_empty())
+    })
+    .unwrap();
+    assert!(state.join(".anon").join(&task).join("1/x").exists(), "the anonymous volume");
+    let rm = c.ctl(&["volume", "rm", "data"]);
+    assert!(!rm.ok && rm.stderr.contains("in use by services vol"), "{}", rm.stderr);
+
+    // A stateful service: each slot its own volume, kept with its node.
+    let script = "hostname >> /d/log && exec sleep 3600";
+    let st = ["service", "create", "--name", "st", "--stateful", "--replicas", "2", "--mount", "source=d,target=/d"];
+    assert!(c.ctl(&[&st[..], &[image, "--", "sh", "-c", script]].concat()).ok);
+    c.wait(SETTLE, "st's two slots running", |c| running(c, "st").len() == 2).unwrap();
+    let ls = c.json(&["volume", "ls"]);
+    let slots: Vec<(String, String)> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["slot_service"] == "st")
+        .map(|v| (v["name"].as_str().unwrap().to_string(), v["node_id"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(slots.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["d-st.1", "d-st.2"], "{ls}");
+    let ps = c.json(&["service", "ps", "st", "--running"]);
+    let slot1 = ps.as_array().unwrap().iter().find(|t| t["slot"] == 1).unwrap().clone();
+    assert_eq!(slot1["node_id"].as_str(), Some(slots[0].1.as_str()), "the volume records its slot's node");
+    // The slot's task killed: its replacement runs on the node holding its
+    // volume and finds what the first one wrote.
+    let (id1, node1) = (slot1["id"].as_str().unwrap().to_string(), slot1["node_id"].as_str().unwrap().to_string());
+    let (_, addr1, ctr1) = running(c, "st").into_iter().find(|t| t.0 == id1).unwrap();
+    assert!(c.ctl(&["--nodes", &addr1, "container", "kill", &ctr1, "--signal", "KILL"]).ok);
+    c.wait(SETTLE, "slot 1 replaced", |c| {
+        let ps = c.json(&["service", "ps", "st", "--running"]);
+        ps.as_array()
+            .is_some_and(|a| a.iter().any(|t| t["slot"] == 1 && t["id"] != id1.as_str() && t["state"] == "running"))
+    })
+    .unwrap();
+    let ps = c.json(&["service", "ps", "st", "--running"]);
+    let again = ps.as_array().unwrap().iter().find(|t| t["slot"] == 1 && t["state"] == "running").unwrap().clone();
+    assert_eq!(again["node_id"].as_str(), Some(node1.as_str()), "the node holding the slot's volume");
+    let (_, addr, ctr) = running(c, "st").into_iter().find(|t| Some(t.0.as_str()) == again["id"].as_str()).unwrap();
+    let (_, log) = exec(c, &addr, &ctr, &["cat", "/d/log"]);
+    assert_eq!(log.lines().count(), 2, "both tasks of slot 1 wrote to its volume: {log}");
+    let rm = c.ctl(&["volume", "rm", "d-st.1"]);
+    assert!(!rm.ok && rm.stderr.contains("in use by services st"), "{}", rm.stderr);
+
+    // Removed: the anonymous volume goes with its task, the named one's
+    // copies once it is removed.
+    assert!(c.ctl(&["service", "rm", "vol"]).ok && c.ctl(&["service", "rm", "st"]).ok);
+    c.wait(SETTLE, "the anonymous volume deleted", |_| !state.join(".anon").join(&task).exists()).unwrap();
+    c.wait(SETTLE, "data removable", |c| c.ctl(&["volume", "rm", "data"]).ok).unwrap();
+    c.wait(Duration::from_secs(15), "every copy of data deleted", |_| !state.join(&id).exists()).unwrap();
+    for v in ["d-st.1", "d-st.2"] {
+        c.wait(SETTLE, "the slot volumes removable", |c| c.ctl(&["volume", "rm", v]).ok).unwrap();
+    }
+}
+
+fn secrets_and_configs_reach_only_their_tasks(c: &LocalCluster, image: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -105,7 +208,7 @@ fn secrets_and_configs_reach_only_their_tasks() {
     assert!(c.ctl(&["config", "create", "app.conf", &file("conf", "greeting=hello\n")]).ok);
 
     // A reference to nothing is refused, saying how to make it.
-    let nope = c.ctl(&["service", "create", "--name", "x", "--secret", "nope", &image, "--", "sleep", "1"]);
+    let nope = c.ctl(&["service", "create", "--name", "x", "--secret", "nope", image, "--", "sleep", "1"]);
     assert!(!nope.ok && nope.stderr.contains("orcctl secret create nope"), "{}", nope.stderr);
     let twice = c.ctl(&[
         "service",
@@ -116,12 +219,12 @@ fn secrets_and_configs_reach_only_their_tasks() {
         "source=db,target=/a",
         "--config",
         "source=app.conf,target=/a",
-        &image,
+        image,
         "--",
         "sleep",
         "1",
     ]);
-    assert!(!twice.ok && twice.stderr.contains("mounted at /a"), "{}", twice.stderr);
+    assert!(!twice.ok && twice.stderr.contains("are at /a"), "{}", twice.stderr);
 
     let out = c.ctl(&[
         "service",
@@ -134,7 +237,7 @@ fn secrets_and_configs_reach_only_their_tasks() {
         "app.conf",
         "--update-parallelism",
         "1",
-        &image,
+        image,
         "--",
         "sleep",
         "3600",
@@ -142,18 +245,18 @@ fn secrets_and_configs_reach_only_their_tasks() {
     assert!(out.ok, "{}", out.stderr);
     c.wait(SETTLE, "app running", |c| running(c, "app").len() == 1)
         .unwrap_or_else(|e| panic!("{e}\n{}", c.ctl(&["service", "ps", "app"]).stdout));
-    let (task, node, ctr) = running(&c, "app").remove(0);
-    let (ok, pw) = exec(&c, &node, &ctr, &["cat", "/etc/pw"]);
+    let (task, node, ctr) = running(c, "app").remove(0);
+    let (ok, pw) = exec(c, &node, &ctr, &["cat", "/etc/pw"]);
     assert!(ok && pw == canary, "the secret in the task: {pw}");
-    let (_, ls) = exec(&c, &node, &ctr, &["ls", "-ln", "/etc/pw"]);
+    let (_, ls) = exec(c, &node, &ctr, &["ls", "-ln", "/etc/pw"]);
     let f: Vec<&str> = ls.split_whitespace().collect();
     assert_eq!(f.get(..4), Some(&["-r--------", "1", "1000", "1001"][..]), "owner and mode: {ls}");
-    let (_, mounts) = exec(&c, &node, &ctr, &["cat", "/proc/mounts"]);
+    let (_, mounts) = exec(c, &node, &ctr, &["cat", "/proc/mounts"]);
     let line = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/etc/pw")).unwrap_or_default();
     assert!(line.starts_with("tmpfs ") && line.contains(" ro,"), "a read-only tmpfs file: {line:?}");
-    let (ok, conf) = exec(&c, &node, &ctr, &["cat", "/app.conf"]);
+    let (ok, conf) = exec(c, &node, &ctr, &["cat", "/app.conf"]);
     assert!(ok && conf == "greeting=hello\n", "the config at /<name>: {conf}");
-    let (ok, _) = exec(&c, &node, &ctr, &["sh", "-c", "echo x > /app.conf"]);
+    let (ok, _) = exec(c, &node, &ctr, &["sh", "-c", "echo x > /app.conf"]);
     assert!(!ok, "configs are read-only");
 
     // Only the node running the task got it: the others have no files at all.
@@ -169,7 +272,7 @@ fn secrets_and_configs_reach_only_their_tasks() {
         }
     }
     // Nowhere on disk, in a reply, or in the events.
-    nowhere_on_disk(&c, &canary);
+    nowhere_on_disk(c, &canary);
     for args in [
         &["secret", "inspect", "db"][..],
         &["secret", "ls"],
@@ -207,7 +310,7 @@ fn secrets_and_configs_reach_only_their_tasks() {
         c.agents.iter().all(|a| !a.dir.path().join("run/files").join(&task).exists())
     })
     .unwrap();
-    nowhere_on_disk(&c, &canary2);
+    nowhere_on_disk(c, &canary2);
     let versions = c.json(&["secret", "inspect", "db"])["versions"].as_array().map(Vec::len);
     assert_eq!(versions, Some(2), "the previous version kept for a rollback");
 

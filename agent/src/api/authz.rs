@@ -107,6 +107,11 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Secrets/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Secrets/Inspect", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Secrets/Remove", Rule::AtLeast(Role::Operator)),
+    // Volumes: made and removed with the services that use them.
+    ("/orc.cluster.v1.Volumes/Create", Rule::AtLeast(Role::Operator)),
+    ("/orc.cluster.v1.Volumes/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Volumes/Inspect", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Volumes/Remove", Rule::AtLeast(Role::Operator)),
     // Configs: the same, their data shown to readers (not secret).
     ("/orc.cluster.v1.Configs/Create", Rule::AtLeast(Role::Operator)),
     ("/orc.cluster.v1.Configs/Update", Rule::AtLeast(Role::Operator)),

@@ -78,6 +78,7 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         networks: networks_from_proto(&p.networks),
         secrets: p.secrets.into_iter().map(file_from_proto).collect(),
         configs: p.configs.into_iter().map(file_from_proto).collect(),
+        mounts: p.mounts.into_iter().map(mount_from_proto).collect::<Result<_, _>>()?,
     };
     Ok(s)
 }
@@ -102,6 +103,18 @@ fn file_from_proto(f: pb::FileRef) -> FileRef {
         gid: f.gid,
         mode: f.mode,
     }
+}
+
+fn mount_from_proto(m: pb::ServiceMount) -> Result<ServiceMount, ClusterError> {
+    let kind = match m.r#type.as_str() {
+        "" => MountKind::Volume,
+        t => MountKind::parse(t).ok_or_else(|| {
+            ClusterError::InvalidArgument(format!(
+                "mount type {t:?} is not volume or tmpfs (bind mounts: not in services)"
+            ))
+        })?,
+    };
+    Ok(ServiceMount { kind, source: m.source.trim().to_string(), target: m.target, read_only: m.read_only })
 }
 
 fn file_to_proto(f: &FileRef) -> pb::FileRef {
@@ -168,6 +181,16 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         networks: s.networks().iter().map(|n| n.to_string()).collect(),
         secrets: s.secrets.iter().map(file_to_proto).collect(),
         configs: s.configs.iter().map(file_to_proto).collect(),
+        mounts: s
+            .mounts
+            .iter()
+            .map(|m| pb::ServiceMount {
+                r#type: m.kind.as_str().into(),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
     }
 }
 

@@ -113,6 +113,7 @@ impl Dispatcher for DispatcherService {
                         delta: u.delta,
                         removed: u.removed,
                         network_json: u.network.and_then(|n| serde_json::to_vec(&n).ok()),
+                        removed_volumes: u.removed_volumes.map(|ids| pb::RemovedVolumes { ids }),
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");

@@ -8,6 +8,7 @@
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`cluster`], [`services`], [`nodes`], [`networks`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
+//! - [`volumes`]: `orc.cluster.v1.Volumes`, named storage.
 //! - [`payloads`]: `orc.cluster.v1.Secrets` and `Configs`, one service for both.
 //! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
 //! - [`convert`]: cluster objects ↔ `orc.cluster.v1` messages
@@ -33,4 +34,5 @@ pub mod peer;
 pub mod server;
 pub mod services;
 pub mod status;
+pub mod volumes;
 pub mod watch;

@@ -23,6 +23,7 @@ use orc_proto::cluster::cluster_server::ClusterServer;
 use orc_proto::cluster::configs_server::ConfigsServer;
 use orc_proto::cluster::networks_server::NetworksServer;
 use orc_proto::cluster::secrets_server::SecretsServer;
+use orc_proto::cluster::volumes_server::VolumesServer;
 
 use crate::model::payload::PayloadKind;
 use orc_proto::cluster::nodes_server::NodesServer;
@@ -191,6 +192,7 @@ pub async fn run(
         .add_service(NodesServer::new(super::nodes::NodesService::new(state.clone())))
         .add_service(NetworksServer::new(super::networks::NetworksService::new(state.clone())))
         .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
+        .add_service(VolumesServer::new(super::volumes::VolumesService::new(state.clone())))
         .add_service(SecretsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Secret)))
         .add_service(ConfigsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Config)))
         .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(

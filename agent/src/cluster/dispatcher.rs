@@ -243,6 +243,8 @@ pub struct Assignments {
     pub managers: Vec<String>,
     pub deny: crate::pki::deny::DenyList,
     pub network: Arc<Networks>,
+    /// Ids of removed volumes (every node deletes its copies).
+    pub removed_volumes: Vec<String>,
 }
 
 /// The assignments of `node_id` as the leader `s` has them applied, with
@@ -278,6 +280,7 @@ pub async fn assignments(
         managers: managers(s),
         deny: deny.clone(),
         network: network.clone(),
+        removed_volumes: v.removed_volumes.keys().cloned().collect(),
     }
 }
 
@@ -453,6 +456,8 @@ pub struct Update {
     /// The secret and config versions the tasks of this message mount
     /// that the session has not sent yet.
     pub files: Vec<FileKey>,
+    /// Ids of removed volumes, when they changed.
+    pub removed_volumes: Option<Vec<String>>,
 }
 
 /// A version of a secret or config.
@@ -495,6 +500,7 @@ pub struct Sent {
     network: Option<Arc<Networks>>,
     /// The secret and config versions sent so far.
     files: std::collections::HashSet<FileKey>,
+    removed_volumes: Option<Vec<String>>,
 }
 
 /// What of `now` the node that was sent `before` is told (None: nothing).
@@ -587,10 +593,18 @@ impl Sent {
             Some(n) if Arc::ptr_eq(n, &a.network) => None,
             before => network_news(before.as_deref(), &a.network),
         };
-        if !first && self.meta.as_ref() == Some(&meta) && changed.is_empty() && removed.is_empty() && network.is_none()
+        let removed_volumes =
+            (self.removed_volumes.as_ref() != Some(&a.removed_volumes)).then(|| a.removed_volumes.clone());
+        if !first
+            && self.meta.as_ref() == Some(&meta)
+            && changed.is_empty()
+            && removed.is_empty()
+            && network.is_none()
+            && removed_volumes.is_none()
         {
             return None;
         }
+        self.removed_volumes = Some(a.removed_volumes.clone());
         self.meta = Some(meta);
         self.network = Some(a.network.clone());
         let delta = deltas && !first;
@@ -616,6 +630,7 @@ impl Sent {
             deny: a.deny,
             network,
             files,
+            removed_volumes,
         })
     }
 }
@@ -658,6 +673,7 @@ mod tests {
             managers: vec![],
             deny: Default::default(),
             network: Default::default(),
+            removed_volumes: Vec::new(),
         }
     }
 

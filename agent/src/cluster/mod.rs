@@ -8,6 +8,7 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`volumes`]: volumes (named, a stateful slot's own), their tombstones.
 //! - [`payloads`]: secrets and configs (sealed versions, rotation, delivery).
 //! - [`networks`]: networks as objects (create, inspect, remove while unused).
 //! - [`leases`]: each node's subnet per network, leased by the leader.
@@ -56,6 +57,7 @@ pub mod token;
 pub mod tokens;
 pub mod usage;
 pub mod vips;
+pub mod volumes;
 pub mod watch;
 
 pub use error::ClusterError;

@@ -55,6 +55,8 @@ struct Pass<'a> {
     touched: BTreeSet<String>,
     /// Services whose update status (or, rolling back, spec) this pass changed.
     services: BTreeMap<String, Service>,
+    /// Stateful slots' volumes this pass made or moved, by name.
+    volumes: BTreeMap<String, Volume>,
 }
 
 impl Pass<'_> {
@@ -156,6 +158,7 @@ pub fn reconcile(v: &View, now: i64, scope: &Scope) -> Vec<Command> {
         deleted: Vec::new(),
         touched: BTreeSet::new(),
         services: BTreeMap::new(),
+        volumes: BTreeMap::new(),
     };
     let (tasks, services, forgettable): (Vec<String>, Vec<Arc<Service>>, Vec<String>) = match scope {
         Scope::All => (
@@ -466,6 +469,7 @@ fn demand(t: &Task) -> Demand {
         constraints: constraints(&t.spec),
         // Only host-mode ports are held per node (the mesh's are the cluster's).
         ports: t.spec.ports.iter().filter(|p| p.mode == PublishMode::Host).map(|p| p.published).collect(),
+        prefer: None,
     }
 }
 
@@ -544,7 +548,8 @@ fn schedule(p: &mut Pass) {
             }
             continue;
         }
-        let d = demand(t);
+        let mut d = demand(t);
+        d.prefer = super::volumes::preferred_node(p.v, t);
         load(&mut per_service, &d.service);
         let placed = if t.slot == 0 {
             let Some(&i) = at.get(&t.node) else { continue };
@@ -553,9 +558,15 @@ fn schedule(p: &mut Pass) {
             scheduler::place(&mut nodes, &mut per_service, &d)
         };
         let now = p.now;
+        let (volumes, writes) = match &placed {
+            Ok(node) => super::volumes::at_placement(p.v, t, node, now),
+            Err(_) => Default::default(),
+        };
+        p.volumes.extend(writes.into_iter().map(|x| (x.name.clone(), x)));
         if let Some(t) = p.task_mut(&id) {
             match placed {
                 Ok(node) => {
+                    t.volumes = volumes;
                     t.node = node;
                     t.state = TaskState::Assigned;
                     t.message = String::new();
@@ -613,6 +624,10 @@ fn commands(p: &Pass) -> Vec<Command> {
     for (id, s) in &p.services {
         let version = p.v.version_of(&crate::model::db::Key::new(Kind::Service, id.as_str()));
         out.push(Command::put_if(id.clone(), Object::Service(Arc::new(s.clone())), version));
+    }
+    // Not conditional: a refused put would refuse the whole pass.
+    for (name, x) in &p.volumes {
+        out.push(Command::put(name.clone(), Object::Volume(Arc::new(x.clone()))));
     }
     for (id, old, new) in p.changes() {
         match (old, new) {

@@ -120,6 +120,8 @@ pub struct Demand {
     pub memory: u64,
     pub constraints: Vec<Constraint>,
     pub ports: Vec<u16>,
+    /// The node to take when it can: the one holding a stateful slot's volume.
+    pub prefer: Option<String>,
 }
 
 /// Why nodes were ruled out, counted.
@@ -179,6 +181,8 @@ pub fn place(nodes: &mut [NodeInfo], per_service: &mut PerService, d: &Demand) -
             continue;
         }
         let mine = mine_per_node.and_then(|m| m.get(&n.id)).copied().unwrap_or(0);
+        // The preferred node sorts before every other.
+        let mine = if d.prefer.as_deref() == Some(n.id.as_str()) { 0 } else { mine.saturating_add(1) };
         let key = (mine, n.tasks, n.id.as_str(), i);
         if best.is_none_or(|b| (key.0, key.1, key.2) < (b.0, b.1, b.2)) {
             best = Some(key);
@@ -227,6 +231,17 @@ mod tests {
         let placed: Vec<String> = (0..6).map(|_| place(&mut nodes, &mut per, &demand()).unwrap()).collect();
         assert_eq!(placed, ["b", "c", "a", "b", "c", "a"]);
         assert_eq!(per["web"]["a"], 2);
+    }
+
+    #[test]
+    fn a_preferred_node_wins_when_it_can_take_the_task() {
+        let mut nodes = vec![node("a"), node("b"), node("c")];
+        let mut per = HashMap::new();
+        let d = Demand { prefer: Some("c".into()), ..demand() };
+        assert_eq!(place(&mut nodes, &mut per, &d).unwrap(), "c");
+        assert_eq!(place(&mut nodes, &mut per, &d).unwrap(), "c", "even with the service's task on it");
+        nodes[2].ready = false;
+        assert_eq!(place(&mut nodes, &mut per, &d).unwrap(), "a", "down: spread as usual");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
     spec::validate(&spec, v.settings.max_replicas())?;
     super::networks::check_joined(&v, &spec)?;
     payloads::resolve(&v, &mut spec)?;
+    super::volumes::check(&v, &spec)?;
     if v.service_by_name(&spec.name).is_some() {
         return Err(ClusterError::AlreadyExists(format!(
             "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
@@ -52,6 +53,7 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
     cmds.extend(vips::claims(None, &s));
     cmds.extend(published::claims(None, &s));
     cmds.extend(payloads::expects(&v, &s.spec));
+    cmds.extend(super::volumes::expects(&v, &s.spec));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), 0));
     let r = raft.write(Command::Batch(cmds)).await?;
     committed(r, "creating the service")?;
@@ -87,6 +89,7 @@ pub async fn update(
         let now = now_ms();
         let mut spec = spec.clone();
         payloads::resolve(v, &mut spec)?;
+        super::volumes::check(v, &spec)?;
         let mut s = respec(old, spec.clone(), now);
         let schedule = |c: &Option<CronSchedule>| c.as_ref().map(|c| (c.schedule.clone(), c.time_zone.clone()));
         if schedule(&old.spec.cron) != schedule(&spec.cron) {
@@ -229,6 +232,7 @@ async fn change_from(
     let mut cmds = vips::claims(Some(&old), &s);
     cmds.extend(published::claims(Some(&old), &s));
     cmds.extend(payloads::expects(&v, &s.spec));
+    cmds.extend(super::volumes::expects(&v, &s.spec));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version));
     let cmd = if cmds.len() == 1 { cmds.remove(0) } else { Command::Batch(cmds) };
     committed(raft.write(cmd).await?, what)?;

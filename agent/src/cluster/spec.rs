@@ -2,8 +2,9 @@
 //! mistake named with how to fix it.
 
 use super::objects::{
-    signal_number, valid_payload_name, Autoscale, FailureAction, HealthChecks, Mode, NetworkMode, PayloadKind,
-    ProbeAction, ProbeRole, Protocol, PublishMode, ServiceSpec, StopPolicy, UpdateOrder, UpdatePolicy, STOP_SIGNALS,
+    signal_number, valid_payload_name, valid_volume_name, Autoscale, FailureAction, HealthChecks, Mode, MountKind,
+    NetworkMode, PayloadKind, ProbeAction, ProbeRole, Protocol, PublishMode, ServiceSpec, StopPolicy, UpdateOrder,
+    UpdatePolicy, STOP_SIGNALS,
 };
 use super::scheduler::{Constraint, ConstraintError};
 use crate::fields;
@@ -58,8 +59,16 @@ pub enum SpecError {
     FileTarget { kind: PayloadKind, name: String, target: String },
     #[error("{kind} {name}: mode {mode:o} is not a permission (0-7777, e.g. mode=0400)")]
     FileMode { kind: PayloadKind, name: String, mode: u32 },
-    #[error("two secrets or configs are mounted at {0}: give one of them another target (target=PATH)")]
+    #[error("two mounts (volumes, secrets or configs) are at {0}: give one of them another target (target=PATH)")]
     FileTargetTwice(String),
+    #[error("mount target {0:?} must be an absolute path without '..' (e.g. target=/data)")]
+    MountTarget(String),
+    #[error("volume name {0:?}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")]
+    VolumeName(String),
+    #[error("the tmpfs mount at {0} takes no source: drop source=")]
+    TmpfsSource(String),
+    #[error("at most {max} mounts per service")]
+    TooManyMounts { max: usize },
     #[error("at most {max} secrets and configs per service")]
     TooManyFiles { max: usize },
     #[error("a global service runs one task per node: drop --replicas or use --mode replicated")]
@@ -217,6 +226,36 @@ fn files(s: &ServiceSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Volume and tmpfs mounts are well formed and at paths of their own
+/// (whether named volumes exist is the state's to say: [`super::volumes`]).
+fn mounts(s: &ServiceSpec) -> Result<(), SpecError> {
+    if s.mounts.len() > fields::MAX_LIST {
+        return Err(SpecError::TooManyMounts { max: fields::MAX_LIST });
+    }
+    let mut seen: std::collections::BTreeSet<String> = PayloadKind::ALL
+        .into_iter()
+        .flat_map(|k| s.files(k).iter().map(move |f| k.target(&f.name, &f.target)))
+        .collect();
+    for m in &s.mounts {
+        let bad = !m.target.starts_with('/') || m.target.split('/').any(|p| p == ".." || p == ".");
+        if bad || m.target.len() > 4096 || m.target.contains('\0') {
+            return Err(SpecError::MountTarget(m.target.clone()));
+        }
+        match m.kind {
+            MountKind::Volume if !m.source.is_empty() && !valid_volume_name(&m.source) => {
+                return Err(SpecError::VolumeName(m.source.clone()))
+            }
+            MountKind::Tmpfs if !m.source.is_empty() => return Err(SpecError::TmpfsSource(m.target.clone())),
+            _ => {}
+        }
+        let target = m.target.trim_end_matches('/').to_string();
+        if !seen.insert(if target.is_empty() { "/".into() } else { target }) {
+            return Err(SpecError::FileTargetTwice(m.target.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// The networks named are well formed (whether they exist is the state's
 /// to say: [`super::networks::check_joined`]).
 fn networks(s: &ServiceSpec) -> Result<(), SpecError> {
@@ -255,6 +294,7 @@ pub fn validate(s: &ServiceSpec, max_replicas: u64) -> Result<(), SpecError> {
     }
     networks(s)?;
     files(s)?;
+    mounts(s)?;
     fields::duration_ms("restart delay", s.restart.delay_ms, MAX_RESTART_MS)?;
     fields::duration_ms("restart window", s.restart.window_ms, MAX_RESTART_MS)?;
     for c in &s.constraints {

@@ -12,6 +12,7 @@
 //! - [`events`]: state changes as events, derived as they are applied.
 //! - [`network`]: the container address pool, subnet leases, network modes.
 //! - [`payload`]: secrets and configs: named files with immutable versions.
+//! - [`volume`]: volumes (named, a stateful slot's own) and service mounts.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
 //!   and the migration of older JSON stores.
@@ -24,3 +25,4 @@ pub mod network;
 pub mod objects;
 pub mod patch;
 pub mod payload;
+pub mod volume;

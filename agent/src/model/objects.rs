@@ -11,6 +11,7 @@ pub use super::autoscale::*;
 pub use super::lifecycle::*;
 pub use super::network::*;
 pub use super::payload::*;
+pub use super::volume::*;
 use crate::pki::role::Role;
 use crate::runtime::record::Process;
 
@@ -356,6 +357,9 @@ pub struct ServiceSpec {
     /// Configs mounted into its tasks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileRef>,
+    /// Volumes and tmpfs its tasks mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<ServiceMount>,
 }
 
 impl ServiceSpec {
@@ -391,6 +395,7 @@ impl ServiceSpec {
             networks,
             secrets,
             configs,
+            mounts,
         } = self;
         *name == other.name
             && *image == other.image
@@ -411,6 +416,7 @@ impl ServiceSpec {
             && *networks == other.networks
             && *secrets == other.secrets
             && *configs == other.configs
+            && *mounts == other.mounts
     }
 
     /// What it mounts of kind `kind`.
@@ -607,6 +613,10 @@ pub struct Task {
     /// Its address on each network it joined, as its node reported.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub addresses: BTreeMap<String, std::net::Ipv4Addr>,
+    /// The named volumes it mounts, name → id: set by the managers when
+    /// they place it (a stateful slot's volume made then on first placement).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, String>,
 }
 
 impl Task {
@@ -656,6 +666,7 @@ impl Task {
             ready_ms: _,
             run,
             addresses: _,
+            volumes,
         } = self;
         *id == other.id
             && *service_id == other.service_id
@@ -669,6 +680,7 @@ impl Task {
             && *window_start_ms == other.window_start_ms
             && *created_ms == other.created_ms
             && *run == other.run
+            && *volumes == other.volumes
             && *spec == other.spec
     }
 }

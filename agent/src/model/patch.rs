@@ -153,6 +153,8 @@ pub struct TaskPatch {
     pub ready_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addresses: Option<std::collections::BTreeMap<String, std::net::Ipv4Addr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl TaskPatch {
@@ -176,6 +178,7 @@ impl TaskPatch {
             probe,
             ready_ms,
             addresses,
+            volumes,
         } = self.clone();
         set(&mut t.state, state);
         set(&mut t.message, message);
@@ -190,6 +193,7 @@ impl TaskPatch {
         set(&mut t.probe, probe);
         set(&mut t.ready_ms, ready_ms);
         set(&mut t.addresses, addresses);
+        set(&mut t.volumes, volumes);
     }
 
     /// The fields of `new` that differ from `old`; None when nothing a
@@ -213,6 +217,7 @@ impl TaskPatch {
             probe: diff(&old.probe, &new.probe),
             ready_ms: diff(&old.ready_ms, &new.ready_ms),
             addresses: diff(&old.addresses, &new.addresses),
+            volumes: diff(&old.volumes, &new.volumes),
         };
         (p != Self::default()).then_some(p)
     }
@@ -267,6 +272,7 @@ mod tests {
             probe: Some(String::new()),
             ready_ms: Some(1),
             addresses: Some(Default::default()),
+            volumes: Some(Default::default()),
         };
         // Fields left out while default are named once set.
         let set = Task {
@@ -275,6 +281,7 @@ mod tests {
             ready_ms: 1,
             run: 1,
             addresses: [("default".to_string(), std::net::Ipv4Addr::LOCALHOST)].into(),
+            volumes: [("data".to_string(), "id".to_string())].into(),
             ..Default::default()
         };
         let fields = keys(serde_json::to_value(set).unwrap());

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 
 use super::files::TaskFiles;
 use super::runtime::TaskRuntime;
+use super::volumes::TaskVolumes;
 use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
 use crate::network::node::{Attachment, NodeNetwork};
 use crate::runtime::record::{ContainerRecord, Limits, MountSpec, RestartCondition, RunSpec, Status};
@@ -45,6 +46,8 @@ pub struct Executor {
     pub network: Option<Arc<NodeNetwork>>,
     /// Its tasks' secrets and configs.
     pub files: TaskFiles,
+    /// Its tasks' volumes.
+    volumes: TaskVolumes,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -105,10 +108,16 @@ fn exited(id: &str, r: &ContainerRecord, wanted_down: bool) -> TaskStatus {
 }
 
 impl Executor {
-    pub fn new(runtime: Arc<dyn TaskRuntime>, network: Option<Arc<NodeNetwork>>, files: TaskFiles) -> Arc<Self> {
+    pub fn new(
+        runtime: Arc<dyn TaskRuntime>,
+        network: Option<Arc<NodeNetwork>>,
+        files: TaskFiles,
+        volumes: TaskVolumes,
+    ) -> Arc<Self> {
         let ex = Arc::new(Self {
             runtime,
             files,
+            volumes,
             tasks: Mutex::default(),
             removing: Mutex::default(),
             changed: Notify::new(),
@@ -246,8 +255,16 @@ impl Executor {
                 n.detach(&task);
             }
             ex.files.remove(&task);
+            ex.volumes.remove_anonymous(&task);
             ex.removing_lock().remove(&container);
         });
+    }
+
+    /// Deletes this node's copies of removed volumes (none a task here mounts).
+    pub fn forget_volumes(&self, ids: &[String]) {
+        let mounted: std::collections::HashSet<String> =
+            self.lock().values().flat_map(|l| l.task.volumes.values().cloned()).collect();
+        self.volumes.forget(ids, |id| mounted.contains(id));
     }
 
     pub fn statuses(&self) -> Vec<TaskStatus> {
@@ -281,6 +298,7 @@ impl Executor {
                 n.retain(&live);
             }
             self.files.sweep(|task| live.contains(task));
+            self.volumes.sweep_anonymous(|task| live.contains(task));
         }
         for id in &wanted {
             self.step(id);
@@ -380,6 +398,17 @@ impl Executor {
                 }
             }
         };
+        let mut mounts = files;
+        match self.volumes.prepare(t) {
+            Ok(m) => mounts.extend(m),
+            Err(e) => {
+                self.files.remove(&t.id);
+                return TaskStatus {
+                    error: e.to_string(),
+                    ..status(&t.id, TaskState::Rejected, "its volumes could not be mounted")
+                };
+            }
+        }
         let net = match self.overlay(t) {
             Some(n) => match n.attach(&t.id, &hostname(t), &t.spec.networks()).await {
                 Ok(a) => Some(a),
@@ -398,7 +427,7 @@ impl Executor {
             .as_ref()
             .map(|a| a.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect())
             .unwrap_or_default();
-        match self.runtime.run(run_spec(t, net.as_ref(), files)).await {
+        match self.runtime.run(run_spec(t, net.as_ref(), mounts)).await {
             Ok(r) => TaskStatus { container: r.id.clone(), addresses, ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
@@ -579,7 +608,12 @@ mod tests {
     #[tokio::test]
     async fn tasks_become_containers_and_their_ends_become_states() {
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()), None, TaskFiles::new(Path::new("/nonexistent")));
+        let ex = Executor::new(
+            Arc::new(rt.clone()),
+            None,
+            TaskFiles::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent")),
+        );
 
         // Wanted running: a container named for the task, labelled, never restarted by the node.
         ex.assign(vec![task("t1", "busybox", TaskState::Running)]).await;
@@ -623,7 +657,12 @@ mod tests {
     async fn probes_mark_readiness_and_a_failed_liveness_restarts_with_its_reason() {
         use crate::cluster::objects::{HealthChecks, Probe, ProbeAction};
         let rt = FakeRuntime::new(&["busybox"]);
-        let ex = Executor::new(Arc::new(rt.clone()), None, TaskFiles::new(Path::new("/nonexistent")));
+        let ex = Executor::new(
+            Arc::new(rt.clone()),
+            None,
+            TaskFiles::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent")),
+        );
         let probe = |file: &str| Probe {
             interval_ms: 10,
             timeout_ms: 10,

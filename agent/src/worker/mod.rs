@@ -8,6 +8,7 @@
 //! - [`executor`]: tasks ↔ containers.
 //! - [`files`]: the secrets and configs the leader sent, in memory, and
 //!   each task's tmpfs holding its own.
+//! - [`volumes`]: named, slot and anonymous volumes on STATE.
 //! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
 //! - [`usage`]: what running tasks use, for the heartbeat (autoscaling).
 //! - [`fence`]: a node cut off from the managers stops its stateful tasks.
@@ -23,3 +24,4 @@ pub mod reported;
 pub mod runtime;
 pub mod session;
 pub mod usage;
+pub mod volumes;

@@ -225,6 +225,9 @@ async fn session(
                     }
                 }
                 executor.files.take(a.files.into_iter().filter_map(delivered).collect());
+                if let Some(gone) = &a.removed_volumes {
+                    executor.forget_volumes(&gone.ids);
+                }
                 match serde_json::from_slice::<Vec<Task>>(&a.tasks_json) {
                     Ok(changed) => {
                         dispatcher::take(&mut tasks, a.delta, changed, &a.removed);

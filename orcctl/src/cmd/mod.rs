@@ -1,6 +1,6 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`], [`network`],
-//! [`cluster`], [`context`] (orcctl's own), [`payload`] (secrets and configs), [`user`], [`events`]; [`attached`]: `container run --rm`;
+//! [`cluster`], [`context`] (orcctl's own), [`payload`] (secrets and configs), [`volume`], [`user`], [`events`]; [`attached`]: `container run --rm`;
 //! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
@@ -18,6 +18,7 @@ pub mod payload;
 pub mod rollout;
 pub mod service;
 pub mod user;
+pub mod volume;
 pub mod watch;
 
 use crate::cli::{Cli, ClusterCommand, Command, ContextCommand, NodeCommand};
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
         Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,
+        Command::Volume(cmd) => volume::run(cmd, &managers, &trust, out).await,
         Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &managers, &trust, out).await,
         Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &managers, &trust, out).await,
         Command::Context(_) => Ok(()),

@@ -13,7 +13,7 @@ use crate::connect::{manager, Trust};
 use crate::error::CliError;
 use crate::lifecycle::{self, PolicyFlags};
 use crate::output::{ago, table};
-use crate::parse::{key_value, parse_bytes, parse_duration, parse_file_ref, parse_port};
+use crate::parse::{key_value, parse_bytes, parse_duration, parse_file_ref, parse_mount, parse_port};
 use crate::service_file;
 
 /// Mounts `f`, in place of a mount of the same name.
@@ -53,6 +53,13 @@ fn apply_flags(s: &mut ServiceSpec, f: &ServiceFlags) -> Result<(), CliError> {
             s.network = "overlay".into();
             // `overlay` was the name of the default network's mode.
             s.networks = nets.iter().map(|n| if n == "overlay" { "default".into() } else { n.clone() }).collect();
+        }
+    }
+    for m in &f.mount {
+        let m = parse_mount(m)?;
+        match s.mounts.iter_mut().find(|x| x.target == m.target) {
+            Some(x) => *x = m,
+            None => s.mounts.push(m),
         }
     }
     for spec in &f.secret {
@@ -220,6 +227,7 @@ fn update_spec(mut s: ServiceSpec, a: &ServiceUpdate) -> Result<ServiceSpec, Cli
         let (k, v) = key_value(l, "label")?;
         s.labels.insert(k, v);
     }
+    s.mounts.retain(|m| !a.mount_rm.contains(&m.target));
     s.secrets.retain(|f| !a.secret_rm.contains(&f.name));
     s.configs.retain(|f| !a.config_rm.contains(&f.name));
     apply_flags(&mut s, &a.flags)?;
@@ -276,6 +284,8 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "labels": spec.labels,
         "secrets": spec.secrets.iter().map(file_json).collect::<Vec<_>>(),
         "configs": spec.configs.iter().map(file_json).collect::<Vec<_>>(),
+        "mounts": spec.mounts.iter().map(|m| json!({"type": m.r#type, "source": m.source, "target": m.target,
+            "read_only": m.read_only})).collect::<Vec<_>>(),
         "health": spec.health.as_ref().map(health_json),
         "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
         "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal, "stop_drain_ms": spec.stop_drain_ms,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::model::objects::{
-    Network, Node, Payload, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task, Tokens,
+    Network, Node, Payload, PersonCert, RemovedNode, RemovedVolume, RevokedCert, Service, Settings, SubnetLease, Task,
+    Tokens, Volume,
 };
 use crate::model::patch::{NodePatch, TaskPatch};
 
@@ -47,6 +48,10 @@ pub enum Kind {
     Secret,
     /// A config, at its name.
     Config,
+    /// A volume, at its name.
+    Volume,
+    /// A removed volume, at its id: nodes delete their copies.
+    RemovedVolume,
 }
 
 impl Kind {
@@ -68,6 +73,8 @@ impl Kind {
             Self::Published => "published",
             Self::Secret => "secret",
             Self::Config => "config",
+            Self::Volume => "volume",
+            Self::RemovedVolume => "removed-volume",
         }
     }
 }
@@ -119,6 +126,8 @@ pub enum Object {
     Published(String),
     Secret(Arc<Payload>),
     Config(Arc<Payload>),
+    Volume(Arc<Volume>),
+    RemovedVolume(Arc<RemovedVolume>),
 }
 
 impl Object {
@@ -140,6 +149,8 @@ impl Object {
             Self::Published(_) => Kind::Published,
             Self::Secret(_) => Kind::Secret,
             Self::Config(_) => Kind::Config,
+            Self::Volume(_) => Kind::Volume,
+            Self::RemovedVolume(_) => Kind::RemovedVolume,
         }
     }
 }

@@ -29,7 +29,8 @@ pub use index::Index;
 use crate::model::events::Events;
 use crate::model::objects::Tokens;
 use crate::model::objects::{
-    Network, Node, Payload, PersonCert, RemovedNode, RevokedCert, Service, Settings, SubnetLease, Task,
+    Network, Node, Payload, PersonCert, RemovedNode, RemovedVolume, RevokedCert, Service, Settings, SubnetLease, Task,
+    Volume,
 };
 
 /// Objects of one kind by id.
@@ -63,6 +64,10 @@ pub struct ClusterState {
     pub secrets: Table<Payload>,
     /// Configs by name.
     pub configs: Table<Payload>,
+    /// Volumes by name.
+    pub volumes: Table<Volume>,
+    /// Removed volumes by id.
+    pub removed_volumes: Table<RemovedVolume>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -255,6 +260,12 @@ impl ClusterState {
             Object::Config(p) => {
                 self.configs.insert(id.to_string(), p);
             }
+            Object::Volume(x) => {
+                self.volumes.insert(id.to_string(), x);
+            }
+            Object::RemovedVolume(x) => {
+                self.removed_volumes.insert(id.to_string(), x);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -322,6 +333,12 @@ impl ClusterState {
             Kind::Config => {
                 self.configs.remove(id);
             }
+            Kind::Volume => {
+                self.volumes.remove(id);
+            }
+            Kind::RemovedVolume => {
+                self.removed_volumes.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -380,6 +397,12 @@ impl ClusterState {
         }
         for (id, v) in &self.configs {
             push(Kind::Config, id, Object::Config(v.clone()));
+        }
+        for (id, v) in &self.volumes {
+            push(Kind::Volume, id, Object::Volume(v.clone()));
+        }
+        for (id, v) in &self.removed_volumes {
+            push(Kind::RemovedVolume, id, Object::RemovedVolume(v.clone()));
         }
         Image { version: self.version, objects }
     }

@@ -1,0 +1,68 @@
+//! `orc.cluster.v1.Volumes`, on any manager: call the domain function in
+//! [`crate::cluster::volumes`], convert.
+
+use std::sync::Arc;
+
+use orc_proto::cluster as pb;
+use orc_proto::cluster::volumes_server::Volumes;
+use tonic::{Request, Response, Status};
+
+use crate::cluster::objects::{view, View, Volume};
+use crate::cluster::volumes::{self, VolumeRequest};
+use crate::state::NodeState;
+
+pub struct VolumesService {
+    state: Arc<NodeState>,
+}
+
+impl VolumesService {
+    pub fn new(state: Arc<NodeState>) -> Self {
+        Self { state }
+    }
+}
+
+fn to_proto(v: &View, x: &Volume) -> pb::Volume {
+    let (services, tasks) = volumes::users(v, &x.name);
+    let slot = x.slot.clone().unwrap_or_default();
+    pb::Volume {
+        id: x.id.clone(),
+        name: x.name.clone(),
+        labels: x.labels.clone().into_iter().collect(),
+        created_ms: x.created_ms,
+        slot_service: v.services.get(&slot.service).map(|s| s.spec.name.clone()).unwrap_or(slot.service),
+        slot: slot.slot,
+        node_id: x.node.clone(),
+        node_hostname: v.nodes.get(&x.node).map(|n| n.hostname.clone()).unwrap_or_default(),
+        services,
+        tasks: tasks as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl Volumes for VolumesService {
+    async fn create(&self, req: Request<pb::CreateVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+        let r = req.into_inner();
+        let r = VolumeRequest { name: r.name.trim().to_string(), labels: r.labels.into_iter().collect() };
+        let x = volumes::create(&self.state.raft, r).await?;
+        Ok(Response::new(to_proto(&View::default(), &x)))
+    }
+
+    async fn list(&self, _: Request<pb::ListVolumesRequest>) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let v = view(&self.state.raft).await?;
+        let volumes = v.volumes.values().map(|x| to_proto(&v, x)).collect();
+        Ok(Response::new(pb::ListVolumesResponse { volumes }))
+    }
+
+    async fn inspect(&self, req: Request<pb::InspectVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+        let (v, x) = volumes::inspect(&self.state.raft, req.into_inner().name.trim()).await?;
+        Ok(Response::new(to_proto(&v, &x)))
+    }
+
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveVolumeRequest>,
+    ) -> Result<Response<pb::RemoveVolumeResponse>, Status> {
+        let x = volumes::remove(&self.state.raft, req.into_inner().name.trim()).await?;
+        Ok(Response::new(pb::RemoveVolumeResponse { name: x.name }))
+    }
+}

@@ -1,0 +1,63 @@
+//! `orcctl volume …`: named storage that outlives tasks (create, ls,
+//! inspect, rm), on any manager.
+
+use orc_proto::cluster::volumes_client::VolumesClient;
+use orc_proto::cluster::*;
+use serde_json::json;
+
+use super::status_err;
+use crate::cli::{Output, VolumeCommand};
+use crate::connect::{manager, Trust};
+use crate::error::CliError;
+use crate::output::{ago, table};
+use crate::parse::key_value;
+
+fn volume_json(v: &Volume) -> serde_json::Value {
+    json!({"id": v.id, "name": v.name, "labels": v.labels, "created_ms": v.created_ms,
+        "slot_service": v.slot_service, "slot": v.slot, "node_id": v.node_id, "node": v.node_hostname,
+        "services": v.services, "tasks": v.tasks})
+}
+
+fn row(v: &Volume) -> Vec<String> {
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let slot = if v.slot > 0 { format!("{}.{}", v.slot_service, v.slot) } else { String::new() };
+    vec![v.name.clone(), dash(slot), dash(v.node_hostname.clone()), dash(v.services.join(",")), ago(v.created_ms)]
+}
+
+/// `volume create|ls|inspect|rm`.
+pub async fn run(cmd: VolumeCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
+    let (addr, channel) = manager(candidates, trust).await?;
+    let mut c = VolumesClient::new(channel);
+    let e = status_err(&addr);
+    match cmd {
+        VolumeCommand::Create { name, label } => {
+            let labels = label.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
+            let v = c.create(CreateVolumeRequest { name, labels }).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", volume_json(&v)),
+                Output::Table => println!("volume {} created", v.name),
+            }
+        }
+        VolumeCommand::Ls => {
+            let list = c.list(ListVolumesRequest {}).await.map_err(&e)?.into_inner().volumes;
+            match out {
+                Output::Json => println!("{}", json!(list.iter().map(volume_json).collect::<Vec<_>>())),
+                Output::Table => {
+                    table(&["NAME", "SLOT", "NODE", "SERVICES", "CREATED"], &list.iter().map(row).collect::<Vec<_>>())
+                }
+            }
+        }
+        VolumeCommand::Inspect { name } => {
+            let v = c.inspect(InspectVolumeRequest { name }).await.map_err(&e)?.into_inner();
+            println!("{}", serde_json::to_string_pretty(&volume_json(&v)).unwrap_or_default());
+        }
+        VolumeCommand::Rm { name } => {
+            let r = c.remove(RemoveVolumeRequest { name }).await.map_err(&e)?.into_inner();
+            match out {
+                Output::Json => println!("{}", json!({"removed": r.name})),
+                Output::Table => println!("volume {} removed", r.name),
+            }
+        }
+    }
+    Ok(())
+}
