@@ -8,7 +8,8 @@
 //! VM is killed and its tasks run again on the rest; a manager reboots and
 //! the quorum holds; a node is drained; the replicas are updated across the
 //! nodes with a readiness probe, then updated to tasks that fail and rolled
-//! back by itself. After each, the task count and the containers on the
+//! back by itself; a stateful slot's volume keeps its data through its
+//! node's reboot. After each, the task count and the containers on the
 //! nodes are exact. Runs when `ORC_E2E_IMAGE` is set.
 
 // The test harness: a failed unwrap is a failed test, with its line.
@@ -411,7 +412,22 @@ fn five_vms_keep_ten_replicas_through_failures() {
     assert_eq!(page.as_array().map(|a| a.len()), Some(4), "a global task stayed on the dead node: {page}");
 
     // A manager reboots: the quorum holds (2 of 3), it comes back ready.
+    // A stateful slot pinned to it keeps its volume's data through the
+    // reboot (on the node's STATE).
     let m2 = c.api(1);
+    let n2 = c.node_id(1);
+    let pin = format!("node.id=={n2}");
+    let append = "hostname >> /d/log && exec sleep 3600";
+    let st = ["service", "create", "--name", "st", "--stateful", "--constraint", &pin, "--mount", "source=d,target=/d"];
+    c.ok(&[&st[..], &[image_ref.as_str(), "--", "sh", "-c", append]].concat());
+    let st_log = |c: &Cluster| -> Option<String> {
+        let ps = c.json(&["service", "ps", "st", "--running"]);
+        let t = ps.as_array()?.iter().find(|t| t["state"] == "running")?.clone();
+        let (ok, out, _) =
+            c.ctl(&["--nodes", &m2, "container", "exec", t["container"].as_str()?, "--", "cat", "/d/log"]);
+        ok.then_some(out)
+    };
+    wait_for("st writing to its slot's volume", SETTLE, || st_log(&c).is_some_and(|l| l.lines().count() == 1));
     let from = c.nodes[1].console_len();
     c.ok(&["--nodes", &m2, "reboot"]);
     assert!(c.nodes[1].wait_console(from, "serving the Machine API", BOOT).is_some(), "node 2 did not come back");
@@ -421,6 +437,12 @@ fn five_vms_keep_ten_replicas_through_failures() {
         nodes.as_array().is_some_and(|n| n.iter().filter(|n| n["status"] == "ready").count() == 4)
     });
     c.settle("web", 12, &all[..4], "after a manager rebooted");
+    wait_for("st back on its node with its volume's data", SETTLE, || {
+        st_log(&c).is_some_and(|l| l.lines().count() == 2)
+    });
+    let vols = c.json(&["volume", "inspect", "d-st.1"]);
+    assert_eq!(vols["node_id"].as_str(), Some(n2.as_str()), "{vols}");
+    c.ok(&["service", "rm", "st"]);
     let s = c.json(&["--nodes", &m2, "cluster", "status"]);
     assert_eq!(s[0]["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()), Some(3), "{s}");
 
