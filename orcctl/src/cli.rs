@@ -166,6 +166,13 @@ pub enum ClusterCommand {
         /// With --container-cidr: each node's subnet size (default 24).
         #[arg(long, requires = "container_cidr")]
         subnet_size: Option<u32>,
+        /// Run only signed images: a YAML file of rules (`rules: [{pattern:
+        /// "registry:5000/team/*", keys: [team.pub]}]`, key files relative to it, or PEM).
+        #[arg(long, value_name = "FILE", conflicts_with = "no_image_policy")]
+        image_policy: Option<PathBuf>,
+        /// Run any image again.
+        #[arg(long)]
+        no_image_policy: bool,
     },
     /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
     JoinToken {
@@ -310,6 +317,25 @@ pub enum ImageCommand {
     /// Remove an image name; unused layers are freed.
     #[command(alias = "remove")]
     Rm { name: String },
+    /// Make an Ed25519 key pair to sign images with: PREFIX.key (private) and PREFIX.pub.
+    Keygen {
+        #[arg(long, default_value = "orc-image")]
+        out: PathBuf,
+    },
+    /// Sign an image in its registry (cosign-style: the signature is stored
+    /// beside the image), for clusters that run signed images only.
+    Sign {
+        /// e.g. registry:5000/team/web:1 (the tag's current manifest is signed).
+        reference: String,
+        /// The private key (PEM PKCS#8, e.g. from `orcctl image keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The registry speaks plain HTTP (a test registry).
+        #[arg(long)]
+        insecure_registry: bool,
+        #[command(flatten)]
+        login: RegistryLogin,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -95,6 +95,85 @@ fn data_and_access() {
     let c = LocalCluster::start(1, 2, opts).unwrap();
     secrets_and_configs_reach_only_their_tasks(&c, &image);
     volumes_keep_data_where_their_tasks_run(&c, &image);
+    signed_images_only(&c, &rt, &registry);
+}
+
+/// A task of `service` that was rejected, as `service ps` shows it.
+fn rejected(c: &LocalCluster, service: &str) -> serde_json::Value {
+    let ps = c.json(&["service", "ps", service]);
+    ps.as_array().and_then(|a| a.iter().find(|t| t["state"] == "rejected")).cloned().unwrap_or_default()
+}
+
+/// Under an image policy: an image signed with the trusted key runs, by
+/// digest; an unsigned one, one signed with another key and one no rule
+/// matches are refused, each saying why.
+fn signed_images_only(c: &LocalCluster, rt: &tokio::runtime::Runtime, registry: &Registry) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl_ok = |args: &[&str]| {
+        let o = c.ctl(args);
+        assert!(o.ok, "{args:?}: {}", o.stderr);
+        o.stdout
+    };
+    let team = dir.path().join("team");
+    let other = dir.path().join("other");
+    ctl_ok(&["image", "keygen", "--out", team.to_str().unwrap()]);
+    ctl_ok(&["image", "keygen", "--out", other.to_str().unwrap()]);
+    let again = c.ctl(&["image", "keygen", "--out", team.to_str().unwrap()]);
+    assert!(!again.ok && again.stderr.contains("never overwritten"), "{}", again.stderr);
+    let push = |n: usize, name: &str| rt.block_on(registry.push(&oci::busybox_with(0, n).unwrap(), name)).unwrap();
+    let signed = push(1, "orc/signed:1");
+    let unsigned = push(2, "orc/unsigned:1");
+    let wrong = push(3, "orc/wrong:1");
+    let elsewhere = push(4, "elsewhere/app:1");
+    let key = |p: &std::path::Path| p.with_extension("key").display().to_string();
+    let out = ctl_ok(&["image", "sign", &signed, "--key", &key(&team), "--insecure-registry"]);
+    assert!(out.contains("signed ") && out.contains("@sha256:"), "{out}");
+    ctl_ok(&["image", "sign", &wrong, "--key", &key(&other), "--insecure-registry"]);
+    ctl_ok(&["image", "sign", &elsewhere, "--key", &key(&team), "--insecure-registry"]);
+
+    let policy = dir.path().join("policy.yaml");
+    let text = format!("rules:\n  - pattern: \"{}/orc/*\"\n    keys: [team.pub]\n", registry.host());
+    std::fs::write(&policy, text).unwrap();
+    let out = ctl_ok(&["cluster", "update", "--image-policy", policy.to_str().unwrap()]);
+    assert!(out.contains("only signed images run"), "{out}");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - pattern: \"*\"\n    keys: [\"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"]\n",
+    )
+    .unwrap();
+    let refused = c.ctl(&["cluster", "update", "--image-policy", bad.to_str().unwrap()]);
+    assert!(!refused.ok && refused.stderr.contains("rule 1 (*), key 1"), "{}", refused.stderr);
+
+    for (name, image) in [("signed", &signed), ("unsigned", &unsigned), ("wrong", &wrong), ("elsewhere", &elsewhere)] {
+        ctl_ok(&["service", "create", "--name", name, image, "--", "sleep", "3600"]);
+    }
+    c.wait(SETTLE, "the signed image running", |c| running(c, "signed").len() == 1).unwrap();
+    let (_, node, ctr) = running(c, "signed").remove(0);
+    let inspect = c.json(&["--nodes", &node, "container", "inspect", &ctr]);
+    let ran = inspect[0]["image"].as_str().unwrap_or_default().to_string();
+    assert!(ran.contains("/orc/signed@sha256:"), "run by digest: {inspect}");
+    for (name, why) in [
+        ("unsigned", "it is not signed"),
+        ("wrong", "does not verify with any trusted key"),
+        ("elsewhere", "no rule of the cluster's image policy matches"),
+    ] {
+        c.wait(SETTLE, &format!("{name} refused"), |c| {
+            rejected(c, name)["error"].as_str().is_some_and(|e| e.contains(why))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", c.json(&["service", "ps", name])));
+        let t = rejected(c, name);
+        let error = t["error"].as_str().unwrap_or_default();
+        if name != "elsewhere" {
+            assert!(error.contains("@sha256:") || error.contains("(sha256:"), "names the digest: {error}");
+            assert!(error.contains("rule 1"), "names the rule: {error}");
+        }
+    }
+    for name in ["signed", "unsigned", "wrong", "elsewhere"] {
+        ctl_ok(&["service", "rm", name]);
+    }
+    let out = ctl_ok(&["cluster", "update", "--no-image-policy"]);
+    assert!(out.contains("any image runs"), "{out}");
 }
 
 /// The agent of the node at `addr`.

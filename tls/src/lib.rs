@@ -7,6 +7,8 @@
 //!   CA store: the leaf's fingerprint (a node in maintenance mode), the CA
 //!   digest in a join token (a node joining), or nothing (`--insecure`).
 //! - [`channel`]: a tonic channel to a node over a rustls configuration.
+//! - [`image_sig`]: image signatures (Ed25519, cosign-style), made by
+//!   `orcctl image sign` and checked by nodes against the image policy.
 //!
 //! Threat model of [`pin`]: before a node has a cluster identity there is no
 //! CA to trust; the operator (or the join token) carries a digest obtained
@@ -15,6 +17,7 @@
 //! also checks that the pinned CA signed the leaf.
 
 pub mod channel;
+pub mod image_sig;
 pub mod pin;
 
 use sha2::{Digest, Sha256};

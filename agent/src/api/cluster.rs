@@ -43,11 +43,20 @@ impl Cluster for ClusterService {
 
     async fn update(&self, req: Request<UpdateClusterRequest>) -> Result<Response<ClusterSettings>, Status> {
         let r = req.into_inner();
+        let image_policy = match (r.clear_image_policy, r.image_policy_json.trim()) {
+            (true, _) => settings::PolicyChange::Clear,
+            (false, "") => settings::PolicyChange::Keep,
+            (false, json) => settings::PolicyChange::Set(
+                serde_json::from_str(json)
+                    .map_err(|e| Status::invalid_argument(format!("--image-policy: not a policy: {e}")))?,
+            ),
+        };
         let u = settings::SettingsUpdate {
             node_cert_ttl_secs: r.node_cert_ttl_secs,
             max_replicas: r.max_replicas,
             container_cidr: r.container_cidr,
             subnet_size: r.subnet_size,
+            image_policy,
         };
         let s = settings::update(&self.state.raft, u).await?;
         Ok(Response::new(ClusterSettings {
@@ -55,6 +64,7 @@ impl Cluster for ClusterService {
             max_replicas: s.max_replicas(),
             container_cidr: s.network.map(|p| p.cidr.to_string()).unwrap_or_default(),
             subnet_size: s.network.map(|p| u32::from(p.prefix)).unwrap_or_default(),
+            image_policy_json: s.image_policy.as_ref().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default(),
         }))
     }
 

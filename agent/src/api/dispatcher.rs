@@ -114,6 +114,7 @@ impl Dispatcher for DispatcherService {
                         removed: u.removed,
                         network_json: u.network.and_then(|n| serde_json::to_vec(&n).ok()),
                         removed_volumes: u.removed_volumes.map(|ids| pb::RemovedVolumes { ids }),
+                        image_policy_json: u.image_policy.and_then(|p| serde_json::to_vec(&p).ok()),
                     };
                     if tx.send(Ok(msg)).await.is_err() {
                         tracing::info!(node = %node_id, "node session closed");

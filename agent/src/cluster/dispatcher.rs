@@ -245,6 +245,7 @@ pub struct Assignments {
     pub network: Arc<Networks>,
     /// Ids of removed volumes (every node deletes its copies).
     pub removed_volumes: Vec<String>,
+    pub image_policy: Option<crate::model::image_policy::ImagePolicy>,
 }
 
 /// The assignments of `node_id` as the leader `s` has them applied, with
@@ -281,6 +282,7 @@ pub async fn assignments(
         deny: deny.clone(),
         network: network.clone(),
         removed_volumes: v.removed_volumes.keys().cloned().collect(),
+        image_policy: v.settings.image_policy.clone(),
     }
 }
 
@@ -458,6 +460,8 @@ pub struct Update {
     pub files: Vec<FileKey>,
     /// Ids of removed volumes, when they changed.
     pub removed_volumes: Option<Vec<String>>,
+    /// The image policy, when it changed (Some(None): any image runs).
+    pub image_policy: Option<Option<crate::model::image_policy::ImagePolicy>>,
 }
 
 /// A version of a secret or config.
@@ -501,6 +505,7 @@ pub struct Sent {
     /// The secret and config versions sent so far.
     files: std::collections::HashSet<FileKey>,
     removed_volumes: Option<Vec<String>>,
+    image_policy: Option<Option<crate::model::image_policy::ImagePolicy>>,
 }
 
 /// What of `now` the node that was sent `before` is told (None: nothing).
@@ -601,10 +606,13 @@ impl Sent {
             && removed.is_empty()
             && network.is_none()
             && removed_volumes.is_none()
+            && self.image_policy.as_ref() == Some(&a.image_policy)
         {
             return None;
         }
         self.removed_volumes = Some(a.removed_volumes.clone());
+        let image_policy = (self.image_policy.as_ref() != Some(&a.image_policy)).then(|| a.image_policy.clone());
+        self.image_policy = Some(a.image_policy.clone());
         self.meta = Some(meta);
         self.network = Some(a.network.clone());
         let delta = deltas && !first;
@@ -631,6 +639,7 @@ impl Sent {
             network,
             files,
             removed_volumes,
+            image_policy,
         })
     }
 }
@@ -674,6 +683,7 @@ mod tests {
             deny: Default::default(),
             network: Default::default(),
             removed_volumes: Vec::new(),
+            image_policy: None,
         }
     }
 

@@ -3,6 +3,7 @@
 use super::error::ClusterError;
 use super::objects::{view, Pool, Settings, MAX_CERT_TTL_SECS, MAX_MAX_REPLICAS, MIN_CERT_TTL_SECS};
 use crate::model::db::{Command, Object};
+use crate::model::image_policy::ImagePolicy;
 use crate::model::patch::NodePatch;
 use crate::network::ipam;
 use crate::pki::role::Role;
@@ -17,6 +18,17 @@ pub struct SettingsUpdate {
     pub container_cidr: String,
     /// 0: 24.
     pub subnet_size: u32,
+    pub image_policy: PolicyChange,
+}
+
+/// What `cluster update` does to the image policy.
+#[derive(Debug, Clone, Default)]
+pub enum PolicyChange {
+    #[default]
+    Keep,
+    /// Any image runs again.
+    Clear,
+    Set(ImagePolicy),
 }
 
 /// The pool `cidr`/`size` name ("": the default), checked.
@@ -92,8 +104,17 @@ pub async fn update(raft: &RaftHandle, u: SettingsUpdate) -> Result<Settings, Cl
         }
         settings.network = Some(pool(&u.container_cidr, u.subnet_size)?);
     }
+    match u.image_policy {
+        PolicyChange::Keep => {}
+        PolicyChange::Clear => settings.image_policy = None,
+        PolicyChange::Set(p) => {
+            p.check().map_err(|e| ClusterError::InvalidArgument(format!("--image-policy: {e}")))?;
+            settings.image_policy = Some(p);
+        }
+    }
     raft.write(Command::put("", Object::Settings(settings.clone()))).await?;
     tracing::info!(
+        image_policy_rules = settings.image_policy.as_ref().map_or(0, |p| p.rules.len()),
         node_cert_ttl_secs = settings.node_cert_ttl().as_secs(),
         max_replicas = settings.max_replicas(),
         "cluster settings updated"

@@ -16,11 +16,13 @@
 //! - [`load`]: from OCI layouts and `docker save` archives.
 //! - [`layer`]: decompress, hash and unpack one layer.
 //! - [`reference`]: image names.
+//! - [`signed`]: checking an image's signature against the image policy.
 
 pub mod layer;
 pub mod load;
 pub mod pull;
 pub mod reference;
+pub mod signed;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

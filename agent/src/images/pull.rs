@@ -21,7 +21,7 @@ const PARALLEL_LAYERS: usize = 3;
 
 pub type Progress = mpsc::Sender<pb::PullProgress>;
 
-fn client(store: &ImageStore) -> Client {
+pub(super) fn client(store: &ImageStore) -> Client {
     // reqwest panics without a process-wide rustls provider; ours is ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new(ClientConfig {
@@ -41,7 +41,7 @@ fn auth(creds: Option<&pb::RegistryAuth>) -> RegistryAuth {
 }
 
 /// A registry error in words that say what to do.
-fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistributionError) -> AgentError {
+pub(super) fn registry_error(r: &Reference, insecure: bool, with_creds: bool, e: OciDistributionError) -> AgentError {
     let what = r.whole();
     let unauthorized = |detail: &str| {
         if with_creds {

@@ -52,6 +52,9 @@ pub struct Settings {
     /// existed; until then tasks run without networks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Pool>,
+    /// Signed images only: the trusted keys per repository pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_policy: Option<super::image_policy::ImagePolicy>,
 }
 
 /// Replicas per service unless `cluster update --max-replicas` says otherwise.

@@ -13,9 +13,11 @@ use orc_proto::dispatcher::TaskStatus;
 use tokio::sync::Notify;
 
 use super::files::TaskFiles;
-use super::runtime::TaskRuntime;
+use super::runtime::{TaskRuntime, Trust};
 use super::volumes::TaskVolumes;
 use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
+use crate::error::AgentError;
+use crate::model::image_policy::ImagePolicy;
 use crate::network::node::{Attachment, NodeNetwork};
 use crate::runtime::record::{ContainerRecord, Limits, MountSpec, RestartCondition, RunSpec, Status};
 
@@ -48,6 +50,8 @@ pub struct Executor {
     pub files: TaskFiles,
     /// Its tasks' volumes.
     volumes: TaskVolumes,
+    /// The cluster's image policy, as the session last said (None: any image runs).
+    image_policy: Mutex<Option<ImagePolicy>>,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -71,13 +75,13 @@ fn hostname(t: &Task) -> String {
 
 /// What the runtime runs for `t` (its spec was validated by the managers),
 /// in its namespace on the overlay when it has one.
-fn run_spec(t: &Task, net: Option<&Attachment>, files: Vec<MountSpec>) -> RunSpec {
+fn run_spec(t: &Task, image: &str, net: Option<&Attachment>, files: Vec<MountSpec>) -> RunSpec {
     let s = &t.spec;
     let mut mounts = net.map(Attachment::mounts).unwrap_or_default();
     mounts.extend(files);
     RunSpec {
         name: container_name(t),
-        image: s.image.clone(),
+        image: image.to_string(),
         process: s.process.clone(),
         limits: Limits { cpus: s.limit_cpus, memory: s.limit_memory, pids: s.limit_pids },
         // The managers replace tasks; the node never restarts them itself.
@@ -118,6 +122,7 @@ impl Executor {
             runtime,
             files,
             volumes,
+            image_policy: Mutex::default(),
             tasks: Mutex::default(),
             removing: Mutex::default(),
             changed: Notify::new(),
@@ -260,6 +265,21 @@ impl Executor {
         });
     }
 
+    pub fn set_image_policy(&self, p: Option<ImagePolicy>) {
+        tracing::info!(rules = p.as_ref().map_or(0, |p| p.rules.len()), "image policy");
+        *crate::sync::lock(&self.image_policy) = p;
+    }
+
+    /// The image task `t` runs: under the image policy, by digest once its
+    /// signature verified.
+    async fn image_for(&self, t: &Task) -> Result<String, AgentError> {
+        let policy = crate::sync::lock(&self.image_policy).clone();
+        let Some(policy) = policy else { return Ok(t.spec.image.clone()) };
+        let repo = crate::images::signed::repository(&t.spec.image)?;
+        let trust = policy.rule_for(&repo).map(|(rule, r)| Trust { rule, pattern: &r.pattern, keys: &r.keys });
+        self.runtime.verified_image(&t.spec.image, trust).await
+    }
+
     /// Deletes this node's copies of removed volumes (none a task here mounts).
     pub fn forget_volumes(&self, ids: &[String]) {
         let mounted: std::collections::HashSet<String> =
@@ -379,9 +399,18 @@ impl Executor {
                 _ => exited(&t.id, &r, false),
             };
         }
-        if !self.runtime.has_image(&t.spec.image).await {
-            self.set(status(&t.id, TaskState::Preparing, format!("pulling {}", t.spec.image)));
-            if let Err(e) = self.runtime.ensure_image(&t.spec.image).await {
+        let image = match self.image_for(t).await {
+            Ok(i) => i,
+            Err(e) => {
+                return TaskStatus {
+                    error: e.to_string(),
+                    ..status(&t.id, TaskState::Rejected, "the image policy refused the image")
+                }
+            }
+        };
+        if !self.runtime.has_image(&image).await {
+            self.set(status(&t.id, TaskState::Preparing, format!("pulling {image}")));
+            if let Err(e) = self.runtime.ensure_image(&image).await {
                 return TaskStatus {
                     error: e.to_string(),
                     ..status(&t.id, TaskState::Rejected, "pulling the image failed")
@@ -427,7 +456,7 @@ impl Executor {
             .as_ref()
             .map(|a| a.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect())
             .unwrap_or_default();
-        match self.runtime.run(run_spec(t, net.as_ref(), mounts)).await {
+        match self.runtime.run(run_spec(t, &image, net.as_ref(), mounts)).await {
             Ok(r) => TaskStatus { container: r.id.clone(), addresses, ..status(&t.id, TaskState::Running, "running") },
             Err(e) => {
                 TaskStatus { error: e.to_string(), ..status(&t.id, TaskState::Rejected, "the container did not start") }
@@ -543,6 +572,13 @@ mod tests {
         }
         async fn has_image(&self, image: &str) -> bool {
             self.images.lock().unwrap().iter().any(|i| i == image)
+        }
+        async fn verified_image(
+            &self,
+            image: &str,
+            _: Option<super::super::runtime::Trust<'_>>,
+        ) -> Result<String, AgentError> {
+            Ok(image.to_string())
         }
         async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
             if image.contains("missing") {

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::cluster::objects::Probe;
 use crate::error::AgentError;
+pub use crate::images::signed::Trust;
 use crate::runtime::manager::Runtime;
 use crate::runtime::record::{ContainerRecord, RunSpec};
 
@@ -18,6 +19,9 @@ pub trait TaskRuntime: Send + Sync + 'static {
     async fn record(&self, ident: &str) -> Result<ContainerRecord, AgentError>;
     /// Whether the node has the image already (no pull needed).
     async fn has_image(&self, image: &str) -> bool;
+    /// The image by digest once its signature verified under `trust`
+    /// (None: no rule of the policy matches it).
+    async fn verified_image(&self, image: &str, trust: Option<Trust<'_>>) -> Result<String, AgentError>;
     /// Gets the image, pulling it when the node lacks it.
     async fn ensure_image(&self, image: &str) -> Result<(), AgentError>;
     /// Creates and starts a container.
@@ -46,6 +50,9 @@ impl TaskRuntime for Arc<Runtime> {
     }
     async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
         crate::images::pull::ensure(&self.images, image, None).await.map(|_| ())
+    }
+    async fn verified_image(&self, image: &str, trust: Option<Trust<'_>>) -> Result<String, AgentError> {
+        crate::images::signed::verify(&self.images, image, trust).await
     }
     async fn run(&self, spec: RunSpec) -> Result<ContainerRecord, AgentError> {
         self.run_spec(spec, None).await

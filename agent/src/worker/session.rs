@@ -225,6 +225,13 @@ async fn session(
                     }
                 }
                 executor.files.take(a.files.into_iter().filter_map(delivered).collect());
+                if let Some(json) = &a.image_policy_json {
+                    match serde_json::from_slice(json) {
+                        Ok(p) => executor.set_image_policy(p),
+                        // Without it the node would run what the policy refuses: start over.
+                        Err(e) => return Err(SessionError::Lost(format!("undecodable image policy: {e}"))),
+                    }
+                }
                 if let Some(gone) = &a.removed_volumes {
                     executor.forget_volumes(&gone.ids);
                 }

@@ -158,7 +158,15 @@ pub async fn run(
             }
             Ok(())
         }
-        ClusterCommand::Update { cert_ttl, max_replicas, container_cidr, subnet_size } => {
+        ClusterCommand::Update {
+            cert_ttl,
+            max_replicas,
+            container_cidr,
+            subnet_size,
+            image_policy,
+            no_image_policy,
+        } => {
+            let image_policy_json = image_policy.as_deref().map(read_policy).transpose()?.unwrap_or_default();
             use orc_proto::cluster::cluster_client::ClusterClient;
             let ttl = cert_ttl.as_deref().map(crate::parse::parse_ttl_secs).transpose()?.unwrap_or(0);
             let (n, ch) = crate::connect::manager(&managers, &trust).await?;
@@ -168,6 +176,8 @@ pub async fn run(
                     max_replicas: max_replicas.unwrap_or(0),
                     container_cidr: container_cidr.unwrap_or_default(),
                     subnet_size: subnet_size.unwrap_or(0),
+                    image_policy_json,
+                    clear_image_policy: no_image_policy,
                 })
                 .await
                 .map_err(|s| CliError::from_status(&n, s))?
@@ -184,6 +194,10 @@ pub async fn run(
                     match s.container_cidr.as_str() {
                         "" => println!("no container CIDR: tasks have no network (set one with --container-cidr)"),
                         c => println!("tasks' addresses come from {c}, a /{} per node", s.subnet_size),
+                    }
+                    match s.image_policy_json.as_str() {
+                        "" => println!("any image runs (no image policy)"),
+                        _ => println!("only signed images run (image policy set)"),
                     }
                 }
             }
@@ -207,4 +221,38 @@ pub async fn run(
         }
         ClusterCommand::Init { .. } => Ok(()),
     }
+}
+
+/// An image policy file (YAML: `rules: [{pattern, keys}]`, each key a PEM
+/// or a file relative to the policy's) as the JSON the managers take.
+fn read_policy(path: &std::path::Path) -> Result<String, CliError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        rules: Vec<Rule>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rule {
+        pattern: String,
+        keys: Vec<String>,
+    }
+    let bad = |m: String| CliError::Usage(format!("{}: {m}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let f: File = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let mut rules = Vec::new();
+    for r in f.rules {
+        let mut keys = Vec::new();
+        for k in r.keys {
+            if k.trim_start().starts_with("-----BEGIN") {
+                keys.push(k);
+            } else {
+                let p = dir.join(&k);
+                keys.push(std::fs::read_to_string(&p).map_err(|e| bad(format!("key {}: {e}", p.display())))?);
+            }
+        }
+        rules.push(json!({"pattern": r.pattern, "keys": keys}));
+    }
+    Ok(json!({"rules": rules}).to_string())
 }

@@ -168,6 +168,8 @@ pub async fn run(cmd: ImageCommand, nodes: &[String], trust: &Trust, out: Output
             }
             done(err)
         }
+        // Handled before a context is needed (`super::sign`).
+        ImageCommand::Keygen { .. } | ImageCommand::Sign { .. } => Ok(()),
         ImageCommand::Rm { name } => {
             let (ok, err) = split(
                 each(nodes, trust, |mut c| {

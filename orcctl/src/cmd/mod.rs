@@ -1,6 +1,6 @@
 //! The commands, one file per noun: [`machine`] (version, health, logs,
 //! power… on nodes), [`container`], [`image`], [`service`], [`node`], [`network`],
-//! [`cluster`], [`context`] (orcctl's own), [`payload`] (secrets and configs), [`volume`], [`user`], [`events`]; [`attached`]: `container run --rm`;
+//! [`sign`] (image keys and signatures), [`cluster`], [`context`] (orcctl's own), [`payload`] (secrets and configs), [`volume`], [`user`], [`events`]; [`attached`]: `container run --rm`;
 //! [`watch`]: `--watch` of `ls`/`ps`; [`rollout`]: an update's progress. Node commands fan out over `--nodes`
 //! concurrently and report per node; cluster-wide ones talk to the first
 //! manager that answers.
@@ -17,11 +17,12 @@ pub mod node;
 pub mod payload;
 pub mod rollout;
 pub mod service;
+pub mod sign;
 pub mod user;
 pub mod volume;
 pub mod watch;
 
-use crate::cli::{Cli, ClusterCommand, Command, ContextCommand, NodeCommand};
+use crate::cli::{Cli, ClusterCommand, Command, ContextCommand, ImageCommand, NodeCommand};
 use crate::config::Config;
 use crate::connect::Trust;
 use crate::error::CliError;
@@ -53,6 +54,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             };
         }
         Command::Node(cmd @ NodeCommand::Join { .. }) => return node::join(cmd, out).await,
+        Command::Image(cmd @ (ImageCommand::Keygen { .. } | ImageCommand::Sign { .. })) => {
+            return sign::run(cmd, out).await
+        }
         _ => {}
     }
     let cfg = Config::load_or_default(&path)?;

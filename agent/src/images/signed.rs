@@ -1,0 +1,92 @@
+//! Signed images only: before a node runs an image under the cluster's
+//! image policy, it resolves the image's manifest digest, fetches the
+//! cosign-style signature stored beside it in the registry
+//! (`<repository>:sha256-<hex>.sig`) and checks it against the trusted
+//! keys of the rule that matches ([`orc_tls::image_sig`]). A verified image
+//! runs by digest: a tag that moves does not change what runs.
+
+use orc_tls::image_sig;
+
+use super::{pull, reference, ImageStore};
+use crate::error::AgentError;
+
+/// The payload of a signature is small: a larger layer is not one.
+const MAX_PAYLOAD: i64 = 64 << 10;
+
+/// The rule of the policy that applies to an image (the caller matched it).
+pub struct Trust<'a> {
+    /// Its number in the policy, from 1.
+    pub rule: usize,
+    pub pattern: &'a str,
+    /// Trusted Ed25519 public keys (PEM).
+    pub keys: &'a [String],
+}
+
+/// `registry/repository` of image `name`: what policy patterns match.
+pub fn repository(name: &str) -> Result<String, AgentError> {
+    let r = reference::parse(name)?;
+    Ok(format!("{}/{}", r.resolve_registry(), r.repository()))
+}
+
+/// Checks image `name` against `trust` (None: no rule matches it); the
+/// reference by digest to run.
+pub async fn verify(store: &ImageStore, name: &str, trust: Option<Trust<'_>>) -> Result<String, AgentError> {
+    let repo = repository(name)?;
+    let Some(trust) = trust else {
+        return Err(AgentError::PermissionDenied(format!(
+            "image {name}: no rule of the cluster's image policy matches {repo}: add one with its key \
+             (`orcctl cluster update --image-policy FILE`)"
+        )));
+    };
+    let rule = format!("rule {} ({})", trust.rule, trust.pattern);
+    let r = reference::parse(name)?;
+    let client = pull::client(store);
+    let auth = oci_client::secrets::RegistryAuth::Anonymous;
+    let insecure = store.insecure_registries.iter().any(|h| h == r.resolve_registry());
+    let digest = match r.digest() {
+        Some(d) => d.to_string(),
+        None => {
+            client.fetch_manifest_digest(&r, &auth).await.map_err(|e| pull::registry_error(&r, insecure, false, e))?
+        }
+    };
+    let sig_ref = oci_client::Reference::with_tag(
+        r.registry().to_string(),
+        r.repository().to_string(),
+        image_sig::signature_tag(&digest),
+    );
+    let refused = |why: String| {
+        AgentError::PermissionDenied(format!("image {name} ({digest}) is refused by the image policy, {rule}: {why}"))
+    };
+    let (manifest, _) = client.pull_image_manifest(&sig_ref, &auth).await.map_err(|e| {
+        match pull::registry_error(&sig_ref, insecure, false, e) {
+            AgentError::NotFound(_) => {
+                refused(format!("it is not signed (no {}); sign it with `orcctl image sign`", sig_ref.whole()))
+            }
+            other => other,
+        }
+    })?;
+    let keys: Vec<Vec<u8>> = trust.keys.iter().filter_map(|k| image_sig::public_key(k).ok()).collect();
+    let mut why = format!("{} holds no signature payload", sig_ref.whole());
+    for layer in manifest.layers.iter().filter(|l| l.media_type == image_sig::PAYLOAD_MEDIA_TYPE) {
+        let Some(sig) = layer.annotations.as_ref().and_then(|a| a.get(image_sig::SIGNATURE_ANNOTATION)) else {
+            continue;
+        };
+        if layer.size > MAX_PAYLOAD {
+            why = format!("a signature payload of {} bytes (at most {MAX_PAYLOAD})", layer.size);
+            continue;
+        }
+        let mut payload = Vec::new();
+        client
+            .pull_blob(&sig_ref, layer, &mut payload)
+            .await
+            .map_err(|e| pull::registry_error(&sig_ref, insecure, false, e))?;
+        match image_sig::verify(&payload, sig, &digest, &keys) {
+            Ok(key) => {
+                tracing::info!(image = %name, %digest, rule = trust.rule, key = key + 1, "image signature verified");
+                return Ok(format!("{}/{}@{digest}", r.registry(), r.repository()));
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(refused(why))
+}
