@@ -52,6 +52,10 @@ pub struct Executor {
     volumes: TaskVolumes,
     /// The cluster's image policy, as the session last said (None: any image runs).
     image_policy: Mutex<Option<ImagePolicy>>,
+    /// Images verified under a rule (image, the rule's pattern and keys) →
+    /// the digest reference they ran by: what a start runs when the
+    /// registry cannot be reached to check again.
+    verified: Mutex<HashMap<(String, String), String>>,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -123,6 +127,7 @@ impl Executor {
             files,
             volumes,
             image_policy: Mutex::default(),
+            verified: Mutex::default(),
             tasks: Mutex::default(),
             removing: Mutex::default(),
             changed: Notify::new(),
@@ -276,8 +281,31 @@ impl Executor {
         let policy = crate::sync::lock(&self.image_policy).clone();
         let Some(policy) = policy else { return Ok(t.spec.image.clone()) };
         let repo = crate::images::signed::repository(&t.spec.image)?;
-        let trust = policy.rule_for(&repo).map(|(rule, r)| Trust { rule, pattern: &r.pattern, keys: &r.keys });
-        self.runtime.verified_image(&t.spec.image, trust).await
+        let rule = policy.rule_for(&repo);
+        let key = (
+            t.spec.image.clone(),
+            rule.map(|(_, r)| format!("{}\n{}", r.pattern, r.keys.join("\n"))).unwrap_or_default(),
+        );
+        let trust = rule.map(|(rule, r)| Trust { rule, pattern: &r.pattern, keys: &r.keys });
+        match self.runtime.verified_image(&t.spec.image, trust).await {
+            Ok(by_digest) => {
+                crate::sync::lock(&self.verified).insert(key, by_digest.clone());
+                Ok(by_digest)
+            }
+            // The registry is away: what this rule verified before still
+            // runs (a task restart must not wait for the registry).
+            Err(AgentError::Unavailable(why)) => match crate::sync::lock(&self.verified).get(&key) {
+                Some(by_digest) => {
+                    tracing::warn!(task = %t.id, image = %t.spec.image, %by_digest, error = %why, "registry unreachable: running the digest verified before");
+                    Ok(by_digest.clone())
+                }
+                None => Err(AgentError::Unavailable(why)),
+            },
+            Err(e) => {
+                crate::sync::lock(&self.verified).remove(&key);
+                Err(e)
+            }
+        }
     }
 
     /// Deletes this node's copies of removed volumes (none a task here mounts).
@@ -536,6 +564,8 @@ mod tests {
         stops: Mutex<Vec<(i32, Duration)>>,
         /// Exec probes that pass (their args joined).
         files: Mutex<Vec<String>>,
+        /// Whether the registry answers signature checks.
+        registry_down: Mutex<bool>,
     }
 
     impl FakeRuntime {
@@ -547,6 +577,7 @@ mod tests {
                 changes: watch::channel(0).0,
                 stops: Mutex::default(),
                 files: Mutex::default(),
+                registry_down: Mutex::default(),
             })
         }
         fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
@@ -576,9 +607,15 @@ mod tests {
         async fn verified_image(
             &self,
             image: &str,
-            _: Option<super::super::runtime::Trust<'_>>,
+            trust: Option<super::super::runtime::Trust<'_>>,
         ) -> Result<String, AgentError> {
-            Ok(image.to_string())
+            if *self.registry_down.lock().unwrap() {
+                return Err(AgentError::Unavailable("registry down".into()));
+            }
+            match trust {
+                Some(_) => Ok(format!("{image}@sha256:1")),
+                None => Err(AgentError::PermissionDenied(format!("{image}: no rule"))),
+            }
         }
         async fn ensure_image(&self, image: &str) -> Result<(), AgentError> {
             if image.contains("missing") {
@@ -687,6 +724,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(rt.lock().is_empty(), "left: {:?}", rt.lock().keys().collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn under_an_image_policy_images_run_by_digest_also_while_the_registry_is_away() {
+        use crate::model::image_policy::PolicyRule;
+        let rt = FakeRuntime::new(&["busybox", "busybox@sha256:1"]);
+        let ex = Executor::new(
+            Arc::new(rt.clone()),
+            None,
+            TaskFiles::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent")),
+        );
+        let rule = |pattern: &str| PolicyRule { pattern: pattern.into(), keys: vec!["k".into()] };
+        ex.set_image_policy(Some(ImagePolicy { rules: vec![rule("*/busybox")] }));
+        ex.assign(vec![task("t1", "busybox", TaskState::Running)]).await;
+        let s = until(&ex, "t1", TaskState::Running).await;
+        assert_eq!(rt.record(&s.container).await.unwrap().spec.image, "busybox@sha256:1", "by digest");
+        // The registry away: the digest verified before runs.
+        *rt.registry_down.lock().unwrap() = true;
+        ex.assign(vec![task("t2", "busybox", TaskState::Running)]).await;
+        let s = until(&ex, "t2", TaskState::Running).await;
+        assert_eq!(rt.record(&s.container).await.unwrap().spec.image, "busybox@sha256:1");
+        // Not under another rule, nor an image never verified.
+        ex.set_image_policy(Some(ImagePolicy { rules: vec![rule("docker.io/*")] }));
+        ex.assign(vec![task("t3", "busybox", TaskState::Running), task("t4", "alpine", TaskState::Running)]).await;
+        for id in ["t3", "t4"] {
+            let s = until(&ex, id, TaskState::Rejected).await;
+            assert!(s.error.contains("registry down"), "{s:?}");
+        }
+        // Refused by the registry's answer: no fallback, and forgotten.
+        *rt.registry_down.lock().unwrap() = false;
+        ex.set_image_policy(Some(ImagePolicy { rules: vec![rule("nothing")] }));
+        ex.assign(vec![task("t5", "busybox", TaskState::Running)]).await;
+        let s = until(&ex, "t5", TaskState::Rejected).await;
+        assert!(s.error.contains("no rule"), "{s:?}");
     }
 
     #[tokio::test]
