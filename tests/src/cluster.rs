@@ -87,6 +87,15 @@ impl LocalCluster {
     }
 
     /// The JSON output of a command, or Null when it failed.
+    /// `cmd` run in `container` on the node at `node`: whether it exited 0,
+    /// and its output (stdout, then stderr).
+    pub fn exec(&self, node: &str, container: &str, cmd: &[&str]) -> (bool, String) {
+        let mut args = vec!["--nodes", node, "container", "exec", container, "--"];
+        args.extend_from_slice(cmd);
+        let o = self.ctl(&args);
+        (o.ok, format!("{}{}", o.stdout, o.stderr))
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
         a.extend(["-o", "json"]);

@@ -45,13 +45,6 @@ fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
-fn exec(c: &LocalCluster, node: &str, container: &str, cmd: &[&str]) -> (bool, String) {
-    let mut args = vec!["--nodes", node, "container", "exec", container, "--"];
-    args.extend_from_slice(cmd);
-    let o = c.ctl(&args);
-    (o.ok, format!("{}{}", o.stdout, o.stderr))
-}
-
 /// Files under `dir` whose bytes hold `needle`.
 fn holding(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
@@ -208,7 +201,7 @@ fn volumes_keep_data_where_their_tasks_run(c: &LocalCluster, image: &str) {
     assert!(out.ok, "{}", out.stderr);
     c.wait(SETTLE, "vol running", |c| running(c, "vol").len() == 1).unwrap();
     let (task, node, ctr) = running(c, "vol").remove(0);
-    let (_, mounts) = exec(c, &node, &ctr, &["cat", "/proc/mounts"]);
+    let (_, mounts) = c.exec(&node, &ctr, &["cat", "/proc/mounts"]);
     let fs_at = |p: &str| mounts.lines().find(|l| l.split_whitespace().nth(1) == Some(p)).map(str::to_string);
     assert!(fs_at("/scratch").is_some_and(|l| l.starts_with("tmpfs ")), "{mounts}");
     assert!(fs_at("/data").is_some() && fs_at("/cache").is_some(), "{mounts}");
@@ -254,7 +247,7 @@ fn volumes_keep_data_where_their_tasks_run(c: &LocalCluster, image: &str) {
     let again = ps.as_array().unwrap().iter().find(|t| t["slot"] == 1 && t["state"] == "running").unwrap().clone();
     assert_eq!(again["node_id"].as_str(), Some(node1.as_str()), "the node holding the slot's volume");
     let (_, addr, ctr) = running(c, "st").into_iter().find(|t| Some(t.0.as_str()) == again["id"].as_str()).unwrap();
-    let (_, log) = exec(c, &addr, &ctr, &["cat", "/d/log"]);
+    let (_, log) = c.exec(&addr, &ctr, &["cat", "/d/log"]);
     assert_eq!(log.lines().count(), 2, "both tasks of slot 1 wrote to its volume: {log}");
     let rm = c.ctl(&["volume", "rm", "d-st.1"]);
     assert!(!rm.ok && rm.stderr.contains("in use by services st"), "{}", rm.stderr);
@@ -325,17 +318,17 @@ fn secrets_and_configs_reach_only_their_tasks(c: &LocalCluster, image: &str) {
     c.wait(SETTLE, "app running", |c| running(c, "app").len() == 1)
         .unwrap_or_else(|e| panic!("{e}\n{}", c.ctl(&["service", "ps", "app"]).stdout));
     let (task, node, ctr) = running(c, "app").remove(0);
-    let (ok, pw) = exec(c, &node, &ctr, &["cat", "/etc/pw"]);
+    let (ok, pw) = c.exec(&node, &ctr, &["cat", "/etc/pw"]);
     assert!(ok && pw == canary, "the secret in the task: {pw}");
-    let (_, ls) = exec(c, &node, &ctr, &["ls", "-ln", "/etc/pw"]);
+    let (_, ls) = c.exec(&node, &ctr, &["ls", "-ln", "/etc/pw"]);
     let f: Vec<&str> = ls.split_whitespace().collect();
     assert_eq!(f.get(..4), Some(&["-r--------", "1", "1000", "1001"][..]), "owner and mode: {ls}");
-    let (_, mounts) = exec(c, &node, &ctr, &["cat", "/proc/mounts"]);
+    let (_, mounts) = c.exec(&node, &ctr, &["cat", "/proc/mounts"]);
     let line = mounts.lines().find(|l| l.split_whitespace().nth(1) == Some("/etc/pw")).unwrap_or_default();
     assert!(line.starts_with("tmpfs ") && line.contains(" ro,"), "a read-only tmpfs file: {line:?}");
-    let (ok, conf) = exec(c, &node, &ctr, &["cat", "/app.conf"]);
+    let (ok, conf) = c.exec(&node, &ctr, &["cat", "/app.conf"]);
     assert!(ok && conf == "greeting=hello\n", "the config at /<name>: {conf}");
-    let (ok, _) = exec(c, &node, &ctr, &["sh", "-c", "echo x > /app.conf"]);
+    let (ok, _) = c.exec(&node, &ctr, &["sh", "-c", "echo x > /app.conf"]);
     assert!(!ok, "configs are read-only");
 
     // Only the node running the task got it: the others have no files at all.
@@ -381,7 +374,7 @@ fn secrets_and_configs_reach_only_their_tasks(c: &LocalCluster, image: &str) {
     c.wait(SETTLE, "app running the new version", |c| {
         running(c, "app")
             .first()
-            .is_some_and(|(t, n, ctr)| *t != task && exec(c, n, ctr, &["cat", "/etc/pw"]) == (true, canary2.clone()))
+            .is_some_and(|(t, n, ctr)| *t != task && c.exec(n, ctr, &["cat", "/etc/pw"]) == (true, canary2.clone()))
     })
     .unwrap();
     // The old task's files went with its container.

@@ -48,16 +48,9 @@ fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String, Stri
         .unwrap_or_default()
 }
 
-fn exec(c: &LocalCluster, node: &str, container: &str, cmd: &[&str]) -> (bool, String) {
-    let mut args = vec!["--nodes", node, "container", "exec", container, "--"];
-    args.extend_from_slice(cmd);
-    let o = c.ctl(&args);
-    (o.ok, format!("{}{}", o.stdout, o.stderr))
-}
-
 /// The addresses `nslookup name` prints in task `ctr` (past the server's).
 fn lookup(c: &LocalCluster, node: &str, ctr: &str, name: &str) -> Vec<String> {
-    let (_, out) = exec(c, node, ctr, &["nslookup", name]);
+    let (_, out) = c.exec(node, ctr, &["nslookup", name]);
     let answers = out.split_once("Name:").map(|(_, a)| a.to_string()).unwrap_or_default();
     let mut v: Vec<String> =
         answers.lines().filter_map(|l| l.trim().strip_prefix("Address:")).map(|a| a.trim().to_string()).collect();
@@ -68,7 +61,7 @@ fn lookup(c: &LocalCluster, node: &str, ctr: &str, name: &str) -> Vec<String> {
 /// An HTTP GET of `addr:80` from task `ctr`: the body, or the error.
 fn get_from(c: &LocalCluster, node: &str, ctr: &str, addr: &str) -> (bool, String) {
     let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {addr} 80");
-    let (ok, out) = exec(c, node, ctr, &["sh", "-c", &script]);
+    let (ok, out) = c.exec(node, ctr, &["sh", "-c", &script]);
     (ok, out.rsplit("\r\n\r\n").next().unwrap_or_default().trim().to_string())
 }
 
@@ -144,7 +137,7 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     assert!(out.ok, "{}", out.stderr);
     c.wait(SETTLE, "who at 0 in DNS", |c| lookup(c, node0, ctr0, "tasks.who").is_empty()).unwrap();
     let start = std::time::Instant::now();
-    let (_, out) = exec(c, node0, ctr0, &["sh", "-c", &format!("nc -w 5 {vip} 80 </dev/null; echo rc=$?")]);
+    let (_, out) = c.exec(node0, ctr0, &["sh", "-c", &format!("nc -w 5 {vip} 80 </dev/null; echo rc=$?")]);
     assert!(out.contains("refused") && start.elapsed() < Duration::from_secs(4), "{out} after {:?}", start.elapsed());
     assert!(c.ctl(&["service", "rm", "who"]).ok);
 }
@@ -191,7 +184,7 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     let vip = c.json(&["service", "inspect", "api"])["vips"]["back"].as_str().unwrap().to_string();
     assert!(vip.starts_with("172.30.255."), "{vip}");
     let (_, fnode, _, fctr) = &running(c, "front")[0];
-    let (_, dev) = exec(c, fnode, fctr, &["cat", "/proc/net/dev"]);
+    let (_, dev) = c.exec(fnode, fctr, &["cat", "/proc/net/dev"]);
     assert!(dev.contains("eth1:"), "an interface per network: {dev}");
     c.wait(Duration::from_secs(10), "api resolved on back", |c| lookup(c, fnode, fctr, "api") == [vip.clone()])
         .unwrap();
@@ -234,7 +227,7 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     // From default alone: no name, no route.
     assert!(lookup(c, node0, ctr0, "api").is_empty(), "api resolved off its network");
     for (_, _, addr, _) in &api_tasks {
-        let (ok, out) = exec(c, node0, ctr0, &["ping", "-c", "1", "-W", "2", addr]);
+        let (ok, out) = c.exec(node0, ctr0, &["ping", "-c", "1", "-W", "2", addr]);
         assert!(!ok, "ping across networks went through: {out}");
         let (ok, body) = get_from(c, node0, ctr0, addr);
         assert!(!ok || body.is_empty(), "TCP across networks went through: {body}");
@@ -411,12 +404,12 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     let (id0, node0, _, ctr0) = &web[0];
     let get = |host: &str, port: &str, path: &str| {
         let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}");
-        exec(&c, node0, ctr0, &["sh", "-c", &script])
+        c.exec(node0, ctr0, &["sh", "-c", &script])
     };
     for (_, _, addr, _) in &web[1..] {
         let (ok, body) = get(addr, "80", "/");
         assert!(ok && body.contains(oci::INDEX_HTML), "TCP to {addr}: {body}");
-        let (ok, out) = exec(&c, node0, ctr0, &["ping", "-c", "1", "-W", "3", addr]);
+        let (ok, out) = c.exec(node0, ctr0, &["ping", "-c", "1", "-W", "3", addr]);
         assert!(ok, "ping {addr}: {out}");
     }
     // Outbound, masqueraded: the registry on the LAN answers.
@@ -428,14 +421,14 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     routing_mesh(&c, &image);
 
     // Its own identity and files; the node's interfaces out of sight.
-    let (_, hostname) = exec(&c, node0, ctr0, &["hostname"]);
+    let (_, hostname) = c.exec(node0, ctr0, &["hostname"]);
     assert_eq!(hostname.trim(), &id0[..12]);
-    let (_, hosts) = exec(&c, node0, ctr0, &["cat", "/etc/hosts"]);
+    let (_, hosts) = c.exec(node0, ctr0, &["cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{}\t{}", web[0].2, &id0[..12])), "{hosts}");
-    let (_, resolv) = exec(&c, node0, ctr0, &["cat", "/etc/resolv.conf"]);
+    let (_, resolv) = c.exec(node0, ctr0, &["cat", "/etc/resolv.conf"]);
     let gateway = format!("{}.1", web[0].2.rsplit_once('.').unwrap().0);
     assert!(resolv.starts_with(&format!("nameserver {gateway}\n")), "the node's DNS server: {resolv}");
-    let (_, dev) = exec(&c, node0, ctr0, &["cat", "/proc/net/dev"]);
+    let (_, dev) = c.exec(node0, ctr0, &["cat", "/proc/net/dev"]);
     let ifaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
     assert_eq!(ifaces.len(), 2, "lo and eth0 only: {ifaces:?}");
 

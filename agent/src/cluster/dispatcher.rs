@@ -464,14 +464,6 @@ pub struct Update {
     pub image_policy: Option<Option<crate::model::image_policy::ImagePolicy>>,
 }
 
-/// A version of a secret or config.
-pub type FileKey = (PayloadKind, String, u64);
-
-/// What task `t` mounts.
-fn files_of(t: &Task) -> impl Iterator<Item = FileKey> + '_ {
-    PayloadKind::ALL.into_iter().flat_map(move |k| t.spec.files(k).iter().map(move |f| (k, f.name.clone(), f.version)))
-}
-
 /// The plaintext of `keys` from the leader's state, for a node whose tasks
 /// mount them (a version that cannot be opened is left out and logged: the
 /// node then refuses the task, saying which).
@@ -619,11 +611,15 @@ impl Sent {
         let tasks = if delta { changed } else { a.tasks };
         // The node keeps what a task on its list mounts (`worker::files`):
         // what it dropped is sent again when a task needs it.
-        let held: std::collections::HashSet<FileKey> = self.tasks.values().flat_map(|(_, t)| files_of(t)).collect();
-        self.files.retain(|f| held.contains(f));
+        // (Nothing to look at, per message, while the node was sent none.)
+        if !self.files.is_empty() {
+            let held: std::collections::HashSet<FileKey> =
+                self.tasks.values().flat_map(|(_, t)| t.spec.file_keys()).collect();
+            self.files.retain(|f| held.contains(f));
+        }
         let mut files = Vec::new();
         let wanted = tasks.iter().filter(|(_, t)| t.desired == TaskState::Running && !t.state.terminal());
-        for f in wanted.flat_map(|(_, t)| files_of(t)) {
+        for f in wanted.flat_map(|(_, t)| t.spec.file_keys()) {
             if self.files.insert(f.clone()) {
                 files.push(f);
             }

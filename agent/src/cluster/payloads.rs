@@ -264,7 +264,7 @@ pub async fn inspect(raft: &RaftHandle, k: PayloadKind, name: &str) -> Result<(V
 /// Removes `name` unless a service mounts it or a task mounting it is
 /// still being stopped.
 pub async fn remove(raft: &RaftHandle, k: PayloadKind, name: &str) -> Result<Payload, ClusterError> {
-    let v = raft.linearizable().await?.sm.applied.read().await.state.clone();
+    let v = view(raft).await?;
     let p = get(&v, k, name)?.clone();
     let services = users(&v, k, name);
     if !services.is_empty() {

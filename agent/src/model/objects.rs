@@ -430,6 +430,13 @@ impl ServiceSpec {
         }
     }
 
+    /// Every secret and config version it mounts.
+    pub fn file_keys(&self) -> impl Iterator<Item = FileKey> + '_ {
+        PayloadKind::ALL
+            .into_iter()
+            .flat_map(move |k| self.files(k).iter().map(move |f| (k, f.name.clone(), f.version)))
+    }
+
     /// The same, to change.
     pub fn files_mut(&mut self, kind: PayloadKind) -> &mut Vec<FileRef> {
         match kind {

@@ -146,6 +146,9 @@ impl FileRef {
     }
 }
 
+/// A version of a secret or config: what a node holds and a task mounts.
+pub type FileKey = (PayloadKind, String, u64);
+
 /// A version's plaintext as the leader sends it to a node that runs a
 /// task mounting it (in memory there, never on STATE).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,7 +160,7 @@ pub struct Delivered {
 }
 
 impl Delivered {
-    pub fn key(&self) -> (PayloadKind, String, u64) {
+    pub fn key(&self) -> FileKey {
         (self.kind, self.name.clone(), self.version)
     }
 }

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::mount::{MntFlags, MsFlags};
 
-use crate::cluster::dispatcher::FileKey;
-use crate::cluster::objects::{Delivered, PayloadKind, Task};
+use crate::cluster::objects::{Delivered, FileKey, PayloadKind, Task};
 use crate::runtime::record::MountSpec;
 
 /// Why a task's files could not be made.
@@ -60,14 +59,7 @@ impl TaskFiles {
 
     /// Forgets what none of `tasks` mounts any longer.
     pub fn retain(&self, tasks: &[Task]) {
-        let wanted: HashSet<FileKey> = tasks
-            .iter()
-            .flat_map(|t| {
-                PayloadKind::ALL
-                    .into_iter()
-                    .flat_map(move |k| t.spec.files(k).iter().map(move |f| (k, f.name.clone(), f.version)))
-            })
-            .collect();
+        let wanted: HashSet<FileKey> = tasks.iter().flat_map(|t| t.spec.file_keys()).collect();
         self.held().retain(|k, _| wanted.contains(k));
     }
 
