@@ -92,6 +92,12 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
         println!("orc: maintenance mode: TLS fingerprint sha256:{}", state.maintenance_fingerprint);
         std::fs::write(config.run_dir.join("maintenance.fingerprint"), &state.maintenance_fingerprint).ok();
     }
+    if state.locked() {
+        println!(
+            "orc: this manager is locked (autolock): it serves only health and `orcctl cluster unlock` until \
+             given the unlock key"
+        );
+    }
     tracing::info!(%addr, vsock = vsock.is_some(), maintenance, cluster_id = ?cluster_id, "serving the Machine API");
     let images =
         images::ImageStore::open(&config.state_dir, config.insecure_registries.clone(), config.max_image_bytes)
@@ -109,6 +115,7 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
         tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
     }
     tokio::spawn(cluster::certs::follow(state.clone()));
+    tokio::spawn(cluster::autolock::follow(state.clone()));
     let liveness = Arc::new(cluster::dispatcher::Liveness::default());
     let measurements = Arc::new(cluster::usage::Measurements::default());
     tokio::spawn(cluster::leader::run(state.raft.clone(), liveness.clone(), measurements.clone()));

@@ -9,8 +9,11 @@ use rustls::ServerConfig;
 
 use crate::config::Config;
 use crate::error::AgentError;
-use crate::pki::identity::Identity;
+use crate::pki::autolock::UnlockKey;
+use crate::pki::identity::{CaKeyAtRest, Identity};
+use crate::pki::role::Role;
 use crate::pki::tls;
+use crate::pki::PkiError;
 use crate::pki::{self, maintenance};
 use crate::sync::{read, write};
 
@@ -183,23 +186,80 @@ impl NodeState {
         role: crate::pki::role::Role,
         ca_key: Option<String>,
     ) -> Result<(), AgentError> {
-        let (id, was, client) = {
+        let (id, was, was_locked, client) = {
             let mut slot = write(&self.identity);
             let current = slot.clone().ok_or_else(|| AgentError::Io("renewing without an identity".into()))?;
             let mut id = current.clone();
             id.node = node;
             id.meta.role = role;
-            id.ca_key_pem = ca_key;
+            match (role, ca_key) {
+                (Role::Manager, Some(k)) => id.ca_key_pem = Some(k),
+                // Under autolock a manager is not handed the CA key again:
+                // it keeps its own, or stays locked until the operator opens it.
+                (Role::Manager, None) => {}
+                (_, _) => {
+                    id.ca_key_pem = None;
+                    id.at_rest = CaKeyAtRest::default();
+                }
+            }
             // Checked before anything is saved: a certificate the node cannot dial with is refused.
             let client = id.client_tls()?;
             id.save(self.state_dir())?;
             *write(&self.tls) = tls::cluster(&id.ca_cert_pem, &id.node)?;
             *slot = Some(id.clone());
-            (id, current.meta.role, client)
+            (id, current.meta.role, current.locked(), client)
         };
         tracing::info!(role = %role, previous = %was, "node certificate renewed");
         self.raft.on_role_change(self.state_dir(), &id, was, client).await;
+        if was_locked && !id.locked() {
+            // Autolock was turned off while this manager was locked.
+            self.start_raft(false).await;
+        }
         Ok(())
+    }
+
+    /// A manager whose CA key is still sealed (autolock): it serves only
+    /// `health` and `cluster unlock`, and runs no Raft.
+    pub fn locked(&self) -> bool {
+        read(&self.identity).as_ref().is_some_and(Identity::locked)
+    }
+
+    /// Opens the sealed CA key with the operator's `key` and starts the
+    /// manager's Raft. STATE is left as it is: sealed under that key.
+    pub async fn unlock(&self, key: UnlockKey) -> Result<(), AgentError> {
+        {
+            let mut slot = write(&self.identity);
+            let current = slot
+                .as_ref()
+                .ok_or_else(|| AgentError::FailedPrecondition("the node has no cluster identity".into()))?;
+            if !current.locked() {
+                return Err(AgentError::FailedPrecondition(
+                    "this manager is not locked: there is nothing to unlock (it serves the cluster API already)".into(),
+                ));
+            }
+            let id = current.unlocked(Arc::new(key)).map_err(|e| match e {
+                PkiError::Autolock(e) => AgentError::InvalidArgument(e.to_string()),
+                other => AgentError::Pki(other),
+            })?;
+            *slot = Some(id);
+        }
+        tracing::info!("manager unlocked: starting Raft");
+        self.start_raft(false).await;
+        Ok(())
+    }
+
+    /// Keeps the CA key on STATE sealed under the cluster's unlock key
+    /// (none: plain); `Ok(true)` when it saved a change.
+    pub fn set_unlock_key(&self, key: Option<Arc<UnlockKey>>) -> Result<bool, AgentError> {
+        let mut slot = write(&self.identity);
+        let Some(current) = slot.as_ref() else { return Ok(false) };
+        if current.ca_key_pem.is_none() || current.at_rest.unlock_key == key {
+            return Ok(false);
+        }
+        let id = Identity { at_rest: CaKeyAtRest { sealed: None, unlock_key: key }, ..current.clone() };
+        id.save(self.state_dir())?;
+        *slot = Some(id);
+        Ok(true)
     }
 
     /// The address other managers reach this one at: the API's, with the
@@ -228,6 +288,10 @@ impl NodeState {
     /// joining; with `init`, as a one-member quorum at `cluster init`).
     pub async fn start_raft(&self, init: bool) {
         let Some(id) = self.identity() else { return };
+        if id.locked() {
+            tracing::warn!("this manager is locked (autolock): its Raft starts after `orcctl cluster unlock`");
+            return;
+        }
         let advertise = init.then(|| self.advertise_addr());
         self.raft.start_if_manager(self.state_dir(), &id, advertise).await;
     }

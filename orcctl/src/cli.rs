@@ -173,6 +173,26 @@ pub enum ClusterCommand {
         /// Run any image again.
         #[arg(long)]
         no_image_policy: bool,
+        /// Autolock: managers keep their CA key sealed under an unlock key
+        /// (printed once, for you to keep); a restarted manager serves
+        /// nothing until `orcctl cluster unlock`. `--autolock=false` turns it off.
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        autolock: Option<bool>,
+    },
+    /// Autolock: give locked managers (--nodes; the context's first
+    /// endpoint by default) the unlock key, read from stdin or --key-file.
+    Unlock {
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Autolock: show the cluster's unlock key, or replace it (--rotate);
+    /// managers re-seal their CA key under the new one within seconds.
+    UnlockKey {
+        #[arg(long)]
+        rotate: bool,
+        /// Only the key.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// The token nodes join with (`orcctl node join --token …`, or `orc.join=` on the kernel command line).
     JoinToken {

@@ -81,6 +81,11 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Cluster/IssueCert", Rule::AtLeast(Role::Admin)),
     ("/orc.cluster.v1.Cluster/RevokeCert", Rule::AtLeast(Role::Admin)),
     ("/orc.cluster.v1.Cluster/ListCerts", Rule::AtLeast(Role::Admin)),
+    // Autolock: the key that opens every manager's CA key.
+    ("/orc.cluster.v1.Cluster/UnlockKey", Rule::AtLeast(Role::Admin)),
+    // Giving a locked manager that key: whoever holds it is trusted with
+    // the CA key already; an admin's certificate is asked for all the same.
+    ("/orc.cluster.v1.Cluster/Unlock", Rule::AtLeast(Role::Admin)),
     // Everyone renews their own certificate, keeping their role.
     ("/orc.cluster.v1.Cluster/RenewCert", Rule::AtLeast(Role::Reader)),
     // A node renews its own certificate; the role comes from its Node object.
@@ -245,6 +250,19 @@ pub fn authorize(
     }
 }
 
+/// What a locked manager (autolock) serves: health and version, and the
+/// call that unlocks it.
+pub fn allowed_while_locked(path: &str) -> Result<(), Status> {
+    let public = TABLE.iter().any(|(p, r)| *p == path && *r == Rule::Public);
+    if public || path == "/orc.cluster.v1.Cluster/Unlock" {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(
+        "this manager is locked (autolock): it serves nothing until it is unlocked: run `orcctl cluster unlock` \
+         against it with the unlock key (`orcctl cluster unlock-key` on an unlocked manager shows it)",
+    ))
+}
+
 /// At most this many refusals are logged per [`REFUSAL_WINDOW`].
 pub const REFUSALS_LOGGED: u32 = 20;
 pub const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
@@ -325,7 +343,8 @@ where
         let path = req.uri().path().to_string();
         let peer = req.extensions().get::<Peer>();
         let (maintenance, cluster_id) = self.state.mode();
-        match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()) {
+        let locked = || if self.state.locked() { allowed_while_locked(&path) } else { Ok(()) };
+        match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()).and_then(|()| locked()) {
             Ok(()) => {
                 tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
                 Box::pin(self.inner.call(req))
@@ -480,6 +499,20 @@ mod tests {
                 assert!(e.message().contains("ask an admin"), "{}", e.message());
             }
             assert!(require_admin(what, None).is_err());
+        }
+    }
+
+    #[test]
+    fn a_locked_manager_serves_health_version_and_unlock_only() {
+        for path in
+            ["/orc.machine.v1.Machine/Health", "/orc.machine.v1.Machine/Version", "/orc.cluster.v1.Cluster/Unlock"]
+        {
+            assert!(allowed_while_locked(path).is_ok(), "{path}");
+        }
+        for (path, _) in TABLE.iter().filter(|(p, r)| *r != Rule::Public && !p.ends_with("/Unlock")) {
+            let e = allowed_while_locked(path).unwrap_err();
+            assert_eq!(e.code(), Code::FailedPrecondition, "{path}");
+            assert!(e.message().contains("orcctl cluster unlock"), "{}", e.message());
         }
     }
 

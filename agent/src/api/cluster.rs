@@ -8,7 +8,7 @@ use orc_proto::cluster::*;
 use tonic::{Request, Response, Status};
 
 use super::convert::{person_cert_to_proto, status_to_proto};
-use crate::cluster::{certs, join, renew, settings, tokens};
+use crate::cluster::{autolock, certs, join, renew, settings, tokens};
 use crate::state::NodeState;
 
 pub struct ClusterService {
@@ -58,14 +58,35 @@ impl Cluster for ClusterService {
             subnet_size: r.subnet_size,
             image_policy,
         };
-        let s = settings::update(&self.state.raft, u).await?;
+        let mut s = settings::update(&self.state.raft, u).await?;
+        let mut unlock_key = String::new();
+        if let Some(on) = r.autolock {
+            if let Some(k) = autolock::set(&self.state, on).await? {
+                unlock_key = k.text().to_string();
+            }
+            s.autolock = on.then(Vec::new);
+        }
         Ok(Response::new(ClusterSettings {
+            autolock: s.autolock.is_some(),
+            unlock_key,
             node_cert_ttl_secs: s.node_cert_ttl().as_secs(),
             max_replicas: s.max_replicas(),
             container_cidr: s.network.map(|p| p.cidr.to_string()).unwrap_or_default(),
             subnet_size: s.network.map(|p| u32::from(p.prefix)).unwrap_or_default(),
             image_policy_json: s.image_policy.as_ref().and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default(),
         }))
+    }
+
+    async fn unlock(&self, req: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        let key = crate::pki::autolock::UnlockKey::parse(&req.into_inner().key)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.state.unlock(key).await?;
+        Ok(Response::new(UnlockResponse {}))
+    }
+
+    async fn unlock_key(&self, req: Request<UnlockKeyRequest>) -> Result<Response<UnlockKeyResponse>, Status> {
+        let key = autolock::unlock_key(&self.state, req.into_inner().rotate).await?;
+        Ok(Response::new(UnlockKeyResponse { key: key.text().to_string() }))
     }
 
     async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {

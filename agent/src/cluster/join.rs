@@ -116,6 +116,7 @@ pub async fn join(state: &NodeState, token: &str, manager: &str) -> Result<Ident
         ca_cert_pem: res.ca_cert_pem,
         ca_key_pem: (role == Role::Manager && !res.ca_key_pem.is_empty()).then_some(res.ca_key_pem),
         node: CertKey { cert_pem: res.cert_pem, key_pem },
+        at_rest: Default::default(),
     };
     let id = state.adopt(move || Ok(identity))?;
     super::managers::remember(state.state_dir(), &[manager.to_string()]);

@@ -24,11 +24,14 @@
 //! - [`token`], [`tokens`]: the join token codec; the cluster's two tokens.
 //! - [`join`]: admitting nodes (manager side) and joining (node side).
 //! - [`renew`]: certificate renewal, both sides.
+//! - [`autolock`]: the unlock key in the settings; managers keeping their
+//!   CA key sealed under it.
 //! - [`managers`]: the managers a node knows, on STATE.
 //! - [`watch`]: the objects, then their changes, for API watchers.
 //! - [`events`]: the events a manager keeps, read and followed.
 //! - [`error`]: the [`ClusterError`] type.
 
+pub mod autolock;
 pub mod autoscale;
 pub mod autoscaler;
 pub mod certs;

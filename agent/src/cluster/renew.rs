@@ -34,10 +34,14 @@ pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Re
     let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &caller.name, role, settings.node_cert_ttl(), csr_pem)
         .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     tracing::info!(node = %caller.name, role = %role, ttl_secs = settings.node_cert_ttl().as_secs(), "node certificate renewed");
+    // Under autolock a manager renewing is not handed the CA key: it holds
+    // its own, or is locked and waits for the operator. A promoted worker
+    // gets it (and seals it under the unlock key once it follows the state).
+    let hand_over = role == Role::Manager && !(settings.autolock.is_some() && caller.role == Role::Manager);
     Ok(pb::RenewResponse {
         cert_pem,
         role: role.as_str().into(),
-        ca_key_pem: if role == Role::Manager { ca_key } else { String::new() },
+        ca_key_pem: if hand_over { ca_key } else { String::new() },
     })
 }
 

@@ -55,6 +55,9 @@ pub struct Settings {
     /// Signed images only: the trusted keys per repository pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_policy: Option<super::image_policy::ImagePolicy>,
+    /// Autolock: the unlock key, sealed under the data key (none: off).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub autolock: Option<Vec<u8>>,
 }
 
 /// Replicas per service unless `cluster update --max-replicas` says otherwise.

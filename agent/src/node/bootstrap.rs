@@ -47,6 +47,7 @@ pub fn do_bootstrap(state: &NodeState, req: BootstrapRequest) -> Result<Bootstra
             ca_cert_pem: ca.cert_pem,
             ca_key_pem: Some(ca.key_pem),
             node,
+            at_rest: Default::default(),
         })
     })?;
     let admin = admin.ok_or_else(|| AgentError::Io("admin certificate was not issued".into()))?;

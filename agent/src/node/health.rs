@@ -65,7 +65,13 @@ pub fn do_health(state: &NodeState) -> HealthResponse {
             if maintenance { "maintenance mode: no cluster yet" } else { "member of a cluster" },
         ),
     });
-    if state.identity().is_some_and(|id| id.meta.role == crate::pki::role::Role::Manager) {
+    if state.locked() {
+        checks.push(check(
+            "autolock",
+            false,
+            "locked: the CA key is sealed; run `orcctl cluster unlock` against this manager",
+        ));
+    } else if state.identity().is_some_and(|id| id.meta.role == crate::pki::role::Role::Manager) {
         let (ok, msg) = state.raft.health();
         checks.push(check("raft", ok, msg));
     }

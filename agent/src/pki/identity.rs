@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::autolock::{self, UnlockKey};
 use super::ca::CertKey;
 use super::role::Role;
 use super::PkiError;
@@ -28,14 +29,28 @@ pub struct IdentityMeta {
 pub struct Identity {
     pub meta: IdentityMeta,
     pub ca_cert_pem: String,
-    /// Present on managers, which sign certificates.
+    /// Present on managers, which sign certificates (absent on a locked
+    /// one until it is unlocked).
     pub ca_key_pem: Option<String>,
     pub node: CertKey,
+    /// How the CA key is kept on STATE (autolock).
+    pub at_rest: CaKeyAtRest,
+}
+
+/// Autolock: how a manager's CA key is kept on STATE ([`super::autolock`]).
+#[derive(Debug, Clone, Default)]
+pub struct CaKeyAtRest {
+    /// As read from STATE and not opened yet: the manager is locked.
+    pub sealed: Option<Vec<u8>>,
+    /// The CA key is saved sealed under this key (none: as plain `ca.key`).
+    pub unlock_key: Option<Arc<UnlockKey>>,
 }
 
 const META: &str = "identity.json";
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
+/// The CA key sealed under the operator's unlock key (autolock).
+const CA_KEY_SEALED: &str = "ca.key.sealed";
 const NODE_CERT: &str = "node.crt";
 const NODE_KEY: &str = "node.key";
 /// Generations of the identity: `<state>/pki.<random>`; `<state>/pki` is a
@@ -142,11 +157,17 @@ impl Identity {
         let meta: IdentityMeta = serde_json::from_str(&read(META)?)
             .map_err(|e| PkiError::Malformed { path: meta_path.display().to_string(), msg: e.to_string() })?;
         let ca_key_pem = if dir.join(CA_KEY).exists() { Some(read(CA_KEY)?) } else { None };
+        let sealed_path = dir.join(CA_KEY_SEALED);
+        let sealed = match ca_key_pem {
+            None if sealed_path.exists() => Some(std::fs::read(&sealed_path).map_err(io(&sealed_path))?),
+            _ => None,
+        };
         Ok(Some(Identity {
             meta,
             ca_cert_pem: read(CA_CERT)?,
             ca_key_pem,
             node: CertKey { cert_pem: read(NODE_CERT)?, key_pem: read(NODE_KEY)? },
+            at_rest: CaKeyAtRest { sealed, unlock_key: None },
         }))
     }
 
@@ -175,6 +196,29 @@ impl Identity {
         Ok(())
     }
 
+    /// A manager whose CA key is still sealed on STATE: it serves only
+    /// `health` and `cluster unlock`.
+    pub fn locked(&self) -> bool {
+        self.meta.role == Role::Manager && self.ca_key_pem.is_none() && self.at_rest.sealed.is_some()
+    }
+
+    /// This identity with its CA key opened by `key` (and kept sealed
+    /// under it from now on).
+    pub fn unlocked(&self, key: Arc<UnlockKey>) -> Result<Identity, PkiError> {
+        let sealed = self.at_rest.sealed.as_deref().ok_or_else(|| PkiError::Malformed {
+            path: CA_KEY_SEALED.into(),
+            msg: "this node holds no sealed CA key".into(),
+        })?;
+        let pem = autolock::open_ca_key(&key, &self.meta.cluster_id, sealed)?;
+        let id = Identity {
+            ca_key_pem: Some(pem.to_string()),
+            at_rest: CaKeyAtRest { sealed: None, unlock_key: Some(key) },
+            ..self.clone()
+        };
+        id.validate()?;
+        Ok(id)
+    }
+
     fn write_generation(&self, dir: &Path) -> Result<(), PkiError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().mode(0o700).create(dir).map_err(io(dir))?;
@@ -186,8 +230,18 @@ impl Identity {
             (NODE_KEY, self.node.key_pem.as_bytes(), 0o600),
             (META, &meta[..], 0o644),
         ];
-        if let Some(k) = &self.ca_key_pem {
-            files.push((CA_KEY, k.as_bytes(), 0o600));
+        let sealed = match (&self.ca_key_pem, &self.at_rest) {
+            (Some(k), CaKeyAtRest { unlock_key: Some(u), .. }) => {
+                Some(autolock::seal_ca_key(u, &self.meta.cluster_id, k)?)
+            }
+            (Some(k), _) => {
+                files.push((CA_KEY, k.as_bytes(), 0o600));
+                None
+            }
+            (None, CaKeyAtRest { sealed, .. }) => sealed.clone(),
+        };
+        if let Some(sealed) = &sealed {
+            files.push((CA_KEY_SEALED, sealed, 0o600));
         }
         for (name, data, mode) in files {
             write_synced(&dir.join(name), data, mode)?;
@@ -242,6 +296,7 @@ mod tests {
             ca_cert_pem: ca.cert_pem.clone(),
             ca_key_pem: Some(ca.key_pem.clone()),
             node,
+            at_rest: CaKeyAtRest::default(),
         };
         id.save(dir.path()).unwrap();
         let back = Identity::load(dir.path()).unwrap().unwrap();
@@ -256,6 +311,7 @@ mod tests {
             ca_cert_pem: ca.cert_pem.clone(),
             ca_key_pem: (role == Role::Manager).then(|| ca.key_pem.clone()),
             node: ca::issue(ca, "c", "node1", role, ca::NODE_TTL).unwrap(),
+            at_rest: CaKeyAtRest::default(),
         }
     }
 
@@ -313,6 +369,37 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(GENERATION_PREFIX))
             .count();
         assert_eq!(generations, 1);
+    }
+
+    #[test]
+    fn an_autolocked_manager_keeps_its_ca_key_sealed_and_loads_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca::new_ca("c", "n").unwrap();
+        let key = Arc::new(UnlockKey::generate());
+        let mut id = identity(&ca, Role::Manager);
+        id.at_rest.unlock_key = Some(key.clone());
+        id.save(dir.path()).unwrap();
+        let pki = pki_dir(dir.path());
+        assert!(!pki.join(CA_KEY).exists());
+        let on_disk = std::fs::read(pki.join(CA_KEY_SEALED)).unwrap();
+        assert!(!String::from_utf8_lossy(&on_disk).contains("PRIVATE KEY"));
+        let locked = Identity::load(dir.path()).unwrap().unwrap();
+        assert!(locked.locked() && locked.ca_key_pem.is_none());
+        locked.validate().unwrap();
+        // Saved while locked (a renewed node certificate): still sealed, the same.
+        locked.save(dir.path()).unwrap();
+        assert_eq!(std::fs::read(pki_dir(dir.path()).join(CA_KEY_SEALED)).unwrap(), on_disk);
+        let e = locked.unlocked(Arc::new(UnlockKey::generate())).unwrap_err().to_string();
+        assert!(e.contains("does not open"), "{e}");
+        let open = locked.unlocked(key).unwrap();
+        assert!(!open.locked());
+        assert_eq!(open.ca_key_pem.as_deref(), Some(ca.key_pem.as_str()));
+        // Autolock off: plain again.
+        let plain = Identity { at_rest: CaKeyAtRest::default(), ..open };
+        plain.save(dir.path()).unwrap();
+        let pki = pki_dir(dir.path());
+        assert!(pki.join(CA_KEY).exists() && !pki.join(CA_KEY_SEALED).exists());
+        assert!(!Identity::load(dir.path()).unwrap().unwrap().locked());
     }
 
     #[test]

@@ -14,11 +14,13 @@
 //! - [`tls`]: the rustls server configurations (maintenance, cluster).
 //! - [`channel`]: the node-to-node client TLS and channel.
 //! - [`sealing`]: the cluster's data key; secrets sealed at rest.
+//! - [`autolock`]: the CA key at rest sealed under the operator's unlock key.
 //! - [`role::identity_of`]: who a verified peer certificate names.
 //!
 //! The pinning verifiers (maintenance fingerprint, join-token CA digest)
 //! live in the `orc-tls` crate, shared with `orcctl`.
 
+pub mod autolock;
 pub mod ca;
 pub mod channel;
 pub mod deny;
@@ -47,6 +49,8 @@ pub enum PkiError {
     Malformed { path: String, msg: String },
     #[error("certificate has no orc role (OU) or an unknown one: {0:?}")]
     BadRole(String),
+    #[error(transparent)]
+    Autolock(#[from] autolock::AutolockError),
     #[error("a certificate lifetime of {secs} s is longer than the CA's ({max_secs} s)")]
     TtlTooLong { secs: u64, max_secs: u64 },
 }

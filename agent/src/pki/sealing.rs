@@ -49,11 +49,14 @@ impl DataKey {
     /// The key derived from the CA's private key (PEM).
     pub fn from_ca_key(ca_key_pem: &str) -> Result<Self, SealError> {
         let der = rcgen::KeyPair::from_pem(ca_key_pem).map_err(|e| SealError::CaKey(e.to_string()))?.serialize_der();
-        let ikm = zeroize::Zeroizing::new(der);
+        Self::derived(&zeroize::Zeroizing::new(der), INFO).map_err(SealError::CaKey)
+    }
+
+    /// A key derived (HKDF-SHA256) from the secret `ikm` for `purpose`:
+    /// one secret, a different key per purpose.
+    pub fn derived(ikm: &[u8], purpose: &[u8]) -> Result<Self, String> {
         let mut key = zeroize::Zeroizing::new([0u8; 32]);
-        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"orc"), &ikm)
-            .expand(INFO, key.as_mut())
-            .map_err(|e| SealError::CaKey(e.to_string()))?;
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"orc"), ikm).expand(purpose, key.as_mut()).map_err(|e| e.to_string())?;
         Ok(Self(key))
     }
 

@@ -100,6 +100,35 @@ pub async fn init(cmd: ClusterCommand, path: &std::path::Path, out: Output) -> R
     Ok(())
 }
 
+/// The unlock key from `file`, or from stdin (prompted on a terminal).
+fn read_unlock_key(file: Option<&std::path::Path>) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal};
+    let text = match file {
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| CliError::Usage(format!("--key-file {}: {e}", f.display())))?
+        }
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("unlock key (ORC-KEY-…): ");
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| CliError::Usage(format!("reading the unlock key from stdin: {e}")))?;
+            line
+        }
+    };
+    match text.trim() {
+        "" => Err(CliError::Usage(
+            "no unlock key given: pipe it to stdin or pass --key-file (`orcctl cluster unlock-key` on an unlocked \
+             manager shows it)"
+                .into(),
+        )),
+        k => Ok(k.to_string()),
+    }
+}
+
 /// The other cluster commands, on the managers.
 pub async fn run(
     cmd: ClusterCommand,
@@ -165,6 +194,7 @@ pub async fn run(
             subnet_size,
             image_policy,
             no_image_policy,
+            autolock,
         } => {
             let image_policy_json = image_policy.as_deref().map(read_policy).transpose()?.unwrap_or_default();
             use orc_proto::cluster::cluster_client::ClusterClient;
@@ -178,6 +208,7 @@ pub async fn run(
                     subnet_size: subnet_size.unwrap_or(0),
                     image_policy_json,
                     clear_image_policy: no_image_policy,
+                    autolock,
                 })
                 .await
                 .map_err(|s| CliError::from_status(&n, s))?
@@ -186,7 +217,8 @@ pub async fn run(
                 Output::Json => println!(
                     "{}",
                     json!({"node_cert_ttl_secs": s.node_cert_ttl_secs, "max_replicas": s.max_replicas,
-                           "container_cidr": s.container_cidr, "subnet_size": s.subnet_size})
+                           "container_cidr": s.container_cidr, "subnet_size": s.subnet_size,
+                           "autolock": s.autolock, "unlock_key": s.unlock_key})
                 ),
                 Output::Table => {
                     println!("node certificates live {}s; nodes renew when half is left", s.node_cert_ttl_secs);
@@ -199,6 +231,64 @@ pub async fn run(
                         "" => println!("any image runs (no image policy)"),
                         _ => println!("only signed images run (image policy set)"),
                     }
+                    match (autolock, s.unlock_key.as_str()) {
+                        (_, "") if s.autolock => {
+                            println!("autolock on (the unlock key stays: `orcctl cluster unlock-key`)")
+                        }
+                        (_, "") => println!("autolock off: managers keep their CA key plain"),
+                        (_, key) => println!(
+                            "autolock on. Keep this unlock key safe: a restarted manager serves nothing until \
+                             `orcctl cluster unlock` is given it.\n\n    {key}\n"
+                        ),
+                    }
+                }
+            }
+            Ok(())
+        }
+        ClusterCommand::Unlock { key_file } => {
+            let key = read_unlock_key(key_file.as_deref())?;
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let results = fan(&nodes, |n| {
+                let (trust, key) = (trust.clone(), key.clone());
+                async move {
+                    let mut c = ClusterClient::new(connect::channel(&n, &trust).await?);
+                    c.unlock(orc_proto::cluster::UnlockRequest { key })
+                        .await
+                        .map_err(|s| CliError::from_status(&n, s))?;
+                    Ok(())
+                }
+            })
+            .await;
+            let (ok, failed) = split(results);
+            for (n, ()) in &ok {
+                match out {
+                    Output::Json => println!("{}", json!({"node": n, "unlocked": true})),
+                    Output::Table => println!("{n}: unlocked"),
+                }
+            }
+            done(failed)
+        }
+        ClusterCommand::UnlockKey { rotate, quiet } => {
+            use orc_proto::cluster::cluster_client::ClusterClient;
+            let (n, ch) = crate::connect::manager(&managers, &trust).await?;
+            let key = ClusterClient::new(ch)
+                .unlock_key(orc_proto::cluster::UnlockKeyRequest { rotate })
+                .await
+                .map_err(|s| CliError::from_status(&n, s))?
+                .into_inner()
+                .key;
+            match out {
+                Output::Json => println!("{}", json!({"unlock_key": key, "rotated": rotate})),
+                Output::Table if quiet => println!("{key}"),
+                Output::Table => {
+                    if rotate {
+                        println!(
+                            "a new unlock key; the old one no longer opens a manager once it re-sealed (seconds):"
+                        );
+                    } else {
+                        println!("the unlock key (give it to a locked manager with `orcctl cluster unlock`):");
+                    }
+                    println!("\n    {key}\n");
                 }
             }
             Ok(())
