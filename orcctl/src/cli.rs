@@ -72,6 +72,16 @@ pub enum Command {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Who changed what, when, with what result: the audit logs of every
+    /// manager of the context (or of --nodes), oldest first (admins).
+    Audit {
+        /// Then follow new records as they come.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only records since then: a duration back (10m, 2h) or a time (2026-12-03T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// Build and identity of nodes.
     Version,
     /// Live health checks of nodes.

@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use tonic::Status;
 
 use super::peer::Peer;
+use crate::node::audit::{AuditLog, Record};
 use crate::pki::deny::{DenyList, Refusal};
 use crate::pki::role::Role;
 use crate::state::NodeState;
@@ -52,6 +53,8 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.machine.v1.Machine/Logs", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/Services", Rule::AtLeast(Role::Reader)),
     ("/orc.machine.v1.Machine/RestartService", Rule::AtLeast(Role::Operator)),
+    // Who did what: admins only (it names every person and what they did).
+    ("/orc.machine.v1.Machine/Audit", Rule::AtLeast(Role::Admin)),
     // Images: bringing them in costs disk, not trust (layers are unpacked safely).
     ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),
@@ -308,12 +311,13 @@ impl RateLimit {
 #[derive(Clone)]
 pub struct AuthzLayer {
     pub state: Arc<NodeState>,
+    pub audit: Arc<AuditLog>,
 }
 
 impl<S> tower::Layer<S> for AuthzLayer {
     type Service = Authz<S>;
     fn layer(&self, inner: S) -> Authz<S> {
-        Authz { inner, state: self.state.clone() }
+        Authz { inner, state: self.state.clone(), audit: self.audit.clone() }
     }
 }
 
@@ -321,6 +325,27 @@ impl<S> tower::Layer<S> for AuthzLayer {
 pub struct Authz<S> {
     inner: S,
     state: Arc<NodeState>,
+    audit: Arc<AuditLog>,
+}
+
+/// The audit record of a call of `path` by `peer` that ended with `code`.
+fn audit_record(path: &str, peer: Option<&Peer>, target: String, code: i32, message: String) -> Record {
+    let id = peer.and_then(|p| p.identity.as_ref());
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    Record {
+        time_ms,
+        who: id.map(|i| i.name.clone()).unwrap_or_default(),
+        role: id.map(|i| i.role),
+        serial: id.map(|i| i.serial.clone()).unwrap_or_default(),
+        remote: peer.map(|p| p.remote.clone()).unwrap_or_default(),
+        method: super::audit::method_name(path),
+        target,
+        code,
+        message,
+    }
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -341,19 +366,35 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let path = req.uri().path().to_string();
-        let peer = req.extensions().get::<Peer>();
+        let peer = req.extensions().get::<Peer>().cloned();
+        let peer = peer.as_ref();
         let (maintenance, cluster_id) = self.state.mode();
         let locked = || if self.state.locked() { allowed_while_locked(&path) } else { Ok(()) };
+        let audit = super::audit::recorded(&path, peer.and_then(|p| p.identity.as_ref())).then(|| self.audit.clone());
         match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()).and_then(|()| locked()) {
             Ok(()) => {
                 tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
-                Box::pin(self.inner.call(req))
+                let call = self.inner.call(req);
+                let Some(audit) = audit else { return Box::pin(call) };
+                let peer = peer.cloned();
+                Box::pin(async move {
+                    let (res, target) = super::audit::with_target(call).await;
+                    if let Ok(r) = &res {
+                        let (code, message) = super::audit::status_of(r.headers());
+                        audit.record(audit_record(&path, peer.as_ref(), target, code, message));
+                    }
+                    res
+                })
             }
             Err(status) => {
                 // Refusals are what an unauthenticated flood produces: logged
                 // at a bounded rate, the rest counted.
                 if REFUSALS.allow() {
                     tracing::info!(method = %path, peer = ?peer, code = ?status.code(), "refused");
+                }
+                if let Some(audit) = audit {
+                    let r = audit_record(&path, peer, String::new(), status.code() as i32, status.message().into());
+                    audit.record(r);
                 }
                 Box::pin(async move { Ok(status.into_http()) })
             }

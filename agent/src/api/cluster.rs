@@ -99,6 +99,7 @@ impl Cluster for ClusterService {
 
     async fn join_token(&self, req: Request<JoinTokenRequest>) -> Result<Response<JoinTokenResponse>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.role);
         let id = self.identity()?;
         let ca_der = join::pem_der(&id.ca_cert_pem)?;
         let token = tokens::join_token(&self.state.raft, &ca_der, &req.role, req.rotate).await?;
@@ -108,6 +109,7 @@ impl Cluster for ClusterService {
     async fn issue_cert(&self, req: Request<IssueCertRequest>) -> Result<Response<IssueCertResponse>, Status> {
         let by = super::peer::identity(&req)?;
         let r = req.into_inner();
+        super::audit::target(&r.name);
         let (cert_pem, ca_cert_pem, c) =
             certs::issue(&self.state, &by, &r.name, &r.role, r.ttl_secs, &r.csr_pem).await?;
         Ok(Response::new(IssueCertResponse { cert_pem, ca_cert_pem, cert: Some(person_cert_to_proto(&c)) }))
@@ -121,7 +123,9 @@ impl Cluster for ClusterService {
 
     async fn revoke_cert(&self, req: Request<RevokeCertRequest>) -> Result<Response<RevokeCertResponse>, Status> {
         let by = super::peer::identity(&req)?;
-        let revoked = certs::revoke(&self.state.raft, &by, &req.into_inner().cert).await?;
+        let cert = req.into_inner().cert;
+        super::audit::target(&cert);
+        let revoked = certs::revoke(&self.state.raft, &by, &cert).await?;
         Ok(Response::new(RevokeCertResponse { revoked: revoked.iter().map(person_cert_to_proto).collect() }))
     }
 

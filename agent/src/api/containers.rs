@@ -102,6 +102,7 @@ impl Containers for ContainersService {
     async fn run(&self, req: Request<RunRequest>) -> Result<Response<Container>, Status> {
         let caller = crate::pki::peer::caller(&req);
         let given = req.into_inner().spec.unwrap_or_default();
+        super::audit::target(&given.name);
         if given.mounts.iter().any(|m| m.r#type.is_empty() || m.r#type == "bind") {
             super::authz::require_admin(super::authz::AdminOnly::BindMount, caller.as_ref())?;
         }
@@ -148,6 +149,7 @@ impl Containers for ContainersService {
         let Some(exec_input::Input::Start(start)) = &first.input else {
             return Err(Status::invalid_argument("the first exec message must be `start`"));
         };
+        super::audit::target(&start.container);
         tracing::info!(container = %start.container, args = ?start.args, tty = start.tty, "exec requested");
         let mut shim = self.runtime.shim(&start.container).await?;
         let rest = input.filter_map(|m| futures::future::ready(m.ok()));
@@ -158,6 +160,7 @@ impl Containers for ContainersService {
 
     async fn stop(&self, req: Request<StopRequest>) -> Result<Response<Container>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.id);
         let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
         let r = self.runtime.stop(&req.id, timeout).await?;
         Ok(Response::new(r.to_proto()))
@@ -165,6 +168,7 @@ impl Containers for ContainersService {
 
     async fn kill(&self, req: Request<KillRequest>) -> Result<Response<Container>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.id);
         let sig = parse_signal(&req.signal)?;
         let r = self.runtime.kill(&req.id, sig).await?;
         Ok(Response::new(r.to_proto()))
@@ -177,6 +181,7 @@ impl Containers for ContainersService {
 
     async fn remove(&self, req: Request<RemoveContainerRequest>) -> Result<Response<RemoveContainerResponse>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.id);
         let joined = self.runtime.record(&req.id).await.ok().filter(|r| !r.spec.networks.is_empty());
         self.runtime.remove(&req.id, req.force).await?;
         if let Some(r) = joined {

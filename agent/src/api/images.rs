@@ -33,6 +33,7 @@ impl Images for ImagesService {
 
     async fn pull(&self, req: Request<PullRequest>) -> Result<Response<Self::PullStream>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.reference);
         tracing::info!(reference = %req.reference, "pull requested");
         crate::images::reference::parse(&req.reference)?;
         let (tx, rx) = mpsc::channel(64);
@@ -101,6 +102,7 @@ impl Images for ImagesService {
 
     async fn remove(&self, req: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
         let name = req.into_inner().name;
+        super::audit::target(&name);
         let (users, layers, ids) = self.runtime.in_use().await;
         let untagged = self.runtime.images.remove(&name, &users).await?;
         let reclaimed = self.runtime.images.gc(&layers, &ids).await?;

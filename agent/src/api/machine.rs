@@ -11,16 +11,32 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::node::audit::AuditLog;
 use crate::node::{bootstrap, dmesg, health, logs, power, services, version};
 use crate::state::NodeState;
 
 pub struct MachineService {
     state: Arc<NodeState>,
+    audit: Arc<AuditLog>,
 }
 
 impl MachineService {
-    pub fn new(state: Arc<NodeState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<NodeState>, audit: Arc<AuditLog>) -> Self {
+        Self { state, audit }
+    }
+}
+
+fn audit_to_proto(r: &crate::node::audit::Record) -> AuditRecord {
+    AuditRecord {
+        time_ms: r.time_ms,
+        who: r.who.clone(),
+        role: r.role.map(|r| r.as_str().to_string()).unwrap_or_default(),
+        serial: r.serial.clone(),
+        remote: r.remote.clone(),
+        method: r.method.clone(),
+        target: r.target.clone(),
+        code: r.code,
+        message: r.message.clone(),
     }
 }
 
@@ -73,6 +89,47 @@ impl Machine for MachineService {
     }
 
     type LogsStream = Streamed<LogLine>;
+
+    type AuditStream = Streamed<AuditRecord>;
+
+    async fn audit(&self, req: Request<AuditRequest>) -> Result<Response<Self::AuditStream>, Status> {
+        let r = req.into_inner();
+        // Subscribed before the file is read: a record written meanwhile
+        // may come twice, never not at all.
+        let mut live = r.follow.then(|| self.audit.subscribe());
+        let audit = self.audit.clone();
+        let kept = tokio::task::spawn_blocking(move || audit.read(r.since_ms))
+            .await
+            .map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut last = 0;
+            for rec in &kept {
+                last = rec.time_ms;
+                if tx.send(Ok(audit_to_proto(rec))).await.is_err() {
+                    return;
+                }
+            }
+            let Some(live) = live.as_mut() else { return };
+            loop {
+                match live.recv().await {
+                    Ok(rec) if rec.time_ms >= last => {
+                        if tx.send(Ok(audit_to_proto(&rec))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let msg = format!("the audit follower fell behind: {n} records not sent (see `orcctl audit`)");
+                        let _ = tx.send(Err(Status::data_loss(msg))).await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
         let r = req.into_inner();

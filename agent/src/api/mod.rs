@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`server`]: listeners (TCP, vsock), TLS handshakes, serving; `run(listeners, shutdown)`.
 //! - [`peer`]: the connection type that carries who the client is (identity: [`crate::pki::peer`]).
-//! - [`authz`]: the one authorization table and the tower layer enforcing it.
+//! - [`authz`]: the one authorization table and the tower layer enforcing it;
+//!   [`audit`]: which calls it records in the node's audit log, and how they ended.
 //! - [`machine`]: `orc.machine.v1.Machine` handlers (trace, call `do_*`).
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`cluster`], [`services`], [`nodes`], [`networks`]: `orc.cluster.v1` on any manager,
@@ -19,6 +20,7 @@
 //!
 //! The Raft peer service `orc.raft.v1` lives with Raft, in [`crate::raft::transport`].
 
+pub mod audit;
 pub mod authz;
 pub mod cluster;
 pub mod containers;

@@ -77,6 +77,7 @@ fn to_proto(v: &View, n: &Network, detail: bool) -> pb::Network {
 impl Networks for NetworksService {
     async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::Network>, Status> {
         let r = req.into_inner();
+        super::audit::target(&r.name);
         let size = match r.subnet_size {
             0 => None,
             n => Some(u8::try_from(n).map_err(|_| Status::invalid_argument(format!("subnet size /{n} is above /32")))?),
@@ -108,7 +109,9 @@ impl Networks for NetworksService {
         &self,
         req: Request<pb::RemoveNetworkRequest>,
     ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
-        let n = networks::remove(&self.state.raft, req.into_inner().network.trim()).await?;
+        let network = req.into_inner().network;
+        super::audit::target(&network);
+        let n = networks::remove(&self.state.raft, network.trim()).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { name: n.name }))
     }
 }

@@ -55,6 +55,7 @@ impl Nodes for NodesService {
     async fn update(&self, req: Request<pb::UpdateNodeRequest>) -> Result<Response<pb::Node>, Status> {
         let caller = crate::pki::peer::caller(&req);
         let req = req.into_inner();
+        super::audit::target(&req.node);
         if !req.role.is_empty() {
             super::authz::require_admin(super::authz::AdminOnly::NodeRole, caller.as_ref())?;
         }
@@ -70,6 +71,7 @@ impl Nodes for NodesService {
 
     async fn remove(&self, req: Request<pb::RemoveNodeRequest>) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         let req = req.into_inner();
+        super::audit::target(&req.node);
         let n = nodes::remove(&self.state.raft, &req.node, req.force).await?;
         Ok(Response::new(pb::RemoveNodeResponse { id: n.id }))
     }

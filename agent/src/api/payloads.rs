@@ -45,6 +45,7 @@ impl PayloadsService {
     }
 
     async fn create(&self, r: pb::CreatePayloadRequest) -> Result<pb::Payload, Status> {
+        super::audit::target(&r.name);
         let req = PayloadRequest {
             kind: self.kind,
             name: r.name.trim().to_string(),
@@ -57,6 +58,7 @@ impl PayloadsService {
     }
 
     async fn update(&self, r: pb::UpdatePayloadRequest) -> Result<pb::UpdatePayloadResponse, Status> {
+        super::audit::target(&r.name);
         let data = zeroize::Zeroizing::new(r.data);
         let key = payloads::data_key(&self.state);
         let (p, services) = payloads::update(&self.state.raft, key.as_ref(), self.kind, r.name.trim(), &data).await?;
@@ -77,6 +79,7 @@ impl PayloadsService {
     }
 
     async fn remove(&self, r: pb::RemovePayloadRequest) -> Result<pb::RemovePayloadResponse, Status> {
+        super::audit::target(&r.name);
         let p = payloads::remove(&self.state.raft, self.kind, r.name.trim()).await?;
         Ok(pb::RemovePayloadResponse { name: p.name })
     }

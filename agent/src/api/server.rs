@@ -135,6 +135,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let Parts { runtime, network, liveness, measurements } = parts;
+    let audit = crate::node::audit::AuditLog::open(state.state_dir());
     let (tx, rx) = mpsc::channel(64);
     let slots = Arc::new(Slots {
         connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
@@ -185,7 +186,7 @@ pub async fn run(
         .max_concurrent_streams(Some(MAX_STREAMS))
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .layer(AuthzLayer { state: state.clone() })
+        .layer(AuthzLayer { state: state.clone(), audit: audit.clone() })
         .add_service(crate::raft::transport::server::RaftRpc::server(state.raft.clone()))
         .add_service(ClusterServer::new(super::cluster::ClusterService::new(state.clone())))
         .add_service(ServicesServer::new(super::services::ServicesService::new(state.clone())))
@@ -200,7 +201,7 @@ pub async fn run(
             liveness,
             measurements,
         )))
-        .add_service(MachineServer::new(MachineService::new(state)))
+        .add_service(MachineServer::new(MachineService::new(state, audit)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime, network)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)

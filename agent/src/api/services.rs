@@ -51,6 +51,7 @@ impl Services for ServicesService {
     async fn create(&self, req: Request<pb::CreateServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let role = super::peer::identity(&req)?.role;
         let spec = spec_from_proto(req.into_inner().spec.unwrap_or_default())?;
+        super::audit::target(&spec.name);
         host_network_allowed(&spec, role)?;
         let (v, s) = services::create(&self.state.raft, spec).await?;
         Ok(Response::new(service_to_proto(&v, &s)))
@@ -59,6 +60,7 @@ impl Services for ServicesService {
     async fn update(&self, req: Request<pb::UpdateServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let role = super::peer::identity(&req)?.role;
         let req = req.into_inner();
+        super::audit::target(&req.service);
         let control = match pb::UpdateControl::try_from(req.control) {
             Ok(pb::UpdateControl::Unspecified) => None,
             Ok(pb::UpdateControl::Pause) => Some(Control::Pause),
@@ -82,7 +84,9 @@ impl Services for ServicesService {
     }
 
     async fn rollback(&self, req: Request<pb::RollbackServiceRequest>) -> Result<Response<pb::Service>, Status> {
-        let (v, s) = services::rollback(&self.state.raft, &req.into_inner().service).await?;
+        let service = req.into_inner().service;
+        super::audit::target(&service);
+        let (v, s) = services::rollback(&self.state.raft, &service).await?;
         Ok(Response::new(service_with_progress(&v, &s)))
     }
 
@@ -90,7 +94,9 @@ impl Services for ServicesService {
         &self,
         req: Request<pb::RemoveServiceRequest>,
     ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
-        let s = services::remove(&self.state.raft, &req.into_inner().service).await?;
+        let service = req.into_inner().service;
+        super::audit::target(&service);
+        let s = services::remove(&self.state.raft, &service).await?;
         Ok(Response::new(pb::RemoveServiceResponse { id: s.id }))
     }
 

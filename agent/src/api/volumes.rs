@@ -42,6 +42,7 @@ fn to_proto(v: &View, x: &Volume) -> pb::Volume {
 impl Volumes for VolumesService {
     async fn create(&self, req: Request<pb::CreateVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
         let r = req.into_inner();
+        super::audit::target(&r.name);
         let r = VolumeRequest { name: r.name.trim().to_string(), labels: r.labels.into_iter().collect() };
         let x = volumes::create(&self.state.raft, r).await?;
         Ok(Response::new(to_proto(&View::default(), &x)))
@@ -62,7 +63,9 @@ impl Volumes for VolumesService {
         &self,
         req: Request<pb::RemoveVolumeRequest>,
     ) -> Result<Response<pb::RemoveVolumeResponse>, Status> {
-        let x = volumes::remove(&self.state.raft, req.into_inner().name.trim()).await?;
+        let name = req.into_inner().name;
+        super::audit::target(&name);
+        let x = volumes::remove(&self.state.raft, name.trim()).await?;
         Ok(Response::new(pb::RemoveVolumeResponse { name: x.name }))
     }
 }

@@ -7,7 +7,9 @@
 //! - [`logs`]: the logs orc-init keeps under `/run/orc/log`, with follow.
 //! - [`power`]: asking orc-init to reboot or power off.
 //! - [`timeline`]: the agent's stages of the boot, in the kernel log.
+//! - [`audit`]: the calls people made that changed something, on STATE.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod dmesg;
 pub mod health;

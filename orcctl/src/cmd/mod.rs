@@ -6,6 +6,7 @@
 //! manager that answers.
 
 pub mod attached;
+pub mod audit;
 pub mod cluster;
 pub mod container;
 pub mod context;
@@ -79,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Network(cmd) => network::run(cmd, &managers, &trust, out).await,
         Command::User(cmd) => user::run(cmd, &managers, &trust, out).await,
         Command::Events { follow, service, since } => events::run(&managers, &trust, out, follow, service, since).await,
+        Command::Audit { follow, since } => audit::run(&managers, &trust, out, follow, since).await,
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,
         Command::Image(cmd) => image::run(cmd, &nodes, &trust, out).await,
         Command::Container(cmd) => container::run(cmd, &nodes, &trust, out).await,
