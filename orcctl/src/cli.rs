@@ -355,7 +355,9 @@ pub enum ImageCommand {
     /// Sign an image in its registry (cosign-style: the signature is stored
     /// beside the image), for clusters that run signed images only.
     Sign {
-        /// e.g. registry:5000/team/web:1 (the tag's current manifest is signed).
+        /// e.g. registry:5000/team/web:1 (the tag's current manifest is
+        /// signed), or an OCI image layout archive (a file): every image in
+        /// it is signed inside it, for `orcctl image load` on air-gapped nodes.
         reference: String,
         /// The private key (PEM PKCS#8, e.g. from `orcctl image keygen`).
         #[arg(long)]

@@ -165,8 +165,58 @@ fn signed_images_only(c: &LocalCluster, rt: &tokio::runtime::Runtime, registry: 
     for name in ["signed", "unsigned", "wrong", "elsewhere"] {
         ctl_ok(&["service", "rm", name]);
     }
+    air_gapped(c, registry, dir.path(), &key(&team), &key(&other));
     let out = ctl_ok(&["cluster", "update", "--no-image-policy"]);
     assert!(out.contains("any image runs"), "{out}");
+}
+
+/// Archives for air-gapped nodes carry their signatures: an image in no
+/// registry, signed inside its archive and loaded on every node, runs by
+/// digest under the policy; one signed with another key, and an unsigned
+/// one, are refused.
+fn air_gapped(c: &LocalCluster, registry: &Registry, dir: &Path, team_key: &str, other_key: &str) {
+    let ctl_ok = |args: &[&str]| {
+        let o = c.ctl(args);
+        assert!(o.ok, "{args:?}: {}", o.stderr);
+        o.stdout
+    };
+    let nodes: Vec<String> = c.agents.iter().map(|a| a.addr.clone()).collect();
+    let nodes = nodes.join(",");
+    for (n, name, key) in
+        [(5, "airgap", Some(team_key)), (6, "airgap-other", Some(other_key)), (7, "airgap-plain", None)]
+    {
+        let reference = format!("{}/orc/{name}:1", registry.host());
+        let archive = dir.join(format!("{name}.tar"));
+        std::fs::write(&archive, oci::busybox_with(0, n).unwrap().layout_tar(&reference).unwrap()).unwrap();
+        if let Some(key) = key {
+            let out = ctl_ok(&["image", "sign", archive.to_str().unwrap(), "--key", key]);
+            assert!(out.contains(&format!("signed {reference} (sha256:")), "{out}");
+        }
+        ctl_ok(&["--nodes", &nodes, "image", "load", archive.to_str().unwrap()]);
+        ctl_ok(&["service", "create", "--name", name, &reference, "--", "sleep", "3600"]);
+    }
+    let gz = dir.join("x.tar.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 0, 0]).unwrap();
+    let refused = c.ctl(&["image", "sign", gz.to_str().unwrap(), "--key", team_key]);
+    assert!(!refused.ok && refused.stderr.contains("gunzip"), "{}", refused.stderr);
+
+    c.wait(SETTLE, "the air-gapped signed image running", |c| running(c, "airgap").len() == 1)
+        .unwrap_or_else(|e| panic!("{e}: {}", c.json(&["service", "ps", "airgap"])));
+    let (_, node, ctr) = running(c, "airgap").remove(0);
+    let inspect = c.json(&["--nodes", &node, "container", "inspect", &ctr]);
+    assert!(inspect[0]["image"].as_str().unwrap_or_default().contains("/orc/airgap@sha256:"), "{inspect}");
+    for (name, why) in [
+        ("airgap-other", "none of the 1 signatures its archive carried verifies"),
+        ("airgap-plain", "it is not signed"),
+    ] {
+        c.wait(SETTLE, &format!("{name} refused"), |c| {
+            rejected(c, name)["error"].as_str().is_some_and(|e| e.contains(why))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", c.json(&["service", "ps", name])));
+    }
+    for name in ["airgap", "airgap-other", "airgap-plain"] {
+        ctl_ok(&["service", "rm", name]);
+    }
 }
 
 /// The agent of the node at `addr`.

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use nix::fcntl::ResolveFlag;
 use serde::Deserialize;
 
+use orc_tls::image_sig;
+
+use super::signatures::KeptSignature;
 use super::{layer, reference, ImageRecord, ImageStore};
 use crate::error::AgentError;
 
@@ -56,10 +59,13 @@ pub async fn load(
         std::fs::create_dir(&dir).map_err(|e| AgentError::io(&dir, e))?;
         let result = (|| {
             extract(&s, &archive, &dir)?;
-            let found = find(&dir, &default_name)?;
+            let (found, signatures) = find(&dir, &default_name)?;
             let mut records = Vec::new();
             for f in &found {
                 records.extend(import(&s, &dir, f)?);
+            }
+            for (digest, sigs) in &signatures {
+                s.keep_signatures(digest, sigs)?;
             }
             Ok(records)
         })();
@@ -122,10 +128,41 @@ fn blob(dir: &Path, digest: &str) -> Result<Vec<u8>, AgentError> {
     Ok(data)
 }
 
-fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
+/// Signatures an OCI layout carries, by the manifest digest they sign.
+type Signatures = std::collections::BTreeMap<String, Vec<KeptSignature>>;
+
+/// The digest a signature manifest's ref name (`sha256-<hex>.sig`) signs.
+fn signed_digest(ref_name: &str) -> Option<String> {
+    let hex = ref_name.strip_prefix("sha256-")?.strip_suffix(".sig")?;
+    let digest = format!("sha256:{hex}");
+    let valid = super::digest_hex(&digest).is_ok();
+    valid.then_some(digest)
+}
+
+/// The signatures in signature manifest `data` (cosign's layout: a payload
+/// layer per signature, the signature in its annotation).
+fn signatures_in(dir: &Path, data: &[u8]) -> Result<Vec<KeptSignature>, AgentError> {
+    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(data).map_err(bad)?;
+    let mut out = Vec::new();
+    for l in manifest.layers().iter().filter(|l| l.media_type().to_string() == image_sig::PAYLOAD_MEDIA_TYPE) {
+        let Some(sig) = l.annotations().as_ref().and_then(|a| a.get(image_sig::SIGNATURE_ANNOTATION)) else {
+            continue;
+        };
+        if l.size() > MAX_SIGNATURE_PAYLOAD {
+            return Err(bad(format!("a signature payload of {} bytes (at most {MAX_SIGNATURE_PAYLOAD})", l.size())));
+        }
+        out.push(KeptSignature { payload: blob(dir, l.digest().as_ref())?, signature: sig.clone() });
+    }
+    Ok(out)
+}
+
+/// A signature's payload is small: a larger layer is not one.
+const MAX_SIGNATURE_PAYLOAD: u64 = 64 << 10;
+
+fn find(dir: &Path, default_name: &str) -> Result<(Vec<Found>, Signatures), AgentError> {
     if dir.join("manifest.json").symlink_metadata().is_ok() {
         let manifests: Vec<DockerManifest> = read_json(dir, "manifest.json")?;
-        return manifests
+        let found = manifests
             .into_iter()
             .map(|m| {
                 let config = archive_read(dir, &m.config)?;
@@ -140,16 +177,23 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
                     layers: m.layers.iter().map(|l| (l.clone(), None)).collect(),
                 })
             })
-            .collect();
+            .collect::<Result<_, AgentError>>()?;
+        return Ok((found, Signatures::new()));
     }
     if dir.join("index.json").symlink_metadata().is_err() {
         return Err(bad("neither an OCI image layout (index.json) nor a `docker save` archive (manifest.json)"));
     }
     let index: oci_spec::image::ImageIndex = read_json(dir, "index.json")?;
     let mut out = Vec::new();
+    let mut signatures = Signatures::new();
     for desc in index.manifests() {
         let mut digest = desc.digest().to_string();
         let mut data = blob(dir, &digest)?;
+        let ref_name = desc.annotations().as_ref().and_then(|a| a.get(REF_NAME)).cloned().unwrap_or_default();
+        if let Some(signed) = signed_digest(&ref_name) {
+            signatures.entry(signed).or_default().extend(signatures_in(dir, &data)?);
+            continue;
+        }
         if desc.media_type().to_string().contains("index") || desc.media_type().to_string().contains("list") {
             let nested: oci_spec::image::ImageIndex = serde_json::from_slice(&data).map_err(bad)?;
             let Some(m) = nested.manifests().iter().find(|m| {
@@ -190,7 +234,7 @@ fn find(dir: &Path, default_name: &str) -> Result<Vec<Found>, AgentError> {
             layers,
         });
     }
-    Ok(out)
+    Ok((out, signatures))
 }
 
 fn import(store: &ImageStore, dir: &Path, f: &Found) -> Result<Vec<ImageRecord>, AgentError> {
@@ -243,9 +287,50 @@ mod tests {
     }
 
     #[test]
+    fn signature_manifests_are_kept_apart_from_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let put = |data: &[u8]| {
+            let d = sha256(data);
+            std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+            (d, data.len())
+        };
+        let manifest = |config: (String, usize), layers: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+                "layers": layers}))
+            .unwrap()
+        };
+        let config = put(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#);
+        let image = put(&manifest(config.clone(), serde_json::json!([])));
+        let payload = put(b"payload");
+        let sig_layer = serde_json::json!([{"mediaType": image_sig::PAYLOAD_MEDIA_TYPE, "digest": payload.0,
+            "size": payload.1, "annotations": {image_sig::SIGNATURE_ANNOTATION: "c2ln"}}]);
+        let sig = put(&manifest(config, sig_layer));
+        let desc = |d: &(String, usize), name: &str| {
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d.0,
+                "size": d.1, "annotations": {REF_NAME: name}})
+        };
+        let index = serde_json::json!({"schemaVersion": 2,
+            "manifests": [desc(&image, "reg/x:1"), desc(&sig, &image_sig::signature_tag(&image.0))]});
+        std::fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+        let (found, sigs) = find(dir.path(), "").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].names.clone(), found[0].manifest_digest.clone()),
+            (vec!["reg/x:1".into()], image.0.clone())
+        );
+        assert_eq!(sigs[&image.0], vec![KeptSignature { payload: b"payload".to_vec(), signature: "c2ln".into() }]);
+        assert_eq!(signed_digest("sha256-abc.sig"), None);
+        assert_eq!(signed_digest(&image_sig::signature_tag(&image.0)), Some(image.0));
+    }
+
+    #[test]
     fn paths_an_archive_names_stay_inside_it() {
         let ok = docker_archive("config.json");
-        assert_eq!(find(ok.path(), "").unwrap()[0].config, b"{}");
+        assert_eq!(find(ok.path(), "").unwrap().0[0].config, b"{}");
         for escape in ["/etc/passwd", "../../../../etc/passwd", "config.json/../../x"] {
             let d = docker_archive(escape);
             let e = find(d.path(), "").err().unwrap().to_string();

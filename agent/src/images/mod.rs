@@ -6,6 +6,7 @@
 //!   blobs/sha256/<hex>       manifests and configs, digest-verified
 //!   layers/sha256/<hex>/     unpacked layers, named by diff id (uncompressed digest)
 //!   tmp/                     downloads and unpacks in progress (emptied at start)
+//!   signatures/<hex>.json    signatures loaded archives carried, per manifest digest
 //! ```
 //!
 //! A layer is unpacked once into a temporary directory, its compressed and
@@ -16,12 +17,14 @@
 //! - [`load`]: from OCI layouts and `docker save` archives.
 //! - [`layer`]: decompress, hash and unpack one layer.
 //! - [`reference`]: image names.
-//! - [`signed`]: checking an image's signature against the image policy.
+//! - [`signed`]: checking an image's signature against the image policy;
+//!   [`signatures`]: those that came inside loaded archives.
 
 pub mod layer;
 pub mod load;
 pub mod pull;
 pub mod reference;
+pub mod signatures;
 pub mod signed;
 
 use std::collections::BTreeSet;

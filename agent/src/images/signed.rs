@@ -22,6 +22,46 @@ pub struct Trust<'a> {
     pub keys: &'a [String],
 }
 
+/// A loaded image whose archive carried signatures: checked against them,
+/// with no registry asked (air-gapped nodes). `Ok(None)`: not such an image.
+async fn loaded(
+    store: &ImageStore,
+    name: &str,
+    repo: &str,
+    keys: &[Vec<u8>],
+    rule: &str,
+    rule_no: usize,
+) -> Result<Option<String>, AgentError> {
+    let Some(record) = store.get(name).await? else { return Ok(None) };
+    if record.digest.is_empty() {
+        return Ok(None);
+    }
+    let kept = store.signatures(&record.digest)?;
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let mut why = String::new();
+    for s in &kept {
+        match image_sig::verify(&s.payload, &s.signature, &record.digest, keys) {
+            Ok(key) => {
+                let digest = &record.digest;
+                tracing::info!(image = %name, %digest, rule = rule_no, key = key + 1, "loaded image's signature verified");
+                // Run by digest: a later load moving the name changes nothing that runs.
+                let by_digest = format!("{repo}@{digest}");
+                store.tag(super::ImageRecord { name: reference::normalize(&by_digest)?, ..record.clone() }).await?;
+                return Ok(Some(by_digest));
+            }
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(AgentError::PermissionDenied(format!(
+        "image {name} ({}) is refused by the image policy, {rule}: none of the {} signatures its archive carried \
+         verifies: {why}",
+        record.digest,
+        kept.len()
+    )))
+}
+
 /// `registry/repository` of image `name`: what policy patterns match.
 pub fn repository(name: &str) -> Result<String, AgentError> {
     let r = reference::parse(name)?;
@@ -39,15 +79,31 @@ pub async fn verify(store: &ImageStore, name: &str, trust: Option<Trust<'_>>) ->
         )));
     };
     let rule = format!("rule {} ({})", trust.rule, trust.pattern);
+    let keys: Vec<Vec<u8>> = trust.keys.iter().filter_map(|k| image_sig::public_key(k).ok()).collect();
+    if let Some(by_digest) = loaded(store, name, &repo, &keys, &rule, trust.rule).await? {
+        return Ok(by_digest);
+    }
     let r = reference::parse(name)?;
     let client = pull::client(store);
     let auth = oci_client::secrets::RegistryAuth::Anonymous;
     let insecure = store.insecure_registries.iter().any(|h| h == r.resolve_registry());
     let digest = match r.digest() {
         Some(d) => d.to_string(),
-        None => {
-            client.fetch_manifest_digest(&r, &auth).await.map_err(|e| pull::registry_error(&r, insecure, false, e))?
-        }
+        None => match client.fetch_manifest_digest(&r, &auth).await {
+            Ok(d) => d,
+            Err(e) => match (pull::registry_error(&r, insecure, false, e), store.get(name).await?) {
+                // Loaded from an archive that carried no signature, and in no registry.
+                (AgentError::NotFound(_), Some(local)) => {
+                    return Err(AgentError::PermissionDenied(format!(
+                        "image {name} ({}) is refused by the image policy, {rule}: it is not signed (its archive \
+                         carried no signature, and the registry does not have it): sign the archive with \
+                         `orcctl image sign ARCHIVE --key …` and load it again",
+                        local.digest
+                    )))
+                }
+                (e, _) => return Err(e),
+            },
+        },
     };
     let sig_ref = oci_client::Reference::with_tag(
         r.registry().to_string(),
@@ -65,7 +121,6 @@ pub async fn verify(store: &ImageStore, name: &str, trust: Option<Trust<'_>>) ->
             other => other,
         }
     })?;
-    let keys: Vec<Vec<u8>> = trust.keys.iter().filter_map(|k| image_sig::public_key(k).ok()).collect();
     let mut why = format!("{} holds no signature payload", sig_ref.whole());
     for layer in manifest.layers.iter().filter(|l| l.media_type == image_sig::PAYLOAD_MEDIA_TYPE) {
         let Some(sig) = layer.annotations.as_ref().and_then(|a| a.get(image_sig::SIGNATURE_ANNOTATION)) else {

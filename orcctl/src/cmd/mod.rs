@@ -19,6 +19,7 @@ pub mod payload;
 pub mod rollout;
 pub mod service;
 pub mod sign;
+pub mod sign_archive;
 pub mod user;
 pub mod volume;
 pub mod watch;

@@ -49,6 +49,16 @@ pub async fn run(cmd: ImageCommand, out: Output) -> Result<(), CliError> {
         ImageCommand::Sign { reference, key, insecure_registry, login } => {
             let key_pem = std::fs::read_to_string(&key)
                 .map_err(|e| CliError::Usage(format!("reading the key {}: {e}", key.display())))?;
+            let archive = Path::new(&reference);
+            if archive.is_file() {
+                for (name, digest) in super::sign_archive::sign(archive, &key_pem)? {
+                    match out {
+                        Output::Json => println!("{}", json!({"archive": archive, "image": name, "digest": digest})),
+                        Output::Table => println!("signed {name} ({digest}) in {}", archive.display()),
+                    }
+                }
+                return Ok(());
+            }
             let r: Reference = reference
                 .parse()
                 .map_err(|e| CliError::Usage(format!("{reference:?} is not an image reference: {e}")))?;
