@@ -251,6 +251,10 @@ impl NodeState {
     /// Keeps the CA key on STATE sealed under the cluster's unlock key
     /// (none: plain); `Ok(true)` when it saved a change.
     pub fn set_unlock_key(&self, key: Option<Arc<UnlockKey>>) -> Result<bool, AgentError> {
+        // Looked at under the read lock: every call reads the identity.
+        if read(&self.identity).as_ref().is_none_or(|id| id.ca_key_pem.is_none() || id.at_rest.unlock_key == key) {
+            return Ok(false);
+        }
         let mut slot = write(&self.identity);
         let Some(current) = slot.as_ref() else { return Ok(false) };
         if current.ca_key_pem.is_none() || current.at_rest.unlock_key == key {

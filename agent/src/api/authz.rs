@@ -271,19 +271,25 @@ pub const REFUSALS_LOGGED: u32 = 20;
 pub const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The log of refused calls and connections, rate limited.
-pub static REFUSALS: RateLimit = RateLimit::new(REFUSALS_LOGGED, REFUSAL_WINDOW);
+pub static REFUSALS: RateLimit = RateLimit::new("refusals", REFUSALS_LOGGED, REFUSAL_WINDOW);
+
+/// Audit records of calls without a certificate, rate limited the same way.
+static STRANGERS_RECORDED: RateLimit =
+    RateLimit::new("audit records of callers without a certificate", REFUSALS_LOGGED, REFUSAL_WINDOW);
 
 /// Lets `per_window` events through per window; says how many it held back
 /// when the next window opens.
 pub struct RateLimit {
+    /// What is limited, for the line saying how many were held back.
+    what: &'static str,
     per_window: u32,
     window: std::time::Duration,
     state: std::sync::Mutex<Option<(std::time::Instant, u32, u64)>>,
 }
 
 impl RateLimit {
-    pub const fn new(per_window: u32, window: std::time::Duration) -> Self {
-        Self { per_window, window, state: std::sync::Mutex::new(None) }
+    pub const fn new(what: &'static str, per_window: u32, window: std::time::Duration) -> Self {
+        Self { what, per_window, window, state: std::sync::Mutex::new(None) }
     }
 
     /// Whether to log this event.
@@ -293,7 +299,11 @@ impl RateLimit {
         let (start, logged, dropped) = s.get_or_insert((now, 0, 0));
         if now.duration_since(*start) >= self.window {
             if *dropped > 0 {
-                tracing::info!(not_logged = *dropped, "refusals in the last window not logged one by one");
+                tracing::info!(
+                    what = self.what,
+                    held_back = *dropped,
+                    "over the rate in the last window: not one by one"
+                );
             }
             (*start, *logged, *dropped) = (now, 0, 0);
         }
@@ -370,7 +380,11 @@ where
         let peer = peer.as_ref();
         let (maintenance, cluster_id) = self.state.mode();
         let locked = || if self.state.locked() { allowed_while_locked(&path) } else { Ok(()) };
-        let audit = super::audit::recorded(&path, peer.and_then(|p| p.identity.as_ref())).then(|| self.audit.clone());
+        let caller = peer.and_then(|p| p.identity.as_ref());
+        // Callers without a certificate are recorded at a bounded rate: a
+        // flood of them must not push people's records out of the log.
+        let recorded = super::audit::recorded(&path, caller) && (caller.is_some() || STRANGERS_RECORDED.allow());
+        let audit = recorded.then(|| self.audit.clone());
         match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()).and_then(|()| locked()) {
             Ok(()) => {
                 tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
@@ -521,7 +535,7 @@ mod tests {
 
     #[test]
     fn refusals_are_logged_at_a_bounded_rate() {
-        let r = RateLimit::new(3, std::time::Duration::from_millis(200));
+        let r = RateLimit::new("test events", 3, std::time::Duration::from_millis(200));
         let allowed = (0..1000).filter(|_| r.allow()).count();
         assert_eq!(allowed, 3);
         std::thread::sleep(std::time::Duration::from_millis(250));

@@ -91,28 +91,41 @@ pub async fn unlock_key(state: &NodeState, rotate: bool) -> Result<UnlockKey, Cl
 /// On a manager: keeps its CA key on STATE sealed under the cluster's
 /// unlock key (or plain when autolock is off) as the Raft state is applied.
 pub async fn follow(state: Arc<NodeState>) {
+    // The sealed key last acted on: most changes are not to it.
+    let mut last: Option<Option<Vec<u8>>> = None;
     loop {
         let Ok(s) = state.raft.get() else {
+            // Not a manager now (or locked): a promotion hands over a plain CA key.
+            last = None;
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         let mut changed = s.sm.changed.subscribe();
-        let settings = s.sm.applied.read().await.state.settings.clone();
-        follow_once(&state, &settings);
+        let settings = {
+            let a = s.sm.applied.read().await;
+            (last.as_ref() != Some(&a.state.settings.autolock)).then(|| a.state.settings.clone())
+        };
+        if let Some(settings) = settings {
+            // A key that could not be read is tried again at the next change.
+            if follow_once(&state, &settings) {
+                last = Some(settings.autolock);
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
     }
 }
 
-fn follow_once(state: &NodeState, settings: &Settings) {
+/// Whether the CA key on STATE is now as `settings` say.
+fn follow_once(state: &NodeState, settings: &Settings) -> bool {
     let want = match settings.autolock {
         None => None,
         Some(_) => {
-            let Some(dk) = data_key(state) else { return };
+            let Some(dk) = data_key(state) else { return false };
             match key_of(settings, &dk) {
                 Ok(k) => k.map(Arc::new),
                 Err(e) => {
                     tracing::error!(error = %e, "the cluster's unlock key cannot be read; the CA key on STATE is left as it is");
-                    return;
+                    return false;
                 }
             }
         }
@@ -122,6 +135,10 @@ fn follow_once(state: &NodeState, settings: &Settings) {
         Ok(true) if on => tracing::info!("autolock: the CA key on STATE is sealed under the cluster's unlock key"),
         Ok(true) => tracing::info!("autolock off: the CA key on STATE is plain again"),
         Ok(false) => {}
-        Err(e) => tracing::error!(error = %e, "autolock: the CA key on STATE could not be re-saved"),
+        Err(e) => {
+            tracing::error!(error = %e, "autolock: the CA key on STATE could not be re-saved");
+            return false;
+        }
     }
+    true
 }

@@ -53,6 +53,10 @@ fn forgotten(s: &Started, e: tonic::Status) -> RaftError {
     leader_said(e)
 }
 
+/// What a leadership confirmation answers: the log id to read at.
+pub type Confirmed =
+    Result<Option<openraft::LogId<NodeId>>, OpenRaftError<NodeId, CheckIsLeaderError<NodeId, openraft::BasicNode>>>;
+
 /// What `Propose` answers: the result, or (not the leader) where the leader is.
 pub type Proposed = Result<CommandResult, Option<String>>;
 
@@ -68,7 +72,8 @@ pub async fn write_here(s: &Started, cmd: Command) -> Result<Proposed, RaftError
 pub async fn read_index_here(s: &Started) -> Result<Result<u64, Option<String>>, RaftError> {
     let deadline = tokio::time::Instant::now() + QUORUM_WAIT;
     loop {
-        match tokio::time::timeout_at(deadline, s.raft.ensure_linearizable()).await {
+        let round = s.reads.confirm(|| s.raft.ensure_linearizable());
+        match tokio::time::timeout_at(deadline, round).await {
             Err(_) => return Err(RaftError::no_quorum("reading")),
             Ok(Ok(log_id)) => return Ok(Ok(log_id.map(|l| l.index).unwrap_or(0))),
             Ok(Err(OpenRaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {

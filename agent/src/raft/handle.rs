@@ -27,6 +27,8 @@ pub struct Started {
     pub writes: super::group::Committer,
     /// The connection forwarded calls to the leader reuse.
     pub leader_link: super::consistency::LeaderLink,
+    /// Leadership confirmations shared by concurrent reads ([`super::reads`]).
+    pub reads: std::sync::Arc<super::reads::ReadRounds<super::consistency::Confirmed>>,
 }
 
 #[derive(Default)]

@@ -65,8 +65,16 @@ impl RaftHandle {
         }
         tracing::info!(raft_id = id, "Raft started");
         let writes = super::group::Committer::start(raft.clone());
-        let epoch =
-            self.set(Started { id, raft: raft.clone(), sm, tls, store: path, writes, leader_link: Default::default() });
+        let epoch = self.set(Started {
+            id,
+            raft: raft.clone(),
+            sm,
+            tls,
+            store: path,
+            writes,
+            leader_link: Default::default(),
+            reads: Default::default(),
+        });
         tokio::spawn(self.clone().watch(epoch, raft.clone()));
         Ok(raft)
     }

@@ -15,7 +15,8 @@
 //! - [`lifecycle`]: start at agent start or `cluster init`, stop on demotion.
 //! - [`supervise`]: a Raft stopped by a store failure (a full disk) is
 //!   reported in `health` and restarted once the store works again.
-//! - [`consistency`]: writes forwarded to the leader, linearizable reads.
+//! - [`consistency`]: writes forwarded to the leader, linearizable reads;
+//!   [`reads`]: the leader's read confirmations shared by concurrent readers.
 //! - [`group`]: group commit: concurrent writes in one entry, each answered.
 //! - [`error`]: the [`RaftError`] type.
 
@@ -25,6 +26,7 @@ pub mod error;
 pub mod group;
 pub mod handle;
 pub mod lifecycle;
+pub mod reads;
 pub mod store;
 pub mod supervise;
 pub mod transport;

@@ -116,6 +116,7 @@ async fn three_managers_elect_replicate_and_survive_the_leader() {
                 store: path,
                 writes: super::group::Committer::start(raft.clone()),
                 leader_link: Default::default(),
+                reads: Default::default(),
             },
             &ca,
             &cert,
