@@ -23,26 +23,6 @@ fn pki(c: &LocalCluster, i: usize) -> PathBuf {
     c.agents[i].state_dir().join("pki")
 }
 
-/// Files under `dir` whose bytes hold `needle`.
-fn holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for e in entries.flatten() {
-        let p = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
-        if meta.is_dir() {
-            out.extend(holding(&p, needle));
-        } else if meta.is_file() {
-            if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// The sealed CA key of manager `i`, once it holds only that.
 fn sealed(c: &LocalCluster, i: usize) -> Option<Vec<u8>> {
     let p = pki(c, i);
@@ -173,7 +153,7 @@ fn autolock(c: &mut LocalCluster) {
     assert!(again.contains("the unlock key stays") && !again.contains("ORC-KEY-"), "{again}");
     c.wait(SETTLE, "every manager's CA key sealed", |c| (0..3).all(|i| sealed(c, i).is_some())).unwrap();
     for a in &c.agents {
-        let found = holding(a.dir.path(), body.as_bytes());
+        let found = orc_e2e::files_holding(a.dir.path(), body.as_bytes());
         assert!(found.is_empty(), "the CA key in the clear in {found:?}");
     }
 

@@ -45,31 +45,11 @@ fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
-/// Files under `dir` whose bytes hold `needle`.
-fn holding(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
-    for e in entries.flatten() {
-        let p = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
-        if meta.is_dir() {
-            out.extend(holding(&p, needle));
-        } else if meta.is_file() {
-            if let Ok(bytes) = std::fs::read(&p) {
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    out.push(p.display().to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Every place the plaintext must not be: each agent's STATE (the Raft
 /// store on managers), its run directory as the host sees it, its log.
 fn nowhere_on_disk(c: &LocalCluster, plain: &str) {
     for a in &c.agents {
-        let found = holding(a.dir.path(), plain.as_bytes());
+        let found = orc_e2e::files_holding(a.dir.path(), plain.as_bytes());
         assert!(found.is_empty(), "the plaintext of a secret is in {found:?}");
     }
 }

@@ -58,16 +58,15 @@ impl Cluster for ClusterService {
             subnet_size: r.subnet_size,
             image_policy,
         };
-        let mut s = settings::update(&self.state.raft, u).await?;
+        let s = settings::update(&self.state.raft, u).await?;
         let mut unlock_key = String::new();
         if let Some(on) = r.autolock {
             if let Some(k) = autolock::set(&self.state, on).await? {
                 unlock_key = k.text().to_string();
             }
-            s.autolock = on.then(Vec::new);
         }
         Ok(Response::new(ClusterSettings {
-            autolock: s.autolock.is_some(),
+            autolock: r.autolock.unwrap_or(s.autolock.is_some()),
             unlock_key,
             node_cert_ttl_secs: s.node_cert_ttl().as_secs(),
             max_replicas: s.max_replicas(),
