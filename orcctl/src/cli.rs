@@ -19,6 +19,9 @@ pub struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Namespace to work in instead of the context's (default: `default`).
+    #[arg(long, short = 'N', global = true)]
+    pub namespace: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,6 +62,9 @@ pub enum Command {
     /// People's access: certificates with a role (admin, operator, reader).
     #[command(subcommand)]
     User(UserCommand),
+    /// Namespaces: separate names, quotas and access for teams in one cluster.
+    #[command(subcommand, alias = "ns")]
+    Namespace(NamespaceCommand),
     /// What happened in the cluster: services, tasks, updates, probes,
     /// autoscaling and nodes, oldest first (a manager keeps the latest 10,000).
     Events {
@@ -221,9 +227,54 @@ pub enum ContextCommand {
     Ls,
     /// Make a context the current one.
     Use { name: String },
+    /// Set the namespace the current context works in (none: `default`).
+    Namespace { name: Option<String> },
     /// Renew the current context's certificate before it expires (same
     /// name, role and lifetime; a new key).
     Renew,
+}
+
+/// Caps of a namespace; `none` lifts one.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct QuotaArgs {
+    /// Reserved CPUs of its tasks (e.g. 4, 0.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Reserved memory of its tasks (e.g. 8GiB).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Tasks running at once.
+    #[arg(long)]
+    pub tasks: Option<String>,
+    /// Volumes (named, and stateful slots' own).
+    #[arg(long)]
+    pub volumes: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCommand {
+    /// Make a namespace, with a quota if given (admin only).
+    Create {
+        /// A DNS label: lowercase letters, digits and '-', at most 63.
+        name: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Every namespace you may see, what it holds and its quota.
+    #[command(alias = "list")]
+    Ls,
+    /// A namespace: its quota, what it uses and holds.
+    Inspect { name: String },
+    /// Change a namespace's quota (admin only): the given caps change, the
+    /// rest stay; lowering one below what is held only stops growth.
+    Quota {
+        name: String,
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Remove an empty namespace (admin only; never `default`).
+    #[command(alias = "remove")]
+    Rm { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -302,6 +353,11 @@ pub enum UserCertCommand {
         /// Lifetime (e.g. 90d, 12h; default a year).
         #[arg(long)]
         ttl: Option<String>,
+        /// Limit the person to these namespaces (comma-separated; the first
+        /// is the context's). Operators and readers only; without it, every
+        /// namespace.
+        #[arg(long, value_delimiter = ',', value_name = "NAMESPACE,...")]
+        namespaces: Vec<String>,
         /// Write an orcctl config file holding just this context (mode 0600);
         /// without it, the context is printed.
         #[arg(long)]
@@ -918,12 +974,13 @@ impl ContextCommand {
             Self::Ls => "ls".into(),
             Self::Use { name } => format!("use {name}"),
             Self::Renew => "renew".into(),
+            Self::Namespace { name } => format!("namespace {}", name.as_deref().unwrap_or_default()),
         }
     }
 }
 
 /// Global flags that take a value in the next argument.
-const VALUED: [&str; 6] = ["--orcconfig", "--config", "--context", "--nodes", "-n", "--output"];
+const VALUED: [&str; 8] = ["--orcconfig", "--config", "--context", "--nodes", "-n", "--output", "--namespace", "-N"];
 
 /// The command line with old spellings made current, and a notice for
 /// each: `--config FILE` before the command is `--orcconfig FILE` now
@@ -964,6 +1021,12 @@ mod tests {
 
     fn args(s: &str) -> Vec<std::ffi::OsString> {
         s.split_whitespace().map(Into::into).collect()
+    }
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Context {
     pub ca: String,
     pub cert: String,
     pub key: String,
+    /// The namespace commands work in (absent: `default`); `-N` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// Where the config lives, by precedence.
@@ -110,7 +113,13 @@ mod tests {
         for n in ["a", "b"] {
             c.contexts.insert(
                 n.into(),
-                Context { endpoints: vec![format!("{n}:7443")], ca: "ca".into(), cert: "c".into(), key: "k".into() },
+                Context {
+                    endpoints: vec![format!("{n}:7443")],
+                    ca: "ca".into(),
+                    cert: "c".into(),
+                    key: "k".into(),
+                    namespace: None,
+                },
             );
         }
         c.save(&p).unwrap();

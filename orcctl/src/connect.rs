@@ -43,6 +43,41 @@ impl Trust {
     }
 }
 
+/// Puts the context's namespace on every call it intercepts (none: the
+/// managers take `default`).
+#[derive(Clone)]
+pub struct InNamespace(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for InNamespace {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(ns) = &self.0 {
+            req.metadata_mut().insert(orc_proto::NAMESPACE_HEADER, ns.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls work in the context's namespace.
+pub type Scoped = tonic::service::interceptor::InterceptedService<Channel, InNamespace>;
+
+/// `channel`, its calls in the namespace `trust`'s context names.
+pub fn scoped(channel: Channel, trust: &Trust) -> Result<Scoped, CliError> {
+    let ns = match trust {
+        Trust::Cluster(ctx) => ctx.namespace.as_deref(),
+        Trust::Pinned(_) | Trust::Insecure => None,
+    };
+    let value = ns
+        .map(|n| {
+            n.parse().map_err(|_| {
+                CliError::Usage(format!(
+                    "namespace {n:?}: use lowercase letters, digits and '-' (see `orcctl namespace ls`)"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, InNamespace(value)))
+}
+
 /// `host` or `host:port`.
 pub fn with_port(addr: &str) -> String {
     if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !addr.ends_with(']') {

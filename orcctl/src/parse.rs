@@ -7,7 +7,8 @@ use crate::error::CliError;
 /// `64m`, `1g`, `512k`, `1048576`.
 pub fn parse_bytes(s: &str) -> Result<u64, CliError> {
     let s = s.trim().to_ascii_lowercase();
-    let s = s.trim_end_matches('b');
+    // 64m, 64mb, 64mi and 64mib are the same: powers of two.
+    let s = s.trim_end_matches('b').trim_end_matches('i');
     let (num, mult) = match s.chars().last() {
         Some('k') => (&s[..s.len() - 1], 1u64 << 10),
         Some('m') => (&s[..s.len() - 1], 1 << 20),

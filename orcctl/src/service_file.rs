@@ -343,6 +343,7 @@ fn parse_named(text: &str, origin: &str) -> Result<ServiceSpec, CliError> {
     let update = d.update_config.as_ref().map(|p| p.to_proto()).transpose()?;
     let rollback = d.rollback_config.as_ref().map(|p| p.to_proto()).transpose()?;
     Ok(ServiceSpec {
+        namespace: String::new(),
         health,
         update,
         rollback,

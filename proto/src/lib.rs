@@ -50,3 +50,13 @@ pub use orc::dispatcher::v1 as dispatcher;
 pub use orc::machine::v1 as machine;
 pub use orc::raft::v1 as raft;
 pub use orc::shim::v1 as shim;
+
+/// The request header naming the namespace a Cluster API call works in
+/// (absent: `default`). One header rather than a field in every request:
+/// the authorization layer checks a person's namespaces against it before
+/// any handler runs.
+pub const NAMESPACE_HEADER: &str = "orc-namespace";
+
+/// The namespace of calls without [`NAMESPACE_HEADER`]: always there,
+/// never removed.
+pub const DEFAULT_NAMESPACE: &str = "default";

@@ -428,7 +428,7 @@ fn demoted_and_removed_nodes_lose_their_powers_on_open_connections() {
         std::fs::read_to_string(pki.join("node.key")).unwrap(),
         std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
     );
-    let ctx = orcctl::config::Context { endpoints: vec![c.agents[0].addr.clone()], ca, cert, key };
+    let ctx = orcctl::config::Context { endpoints: vec![c.agents[0].addr.clone()], ca, cert, key, namespace: None };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     // One connection, opened while it was a manager and kept open.
     let ch = rt.block_on(orcctl::connect::channel(&c.agents[0].addr, &Trust::Cluster(ctx))).unwrap();

@@ -6,7 +6,8 @@
 //! read-only; bad references are refused with what to do. Volumes: named
 //! and anonymous on the node's STATE, a tmpfs, a stateful service's slot
 //! volumes kept across task restarts on the node that holds them, `rm`
-//! refused while in use and every copy deleted after.
+//! refused while in use and every copy deleted after. A namespace's task
+//! mounts its namespace's secret, not another's of the same name.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,7 +24,12 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// The running task of `service`: (task id, node address, container).
 fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String)> {
-    let t = c.json(&["service", "ps", service, "--running"]);
+    running_in(c, "default", service)
+}
+
+/// [`running`] of `service` in namespace `ns`.
+fn running_in(c: &LocalCluster, ns: &str, service: &str) -> Vec<(String, String, String)> {
+    let t = c.json(&["-N", ns, "service", "ps", service, "--running"]);
     let nodes = c.json(&["node", "ls"]);
     let addr_of = |id: &str| {
         nodes
@@ -67,8 +73,49 @@ fn data_and_access() {
     let opts = Options { runtime: true, lan: true, insecure_registries: vec![registry.host()], ..Default::default() };
     let c = LocalCluster::start(1, 2, opts).unwrap();
     secrets_and_configs_reach_only_their_tasks(&c, &image);
+    a_namespace_has_its_own_secrets(&c, &image);
     volumes_keep_data_where_their_tasks_run(&c, &image);
     signed_images_only(&c, &rt, &registry);
+}
+
+/// Team A's `app` mounts team A's `db`, not the default namespace's
+/// secret of the same name (the node looks secrets up by namespace, and
+/// opens them with the namespace in their associated data).
+fn a_namespace_has_its_own_secrets(c: &LocalCluster, image: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("db");
+    let canary = format!("team-a-{:016x}", rand_u64());
+    std::fs::write(&theirs, &canary).unwrap();
+    let ok = |args: &[&str]| {
+        let o = c.ctl(args);
+        assert!(o.ok, "{args:?}: {}", o.stderr);
+    };
+    ok(&["namespace", "create", "team-a"]);
+    ok(&["-N", "team-a", "secret", "create", "db", theirs.to_str().unwrap()]);
+    ok(&[
+        "-N",
+        "team-a",
+        "service",
+        "create",
+        "--name",
+        "app",
+        "--secret",
+        "source=db,target=/etc/pw",
+        image,
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    c.wait(SETTLE, "team-a's app running", |c| running_in(c, "team-a", "app").len() == 1)
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.ctl(&["-N", "team-a", "service", "ps", "app"]).stdout));
+    let (_, node, ctr) = running_in(c, "team-a", "app").remove(0);
+    let (read, pw) = c.exec(&node, &ctr, &["cat", "/etc/pw"]);
+    assert!(read && pw == canary, "team-a's secret in team-a's task: {pw}");
+    nowhere_on_disk(c, &canary);
+    ok(&["-N", "team-a", "service", "rm", "app"]);
+    // Removable once its last task has stopped.
+    c.wait(SETTLE, "team-a's db removed", |c| c.ctl(&["-N", "team-a", "secret", "rm", "db"]).ok).unwrap();
+    ok(&["namespace", "rm", "team-a"]);
 }
 
 /// A task of `service` that was rejected, as `service ps` shows it.

@@ -5,7 +5,8 @@
 //! outbound traffic masqueraded; generated hostname, /etc/hosts and
 //! /etc/resolv.conf; the node's interfaces out of sight; a node leaving
 //! takes its overlay entries off the others; addresses kept across an
-//! agent restart and never given twice; networks as objects, kept apart.
+//! agent restart and never given twice; networks as objects, kept apart;
+//! one service name in two namespaces, two DNS names.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,7 +24,12 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 /// The running tasks of `service`: (task id, node address, task address, container).
 fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String, String)> {
-    let t = c.json(&["service", "ps", service, "--running"]);
+    running_in(c, "default", service)
+}
+
+/// [`running`] of `service` in namespace `ns`.
+fn running_in(c: &LocalCluster, ns: &str, service: &str) -> Vec<(String, String, String, String)> {
+    let t = c.json(&["-N", ns, "service", "ps", service, "--running"]);
     let nodes = c.json(&["node", "ls"]);
     let addr_of = |id: &str| {
         nodes
@@ -140,6 +146,46 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     let (_, out) = c.exec(node0, ctr0, &["sh", "-c", &format!("nc -w 5 {vip} 80 </dev/null; echo rc=$?")]);
     assert!(out.contains("refused") && start.elapsed() < Duration::from_secs(4), "{out} after {:?}", start.elapsed());
     assert!(c.ctl(&["service", "rm", "who"]).ok);
+}
+
+/// One name in two namespaces: `echo` is default's, `echo.team-a` is
+/// team-a's from anywhere, and a team-a task's `echo` is team-a's (its
+/// resolv.conf searches its namespace first).
+fn namespaces_in_dns(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
+    let ok = |args: &[&str]| {
+        let o = c.ctl(args);
+        assert!(o.ok, "{args:?}: {}", o.stderr);
+    };
+    ok(&["namespace", "create", "team-a"]);
+    for ns in ["default", "team-a"] {
+        ok(&["-N", ns, "service", "create", "--name", "echo", image, "--", "sleep", "3600"]);
+    }
+    c.wait(SETTLE, "both echo tasks running", |c| {
+        running_in(c, "default", "echo").len() == 1 && running_in(c, "team-a", "echo").len() == 1
+    })
+    .unwrap();
+    let vip =
+        |ns: &str| c.json(&["-N", ns, "service", "inspect", "echo"])["vips"]["default"].as_str().unwrap().to_string();
+    let (ours, theirs) = (vip("default"), vip("team-a"));
+    assert_ne!(ours, theirs);
+    c.wait(Duration::from_secs(10), "DNS answering echo and echo.team-a", |c| {
+        lookup(c, node0, ctr0, "echo") == std::slice::from_ref(&ours)
+            && lookup(c, node0, ctr0, "echo.team-a") == std::slice::from_ref(&theirs)
+    })
+    .unwrap_or_else(|e| {
+        panic!("{e}: {:?} {:?}", lookup(c, node0, ctr0, "echo"), lookup(c, node0, ctr0, "echo.team-a"))
+    });
+    let (_, tn, _, tc) = running_in(c, "team-a", "echo").remove(0);
+    let (_, resolv) = c.exec(&tn, &tc, &["cat", "/etc/resolv.conf"]);
+    assert!(resolv.lines().any(|l| l.starts_with("search team-a")), "{resolv}");
+    c.wait(Duration::from_secs(10), "team-a's task resolving echo as its own", |c| {
+        lookup(c, &tn, &tc, "echo") == std::slice::from_ref(&theirs)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", lookup(c, &tn, &tc, "echo")));
+    for ns in ["default", "team-a"] {
+        ok(&["-N", ns, "service", "rm", "echo"]);
+    }
+    c.wait(SETTLE, "team-a's echo gone", |c| c.ctl(&["namespace", "rm", "team-a"]).ok).unwrap();
 }
 
 /// Networks as objects: a service on `back` is found by name and reached
@@ -417,6 +463,7 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     assert!(ok && body.contains("200 OK"), "outbound to the LAN: {body}");
 
     services_by_name_and_vip(&c, &image, node0, ctr0);
+    namespaces_in_dns(&c, &image, node0, ctr0);
     networks_apart(&c, &image, node0, ctr0);
     routing_mesh(&c, &image);
 

@@ -126,6 +126,13 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.cluster.v1.Configs/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Configs/Inspect", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Configs/Remove", Rule::AtLeast(Role::Operator)),
+    // Namespaces and their quotas divide the cluster among teams: admins
+    // make them; anyone sees those they work in.
+    ("/orc.cluster.v1.Namespaces/Create", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Namespaces/SetQuota", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Namespaces/Remove", Rule::AtLeast(Role::Admin)),
+    ("/orc.cluster.v1.Namespaces/List", Rule::AtLeast(Role::Reader)),
+    ("/orc.cluster.v1.Namespaces/Inspect", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Nodes/List", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Watch", Rule::AtLeast(Role::Reader)),
     ("/orc.cluster.v1.Watch/Events", Rule::AtLeast(Role::Reader)),
@@ -178,6 +185,79 @@ pub fn require_admin(what: AdminOnly, peer: Option<&crate::pki::role::PeerIdenti
     }
 }
 
+/// Methods that work in the request's namespace (its header): a person
+/// limited to namespaces calls them only in one of theirs.
+const IN_A_NAMESPACE: &[&str] = &[
+    "/orc.cluster.v1.Services/",
+    "/orc.cluster.v1.Secrets/",
+    "/orc.cluster.v1.Configs/",
+    "/orc.cluster.v1.Volumes/",
+    "/orc.cluster.v1.Watch/Events",
+    // Services and tasks; the handler refuses such a person nodes.
+    "/orc.cluster.v1.Watch/Watch",
+];
+
+/// What such a person may call besides: renewing their own certificate,
+/// the quorum's state, and the namespaces they are in (the handlers show
+/// only those). The rest reaches the whole cluster (nodes, their
+/// containers and logs, certificates, settings, networks shared by all).
+const ANY_NAMESPACE: &[&str] = &[
+    "/orc.cluster.v1.Cluster/RenewCert",
+    "/orc.cluster.v1.Cluster/Status",
+    "/orc.cluster.v1.Namespaces/List",
+    "/orc.cluster.v1.Namespaces/Inspect",
+];
+
+/// Refuses a person limited to namespaces a call outside them; `ns` is
+/// the namespace the request names.
+fn within_scope(path: &str, who: &crate::pki::role::PeerIdentity, ns: &str) -> Result<(), Status> {
+    if who.namespaces.is_empty() || ANY_NAMESPACE.contains(&path) {
+        return Ok(());
+    }
+    let scope = who.namespaces.join(", ");
+    if IN_A_NAMESPACE.iter().any(|p| path.starts_with(p)) {
+        if who.namespaces.iter().any(|n| n == ns) {
+            return Ok(());
+        }
+        return Err(Status::permission_denied(format!(
+            "{} {:?} works in namespaces {scope} only, not in {ns}: pass one of them with -N",
+            who.role, who.name
+        )));
+    }
+    Err(Status::permission_denied(format!(
+        "{} {:?} works in namespaces {scope} only: {path} reaches the whole cluster; ask someone not limited to \
+         namespaces",
+        who.role, who.name
+    )))
+}
+
+/// The namespaces the caller of `req` may work in.
+#[derive(Debug, Clone, Default)]
+pub struct Scope(Vec<String>);
+
+/// The scope of the caller of `req` (no identity: none to limit).
+pub fn scope<T>(req: &tonic::Request<T>) -> Scope {
+    Scope(crate::pki::peer::caller(req).map(|p| p.namespaces).unwrap_or_default())
+}
+
+impl Scope {
+    /// Not limited to namespaces.
+    pub fn whole_cluster(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn allows(&self, ns: &str) -> bool {
+        self.whole_cluster() || self.0.iter().any(|n| n == ns)
+    }
+
+    pub fn check(&self, ns: &str) -> Result<(), Status> {
+        if self.allows(ns) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!("you work in namespaces {} only, not in {ns}", self.0.join(", "))))
+    }
+}
+
 fn rank(r: Role) -> u8 {
     match r {
         Role::Reader => 1,
@@ -195,6 +275,7 @@ pub fn authorize(
     cluster_id: Option<&str>,
     peer: Option<&Peer>,
     deny: &DenyList,
+    namespace: &str,
 ) -> Result<(), Status> {
     let Some((_, rule)) = TABLE.iter().find(|(p, _)| *p == path) else {
         return Err(Status::permission_denied(format!("{path} is not allowed for anyone")));
@@ -244,7 +325,7 @@ pub fn authorize(
         Rule::AtLeastOrManager(min) | Rule::AtLeast(min)
             if identity.role.is_person() && rank(identity.role) >= rank(*min) =>
         {
-            Ok(())
+            within_scope(path, identity, namespace)
         }
         Rule::AtLeastOrManager(min) | Rule::AtLeast(min) => Err(Status::permission_denied(format!(
             "{} {:?} may not call {path}: it needs the {min} role or higher",
@@ -385,7 +466,13 @@ where
         // flood of them must not push people's records out of the log.
         let recorded = super::audit::recorded(&path, caller) && (caller.is_some() || STRANGERS_RECORDED.allow());
         let audit = recorded.then(|| self.audit.clone());
-        match authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny()).and_then(|()| locked()) {
+        let namespace = req
+            .headers()
+            .get(orc_proto::NAMESPACE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(crate::model::namespace::DEFAULT_NAMESPACE);
+        let decided = authorize(&path, maintenance, cluster_id.as_deref(), peer, &self.state.deny(), namespace);
+        match decided.and_then(|()| locked()) {
             Ok(()) => {
                 tracing::debug!(method = %path, peer = ?peer.map(|p| &p.remote), "authorized");
                 let call = self.inner.call(req);
@@ -451,7 +538,7 @@ mod tests {
             ("Nope", Admin, Some(Code::PermissionDenied)),
         ];
         for (i, (method, role, want)) in cases.iter().enumerate() {
-            let got = authorize(&m(method), false, Some("c"), Some(&peer(*role, "c")), &DenyList::default())
+            let got = authorize(&m(method), false, Some("c"), Some(&peer(*role, "c")), &DenyList::default(), "default")
                 .err()
                 .map(|s| s.code());
             assert_eq!(got, *want, "case {i}: {method} as {role}");
@@ -476,29 +563,80 @@ mod tests {
                 ("List", Worker, false),
             ] {
                 let path = format!("/orc.cluster.v1.{service}/{method}");
-                let got = authorize(&path, false, Some("c"), Some(&peer(role, "c")), &DenyList::default());
+                let got = authorize(&path, false, Some("c"), Some(&peer(role, "c")), &DenyList::default(), "default");
                 assert_eq!(got.is_ok(), ok, "{path} as {role}");
             }
         }
     }
 
     #[test]
+    fn a_person_limited_to_namespaces_works_only_in_them() {
+        let mut op = peer(Role::Operator, "c");
+        if let Some(id) = op.identity.as_mut() {
+            id.namespaces = vec!["team-a".into()];
+        }
+        let none = DenyList::default();
+        let call =
+            |path: &str, ns: &str| authorize(path, false, Some("c"), Some(&op), &none, ns).err().map(|s| s.code());
+        for service in ["Services", "Secrets", "Configs", "Volumes"] {
+            for method in ["Create", "List", "Inspect", "Remove"] {
+                let path = format!("/orc.cluster.v1.{service}/{method}");
+                assert_eq!(call(&path, "team-a"), None, "{path} in its own namespace");
+                assert_eq!(call(&path, "team-b"), Some(Code::PermissionDenied), "{path} in another");
+                assert_eq!(call(&path, "default"), Some(Code::PermissionDenied), "{path} in default");
+            }
+        }
+        for path in [
+            "/orc.cluster.v1.Services/Logs",
+            "/orc.cluster.v1.Services/Tasks",
+            "/orc.cluster.v1.Services/Update",
+            "/orc.cluster.v1.Watch/Events",
+            "/orc.cluster.v1.Watch/Watch",
+        ] {
+            assert_eq!(call(path, "team-b"), Some(Code::PermissionDenied), "{path}");
+            assert_eq!(call(path, "team-a"), None, "{path}");
+        }
+        // What reaches the whole cluster, whatever namespace is named.
+        for path in [
+            "/orc.cluster.v1.Nodes/List",
+            "/orc.cluster.v1.Networks/List",
+            "/orc.cluster.v1.Networks/Create",
+            "/orc.machine.v1.Machine/Logs",
+            "/orc.container.v1.Containers/Logs",
+            "/orc.container.v1.Containers/Exec",
+            "/orc.container.v1.Images/Pull",
+        ] {
+            assert_eq!(call(path, "team-a"), Some(Code::PermissionDenied), "{path}");
+        }
+        for path in
+            ["/orc.cluster.v1.Cluster/RenewCert", "/orc.cluster.v1.Namespaces/List", "/orc.machine.v1.Machine/Version"]
+        {
+            assert_eq!(call(path, "team-b"), None, "{path}");
+        }
+        // Admin-only calls stay admin-only.
+        assert_eq!(call("/orc.cluster.v1.Namespaces/SetQuota", "team-a"), Some(Code::PermissionDenied));
+        // Not limited: every namespace.
+        let all = peer(Role::Operator, "c");
+        assert!(authorize("/orc.cluster.v1.Services/Create", false, Some("c"), Some(&all), &none, "team-b").is_ok());
+    }
+
+    #[test]
     fn maintenance_and_identity_rules() {
         let m = "/orc.machine.v1.Machine/";
         let none = DenyList::default();
-        assert!(authorize(&format!("{m}Bootstrap"), true, None, None, &none).is_ok());
-        assert!(authorize(&format!("{m}Version"), true, None, None, &none).is_ok());
+        assert!(authorize(&format!("{m}Bootstrap"), true, None, None, &none, "default").is_ok());
+        assert!(authorize(&format!("{m}Version"), true, None, None, &none, "default").is_ok());
         assert_eq!(
-            authorize(&format!("{m}Reboot"), true, None, None, &none).unwrap_err().code(),
+            authorize(&format!("{m}Reboot"), true, None, None, &none, "default").unwrap_err().code(),
             Code::FailedPrecondition
         );
         assert_eq!(
-            authorize(&format!("{m}Version"), false, Some("c"), None, &none).unwrap_err().code(),
+            authorize(&format!("{m}Version"), false, Some("c"), None, &none, "default").unwrap_err().code(),
             Code::Unauthenticated
         );
         let other = peer(Role::Admin, "other");
         assert_eq!(
-            authorize(&format!("{m}Version"), false, Some("c"), Some(&other), &none).unwrap_err().code(),
+            authorize(&format!("{m}Version"), false, Some("c"), Some(&other), &none, "default").unwrap_err().code(),
             Code::Unauthenticated
         );
     }
@@ -508,27 +646,31 @@ mod tests {
         let raft = "/orc.raft.v1.Raft/Propose";
         let mut deny = DenyList::default();
         let m1 = peer(Role::Manager, "c");
-        assert!(authorize(raft, false, Some("c"), Some(&m1), &deny).is_ok());
+        assert!(authorize(raft, false, Some("c"), Some(&m1), &deny, "default").is_ok());
         // Demoted: still a node (its session, its renewal), no longer a manager.
         deny.workers.insert("x".into());
-        assert_eq!(authorize(raft, false, Some("c"), Some(&m1), &deny).unwrap_err().code(), Code::PermissionDenied);
-        assert!(authorize("/orc.cluster.v1.Cluster/Renew", false, Some("c"), Some(&m1), &deny).is_ok());
+        assert_eq!(
+            authorize(raft, false, Some("c"), Some(&m1), &deny, "default").unwrap_err().code(),
+            Code::PermissionDenied
+        );
+        assert!(authorize("/orc.cluster.v1.Cluster/Renew", false, Some("c"), Some(&m1), &deny, "default").is_ok());
         let logs = "/orc.container.v1.Containers/Logs";
-        assert!(authorize(logs, false, Some("c"), Some(&m1), &deny).is_err());
+        assert!(authorize(logs, false, Some("c"), Some(&m1), &deny, "default").is_err());
         // Removed: nothing at all, not even public calls.
         deny.removed_nodes.insert("x".into());
-        let e = authorize("/orc.dispatcher.v1.Dispatcher/Session", false, Some("c"), Some(&m1), &deny).unwrap_err();
+        let e = authorize("/orc.dispatcher.v1.Dispatcher/Session", false, Some("c"), Some(&m1), &deny, "default")
+            .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied);
         assert!(e.message().contains("removed from the cluster"), "{}", e.message());
-        assert!(authorize("/orc.machine.v1.Machine/Version", false, Some("c"), Some(&m1), &deny).is_err());
+        assert!(authorize("/orc.machine.v1.Machine/Version", false, Some("c"), Some(&m1), &deny, "default").is_err());
         // A revoked person certificate.
         let mut admin = peer(Role::Admin, "c");
         if let Some(id) = admin.identity.as_mut() {
             id.serial = "0a".into();
         }
-        assert!(authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny).is_ok());
+        assert!(authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny, "default").is_ok());
         deny.serials.insert("0a".into());
-        let e = authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny).unwrap_err();
+        let e = authorize("/orc.cluster.v1.Nodes/List", false, Some("c"), Some(&admin), &deny, "default").unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated);
         assert!(e.message().contains("revoked"), "{}", e.message());
     }

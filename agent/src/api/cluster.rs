@@ -110,7 +110,7 @@ impl Cluster for ClusterService {
         let r = req.into_inner();
         super::audit::target(&r.name);
         let (cert_pem, ca_cert_pem, c) =
-            certs::issue(&self.state, &by, &r.name, &r.role, r.ttl_secs, &r.csr_pem).await?;
+            certs::issue(&self.state, &by, &r.name, &r.role, &r.namespaces, r.ttl_secs, &r.csr_pem).await?;
         Ok(Response::new(IssueCertResponse { cert_pem, ca_cert_pem, cert: Some(person_cert_to_proto(&c)) }))
     }
 

@@ -48,7 +48,7 @@ impl ContainersService {
         let key = container_key(&spec.name);
         let hostname: String = spec.name.chars().take(MAX_HOSTNAME).collect();
         let networks: Vec<&str> = spec.networks.iter().map(String::as_str).collect();
-        let a = match net.attach(&key, &hostname, &networks).await {
+        let a = match net.attach(&key, &hostname, "", &networks).await {
             Ok(a) => a,
             Err(e) => {
                 net.detach(&key);

@@ -46,8 +46,10 @@ pub fn spec_from_proto(p: pb::ServiceSpec) -> Result<ServiceSpec, ClusterError> 
         "" => NetworkMode::Overlay,
         n => NetworkMode::parse(n).ok_or_else(|| bad(format!("network {n:?} is not overlay or host")))?,
     };
+    // The namespace is the request's (its header), set by the handler.
     let s = ServiceSpec {
         name: p.name,
+        namespace: String::new(),
         image: p.image.trim().to_string(),
         process: Process { command: p.command, args: p.args, env: p.env, user: p.user, workdir: p.workdir },
         replicas: if mode.global() { 0 } else { p.replicas },
@@ -191,6 +193,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
                 read_only: m.read_only,
             })
             .collect(),
+        namespace: crate::model::namespace::shown(&s.namespace).into(),
     }
 }
 
@@ -341,6 +344,7 @@ pub fn person_cert_to_proto(c: &PersonCert) -> pb::PersonCert {
         expires_ms: c.expires_ms,
         issued_by: c.issued_by.clone(),
         revoked_ms: c.revoked_ms.unwrap_or(0),
+        namespaces: c.namespaces.clone(),
     }
 }
 

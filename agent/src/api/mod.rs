@@ -9,6 +9,7 @@
 //! - [`images`], [`containers`]: `orc.container.v1`, on [`crate::runtime`].
 //! - [`cluster`], [`services`], [`nodes`], [`networks`]: `orc.cluster.v1` on any manager,
 //!   each handler calling a domain function of [`crate::cluster`].
+//! - [`namespaces`]: `orc.cluster.v1.Namespaces`, and the namespace a call works in (its header).
 //! - [`volumes`]: `orc.cluster.v1.Volumes`, named storage.
 //! - [`payloads`]: `orc.cluster.v1.Secrets` and `Configs`, one service for both.
 //! - [`watch`]: `orc.cluster.v1.Watch`, streaming [`crate::cluster::watch`].
@@ -29,6 +30,7 @@ mod convert_lifecycle;
 pub mod dispatcher;
 pub mod images;
 pub mod machine;
+pub mod namespaces;
 pub mod networks;
 pub mod nodes;
 pub mod payloads;

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::objects::{Payload, PayloadKind, View};
 use crate::cluster::payloads::{self, PayloadRequest};
+use crate::model::namespace::{scoped, shown};
 use crate::state::NodeState;
 
 pub struct PayloadsService {
@@ -39,15 +40,17 @@ impl PayloadsService {
             labels: p.labels.clone().into_iter().collect(),
             created_ms: p.created_ms,
             updated_ms: p.updated_ms,
-            services: payloads::users(v, self.kind, &p.name),
+            services: payloads::users(v, self.kind, &scoped(&p.namespace, &p.name)),
             data,
+            namespace: shown(&p.namespace).into(),
         }
     }
 
-    async fn create(&self, r: pb::CreatePayloadRequest) -> Result<pb::Payload, Status> {
+    async fn create(&self, ns: String, r: pb::CreatePayloadRequest) -> Result<pb::Payload, Status> {
         super::audit::target(&r.name);
         let req = PayloadRequest {
             kind: self.kind,
+            namespace: ns,
             name: r.name.trim().to_string(),
             data: zeroize::Zeroizing::new(r.data),
             labels: r.labels.into_iter().collect(),
@@ -57,30 +60,35 @@ impl PayloadsService {
         Ok(self.to_proto(&View::default(), &p, false))
     }
 
-    async fn update(&self, r: pb::UpdatePayloadRequest) -> Result<pb::UpdatePayloadResponse, Status> {
+    async fn update(&self, ns: String, r: pb::UpdatePayloadRequest) -> Result<pb::UpdatePayloadResponse, Status> {
         super::audit::target(&r.name);
         let data = zeroize::Zeroizing::new(r.data);
         let key = payloads::data_key(&self.state);
-        let (p, services) = payloads::update(&self.state.raft, key.as_ref(), self.kind, r.name.trim(), &data).await?;
+        let raft = &self.state.raft;
+        let (p, services) = payloads::update(raft, key.as_ref(), self.kind, &ns, r.name.trim(), &data).await?;
         let mut out = self.to_proto(&View::default(), &p, false);
         out.services = services.clone();
         Ok(pb::UpdatePayloadResponse { payload: Some(out), services })
     }
 
-    async fn list(&self) -> Result<pb::ListPayloadsResponse, Status> {
+    async fn list(&self, ns: String) -> Result<pb::ListPayloadsResponse, Status> {
         let v = crate::cluster::objects::view(&self.state.raft).await?;
-        let payloads = payloads::table(&v, self.kind).values().map(|p| self.to_proto(&v, p, false)).collect();
+        let payloads = payloads::table(&v, self.kind)
+            .values()
+            .filter(|p| shown(&p.namespace) == ns)
+            .map(|p| self.to_proto(&v, p, false))
+            .collect();
         Ok(pb::ListPayloadsResponse { payloads })
     }
 
-    async fn inspect(&self, r: pb::InspectPayloadRequest) -> Result<pb::Payload, Status> {
-        let (v, p) = payloads::inspect(&self.state.raft, self.kind, r.name.trim()).await?;
+    async fn inspect(&self, ns: String, r: pb::InspectPayloadRequest) -> Result<pb::Payload, Status> {
+        let (v, p) = payloads::inspect(&self.state.raft, self.kind, &ns, r.name.trim()).await?;
         Ok(self.to_proto(&v, &p, true))
     }
 
-    async fn remove(&self, r: pb::RemovePayloadRequest) -> Result<pb::RemovePayloadResponse, Status> {
+    async fn remove(&self, ns: String, r: pb::RemovePayloadRequest) -> Result<pb::RemovePayloadResponse, Status> {
         super::audit::target(&r.name);
-        let p = payloads::remove(&self.state.raft, self.kind, r.name.trim()).await?;
+        let p = payloads::remove(&self.state.raft, self.kind, &ns, r.name.trim()).await?;
         Ok(pb::RemovePayloadResponse { name: p.name })
     }
 }
@@ -91,32 +99,32 @@ macro_rules! serve {
         #[tonic::async_trait]
         impl $trait for PayloadsService {
             async fn create(&self, req: Request<pb::CreatePayloadRequest>) -> Result<Response<pb::Payload>, Status> {
-                PayloadsService::create(self, req.into_inner()).await.map(Response::new)
+                PayloadsService::create(self, super::namespaces::of(&req)?, req.into_inner()).await.map(Response::new)
             }
 
             async fn update(
                 &self,
                 req: Request<pb::UpdatePayloadRequest>,
             ) -> Result<Response<pb::UpdatePayloadResponse>, Status> {
-                PayloadsService::update(self, req.into_inner()).await.map(Response::new)
+                PayloadsService::update(self, super::namespaces::of(&req)?, req.into_inner()).await.map(Response::new)
             }
 
             async fn list(
                 &self,
-                _: Request<pb::ListPayloadsRequest>,
+                req: Request<pb::ListPayloadsRequest>,
             ) -> Result<Response<pb::ListPayloadsResponse>, Status> {
-                PayloadsService::list(self).await.map(Response::new)
+                PayloadsService::list(self, super::namespaces::of(&req)?).await.map(Response::new)
             }
 
             async fn inspect(&self, req: Request<pb::InspectPayloadRequest>) -> Result<Response<pb::Payload>, Status> {
-                PayloadsService::inspect(self, req.into_inner()).await.map(Response::new)
+                PayloadsService::inspect(self, super::namespaces::of(&req)?, req.into_inner()).await.map(Response::new)
             }
 
             async fn remove(
                 &self,
                 req: Request<pb::RemovePayloadRequest>,
             ) -> Result<Response<pb::RemovePayloadResponse>, Status> {
-                PayloadsService::remove(self, req.into_inner()).await.map(Response::new)
+                PayloadsService::remove(self, super::namespaces::of(&req)?, req.into_inner()).await.map(Response::new)
             }
         }
     };

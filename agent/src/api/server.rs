@@ -21,6 +21,7 @@ use crate::pki::role::identity_of;
 use crate::state::NodeState;
 use orc_proto::cluster::cluster_server::ClusterServer;
 use orc_proto::cluster::configs_server::ConfigsServer;
+use orc_proto::cluster::namespaces_server::NamespacesServer;
 use orc_proto::cluster::networks_server::NetworksServer;
 use orc_proto::cluster::secrets_server::SecretsServer;
 use orc_proto::cluster::volumes_server::VolumesServer;
@@ -194,6 +195,7 @@ pub async fn run(
         .add_service(NetworksServer::new(super::networks::NetworksService::new(state.clone())))
         .add_service(WatchServer::new(super::watch::WatchService::new(state.clone())))
         .add_service(VolumesServer::new(super::volumes::VolumesService::new(state.clone())))
+        .add_service(NamespacesServer::new(super::namespaces::NamespacesService::new(state.clone())))
         .add_service(SecretsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Secret)))
         .add_service(ConfigsServer::new(super::payloads::PayloadsService::new(state.clone(), PayloadKind::Config)))
         .add_service(DispatcherServer::new(super::dispatcher::DispatcherService::new(

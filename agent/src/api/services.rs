@@ -15,6 +15,7 @@ use super::convert::{service_inspected, service_to_proto, service_with_progress,
 use crate::cluster::objects::{NetworkMode, ServiceSpec};
 use crate::cluster::services::{self, Control, TaskFilter};
 use crate::cluster::ClusterError;
+use crate::model::namespace::{shown, stored};
 use crate::pki::role::Role;
 use crate::state::NodeState;
 
@@ -50,7 +51,9 @@ pub(super) fn non_empty(s: &str) -> Option<&str> {
 impl Services for ServicesService {
     async fn create(&self, req: Request<pb::CreateServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let role = super::peer::identity(&req)?.role;
-        let spec = spec_from_proto(req.into_inner().spec.unwrap_or_default())?;
+        let ns = super::namespaces::of(&req)?;
+        let mut spec = spec_from_proto(req.into_inner().spec.unwrap_or_default())?;
+        spec.namespace = stored(&ns);
         super::audit::target(&spec.name);
         host_network_allowed(&spec, role)?;
         let (v, s) = services::create(&self.state.raft, spec).await?;
@@ -59,6 +62,7 @@ impl Services for ServicesService {
 
     async fn update(&self, req: Request<pb::UpdateServiceRequest>) -> Result<Response<pb::Service>, Status> {
         let role = super::peer::identity(&req)?.role;
+        let ns = super::namespaces::of(&req)?;
         let req = req.into_inner();
         super::audit::target(&req.service);
         let control = match pb::UpdateControl::try_from(req.control) {
@@ -70,23 +74,25 @@ impl Services for ServicesService {
             }
         };
         let (v, s) = match (control, req.spec) {
-            (Some(c), None) => services::control(&self.state.raft, &req.service, c).await?,
+            (Some(c), None) => services::control(&self.state.raft, &ns, &req.service, c).await?,
             (Some(_), Some(_)) => {
                 return Err(Status::invalid_argument("pause or resume an update, or change the spec: not both at once"))
             }
             (None, spec) => {
-                let spec = spec_from_proto(spec.unwrap_or_default())?;
+                let mut spec = spec_from_proto(spec.unwrap_or_default())?;
+                spec.namespace = stored(&ns);
                 host_network_allowed(&spec, role)?;
-                services::update(&self.state.raft, &req.service, req.expect_version, spec).await?
+                services::update(&self.state.raft, &ns, &req.service, req.expect_version, spec).await?
             }
         };
         Ok(Response::new(service_with_progress(&v, &s)))
     }
 
     async fn rollback(&self, req: Request<pb::RollbackServiceRequest>) -> Result<Response<pb::Service>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let service = req.into_inner().service;
         super::audit::target(&service);
-        let (v, s) = services::rollback(&self.state.raft, &service).await?;
+        let (v, s) = services::rollback(&self.state.raft, &ns, &service).await?;
         Ok(Response::new(service_with_progress(&v, &s)))
     }
 
@@ -94,28 +100,37 @@ impl Services for ServicesService {
         &self,
         req: Request<pb::RemoveServiceRequest>,
     ) -> Result<Response<pb::RemoveServiceResponse>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let service = req.into_inner().service;
         super::audit::target(&service);
-        let s = services::remove(&self.state.raft, &service).await?;
+        let s = services::remove(&self.state.raft, &ns, &service).await?;
         Ok(Response::new(pb::RemoveServiceResponse { id: s.id }))
     }
 
-    async fn list(&self, _: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+    async fn list(&self, req: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let v = crate::cluster::objects::view(&self.state.raft).await?;
-        let mut services: Vec<pb::Service> = v.services.values().map(|s| service_to_proto(&v, s)).collect();
+        let mut services: Vec<pb::Service> =
+            v.services.values().filter(|s| shown(&s.spec.namespace) == ns).map(|s| service_to_proto(&v, s)).collect();
         services.sort_by(|a, b| a.spec.as_ref().map(|s| &s.name).cmp(&b.spec.as_ref().map(|s| &s.name)));
         Ok(Response::new(pb::ListServicesResponse { services }))
     }
 
     async fn inspect(&self, req: Request<pb::InspectServiceRequest>) -> Result<Response<pb::Service>, Status> {
-        let (v, s) = services::inspect(&self.state.raft, &req.into_inner().service).await?;
+        let ns = super::namespaces::of(&req)?;
+        let (v, s) = services::inspect(&self.state.raft, &ns, &req.into_inner().service).await?;
         Ok(Response::new(service_inspected(&v, &s)))
     }
 
     async fn tasks(&self, req: Request<pb::TasksRequest>) -> Result<Response<pb::TasksResponse>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let req = req.into_inner();
-        let filter =
-            TaskFilter { service: non_empty(&req.service), node: non_empty(&req.node), running_only: req.running_only };
+        let filter = TaskFilter {
+            namespace: &ns,
+            service: non_empty(&req.service),
+            node: non_empty(&req.node),
+            running_only: req.running_only,
+        };
         let (v, tasks) = services::tasks(&self.state.raft, filter).await?;
         let mut tasks: Vec<pb::Task> = tasks.iter().map(|t| task_to_proto(&v, t)).collect();
         tasks.sort_by(|a, b| {
@@ -132,8 +147,9 @@ impl Services for ServicesService {
     type LogsStream = Streamed<pb::ServiceLogEntry>;
 
     async fn logs(&self, req: Request<pb::ServiceLogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let req = req.into_inner();
-        let sources = services::log_sources(&self.state.raft, &req.service).await?;
+        let sources = services::log_sources(&self.state.raft, &ns, &req.service).await?;
         let id = self.state.identity().ok_or_else(|| Status::failed_precondition("this node is not in a cluster"))?;
         let tls = id.client_tls_any_node().map_err(|e| Status::internal(e.to_string()))?;
         let (tx, rx) = mpsc::channel(256);

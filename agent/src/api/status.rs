@@ -54,6 +54,7 @@ impl From<ClusterError> for Status {
             ClusterError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ClusterError::Conflict(_) => Status::aborted(msg),
             ClusterError::PermissionDenied(_) => Status::permission_denied(msg),
+            ClusterError::QuotaExceeded(_) => Status::resource_exhausted(msg),
             ClusterError::Raft(e) => e.into(),
             ClusterError::Agent(e) => e.into(),
             ClusterError::Internal(_) => {

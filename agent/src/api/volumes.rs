@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cluster::objects::{view, View, Volume};
 use crate::cluster::volumes::{self, VolumeRequest};
+use crate::model::namespace::{scoped, shown};
 use crate::state::NodeState;
 
 pub struct VolumesService {
@@ -22,7 +23,7 @@ impl VolumesService {
 }
 
 fn to_proto(v: &View, x: &Volume) -> pb::Volume {
-    let (services, tasks) = volumes::users(v, &x.name);
+    let (services, tasks) = volumes::users(v, &scoped(&x.namespace, &x.name));
     let slot = x.slot.clone().unwrap_or_default();
     pb::Volume {
         id: x.id.clone(),
@@ -35,27 +36,31 @@ fn to_proto(v: &View, x: &Volume) -> pb::Volume {
         node_hostname: v.nodes.get(&x.node).map(|n| n.hostname.clone()).unwrap_or_default(),
         services,
         tasks: tasks as u64,
+        namespace: shown(&x.namespace).into(),
     }
 }
 
 #[tonic::async_trait]
 impl Volumes for VolumesService {
     async fn create(&self, req: Request<pb::CreateVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
+        let namespace = super::namespaces::of(&req)?;
         let r = req.into_inner();
         super::audit::target(&r.name);
-        let r = VolumeRequest { name: r.name.trim().to_string(), labels: r.labels.into_iter().collect() };
+        let r = VolumeRequest { namespace, name: r.name.trim().to_string(), labels: r.labels.into_iter().collect() };
         let x = volumes::create(&self.state.raft, r).await?;
         Ok(Response::new(to_proto(&View::default(), &x)))
     }
 
-    async fn list(&self, _: Request<pb::ListVolumesRequest>) -> Result<Response<pb::ListVolumesResponse>, Status> {
+    async fn list(&self, req: Request<pb::ListVolumesRequest>) -> Result<Response<pb::ListVolumesResponse>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let v = view(&self.state.raft).await?;
-        let volumes = v.volumes.values().map(|x| to_proto(&v, x)).collect();
+        let volumes = v.volumes.values().filter(|x| shown(&x.namespace) == ns).map(|x| to_proto(&v, x)).collect();
         Ok(Response::new(pb::ListVolumesResponse { volumes }))
     }
 
     async fn inspect(&self, req: Request<pb::InspectVolumeRequest>) -> Result<Response<pb::Volume>, Status> {
-        let (v, x) = volumes::inspect(&self.state.raft, req.into_inner().name.trim()).await?;
+        let ns = super::namespaces::of(&req)?;
+        let (v, x) = volumes::inspect(&self.state.raft, &ns, req.into_inner().name.trim()).await?;
         Ok(Response::new(to_proto(&v, &x)))
     }
 
@@ -63,9 +68,10 @@ impl Volumes for VolumesService {
         &self,
         req: Request<pb::RemoveVolumeRequest>,
     ) -> Result<Response<pb::RemoveVolumeResponse>, Status> {
+        let ns = super::namespaces::of(&req)?;
         let name = req.into_inner().name;
         super::audit::target(&name);
-        let x = volumes::remove(&self.state.raft, name.trim()).await?;
+        let x = volumes::remove(&self.state.raft, &ns, name.trim()).await?;
         Ok(Response::new(pb::RemoveVolumeResponse { name: x.name }))
     }
 }

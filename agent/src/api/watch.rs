@@ -112,11 +112,19 @@ impl Watch for WatchService {
     type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
     async fn events(&self, req: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        let ns = super::namespaces::of(&req)?;
+        let scoped = !super::authz::scope(&req).whole_cluster();
         let req = req.into_inner();
+        if scoped && req.service.is_empty() {
+            return Err(Status::permission_denied(
+                "the whole cluster's events are for people not limited to namespaces: name one of your services \
+                 (`orcctl events --service NAME`)",
+            ));
+        }
         let raft = self.state.raft.clone();
         // Followers hold a place like watches do; a one-off read does not.
         let slot = if req.follow { Some(self.slot()?) } else { None };
-        let mut r = events::Reader::start(raft, non_empty(&req.service), req.since_ms).await?;
+        let mut r = events::Reader::start(raft, &ns, non_empty(&req.service), req.since_ms).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             let _slot = slot;
@@ -147,11 +155,18 @@ impl Watch for WatchService {
     }
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let ns = super::namespaces::of(&req)?;
+        let whole_cluster = super::authz::scope(&req).whole_cluster();
         let req = req.into_inner();
         let f = filter(&req)?;
+        if f.nodes && !whole_cluster {
+            return Err(Status::permission_denied(
+                "nodes are the whole cluster's: a person limited to namespaces watches services and tasks only",
+            ));
+        }
         let raft = self.state.raft.clone();
         let slot = self.slot()?;
-        let mut w = Watcher::start(raft.clone(), f, non_empty(&req.service), non_empty(&req.node)).await?;
+        let mut w = Watcher::start(raft.clone(), f, &ns, non_empty(&req.service), non_empty(&req.node)).await?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let _slot = slot;

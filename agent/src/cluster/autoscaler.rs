@@ -32,6 +32,38 @@ fn differs(a: &AutoscaleStatus, b: &AutoscaleStatus) -> bool {
     AutoscaleStatus { checked_ms: 0, ..a.clone() } != AutoscaleStatus { checked_ms: 0, ..b.clone() }
 }
 
+/// Keeps a scale-up within the namespace's quota: the count grows only as
+/// far as the quota allows (never shrinks for it), and the status says so.
+fn hold_to_quota(d: &mut autoscale::Decision, v: &View, spec: &crate::model::objects::ServiceSpec) {
+    if d.replicas <= spec.replicas {
+        return;
+    }
+    let Some(cap) = super::quota::max_replicas(v, spec) else { return };
+    if d.replicas <= cap {
+        return;
+    }
+    let held = cap.max(spec.replicas);
+    let why = format!(
+        "held at {held} (asked {}) by the quota of namespace {}",
+        d.replicas,
+        crate::model::namespace::shown(&spec.namespace)
+    );
+    match d.status.decisions.last_mut() {
+        // Nothing changes after all: the decision did not happen.
+        Some(last) if held == spec.replicas && last.to == d.replicas => {
+            d.status.decisions.pop();
+        }
+        Some(_) if held == spec.replicas => {}
+        Some(last) => {
+            last.to = held;
+            last.reason = format!("{}; {why}", last.reason);
+        }
+        None => {}
+    }
+    d.status.message = why;
+    d.replicas = held;
+}
+
 impl Autoscaler {
     /// Leadership began: nothing of the windows is known.
     pub fn reset(&mut self) {
@@ -63,7 +95,8 @@ impl Autoscaler {
                     }
                 })
                 .collect();
-            let d = autoscale::decide(&s.spec, a, s.autoscale_status.as_ref(), &tasks, window, now);
+            let mut d = autoscale::decide(&s.spec, a, s.autoscale_status.as_ref(), &tasks, window, now);
+            hold_to_quota(&mut d, v, &s.spec);
             if let Some(r) = d.recommendation {
                 window.push((now, r));
             }

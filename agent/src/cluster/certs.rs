@@ -65,16 +65,17 @@ async fn sign(
     state: &NodeState,
     name: &str,
     role: Role,
+    namespaces: &[String],
     ttl: Duration,
     csr_pem: &str,
     issued_by: &str,
 ) -> Result<(String, String, PersonCert), ClusterError> {
     let (ca, cluster_id) = ca_of(state)?;
-    let cert_pem = ca::sign_csr(&ca, &cluster_id, name, role, ttl, csr_pem)
+    let cert_pem = ca::sign_csr(&ca, &cluster_id, name, role, namespaces, ttl, csr_pem)
         .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     let record = record_of(&cert_pem, issued_by)?;
     state.raft.write(Command::put(record.serial.clone(), Object::PersonCert(Arc::new(record.clone())))).await?;
-    tracing::info!(person = %name, role = %role, serial = %record.serial, by = %issued_by, "person certificate issued");
+    tracing::info!(person = %name, role = %role, namespaces = ?namespaces, serial = %record.serial, by = %issued_by, "person certificate issued");
     Ok((cert_pem, ca.cert_pem, record))
 }
 
@@ -90,6 +91,7 @@ pub fn record_of(cert_pem: &str, issued_by: &str) -> Result<PersonCert, ClusterE
         expires_ms: who.not_after.saturating_mul(1000),
         issued_by: issued_by.to_string(),
         revoked_ms: None,
+        namespaces: who.namespaces,
     })
 }
 
@@ -99,6 +101,7 @@ pub async fn issue(
     by: &PeerIdentity,
     name: &str,
     role: &str,
+    namespaces: &[String],
     ttl_secs: u64,
     csr_pem: &str,
 ) -> Result<(String, String, PersonCert), ClusterError> {
@@ -118,7 +121,18 @@ pub async fn issue(
             ca::MAX_TTL.as_secs() / 86_400
         )));
     }
-    sign(state, name, role, ttl, csr_pem, &by.name).await
+    if !namespaces.is_empty() {
+        if role == Role::Admin {
+            return Err(ClusterError::InvalidArgument(
+                "an admin is the whole cluster's: limit an operator or a reader to namespaces, not an admin".into(),
+            ));
+        }
+        let v = crate::cluster::objects::view(&state.raft).await?;
+        for ns in namespaces {
+            v.namespace(ns).ok_or_else(|| super::quota::missing(ns))?;
+        }
+    }
+    sign(state, name, role, namespaces, ttl, csr_pem, &by.name).await
 }
 
 /// `config renew`: the caller's own certificate again, same name and role,
@@ -140,7 +154,7 @@ pub async fn renew(
         .map(|p| Duration::from_millis(u64::try_from(p.expires_ms - p.issued_ms).unwrap_or(0)))
         .filter(|t| *t >= MIN_PERSON_TTL && *t <= ca::MAX_TTL)
         .unwrap_or(PERSON_TTL);
-    sign(state, &caller.name, caller.role, ttl, csr_pem, &caller.name).await
+    sign(state, &caller.name, caller.role, &caller.namespaces, ttl, csr_pem, &caller.name).await
 }
 
 /// `user cert revoke SERIAL|NAME` (admin): the certificate with that

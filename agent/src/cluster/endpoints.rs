@@ -29,6 +29,7 @@ pub fn of(v: &View, id: &str) -> Option<ServiceEndpoints> {
     Some(ServiceEndpoints {
         id: s.id.clone(),
         name: s.spec.name.clone(),
+        namespace: s.spec.namespace.clone(),
         vips: s.vips.clone(),
         stateful: s.spec.stateful,
         ports: s.spec.ports.clone(),

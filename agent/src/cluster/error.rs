@@ -23,6 +23,9 @@ pub enum ClusterError {
     /// The caller may not (a removed node, a refused token).
     #[error("{0}")]
     PermissionDenied(String),
+    /// Beyond a namespace's quota; the message names the quota, its use and its limit.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A service spec that does not validate.
     #[error(transparent)]
     Spec(#[from] super::spec::SpecError),

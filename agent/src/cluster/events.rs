@@ -46,9 +46,14 @@ pub struct Reader {
 impl Reader {
     /// A reader of `filter`, its service (name, id or prefix) resolved
     /// against a linearizable read.
-    pub async fn start(raft: Arc<RaftHandle>, service: Option<&str>, since_ms: i64) -> Result<Self, ClusterError> {
+    pub async fn start(
+        raft: Arc<RaftHandle>,
+        ns: &str,
+        service: Option<&str>,
+        since_ms: i64,
+    ) -> Result<Self, ClusterError> {
         let v = super::objects::view(&raft).await?;
-        let service = service.map(|s| v.find_service(s).map(|s| s.id.clone())).transpose()?;
+        let service = service.map(|s| v.find_service(ns, s).map(|s| s.id.clone())).transpose()?;
         Ok(Self { raft, filter: Filter { service, since_ms }, read: None })
     }
 

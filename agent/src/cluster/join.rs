@@ -37,7 +37,7 @@ pub async fn admit(state: &NodeState, req: pb::JoinRequest) -> Result<pb::JoinRe
     let node_id = hex::encode(rand::random::<[u8; 8]>());
     let ttl = super::objects::view(&state.raft).await?.settings.node_cert_ttl();
     let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
-    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, ttl, &req.csr_pem)
+    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &node_id, role, &[], ttl, &req.csr_pem)
         .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     tracing::info!(%node_id, role = %role, addr = %req.addr, "node admitted");
     if role == Role::Manager {

@@ -8,6 +8,8 @@
 //! - [`services`], [`nodes`], [`settings`]: what the Cluster API does, as
 //!   domain functions returning [`ClusterError`].
 //! - [`orchestrator`], [`scheduler`]: services → tasks → nodes, one pure pass.
+//! - [`namespaces`]: namespaces (create, list, quota, remove while empty);
+//!   [`quota`]: what a namespace's objects claim, and refusing growth past it.
 //! - [`volumes`]: volumes (named, a stateful slot's own), their tombstones.
 //! - [`payloads`]: secrets and configs (sealed versions, rotation, delivery).
 //! - [`networks`]: networks as objects (create, inspect, remove while unused).
@@ -45,12 +47,14 @@ pub mod leader;
 pub mod leases;
 pub mod liveness;
 pub mod managers;
+pub mod namespaces;
 pub mod networks;
 pub mod nodes;
 pub mod objects;
 pub mod orchestrator;
 pub mod payloads;
 pub mod published;
+pub mod quota;
 pub mod renew;
 pub mod scheduler;
 pub mod services;

@@ -42,10 +42,7 @@ pub struct NetworkRequest {
 
 /// A network name is a DNS label (`<service>.<network>` resolves).
 pub fn valid_name(n: &str) -> bool {
-    (1..=32).contains(&n.len())
-        && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !n.ends_with('-')
+    crate::model::network::dns_label(n, 32)
 }
 
 /// The error for a network that does not exist.

@@ -5,6 +5,7 @@
 
 use super::error::ClusterError;
 use crate::lookup::{find, Found};
+use crate::model::namespace::{scoped, shown, Namespace, DEFAULT_NAMESPACE};
 pub use crate::model::objects::*;
 use crate::raft::{RaftError, RaftHandle};
 
@@ -13,24 +14,40 @@ use crate::raft::{RaftError, RaftHandle};
 pub use crate::model::db::ClusterState as View;
 
 impl View {
-    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
-        self.service_names.get(name).and_then(|id| self.services.get(id)).map(|s| &**s)
+    /// A service by its key (its name, scoped to its namespace: [`scoped`]).
+    pub fn service_by_name(&self, key: &str) -> Option<&Service> {
+        self.service_names.get(key).and_then(|id| self.services.get(id)).map(|s| &**s)
     }
 
-    /// A service by name, id or unique id prefix.
-    pub fn find_service(&self, ident: &str) -> Result<&Service, ClusterError> {
-        let exact = self.service_by_name(ident).or_else(|| self.services.get(ident).map(|s| &**s));
+    /// A service of namespace `ns` by name, id or unique id prefix.
+    pub fn find_service(&self, ns: &str, ident: &str) -> Result<&Service, ClusterError> {
+        let ns = shown(ns);
+        let here = |s: &&Service| shown(&s.spec.namespace) == ns;
+        let exact =
+            self.service_by_name(&scoped(ns, ident)).or_else(|| self.services.get(ident).map(|s| &**s).filter(here));
         let matches = self
             .services
             .range(ident.to_string()..)
             .take_while(|(id, _)| !ident.is_empty() && id.starts_with(ident))
-            .map(|(_, s)| &**s);
+            .map(|(_, s)| &**s)
+            .filter(here);
         match find(exact, matches) {
             Found::One(s) => Ok(s),
-            Found::Nothing => Err(ClusterError::NotFound(format!("no service {ident:?} (see `orcctl service ls`)"))),
+            Found::Nothing => Err(ClusterError::NotFound(format!(
+                "no service {ident:?} in namespace {ns} (see `orcctl -N {ns} service ls`)"
+            ))),
             Found::Several(n) => {
                 Err(ClusterError::InvalidArgument(format!("{ident:?} matches {n} services: give more of the id")))
             }
+        }
+    }
+
+    /// A namespace by name; `default` exists even when never written.
+    pub fn namespace(&self, name: &str) -> Option<Namespace> {
+        match self.namespaces.get(name) {
+            Some(n) => Some(Namespace::clone(n)),
+            None if name == DEFAULT_NAMESPACE => Some(Namespace { name: name.into(), ..Default::default() }),
+            None => None,
         }
     }
 

@@ -562,7 +562,7 @@ fn schedule(p: &mut Pass) {
             Ok(node) => super::volumes::at_placement(p.v, t, node, now),
             Err(_) => Default::default(),
         };
-        p.volumes.extend(writes.into_iter().map(|x| (x.name.clone(), x)));
+        p.volumes.extend(writes.into_iter().map(|x| (crate::model::namespace::scoped(&x.namespace, &x.name), x)));
         if let Some(t) = p.task_mut(&id) {
             match placed {
                 Ok(node) => {
@@ -626,8 +626,8 @@ fn commands(p: &Pass) -> Vec<Command> {
         out.push(Command::put_if(id.clone(), Object::Service(Arc::new(s.clone())), version));
     }
     // Not conditional: a refused put would refuse the whole pass.
-    for (name, x) in &p.volumes {
-        out.push(Command::put(name.clone(), Object::Volume(Arc::new(x.clone()))));
+    for (key, x) in &p.volumes {
+        out.push(Command::put(key.clone(), Object::Volume(Arc::new(x.clone()))));
     }
     for (id, old, new) in p.changes() {
         match (old, new) {

@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use super::error::ClusterError;
 use super::objects::{
-    new_id, now_ms, valid_payload_name, view, Delivered, Payload, PayloadKind, PayloadVersion, Service, ServiceSpec,
-    View, MAX_PAYLOAD_BYTES,
+    new_id, now_ms, valid_payload_name, view, Delivered, FileRef, Payload, PayloadKind, PayloadVersion, Service,
+    ServiceSpec, View, MAX_PAYLOAD_BYTES,
 };
 use crate::model::db::{Command, Key, Kind, Object, Table};
+use crate::model::namespace::{scoped, stored};
 use crate::pki::sealing::DataKey;
 use crate::raft::RaftHandle;
 
@@ -33,6 +34,7 @@ pub fn data_key(state: &crate::state::NodeState) -> Option<DataKey> {
 #[derive(Clone, Default)]
 pub struct PayloadRequest {
     pub kind: PayloadKind,
+    pub namespace: String,
     pub name: String,
     pub data: zeroize::Zeroizing<Vec<u8>>,
     pub labels: BTreeMap<String, String>,
@@ -60,9 +62,10 @@ pub fn table(v: &View, k: PayloadKind) -> &Table<Payload> {
     }
 }
 
-/// What a sealed version is bound to: the object it belongs to.
-fn sealed_for(k: PayloadKind, name: &str, version: u64) -> String {
-    format!("{k}/{name}/{version}")
+/// What a sealed version is bound to: the object it belongs to (`key`:
+/// its name scoped to its namespace).
+fn sealed_for(k: PayloadKind, key: &str, version: u64) -> String {
+    format!("{k}/{key}/{version}")
 }
 
 /// The error for a payload that does not exist.
@@ -72,17 +75,22 @@ pub fn missing(k: PayloadKind, name: &str) -> ClusterError {
     ))
 }
 
-/// Payload `name` of kind `k`, or the error saying how to make it.
-pub fn get<'a>(v: &'a View, k: PayloadKind, name: &str) -> Result<&'a Arc<Payload>, ClusterError> {
-    table(v, k).get(name).ok_or_else(|| missing(k, name))
+/// Payload `name` of kind `k` in namespace `ns`, or the error saying how to make it.
+pub fn get<'a>(v: &'a View, k: PayloadKind, ns: &str, name: &str) -> Result<&'a Arc<Payload>, ClusterError> {
+    table(v, k).get(&scoped(ns, name)).ok_or_else(|| missing(k, name))
 }
 
-/// The names of the services whose spec mounts `name` of kind `k`.
-pub fn users(v: &View, k: PayloadKind, name: &str) -> Vec<String> {
+/// Whether `spec` mounts the payload at `key` (`f` one of its references).
+fn mounts(spec: &ServiceSpec, f: &FileRef, key: &str) -> bool {
+    spec.scoped(&f.name) == key
+}
+
+/// The names of the services whose spec mounts the payload of kind `k` at `key`.
+pub fn users(v: &View, k: PayloadKind, key: &str) -> Vec<String> {
     let mut out: Vec<String> = v
         .services
         .values()
-        .filter(|s| s.spec.files(k).iter().any(|f| f.name == name))
+        .filter(|s| s.spec.files(k).iter().any(|f| mounts(&s.spec, f, key)))
         .map(|s| s.spec.name.clone())
         .collect();
     out.sort();
@@ -92,9 +100,10 @@ pub fn users(v: &View, k: PayloadKind, name: &str) -> Vec<String> {
 /// Sets the version of every reference that names none (0) to the
 /// latest, and refuses one that names a payload or version not there.
 pub fn resolve(v: &View, spec: &mut ServiceSpec) -> Result<(), ClusterError> {
+    let ns = spec.namespace.clone();
     for k in PayloadKind::ALL {
         for f in spec.files_mut(k) {
-            let p = get(v, k, &f.name)?;
+            let p = get(v, k, &ns, &f.name)?;
             if f.version == 0 {
                 f.version = p.latest();
             } else if !p.versions.contains_key(&f.version) {
@@ -117,7 +126,7 @@ pub fn expects(v: &View, spec: &ServiceSpec) -> Vec<Command> {
     let mut seen = BTreeSet::new();
     PayloadKind::ALL
         .into_iter()
-        .flat_map(|k| spec.files(k).iter().map(move |f| (k, f.name.clone())))
+        .flat_map(|k| spec.files(k).iter().map(move |f| (k, spec.scoped(&f.name))))
         .filter(|x| seen.insert(x.clone()))
         .map(|(k, name)| {
             let version = v.version_of(&Key::new(kind_of(k), name.as_str()));
@@ -170,7 +179,8 @@ pub async fn create(raft: &RaftHandle, key: Option<&DataKey>, r: PayloadRequest)
     crate::fields::labels("labels", &r.labels).map_err(|e| ClusterError::InvalidArgument(e.to_string()))?;
     check_data(k, &r.name, &r.data)?;
     let v = view(raft).await?;
-    if table(&v, k).contains_key(&r.name) {
+    let at = scoped(&r.namespace, &r.name);
+    if table(&v, k).contains_key(&at) {
         return Err(ClusterError::AlreadyExists(format!(
             "a {k} named {:?} exists: add a version with `orcctl {k} update {} FILE` (its services roll to it)",
             r.name, r.name
@@ -180,13 +190,16 @@ pub async fn create(raft: &RaftHandle, key: Option<&DataKey>, r: PayloadRequest)
     let p = Payload {
         id: new_id(),
         name: r.name.clone(),
+        namespace: stored(&r.namespace),
         kind: k,
-        versions: [(1, version(key, k, &r.name, 1, &r.data)?)].into(),
+        versions: [(1, version(key, k, &at, 1, &r.data)?)].into(),
         labels: r.labels,
         created_ms: now,
         updated_ms: now,
     };
-    let res = raft.write(Command::put_if(p.name.clone(), object(p.clone()), 0)).await?;
+    let cmd =
+        Command::Batch(vec![super::namespaces::expect(&v, &r.namespace), Command::put_if(at, object(p.clone()), 0)]);
+    let res = raft.write(cmd).await?;
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed(&format!("creating the {k}"), &c));
     }
@@ -199,8 +212,9 @@ pub async fn create(raft: &RaftHandle, key: Option<&DataKey>, r: PayloadRequest)
 /// tasks not over yet.
 fn kept(v: &View, services: &[Service], p: &Payload, latest: u64) -> BTreeSet<u64> {
     let mut keep = BTreeSet::from([latest]);
+    let key = scoped(&p.namespace, &p.name);
     let refs = |spec: &ServiceSpec| -> Vec<u64> {
-        spec.files(p.kind).iter().filter(|f| f.name == p.name).map(|f| f.version).collect()
+        spec.files(p.kind).iter().filter(|f| mounts(spec, f, &key)).map(|f| f.version).collect()
     };
     let moved: BTreeMap<&str, &Service> = services.iter().map(|s| (s.id.as_str(), s)).collect();
     for s in v.services.values() {
@@ -218,29 +232,32 @@ pub async fn update(
     raft: &RaftHandle,
     key: Option<&DataKey>,
     k: PayloadKind,
+    ns: &str,
     name: &str,
     data: &[u8],
 ) -> Result<(Payload, Vec<String>), ClusterError> {
     check_data(k, name, data)?;
     let v = view(raft).await?;
-    let old = get(&v, k, name)?;
+    let old = get(&v, k, ns, name)?;
+    let at = scoped(ns, name);
     let n = old.latest() + 1;
     let now = now_ms();
     let mut moved = Vec::new();
-    for s in v.services.values().filter(|s| s.spec.files(k).iter().any(|f| f.name == name)) {
+    for s in v.services.values().filter(|s| s.spec.files(k).iter().any(|f| mounts(&s.spec, f, &at))) {
         let mut spec = s.spec.clone();
-        for f in spec.files_mut(k).iter_mut().filter(|f| f.name == name) {
+        let here = spec.clone();
+        for f in spec.files_mut(k).iter_mut().filter(|f| mounts(&here, f, &at)) {
             f.version = n;
         }
         moved.push(super::services::respec(s, spec, now));
     }
     let mut p = Payload::clone(old);
-    p.versions.insert(n, version(key, k, name, n, data)?);
+    p.versions.insert(n, version(key, k, &at, n, data)?);
     let keep = kept(&v, &moved, &p, n);
     p.versions.retain(|n, _| keep.contains(n));
     p.updated_ms = now;
-    let object_key = Key::new(kind_of(k), name);
-    let mut cmds = vec![Command::put_if(name, object(p.clone()), v.version_of(&object_key))];
+    let object_key = Key::new(kind_of(k), at.as_str());
+    let mut cmds = vec![Command::put_if(at.clone(), object(p.clone()), v.version_of(&object_key))];
     for s in &moved {
         let at = v.version_of(&Key::new(Kind::Service, s.id.as_str()));
         cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), at));
@@ -254,19 +271,25 @@ pub async fn update(
     Ok((p, services))
 }
 
-/// Payload `name` and the view it was read in.
-pub async fn inspect(raft: &RaftHandle, k: PayloadKind, name: &str) -> Result<(View, Arc<Payload>), ClusterError> {
+/// Payload `name` of namespace `ns` and the view it was read in.
+pub async fn inspect(
+    raft: &RaftHandle,
+    k: PayloadKind,
+    ns: &str,
+    name: &str,
+) -> Result<(View, Arc<Payload>), ClusterError> {
     let v = view(raft).await?;
-    let p = get(&v, k, name)?.clone();
+    let p = get(&v, k, ns, name)?.clone();
     Ok((v, p))
 }
 
 /// Removes `name` unless a service mounts it or a task mounting it is
 /// still being stopped.
-pub async fn remove(raft: &RaftHandle, k: PayloadKind, name: &str) -> Result<Payload, ClusterError> {
+pub async fn remove(raft: &RaftHandle, k: PayloadKind, ns: &str, name: &str) -> Result<Payload, ClusterError> {
     let v = view(raft).await?;
-    let p = get(&v, k, name)?.clone();
-    let services = users(&v, k, name);
+    let p = get(&v, k, ns, name)?.clone();
+    let at = scoped(ns, name);
+    let services = users(&v, k, &at);
     if !services.is_empty() {
         return Err(ClusterError::FailedPrecondition(format!(
             "{k} {name} is in use by services {}: remove it from them first (`orcctl service update SERVICE \
@@ -274,14 +297,16 @@ pub async fn remove(raft: &RaftHandle, k: PayloadKind, name: &str) -> Result<Pay
             services.join(", ")
         )));
     }
-    let tasks = v.tasks.values().filter(|t| !t.state.terminal() && t.spec.files(k).iter().any(|f| f.name == name));
+    let tasks =
+        v.tasks.values().filter(|t| !t.state.terminal() && t.spec.files(k).iter().any(|f| mounts(&t.spec, f, &at)));
     if let Some(n) = std::num::NonZeroUsize::new(tasks.count()) {
         return Err(ClusterError::FailedPrecondition(format!(
             "{k} {name} is still mounted by {n} tasks being stopped: try again in a few seconds"
         )));
     }
-    let key = Key::new(kind_of(k), name);
-    let cmd = Command::Batch(vec![Command::expect(kind_of(k), name, v.version_of(&key)), Command::Delete { key }]);
+    let key = Key::new(kind_of(k), at.as_str());
+    let cmd =
+        Command::Batch(vec![Command::expect(kind_of(k), at.clone(), v.version_of(&key)), Command::Delete { key }]);
     let res = raft.write(cmd).await?;
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed(&format!("removing the {k}"), &c));
@@ -301,7 +326,8 @@ pub enum DeliverError {
     Sealed(#[from] crate::pki::sealing::SealError),
 }
 
-/// The plaintext of a version, as the leader sends it to a node.
+/// The plaintext of a version, as the leader sends it to a node (`name`:
+/// the payload's key, its name scoped to its namespace).
 pub fn deliver(v: &View, key: Option<&DataKey>, k: PayloadKind, name: &str, n: u64) -> Result<Delivered, DeliverError> {
     let missing = || DeliverError::Missing { kind: k, name: name.into(), version: n };
     let stored = table(v, k).get(name).and_then(|p| p.versions.get(&n)).ok_or_else(missing)?;

@@ -31,7 +31,7 @@ pub async fn sign(state: &NodeState, caller: &PeerIdentity, csr_pem: &str) -> Re
     }
     let role = node.as_ref().map(|n| n.role).unwrap_or(caller.role);
     let ca = CertKey { cert_pem: id.ca_cert_pem.clone(), key_pem: ca_key.clone() };
-    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &caller.name, role, settings.node_cert_ttl(), csr_pem)
+    let cert_pem = ca::sign_csr(&ca, &id.meta.cluster_id, &caller.name, role, &[], settings.node_cert_ttl(), csr_pem)
         .map_err(|e| ClusterError::InvalidArgument(format!("the certificate request: {e}")))?;
     tracing::info!(node = %caller.name, role = %role, ttl_secs = settings.node_cert_ttl().as_secs(), "node certificate renewed");
     // Under autolock a manager renewing is not handed the CA key: it holds

@@ -14,6 +14,7 @@ use super::published;
 use super::spec;
 use super::vips;
 use crate::model::db::{Command, CommandResult, Key, Kind, Object};
+use crate::model::namespace::shown;
 use crate::raft::RaftHandle;
 
 fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
@@ -31,12 +32,16 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
     super::networks::check_joined(&v, &spec)?;
     payloads::resolve(&v, &mut spec)?;
     super::volumes::check(&v, &spec)?;
-    if v.service_by_name(&spec.name).is_some() {
+    if v.service_by_name(&spec.key()).is_some() {
         return Err(ClusterError::AlreadyExists(format!(
-            "a service named {:?} exists: change it with `orcctl service update {}` or remove it first",
-            spec.name, spec.name
+            "a service named {:?} exists in namespace {}: change it with `orcctl service update {}` or remove it \
+             first",
+            spec.name,
+            shown(&spec.namespace),
+            spec.name
         )));
     }
+    super::quota::check_service(&v, None, &spec)?;
     let now = now_ms();
     let mut s = Service {
         id: new_id(),
@@ -49,7 +54,10 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
     };
     vips::give(&v, &mut s)?;
     published::check(&v, &s)?;
-    let mut cmds = vec![Command::put_if(s.spec.name.clone(), Object::ServiceName(s.id.clone()), 0)];
+    let mut cmds = vec![
+        super::namespaces::expect(&v, &s.spec.namespace),
+        Command::put_if(s.spec.key(), Object::ServiceName(s.id.clone()), 0),
+    ];
     cmds.extend(vips::claims(None, &s));
     cmds.extend(published::claims(None, &s));
     cmds.extend(payloads::expects(&v, &s.spec));
@@ -67,11 +75,12 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
 /// whose tasks replace the old ones per the update policy.
 pub async fn update(
     raft: &RaftHandle,
+    ns: &str,
     ident: &str,
     expect_version: u64,
     spec: ServiceSpec,
 ) -> Result<(View, Service), ClusterError> {
-    change(raft, ident, "updating the service", |v, old| {
+    change(raft, ns, ident, "updating the service", |v, old| {
         spec::validate(&spec, v.settings.max_replicas())?;
         super::networks::check_joined(v, &spec)?;
         if expect_version != 0 && expect_version != old.spec_version {
@@ -86,6 +95,14 @@ pub async fn update(
                 old.spec.name, spec.name
             )));
         }
+        if shown(&spec.namespace) != shown(&old.spec.namespace) {
+            return Err(ClusterError::InvalidArgument(format!(
+                "a service cannot move between namespaces ({} → {}): create it in the other one",
+                shown(&old.spec.namespace),
+                shown(&spec.namespace)
+            )));
+        }
+        super::quota::check_service(v, Some(&old.spec), &spec)?;
         let now = now_ms();
         let mut spec = spec.clone();
         payloads::resolve(v, &mut spec)?;
@@ -132,8 +149,8 @@ pub enum Control {
 }
 
 /// Pauses or resumes the update (or rollback) of `ident`.
-pub async fn control(raft: &RaftHandle, ident: &str, c: Control) -> Result<(View, Service), ClusterError> {
-    change(raft, ident, "pausing or resuming the update", |_, old| {
+pub async fn control(raft: &RaftHandle, ns: &str, ident: &str, c: Control) -> Result<(View, Service), ClusterError> {
+    change(raft, ns, ident, "pausing or resuming the update", |_, old| {
         let name = &old.spec.name;
         let mut u = old.update_status.clone().ok_or_else(|| {
             ClusterError::FailedPrecondition(format!(
@@ -171,9 +188,13 @@ pub async fn control(raft: &RaftHandle, ident: &str, c: Control) -> Result<(View
 }
 
 /// Goes back to the previous spec of `ident` under its rollback policy.
-pub async fn rollback(raft: &RaftHandle, ident: &str) -> Result<(View, Service), ClusterError> {
-    change(raft, ident, "rolling the service back", |_, old| {
-        super::orchestrator::rollout::rollback(old, now_ms(), "rollback requested").ok_or_else(|| {
+pub async fn rollback(raft: &RaftHandle, ns: &str, ident: &str) -> Result<(View, Service), ClusterError> {
+    change(raft, ns, ident, "rolling the service back", |v, old| {
+        let back = super::orchestrator::rollout::rollback(old, now_ms(), "rollback requested");
+        if let Some(b) = &back {
+            super::quota::check_service(v, Some(&old.spec), &b.spec)?;
+        }
+        back.ok_or_else(|| {
             ClusterError::FailedPrecondition(format!(
                 "service {} has no previous spec to roll back to (it was never updated)",
                 old.spec.name
@@ -191,13 +212,14 @@ pub async fn rollback(raft: &RaftHandle, ident: &str) -> Result<(View, Service),
 /// through); the Raft's own failures are final.
 async fn change(
     raft: &RaftHandle,
+    ns: &str,
     ident: &str,
     what: &str,
     f: impl Fn(&View, &Service) -> Result<Service, ClusterError>,
 ) -> Result<(View, Service), ClusterError> {
-    match change_from(raft, Read::Applied, ident, what, &f).await {
+    match change_from(raft, Read::Applied, ns, ident, what, &f).await {
         Err(ClusterError::Raft(e)) => Err(ClusterError::Raft(e)),
-        Err(_) => change_from(raft, Read::Linearizable, ident, what, &f).await,
+        Err(_) => change_from(raft, Read::Linearizable, ns, ident, what, &f).await,
         done => done,
     }
 }
@@ -214,6 +236,7 @@ enum Read {
 async fn change_from(
     raft: &RaftHandle,
     read: Read,
+    ns: &str,
     ident: &str,
     what: &str,
     f: &impl Fn(&View, &Service) -> Result<Service, ClusterError>,
@@ -224,7 +247,7 @@ async fn change_from(
     };
     let (v, old, object_version) = {
         let v = started.sm.applied.read().await.state.clone();
-        let old = v.find_service(ident)?.clone();
+        let old = v.find_service(ns, ident)?.clone();
         let ov = v.version_of(&Key::new(Kind::Service, old.id.as_str()));
         (v, old, ov)
     };
@@ -240,11 +263,10 @@ async fn change_from(
 }
 
 /// Removes a service (its tasks are shut down by the orchestrator).
-pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterError> {
+pub async fn remove(raft: &RaftHandle, ns: &str, ident: &str) -> Result<Service, ClusterError> {
     let v = view(raft).await?;
-    let s = v.find_service(ident)?.clone();
-    let mut cmds =
-        vec![Command::delete(Kind::Service, s.id.clone()), Command::delete(Kind::ServiceName, s.spec.name.clone())];
+    let s = v.find_service(ns, ident)?.clone();
+    let mut cmds = vec![Command::delete(Kind::Service, s.id.clone()), Command::delete(Kind::ServiceName, s.spec.key())];
     cmds.extend(vips::releases(&s));
     cmds.extend(published::releases(&s));
     let cmd = Command::Batch(cmds);
@@ -254,15 +276,18 @@ pub async fn remove(raft: &RaftHandle, ident: &str) -> Result<Service, ClusterEr
 }
 
 /// A service and the view it was read in.
-pub async fn inspect(raft: &RaftHandle, ident: &str) -> Result<(View, Service), ClusterError> {
+pub async fn inspect(raft: &RaftHandle, ns: &str, ident: &str) -> Result<(View, Service), ClusterError> {
     let v = view(raft).await?;
-    let s = v.find_service(ident)?.clone();
+    let s = v.find_service(ns, ident)?.clone();
     Ok((v, s))
 }
 
 /// Which tasks `service ps` / `node ps` show.
 #[derive(Debug, Default)]
 pub struct TaskFilter<'a> {
+    /// The namespace a service is looked up in, and (with no node named)
+    /// whose tasks are shown.
+    pub namespace: &'a str,
     pub service: Option<&'a str>,
     pub node: Option<&'a str>,
     pub running_only: bool,
@@ -271,7 +296,7 @@ pub struct TaskFilter<'a> {
 /// The tasks matching `f` and the view they were read in.
 pub async fn tasks(raft: &RaftHandle, f: TaskFilter<'_>) -> Result<(View, Vec<Task>), ClusterError> {
     let v = view(raft).await?;
-    let service = f.service.map(|s| v.find_service(s).map(|s| s.id.clone())).transpose()?;
+    let service = f.service.map(|s| v.find_service(f.namespace, s).map(|s| s.id.clone())).transpose()?;
     let node = f.node.map(|n| v.find_node(n).map(|n| n.id.clone())).transpose()?;
     let candidates: Box<dyn Iterator<Item = &Task>> = match (&service, &node) {
         (Some(s), _) => Box::new(v.tasks_of(s)),
@@ -282,6 +307,7 @@ pub async fn tasks(raft: &RaftHandle, f: TaskFilter<'_>) -> Result<(View, Vec<Ta
         .filter(|t| service.as_ref().is_none_or(|s| &t.service_id == s))
         .filter(|t| node.as_ref().is_none_or(|n| &t.node == n))
         .filter(|t| !f.running_only || t.desired == TaskState::Running)
+        .filter(|t| node.is_some() || shown(&t.spec.namespace) == shown(f.namespace))
         .cloned()
         .collect();
     Ok((v, tasks))
@@ -297,9 +323,9 @@ pub struct LogSource {
 }
 
 /// The log sources of every task of `ident` that has a container.
-pub async fn log_sources(raft: &RaftHandle, ident: &str) -> Result<Vec<LogSource>, ClusterError> {
+pub async fn log_sources(raft: &RaftHandle, ns: &str, ident: &str) -> Result<Vec<LogSource>, ClusterError> {
     let v = view(raft).await?;
-    let s = v.find_service(ident)?;
+    let s = v.find_service(ns, ident)?;
     Ok(v.tasks_of(&s.id)
         .filter(|t| !t.container.is_empty())
         .filter_map(|t| {

@@ -18,11 +18,13 @@ use super::objects::{
     new_id, now_ms, valid_volume_name, view, MountKind, RemovedVolume, ServiceSpec, SlotOwner, Task, View, Volume,
 };
 use crate::model::db::{Command, Key, Kind, Object};
+use crate::model::namespace::{scoped, stored, Use};
 use crate::raft::RaftHandle;
 
 /// What `create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct VolumeRequest {
+    pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
 }
@@ -34,20 +36,20 @@ pub fn missing(name: &str) -> ClusterError {
     ))
 }
 
-/// The named volumes `spec`'s tasks mount, as their names (a stateful
+/// The named volumes `spec`'s tasks mount, as their keys (a stateful
 /// service's templates are not volumes themselves).
-fn named(spec: &ServiceSpec) -> impl Iterator<Item = &str> + '_ {
+fn named(spec: &ServiceSpec) -> impl Iterator<Item = String> + '_ {
     spec.mounts
         .iter()
         .filter(|m| !spec.stateful && m.kind == MountKind::Volume && !m.source.is_empty())
-        .map(|m| m.source.as_str())
+        .map(|m| spec.scoped(&m.source))
 }
 
 /// Refuses a spec that mounts a volume that does not exist.
 pub fn check(v: &View, spec: &ServiceSpec) -> Result<(), ClusterError> {
-    for n in named(spec) {
-        if !v.volumes.contains_key(n) {
-            return Err(missing(n));
+    for m in spec.mounts.iter().filter(|m| !spec.stateful && m.kind == MountKind::Volume && !m.source.is_empty()) {
+        if !v.volumes.contains_key(&spec.scoped(&m.source)) {
+            return Err(missing(&m.source));
         }
     }
     Ok(())
@@ -56,23 +58,30 @@ pub fn check(v: &View, spec: &ServiceSpec) -> Result<(), ClusterError> {
 /// Checks that keep the volumes `spec` mounts there until the write
 /// naming them commits (a concurrent `rm` fails one of the two).
 pub fn expects(v: &View, spec: &ServiceSpec) -> Vec<Command> {
-    let names: BTreeSet<&str> = named(spec).collect();
-    names.into_iter().map(|n| Command::expect(Kind::Volume, n, v.version_of(&Key::new(Kind::Volume, n)))).collect()
+    let names: BTreeSet<String> = named(spec).collect();
+    names
+        .into_iter()
+        .map(|n| {
+            let version = v.version_of(&Key::new(Kind::Volume, n.as_str()));
+            Command::expect(Kind::Volume, n, version)
+        })
+        .collect()
 }
 
-/// What uses volume `name`: the services whose spec mounts it (or, for a
-/// slot volume, its service), and the tasks not over that mount it.
-pub fn users(v: &View, name: &str) -> (Vec<String>, usize) {
+/// What uses the volume at `key`: the services whose spec mounts it (or,
+/// for a slot volume, its service), and the tasks not over that mount it.
+pub fn users(v: &View, key: &str) -> (Vec<String>, usize) {
     let mut services: Vec<String> =
-        v.services.values().filter(|s| named(&s.spec).any(|n| n == name)).map(|s| s.spec.name.clone()).collect();
-    if let Some(owner) = v.volumes.get(name).and_then(|x| x.slot.clone()) {
+        v.services.values().filter(|s| named(&s.spec).any(|n| n == key)).map(|s| s.spec.name.clone()).collect();
+    if let Some(owner) = v.volumes.get(key).and_then(|x| x.slot.clone()) {
         if let Some(s) = v.services.get(&owner.service).filter(|s| s.spec.replicas >= owner.slot) {
             services.push(s.spec.name.clone());
         }
     }
     services.sort();
     services.dedup();
-    let tasks = v.tasks.values().filter(|t| !t.state.terminal() && t.volumes.contains_key(name)).count();
+    let tasks =
+        v.tasks.values().filter(|t| !t.state.terminal() && t.volumes.keys().any(|n| t.spec.scoped(n) == key)).count();
     (services, tasks)
 }
 
@@ -86,14 +95,27 @@ pub async fn create(raft: &RaftHandle, r: VolumeRequest) -> Result<Volume, Clust
     }
     crate::fields::labels("labels", &r.labels).map_err(|e| ClusterError::InvalidArgument(e.to_string()))?;
     let v = view(raft).await?;
-    if v.volumes.contains_key(&r.name) {
+    let key = scoped(&r.namespace, &r.name);
+    if v.volumes.contains_key(&key) {
         return Err(ClusterError::AlreadyExists(format!(
             "a volume named {:?} exists: see `orcctl volume inspect {}`",
             r.name, r.name
         )));
     }
-    let vol = Volume { id: new_id(), name: r.name, labels: r.labels, created_ms: now_ms(), ..Default::default() };
-    let res = raft.write(Command::put_if(vol.name.clone(), Object::Volume(Arc::new(vol.clone())), 0)).await?;
+    super::quota::check(&v, &r.namespace, &Use::default(), &Use { volumes: 1, ..Default::default() })?;
+    let vol = Volume {
+        id: new_id(),
+        name: r.name,
+        namespace: stored(&r.namespace),
+        labels: r.labels,
+        created_ms: now_ms(),
+        ..Default::default()
+    };
+    let cmd = Command::Batch(vec![
+        super::namespaces::expect(&v, &r.namespace),
+        Command::put_if(key, Object::Volume(Arc::new(vol.clone())), 0),
+    ]);
+    let res = raft.write(cmd).await?;
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed("creating the volume", &c));
     }
@@ -101,19 +123,20 @@ pub async fn create(raft: &RaftHandle, r: VolumeRequest) -> Result<Volume, Clust
     Ok(vol)
 }
 
-/// Volume `name` and the view it was read in.
-pub async fn inspect(raft: &RaftHandle, name: &str) -> Result<(View, Arc<Volume>), ClusterError> {
+/// Volume `name` of namespace `ns` and the view it was read in.
+pub async fn inspect(raft: &RaftHandle, ns: &str, name: &str) -> Result<(View, Arc<Volume>), ClusterError> {
     let v = view(raft).await?;
-    let x = v.volumes.get(name).cloned().ok_or_else(|| missing(name))?;
+    let x = v.volumes.get(&scoped(ns, name)).cloned().ok_or_else(|| missing(name))?;
     Ok((v, x))
 }
 
 /// Removes `name` unless it is in use; its tombstone tells every node to
 /// delete its copy.
-pub async fn remove(raft: &RaftHandle, name: &str) -> Result<Volume, ClusterError> {
+pub async fn remove(raft: &RaftHandle, ns: &str, name: &str) -> Result<Volume, ClusterError> {
     let v = view(raft).await?;
-    let x = v.volumes.get(name).cloned().ok_or_else(|| missing(name))?;
-    let (services, tasks) = users(&v, name);
+    let key = scoped(ns, name);
+    let x = v.volumes.get(&key).cloned().ok_or_else(|| missing(name))?;
+    let (services, tasks) = users(&v, &key);
     if !services.is_empty() {
         return Err(ClusterError::FailedPrecondition(format!(
             "volume {name} is in use by services {}: remove it from them first (`orcctl service update SERVICE \
@@ -126,10 +149,10 @@ pub async fn remove(raft: &RaftHandle, name: &str) -> Result<Volume, ClusterErro
             "volume {name} is still mounted by {tasks} tasks being stopped: try again in a few seconds"
         )));
     }
-    let key = Key::new(Kind::Volume, name);
+    let key = Key::new(Kind::Volume, key);
     let gone = RemovedVolume { name: name.to_string(), removed_ms: now_ms() };
     let cmd = Command::Batch(vec![
-        Command::expect(Kind::Volume, name, v.version_of(&key)),
+        Command::expect(Kind::Volume, key.id.clone(), v.version_of(&key)),
         Command::Delete { key },
         Command::put(x.id.clone(), Object::RemovedVolume(Arc::new(gone))),
     ]);
@@ -148,7 +171,7 @@ pub fn at_placement(v: &View, t: &Task, node: &str, now: i64) -> (BTreeMap<Strin
     let mut writes = Vec::new();
     for m in &t.spec.mounts {
         let Some(name) = m.volume_for(t.spec.stateful, &t.service, t.slot) else { continue };
-        match v.volumes.get(&name) {
+        match v.volumes.get(&t.spec.scoped(&name)) {
             Some(x) if t.spec.stateful && x.node != node => {
                 writes.push(Volume { node: node.to_string(), ..Volume::clone(x) });
                 ids.insert(name, x.id.clone());
@@ -160,6 +183,7 @@ pub fn at_placement(v: &View, t: &Task, node: &str, now: i64) -> (BTreeMap<Strin
                 let x = Volume {
                     id: new_id(),
                     name: name.clone(),
+                    namespace: t.spec.namespace.clone(),
                     created_ms: now,
                     slot: Some(SlotOwner { service: t.service_id.clone(), slot: t.slot }),
                     node: node.to_string(),
@@ -187,7 +211,7 @@ pub fn preferred_node(v: &View, t: &Task) -> Option<String> {
         .mounts
         .iter()
         .filter_map(|m| m.volume_for(true, &t.service, t.slot))
-        .find_map(|n| v.volumes.get(&n).map(|x| x.node.clone()).filter(|n| !n.is_empty()))
+        .find_map(|n| v.volumes.get(&t.spec.scoped(&n)).map(|x| x.node.clone()).filter(|n| !n.is_empty()))
 }
 
 #[cfg(test)]

@@ -57,15 +57,22 @@ pub struct Filter {
     pub service: Option<String>,
     /// Only this node (id) and the tasks on it.
     pub node: Option<String>,
+    /// Services and tasks of this namespace only (as stored: empty for
+    /// `default`); nodes are everyone's.
+    pub namespace: String,
 }
 
 impl Filter {
     fn wants_service(&self, s: &Service) -> bool {
-        self.services && self.node.is_none() && self.service.as_ref().is_none_or(|id| &s.id == id)
+        self.services
+            && self.node.is_none()
+            && s.spec.namespace == self.namespace
+            && self.service.as_ref().is_none_or(|id| &s.id == id)
     }
 
     fn wants_task(&self, t: &Task) -> bool {
         self.tasks
+            && t.spec.namespace == self.namespace
             && self.service.as_ref().is_none_or(|id| &t.service_id == id)
             && self.node.as_ref().is_none_or(|id| &t.node == id)
     }
@@ -105,11 +112,13 @@ impl Watcher {
     pub async fn start(
         raft: Arc<RaftHandle>,
         mut filter: Filter,
+        ns: &str,
         service: Option<&str>,
         node: Option<&str>,
     ) -> Result<Self, ClusterError> {
         let told = super::objects::view(&raft).await?;
-        filter.service = service.map(|s| told.find_service(s).map(|s| s.id.clone())).transpose()?;
+        filter.namespace = crate::model::namespace::stored(ns);
+        filter.service = service.map(|s| told.find_service(ns, s).map(|s| s.id.clone())).transpose()?;
         filter.node = node.map(|n| told.find_node(n).map(|n| n.id.clone())).transpose()?;
         Ok(Self { raft, filter, told, listed: false })
     }
@@ -328,5 +337,8 @@ mod tests {
         // Another service's watcher hears nothing of s1.
         let other = Filter { services: true, tasks: true, service: Some("s2".into()), ..Default::default() };
         assert!(both(&other, &v0, &s).is_empty());
+        // Nor does another namespace's (s1 and its tasks are in default).
+        let team = Filter { services: true, tasks: true, namespace: "team-a".into(), ..Default::default() };
+        assert!(both(&team, &v0, &s).is_empty());
     }
 }

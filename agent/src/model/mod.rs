@@ -13,6 +13,7 @@
 //! - [`network`]: the container address pool, subnet leases, network modes.
 //! - [`payload`]: secrets and configs: named files with immutable versions.
 //! - [`volume`]: volumes (named, a stateful slot's own) and service mounts.
+//! - [`namespace`]: namespaces, the keys of the objects in them, quotas.
 //! - [`image_policy`]: the trusted keys images must be signed with.
 //! - [`patch`]: `NodePatch`, `TaskPatch`: the fields a change sets.
 //! - [`db`]: the state typed and indexed, its commands, its change feed,
@@ -23,6 +24,7 @@ pub mod db;
 pub mod events;
 pub mod image_policy;
 pub mod lifecycle;
+pub mod namespace;
 pub mod network;
 pub mod objects;
 pub mod patch;

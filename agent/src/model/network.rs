@@ -26,6 +26,17 @@ pub fn wg_port(vni: u32) -> Option<u16> {
     WG_PORT_BASE.checked_add(u16::try_from(n).ok()?)
 }
 
+/// A DNS label of at most `max` characters: lowercase letters, digits and
+/// '-', starting and ending with a letter or digit. Network names are
+/// (`<service>.<network>` resolves), and namespace names
+/// (`<service>.<namespace>`).
+pub fn dns_label(n: &str, max: usize) -> bool {
+    (1..=max).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !n.ends_with('-')
+}
+
 /// Whether `key` is a WireGuard key as `wg` writes it: 32 bytes in
 /// canonical base64 (43 characters, the last holding 4 bits, and `=`).
 pub fn valid_wg_key(key: &str) -> bool {
@@ -157,6 +168,10 @@ pub struct ServiceEndpoints {
     /// The service's id.
     pub id: String,
     pub name: String,
+    /// Its namespace (empty: `default`): outside `default`, its DNS name
+    /// is `<name>.<namespace>`, so one name in two namespaces stays two.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     /// Its virtual IP per network.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vips: BTreeMap<String, Ipv4Addr>,
@@ -172,6 +187,18 @@ pub struct ServiceEndpoints {
     /// Its tasks that take traffic: wanted running, running, ready, with
     /// an address; by slot.
     pub endpoints: Vec<Endpoint>,
+}
+
+impl ServiceEndpoints {
+    /// The name tasks resolve it by: `web` in `default`, `web.team-a` in
+    /// namespace `team-a`.
+    pub fn dns_name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.name, self.namespace)
+        }
+    }
 }
 
 /// A task in a service's rotation.

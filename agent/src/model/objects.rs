@@ -308,6 +308,10 @@ impl PublishMode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub name: String,
+    /// Its namespace (empty: `default`); the secrets, configs and volumes
+    /// it names are that namespace's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     pub image: String,
     /// What each task runs (the same shape a container's spec has).
     #[serde(flatten)]
@@ -376,6 +380,7 @@ impl ServiceSpec {
         // Every field named: a new one must be placed on one side or the other.
         let ServiceSpec {
             name,
+            namespace,
             image,
             process,
             mode,
@@ -404,6 +409,7 @@ impl ServiceSpec {
             mounts,
         } = self;
         *name == other.name
+            && *namespace == other.namespace
             && *image == other.image
             && *process == other.process
             && *mode == other.mode
@@ -433,11 +439,12 @@ impl ServiceSpec {
         }
     }
 
-    /// Every secret and config version it mounts.
+    /// Every secret and config version it mounts (their names scoped to
+    /// its namespace, as nodes hold them).
     pub fn file_keys(&self) -> impl Iterator<Item = FileKey> + '_ {
         PayloadKind::ALL
             .into_iter()
-            .flat_map(move |k| self.files(k).iter().map(move |f| (k, f.name.clone(), f.version)))
+            .flat_map(move |k| self.files(k).iter().map(move |f| (k, self.scoped(&f.name), f.version)))
     }
 
     /// The same, to change.
@@ -446,6 +453,16 @@ impl ServiceSpec {
             PayloadKind::Secret => &mut self.secrets,
             PayloadKind::Config => &mut self.configs,
         }
+    }
+
+    /// Its key among services (its name, scoped to its namespace).
+    pub fn key(&self) -> String {
+        crate::model::namespace::scoped(&self.namespace, &self.name)
+    }
+
+    /// The key of one of its secrets, configs or volumes named `name`.
+    pub fn scoped(&self, name: &str) -> String {
+        crate::model::namespace::scoped(&self.namespace, name)
     }
 
     /// The networks its tasks join, in order: the first holds their
@@ -472,6 +489,9 @@ pub struct PersonCert {
     pub issued_by: String,
     /// When it was revoked, if it was.
     pub revoked_ms: Option<i64>,
+    /// The namespaces it is limited to (empty: the whole cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 /// A revoked certificate: refused until it expires.

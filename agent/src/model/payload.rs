@@ -99,6 +99,9 @@ impl std::fmt::Debug for PayloadVersion {
 pub struct Payload {
     pub id: String,
     pub name: String,
+    /// Its namespace (empty: `default`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     pub kind: PayloadKind,
     /// Kept versions by number (from 1); the highest is the latest.
     pub versions: BTreeMap<u64, PayloadVersion>,
@@ -154,6 +157,7 @@ pub type FileKey = (PayloadKind, String, u64);
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Delivered {
     pub kind: PayloadKind,
+    /// Its name scoped to its namespace (`team-a/db`; bare in `default`).
     pub name: String,
     pub version: u64,
     pub data: Vec<u8>,

@@ -23,6 +23,9 @@ pub struct Volume {
     /// of an older one is not taken for it.
     pub id: String,
     pub name: String,
+    /// Its namespace (empty: `default`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     pub labels: BTreeMap<String, String>,
     pub created_ms: i64,
     /// A stateful service's slot volume (`<source>-<service>.<slot>`): the

@@ -57,7 +57,7 @@ impl Names {
         for s in services {
             let s = Arc::new(s.clone());
             for network in s.vips.keys() {
-                by_network.entry(network.clone()).or_default().insert(s.name.clone(), s.clone());
+                by_network.entry(network.clone()).or_default().insert(s.dns_name(), s.clone());
             }
         }
         Self { by_network }
@@ -68,25 +68,27 @@ impl Names {
     pub fn answer(&self, network: &str, name: &str) -> Answer {
         let Some(by_name) = self.by_network.get(network) else { return Answer::Forward };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let name = name.strip_suffix(&format!(".{network}")).unwrap_or(&name);
-        if let Some(s) = by_name.get(name) {
-            return match s.vips.get(network) {
-                Some(vip) => Answer::Cluster { addresses: vec![*vip], ttl: VIP_TTL },
-                None => tasks(s, network, |_| true),
-            };
-        }
-        if let Some(s) = name.strip_prefix("tasks.").and_then(|n| by_name.get(n)) {
-            return tasks(s, network, |_| true);
-        }
-        if let Some((slot, service)) = name.split_once('.') {
-            if let (Ok(slot), Some(s)) = (slot.parse::<u64>(), by_name.get(service)) {
-                if s.stateful {
-                    return tasks(s, network, |e| e.slot == slot);
-                }
-            }
-        }
-        Answer::Forward
+        // As given first: `web.back` is service web of namespace back
+        // before it is `web` on network back.
+        let bare = name.strip_suffix(&format!(".{network}"));
+        std::iter::once(name.as_str()).chain(bare).find_map(|n| lookup(by_name, network, n)).unwrap_or(Answer::Forward)
     }
+}
+
+/// What `name` (lowercase, no network suffix) is among `by_name`.
+fn lookup(by_name: &HashMap<String, Arc<ServiceEndpoints>>, network: &str, name: &str) -> Option<Answer> {
+    if let Some(s) = by_name.get(name) {
+        return Some(match s.vips.get(network) {
+            Some(vip) => Answer::Cluster { addresses: vec![*vip], ttl: VIP_TTL },
+            None => tasks(s, network, |_| true),
+        });
+    }
+    if let Some(s) = name.strip_prefix("tasks.").and_then(|n| by_name.get(n)) {
+        return Some(tasks(s, network, |_| true));
+    }
+    let (slot, service) = name.split_once('.')?;
+    let (slot, s) = (slot.parse::<u64>().ok()?, by_name.get(service)?);
+    s.stateful.then(|| tasks(s, network, |e| e.slot == slot))
 }
 
 /// The addresses on `network` of the tasks of `s` that `which` picks.
@@ -259,6 +261,7 @@ mod tests {
         ServiceEndpoints {
             id: format!("id-{name}"),
             name: name.into(),
+            namespace: String::new(),
             vips: vip.map(|v| (DEFAULT_NETWORK.to_string(), v.parse().unwrap())).into_iter().collect(),
             stateful,
             ports: Vec::new(),
@@ -300,6 +303,25 @@ mod tests {
         assert_eq!(addrs(n.answer(D, "db")), ["forward"], "db is not on default");
         assert_eq!(addrs(n.answer(D, "web.back")), ["forward"]);
         assert_eq!(addrs(n.answer("elsewhere", "web")), ["forward"]);
+    }
+
+    #[test]
+    fn one_name_in_two_namespaces_is_two_names() {
+        let web = svc("web", Some("10.255.0.1"), false, &[(1, "10.0.0.2")]);
+        let theirs =
+            ServiceEndpoints { namespace: "team-a".into(), ..svc("web", Some("10.255.0.9"), true, &[(1, "10.0.0.8")]) };
+        let n = Names::new([&web, &theirs]);
+        assert_eq!(addrs(n.answer(D, "web")), ["10.255.0.1"], "default's keeps the short name");
+        assert_eq!(addrs(n.answer(D, "web.team-a")), ["10.255.0.9"]);
+        assert_eq!(addrs(n.answer(D, &format!("web.team-a.{D}."))), ["10.255.0.9"]);
+        assert_eq!(addrs(n.answer(D, "tasks.web.team-a")), ["10.0.0.8"]);
+        assert_eq!(addrs(n.answer(D, "1.web.team-a")), ["10.0.0.8"]);
+        assert_eq!(addrs(n.answer(D, "web.team-b")), ["forward"]);
+        // A namespace named like the network: the namespace's service wins.
+        let theirs_too = ServiceEndpoints { namespace: D.into(), ..svc("web", Some("10.255.0.7"), false, &[]) };
+        let n = Names::new([&web, &theirs_too]);
+        assert_eq!(addrs(n.answer(D, &format!("web.{D}"))), ["10.255.0.7"]);
+        assert_eq!(addrs(n.answer(D, "web")), ["10.255.0.1"]);
     }
 
     #[test]

@@ -580,10 +580,17 @@ impl NodeNetwork {
         self.run_dir.join(task).join("netns")
     }
 
-    /// Gives task `task` (hostname `hostname`) its namespace with an
+    /// Gives task `task` (hostname `hostname`, of the cluster's
+    /// `namespace`, empty for `default`) its network namespace with an
     /// interface on each of `networks` (in order: the first holds the
     /// default route and the resolver).
-    pub async fn attach(&self, task: &str, hostname: &str, networks: &[&str]) -> Result<Attachment, NetError> {
+    pub async fn attach(
+        &self,
+        task: &str,
+        hostname: &str,
+        namespace: &str,
+        networks: &[&str],
+    ) -> Result<Attachment, NetError> {
         let mut ready = self.ready.subscribe();
         let all_ready = |r: &BTreeMap<String, Programmed>| networks.iter().all(|n| r.contains_key(*n));
         let ready = match tokio::time::timeout(LEASE_WAIT, ready.wait_for(all_ready)).await {
@@ -649,7 +656,7 @@ impl NodeNetwork {
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let (resolv_conf, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
         let dns = Addresses::new(ready[&first].lease.subnet).gateway();
-        write(&resolv_conf, &super::files::resolv_conf(&node_resolv, dns))?;
+        write(&resolv_conf, &super::files::resolv_conf(&node_resolv, dns, namespace))?;
         write(&hosts, &super::files::hosts(hostname, address))?;
         tracing::info!(task, addresses = ?given, "task attached to the overlay");
         Ok(Attachment { netns: ns, addresses: given, resolv_conf, hosts })

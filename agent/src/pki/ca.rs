@@ -22,6 +22,10 @@ pub const PERSON_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Tolerate clocks that are a little behind the issuer's.
 const BACKDATE: Duration = Duration::from_secs(3600);
 
+/// A person's certificate scoped to namespaces names each in a SAN URI
+/// `orc:namespace:<name>` (none: the whole cluster).
+pub const NAMESPACE_URI: &str = "orc:namespace:";
+
 /// A certificate with its private key, both PEM.
 #[derive(Debug, Clone)]
 pub struct CertKey {
@@ -86,6 +90,7 @@ pub fn sign_csr(
     cluster_id: &str,
     name: &str,
     role: Role,
+    namespaces: &[String],
     ttl: Duration,
     csr_pem: &str,
 ) -> Result<String, PkiError> {
@@ -99,6 +104,9 @@ pub fn sign_csr(
     if !role.is_person() {
         p.extended_key_usages.push(ExtendedKeyUsagePurpose::ServerAuth);
         p.subject_alt_names = vec![SanType::DnsName(NODE_SERVER_NAME.try_into()?)];
+    }
+    for ns in namespaces {
+        p.subject_alt_names.push(SanType::URI(format!("{NAMESPACE_URI}{ns}").try_into()?));
     }
     validity(&mut p, ttl)?;
     csr.params = p;
@@ -130,6 +138,16 @@ mod tests {
             let id = identity_of(&der(&ck.cert_pem)).unwrap();
             assert_eq!((id.name.as_str(), id.cluster_id.as_str(), id.role), ("someone", "c1", role));
         }
+    }
+
+    #[test]
+    fn a_person_limited_to_namespaces_carries_them() {
+        let ca = new_ca("c1", "test").unwrap();
+        let (_, csr) = new_csr().unwrap();
+        let ns = vec!["team-a".to_string(), "team-b".to_string()];
+        let pem = sign_csr(&ca, "c1", "alice", Role::Operator, &ns, PERSON_TTL, &csr).unwrap();
+        let id = identity_of(&der(&pem)).unwrap();
+        assert_eq!((id.name.as_str(), id.role, id.namespaces), ("alice", Role::Operator, ns));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct PeerIdentity {
     pub serial: String,
     /// When the certificate expires (Unix seconds).
     pub not_after: i64,
+    /// A person limited to these namespaces (empty: the whole cluster).
+    pub namespaces: Vec<String>,
 }
 
 /// Reads name, cluster and role from a certificate (already verified by TLS).
@@ -92,12 +94,22 @@ pub fn identity_of(der: &[u8]) -> Result<PeerIdentity, PkiError> {
     let name = first(&mut subject.iter_common_name()).unwrap_or_default();
     let cluster_id = first(&mut subject.iter_organization()).unwrap_or_default();
     let ou = first(&mut subject.iter_organizational_unit()).unwrap_or_default();
+    let sans = cert.subject_alternative_name().ok().flatten();
+    let namespaces = sans
+        .iter()
+        .flat_map(|s| s.value.general_names.iter())
+        .filter_map(|g| match g {
+            GeneralName::URI(u) => u.strip_prefix(super::ca::NAMESPACE_URI).map(str::to_string),
+            _ => None,
+        })
+        .collect();
     Ok(PeerIdentity {
         name,
         cluster_id,
         role: ou.parse()?,
         serial: hex::encode(cert.raw_serial()),
         not_after: cert.validity().not_after.timestamp(),
+        namespaces,
     })
 }
 

@@ -467,7 +467,7 @@ impl Executor {
             }
         }
         let net = match self.overlay(t) {
-            Some(n) => match n.attach(&t.id, &hostname(t), &t.spec.networks()).await {
+            Some(n) => match n.attach(&t.id, &hostname(t), &t.spec.namespace, &t.spec.networks()).await {
                 Ok(a) => Some(a),
                 Err(e) => {
                     n.detach(&t.id);

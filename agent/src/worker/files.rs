@@ -73,7 +73,7 @@ impl TaskFiles {
         let mut wanted = Vec::new();
         for k in PayloadKind::ALL {
             for f in t.spec.files(k) {
-                let key = (k, f.name.clone(), f.version);
+                let key = (k, t.spec.scoped(&f.name), f.version);
                 let data = self.held().get(&key).cloned().ok_or_else(|| FilesError::NotDelivered {
                     kind: k,
                     name: f.name.clone(),

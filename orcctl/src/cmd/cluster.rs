@@ -46,6 +46,7 @@ pub async fn bootstrap_with(
         ca: r.ca_cert_pem.clone(),
         cert: r.admin_cert_pem.clone(),
         key: r.admin_key_pem.clone(),
+        namespace: None,
     };
     Ok((r, ctx))
 }

@@ -14,16 +14,17 @@ pub fn run(path: &std::path::Path, cmd: ContextCommand, out: Output) -> Result<(
             match out {
                 Output::Json => println!(
                     "{}",
-                    json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints})).collect::<Vec<_>>()})
+                    json!({"current": cfg.current_context, "contexts": cfg.contexts.iter().map(|(n, c)| json!({"name": n, "endpoints": c.endpoints, "namespace": c.namespace.as_deref().unwrap_or(orc_proto::DEFAULT_NAMESPACE)})).collect::<Vec<_>>()})
                 ),
                 Output::Table => table(
-                    &["CURRENT", "NAME", "ENDPOINTS"],
+                    &["CURRENT", "NAME", "NAMESPACE", "ENDPOINTS"],
                     &cfg.contexts
                         .iter()
                         .map(|(n, c)| {
                             vec![
                                 if *n == cfg.current_context { "*".into() } else { String::new() },
                                 n.clone(),
+                                c.namespace.clone().unwrap_or_else(|| orc_proto::DEFAULT_NAMESPACE.into()),
                                 c.endpoints.join(","),
                             ]
                         })
@@ -36,6 +37,20 @@ pub fn run(path: &std::path::Path, cmd: ContextCommand, out: Output) -> Result<(
             cfg.context(path, Some(&name))?;
             cfg.current_context = name;
             cfg.save(path)?;
+            Ok(())
+        }
+        ContextCommand::Namespace { name } => {
+            let current = cfg.current_context.clone();
+            let ctx = cfg.contexts.get_mut(&current).ok_or_else(|| {
+                CliError::Usage(format!("no current context in {}; `orcctl context use NAME` first", path.display()))
+            })?;
+            ctx.namespace = name.filter(|n| n != orc_proto::DEFAULT_NAMESPACE);
+            let shown = ctx.namespace.clone().unwrap_or_else(|| orc_proto::DEFAULT_NAMESPACE.into());
+            cfg.save(path)?;
+            match out {
+                Output::Json => println!("{}", json!({"context": current, "namespace": shown})),
+                Output::Table => println!("context {current} works in namespace {shown}"),
+            }
             Ok(())
         }
         // Needs a manager: `super::user::renew`.

@@ -59,7 +59,8 @@ pub async fn run(
     let (addr, channel) = manager(candidates, trust).await?;
     let e = super::status_err(&addr);
     let req = EventsRequest { service: service.unwrap_or_default(), since_ms, follow };
-    let mut stream = WatchClient::new(channel).events(req).await.map_err(&e)?.into_inner();
+    let mut stream =
+        WatchClient::new(crate::connect::scoped(channel, trust)?).events(req).await.map_err(&e)?.into_inner();
     let mut kept = Vec::new();
     // Following, rows go out as they come, under a header of fixed widths.
     let columns = (follow && out == Output::Table).then(|| Columns::print(HEADER, &[], WIDTHS));

@@ -13,6 +13,7 @@ pub mod context;
 pub mod events;
 pub mod image;
 pub mod machine;
+pub mod namespace;
 pub mod network;
 pub mod node;
 pub mod payload;
@@ -24,7 +25,9 @@ pub mod user;
 pub mod volume;
 pub mod watch;
 
-use crate::cli::{Cli, ClusterCommand, Command, ContextCommand, ImageCommand, NodeCommand};
+use crate::cli::{
+    Cli, ClusterCommand, Command, ContextCommand, ImageCommand, NodeCommand, UserCertCommand, UserCommand,
+};
 use crate::config::Config;
 use crate::connect::Trust;
 use crate::error::CliError;
@@ -36,7 +39,7 @@ pub(crate) fn status_err(addr: &str) -> impl Fn(tonic::Status) -> CliError + '_ 
 }
 
 /// Runs the command line.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+pub async fn run(mut cli: Cli) -> Result<(), CliError> {
     let path = crate::config::path(cli.orcconfig.as_deref());
     let out = cli.output;
     // Commands that need no context.
@@ -72,6 +75,19 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     } else {
         cli.nodes.clone()
     };
+    // `user cert create NAME --namespace team-a` limits the certificate to
+    // team-a (the spelling and kubectl's habit), as --namespaces does.
+    if let (Some(ns), Command::User(UserCommand::Cert(UserCertCommand::Create { namespaces, .. }))) =
+        (&cli.namespace, &mut cli.command)
+    {
+        if !namespaces.contains(ns) {
+            namespaces.insert(0, ns.clone());
+        }
+    }
+    let mut ctx = ctx.clone();
+    if let Some(ns) = cli.namespace {
+        ctx.namespace = Some(ns);
+    }
     let trust = Trust::Cluster(ctx.clone());
     // Cluster-wide commands try the managers in turn.
     let managers = if cli.nodes.is_empty() { ctx.endpoints.clone() } else { cli.nodes.clone() };
@@ -80,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Node(cmd) => node::run(cmd, &managers, &trust, out).await,
         Command::Network(cmd) => network::run(cmd, &managers, &trust, out).await,
         Command::User(cmd) => user::run(cmd, &managers, &trust, out).await,
+        Command::Namespace(cmd) => namespace::run(cmd, &managers, &trust, out).await,
         Command::Events { follow, service, since } => events::run(&managers, &trust, out, follow, service, since).await,
         Command::Audit { follow, since } => audit::run(&managers, &trust, out, follow, since).await,
         Command::Cluster(cmd) => cluster::run(cmd, &nodes, &managers, &trust, out).await,

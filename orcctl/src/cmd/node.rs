@@ -61,7 +61,7 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
     match cmd {
         NodeCommand::Ls { watch: true } => {
             let req = WatchRequest { kinds: vec![ObjectKind::Node.into()], ..Default::default() };
-            super::watch::follow(&addr, channel.clone(), req, out, &NODES).await?;
+            super::watch::follow(&addr, crate::connect::scoped(channel.clone(), trust)?, req, out, &NODES).await?;
         }
         NodeCommand::Ls { watch: false } => {
             let nodes = c.list(ListNodesRequest {}).await.map_err(&e)?.into_inner().nodes;
@@ -72,7 +72,7 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
         }
         NodeCommand::Ps { node, running: _, watch: true } => {
             let req = WatchRequest { kinds: vec![ObjectKind::Task.into()], node, ..Default::default() };
-            super::watch::follow(&addr, channel.clone(), req, out, &TASKS).await?;
+            super::watch::follow(&addr, crate::connect::scoped(channel.clone(), trust)?, req, out, &TASKS).await?;
         }
         NodeCommand::Ps { node, running, watch: false } => {
             let req = TasksRequest { service: String::new(), running_only: running, node };

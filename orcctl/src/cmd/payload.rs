@@ -9,7 +9,6 @@ use orc_proto::cluster::secrets_client::SecretsClient;
 use orc_proto::cluster::services_client::ServicesClient;
 use orc_proto::cluster::*;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::status_err;
 use crate::cli::{Output, PayloadCommand};
@@ -39,8 +38,8 @@ impl PayloadKind {
 
 /// The API of one kind (the two services take the same messages).
 enum Client {
-    Secrets(SecretsClient<Channel>),
-    Configs(ConfigsClient<Channel>),
+    Secrets(SecretsClient<crate::connect::Scoped>),
+    Configs(ConfigsClient<crate::connect::Scoped>),
 }
 
 impl Client {
@@ -110,7 +109,7 @@ fn read(kind: PayloadKind, file: &std::path::Path) -> Result<Vec<u8>, CliError> 
 fn payload_json(kind: PayloadKind, p: &Payload) -> serde_json::Value {
     let versions: Vec<_> =
         p.versions.iter().map(|v| json!({"version": v.version, "size": v.size, "created_ms": v.created_ms})).collect();
-    let mut j = json!({"id": p.id, "name": p.name, "version": p.version, "versions": versions, "labels": p.labels,
+    let mut j = json!({"id": p.id, "name": p.name, "namespace": p.namespace, "version": p.version, "versions": versions, "labels": p.labels,
         "created_ms": p.created_ms, "updated_ms": p.updated_ms, "services": p.services});
     if kind == PayloadKind::Config {
         j["data"] = json!(String::from_utf8_lossy(&p.data));
@@ -134,8 +133,8 @@ pub async fn run(
 ) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
     let mut c = match kind {
-        PayloadKind::Secret => Client::Secrets(SecretsClient::new(channel.clone())),
-        PayloadKind::Config => Client::Configs(ConfigsClient::new(channel.clone())),
+        PayloadKind::Secret => Client::Secrets(SecretsClient::new(crate::connect::scoped(channel.clone(), trust)?)),
+        PayloadKind::Config => Client::Configs(ConfigsClient::new(crate::connect::scoped(channel.clone(), trust)?)),
     };
     let e = status_err(&addr);
     let k = kind.as_str();
@@ -163,7 +162,7 @@ pub async fn run(
                 }
             }
             if !detach {
-                let mut services = ServicesClient::new(channel);
+                let mut services = ServicesClient::new(crate::connect::scoped(channel, trust)?);
                 for s in &r.services {
                     let cur =
                         services.inspect(InspectServiceRequest { service: s.clone() }).await.map_err(&e)?.into_inner();

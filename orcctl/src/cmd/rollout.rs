@@ -8,7 +8,6 @@ use std::time::Duration;
 use orc_proto::cluster::services_client::ServicesClient;
 use orc_proto::cluster::{InspectServiceRequest, Service};
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::service::update_line;
 use crate::cli::Output;
@@ -18,7 +17,7 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Follows the update of `started` (as the update call answered).
 pub async fn follow(
-    c: &mut ServicesClient<Channel>,
+    c: &mut ServicesClient<crate::connect::Scoped>,
     e: &impl Fn(tonic::Status) -> CliError,
     started: &Service,
     out: Output,

@@ -245,7 +245,7 @@ fn mode_text(s: &Service) -> (String, String) {
 
 fn service_json(s: &Service) -> serde_json::Value {
     let spec = s.spec.clone().unwrap_or_default();
-    json!({"id": s.id, "name": spec.name, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
+    json!({"id": s.id, "name": spec.name, "namespace": spec.namespace, "image": spec.image, "mode": spec.mode, "replicas": spec.replicas,
         "running": s.running_tasks, "desired": s.desired_tasks, "completed": s.completed_tasks,
         "max_concurrent": spec.max_concurrent, "stateful": spec.stateful, "network": spec.network, "networks": spec.networks, "spec_version": s.spec_version,
         "created_ms": s.created_ms, "updated_ms": s.updated_ms, "vips": s.vips,
@@ -353,7 +353,7 @@ fn ports_text(spec: &ServiceSpec) -> String {
 
 pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = ServicesClient::new(channel.clone());
+    let mut c = ServicesClient::new(crate::connect::scoped(channel.clone(), trust)?);
     let e = status_err(&addr);
     match cmd {
         ServiceCommand::Create(a) => {
@@ -448,7 +448,7 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
         }
         ServiceCommand::Ls { watch: true } => {
             let req = WatchRequest { kinds: vec![ObjectKind::Service.into()], ..Default::default() };
-            super::watch::follow(&addr, channel.clone(), req, out, &SERVICES).await?;
+            super::watch::follow(&addr, crate::connect::scoped(channel.clone(), trust)?, req, out, &SERVICES).await?;
         }
         ServiceCommand::Ls { watch: false } => {
             let list = c.list(ListServicesRequest {}).await.map_err(&e)?.into_inner().services;
@@ -459,7 +459,7 @@ pub async fn run(cmd: ServiceCommand, candidates: &[String], trust: &Trust, out:
         }
         ServiceCommand::Ps { service, running: _, watch: true } => {
             let req = WatchRequest { kinds: vec![ObjectKind::Task.into()], service, ..Default::default() };
-            super::watch::follow(&addr, channel.clone(), req, out, &TASKS).await?;
+            super::watch::follow(&addr, crate::connect::scoped(channel.clone(), trust)?, req, out, &TASKS).await?;
         }
         ServiceCommand::Ps { service, running, watch: false } => {
             let tasks = c

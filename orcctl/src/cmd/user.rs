@@ -34,11 +34,20 @@ fn cert_json(c: &PersonCert) -> serde_json::Value {
         "serial": c.serial, "name": c.name, "role": c.role, "issued_by": c.issued_by,
         "issued": when(c.issued_ms), "expires": when(c.expires_ms),
         "revoked": if c.revoked_ms > 0 { when(c.revoked_ms) } else { String::new() },
+        "namespaces": c.namespaces,
     })
 }
 
 fn context_of(endpoints: &[String], r: &IssueCertResponse, key_pem: String) -> Context {
-    Context { endpoints: endpoints.to_vec(), ca: r.ca_cert_pem.clone(), cert: r.cert_pem.clone(), key: key_pem }
+    // A person limited to namespaces works in the first of them.
+    let namespace = r.cert.as_ref().and_then(|c| c.namespaces.first().cloned());
+    Context {
+        endpoints: endpoints.to_vec(),
+        ca: r.ca_cert_pem.clone(),
+        cert: r.cert_pem.clone(),
+        key: key_pem,
+        namespace,
+    }
 }
 
 pub async fn run(cmd: UserCommand, managers: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
@@ -47,11 +56,11 @@ pub async fn run(cmd: UserCommand, managers: &[String], trust: &Trust, out: Outp
     let mut c = ClusterClient::new(ch);
     let status = super::status_err(&n);
     match cmd {
-        UserCertCommand::Create { name, role, ttl, out: file } => {
+        UserCertCommand::Create { name, role, ttl, namespaces, out: file } => {
             let ttl_secs = ttl.as_deref().map(crate::parse::parse_ttl_secs).transpose()?.unwrap_or(0);
             let (key_pem, csr_pem) = key_and_csr()?;
             let r = c
-                .issue_cert(IssueCertRequest { name: name.clone(), role, ttl_secs, csr_pem })
+                .issue_cert(IssueCertRequest { name: name.clone(), role, ttl_secs, csr_pem, namespaces })
                 .await
                 .map_err(&status)?
                 .into_inner();
@@ -96,7 +105,7 @@ pub async fn run(cmd: UserCommand, managers: &[String], trust: &Trust, out: Outp
             match out {
                 Output::Json => println!("{}", json!(r.certs.iter().map(cert_json).collect::<Vec<_>>())),
                 Output::Table => table(
-                    &["SERIAL", "NAME", "ROLE", "ISSUED", "EXPIRES", "BY", "REVOKED"],
+                    &["SERIAL", "NAME", "ROLE", "NAMESPACES", "ISSUED", "EXPIRES", "BY", "REVOKED"],
                     &r.certs
                         .iter()
                         .map(|c| {
@@ -104,6 +113,7 @@ pub async fn run(cmd: UserCommand, managers: &[String], trust: &Trust, out: Outp
                                 c.serial.clone(),
                                 c.name.clone(),
                                 c.role.clone(),
+                                if c.namespaces.is_empty() { "*".into() } else { c.namespaces.join(",") },
                                 ago(c.issued_ms),
                                 when(c.expires_ms),
                                 c.issued_by.clone(),

@@ -13,7 +13,7 @@ use crate::output::{ago, table};
 use crate::parse::key_value;
 
 fn volume_json(v: &Volume) -> serde_json::Value {
-    json!({"id": v.id, "name": v.name, "labels": v.labels, "created_ms": v.created_ms,
+    json!({"id": v.id, "name": v.name, "namespace": v.namespace, "labels": v.labels, "created_ms": v.created_ms,
         "slot_service": v.slot_service, "slot": v.slot, "node_id": v.node_id, "node": v.node_hostname,
         "services": v.services, "tasks": v.tasks})
 }
@@ -27,7 +27,7 @@ fn row(v: &Volume) -> Vec<String> {
 /// `volume create|ls|inspect|rm`.
 pub async fn run(cmd: VolumeCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = VolumesClient::new(channel);
+    let mut c = VolumesClient::new(crate::connect::scoped(channel, trust)?);
     let e = status_err(&addr);
     match cmd {
         VolumeCommand::Create { name, label } => {

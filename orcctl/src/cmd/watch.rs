@@ -9,7 +9,6 @@ use std::cmp::Ordering;
 use orc_proto::cluster::watch_client::WatchClient;
 use orc_proto::cluster::{watch_event, ChangeType, WatchRequest};
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::cli::Output;
 use crate::error::CliError;
@@ -33,7 +32,7 @@ pub struct Shown<T: 'static> {
 /// ends (the manager went away: an error saying so) or the user stops it.
 pub async fn follow<T>(
     addr: &str,
-    channel: Channel,
+    channel: crate::connect::Scoped,
     req: WatchRequest,
     out: Output,
     shown: &Shown<T>,

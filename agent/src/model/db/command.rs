@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::namespace::Namespace;
 use crate::model::objects::{
     Network, Node, Payload, PersonCert, RemovedNode, RemovedVolume, RevokedCert, Service, Settings, SubnetLease, Task,
     Tokens, Volume,
@@ -52,6 +53,8 @@ pub enum Kind {
     Volume,
     /// A removed volume, at its id: nodes delete their copies.
     RemovedVolume,
+    /// A namespace, at its name.
+    Namespace,
 }
 
 impl Kind {
@@ -75,6 +78,7 @@ impl Kind {
             Self::Config => "config",
             Self::Volume => "volume",
             Self::RemovedVolume => "removed-volume",
+            Self::Namespace => "namespace",
         }
     }
 }
@@ -128,6 +132,7 @@ pub enum Object {
     Config(Arc<Payload>),
     Volume(Arc<Volume>),
     RemovedVolume(Arc<RemovedVolume>),
+    Namespace(Arc<Namespace>),
 }
 
 impl Object {
@@ -151,6 +156,7 @@ impl Object {
             Self::Config(_) => Kind::Config,
             Self::Volume(_) => Kind::Volume,
             Self::RemovedVolume(_) => Kind::RemovedVolume,
+            Self::Namespace(_) => Kind::Namespace,
         }
     }
 }

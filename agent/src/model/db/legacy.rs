@@ -91,7 +91,7 @@ fn object(key: &Key, v: serde_json::Value) -> Result<Object, LegacyError> {
             return Err(LegacyError::UnknownTable { table: "networks".into(), id: key.id.clone() })
         }
         Kind::Published => return Err(LegacyError::UnknownTable { table: "published".into(), id: key.id.clone() }),
-        Kind::Secret | Kind::Config | Kind::Volume | Kind::RemovedVolume => {
+        Kind::Secret | Kind::Config | Kind::Volume | Kind::RemovedVolume | Kind::Namespace => {
             return Err(LegacyError::UnknownTable { table: key.kind.as_str().into(), id: key.id.clone() })
         }
     })

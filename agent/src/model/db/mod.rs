@@ -27,6 +27,7 @@ pub use feed::{Change, Feed};
 pub use index::Index;
 
 use crate::model::events::Events;
+use crate::model::namespace::Namespace;
 use crate::model::objects::Tokens;
 use crate::model::objects::{
     Network, Node, Payload, PersonCert, RemovedNode, RemovedVolume, RevokedCert, Service, Settings, SubnetLease, Task,
@@ -68,6 +69,8 @@ pub struct ClusterState {
     pub volumes: Table<Volume>,
     /// Removed volumes by id.
     pub removed_volumes: Table<RemovedVolume>,
+    /// Namespaces by name (`default` only once it has a quota).
+    pub namespaces: Table<Namespace>,
     /// The version of every object's last change (absent: no object).
     versions: imbl::HashMap<Key, u64>,
     pub index: Index,
@@ -266,6 +269,9 @@ impl ClusterState {
             Object::RemovedVolume(x) => {
                 self.removed_volumes.insert(id.to_string(), x);
             }
+            Object::Namespace(x) => {
+                self.namespaces.insert(id.to_string(), x);
+            }
         }
         self.versions.insert(key, version);
         self.feed.push(change);
@@ -339,6 +345,9 @@ impl ClusterState {
             Kind::RemovedVolume => {
                 self.removed_volumes.remove(id);
             }
+            Kind::Namespace => {
+                self.namespaces.remove(id);
+            }
         }
         self.feed.push(change);
     }
@@ -403,6 +412,9 @@ impl ClusterState {
         }
         for (id, v) in &self.removed_volumes {
             push(Kind::RemovedVolume, id, Object::RemovedVolume(v.clone()));
+        }
+        for (id, v) in &self.namespaces {
+            push(Kind::Namespace, id, Object::Namespace(v.clone()));
         }
         Image { version: self.version, objects }
     }
