@@ -178,6 +178,20 @@ fn scoped_people(c: &LocalCluster, dir: &Path) {
     assert_eq!(names(&serde_json::from_str(&out).unwrap()), vec![pair("team-a", "web")]);
     let (ok_, _, err) = as_alice(&["service", "scale", "web=2"]);
     assert!(ok_, "{err}");
+    // A node's tasks: every namespace's for the admin, hers for her.
+    let node = c.json(&["node", "ls"])[0]["id"].as_str().unwrap().to_string();
+    let namespaces_of = |tasks: &serde_json::Value| {
+        let mut ns: Vec<String> =
+            tasks.as_array().unwrap().iter().map(|t| t["namespace"].as_str().unwrap().to_string()).collect();
+        ns.sort();
+        ns.dedup();
+        ns
+    };
+    let all = c.json(&["node", "ps", &node]);
+    assert_eq!(namespaces_of(&all), ["default", "team-a"], "{all}");
+    let (ok_, out, err) = as_alice(&["-o", "json", "node", "ps", &node]);
+    assert!(ok_, "{err}");
+    assert_eq!(namespaces_of(&serde_json::from_str(&out).unwrap()), ["team-a"], "{out}");
     let (ok_, out, err) = as_alice(&["-o", "json", "namespace", "ls"]);
     assert!(ok_, "{err}");
     let seen: Vec<String> = serde_json::from_str::<serde_json::Value>(&out)

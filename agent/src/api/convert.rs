@@ -271,6 +271,7 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
     pb::Task {
         id: t.id.clone(),
         service: t.service.clone(),
+        namespace: crate::model::namespace::shown(&t.spec.namespace).into(),
         slot: t.slot,
         node_id: t.node.clone(),
         node_hostname: v.nodes.get(&t.node).map(|n| n.hostname.clone()).unwrap_or_default(),

@@ -124,9 +124,12 @@ impl Services for ServicesService {
 
     async fn tasks(&self, req: Request<pb::TasksRequest>) -> Result<Response<pb::TasksResponse>, Status> {
         let ns = super::namespaces::of(&req)?;
+        let whole_cluster = super::authz::scope(&req).whole_cluster();
         let req = req.into_inner();
         let filter = TaskFilter {
             namespace: &ns,
+            // A node's tasks are all of them, for whoever may see them all.
+            every_namespace: whole_cluster && !req.node.is_empty() && req.service.is_empty(),
             service: non_empty(&req.service),
             node: non_empty(&req.node),
             running_only: req.running_only,

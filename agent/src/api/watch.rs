@@ -158,7 +158,10 @@ impl Watch for WatchService {
         let ns = super::namespaces::of(&req)?;
         let whole_cluster = super::authz::scope(&req).whole_cluster();
         let req = req.into_inner();
-        let f = filter(&req)?;
+        let mut f = filter(&req)?;
+        if !whole_cluster {
+            f.namespace = Some(crate::model::namespace::stored(&ns));
+        }
         if f.nodes && !whole_cluster {
             return Err(Status::permission_denied(
                 "nodes are the whole cluster's: a person limited to namespaces watches services and tasks only",

@@ -285,9 +285,11 @@ pub async fn inspect(raft: &RaftHandle, ns: &str, ident: &str) -> Result<(View, 
 /// Which tasks `service ps` / `node ps` show.
 #[derive(Debug, Default)]
 pub struct TaskFilter<'a> {
-    /// The namespace a service is looked up in, and (with no node named)
-    /// whose tasks are shown.
+    /// The namespace a service is looked up in, and whose tasks are shown.
     pub namespace: &'a str,
+    /// Every namespace's tasks instead (`node ps` of a person not limited
+    /// to namespaces).
+    pub every_namespace: bool,
     pub service: Option<&'a str>,
     pub node: Option<&'a str>,
     pub running_only: bool,
@@ -307,7 +309,7 @@ pub async fn tasks(raft: &RaftHandle, f: TaskFilter<'_>) -> Result<(View, Vec<Ta
         .filter(|t| service.as_ref().is_none_or(|s| &t.service_id == s))
         .filter(|t| node.as_ref().is_none_or(|n| &t.node == n))
         .filter(|t| !f.running_only || t.desired == TaskState::Running)
-        .filter(|t| node.is_some() || shown(&t.spec.namespace) == shown(f.namespace))
+        .filter(|t| f.every_namespace || shown(&t.spec.namespace) == shown(f.namespace))
         .cloned()
         .collect();
     Ok((v, tasks))

@@ -58,21 +58,21 @@ pub struct Filter {
     /// Only this node (id) and the tasks on it.
     pub node: Option<String>,
     /// Services and tasks of this namespace only (as stored: empty for
-    /// `default`); nodes are everyone's.
-    pub namespace: String,
+    /// `default`; None: every namespace's); nodes are everyone's.
+    pub namespace: Option<String>,
 }
 
 impl Filter {
     fn wants_service(&self, s: &Service) -> bool {
         self.services
             && self.node.is_none()
-            && s.spec.namespace == self.namespace
+            && self.namespace.as_ref().is_none_or(|ns| &s.spec.namespace == ns)
             && self.service.as_ref().is_none_or(|id| &s.id == id)
     }
 
     fn wants_task(&self, t: &Task) -> bool {
         self.tasks
-            && t.spec.namespace == self.namespace
+            && self.namespace.as_ref().is_none_or(|ns| &t.spec.namespace == ns)
             && self.service.as_ref().is_none_or(|id| &t.service_id == id)
             && self.node.as_ref().is_none_or(|id| &t.node == id)
     }
@@ -117,7 +117,11 @@ impl Watcher {
         node: Option<&str>,
     ) -> Result<Self, ClusterError> {
         let told = super::objects::view(&raft).await?;
-        filter.namespace = crate::model::namespace::stored(ns);
+        // A node's tasks are every namespace's unless the caller said
+        // otherwise (a person limited to namespaces: the handler did).
+        if filter.namespace.is_none() && node.is_none() {
+            filter.namespace = Some(crate::model::namespace::stored(ns));
+        }
         filter.service = service.map(|s| told.find_service(ns, s).map(|s| s.id.clone())).transpose()?;
         filter.node = node.map(|n| told.find_node(n).map(|n| n.id.clone())).transpose()?;
         Ok(Self { raft, filter, told, listed: false })
@@ -338,7 +342,7 @@ mod tests {
         let other = Filter { services: true, tasks: true, service: Some("s2".into()), ..Default::default() };
         assert!(both(&other, &v0, &s).is_empty());
         // Nor does another namespace's (s1 and its tasks are in default).
-        let team = Filter { services: true, tasks: true, namespace: "team-a".into(), ..Default::default() };
+        let team = Filter { services: true, tasks: true, namespace: Some("team-a".into()), ..Default::default() };
         assert!(both(&team, &v0, &s).is_empty());
     }
 }

@@ -76,7 +76,12 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
         }
         NodeCommand::Ps { node, running, watch: false } => {
             let req = TasksRequest { service: String::new(), running_only: running, node };
-            let tasks = ServicesClient::new(channel.clone()).tasks(req).await.map_err(&e)?.into_inner().tasks;
+            let tasks = ServicesClient::new(crate::connect::scoped(channel.clone(), trust)?)
+                .tasks(req)
+                .await
+                .map_err(&e)?
+                .into_inner()
+                .tasks;
             print_tasks(&tasks, out);
         }
         NodeCommand::Inspect { node } => {

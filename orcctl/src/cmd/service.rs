@@ -335,7 +335,7 @@ pub fn update_line(s: &Service) -> String {
 }
 
 fn task_json(t: &Task) -> serde_json::Value {
-    json!({"id": t.id, "service": t.service, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
+    json!({"id": t.id, "service": t.service, "namespace": t.namespace, "slot": t.slot, "node_id": t.node_id, "node": t.node_hostname,
         "desired": t.desired, "state": t.state, "message": t.message, "error": t.error, "container": t.container,
         "exit_code": t.exit_code, "spec_version": t.spec_version, "created_ms": t.created_ms, "updated_ms": t.updated_ms,
         "health": t.health, "probe": t.probe, "run": t.run, "address": t.address, "addresses": t.addresses,
@@ -555,7 +555,12 @@ fn service_row(s: &Service) -> Vec<String> {
 }
 
 fn task_row(t: &Task) -> Vec<String> {
-    let name = if t.slot > 0 { format!("{}.{}", t.service, t.slot) } else { format!("{}.{}", t.service, &t.node_id) };
+    // Outside `default` (as `node ps` shows every namespace's): `team-a/web.1`.
+    let service = match t.namespace.as_str() {
+        "" | orc_proto::DEFAULT_NAMESPACE => t.service.clone(),
+        ns => format!("{ns}/{}", t.service),
+    };
+    let name = if t.slot > 0 { format!("{service}.{}", t.slot) } else { format!("{service}.{}", &t.node_id) };
     let mut msg = if t.error.is_empty() { t.message.clone() } else { format!("{}: {}", t.message, t.error) };
     let state = if t.health.is_empty() { t.state.clone() } else { format!("{} ({})", t.state, t.health) };
     if t.health != "ready" && !t.probe.is_empty() {
