@@ -570,6 +570,32 @@ mod tests {
     }
 
     #[test]
+    fn a_person_limited_to_namespaces_reaches_nothing_of_another_by_any_rpc() {
+        let none = DenyList::default();
+        for role in [Role::Operator, Role::Reader] {
+            let mut p = peer(role, "c");
+            if let Some(id) = p.identity.as_mut() {
+                id.namespaces = vec!["team-a".into()];
+            }
+            for (path, rule) in TABLE {
+                let open = matches!(rule, Rule::Public | Rule::Joiners) || ANY_NAMESPACE.contains(path);
+                let r = authorize(path, false, Some("c"), Some(&p), &none, "team-b");
+                if open {
+                    // Those show only what is hers (the handlers filter).
+                    continue;
+                }
+                let e = r.err().unwrap_or_else(|| panic!("{role} of team-a reached {path} in team-b"));
+                assert!(
+                    matches!(e.code(), Code::PermissionDenied | Code::AlreadyExists),
+                    "{path}: {:?} {}",
+                    e.code(),
+                    e.message()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_person_limited_to_namespaces_works_only_in_them() {
         let mut op = peer(Role::Operator, "c");
         if let Some(id) = op.identity.as_mut() {
