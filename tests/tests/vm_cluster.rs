@@ -181,6 +181,12 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let image_ref = format!("10.0.2.2:{}/orc/busybox:1", registry.port);
     let all = [0, 1, 2, 3, 4];
 
+    // The spread below is over five ready nodes: under TCG a node can be
+    // judged down for a moment just after the cluster formed (then every
+    // replica would go to the first one back).
+    wait_for("five ready nodes", Duration::from_secs(120), || {
+        c.json(&["node", "ls"]).as_array().is_some_and(|n| n.len() == 5 && n.iter().all(|n| n["status"] == "ready"))
+    });
     // Ten replicas over five nodes; a global web server on port 8080 of every node.
     c.ok(&["service", "create", "--name", "web", "--replicas", "10", &image_ref, "--", "sleep", "3600"]);
     c.ok(&[
