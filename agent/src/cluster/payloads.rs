@@ -245,8 +245,8 @@ pub async fn update(
     let mut moved = Vec::new();
     for s in v.services.values().filter(|s| s.spec.files(k).iter().any(|f| mounts(&s.spec, f, &at))) {
         let mut spec = s.spec.clone();
-        let here = spec.clone();
-        for f in spec.files_mut(k).iter_mut().filter(|f| mounts(&here, f, &at)) {
+        // The service is in namespace `ns` (it mounts `at`): its references by name are ours.
+        for f in spec.files_mut(k).iter_mut().filter(|f| f.name == name) {
             f.version = n;
         }
         moved.push(super::services::respec(s, spec, now));

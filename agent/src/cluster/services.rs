@@ -95,13 +95,6 @@ pub async fn update(
                 old.spec.name, spec.name
             )));
         }
-        if shown(&spec.namespace) != shown(&old.spec.namespace) {
-            return Err(ClusterError::InvalidArgument(format!(
-                "a service cannot move between namespaces ({} → {}): create it in the other one",
-                shown(&old.spec.namespace),
-                shown(&spec.namespace)
-            )));
-        }
         super::quota::check_service(v, Some(&old.spec), &spec)?;
         let now = now_ms();
         let mut spec = spec.clone();
