@@ -37,6 +37,7 @@ pub mod error;
 pub mod fields;
 pub mod fsutil;
 pub mod images;
+pub mod late_modules;
 pub mod lookup;
 pub mod model;
 pub mod network;
@@ -124,7 +125,7 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     let joined = runtime.list(true).await.into_iter().filter(|r| !r.spec.networks.is_empty());
     network.retain_containers(&joined.map(|r| r.spec.name).collect());
     let files = worker::files::TaskFiles::new(&config.run_dir);
-    let volumes = worker::volumes::TaskVolumes::new(&config.state_dir);
+    let volumes = worker::volumes::TaskVolumes::new(&config.state_dir, &config.run_dir);
     let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network.clone()), files, volumes);
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");

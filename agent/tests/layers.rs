@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "shim",
     "shim_contract",
     "fsutil",
+    "late_modules",
     "error",
     "fields",
     "pki",

@@ -17,6 +17,8 @@ use crate::mounts::{mount_fs, MountError};
 use orc_image::cmdline::STATE_LABEL;
 
 const EXT4_MAGIC: u16 = 0xEF53;
+/// ext4's `EXT4_FEATURE_RO_COMPAT_QUOTA | EXT4_FEATURE_RO_COMPAT_PROJECT`.
+const RO_COMPAT_QUOTA_PROJECT: u32 = 0x0100 | 0x2000;
 /// How much of the device must be zero to call it blank: partition tables,
 /// filesystem superblocks and LVM/MD signatures all live in the first MiB.
 const BLANK_PROBE: usize = 1 << 20;
@@ -46,7 +48,12 @@ pub enum StateKind {
 /// What the first bytes of a device say it is.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Probe {
-    Ext4 { label: String },
+    /// `project_quota`: it has the quota and project features, so it is
+    /// mounted `prjquota` (volumes' size limits).
+    Ext4 {
+        label: String,
+        project_quota: bool,
+    },
     Blank,
     Other,
 }
@@ -59,7 +66,11 @@ pub fn probe(head: &[u8]) -> Probe {
         if magic == EXT4_MAGIC {
             let label = &sb[0x78..0x88];
             let end = label.iter().position(|b| *b == 0).unwrap_or(label.len());
-            return Probe::Ext4 { label: String::from_utf8_lossy(&label[..end]).into_owned() };
+            let ro_compat = u32::from_le_bytes([sb[0x64], sb[0x65], sb[0x66], sb[0x67]]);
+            return Probe::Ext4 {
+                label: String::from_utf8_lossy(&label[..end]).into_owned(),
+                project_quota: ro_compat & RO_COMPAT_QUOTA_PROJECT == RO_COMPAT_QUOTA_PROJECT,
+            };
         }
     }
     if head.iter().all(|b| *b == 0) {
@@ -96,7 +107,7 @@ pub fn find_labelled(sys_block: &Path, dev: &Path) -> Option<PathBuf> {
     names
         .into_iter()
         .map(|n| dev.join(n))
-        .find(|p| matches!(read_head(p).map(|h| probe(&h)), Ok(Probe::Ext4 { label }) if label == STATE_LABEL))
+        .find(|p| matches!(read_head(p).map(|h| probe(&h)), Ok(Probe::Ext4 { label, .. }) if label == STATE_LABEL))
 }
 
 /// Writes the gzip'd ext4 template to the start of `dev`.
@@ -130,8 +141,12 @@ fn grow(dev: &Path, mnt: &Path) -> Result<u64, StateError> {
     Ok(blocks)
 }
 
+/// Mounts the ext4 on `dev`, enforcing project quotas where it has them
+/// (STATE made before them has none: its volumes take no size limits).
 fn mount_ext4(dev: &Path, mnt: &Path) -> Result<(), StateError> {
-    mount_fs(dev, mnt, "ext4", MsFlags::MS_NOATIME, None)?;
+    let project_quota = matches!(probe(&read_head(dev)?), Probe::Ext4 { project_quota: true, .. });
+    mount_fs(dev, mnt, "ext4", MsFlags::MS_NOATIME, project_quota.then_some("prjquota"))?;
+    tracing::info!(device = %dev.display(), project_quota, "STATE mounted");
     Ok(())
 }
 
@@ -180,12 +195,15 @@ mod tests {
         let mut other = vec![0u8; 4096];
         other[510] = 0x55;
         other[511] = 0xaa;
+        let mut quota_head = ext4_head("ORC_STATE");
+        quota_head[1024 + 0x64..1024 + 0x68].copy_from_slice(&0x2100u32.to_le_bytes());
         let cases: Vec<(Vec<u8>, Probe)> = vec![
             (vec![0u8; 4096], Probe::Blank),
             (vec![], Probe::Blank),
             (other, Probe::Other),
-            (ext4_head("ORC_STATE"), Probe::Ext4 { label: "ORC_STATE".into() }),
-            (ext4_head("data"), Probe::Ext4 { label: "data".into() }),
+            (ext4_head("ORC_STATE"), Probe::Ext4 { label: "ORC_STATE".into(), project_quota: false }),
+            (ext4_head("data"), Probe::Ext4 { label: "data".into(), project_quota: false }),
+            (quota_head.clone(), Probe::Ext4 { label: "ORC_STATE".into(), project_quota: true }),
         ];
         for (i, (head, want)) in cases.into_iter().enumerate() {
             assert_eq!(probe(&head), want, "case {i}");

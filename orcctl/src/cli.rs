@@ -249,6 +249,10 @@ pub struct QuotaArgs {
     /// Volumes (named, and stateful slots' own).
     #[arg(long)]
     pub volumes: Option<String>,
+    /// Size limits of its volumes added up (e.g. 100GiB); with it, every
+    /// volume there needs a size (`volume create --size`, `--mount size=`).
+    #[arg(long)]
+    pub volume_size: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -286,6 +290,14 @@ pub enum VolumeCommand {
         /// KEY=VALUE, repeatable.
         #[arg(long)]
         label: Vec<String>,
+        /// Its size limit (e.g. 10GiB), a project quota on each node's
+        /// copy: writes past it fail with "Disk quota exceeded".
+        #[arg(long)]
+        size: Option<String>,
+        /// Docker's local driver options, for an NFS volume:
+        /// `--opt type=nfs --opt o=addr=10.0.0.5,soft --opt device=:/srv/data`.
+        #[arg(long = "opt", value_name = "KEY=VALUE")]
+        opt: Vec<String>,
     },
     /// Every volume, stateful slots' own among them.
     #[command(alias = "list")]

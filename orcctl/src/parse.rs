@@ -200,6 +200,8 @@ pub fn parse_mount(s: &str) -> Result<orc_proto::cluster::ServiceMount, CliError
             "type" => m.r#type = v.to_string(),
             "source" | "src" => m.source = v.to_string(),
             "target" | "dst" | "destination" => m.target = v.to_string(),
+            // Docker's `volume-opt=size=…` spelled short.
+            "size" => m.size = parse_bytes(v)?,
             "readonly" | "ro" => {
                 m.read_only = match v {
                     "true" | "1" => true,
@@ -209,7 +211,7 @@ pub fn parse_mount(s: &str) -> Result<orc_proto::cluster::ServiceMount, CliError
             }
             other => {
                 return Err(CliError::Usage(format!(
-                    "--mount {s:?}: unknown option {other:?} (type, source, target, readonly)"
+                    "--mount {s:?}: unknown option {other:?} (type, source, target, readonly, size)"
                 )))
             }
         }
@@ -240,6 +242,7 @@ mod mount_tests {
         assert_eq!((m.r#type.as_str(), m.source.as_str()), ("volume", ""));
         assert!(parse_mount("source=x").unwrap_err().to_string().contains("no target"));
         assert!(parse_mount("type=bind,source=/x,target=/y").unwrap_err().to_string().contains("container run -v"));
-        assert!(parse_mount("target=/x,size=1").unwrap_err().to_string().contains("unknown option"));
+        assert_eq!(parse_mount("target=/x,size=1MiB").unwrap().size, 1 << 20);
+        assert!(parse_mount("target=/x,colour=red").unwrap_err().to_string().contains("unknown option"));
     }
 }

@@ -116,7 +116,7 @@ fn volume_entry(s: &str) -> Result<ServiceMount, CliError> {
         "ro" => true,
         m => return Err(CliError::Usage(format!("volumes: {s:?}: mode {m:?} is not ro or rw"))),
     };
-    Ok(ServiceMount { r#type: "volume".into(), source: source.into(), target: target.into(), read_only })
+    Ok(ServiceMount { r#type: "volume".into(), source: source.into(), target: target.into(), read_only, size: 0 })
 }
 
 #[derive(Deserialize)]

@@ -70,8 +70,15 @@ impl LocalCluster {
         Ok(c)
     }
 
+    /// orcctl with this cluster's context and `args`, to start.
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(debug_bin("orcctl"));
+        cmd.arg("--orcconfig").arg(&self.config).args(args);
+        cmd
+    }
+
     pub fn ctl(&self, args: &[&str]) -> Out {
-        let o = Command::new(debug_bin("orcctl")).arg("--orcconfig").arg(&self.config).args(args).output();
+        let o = self.ctl_command(args).output();
         let out = match o {
             Ok(o) => Out {
                 ok: o.status.success(),

@@ -1,15 +1,21 @@
-//! A user-space Ethernet hub for QEMU's `-netdev dgram`: every frame a node
-//! sends to the hub's unix socket goes to every other node that has spoken.
-//! N VMs share one L2 network with no root, bridge or tap.
+//! A user-space Ethernet switch for QEMU's `-netdev dgram`: a frame a node
+//! sends to the hub's unix socket goes to the node that owns its
+//! destination MAC (learned from the frames each sends), or, broadcast,
+//! multicast or not yet learned, to every other node that has spoken. N
+//! VMs share one L2 network with no root, bridge or tap. A node whose
+//! socket is full misses the frame (as a switch port drops), rather than
+//! stall the others: an emulated VM busy booting must not hold up the
+//! cluster's traffic.
 //!
-//! Being a hub, it sees every frame between the nodes: a [`Capture`]
+//! It sees every frame between the nodes: a [`Capture`]
 //! writes them to a pcap file (what tcpdump and wireshark read) while it is
 //! on, and [`frames`] reads such a file back, for tests that must look at
 //! what crossed the wire.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -106,22 +112,41 @@ pub fn run_capturing(sock: &Path, capture: Arc<Capture>) -> std::io::Result<()> 
     let _ = std::fs::remove_file(sock);
     let s = UnixDatagram::bind(sock)?;
     let mut peers: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut macs: BTreeMap<[u8; 6], PathBuf> = BTreeMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
         let (n, from): (usize, SocketAddr) = s.recv_from(&mut buf)?;
         let Some(from) = from.as_pathname().map(Path::to_path_buf) else { continue };
-        capture.frame(&buf[..n]);
+        let frame = &buf[..n];
+        if n < 14 {
+            continue;
+        }
+        capture.frame(frame);
         peers.insert(from.clone());
-        let mut gone = vec![];
-        for p in peers.iter().filter(|p| **p != from) {
-            if s.send_to(&buf[..n], p).is_err() {
-                gone.push(p.clone());
+        let mac = |at: usize| -> [u8; 6] { frame[at..at + 6].try_into().unwrap_or_default() };
+        macs.insert(mac(6), from.clone());
+        let dst = mac(0);
+        let to: Vec<PathBuf> = match macs.get(&dst) {
+            Some(p) if dst[0] & 1 == 0 => vec![p.clone()],
+            _ => peers.iter().filter(|p| **p != from).cloned().collect(),
+        };
+        for p in to.iter().filter(|p| **p != from) {
+            if let Err(e) = send(&s, frame, p) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    peers.remove(p);
+                    macs.retain(|_, q| q != p);
+                }
             }
         }
-        for g in gone {
-            peers.remove(&g);
-        }
     }
+}
+
+/// Sends `frame` to `peer` without waiting for room in its socket.
+fn send(s: &UnixDatagram, frame: &[u8], peer: &Path) -> std::io::Result<()> {
+    let addr = nix::sys::socket::UnixAddr::new(peer).map_err(std::io::Error::from)?;
+    nix::sys::socket::sendto(s.as_raw_fd(), frame, &addr, nix::sys::socket::MsgFlags::MSG_DONTWAIT)
+        .map(|_| ())
+        .map_err(std::io::Error::from)
 }
 
 #[cfg(test)]

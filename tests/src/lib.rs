@@ -12,6 +12,7 @@
 //! - [`oci`]: a busybox-based test image (OCI layout or registry push).
 //! - [`registry`]: Debian's docker-registry on loopback (or the test LAN).
 //! - [`lan`]: network namespaces as hosts on a bridge (root).
+//! - [`nfs_server`]: a VM serving NFSv4 on the L2 hub (Debian's nfs-kernel-server).
 //! - [`ntp`]: Debian's chronyd as an NTP server, its clock shifted with faketime.
 //! - [`small_fs`]: a small loop-mounted ext4 to fill up (root).
 //! - [`simulator`]: many simulated nodes with real sessions against real managers.
@@ -25,6 +26,7 @@ pub mod cluster;
 pub mod cluster_def;
 pub mod hub;
 pub mod lan;
+pub mod nfs_server;
 pub mod ntp;
 pub mod oci;
 pub mod paths;

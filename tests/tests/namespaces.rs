@@ -123,6 +123,96 @@ fn quotas(c: &LocalCluster) {
     ok(c, &["volume", "create", "d2"]);
     let bad = refused(c, &["namespace", "quota", "team-a", "--tasks", "lots"]);
     assert!(bad.contains("--tasks") && bad.contains("none"), "{bad}");
+    volume_sizes(c);
+    racing_writes(c);
+}
+
+/// A size quota: every volume needs a size, and their sizes add up.
+fn volume_sizes(c: &LocalCluster) {
+    ok(c, &["namespace", "create", "sized", "--volume-size", "100MiB"]);
+    let no_size = refused(c, &["-N", "sized", "volume", "create", "v0"]);
+    assert!(no_size.contains("needs a size limit") && no_size.contains("--size"), "{no_size}");
+    ok(c, &["-N", "sized", "volume", "create", "v1", "--size", "60MiB"]);
+    let v1 = c.json(&["-N", "sized", "volume", "inspect", "v1"]);
+    assert_eq!(v1["size"].as_u64(), Some(60 << 20), "{v1}");
+    let over = refused(c, &["-N", "sized", "volume", "create", "v2", "--size", "60MiB"]);
+    assert!(over.contains("volume size quota: 60MiB in use + 60MiB more > limit 100MiB"), "{over}");
+    // A stateful service's slots: size= times replicas.
+    let st = ["-N", "sized", "service", "create", "--name", "st", "--stateful", "--replicas", "2"];
+    let slots = refused(c, &[&st[..], &["--mount", "source=d,target=/d,size=30MiB", IMAGE]].concat());
+    assert!(slots.contains("60MiB in use + 60MiB more"), "{slots}");
+    ok(c, &[&st[..], &["--mount", "source=d,target=/d,size=20MiB", IMAGE]].concat());
+    let used = c.json(&["namespace", "inspect", "sized"]);
+    assert_eq!(used["used"]["volume_size"].as_u64(), Some(100 << 20), "{used}");
+    // An anonymous volume needs a size there too; a named one has its own.
+    let anon = refused(c, &["-N", "sized", "service", "create", "--name", "a", "--mount", "target=/x", IMAGE]);
+    assert!(anon.contains("needs a size limit"), "{anon}");
+    let named = refused(c, &["service", "create", "--name", "n", "--mount", "source=d2,target=/x,size=1m", IMAGE]);
+    assert!(named.contains("named volume has its own size"), "{named}");
+    ok(c, &["-N", "sized", "service", "rm", "st"]);
+    ok(c, &["-N", "sized", "volume", "rm", "v1"]);
+}
+
+/// Writes racing for the last of a quota: exactly as many win as fit.
+/// Four services of one task each, room for two more tasks, and four
+/// clients (each on a connection made beforehand) scaling one service
+/// each to two at once: two scale, two are refused by the quota. (Creates
+/// race too, but they also claim virtual IPs, which already orders them.)
+fn racing_writes(c: &LocalCluster) {
+    use orc_proto::cluster::services_client::ServicesClient;
+    use orc_proto::cluster::{InspectServiceRequest, UpdateServiceRequest};
+
+    ok(c, &["namespace", "create", "race", "--tasks", "6"]);
+    for i in 0..4 {
+        ok(c, &["-N", "race", "service", "create", "--name", &format!("r{i}"), IMAGE]);
+    }
+    let cfg = orcctl::config::Config::load_or_default(&c.config).unwrap();
+    let (_, ctx) = cfg.context(&c.config, None).unwrap();
+    let trust = orcctl::connect::Trust::Cluster(ctx.clone());
+    fn in_race<T>(msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut().insert(orc_proto::NAMESPACE_HEADER, "race".parse().unwrap());
+        req
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let results: Vec<Result<(), tonic::Status>> = rt.block_on(async {
+        let mut racers = Vec::new();
+        for i in 0..4 {
+            let (_, ch) = orcctl::connect::manager(&ctx.endpoints, &trust).await.unwrap();
+            let mut svc = ServicesClient::new(ch);
+            let service = format!("r{i}");
+            let req = in_race(InspectServiceRequest { service: service.clone() });
+            let mut spec = svc.inspect(req).await.unwrap().into_inner().spec.unwrap();
+            spec.replicas = 2;
+            racers.push((svc, UpdateServiceRequest { service, spec: Some(spec), ..Default::default() }));
+        }
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(racers.len()));
+        let racers: Vec<_> = racers
+            .into_iter()
+            .map(|(mut svc, update)| {
+                let (start, req) = (start.clone(), in_race(update));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    svc.update(req).await.map(|_| ())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for r in racers {
+            out.push(r.await.unwrap());
+        }
+        out
+    });
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    for e in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(e.message().contains("tasks quota"), "a loser is refused by the quota, not a conflict: {e}");
+    }
+    assert_eq!(won, 2, "two fit the quota: {results:?}");
+    let used = c.json(&["namespace", "inspect", "race"]);
+    assert_eq!(used["used"]["tasks"].as_u64(), Some(6), "{used}");
+    for i in 0..4 {
+        ok(c, &["-N", "race", "service", "rm", &format!("r{i}")]);
+    }
 }
 
 fn scoped_people(c: &LocalCluster, dir: &Path) {

@@ -9,7 +9,9 @@
 //! the quorum holds; a node is drained; the replicas are updated across the
 //! nodes with a readiness probe, then updated to tasks that fail and rolled
 //! back by itself; a stateful slot's volume keeps its data through its
-//! node's reboot. After each, the task count and the containers on the
+//! node's reboot and holds to its size limit; a stateful slot on an NFS
+//! volume (served by an NFS server VM on the same L2 network) moves to
+//! another node with its data. After each, the task count and the containers on the
 //! nodes are exact. Runs when `ORC_E2E_IMAGE` is set.
 
 // The test harness: a failed unwrap is a failed test, with its line.
@@ -138,6 +140,80 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A stateful slot on an NFS volume (the NFS server VM's export) writes on
+/// node `a`, is moved to node `b` and finds its data there; removing the
+/// volumes unmounts them and leaves the server's data alone.
+fn nfs_slot_moves(c: &Cluster, image_ref: &str, server: &str, a: usize, b: usize) {
+    let opts = ["--opt", "type=nfs", "--opt", &format!("o=addr={server},soft,timeo=100"), "--opt", "device=:/"];
+    c.ok(&[&["volume", "create", "shared"][..], &opts].concat());
+    let bad = c.ctl(&["volume", "create", "bad", "--opt", "type=nfs", "--opt", "device=nas.local:/x"]);
+    assert!(!bad.0 && bad.2.contains("not an IP address"), "{bad:?}");
+    let (na, nb) = (c.node_id(a), c.node_id(b));
+    let on = |node: &str| format!("node.id=={node}");
+    let append = "hostname >> /d/log && exec sleep 3600";
+    c.ok(&[
+        "service",
+        "create",
+        "--name",
+        "nst",
+        "--stateful",
+        "--constraint",
+        &on(&na),
+        "--mount",
+        "source=shared,target=/d",
+        image_ref,
+        "--",
+        "sh",
+        "-c",
+        append,
+    ]);
+    // The log as the running task sees it, and the node it runs on.
+    let log = |c: &Cluster| -> Option<(String, String)> {
+        let ps = c.json(&["service", "ps", "nst", "--running"]);
+        let t = ps.as_array()?.iter().find(|t| t["state"] == "running")?.clone();
+        let node = t["node_id"].as_str()?.to_string();
+        let i = [a, b].into_iter().find(|i| c.node_id(*i) == node)?;
+        let (ok, out, _) =
+            c.ctl(&["--nodes", &c.api(i), "container", "exec", t["container"].as_str()?, "--", "cat", "/d/log"]);
+        ok.then_some((node, out))
+    };
+    wait_for("nst writing to its NFS volume on the first node", SETTLE, || {
+        log(c).is_some_and(|(node, l)| node == na && l.lines().count() == 1)
+    });
+    let slot = c.json(&["volume", "inspect", "shared-nst.1"]);
+    assert_eq!((slot["driver"].as_str(), slot["nfs_dir"].as_str()), (Some("nfs"), Some("shared-nst.1")), "{slot}");
+    assert_eq!(slot["node_id"].as_str(), Some(""), "a slot on NFS is held by no node: {slot}");
+    c.ok(&["service", "update", "nst", "--constraint-rm", &on(&na), "--constraint-add", &on(&nb)]);
+    wait_for("nst on the second node with the first one's data", SETTLE, || {
+        log(c).is_some_and(|(node, l)| node == nb && l.lines().count() == 2)
+    });
+    c.ok(&["service", "rm", "nst"]);
+    wait_for("nst's volumes free", SETTLE, || c.ctl(&["volume", "rm", "shared-nst.1"]).0);
+    wait_for("the NFS volume free", SETTLE, || c.ctl(&["volume", "rm", "shared"]).0);
+    // The server still has it: a new volume on the same export reads it.
+    c.ok(&[&["volume", "create", "again"][..], &opts].concat());
+    c.ok(&[
+        "service",
+        "create",
+        "--name",
+        "reader",
+        "--constraint",
+        &on(&na),
+        "--mount",
+        "source=again,target=/d",
+        image_ref,
+        "--",
+        "sh",
+        "-c",
+        "cat /d/shared-nst.1/log && exec sleep 3600",
+    ]);
+    wait_for("the slot's data read back from the server", SETTLE, || {
+        c.ctl(&["service", "logs", "reader"]).1.lines().filter(|l| !l.trim().is_empty()).count() >= 2
+    });
+    c.ok(&["service", "rm", "reader"]);
+    wait_for("the second NFS volume free", SETTLE, || c.ctl(&["volume", "rm", "again"]).0);
+}
+
 /// Boots the nodes of `qemu/e2e.toml`, the first with the web ports (8080, 8081) forwarded.
 fn boot(def: &ClusterDef, image: &Path, dir: &Path, registry: &Registry, web_port: u16, near_port: u16) -> Vec<Node> {
     let hub = dir.join("hub.sock");
@@ -166,6 +242,7 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let tap = capture.clone();
     std::thread::spawn(move || orc_e2e::hub::run_capturing(&hub, tap));
     wait_for("the L2 hub", Duration::from_secs(5), || hub_path.exists());
+    let nfs = orc_e2e::nfs_server::NfsServer::start(&image, &hub_path, 50, &dir.path().join("nfs"), BOOT).unwrap();
     let (web_port, near_port) = (free_port(), free_port());
     let def = ClusterDef::load(&workspace_def("e2e.toml")).unwrap();
     let nodes = boot(&def, &image, dir.path(), &registry, web_port, near_port);
@@ -424,7 +501,8 @@ fn five_vms_keep_ten_replicas_through_failures() {
     let n2 = c.node_id(1);
     let pin = format!("node.id=={n2}");
     let append = "hostname >> /d/log && exec sleep 3600";
-    let st = ["service", "create", "--name", "st", "--stateful", "--constraint", &pin, "--mount", "source=d,target=/d"];
+    let st = ["service", "create", "--name", "st", "--stateful", "--constraint", &pin];
+    let st = [&st[..], &["--mount", "source=d,target=/d,size=8MiB"]].concat();
     c.ok(&[&st[..], &[image_ref.as_str(), "--", "sh", "-c", append]].concat());
     let st_log = |c: &Cluster| -> Option<String> {
         let ps = c.json(&["service", "ps", "st", "--running"]);
@@ -434,6 +512,16 @@ fn five_vms_keep_ten_replicas_through_failures() {
         ok.then_some(out)
     };
     wait_for("st writing to its slot's volume", SETTLE, || st_log(&c).is_some_and(|l| l.lines().count() == 1));
+    // Its size limit holds (a project quota on STATE): writing past it fails.
+    let st_exec = |c: &Cluster, cmd: &str| -> String {
+        let ps = c.json(&["service", "ps", "st", "--running"]);
+        let t = ps.as_array().and_then(|a| a.iter().find(|t| t["state"] == "running").cloned()).unwrap_or_default();
+        let id = t["container"].as_str().unwrap_or_default();
+        let (_, out, err) = c.ctl(&["--nodes", &m2, "container", "exec", id, "--", "sh", "-c", cmd]);
+        format!("{out}{err}")
+    };
+    let full = st_exec(&c, "dd if=/dev/zero of=/d/big bs=1M count=16 2>&1; ls -l /d/big; rm -f /d/big");
+    assert!(full.contains("Disk quota exceeded"), "16 MiB went into an 8 MiB volume: {full}");
     let from = c.nodes[1].console_len();
     c.ok(&["--nodes", &m2, "reboot"]);
     assert!(c.nodes[1].wait_console(from, "serving the Machine API", BOOT).is_some(), "node 2 did not come back");
@@ -448,9 +536,12 @@ fn five_vms_keep_ten_replicas_through_failures() {
     });
     let vols = c.json(&["volume", "inspect", "d-st.1"]);
     assert_eq!(vols["node_id"].as_str(), Some(n2.as_str()), "{vols}");
+    assert_eq!(vols["size"].as_u64(), Some(8 << 20), "{vols}");
     c.ok(&["service", "rm", "st"]);
     let s = c.json(&["--nodes", &m2, "cluster", "status"]);
     assert_eq!(s[0]["members"].as_array().map(|m| m.iter().filter(|m| m["voter"] == true).count()), Some(3), "{s}");
+
+    nfs_slot_moves(&c, &image_ref, &nfs.address, 2, 3);
 
     // Drain a node: its tasks move, it runs nothing of the services.
     let n4 = c.node_id(3);

@@ -36,6 +36,9 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // (nodes carry it in the image).
     ("wireguard-tools", "wg"),
     ("iproute2", "ip"),
+    // The NFS server VM of the volume tests (its daemons, with their
+    // libraries, go into a test initramfs; the host's own is not started).
+    ("nfs-kernel-server", "/usr/sbin/rpc.mountd"),
 ];
 
 /// Peers the tests run from Debian packages that are unpacked, not

@@ -129,7 +129,19 @@ fn state_template(work: &Path) -> anyhow::Result<Vec<u8>> {
     let _ = std::fs::remove_file(&img);
     std::fs::File::create(&img)?.set_len(16 << 20)?;
     let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-L", STATE_LABEL, "-U", "6f72632d-7374-6174-652d-303030303031"])
+        // quota,project: volumes' size limits are project quotas.
+        .args([
+            "-q",
+            "-F",
+            "-b",
+            "4096",
+            "-O",
+            "quota,project",
+            "-L",
+            STATE_LABEL,
+            "-U",
+            "6f72632d-7374-6174-652d-303030303031",
+        ])
         .args(["-E", "hash_seed=6f72632d-7374-6174-652d-686173683031,root_owner=0:0,lazy_itable_init=0"])
         .arg(&img)
         .env("E2FSPROGS_FAKE_TIME", "1")
@@ -209,6 +221,7 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
     initramfs.write_gz(std::fs::File::create(out.join("initramfs.img"))?)?;
     std::fs::copy(&k.vmlinuz, out.join("vmlinuz"))?;
     floor_initramfs(&out)?;
+    crate::nfs_server::initramfs(&k, &out.join(crate::nfs_server::INITRAMFS))?;
 
     let cmdline =
         format!("console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}", root.cmdline_value());

@@ -67,10 +67,8 @@ pub fn check(k: &Kernel, workspace: &Path) -> anyhow::Result<()> {
     kconfig::check(&config, &fragment).with_context(|| format!("kernel {} does not fit orc", k.version))
 }
 
-/// Module paths (relative to the module directory) to load, in order: the
-/// boot list (`kernel-config/modules`) and the late one
-/// (`kernel-config/modules.late`, less what the boot list loads).
-pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// The dependencies between `k`'s modules (computed once with depmod).
+pub fn module_deps(k: &Kernel) -> anyhow::Result<ModuleDeps> {
     let base = k.modules_dir.parent().and_then(Path::parent).and_then(Path::parent).context("module dir layout")?;
     if !k.modules_dir.join("modules.dep").exists() {
         output(Command::new("depmod").arg("-b").arg(base).arg(&k.version))
@@ -78,7 +76,14 @@ pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<(Vec<String>
     }
     let dep = std::fs::read_to_string(k.modules_dir.join("modules.dep"))?;
     let builtin = std::fs::read_to_string(k.modules_dir.join("modules.builtin")).unwrap_or_default();
-    let deps = ModuleDeps::parse(&dep, &builtin);
+    Ok(ModuleDeps::parse(&dep, &builtin))
+}
+
+/// Module paths (relative to the module directory) to load, in order: the
+/// boot list (`kernel-config/modules`) and the late one
+/// (`kernel-config/modules.late`, less what the boot list loads).
+pub fn module_order(k: &Kernel, workspace: &Path) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let deps = module_deps(k)?;
     let list = |name: &str| -> anyhow::Result<Vec<String>> {
         let text = std::fs::read_to_string(workspace.join("kernel-config").join(name))?;
         let wanted: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();

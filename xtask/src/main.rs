@@ -4,6 +4,7 @@ mod bench;
 mod deps;
 mod image;
 mod kernel;
+mod nfs_server;
 mod qemu;
 mod test;
 

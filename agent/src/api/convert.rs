@@ -116,7 +116,13 @@ fn mount_from_proto(m: pb::ServiceMount) -> Result<ServiceMount, ClusterError> {
             ))
         })?,
     };
-    Ok(ServiceMount { kind, source: m.source.trim().to_string(), target: m.target, read_only: m.read_only })
+    Ok(ServiceMount {
+        kind,
+        source: m.source.trim().to_string(),
+        target: m.target,
+        read_only: m.read_only,
+        size: m.size,
+    })
 }
 
 fn file_to_proto(f: &FileRef) -> pb::FileRef {
@@ -191,6 +197,7 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
                 source: m.source.clone(),
                 target: m.target.clone(),
                 read_only: m.read_only,
+                size: m.size,
             })
             .collect(),
         namespace: crate::model::namespace::shown(&s.namespace).into(),

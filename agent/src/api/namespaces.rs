@@ -45,11 +45,23 @@ fn quota_from_proto(q: Option<pb::Quota>) -> Result<Quota, Status> {
     if let Some(c) = q.cpus.filter(|c| !c.is_finite() || *c < 0.0) {
         return Err(Status::invalid_argument(format!("cpu quota {c}: give a number of CPUs, 0 or more")));
     }
-    Ok(Quota { milli_cpus: q.cpus.map(milli), memory: q.memory, tasks: q.tasks, volumes: q.volumes })
+    Ok(Quota {
+        milli_cpus: q.cpus.map(milli),
+        memory: q.memory,
+        tasks: q.tasks,
+        volumes: q.volumes,
+        volume_bytes: q.volume_size,
+    })
 }
 
 fn quota_to_proto(q: &Quota) -> pb::Quota {
-    pb::Quota { cpus: q.milli_cpus.map(|m| m as f64 / 1000.0), memory: q.memory, tasks: q.tasks, volumes: q.volumes }
+    pb::Quota {
+        cpus: q.milli_cpus.map(|m| m as f64 / 1000.0),
+        memory: q.memory,
+        tasks: q.tasks,
+        volumes: q.volumes,
+        volume_size: q.volume_bytes,
+    }
 }
 
 fn to_proto(l: &Listed) -> pb::Namespace {
@@ -61,6 +73,7 @@ fn to_proto(l: &Listed) -> pb::Namespace {
             memory: l.used.memory,
             tasks: l.used.tasks,
             volumes: l.used.volumes,
+            volume_size: l.used.volume_bytes,
         }),
         created_ms: l.namespace.created_ms,
         services: l.services as u32,

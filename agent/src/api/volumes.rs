@@ -37,6 +37,11 @@ fn to_proto(v: &View, x: &Volume) -> pb::Volume {
         services,
         tasks: tasks as u64,
         namespace: shown(&x.namespace).into(),
+        size: x.size,
+        driver: if x.nfs.is_some() { "nfs" } else { "local" }.into(),
+        nfs_source: x.nfs.as_ref().map(|n| n.source()).unwrap_or_default(),
+        nfs_dir: x.nfs.as_ref().map(|n| n.dir.clone()).unwrap_or_default(),
+        nfs_options: x.nfs.as_ref().map(|n| n.options.clone()).unwrap_or_default(),
     }
 }
 
@@ -46,7 +51,13 @@ impl Volumes for VolumesService {
         let namespace = super::namespaces::of(&req)?;
         let r = req.into_inner();
         super::audit::target(&r.name);
-        let r = VolumeRequest { namespace, name: r.name.trim().to_string(), labels: r.labels.into_iter().collect() };
+        let r = VolumeRequest {
+            namespace,
+            name: r.name.trim().to_string(),
+            labels: r.labels.into_iter().collect(),
+            size: r.size,
+            options: r.options.into_iter().collect(),
+        };
         let x = volumes::create(&self.state.raft, r).await?;
         Ok(Response::new(to_proto(&View::default(), &x)))
     }

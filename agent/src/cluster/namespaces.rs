@@ -3,7 +3,11 @@
 //!
 //! Every write that puts an object into a namespace carries an expect on
 //! the namespace's version ([`expect`]), so a create racing the removal of
-//! its namespace fails rather than leave an object in none.
+//! its namespace fails rather than leave an object in none. A write that
+//! may claim more of a namespace with a quota rewrites the namespace
+//! instead ([`guard`]): two such writes read at one version cannot both
+//! commit, so two creates checked against the same free room cannot both
+//! take it (the loser reads again and is checked again).
 
 use std::sync::Arc;
 
@@ -27,6 +31,39 @@ pub struct Listed {
 pub fn expect(v: &View, ns: &str) -> Command {
     let ns = shown(ns);
     Command::expect(Kind::Namespace, ns, v.version_of(&Key::new(Kind::Namespace, ns)))
+}
+
+/// For a write that may claim more of namespace `ns`: fails the batch it
+/// is in unless `ns` is still as read in `v`, and when `ns` has a quota,
+/// moves its version on, so that any other such write read at the same
+/// version fails.
+pub fn guard(v: &View, ns: &str) -> Command {
+    let ns = shown(ns);
+    let at = v.version_of(&Key::new(Kind::Namespace, ns));
+    match v.namespaces.get(ns).filter(|n| !n.quota.is_empty()) {
+        Some(n) => Command::put_if(ns, Object::Namespace(n.clone()), at),
+        None => Command::expect(Kind::Namespace, ns, at),
+    }
+}
+
+/// Runs `write` (a read, checks and a conditional write) again when it
+/// failed on a conflict, up to three times: what changed meanwhile is then
+/// read and checked afresh (a name taken, a quota filled), and a write
+/// that still conflicts says so.
+pub async fn retried<T, F>(mut write: impl FnMut() -> F) -> Result<T, ClusterError>
+where
+    F: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let mut tries = 0;
+    loop {
+        match write().await {
+            Err(ClusterError::Conflict(why)) if tries < 3 => {
+                tries += 1;
+                tracing::debug!(%why, tries, "write conflicted: reading again");
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Creates namespace `name` with `quota`.

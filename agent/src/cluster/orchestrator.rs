@@ -558,15 +558,18 @@ fn schedule(p: &mut Pass) {
             scheduler::place(&mut nodes, &mut per_service, &d)
         };
         let now = p.now;
-        let (volumes, writes) = match &placed {
+        let volumes = match &placed {
             Ok(node) => super::volumes::at_placement(p.v, t, node, now),
             Err(_) => Default::default(),
         };
-        p.volumes.extend(writes.into_iter().map(|x| (crate::model::namespace::scoped(&x.namespace, &x.name), x)));
+        let writes = volumes.writes.into_iter();
+        p.volumes.extend(writes.map(|x| (crate::model::namespace::scoped(&x.namespace, &x.name), x)));
         if let Some(t) = p.task_mut(&id) {
             match placed {
                 Ok(node) => {
-                    t.volumes = volumes;
+                    t.volumes = volumes.ids;
+                    t.volume_sizes = volumes.sizes;
+                    t.nfs = volumes.nfs;
                     t.node = node;
                     t.state = TaskState::Assigned;
                     t.message = String::new();

@@ -26,7 +26,11 @@ fn committed(r: CommandResult, what: &str) -> Result<u64, ClusterError> {
 
 /// Creates a service (its spec checked against the cluster's limits); the
 /// name is claimed in the same entry, so two creates of one name cannot both win.
-pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
+pub async fn create(raft: &RaftHandle, spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
+    super::namespaces::retried(|| create_once(raft, spec.clone())).await
+}
+
+async fn create_once(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, Service), ClusterError> {
     let v = view(raft).await?;
     spec::validate(&spec, v.settings.max_replicas())?;
     super::networks::check_joined(&v, &spec)?;
@@ -55,7 +59,7 @@ pub async fn create(raft: &RaftHandle, mut spec: ServiceSpec) -> Result<(View, S
     vips::give(&v, &mut s)?;
     published::check(&v, &s)?;
     let mut cmds = vec![
-        super::namespaces::expect(&v, &s.spec.namespace),
+        super::namespaces::guard(&v, &s.spec.namespace),
         Command::put_if(s.spec.key(), Object::ServiceName(s.id.clone()), 0),
     ];
     cmds.extend(vips::claims(None, &s));
@@ -245,13 +249,13 @@ async fn change_from(
         (v, old, ov)
     };
     let s = f(&v, &old)?;
-    let mut cmds = vips::claims(Some(&old), &s);
+    let mut cmds = vec![super::namespaces::guard(&v, &s.spec.namespace)];
+    cmds.extend(vips::claims(Some(&old), &s));
     cmds.extend(published::claims(Some(&old), &s));
     cmds.extend(payloads::expects(&v, &s.spec));
     cmds.extend(super::volumes::expects(&v, &s.spec));
     cmds.push(Command::put_if(s.id.clone(), Object::Service(Arc::new(s.clone())), object_version));
-    let cmd = if cmds.len() == 1 { cmds.remove(0) } else { Command::Batch(cmds) };
-    committed(raft.write(cmd).await?, what)?;
+    committed(raft.write(Command::Batch(cmds)).await?, what)?;
     Ok((v, s))
 }
 

@@ -67,6 +67,13 @@ pub enum SpecError {
     VolumeName(String),
     #[error("the tmpfs mount at {0} takes no source: drop source=")]
     TmpfsSource(String),
+    #[error("the tmpfs mount at {0} takes no size= (a tmpfs counts against the task's memory limit): drop it")]
+    TmpfsSize(String),
+    #[error(
+        "the mount of volume {0} has size=, but a named volume has its own size: drop size= (set it with \
+         `orcctl volume create {0} --size`; on a stateful service, size= sizes each slot's volume)"
+    )]
+    NamedVolumeSize(String),
     #[error("at most {max} mounts per service")]
     TooManyMounts { max: usize },
     #[error("at most {max} secrets and configs per service")]
@@ -245,7 +252,11 @@ fn mounts(s: &ServiceSpec) -> Result<(), SpecError> {
             MountKind::Volume if !m.source.is_empty() && !valid_volume_name(&m.source) => {
                 return Err(SpecError::VolumeName(m.source.clone()))
             }
+            MountKind::Volume if !m.source.is_empty() && !s.stateful && m.size > 0 => {
+                return Err(SpecError::NamedVolumeSize(m.source.clone()))
+            }
             MountKind::Tmpfs if !m.source.is_empty() => return Err(SpecError::TmpfsSource(m.target.clone())),
+            MountKind::Tmpfs if m.size > 0 => return Err(SpecError::TmpfsSize(m.target.clone())),
             _ => {}
         }
         let target = m.target.trim_end_matches('/').to_string();

@@ -88,7 +88,9 @@ pub struct Event {
     pub subject: Subject,
     /// The object's id.
     pub id: String,
-    /// Its name: the service's, `web.2` (or `web.<node>`) for a task, the hostname.
+    /// Its name: the service's, `web.2` (or `web.<node>`) for a task, the
+    /// hostname; a service's or task's outside `default` with its namespace
+    /// (`team-a/web.2`).
     pub name: String,
     /// The service (id) of a service or task event.
     pub service: String,
@@ -197,7 +199,7 @@ impl Events {
             }
             (None, None) => {}
         }
-        let name = || s.spec.name.clone();
+        let name = || super::namespace::scoped(&s.spec.namespace, &s.spec.name);
         self.record(version, Of { subject: Subject::Service, id, name: &name, service: id }, news);
     }
 
@@ -247,7 +249,7 @@ impl Events {
         }
         let name = || {
             let place = if t.slot > 0 { t.slot.to_string() } else { hostname(&t.node) };
-            format!("{}.{place}", t.service)
+            super::namespace::scoped(&t.spec.namespace, &format!("{}.{place}", t.service))
         };
         self.record(version, Of { subject: Subject::Task, id, name: &name, service: &t.service_id }, news);
     }

@@ -58,6 +58,10 @@ pub struct Quota {
     /// Volumes (named and stateful slots' own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<u64>,
+    /// Size limits of its volumes (named, slots' and anonymous ones)
+    /// added up, bytes. With it, every volume there needs a size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_bytes: Option<u64>,
 }
 
 /// A namespace, at its name.
@@ -76,6 +80,9 @@ pub struct Use {
     pub memory: u64,
     pub tasks: u64,
     pub volumes: u64,
+    pub volume_bytes: u64,
+    /// Volumes without a size limit (not allowed under a size quota).
+    pub unsized_volumes: u64,
 }
 
 /// One quota a change would exceed.
@@ -99,7 +106,7 @@ fn cpus(milli: i64) -> String {
     format!("{}", milli as f64 / 1000.0)
 }
 
-fn bytes(b: u64) -> String {
+pub fn show_bytes(b: u64) -> String {
     const MIB: u64 = 1024 * 1024;
     if b.is_multiple_of(1024 * MIB) && b > 0 {
         format!("{}GiB", b / (1024 * MIB))
@@ -134,9 +141,12 @@ impl Quota {
             over("cpu", self.milli_cpus.map(i128::from), now.milli_cpus.into(), more.milli_cpus.into(), |m| {
                 cpus(m as i64)
             }),
-            over("memory", self.memory.map(wide), wide(now.memory), wide(more.memory), |b| bytes(b as u64)),
+            over("memory", self.memory.map(wide), wide(now.memory), wide(more.memory), |b| show_bytes(b as u64)),
             over("tasks", self.tasks.map(wide), wide(now.tasks), wide(more.tasks), count),
             over("volumes", self.volumes.map(wide), wide(now.volumes), wide(more.volumes), count),
+            over("volume size", self.volume_bytes.map(wide), wide(now.volume_bytes), wide(more.volume_bytes), |b| {
+                show_bytes(b as u64)
+            }),
         ]
         .into_iter()
         .flatten()
@@ -157,6 +167,8 @@ impl Use {
             memory: self.memory.saturating_sub(before.memory),
             tasks: self.tasks.saturating_sub(before.tasks),
             volumes: self.volumes.saturating_sub(before.volumes),
+            volume_bytes: self.volume_bytes.saturating_sub(before.volume_bytes),
+            unsized_volumes: self.unsized_volumes.saturating_sub(before.unsized_volumes),
         }
     }
 
@@ -165,6 +177,8 @@ impl Use {
         self.memory = self.memory.saturating_add(other.memory);
         self.tasks += other.tasks;
         self.volumes += other.volumes;
+        self.volume_bytes = self.volume_bytes.saturating_add(other.volume_bytes);
+        self.unsized_volumes += other.unsized_volumes;
     }
 
     pub fn sub(&mut self, other: &Use) {
@@ -172,6 +186,8 @@ impl Use {
         self.memory = self.memory.saturating_sub(other.memory);
         self.tasks = self.tasks.saturating_sub(other.tasks);
         self.volumes = self.volumes.saturating_sub(other.volumes);
+        self.volume_bytes = self.volume_bytes.saturating_sub(other.volume_bytes);
+        self.unsized_volumes = self.unsized_volumes.saturating_sub(other.unsized_volumes);
     }
 }
 
@@ -222,7 +238,14 @@ mod tests {
 
     #[test]
     fn no_quota_caps_nothing() {
-        let big = Use { milli_cpus: i64::MAX / 2, memory: u64::MAX / 2, tasks: 1 << 40, volumes: 1 << 40 };
+        let big = Use {
+            milli_cpus: i64::MAX / 2,
+            memory: u64::MAX / 2,
+            tasks: 1 << 40,
+            volumes: 1 << 40,
+            volume_bytes: u64::MAX / 2,
+            unsized_volumes: 1,
+        };
         assert!(Quota::default().exceeded(&Use::default(), &big).is_empty());
     }
 }

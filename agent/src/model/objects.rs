@@ -650,6 +650,13 @@ pub struct Task {
     /// they place it (a stateful slot's volume made then on first placement).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, String>,
+    /// The size limits of the named volumes it mounts that have one, name
+    /// → bytes: set with `volumes`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_sizes: BTreeMap<String, u64>,
+    /// The named volumes it mounts that are on NFS, name → where.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nfs: BTreeMap<String, super::volume::Nfs>,
 }
 
 impl Task {
@@ -700,6 +707,8 @@ impl Task {
             run,
             addresses: _,
             volumes,
+            volume_sizes,
+            nfs,
         } = self;
         *id == other.id
             && *service_id == other.service_id
@@ -714,6 +723,8 @@ impl Task {
             && *created_ms == other.created_ms
             && *run == other.run
             && *volumes == other.volumes
+            && *volume_sizes == other.volume_sizes
+            && *nfs == other.nfs
             && *spec == other.spec
     }
 }

@@ -155,6 +155,10 @@ pub struct TaskPatch {
     pub addresses: Option<std::collections::BTreeMap<String, std::net::Ipv4Addr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_sizes: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nfs: Option<std::collections::BTreeMap<String, super::volume::Nfs>>,
 }
 
 impl TaskPatch {
@@ -179,6 +183,8 @@ impl TaskPatch {
             ready_ms,
             addresses,
             volumes,
+            volume_sizes,
+            nfs,
         } = self.clone();
         set(&mut t.state, state);
         set(&mut t.message, message);
@@ -194,6 +200,8 @@ impl TaskPatch {
         set(&mut t.ready_ms, ready_ms);
         set(&mut t.addresses, addresses);
         set(&mut t.volumes, volumes);
+        set(&mut t.volume_sizes, volume_sizes);
+        set(&mut t.nfs, nfs);
     }
 
     /// The fields of `new` that differ from `old`; None when nothing a
@@ -218,6 +226,8 @@ impl TaskPatch {
             ready_ms: diff(&old.ready_ms, &new.ready_ms),
             addresses: diff(&old.addresses, &new.addresses),
             volumes: diff(&old.volumes, &new.volumes),
+            volume_sizes: diff(&old.volume_sizes, &new.volume_sizes),
+            nfs: diff(&old.nfs, &new.nfs),
         };
         (p != Self::default()).then_some(p)
     }
@@ -273,6 +283,8 @@ mod tests {
             ready_ms: Some(1),
             addresses: Some(Default::default()),
             volumes: Some(Default::default()),
+            volume_sizes: Some(Default::default()),
+            nfs: Some(Default::default()),
         };
         // Fields left out while default are named once set.
         let set = Task {
@@ -282,6 +294,17 @@ mod tests {
             run: 1,
             addresses: [("default".to_string(), std::net::Ipv4Addr::LOCALHOST)].into(),
             volumes: [("data".to_string(), "id".to_string())].into(),
+            volume_sizes: [("data".to_string(), 1)].into(),
+            nfs: [(
+                "data".to_string(),
+                crate::model::volume::Nfs {
+                    server: std::net::Ipv4Addr::LOCALHOST.into(),
+                    path: "/".into(),
+                    options: vec![],
+                    dir: String::new(),
+                },
+            )]
+            .into(),
             ..Default::default()
         };
         let fields = keys(serde_json::to_value(set).unwrap());

@@ -311,12 +311,7 @@ impl NodeNetwork {
     /// nf_tables' NAT among them) after it started the agent; bounded, so
     /// a missing module ends as a failure naming it.
     async fn modules_loaded(&self) {
-        const MOST: Duration = Duration::from_secs(30);
-        let pending = self.state.config.run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING);
-        let start = std::time::Instant::now();
-        while pending.exists() && start.elapsed() < MOST {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::late_modules::loaded(&self.state.config.run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
     }
 
     /// This node's lease on each network of `map` that has one, with the network.

@@ -234,19 +234,9 @@ impl Runtime {
     }
 
     /// Waits while orc-init loads the kernel modules containers use (the
-    /// overlay filesystem among them) after it started the agent: a fraction
-    /// of a second after boot, never again. Bounded: past it the start goes
-    /// on and fails, if it must, naming what is missing.
+    /// overlay filesystem among them).
     async fn modules_loaded(&self) {
-        const MOST: Duration = Duration::from_secs(30);
-        let start = std::time::Instant::now();
-        if !self.modules_pending.exists() {
-            return;
-        }
-        while self.modules_pending.exists() && start.elapsed() < MOST {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::info!(waited_ms = start.elapsed().as_millis() as u64, "waited for the late kernel modules");
+        crate::late_modules::loaded(&self.modules_pending).await;
     }
 
     /// Waits (in a task) for the container to exit, records it, and

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::files::TaskFiles;
 use super::runtime::{TaskRuntime, Trust};
-use super::volumes::TaskVolumes;
+use super::volumes::{TaskVolumes, VolumeError};
 use crate::cluster::objects::{Health, NetworkMode, StopPolicy, Task, TaskState};
 use crate::error::AgentError;
 use crate::model::image_policy::ImagePolicy;
@@ -456,7 +456,11 @@ impl Executor {
             }
         };
         let mut mounts = files;
-        match self.volumes.prepare(t) {
+        // An NFS volume's mount waits on its server: off the runtime's threads.
+        self.volumes.ready_for(t).await;
+        let (volumes, task) = (self.volumes.clone(), t.clone());
+        let prepared = tokio::task::spawn_blocking(move || volumes.prepare(&task)).await;
+        match prepared.unwrap_or_else(|e| Err(VolumeError::Io { path: t.id.clone().into(), source: e.into() })) {
             Ok(m) => mounts.extend(m),
             Err(e) => {
                 self.files.remove(&t.id);
@@ -685,7 +689,7 @@ mod tests {
             Arc::new(rt.clone()),
             None,
             TaskFiles::new(Path::new("/nonexistent")),
-            TaskVolumes::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent"), Path::new("/nonexistent")),
         );
 
         // Wanted running: a container named for the task, labelled, never restarted by the node.
@@ -734,7 +738,7 @@ mod tests {
             Arc::new(rt.clone()),
             None,
             TaskFiles::new(Path::new("/nonexistent")),
-            TaskVolumes::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent"), Path::new("/nonexistent")),
         );
         let rule = |pattern: &str| PolicyRule { pattern: pattern.into(), keys: vec!["k".into()] };
         ex.set_image_policy(Some(ImagePolicy { rules: vec![rule("*/busybox")] }));
@@ -769,7 +773,7 @@ mod tests {
             Arc::new(rt.clone()),
             None,
             TaskFiles::new(Path::new("/nonexistent")),
-            TaskVolumes::new(Path::new("/nonexistent")),
+            TaskVolumes::new(Path::new("/nonexistent"), Path::new("/nonexistent")),
         );
         let probe = |file: &str| Probe {
             interval_ms: 10,

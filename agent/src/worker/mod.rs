@@ -8,7 +8,9 @@
 //! - [`executor`]: tasks ↔ containers.
 //! - [`files`]: the secrets and configs the leader sent, in memory, and
 //!   each task's tmpfs holding its own.
-//! - [`volumes`]: named, slot and anonymous volumes on STATE.
+//! - [`volumes`]: named, slot and anonymous volumes on STATE;
+//!   [`volume_size`]: their size limits (project quotas); [`nfs_mount`]:
+//!   those on NFS.
 //! - [`health`]: a task's probes as a state machine; [`prober`]: running them.
 //! - [`usage`]: what running tasks use, for the heartbeat (autoscaling).
 //! - [`fence`]: a node cut off from the managers stops its stateful tasks.
@@ -19,9 +21,11 @@ pub mod executor;
 pub mod fence;
 pub mod files;
 pub mod health;
+pub mod nfs_mount;
 pub mod prober;
 pub mod reported;
 pub mod runtime;
 pub mod session;
 pub mod usage;
+pub mod volume_size;
 pub mod volumes;

@@ -47,6 +47,7 @@ fn merged(args: &QuotaArgs, current: Quota) -> Result<Quota, CliError> {
         memory: cap(args.memory.as_deref(), current.memory, parse_bytes)?,
         tasks: cap(args.tasks.as_deref(), current.tasks, count("tasks"))?,
         volumes: cap(args.volumes.as_deref(), current.volumes, count("volumes"))?,
+        volume_size: cap(args.volume_size.as_deref(), current.volume_size, parse_bytes)?,
     })
 }
 
@@ -72,6 +73,7 @@ fn row(n: &Namespace) -> Vec<String> {
         of(u.memory, q.memory, bytes),
         of(u.tasks, q.tasks, |n| n.to_string()),
         of(u.volumes, q.volumes, |n| n.to_string()),
+        of(u.volume_size, q.volume_size, bytes),
         if n.created_ms > 0 { ago(n.created_ms) } else { "-".into() },
     ]
 }
@@ -82,8 +84,10 @@ fn namespace_json(n: &Namespace) -> serde_json::Value {
     json!({
         "name": n.name, "created_ms": n.created_ms,
         "services": n.services, "secrets": n.secrets, "configs": n.configs,
-        "quota": {"cpus": q.cpus, "memory": q.memory, "tasks": q.tasks, "volumes": q.volumes},
-        "used": {"cpus": u.cpus, "memory": u.memory, "tasks": u.tasks, "volumes": u.volumes},
+        "quota": {"cpus": q.cpus, "memory": q.memory, "tasks": q.tasks, "volumes": q.volumes,
+            "volume_size": q.volume_size},
+        "used": {"cpus": u.cpus, "memory": u.memory, "tasks": u.tasks, "volumes": u.volumes,
+            "volume_size": u.volume_size},
     })
 }
 
@@ -97,7 +101,7 @@ fn print(n: &Namespace, out: Output, what: &str) {
     }
 }
 
-const HEADER: &[&str] = &["NAME", "SERVICES", "CPUS", "MEMORY", "TASKS", "VOLUMES", "CREATED"];
+const HEADER: &[&str] = &["NAME", "SERVICES", "CPUS", "MEMORY", "TASKS", "VOLUMES", "VOLUME SIZE", "CREATED"];
 
 /// `namespace create|ls|inspect|quota|rm`.
 pub async fn run(cmd: NamespaceCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
@@ -144,10 +148,16 @@ mod tests {
 
     #[test]
     fn given_caps_change_and_none_lifts_one() {
-        let cur = Quota { cpus: Some(2.0), memory: Some(1 << 30), tasks: Some(10), volumes: None };
-        let args = QuotaArgs { memory: Some("2GiB".into()), tasks: Some("none".into()), ..Default::default() };
+        let cur = Quota { cpus: Some(2.0), memory: Some(1 << 30), tasks: Some(10), ..Default::default() };
+        let args = QuotaArgs {
+            memory: Some("2GiB".into()),
+            tasks: Some("none".into()),
+            volume_size: Some("10GiB".into()),
+            ..Default::default()
+        };
         let q = merged(&args, cur).unwrap();
-        assert_eq!(q, Quota { cpus: Some(2.0), memory: Some(2 << 30), tasks: None, volumes: None });
+        let want = Quota { cpus: Some(2.0), memory: Some(2 << 30), volume_size: Some(10 << 30), ..Default::default() };
+        assert_eq!(q, want);
         let bad = QuotaArgs { tasks: Some("many".into()), ..Default::default() };
         let err = merged(&bad, Quota::default()).unwrap_err().to_string();
         assert!(err.contains("--tasks") && err.contains("none"), "{err}");

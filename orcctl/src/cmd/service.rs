@@ -285,7 +285,7 @@ fn spec_json(spec: &ServiceSpec) -> serde_json::Value {
         "secrets": spec.secrets.iter().map(file_json).collect::<Vec<_>>(),
         "configs": spec.configs.iter().map(file_json).collect::<Vec<_>>(),
         "mounts": spec.mounts.iter().map(|m| json!({"type": m.r#type, "source": m.source, "target": m.target,
-            "read_only": m.read_only})).collect::<Vec<_>>(),
+            "read_only": m.read_only, "size": m.size})).collect::<Vec<_>>(),
         "health": spec.health.as_ref().map(health_json),
         "update": spec.update.as_ref().map(policy_json), "rollback": spec.rollback.as_ref().map(policy_json),
         "stop_grace_ms": spec.stop_grace_ms, "stop_signal": spec.stop_signal, "stop_drain_ms": spec.stop_drain_ms,

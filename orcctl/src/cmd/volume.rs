@@ -9,19 +9,29 @@ use super::status_err;
 use crate::cli::{Output, VolumeCommand};
 use crate::connect::{manager, Trust};
 use crate::error::CliError;
-use crate::output::{ago, table};
-use crate::parse::key_value;
+use crate::output::{ago, bytes, table};
+use crate::parse::{key_value, parse_bytes};
 
 fn volume_json(v: &Volume) -> serde_json::Value {
     json!({"id": v.id, "name": v.name, "namespace": v.namespace, "labels": v.labels, "created_ms": v.created_ms,
         "slot_service": v.slot_service, "slot": v.slot, "node_id": v.node_id, "node": v.node_hostname,
-        "services": v.services, "tasks": v.tasks})
+        "services": v.services, "tasks": v.tasks, "size": v.size, "driver": v.driver,
+        "nfs_source": v.nfs_source, "nfs_dir": v.nfs_dir, "nfs_options": v.nfs_options})
 }
 
 fn row(v: &Volume) -> Vec<String> {
     let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
     let slot = if v.slot > 0 { format!("{}.{}", v.slot_service, v.slot) } else { String::new() };
-    vec![v.name.clone(), dash(slot), dash(v.node_hostname.clone()), dash(v.services.join(",")), ago(v.created_ms)]
+    let size = if v.size > 0 { bytes(v.size) } else { String::new() };
+    vec![
+        v.name.clone(),
+        v.driver.clone(),
+        dash(size),
+        dash(slot),
+        dash(v.node_hostname.clone()),
+        dash(v.services.join(",")),
+        ago(v.created_ms),
+    ]
 }
 
 /// `volume create|ls|inspect|rm`.
@@ -30,9 +40,12 @@ pub async fn run(cmd: VolumeCommand, candidates: &[String], trust: &Trust, out: 
     let mut c = VolumesClient::new(crate::connect::scoped(channel, trust)?);
     let e = status_err(&addr);
     match cmd {
-        VolumeCommand::Create { name, label } => {
+        VolumeCommand::Create { name, label, size, opt } => {
             let labels = label.iter().map(|l| key_value(l, "label")).collect::<Result<_, _>>()?;
-            let v = c.create(CreateVolumeRequest { name, labels }).await.map_err(&e)?.into_inner();
+            let options = opt.iter().map(|o| key_value(o, "opt")).collect::<Result<_, _>>()?;
+            let size = size.as_deref().map(parse_bytes).transpose()?.unwrap_or(0);
+            let req = CreateVolumeRequest { name, labels, size, options };
+            let v = c.create(req).await.map_err(&e)?.into_inner();
             match out {
                 Output::Json => println!("{}", volume_json(&v)),
                 Output::Table => println!("volume {} created", v.name),
@@ -42,9 +55,10 @@ pub async fn run(cmd: VolumeCommand, candidates: &[String], trust: &Trust, out: 
             let list = c.list(ListVolumesRequest {}).await.map_err(&e)?.into_inner().volumes;
             match out {
                 Output::Json => println!("{}", json!(list.iter().map(volume_json).collect::<Vec<_>>())),
-                Output::Table => {
-                    table(&["NAME", "SLOT", "NODE", "SERVICES", "CREATED"], &list.iter().map(row).collect::<Vec<_>>())
-                }
+                Output::Table => table(
+                    &["NAME", "DRIVER", "SIZE", "SLOT", "NODE", "SERVICES", "CREATED"],
+                    &list.iter().map(row).collect::<Vec<_>>(),
+                ),
             }
         }
         VolumeCommand::Inspect { name } => {
