@@ -338,6 +338,39 @@ fn volumes_keep_data_where_their_tasks_run(c: &LocalCluster, image: &str) {
     for v in ["d-st.1", "d-st.2"] {
         c.wait(SETTLE, "the slot volumes removable", |c| c.ctl(&["volume", "rm", v]).ok).unwrap();
     }
+    volumes_a_node_cannot_give(c, image);
+}
+
+/// Where a node cannot give what a volume asks, its task is refused saying
+/// which volume and why: this host's filesystems hold no project quotas and
+/// its kernel has no NFS client (orc nodes have both: `vm_cluster` checks
+/// them there).
+fn volumes_a_node_cannot_give(c: &LocalCluster, image: &str) {
+    assert!(c.ctl(&["volume", "create", "capped", "--size", "1MiB"]).ok);
+    let nfs = ["--opt", "type=nfs", "--opt", "o=addr=127.0.0.1", "--opt", "device=:/srv"];
+    assert!(c.ctl(&[&["volume", "create", "remote"][..], &nfs].concat()).ok);
+    let sized_nfs = c.ctl(&[&["volume", "create", "both", "--size", "1MiB"][..], &nfs].concat());
+    assert!(!sized_nfs.ok && sized_nfs.stderr.contains("NFS volume takes no --size"), "{}", sized_nfs.stderr);
+    let cases = [
+        ("capped-user", "capped", "needs project quotas"),
+        ("remote-user", "remote", "mounting NFS export 127.0.0.1:/srv (nfs4, vers=4.2,addr=127.0.0.1)"),
+    ];
+    for (service, volume, why) in cases {
+        let mount = format!("source={volume},target=/v");
+        assert!(c.ctl(&["service", "create", "--name", service, "--mount", &mount, image, "--", "sleep", "60"]).ok);
+        let said = |c: &LocalCluster| {
+            let tasks = c.json(&["service", "ps", service]);
+            tasks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["error"].as_str().map(str::to_string))
+                .find(|e| e.starts_with(&format!("volume {volume}: ")) && e.contains(why))
+        };
+        c.wait(SETTLE, why, |c| said(c).is_some()).unwrap();
+        assert!(c.ctl(&["service", "rm", service]).ok);
+        c.wait(SETTLE, "the volume removable", |c| c.ctl(&["volume", "rm", volume]).ok).unwrap();
+    }
 }
 
 fn secrets_and_configs_reach_only_their_tasks(c: &LocalCluster, image: &str) {
