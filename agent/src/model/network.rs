@@ -206,14 +206,10 @@ impl ServiceEndpoints {
 pub struct Endpoint {
     pub task: String,
     /// Replicated services: its slot (stateful ones answer `<slot>.<service>`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub slot: u64,
     /// Its address on each of the service's networks.
     pub addresses: BTreeMap<String, Ipv4Addr>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// What every node is sent of the networks: the pool, every lease (its

@@ -26,13 +26,7 @@ fn role_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Role>, 
 
 pub use crate::clock::unix_ms as now_ms;
 
-/// Fields added after the first stores are left out of the encoding while
-/// they hold their default (read back by `#[serde(default)]`): every task
-/// carries its service's spec, and a few hundred bytes of defaults per
-/// task cost the log, replication and snapshots a third more work.
-fn is_default<T: Default + PartialEq>(v: &T) -> bool {
-    *v == T::default()
-}
+use super::is_default;
 
 /// A short random id (12 hex digits), like Docker's short ids.
 pub fn new_id() -> String {

@@ -127,17 +127,13 @@ pub struct FileRef {
     /// Where in the container; empty: [`PayloadKind::target`]'s default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub uid: u32,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub gid: u32,
     /// Permission bits; 0: [`DEFAULT_MODE`].
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub mode: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 impl FileRef {

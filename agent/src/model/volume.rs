@@ -40,7 +40,7 @@ pub struct Volume {
     pub node: String,
     /// Its size limit, bytes (0: none): a project quota on each node's
     /// copy (see `worker::volume_size`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub size: u64,
     /// Where its data is when not on the nodes: an NFS export.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,17 +136,14 @@ impl Nfs {
         }
     }
 
-    /// The version asked for (`vers=`/`nfsvers=`), 4.2 by default.
-    fn version(&self) -> &str {
-        self.options
-            .iter()
-            .find_map(|o| o.strip_prefix("vers=").or_else(|| o.strip_prefix("nfsvers=")))
-            .unwrap_or("4.2")
+    /// The version its options ask for (`vers=`/`nfsvers=`), if any.
+    fn version_given(&self) -> Option<&str> {
+        self.options.iter().find_map(|o| o.strip_prefix("vers=").or_else(|| o.strip_prefix("nfsvers=")))
     }
 
     /// The filesystem type to mount: `nfs4` for NFSv4, `nfs` for v2/v3.
     pub fn fs_type(&self) -> &'static str {
-        if self.version().starts_with('4') {
+        if self.version_given().unwrap_or("4").starts_with('4') {
             "nfs4"
         } else {
             "nfs"
@@ -156,16 +153,12 @@ impl Nfs {
     /// The kernel's mount data: the options, the version, the address.
     pub fn mount_data(&self) -> String {
         let mut o = self.options.clone();
-        if !o.iter().any(|o| o.starts_with("vers=") || o.starts_with("nfsvers=")) {
+        if self.version_given().is_none() {
             o.push("vers=4.2".into());
         }
         o.push(format!("addr={}", self.server));
         o.join(",")
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,7 +214,7 @@ pub struct ServiceMount {
     pub read_only: bool,
     /// The size limit, bytes (0: none), of an anonymous volume or of each
     /// slot's own volume of a stateful service (a named volume has its own).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_default")]
     pub size: u64,
 }
 

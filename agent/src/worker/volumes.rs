@@ -142,8 +142,11 @@ impl TaskVolumes {
     /// directory in it that is the volume (made there when missing).
     fn nfs(&self, dir: &Path, name: &str, nfs: &crate::model::volume::Nfs) -> Result<PathBuf, VolumeError> {
         let data = dir.join("_data");
-        Self::make(&data)?;
-        let _ = std::fs::write(dir.join("name"), name);
+        if !super::nfs_mount::is_mountpoint(&data) {
+            Self::make(&data)?;
+            // What it is, for whoever looks at STATE.
+            let _ = std::fs::write(dir.join("name"), name);
+        }
         super::nfs_mount::ensure(&data, nfs)
             .map_err(|e| VolumeError::Nfs { volume: name.to_string(), source: Box::new(e) })?;
         if nfs.dir.is_empty() {
