@@ -216,7 +216,9 @@ async fn change(
 ) -> Result<(View, Service), ClusterError> {
     match change_from(raft, Read::Applied, ns, ident, what, &f).await {
         Err(ClusterError::Raft(e)) => Err(ClusterError::Raft(e)),
-        Err(_) => change_from(raft, Read::Linearizable, ns, ident, what, &f).await,
+        // Racing writes in a namespace with a quota conflict on it: read
+        // again and check again, as creates do.
+        Err(_) => super::namespaces::retried(|| change_from(raft, Read::Linearizable, ns, ident, what, &f)).await,
         done => done,
     }
 }
