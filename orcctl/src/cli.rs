@@ -539,8 +539,9 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// A cluster network to join (made with `network create --attachable`), repeatable, in
-    /// order: the first holds its default route and resolver. Default: the node's own network.
+    /// A cluster network to join (made with `network create --attachable`; one of a namespace
+    /// other than default as NAMESPACE/NAME), repeatable, in order: the first holds its default
+    /// route and resolver. Default: the node's own network.
     #[arg(long)]
     pub network: Vec<String>,
     /// CPU quota in CPUs, e.g. 0.5.
@@ -630,9 +631,10 @@ pub struct ServiceFlags {
     /// Replicated jobs: tasks running at once (default: all of --replicas).
     #[arg(long)]
     pub max_concurrent: Option<u64>,
-    /// A network its tasks join (repeatable, in order: the first holds
-    /// their default route and resolver; default: `default`), or `host`
-    /// for the node's own network (admins only).
+    /// A network of the service's namespace (or the shared `default`) its
+    /// tasks join (repeatable, in order: the first holds their default
+    /// route and resolver; default: `default`), or `host` for the node's
+    /// own network (admins only).
     #[arg(long)]
     pub network: Vec<String>,
     /// Storage to mount (repeatable): type=volume,source=NAME,target=PATH[,readonly]
@@ -865,7 +867,7 @@ pub struct ServiceUpdate {
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
-    /// Make a network (its own VXLAN; addresses from the cluster's pool, or --subnet).
+    /// Make a network in the namespace (its own VXLAN; addresses from the cluster's pool, or --subnet).
     Create {
         /// A DNS label: <service>.<network> resolves.
         name: String,
@@ -885,7 +887,7 @@ pub enum NetworkCommand {
         #[arg(long)]
         label: Vec<String>,
     },
-    /// Every network, `default` (the cluster's pool) first.
+    /// The namespace's networks, the shared `default` (the cluster's pool) first.
     #[command(alias = "list")]
     Ls,
     /// A network with its subnet on each node and the tasks on it.

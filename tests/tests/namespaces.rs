@@ -61,6 +61,7 @@ fn namespaces_quotas_and_scoped_people() {
     same_names_apart(&c);
     quotas(&c);
     scoped_people(&c, dir.path());
+    networks_apart(&c);
     removal(&c);
 }
 
@@ -302,22 +303,67 @@ fn scoped_people(c: &LocalCluster, dir: &Path) {
         let (ok_, _, err) = as_alice(args);
         assert!(!ok_ && err.contains("works in namespaces team-a only"), "{args:?}: {err}");
     }
-    for args in [&["node", "ls"][..], &["network", "create", "n1"], &["namespace", "create", "mine"]] {
+    for args in [&["node", "ls"][..], &["-N", "default", "network", "create", "n1"], &["namespace", "create", "mine"]] {
         let (ok_, _, err) = as_alice(args);
         assert!(!ok_, "{args:?} reaches beyond team-a");
         assert!(err.contains("team-a") || err.contains("admin"), "{args:?}: {err}");
     }
+    // Networks are her namespace's: she makes one there, and of the shared
+    // `default` she sees her services only, and no node's lease.
+    let (ok_, _, err) = as_alice(&["network", "create", "n1"]);
+    assert!(ok_, "{err}");
+    let (ok_, out, err) = as_alice(&["-o", "json", "network", "ls"]);
+    assert!(ok_, "{err}");
+    assert_eq!(names(&serde_json::from_str(&out).unwrap()), vec![pair("team-a", "default"), pair("team-a", "n1")]);
+    let (ok_, out, err) = as_alice(&["-o", "json", "network", "inspect", "default"]);
+    assert!(ok_, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["services"], serde_json::json!(["web"]), "{d}");
+    assert_eq!(d["leases"], serde_json::json!([]), "{d}");
+    let tasks = d["tasks"].as_array().unwrap();
+    let all = c.json(&["network", "inspect", "default"]);
+    assert!(!all["leases"].as_array().unwrap().is_empty(), "an admin sees the leases: {all}");
+    let hers = c.json(&["-N", "team-a", "service", "ps", "web"]);
+    for t in tasks {
+        assert!(hers.to_string().contains(t["id"].as_str().unwrap()), "{t} is not hers: {hers}");
+    }
+    assert!(!c.json(&["network", "ls"]).to_string().contains("n1"), "default has no n1");
     assert_eq!(names(&c.json(&["service", "ls"])), vec![pair("default", "web")], "default's web untouched");
+}
+
+/// One network name in two namespaces is two networks; services join
+/// their own namespace's.
+fn networks_apart(c: &LocalCluster) {
+    ok(c, &["network", "create", "back"]);
+    ok(c, &["-N", "team-b", "network", "create", "back"]);
+    ok(c, &["-N", "team-b", "service", "create", "--name", "api", "--network", "back", IMAGE]);
+    let b = c.json(&["-N", "team-b", "network", "inspect", "back"]);
+    assert_eq!((&b["namespace"], &b["services"]), (&serde_json::json!("team-b"), &serde_json::json!(["api"])), "{b}");
+    let d = c.json(&["network", "inspect", "back"]);
+    assert_eq!(d["services"], serde_json::json!([]), "default's back is another network: {d}");
+    assert_ne!(b["vni"], d["vni"], "each has its own VXLAN");
+    let used = refused(c, &["-N", "team-b", "network", "rm", "back"]);
+    assert!(used.contains("in use by services api"), "{used}");
+    let none = refused(c, &["-N", "team-b", "service", "create", "--name", "x", "--network", "front", IMAGE]);
+    assert!(
+        none.contains("does not exist in namespace team-b") && none.contains("orcctl -N team-b network create front"),
+        "{none}"
+    );
+    let ls = c.json(&["-N", "team-b", "network", "ls"]);
+    assert_eq!(names(&ls), vec![pair("team-b", "back"), pair("team-b", "default")]);
+    ok(c, &["network", "rm", "back"]);
+    assert!(c.json(&["-N", "team-b", "network", "inspect", "back"])["name"] == "back", "team-b's stays");
 }
 
 fn removal(c: &LocalCluster) {
     let busy = refused(c, &["namespace", "rm", "team-a"]);
-    assert!(busy.contains("team-a") && busy.contains("service"), "{busy}");
+    assert!(busy.contains("team-a") && busy.contains("service") && busy.contains("1 networks"), "{busy}");
     let def = refused(c, &["namespace", "rm", "default"]);
     assert!(def.contains("default"), "{def}");
     ok(c, &["-N", "team-a", "service", "rm", "web"]);
     ok(c, &["-N", "team-a", "config", "rm", "site"]);
     ok(c, &["-N", "team-a", "volume", "rm", "d1"]);
+    ok(c, &["-N", "team-a", "network", "rm", "n1"]);
     ok(c, &["namespace", "rm", "team-a"]);
     let ls = c.json(&["namespace", "ls"]);
     assert!(!ls.as_array().unwrap().iter().any(|n| n["name"] == "team-a"), "{ls}");

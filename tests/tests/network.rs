@@ -21,6 +21,9 @@ use orc_e2e::oci;
 use orc_e2e::registry::Registry;
 
 const SETTLE: Duration = Duration::from_secs(60);
+/// How long a name may take to appear or go in DNS here (a second is what
+/// is meant; the margin is for a loaded 2-core CI machine, not a promise).
+const DNS_WAIT: Duration = Duration::from_secs(30);
 
 /// The running tasks of `service`: (task id, node address, task address, container).
 fn running(c: &LocalCluster, service: &str) -> Vec<(String, String, String, String)> {
@@ -99,7 +102,7 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     assert!(vip.starts_with("10.255.0."), "from the pool's VIP block: {vip}");
     let mut addrs: Vec<String> = who.iter().map(|t| t.2.clone()).collect();
     addrs.sort();
-    c.wait(Duration::from_secs(10), "DNS answering who and tasks.who", |c| {
+    c.wait(DNS_WAIT, "DNS answering who and tasks.who", |c| {
         lookup(c, node0, ctr0, "who") == std::slice::from_ref(&vip) && lookup(c, node0, ctr0, "tasks.who") == addrs
     })
     .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", lookup(c, node0, ctr0, "who"), lookup(c, node0, ctr0, "tasks.who")));
@@ -116,8 +119,7 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     // From a task of the service itself (it may land on itself: hairpin).
     let (_, n1, _, c1) = &who[0];
     // Its node answers the name once it has loaded the VIP's rules.
-    c.wait(Duration::from_secs(10), "who's node answering tasks.who", |c| lookup(c, n1, c1, "tasks.who") == addrs)
-        .unwrap();
+    c.wait(DNS_WAIT, "who's node answering tasks.who", |c| lookup(c, n1, c1, "tasks.who") == addrs).unwrap();
     for _ in 0..6 {
         let (ok, body) = get_from(c, n1, c1, &vip);
         assert!(ok && !body.is_empty(), "a task through its own service's VIP: {body}");
@@ -128,10 +130,8 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     let out = c.ctl(&["--nodes", kn, "container", "kill", kctr, "--signal", "KILL"]);
     assert!(out.ok, "{}", out.stderr);
     let killed = std::time::Instant::now();
-    c.wait(Duration::from_secs(10), "the killed task out of tasks.who", |c| {
-        !lookup(c, node0, ctr0, "tasks.who").contains(kaddr)
-    })
-    .unwrap();
+    c.wait(DNS_WAIT, "the killed task out of tasks.who", |c| !lookup(c, node0, ctr0, "tasks.who").contains(kaddr))
+        .unwrap();
     eprintln!("a killed task left DNS in {:?}", killed.elapsed());
     for _ in 0..8 {
         let (ok, body) = get_from(c, node0, ctr0, &vip);
@@ -168,20 +168,42 @@ fn namespaces_in_dns(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
         |ns: &str| c.json(&["-N", ns, "service", "inspect", "echo"])["vips"]["default"].as_str().unwrap().to_string();
     let (ours, theirs) = (vip("default"), vip("team-a"));
     assert_ne!(ours, theirs);
-    c.wait(Duration::from_secs(10), "DNS answering echo and echo.team-a", |c| {
+    c.wait(DNS_WAIT, "DNS answering echo and echo.team-a", |c| {
         lookup(c, node0, ctr0, "echo") == std::slice::from_ref(&ours)
             && lookup(c, node0, ctr0, "echo.team-a") == std::slice::from_ref(&theirs)
     })
     .unwrap_or_else(|e| {
-        panic!("{e}: {:?} {:?}", lookup(c, node0, ctr0, "echo"), lookup(c, node0, ctr0, "echo.team-a"))
+        let raw = c.exec(node0, ctr0, &["nslookup", "echo"]).1;
+        panic!("{e}: {raw}\n{:?}\n{}", lookup(c, node0, ctr0, "echo.team-a"), c.agents[0].log())
     });
     let (_, tn, _, tc) = running_in(c, "team-a", "echo").remove(0);
     let (_, resolv) = c.exec(&tn, &tc, &["cat", "/etc/resolv.conf"]);
     assert!(resolv.lines().any(|l| l.starts_with("search team-a")), "{resolv}");
-    c.wait(Duration::from_secs(10), "team-a's task resolving echo as its own", |c| {
+    c.wait(DNS_WAIT, "team-a's task resolving echo as its own", |c| {
         lookup(c, &tn, &tc, "echo") == std::slice::from_ref(&theirs)
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", lookup(c, &tn, &tc, "echo")));
+
+    // A network of team-a: its service is found there by `db`, `db.back`
+    // and `db.back.team-a`, and not from default's network.
+    ok(&["-N", "team-a", "network", "create", "back"]);
+    ok(&["-N", "team-a", "service", "create", "--name", "db", "--network", "back", image, "--", "sleep", "3600"]);
+    c.wait(SETTLE, "team-a's db running", |c| running_in(c, "team-a", "db").len() == 1).unwrap();
+    let db = c.json(&["-N", "team-a", "service", "inspect", "db"]);
+    let db_vip = db["vips"]["back"].as_str().unwrap_or_else(|| panic!("a VIP on back: {db}")).to_string();
+    assert_eq!(db["networks"], serde_json::json!(["back"]), "{db}");
+    let (_, dn, _, dc) = running_in(c, "team-a", "db").remove(0);
+    c.wait(DNS_WAIT, "db resolved on team-a's back", |c| {
+        ["db", "db.back", "db.back.team-a"].iter().all(|n| lookup(c, &dn, &dc, n) == std::slice::from_ref(&db_vip))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", lookup(c, &dn, &dc, "db"), lookup(c, &dn, &dc, "db.back")));
+    assert!(lookup(c, node0, ctr0, "db.team-a").is_empty(), "db resolved off its network");
+    assert!(lookup(c, &tn, &tc, "db").is_empty(), "team-a's echo is on default, not on back");
+    let busy = c.ctl(&["namespace", "rm", "team-a"]);
+    assert!(!busy.ok && busy.stderr.contains("networks"), "{}", busy.stderr);
+    ok(&["-N", "team-a", "service", "rm", "db"]);
+    c.wait(SETTLE, "team-a's back free", |c| c.ctl(&["-N", "team-a", "network", "rm", "back"]).ok).unwrap();
+
     for ns in ["default", "team-a"] {
         ok(&["-N", ns, "service", "rm", "echo"]);
     }
@@ -232,8 +254,7 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     let (_, fnode, _, fctr) = &running(c, "front")[0];
     let (_, dev) = c.exec(fnode, fctr, &["cat", "/proc/net/dev"]);
     assert!(dev.contains("eth1:"), "an interface per network: {dev}");
-    c.wait(Duration::from_secs(10), "api resolved on back", |c| lookup(c, fnode, fctr, "api") == [vip.clone()])
-        .unwrap();
+    c.wait(DNS_WAIT, "api resolved on back", |c| lookup(c, fnode, fctr, "api") == [vip.clone()]).unwrap();
     assert_eq!(lookup(c, fnode, fctr, "api.back"), std::slice::from_ref(&vip));
     let (ok, body) = get_from(c, fnode, fctr, &vip);
     assert!(ok && !body.is_empty(), "through back's VIP: {body}");
@@ -258,10 +279,7 @@ fn networks_apart(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     let probe = c.json(&["--nodes", node0, "container", "inspect", "probe"]);
     let probe_addr = probe[0]["addresses"]["back"].as_str().unwrap_or_default().to_string();
     assert!(probe_addr.starts_with("172.30."), "an address on back: {probe}");
-    c.wait(Duration::from_secs(10), "api resolved from the container", |c| {
-        lookup(c, node0, "probe", "api") == [vip.clone()]
-    })
-    .unwrap();
+    c.wait(DNS_WAIT, "api resolved from the container", |c| lookup(c, node0, "probe", "api") == [vip.clone()]).unwrap();
     let (ok, body) = get_from(c, node0, "probe", &vip);
     assert!(ok && !body.is_empty(), "api's VIP from the container: {body}");
     let (ok, body) = get_from(c, fnode, fctr, &probe_addr);

@@ -192,6 +192,8 @@ const IN_A_NAMESPACE: &[&str] = &[
     "/orc.cluster.v1.Secrets/",
     "/orc.cluster.v1.Configs/",
     "/orc.cluster.v1.Volumes/",
+    // The shared `default` network shows such a person only theirs.
+    "/orc.cluster.v1.Networks/",
     "/orc.cluster.v1.Watch/Events",
     // Services and tasks; the handler refuses such a person nodes.
     "/orc.cluster.v1.Watch/Watch",
@@ -200,7 +202,7 @@ const IN_A_NAMESPACE: &[&str] = &[
 /// What such a person may call besides: renewing their own certificate,
 /// the quorum's state, and the namespaces they are in (the handlers show
 /// only those). The rest reaches the whole cluster (nodes, their
-/// containers and logs, certificates, settings, networks shared by all).
+/// containers and logs, certificates, settings).
 const ANY_NAMESPACE: &[&str] = &[
     "/orc.cluster.v1.Cluster/RenewCert",
     "/orc.cluster.v1.Cluster/Status",
@@ -604,7 +606,7 @@ mod tests {
         let none = DenyList::default();
         let call =
             |path: &str, ns: &str| authorize(path, false, Some("c"), Some(&op), &none, ns).err().map(|s| s.code());
-        for service in ["Services", "Secrets", "Configs", "Volumes"] {
+        for service in ["Services", "Secrets", "Configs", "Volumes", "Networks"] {
             for method in ["Create", "List", "Inspect", "Remove"] {
                 let path = format!("/orc.cluster.v1.{service}/{method}");
                 assert_eq!(call(&path, "team-a"), None, "{path} in its own namespace");
@@ -625,8 +627,6 @@ mod tests {
         // What reaches the whole cluster, whatever namespace is named.
         for path in [
             "/orc.cluster.v1.Nodes/List",
-            "/orc.cluster.v1.Networks/List",
-            "/orc.cluster.v1.Networks/Create",
             "/orc.machine.v1.Machine/Logs",
             "/orc.container.v1.Containers/Logs",
             "/orc.container.v1.Containers/Exec",

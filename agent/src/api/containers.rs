@@ -47,8 +47,7 @@ impl ContainersService {
         self.runtime.check_name_free(&spec.name).await?;
         let key = container_key(&spec.name);
         let hostname: String = spec.name.chars().take(MAX_HOSTNAME).collect();
-        let networks: Vec<&str> = spec.networks.iter().map(String::as_str).collect();
-        let a = match net.attach(&key, &hostname, "", &networks).await {
+        let a = match net.attach(&key, &hostname, "", &spec.networks).await {
             Ok(a) => a,
             Err(e) => {
                 net.detach(&key);

@@ -1,5 +1,6 @@
 //! Conversions between the cluster's objects and `orc.cluster.v1` messages.
 
+use crate::model::network::key_parts;
 use orc_proto::cluster as pb;
 
 use super::convert_lifecycle::*;
@@ -186,7 +187,8 @@ pub fn spec_to_proto(s: &ServiceSpec) -> pb::ServiceSpec {
         stateful: s.stateful,
         autoscale: s.autoscale.as_ref().map(autoscale_to_proto),
         network: s.network.as_str().into(),
-        networks: s.networks().iter().map(|n| n.to_string()).collect(),
+        // As its namespace names them (`back`, not the key `team-a/back`).
+        networks: s.networks().iter().map(|k| key_parts(k).1.to_string()).collect(),
         secrets: s.secrets.iter().map(file_to_proto).collect(),
         configs: s.configs.iter().map(file_to_proto).collect(),
         mounts: s
@@ -225,7 +227,7 @@ pub fn service_to_proto(v: &View, s: &Service) -> pb::Service {
         cron_status: s.spec.cron.as_ref().map(|c| cron_status(s, c)),
         autoscale_status: s.autoscale_status.as_ref().map(autoscale_status_to_proto),
         events: Vec::new(),
-        vips: s.vips.iter().map(|(n, ip)| (n.clone(), ip.to_string())).collect(),
+        vips: s.vips.iter().map(|(k, ip)| (key_parts(k).1.to_string(), ip.to_string())).collect(),
     }
 }
 
@@ -295,7 +297,7 @@ pub fn task_to_proto(v: &View, t: &Task) -> pb::Task {
         probe: t.probe.clone(),
         run: t.run,
         address: t.address().map(|a| a.to_string()).unwrap_or_default(),
-        addresses: t.addresses.iter().map(|(n, a)| (n.clone(), a.to_string())).collect(),
+        addresses: t.addresses.iter().map(|(k, a)| (key_parts(k).1.to_string(), a.to_string())).collect(),
         ready_ms: t.ready_ms,
     }
 }
@@ -362,9 +364,17 @@ mod tests {
 
     #[test]
     fn a_spec_shown_and_sent_back_is_the_same_spec() {
-        for networks in [vec![], vec!["back".to_string()], vec!["default".to_string(), "back".to_string()]] {
-            let s = ServiceSpec { name: "web".into(), image: "busybox".into(), networks, ..Default::default() };
-            let back = spec_from_proto(spec_to_proto(&s)).unwrap();
+        let lists = [vec![], vec!["back".to_string()], vec!["default".to_string(), "back".to_string()]];
+        for (networks, namespace) in lists.into_iter().flat_map(|n| [(n.clone(), ""), (n, "team-a")]) {
+            let s = ServiceSpec {
+                name: "web".into(),
+                namespace: namespace.into(),
+                image: "busybox".into(),
+                networks,
+                ..Default::default()
+            };
+            let mut back = spec_from_proto(spec_to_proto(&s)).unwrap();
+            back.namespace = s.namespace.clone();
             assert!(
                 back.runs_like(&s) && back.networks == s.networks,
                 "{:?} came back as {:?}",

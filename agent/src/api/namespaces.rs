@@ -79,6 +79,7 @@ fn to_proto(l: &Listed) -> pb::Namespace {
         services: l.services as u32,
         secrets: l.secrets as u32,
         configs: l.configs as u32,
+        networks: l.networks as u32,
     }
 }
 

@@ -359,7 +359,7 @@ pub async fn heartbeat(
             let addresses: BTreeMap<String, std::net::Ipv4Addr> = st
                 .addresses
                 .iter()
-                .filter(|(n, _)| nets.contains(&n.as_str()))
+                .filter(|(n, _)| nets.contains(n))
                 .filter_map(|(n, a)| Some((n.clone(), a.parse().ok()?)))
                 .collect();
             if t.state == state
@@ -531,7 +531,7 @@ fn networks_of(n: &Networks) -> Vec<NetworkRef> {
     n.networks
         .values()
         .map(|x| NetworkRef {
-            name: x.name.clone(),
+            name: x.key(),
             vni: x.vni,
             subnet: x.subnet.map(|p| p.cidr),
             encrypted: x.encrypted,

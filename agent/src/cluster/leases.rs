@@ -34,11 +34,12 @@ pub fn reconcile(v: &View) -> Vec<Command> {
     let networks = super::networks::all(v);
     for net in &networks {
         let space = net.space(pool);
+        let network = net.key();
         let mut avoid = own.clone();
         avoid.push(space.vips());
         for n in v.nodes.values() {
             let Some(underlay) = underlay_of(&n.addr) else { continue };
-            let id = SubnetLease::id(&net.name, &n.id);
+            let id = SubnetLease::id(&network, &n.id);
             // Only an encrypted network's peers need the node's key.
             let key = if net.encrypted { n.wg_key.clone() } else { String::new() };
             match v.leases.get(&id) {
@@ -50,11 +51,11 @@ pub fn reconcile(v: &View) -> Vec<Command> {
                 None => match ipam::lease(space.cidr, space.prefix, &leased, &avoid) {
                     Ok(subnet) => {
                         leased.insert(subnet);
-                        tracing::info!(network = %net.name, node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
-                        let l = SubnetLease { network: net.name.clone(), node: n.id.clone(), subnet, underlay, key };
+                        tracing::info!(%network, node = %n.id, hostname = %n.hostname, %subnet, "subnet leased");
+                        let l = SubnetLease { network: network.clone(), node: n.id.clone(), subnet, underlay, key };
                         cmds.push(Command::put_if(id, Object::Lease(Arc::new(l)), 0));
                     }
-                    Err(e) => tracing::warn!(network = %net.name, node = %n.id, error = %e, "no subnet for this node"),
+                    Err(e) => tracing::warn!(%network, node = %n.id, error = %e, "no subnet for this node"),
                 },
             }
         }
@@ -63,7 +64,7 @@ pub fn reconcile(v: &View) -> Vec<Command> {
         if !v.nodes.contains_key(&l.node) {
             tracing::info!(node = %l.node, subnet = %l.subnet, "subnet of a removed node freed");
             cmds.push(Command::delete(Kind::Lease, id.clone()));
-        } else if !networks.iter().any(|n| n.name == l.network) {
+        } else if !networks.iter().any(|n| n.key() == l.network) {
             tracing::info!(network = %l.network, subnet = %l.subnet, "subnet of a removed network freed");
             cmds.push(Command::delete(Kind::Lease, id.clone()));
         }

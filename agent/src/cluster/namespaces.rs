@@ -25,6 +25,7 @@ pub struct Listed {
     pub services: usize,
     pub secrets: usize,
     pub configs: usize,
+    pub networks: usize,
 }
 
 /// Fails the batch it is in unless namespace `ns` is still as read in `v`.
@@ -98,6 +99,7 @@ pub fn listed(v: &View, ns: &str) -> Result<Listed, ClusterError> {
         services: v.services.values().filter(|s| here(&s.spec.namespace)).count(),
         secrets: v.secrets.values().filter(|p| here(&p.namespace)).count(),
         configs: v.configs.values().filter(|p| here(&p.namespace)).count(),
+        networks: v.networks.values().filter(|n| here(&n.namespace)).count(),
         namespace,
     })
 }
@@ -137,12 +139,18 @@ pub async fn remove(raft: &RaftHandle, ns: &str) -> Result<Namespace, ClusterErr
     let v = view(raft).await?;
     let l = listed(&v, ns)?;
     let volumes = v.volumes.values().filter(|x| shown(&x.namespace) == ns).count();
-    let held = [(l.services, "services"), (l.secrets, "secrets"), (l.configs, "configs"), (volumes, "volumes")];
+    let held = [
+        (l.services, "services"),
+        (l.secrets, "secrets"),
+        (l.configs, "configs"),
+        (volumes, "volumes"),
+        (l.networks, "networks"),
+    ];
     let held: Vec<String> = held.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
     if !held.is_empty() {
         return Err(ClusterError::FailedPrecondition(format!(
             "namespace {ns} still holds {}: remove them first (`orcctl -N {ns} service ls`, `secret ls`, \
-             `config ls`, `volume ls`)",
+             `config ls`, `volume ls`, `network ls`)",
             held.join(", ")
         )));
     }

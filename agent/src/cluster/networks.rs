@@ -5,7 +5,10 @@
 //! services join it by name and get a virtual IP on it ([`super::vips`]),
 //! and tasks on different networks cannot reach each other (the nodes'
 //! forward chain, [`crate::network::nft`]). `default` is the pool itself:
-//! always there, never removed.
+//! always there, never removed, shared by every namespace. Other networks
+//! are objects of a namespace: only its services join them, and each
+//! namespace can have a network of the same name (keys as in
+//! [`network_key`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use super::objects::{
     new_id, now_ms, view, wg_port, Network, Pool, ServiceSpec, View, DEFAULT_NETWORK, DEFAULT_VNI, MAX_ENCRYPTED_VNI,
 };
 use crate::model::db::{Command, Kind, Object};
+use crate::model::namespace::{shown, stored, DEFAULT_NAMESPACE};
+use crate::model::network::{key_parts, network_key};
 use crate::network::ipam;
 use crate::raft::RaftHandle;
 
@@ -28,6 +33,8 @@ const MAX_VNI: u32 = (1 << 24) - 1;
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkRequest {
+    /// Its namespace (`default` included).
+    pub namespace: String,
     pub name: String,
     /// A CIDR of its own; None: the cluster's pool.
     pub subnet: Option<String>,
@@ -45,23 +52,28 @@ pub fn valid_name(n: &str) -> bool {
     crate::model::network::dns_label(n, 32)
 }
 
-/// The error for a network that does not exist.
-pub fn missing(name: &str) -> String {
+/// The error for the network at `key` that does not exist.
+pub fn missing(key: &str) -> String {
+    let (ns, name) = key_parts(key);
+    let n = ns.map(|ns| format!("-N {ns} ")).unwrap_or_default();
+    let inside = ns.map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
     format!(
-        "network {name:?} does not exist: create it with `orcctl network create {name}` (or see `orcctl network ls`)"
+        "network {name:?} does not exist{inside}: create it with `orcctl {n}network create {name}` (or see \
+         `orcctl {n}network ls`)"
     )
 }
 
-/// Where network `name`'s leases and virtual IPs come from; None when it
-/// does not exist.
-pub fn space(v: &View, name: &str, pool: Pool) -> Option<Pool> {
-    if name == DEFAULT_NETWORK {
+/// Where the leases and virtual IPs of the network at `key` come from;
+/// None when it does not exist.
+pub fn space(v: &View, key: &str, pool: Pool) -> Option<Pool> {
+    if key == DEFAULT_NETWORK {
         return Some(pool);
     }
-    v.networks.get(name).map(|n| n.space(pool))
+    v.networks.get(key).map(|n| n.space(pool))
 }
 
-/// Every network: `default` first (when the cluster has a pool), then by name.
+/// Every network of every namespace: `default` first (when the cluster
+/// has a pool), then by key.
 pub fn all(v: &View) -> Vec<Arc<Network>> {
     let mut out = Vec::new();
     if let Some(pool) = v.settings.network {
@@ -71,28 +83,40 @@ pub fn all(v: &View) -> Vec<Arc<Network>> {
     out
 }
 
+/// The networks namespace `ns` sees: `default`, then its own by name.
+pub fn in_namespace(v: &View, ns: &str) -> Vec<Arc<Network>> {
+    all(v).into_iter().filter(|n| n.name == DEFAULT_NETWORK || shown(&n.namespace) == ns).collect()
+}
+
 /// The `default` network as an object.
 pub fn builtin(pool: Pool) -> Network {
     Network { name: DEFAULT_NETWORK.into(), vni: DEFAULT_VNI, subnet: Some(pool), ..Default::default() }
 }
 
-/// Refuses a spec that joins a network that does not exist.
+/// Refuses a spec that joins a network its namespace does not have.
 pub fn check_joined(v: &View, spec: &ServiceSpec) -> Result<(), ClusterError> {
-    for n in spec.networks() {
-        if n != DEFAULT_NETWORK && !v.networks.contains_key(n) {
-            return Err(ClusterError::FailedPrecondition(missing(n)));
+    for key in spec.networks() {
+        if key != DEFAULT_NETWORK && !v.networks.contains_key(&key) {
+            return Err(ClusterError::FailedPrecondition(missing(&key)));
         }
     }
     Ok(())
 }
 
-/// Names of the services joining `name`, and how many tasks not over yet
-/// still hold an address on it.
-pub fn users(v: &View, name: &str) -> (Vec<String>, usize) {
-    let mut services: Vec<String> =
-        v.services.values().filter(|s| s.spec.networks().contains(&name)).map(|s| s.spec.name.clone()).collect();
+/// Names of the services of namespace `ns` joining the network at `key`
+/// (only `default` has those of other namespaces too, which one namespace
+/// does not see), and how many tasks not over yet still hold an address
+/// on it in any namespace.
+pub fn users(v: &View, key: &str, ns: &str) -> (Vec<String>, usize) {
+    let key = key.to_string();
+    let mut services: Vec<String> = v
+        .services
+        .values()
+        .filter(|s| shown(&s.spec.namespace) == ns && s.spec.networks().contains(&key))
+        .map(|s| s.spec.name.clone())
+        .collect();
     services.sort();
-    let tasks = v.tasks.values().filter(|t| !t.state.terminal() && t.addresses.contains_key(name)).count();
+    let tasks = v.tasks.values().filter(|t| !t.state.terminal() && t.addresses.contains_key(&key)).count();
     (services, tasks)
 }
 
@@ -115,10 +139,18 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
             "this cluster has no container CIDR: set one with `orcctl cluster update --container-cidr` first".into(),
         ));
     };
-    if v.networks.contains_key(&r.name) {
+    if v.namespace(&r.namespace).is_none() {
+        return Err(super::quota::missing(&r.namespace));
+    }
+    if v.networks.contains_key(&network_key(&r.namespace, &r.name)) {
         return Err(ClusterError::AlreadyExists(format!(
-            "a network named {:?} exists: see `orcctl network inspect {}`",
-            r.name, r.name
+            "a network named {:?} exists{}: see `orcctl network inspect {}`",
+            r.name,
+            Some(r.namespace.as_str())
+                .filter(|ns| *ns != DEFAULT_NAMESPACE)
+                .map(|ns| format!(" in namespace {ns}"))
+                .unwrap_or_default(),
+            r.name
         )));
     }
     let subnet = match &r.subnet {
@@ -134,7 +166,7 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
         Some(cidr) => {
             let prefix = r.subnet_size.unwrap_or(pool.prefix);
             let net = ipam::parse_pool(cidr, prefix).map_err(|e| bad(format!("network {}: {e}", r.name)))?;
-            overlaps(v, pool, net)?;
+            overlaps(v, &r.namespace, pool, net)?;
             Some(Pool { cidr: net, prefix })
         }
     };
@@ -151,6 +183,7 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
     Ok(Network {
         id: new_id(),
         name: r.name.clone(),
+        namespace: stored(&r.namespace),
         vni,
         subnet,
         encrypted: r.encrypted,
@@ -160,8 +193,9 @@ fn plan(v: &View, r: &NetworkRequest) -> Result<Network, ClusterError> {
     })
 }
 
-/// Refuses a subnet over the pool, another network's, or a node's own.
-fn overlaps(v: &View, pool: Pool, net: Ipv4Net) -> Result<(), ClusterError> {
+/// Refuses a subnet over the pool, another network's, or a node's own
+/// (a network of another namespace than `ns` is not named).
+fn overlaps(v: &View, ns: &str, pool: Pool, net: Ipv4Net) -> Result<(), ClusterError> {
     let over = |a: &Ipv4Net, b: &Ipv4Net| a.contains(&b.network()) || b.contains(&a.network());
     let taken = |what: String| {
         Err(ClusterError::FailedPrecondition(format!("subnet {net} overlaps {what}: choose a CIDR outside it")))
@@ -171,7 +205,10 @@ fn overlaps(v: &View, pool: Pool, net: Ipv4Net) -> Result<(), ClusterError> {
     }
     for n in v.networks.values() {
         if let Some(s) = n.subnet.filter(|s| over(&net, &s.cidr)) {
-            return taken(format!("network {}'s {}", n.name, s.cidr));
+            if shown(&n.namespace) == ns {
+                return taken(format!("network {}'s {}", n.name, s.cidr));
+            }
+            return taken(format!("{} (a network of another namespace)", s.cidr));
         }
     }
     for n in v.nodes.values() {
@@ -188,35 +225,39 @@ pub async fn create(raft: &RaftHandle, r: NetworkRequest) -> Result<(View, Netwo
     let v = view(raft).await?;
     let n = plan(&v, &r)?;
     let cmds = vec![
-        Command::put_if(n.vni.to_string(), Object::Vni(n.name.clone()), 0),
-        Command::put_if(n.name.clone(), Object::Network(Arc::new(n.clone())), 0),
+        super::namespaces::expect(&v, &r.namespace),
+        Command::put_if(n.vni.to_string(), Object::Vni(n.key()), 0),
+        Command::put_if(n.key(), Object::Network(Arc::new(n.clone())), 0),
     ];
     let res = raft.write(Command::Batch(cmds)).await?;
     if let Some(c) = res.conflict {
         return Err(ClusterError::changed("creating the network", &c));
     }
-    tracing::info!(network = %n.name, vni = n.vni, encrypted = n.encrypted, attachable = n.attachable, subnet = ?n.subnet.map(|s| s.cidr), "network created");
+    tracing::info!(network = %n.key(), vni = n.vni, encrypted = n.encrypted, attachable = n.attachable, subnet = ?n.subnet.map(|s| s.cidr), "network created");
     Ok((v, n))
 }
 
-/// Network `name` (`default` included) and the view it was read in.
-pub async fn inspect(raft: &RaftHandle, name: &str) -> Result<(View, Arc<Network>), ClusterError> {
+/// Network `name` of namespace `ns` (`default` included) and the view it
+/// was read in.
+pub async fn inspect(raft: &RaftHandle, ns: &str, name: &str) -> Result<(View, Arc<Network>), ClusterError> {
     let v = view(raft).await?;
-    let n = all(&v).into_iter().find(|n| n.name == name).ok_or_else(|| ClusterError::NotFound(missing(name)))?;
+    let key = network_key(ns, name);
+    let n = all(&v).into_iter().find(|n| n.key() == key).ok_or_else(|| ClusterError::NotFound(missing(&key)))?;
     Ok((v, n))
 }
 
-/// Removes network `name` unless a service joins it or a task still
-/// holds an address on it; its leases are freed by the leader.
-pub async fn remove(raft: &RaftHandle, name: &str) -> Result<Network, ClusterError> {
+/// Removes network `name` of namespace `ns` unless a service joins it or
+/// a task still holds an address on it; its leases are freed by the leader.
+pub async fn remove(raft: &RaftHandle, ns: &str, name: &str) -> Result<Network, ClusterError> {
     let v = view(raft).await?;
     if name == DEFAULT_NETWORK {
         return Err(ClusterError::FailedPrecondition(
             "the default network is the cluster's container CIDR and cannot be removed".into(),
         ));
     }
-    let n = v.networks.get(name).ok_or_else(|| ClusterError::NotFound(missing(name)))?.clone();
-    let (services, tasks) = users(&v, name);
+    let key = network_key(ns, name);
+    let n = v.networks.get(&key).ok_or_else(|| ClusterError::NotFound(missing(&key)))?.clone();
+    let (services, tasks) = users(&v, &key, ns);
     if !services.is_empty() {
         return Err(ClusterError::FailedPrecondition(format!(
             "network {name} is in use by services {}: remove them, or update them onto other networks \
@@ -229,9 +270,9 @@ pub async fn remove(raft: &RaftHandle, name: &str) -> Result<Network, ClusterErr
             "network {name} still has {tasks} tasks on it being stopped: try again in a few seconds"
         )));
     }
-    let cmds = vec![Command::delete(Kind::Network, name), Command::delete(Kind::Vni, n.vni.to_string())];
+    let cmds = vec![Command::delete(Kind::Network, key.clone()), Command::delete(Kind::Vni, n.vni.to_string())];
     raft.write(Command::Batch(cmds)).await?;
-    tracing::info!(network = %name, "network removed");
+    tracing::info!(network = %key, "network removed");
     Ok(Network::clone(&n))
 }
 
@@ -255,13 +296,18 @@ mod tests {
     }
 
     fn req(name: &str, subnet: Option<&str>) -> NetworkRequest {
-        NetworkRequest { name: name.into(), subnet: subnet.map(String::from), ..Default::default() }
+        NetworkRequest {
+            namespace: "default".into(),
+            name: name.into(),
+            subnet: subnet.map(String::from),
+            ..Default::default()
+        }
     }
 
     fn made(v: &mut View, r: NetworkRequest) -> Network {
         let n = plan(v, &r).unwrap();
-        v.apply(&Command::put(n.vni.to_string(), Object::Vni(n.name.clone())));
-        v.apply(&Command::put(n.name.clone(), Object::Network(Arc::new(n.clone()))));
+        v.apply(&Command::put(n.vni.to_string(), Object::Vni(n.key())));
+        v.apply(&Command::put(n.key(), Object::Network(Arc::new(n.clone()))));
         n
     }
 
@@ -305,9 +351,52 @@ mod tests {
         check_joined(&v, &ServiceSpec::default()).unwrap();
         let s = Service { id: "s".into(), spec, ..Default::default() };
         v.apply(&Command::put("s", Object::Service(Arc::new(s))));
-        assert_eq!(users(&v, "back").0, ["web"]);
-        assert!(users(&v, DEFAULT_NETWORK).0.is_empty(), "web joins back only");
+        assert_eq!(users(&v, "back", "default").0, ["web"]);
+        assert!(users(&v, DEFAULT_NETWORK, "default").0.is_empty(), "web joins back only");
         let names: Vec<String> = all(&v).iter().map(|n| n.name.clone()).collect();
         assert_eq!(names, ["default", "back"]);
+    }
+
+    #[test]
+    fn networks_are_objects_of_a_namespace() {
+        let mut v = state();
+        for ns in ["team-a", "team-b"] {
+            let n = crate::model::namespace::Namespace { name: ns.into(), ..Default::default() };
+            v.apply(&Command::put(ns, Object::Namespace(Arc::new(n))));
+        }
+        let in_ns = |ns: &str, name: &str| NetworkRequest { namespace: ns.into(), ..req(name, None) };
+        let back = made(&mut v, req("back", None));
+        let a = made(&mut v, in_ns("team-a", "back"));
+        let b = made(&mut v, in_ns("team-b", "back"));
+        assert_eq!((back.key(), a.key(), b.key()), ("back".into(), "team-a/back".into(), "team-b/back".into()));
+        assert_eq!(a.namespace, "team-a");
+        assert!(err(&v, in_ns("team-a", "back")).contains("exists in namespace team-a"));
+        assert!(err(&v, in_ns("team-c", "back")).contains("team-c"), "no such namespace");
+        // Another namespace's subnet is not named.
+        let own = made(&mut v, NetworkRequest { namespace: "team-b".into(), ..req("db", Some("172.30.0.0/16")) });
+        let e = err(&v, NetworkRequest { namespace: "team-a".into(), ..req("x", Some("172.30.128.0/17")) });
+        assert!(e.contains("another namespace") && !e.contains(&own.name), "{e}");
+        // A service joins its own namespace's network of that name, or the shared default.
+        let spec = |ns: &str, nets: &[&str]| ServiceSpec {
+            name: "web".into(),
+            namespace: ns.into(),
+            networks: nets.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(spec("team-a", &["back", "default"]).networks(), ["team-a/back", "default"]);
+        check_joined(&v, &spec("team-a", &["back", "default"])).unwrap();
+        let e = check_joined(&v, &spec("team-a", &["db"])).unwrap_err().to_string();
+        assert!(
+            e.contains("\"db\" does not exist in namespace team-a") && e.contains("orcctl -N team-a network create db"),
+            "{e}"
+        );
+        let s = Service { id: "s".into(), spec: spec("team-a", &["back", "default"]), ..Default::default() };
+        v.apply(&Command::put("team-a/web", Object::Service(Arc::new(s))));
+        assert_eq!(users(&v, "team-a/back", "team-a").0, ["web"]);
+        assert!(users(&v, "back", "default").0.is_empty(), "default's back is another network");
+        assert!(users(&v, DEFAULT_NETWORK, "team-b").0.is_empty(), "team-b does not see team-a's services");
+        let seen = |ns: &str| in_namespace(&v, ns).iter().map(|n| n.key()).collect::<Vec<_>>();
+        assert_eq!(seen("team-a"), ["default", "team-a/back"]);
+        assert_eq!(seen("default"), ["default", "back"]);
     }
 }

@@ -75,14 +75,39 @@ impl Pool {
     }
 }
 
-/// A network made with `orcctl network create`, kept at its name (names
-/// are what services, leases, claims and DNS names refer to; a network in
-/// use cannot be removed, so a name never points at two networks at once).
-/// The `default` network is not one of these: it is the cluster's pool.
+/// The key of network `name` as a service of `namespace` names it: the
+/// network of that namespace (`team-a/back`; bare in `default`), or the
+/// built-in `default`, which every namespace shares. Keys are what
+/// services, leases, task addresses and the nodes refer to networks by.
+pub fn network_key(namespace: &str, name: &str) -> String {
+    if name == DEFAULT_NETWORK {
+        return name.to_string();
+    }
+    super::namespace::scoped(namespace, name)
+}
+
+/// A network key's namespace (None: `default`'s, or the built-in one) and
+/// the network's own name, the DNS label tasks use (`<service>.<network>`).
+pub fn key_parts(key: &str) -> (Option<&str>, &str) {
+    match key.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, key),
+    }
+}
+
+/// A network made with `orcctl network create`, kept at its key (its name
+/// in its namespace, [`network_key`]: what services, leases, claims and
+/// DNS names refer to; a network in use cannot be removed, so a key never
+/// points at two networks at once). The `default` network is not one of
+/// these: it is the cluster's pool, shared by every namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Network {
     pub id: String,
     pub name: String,
+    /// Its namespace (empty: `default`): only that namespace's services
+    /// join it, and the same name can be a network in each namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
     /// Its VXLAN network identifier, unique in the cluster (257 up).
     pub vni: u32,
     /// Where its nodes' subnets (and its services' virtual IPs) come
@@ -101,6 +126,11 @@ pub struct Network {
 }
 
 impl Network {
+    /// Its key among networks ([`network_key`]).
+    pub fn key(&self) -> String {
+        network_key(&self.namespace, &self.name)
+    }
+
     /// Where its leases and virtual IPs come from, given the cluster's pool.
     pub fn space(&self, pool: Pool) -> Pool {
         self.subnet.unwrap_or(pool)
@@ -235,10 +265,11 @@ pub struct NetworkMap {
     pub removed_services: Vec<String>,
 }
 
-/// A network as nodes know it: its name, VNI and own CIDR if it has one
+/// A network as nodes know it: its key, VNI and own CIDR if it has one
 /// (its subnets on each node are the leases).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkRef {
+    /// Its key ([`network_key`]): `back`, `team-a/back`.
     pub name: String,
     pub vni: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]

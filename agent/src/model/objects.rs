@@ -459,13 +459,14 @@ impl ServiceSpec {
         crate::model::namespace::scoped(&self.namespace, name)
     }
 
-    /// The networks its tasks join, in order: the first holds their
-    /// default route and resolver. None on the node's own stack.
-    pub fn networks(&self) -> Vec<&str> {
+    /// The keys of the networks its tasks join, in order (those of its
+    /// namespace, or the shared `default`: [`network_key`]): the first
+    /// holds their default route and resolver. None on the node's own stack.
+    pub fn networks(&self) -> Vec<String> {
         match self.network {
             NetworkMode::Host => Vec::new(),
-            NetworkMode::Overlay if self.networks.is_empty() => vec![DEFAULT_NETWORK],
-            NetworkMode::Overlay => self.networks.iter().map(String::as_str).collect(),
+            NetworkMode::Overlay if self.networks.is_empty() => vec![DEFAULT_NETWORK.to_string()],
+            NetworkMode::Overlay => self.networks.iter().map(|n| network_key(&self.namespace, n)).collect(),
         }
     }
 }
@@ -661,7 +662,7 @@ impl Task {
 
     /// Its address on its first network (where its probes reach it).
     pub fn address(&self) -> Option<std::net::Ipv4Addr> {
-        self.spec.networks().first().and_then(|n| self.addresses.get(*n)).copied()
+        self.spec.networks().first().and_then(|n| self.addresses.get(n)).copied()
     }
 
     /// Running and ready (its readiness probe passes, or it has none).

@@ -64,14 +64,22 @@ impl Names {
     }
 
     /// What `name` (any case, with or without the final dot) is to a task
-    /// on `network`.
+    /// on the network at key `network`.
     pub fn answer(&self, network: &str, name: &str) -> Answer {
         let Some(by_name) = self.by_network.get(network) else { return Answer::Forward };
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         // As given first: `web.back` is service web of namespace back
-        // before it is `web` on network back.
-        let bare = name.strip_suffix(&format!(".{network}"));
-        std::iter::once(name.as_str()).chain(bare).find_map(|n| lookup(by_name, network, n)).unwrap_or(Answer::Forward)
+        // before it is `web` on network back. A network of namespace
+        // team-a (`team-a/back`) holds only team-a's services, named
+        // `web.team-a`: `web.back` and `web.back.team-a` (the resolver's
+        // search path) are that one too.
+        let (ns, label) = crate::model::network::key_parts(network);
+        let mut names = vec![name.clone()];
+        let suffixes = [Some(format!(".{label}")), ns.map(|ns| format!(".{label}.{ns}"))];
+        for base in suffixes.iter().flatten().filter_map(|s| name.strip_suffix(s.as_str())) {
+            names.push(ns.map(|ns| format!("{base}.{ns}")).unwrap_or_else(|| base.to_string()));
+        }
+        names.iter().find_map(|n| lookup(by_name, network, n)).unwrap_or(Answer::Forward)
     }
 }
 
@@ -322,6 +330,29 @@ mod tests {
         let n = Names::new([&web, &theirs_too]);
         assert_eq!(addrs(n.answer(D, &format!("web.{D}"))), ["10.255.0.7"]);
         assert_eq!(addrs(n.answer(D, "web")), ["10.255.0.1"]);
+    }
+
+    #[test]
+    fn a_network_of_a_namespace_answers_its_services_by_every_spelling() {
+        const BACK: &str = "team-a/back";
+        let on_back = |mut s: ServiceEndpoints, vip: &str, task: &str| {
+            s.namespace = "team-a".into();
+            s.vips = [(BACK.to_string(), vip.parse().unwrap())].into();
+            for e in &mut s.endpoints {
+                e.addresses = [(BACK.to_string(), task.parse().unwrap())].into();
+            }
+            s
+        };
+        let db = on_back(svc("db", None, true, &[(1, "10.0.0.1")]), "172.30.255.2", "172.30.0.5");
+        let n = Names::new([&db]);
+        for name in ["db.team-a", "db.back", "db.back.team-a", "DB.Back.Team-A."] {
+            assert_eq!(addrs(n.answer(BACK, name)), ["172.30.255.2"], "{name}");
+        }
+        assert_eq!(addrs(n.answer(BACK, "tasks.db.back")), ["172.30.0.5"]);
+        assert_eq!(addrs(n.answer(BACK, "1.db.back.team-a")), ["172.30.0.5"]);
+        assert_eq!(addrs(n.answer(BACK, "db")), ["forward"], "the resolver's search path makes it db.team-a");
+        assert_eq!(addrs(n.answer("team-b/back", "db.back")), ["forward"], "team-b's back is another network");
+        assert_eq!(addrs(n.answer("back", "db.back")), ["forward"], "and so is default's");
     }
 
     #[test]

@@ -584,15 +584,15 @@ impl NodeNetwork {
         task: &str,
         hostname: &str,
         namespace: &str,
-        networks: &[&str],
+        networks: &[String],
     ) -> Result<Attachment, NetError> {
         let mut ready = self.ready.subscribe();
-        let all_ready = |r: &BTreeMap<String, Programmed>| networks.iter().all(|n| r.contains_key(*n));
+        let all_ready = |r: &BTreeMap<String, Programmed>| networks.iter().all(|n| r.contains_key(n));
         let ready = match tokio::time::timeout(LEASE_WAIT, ready.wait_for(all_ready)).await {
             Ok(Ok(r)) => r.clone(),
             _ => {
                 let missing: Vec<&str> =
-                    networks.iter().copied().filter(|n| !self.ready.borrow().contains_key(*n)).collect();
+                    networks.iter().map(String::as_str).filter(|n| !self.ready.borrow().contains_key(*n)).collect();
                 let missing = missing.join(", ");
                 return Err(NetError::NotReady(format!("network {missing} not ready on this node: {}", self.status())));
             }
@@ -601,7 +601,7 @@ impl NodeNetwork {
         {
             let mut a = crate::sync::lock(&self.addresses);
             for n in networks {
-                let lease = &ready[*n].lease;
+                let lease = &ready[n].lease;
                 let addrs = a.entry(n.to_string()).or_insert_with(|| Addresses::new(lease.subnet));
                 given.push((n.to_string(), addrs.assign(task)?));
             }

@@ -83,7 +83,7 @@ fn namespace_json(n: &Namespace) -> serde_json::Value {
     let u: QuotaUse = n.used.unwrap_or_default();
     json!({
         "name": n.name, "created_ms": n.created_ms,
-        "services": n.services, "secrets": n.secrets, "configs": n.configs,
+        "services": n.services, "secrets": n.secrets, "configs": n.configs, "networks": n.networks,
         "quota": {"cpus": q.cpus, "memory": q.memory, "tasks": q.tasks, "volumes": q.volumes,
             "volume_size": q.volume_size},
         "used": {"cpus": u.cpus, "memory": u.memory, "tasks": u.tasks, "volumes": u.volumes,

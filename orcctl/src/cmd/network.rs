@@ -23,7 +23,7 @@ fn network_json(n: &Network) -> serde_json::Value {
                 "address": t.address, "state": t.state})
         })
         .collect();
-    json!({"id": n.id, "name": n.name, "vni": n.vni, "subnet": n.subnet, "subnet_size": n.subnet_size,
+    json!({"id": n.id, "name": n.name, "namespace": n.namespace, "vni": n.vni, "subnet": n.subnet, "subnet_size": n.subnet_size,
         "builtin": n.builtin, "encrypted": n.encrypted, "attachable": n.attachable, "labels": n.labels, "created_ms": n.created_ms, "services": n.services,
         "leases": leases, "tasks": tasks})
 }
@@ -46,7 +46,7 @@ fn network_row(n: &Network) -> Vec<String> {
 /// `network create|ls|inspect|rm`.
 pub async fn run(cmd: NetworkCommand, candidates: &[String], trust: &Trust, out: Output) -> Result<(), CliError> {
     let (addr, channel) = manager(candidates, trust).await?;
-    let mut c = NetworksClient::new(channel);
+    let mut c = NetworksClient::new(crate::connect::scoped(channel, trust)?);
     let e = status_err(&addr);
     match cmd {
         NetworkCommand::Create { name, subnet, subnet_size, encrypted, attachable, label } => {
