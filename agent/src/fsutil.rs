@@ -1,5 +1,6 @@
 //! Small filesystem helpers the agent uses in several places: atomic
-//! writes, disk usage, and reading files an image or archive supplied.
+//! writes, disk usage, reading files an image or archive supplied, and
+//! whether a directory is a mount point.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -99,9 +100,33 @@ pub fn read_regular_in(root: &Path, rel: &Path, resolve: ResolveFlag, max: u64) 
     Ok(data)
 }
 
+/// Whether something is mounted at `dir`, as this process's mount table
+/// says (never by a `stat` of it, which an NFS server that went away
+/// would answer with an error or not at all).
+pub fn is_mountpoint(dir: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounted_in(&table, dir)
+}
+
+/// Whether `mountinfo` lists a mount at `dir` (its fifth field, with
+/// space, tab, newline and backslash octal-escaped).
+fn mounted_in(mountinfo: &str, dir: &Path) -> bool {
+    let want = dir.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011");
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mount_table_names_mount_points_escaped() {
+        let table =
+            "36 35 98:0 / /mnt/a\\040b rw - nfs4 10.0.0.5:/ rw\n37 35 98:0 / /v/x/_data rw - ext4 /dev/vdb rw\n";
+        assert!(mounted_in(table, Path::new("/mnt/a b")));
+        assert!(mounted_in(table, Path::new("/v/x/_data")));
+        assert!(!mounted_in(table, Path::new("/v/x")));
+    }
 
     #[test]
     fn only_regular_files_are_read_and_a_fifo_never_blocks() {

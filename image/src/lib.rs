@@ -8,10 +8,18 @@
 //! - [`modules`]: the kernel modules a node loads, in dependency order.
 //! - [`rootfs`]: the erofs root filesystem and its dm-verity hash tree.
 //! - [`cmdline`]: the `orc.*` kernel command line keys the image and PID 1 share.
+//! - [`uki`]: unified kernel images (systemd's EFI stub + kernel, initramfs, command line).
+//! - [`boot_entry`]: their names on the ESP and systemd-boot's boot counting.
+//! - [`disk`]: the raw GPT disk image (ESP, slots A and B, STATE).
+//! - [`bundle`]: the signed upgrade bundle (manifest, ed25519 signature, images).
 
+pub mod boot_entry;
+pub mod bundle;
 pub mod cmdline;
+pub mod disk;
 pub mod initramfs;
 pub mod kconfig;
 pub mod manifest;
 pub mod modules;
 pub mod rootfs;
+pub mod uki;

@@ -107,7 +107,13 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     if let Some(t) = template {
         let _ = std::fs::write("/run/orc/state.ext4.gz", t);
     }
-    let named = cmd.state.as_deref().map(Path::new);
+    // A partition named by its GPT name is there by now: the root's disk
+    // was read; a path is taken as given (a blank disk needs no wait).
+    let named_state = cmd
+        .state
+        .as_deref()
+        .map(|s| crate::device::wait_for(s, std::time::Duration::from_secs(2)).unwrap_or_else(|| s.into()));
+    let named = named_state.as_deref();
     let state_error = match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
         Ok(kind) => {
             tracing::info!(?kind, path = STATE_DIR, "STATE mounted");

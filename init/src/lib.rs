@@ -6,6 +6,7 @@
 //! - [`mounts`]: the mount tables and the one helper that walks them.
 //! - [`modules`]: kernel module loading (`finit_module`), in the order the build computed.
 //! - [`verity`]: dm-verity over the root device through device-mapper ioctls.
+//! - [`device`]: block devices named by path or GPT partition name.
 //! - [`root`]: mounting the read-only root and switching to it.
 //! - [`state`]: the STATE filesystem (find, format when blank and named, grow, mount).
 //! - [`net`]: loopback, static addresses, the DHCP client.
@@ -20,6 +21,7 @@
 pub mod boot;
 pub mod cmdline;
 pub mod console;
+pub mod device;
 pub mod log;
 pub mod modules;
 pub mod mounts;

@@ -3,7 +3,7 @@
 //! switch to it (move mount + chroot, as switch_root does).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::mount::{mount, MsFlags};
 
@@ -16,7 +16,7 @@ const DEVICE_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error("no root device: add orc.root=/dev/... to the kernel command line")]
+    #[error("no root device: add orc.root=/dev/... or orc.root=PARTLABEL=... to the kernel command line")]
     NoRoot,
     #[error("root device {0} did not appear within 15 s")]
     DeviceMissing(String),
@@ -28,23 +28,10 @@ pub enum RootError {
     Switch { step: &'static str, source: nix::Error },
 }
 
-/// Waits until `path` exists (devices appear asynchronously as drivers probe).
-pub fn wait_for(path: &Path, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if path.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    path.exists()
-}
-
 pub fn mount_and_switch(cmd: &Cmdline) -> Result<(), RootError> {
-    let dev = PathBuf::from(cmd.root.as_deref().ok_or(RootError::NoRoot)?);
-    if !wait_for(&dev, DEVICE_WAIT) {
-        return Err(RootError::DeviceMissing(dev.display().to_string()));
-    }
+    let spec = cmd.root.as_deref().ok_or(RootError::NoRoot)?;
+    let dev: PathBuf =
+        crate::device::wait_for(spec, DEVICE_WAIT).ok_or_else(|| RootError::DeviceMissing(spec.to_string()))?;
     let source = match &cmd.verity {
         Some(v) => {
             let node = verity::setup("orc-root", &dev, v)?;

@@ -1,6 +1,7 @@
 //! A QEMU node booting the orc image: direct kernel boot of the built
 //! kernel and initramfs, the verified root image as `vda`, a persistent STATE
-//! disk as `vdb` (blank on first boot: PID 1 formats it), a user-network NIC
+//! disk as `vdb` (blank on first boot: PID 1 formats it) — or, with
+//! `uefi`, the image's GPT disk under OVMF — a user-network NIC
 //! (DHCP from QEMU, the API forwarded to a loopback port) and optionally a
 //! second NIC on the dgram hub with a static address.
 
@@ -35,7 +36,18 @@ pub struct NodeSpec {
     pub forwards: Vec<(u16, u16)>,
     /// Size of the blank STATE disk made on first boot (0: [`STATE_DISK_BYTES`]).
     pub state_disk_bytes: u64,
+    /// Boot as a machine installed from the image's disk: UEFI firmware
+    /// (OVMF), systemd-boot, the unified kernel image of slot A, STATE on
+    /// the disk's own partition (a copy of `disk.raw` per node, made on
+    /// first boot). No kernel, command line or disks are handed to QEMU.
+    pub uefi: bool,
 }
+
+/// Debian's OVMF (package `ovmf`): the firmware and its variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The image's disk (`cargo xtask image`).
+pub const DISK_IMAGE: &str = "disk.raw";
 
 #[derive(serde::Deserialize)]
 struct Manifest {
@@ -140,16 +152,31 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         "chardev:con".into(),
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", d("qmp.sock")),
-        "-kernel".into(),
-        spec.image.join("vmlinuz").display().to_string(),
-        "-initrd".into(),
-        spec.image.join("initramfs.img").display().to_string(),
-        "-append".into(),
-        cmdline.into(),
-        "-drive".into(),
-        format!("file={},format=raw,if=virtio,readonly=on", root.display()),
-        "-drive".into(),
-        format!("file={},format=raw,if=virtio", d("state.img")),
+    ];
+    if spec.uefi {
+        a.extend([
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,unit=1,file={}", d("ovmf-vars.fd")),
+            "-drive".into(),
+            format!("file={},format=raw,if=virtio", d(DISK_IMAGE)),
+        ]);
+    } else {
+        a.extend([
+            "-kernel".into(),
+            spec.image.join("vmlinuz").display().to_string(),
+            "-initrd".into(),
+            spec.image.join("initramfs.img").display().to_string(),
+            "-append".into(),
+            cmdline.into(),
+            "-drive".into(),
+            format!("file={},format=raw,if=virtio,readonly=on", root.display()),
+            "-drive".into(),
+            format!("file={},format=raw,if=virtio", d("state.img")),
+        ]);
+    }
+    a.extend([
         "-netdev".into(),
         format!(
             "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443{}",
@@ -158,7 +185,7 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         ),
         "-device".into(),
         "virtio-net-pci,netdev=n0,romfile=".into(),
-    ];
+    ]);
     if let Some((hub, i)) = &spec.l2 {
         a.extend([
             "-netdev".into(),
@@ -177,6 +204,26 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
     a
 }
 
+/// The node's own copy of the image's disk and of OVMF's variable store,
+/// made on first boot (the copy keeps the image's holes: `cp --sparse`).
+fn installed(spec: &NodeSpec) -> anyhow::Result<()> {
+    let disk = spec.dir.join(DISK_IMAGE);
+    if !disk.exists() {
+        let st = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(spec.image.join(DISK_IMAGE))
+            .arg(&disk)
+            .status()
+            .context("copying the disk image")?;
+        anyhow::ensure!(st.success(), "copying {} failed", spec.image.join(DISK_IMAGE).display());
+    }
+    let vars = spec.dir.join("ovmf-vars.fd");
+    if !vars.exists() {
+        std::fs::copy(OVMF_VARS, &vars).context("copying OVMF's variables (cargo xtask installs ovmf)")?;
+    }
+    Ok(())
+}
+
 pub struct Node {
     pub spec: NodeSpec,
     child: Option<Child>,
@@ -187,7 +234,9 @@ impl Node {
     pub fn start(spec: NodeSpec) -> anyhow::Result<Node> {
         std::fs::create_dir_all(&spec.dir)?;
         let state = spec.dir.join("state.img");
-        if !state.exists() {
+        if spec.uefi {
+            installed(&spec)?;
+        } else if !state.exists() {
             let size = if spec.state_disk_bytes == 0 { STATE_DISK_BYTES } else { spec.state_disk_bytes };
             std::fs::File::create(&state)?.set_len(size)?;
         }

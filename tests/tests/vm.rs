@@ -195,3 +195,51 @@ fn tampered_root_image_does_not_boot() {
     assert!(!console.contains("TLS fingerprint"), "the agent started from a tampered root");
     assert!(console.contains("cannot mount the root filesystem"), "{console}");
 }
+
+/// A machine installed from the image's disk: OVMF, systemd-boot picking
+/// the unified kernel image of slot A, its root found by GPT name and
+/// verified, STATE on the disk's own partition (formatted and grown on
+/// first boot), the identity kept across a reboot through the firmware.
+#[test]
+fn boots_from_its_disk_image_under_uefi() {
+    let Some(image) = orc_e2e::e2e_image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(&image, dir.path(), "uefi1");
+    s.uefi = true;
+    let mut node = Node::start(s).unwrap();
+    let fp =
+        node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
+    let console = node.console_from(0);
+    assert!(console.contains("orc.root=PARTLABEL=orc-root-a"), "the UKI's command line: {console}");
+    assert!(console.contains("root verified by dm-verity"), "{console}");
+    assert!(console.contains("STATE device is blank, formatting it"), "{console}");
+    let addr = format!("127.0.0.1:{}", node.spec.api_port);
+    let config = dir.path().join("orcctl.toml");
+    orcctl(&config, &["cluster", "init", &addr, "--fingerprint", &format!("sha256:{fp}"), "--context-name", "uefi"]);
+    let v = &json(&config, &["version"])[0];
+    let node_id = v["node_id"].as_str().unwrap().to_string();
+    // Booted from slot A, whose entry on the ESP is the installed version, blessed.
+    assert_eq!(v["boot_slot"], "A", "{v}");
+    let entries = v["boot_entries"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(entries.len(), 1, "{v}");
+    let e = &entries[0];
+    assert_eq!((&e["slot"], &e["state"], &e["version"]), (&"A".into(), &"blessed".into(), &v["version"]), "{v}");
+    assert_eq!(e["file"], format!("EFI/Linux/orc-{}.efi", v["version"].as_str().unwrap()));
+    let table = orcctl(&config, &["version"]);
+    assert!(table.contains("(slot A, blessed)"), "{table}");
+    let h = &json(&config, &["health"])[0];
+    assert_eq!(h["healthy"], true, "{h}");
+    let state = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "state").unwrap().clone();
+    assert!(state["message"].as_str().unwrap().ends_with("is persistent"), "{state}");
+    let init = orcctl(&config, &["logs", "init"]);
+    assert!(init.contains("STATE grown to fill its device"), "{init}");
+
+    let before = node.console_len();
+    orcctl(&config, &["reboot"]);
+    node.wait_console(before, "orc-init starting", BOOT).expect("node did not reboot");
+    let v = &wait_api(&config, BOOT)[0];
+    assert_eq!(v["node_id"], node_id.as_str(), "the identity is on the disk's STATE");
+    assert!(!node.console_from(before).contains("formatting it"), "STATE formatted again");
+    orcctl(&config, &["shutdown"]);
+    assert!(node.wait_exit(Duration::from_secs(120)), "node did not power off");
+}

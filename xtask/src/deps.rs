@@ -39,6 +39,12 @@ pub const PACKAGES: &[(&str, &str)] = &[
     // The NFS server VM of the volume tests (its daemons, with their
     // libraries, go into a test initramfs; the host's own is not started).
     ("nfs-kernel-server", "/usr/sbin/rpc.mountd"),
+    // The disk image: unified kernel images are systemd's EFI stub with
+    // sections added by objcopy; systemd-boot boots them (boot counting);
+    // the tests boot the disk under OVMF.
+    ("systemd-boot-efi", "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
+    ("binutils", "objcopy"),
+    ("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
 ];
 
 /// Peers the tests run from Debian packages that are unpacked, not

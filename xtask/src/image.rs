@@ -13,6 +13,7 @@ use orc_image::cmdline::{AGENT_PATH, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, ST
 use orc_image::initramfs::Initramfs;
 use orc_image::manifest::{Artifact, Manifest};
 use orc_image::rootfs;
+use sha2::Digest;
 
 use crate::kernel;
 
@@ -99,7 +100,7 @@ fn debian_tool(dir: &Path, bin: &Path, package: &str) -> anyhow::Result<()> {
 }
 
 /// The root filesystem tree: the agent and the few files a node needs.
-fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Result<()> {
+fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str, upgrade_keys: &str) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(dir);
     for d in ["dev", "proc", "sys", "run", "tmp", "var/lib/orc", "etc", "usr/bin", "sysroot"] {
         std::fs::create_dir_all(dir.join(d))?;
@@ -110,13 +111,15 @@ fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str) -> anyhow::Resul
         format!("NAME=orc\nID=orc\nPRETTY_NAME=\"orc {version}\"\nVERSION_ID={version}\nBUILD_ID={rev}\n"),
     )?;
     std::fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+    std::fs::create_dir_all(dir.join("etc/orc"))?;
+    std::fs::write(dir.join(orc_image::bundle::KEYS_PATH.trim_start_matches('/')), upgrade_keys)?;
     std::os::unix::fs::symlink("/run/orc/resolv.conf", dir.join("etc/resolv.conf"))?;
     // CA roots for pulls from public registries over HTTPS (Debian's bundle).
     let roots = Path::new(CA_BUNDLE);
     std::fs::create_dir_all(dir.join("etc/ssl/certs"))?;
     std::fs::copy(roots, dir.join(CA_BUNDLE.trim_start_matches('/')))
         .with_context(|| format!("copying {CA_BUNDLE} (Debian's ca-certificates)"))?;
-    for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/')] {
+    for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/'), "etc/orc/upgrade-keys"] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
     }
     netfilter_tools(dir)
@@ -169,6 +172,63 @@ fn floor_initramfs(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The unified kernel images of slot A and slot B (each names its slot's
+/// root), and the disk.
+pub const UKI_A: &str = orc_image::bundle::UKI_A;
+pub const UKI_B: &str = orc_image::bundle::UKI_B;
+pub const DISK: &str = "disk.raw";
+
+/// What the bundle's manifest says of the build.
+pub struct Built {
+    pub version: String,
+    pub git_revision: String,
+    pub kernel_version: String,
+    pub root_hash: String,
+}
+/// The disk image's size (sparse: what is not written takes no room).
+const DISK_BYTES: u64 = 2 << 30;
+const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// The unified kernel image booting slot A (`verity`: its root's
+/// dm-verity value) and the GPT disk image holding it, systemd-boot and
+/// the root in slot A, with STATE blank.
+fn disk_image(out: &Path, work: &Path, version: &str, rev: &str, verity: &str) -> anyhow::Result<()> {
+    use orc_image::disk;
+    eprintln!("xtask: building the unified kernel images and the disk image");
+    let os_release = format!(
+        "NAME=orc\nID=orc\nVERSION_ID={version}\nPRETTY_NAME=\"orc {version} ({rev})\"\nIMAGE_VERSION={version}\n"
+    );
+    for (slot, file) in [(disk::SLOT_A_NAME, UKI_A), (disk::SLOT_B_NAME, UKI_B)] {
+        let cmdline = format!(
+            "console=ttyS0 panic=10 printk.devkmsg=on orc.root=PARTLABEL={slot} orc.verity={verity} \
+             orc.state=PARTLABEL={}",
+            disk::STATE_NAME
+        );
+        let parts = orc_image::uki::UkiParts {
+            stub: Path::new(orc_image::uki::STUB),
+            kernel: &out.join("vmlinuz"),
+            initrd: &out.join("initramfs.img"),
+            cmdline: &cmdline,
+            os_release: &os_release,
+        };
+        orc_image::uki::build(&parts, work, &out.join(file))?;
+    }
+    let loader = work.join("loader.conf");
+    std::fs::write(&loader, disk::LOADER_CONF)?;
+    let entry = orc_image::boot_entry::BootEntry::blessed(version);
+    let esp = vec![
+        disk::EspFile { path: "EFI/BOOT/BOOTX64.EFI".into(), source: SYSTEMD_BOOT.into() },
+        disk::EspFile { path: "loader/loader.conf".into(), source: loader },
+        disk::EspFile {
+            path: format!("{}/{}", orc_image::boot_entry::ENTRY_DIR, entry.file_name()),
+            source: out.join(UKI_A),
+        },
+    ];
+    let seed: [u8; 16] = sha2::Sha256::digest(format!("orc-disk {version} {rev}"))[..16].try_into()?;
+    disk::write(&disk::DiskSpec { size: DISK_BYTES, esp, root: out.join("root.img"), seed }, &out.join(DISK))?;
+    Ok(())
+}
+
 pub struct ImageOptions {
     pub kernel: Option<PathBuf>,
 }
@@ -197,8 +257,9 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
     );
 
     eprintln!("xtask: building the root filesystem (erofs + dm-verity)");
+    let (key, key_path) = crate::bundle::signing_key(&out)?;
     let tree = work.join("rootfs");
-    root_tree(&tree, &bins, version, &rev)?;
+    root_tree(&tree, &bins, version, &rev, &crate::bundle::trusted_line(&key))?;
     let root = rootfs::build(&tree, &out.join("root.img"))?;
 
     eprintln!("xtask: building the initramfs");
@@ -225,7 +286,16 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
 
     let cmdline =
         format!("console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}", root.cmdline_value());
-    let artifacts = ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img"]
+    disk_image(&out, &work, version, &rev, &root.cmdline_value())?;
+    let built = Built {
+        version: version.to_string(),
+        git_revision: rev.clone(),
+        kernel_version: k.version.clone(),
+        root_hash: root.root_hash.clone(),
+    };
+    let bundle = crate::bundle::write(&out, &built, &key)?;
+    eprintln!("xtask: upgrade bundle {} signed with {}", bundle.display(), key_path.display());
+    let artifacts = ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img", UKI_A, UKI_B]
         .iter()
         .map(|n| Artifact::of_file(&out.join(n)))
         .collect::<Result<Vec<_>, _>>()?;

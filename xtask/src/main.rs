@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask image | qemu | test | e2e | bench | check-kernel`.
 
 mod bench;
+mod bundle;
 mod deps;
 mod image;
 mod kernel;

@@ -45,7 +45,16 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[tonic::async_trait]
 impl Machine for MachineService {
     async fn version(&self, _: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
-        Ok(Response::new(version::do_version(&self.state)))
+        // A node booted from its disk reads the ESP: vfat is a late module.
+        if crate::node::boot_slots::booted().is_some() {
+            let run = &self.state.config.run_dir;
+            crate::late_modules::loaded(&run.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
+        }
+        let state = self.state.clone();
+        let v = tokio::task::spawn_blocking(move || version::do_version(&state))
+            .await
+            .map_err(|e| Status::internal(format!("version task: {e}")))?;
+        Ok(Response::new(v))
     }
 
     async fn health(&self, _: Request<HealthRequest>) -> Result<Response<HealthResponse>, Status> {

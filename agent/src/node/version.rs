@@ -1,11 +1,14 @@
 //! `Version`: build and identity of the node.
 
-use orc_proto::machine::VersionResponse;
+use orc_image::boot_entry::{Counter, ENTRY_DIR};
+use orc_proto::machine::{BootEntry, VersionResponse};
 
+use super::boot_slots::SlotEntry;
 use crate::pki;
 use crate::pki::tls;
 use crate::state::NodeState;
 
+/// Blocks: the first call mounts the ESP to read the boot entries.
 pub fn do_version(state: &NodeState) -> VersionResponse {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
@@ -20,6 +23,16 @@ pub fn do_version(state: &NodeState) -> VersionResponse {
         maintenance: true,
         ..Default::default()
     };
+    if let Some((booted, entries)) = super::boot_slots::read(&state.config.run_dir) {
+        v.boot_slot = booted.as_str().into();
+        match entries {
+            Ok(mut e) => {
+                e.sort_by(|a, b| orc_image::boot_entry::compare_versions(&b.entry.version, &a.entry.version));
+                v.boot_entries = e.iter().map(entry_to_proto).collect();
+            }
+            Err(e) => v.boot_error = e.to_string(),
+        }
+    }
     if let Some(id) = state.identity() {
         v.maintenance = false;
         v.node_id = id.meta.node_id;
@@ -31,4 +44,23 @@ pub fn do_version(state: &NodeState) -> VersionResponse {
             .unwrap_or_default();
     }
     v
+}
+
+fn entry_to_proto(e: &SlotEntry) -> BootEntry {
+    let state = if e.entry.bad() {
+        "bad"
+    } else if e.entry.trying() {
+        "trying"
+    } else {
+        "blessed"
+    };
+    let c = e.entry.counter.unwrap_or(Counter { left: 0, done: 0 });
+    BootEntry {
+        version: e.entry.version.clone(),
+        slot: e.slot.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: state.into(),
+        tries_left: c.left,
+        tries_done: c.done,
+        file: format!("{ENTRY_DIR}/{}", e.entry.file_name()),
+    }
 }

@@ -38,25 +38,10 @@ fn hint(e: nix::Error) -> &'static str {
     }
 }
 
-/// Whether something is mounted at `dir`, as this process's mount table
-/// says (never by a `stat` of it, which an NFS server that went away
-/// would answer with an error or not at all).
-pub fn is_mountpoint(dir: &Path) -> bool {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mounted_in(&table, dir)
-}
-
-/// Whether `mountinfo` lists a mount at `dir` (its fifth field, with
-/// space, tab, newline and backslash octal-escaped).
-fn mounted_in(mountinfo: &str, dir: &Path) -> bool {
-    let want = dir.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011");
-    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
 /// Mounts `nfs`'s export at `dir` (an existing directory) unless it is
 /// mounted there already. Blocks while the server is asked.
 pub fn ensure(dir: &Path, nfs: &Nfs) -> Result<(), MountError> {
-    if is_mountpoint(dir) {
+    if crate::fsutil::is_mountpoint(dir) {
         return Ok(());
     }
     let (source, fs_type, data) = (nfs.source(), nfs.fs_type(), nfs.mount_data());
@@ -76,13 +61,13 @@ pub fn ensure(dir: &Path, nfs: &Nfs) -> Result<(), MountError> {
 /// Unmounts what is at `dir` (lazily: a task still in it keeps its view
 /// until it ends). Whether nothing is mounted there any more.
 pub fn release(dir: &Path) -> bool {
-    if !is_mountpoint(dir) {
+    if !crate::fsutil::is_mountpoint(dir) {
         return true;
     }
     if let Err(e) = umount2(dir, MntFlags::MNT_DETACH) {
         tracing::warn!(path = %dir.display(), error = %e, "unmounting an NFS volume");
     }
-    !is_mountpoint(dir)
+    !crate::fsutil::is_mountpoint(dir)
 }
 
 #[cfg(test)]
@@ -94,18 +79,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("_data");
         std::fs::create_dir(&d).unwrap();
-        assert!(!is_mountpoint(&d));
+        assert!(!crate::fsutil::is_mountpoint(&d));
         assert!(release(&d));
-        assert!(is_mountpoint(Path::new("/proc")), "/proc is a filesystem of its own");
-    }
-
-    #[test]
-    fn the_mount_table_names_mount_points_escaped() {
-        let table =
-            "36 35 98:0 / /mnt/a\\040b rw - nfs4 10.0.0.5:/ rw\n37 35 98:0 / /v/x/_data rw - ext4 /dev/vdb rw\n";
-        assert!(mounted_in(table, Path::new("/mnt/a b")));
-        assert!(mounted_in(table, Path::new("/v/x/_data")));
-        assert!(!mounted_in(table, Path::new("/v/x")));
+        assert!(crate::fsutil::is_mountpoint(Path::new("/proc")), "/proc is a filesystem of its own");
     }
 
     #[test]

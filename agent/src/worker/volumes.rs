@@ -142,7 +142,7 @@ impl TaskVolumes {
     /// directory in it that is the volume (made there when missing).
     fn nfs(&self, dir: &Path, name: &str, nfs: &crate::model::volume::Nfs) -> Result<PathBuf, VolumeError> {
         let data = dir.join("_data");
-        if !super::nfs_mount::is_mountpoint(&data) {
+        if !crate::fsutil::is_mountpoint(&data) {
             Self::make(&data)?;
             // What it is, for whoever looks at STATE.
             let _ = std::fs::write(dir.join("name"), name);

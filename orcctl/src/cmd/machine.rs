@@ -46,26 +46,52 @@ pub async fn run(command: Command, nodes: &[String], trust: &Trust, out: Output)
                         .map(|(n, v)| json!({"node": n, "version": v.version,
                     "git_revision": v.git_revision, "kernel": v.kernel, "arch": v.arch, "hostname": v.hostname,
                     "node_id": v.node_id, "cluster_id": v.cluster_id, "ca_fingerprint": v.ca_fingerprint,
-                    "maintenance": v.maintenance, "role": v.role}))
+                    "maintenance": v.maintenance, "role": v.role, "boot_slot": v.boot_slot,
+                    "boot_entries": v.boot_entries.iter().map(|e| json!({"version": e.version, "slot": e.slot,
+                        "state": e.state, "tries_left": e.tries_left, "tries_done": e.tries_done, "file": e.file}))
+                        .collect::<Vec<_>>(),
+                    "boot_error": v.boot_error}))
                         .collect::<Vec<_>>())
                 ),
-                Output::Table => table(
-                    &["NODE", "HOSTNAME", "VERSION", "REVISION", "KERNEL", "NODE ID", "ROLE", "CLUSTER"],
-                    &ok.iter()
-                        .map(|(n, v)| {
-                            vec![
-                                n.clone(),
-                                v.hostname.clone(),
-                                v.version.clone(),
-                                v.git_revision.clone(),
-                                v.kernel.clone(),
-                                v.node_id.clone(),
-                                v.role.clone(),
-                                v.cluster_id.clone(),
-                            ]
-                        })
-                        .collect::<Vec<_>>(),
-                ),
+                Output::Table => {
+                    table(
+                        &["NODE", "HOSTNAME", "VERSION", "REVISION", "KERNEL", "SLOT", "NODE ID", "ROLE", "CLUSTER"],
+                        &ok.iter()
+                            .map(|(n, v)| {
+                                vec![
+                                    n.clone(),
+                                    v.hostname.clone(),
+                                    v.version.clone(),
+                                    v.git_revision.clone(),
+                                    v.kernel.clone(),
+                                    if v.boot_slot.is_empty() { "-".into() } else { v.boot_slot.clone() },
+                                    v.node_id.clone(),
+                                    v.role.clone(),
+                                    v.cluster_id.clone(),
+                                ]
+                            })
+                            .collect::<Vec<_>>(),
+                    );
+                    for (n, v) in ok.iter().filter(|(_, v)| !v.boot_entries.is_empty() || !v.boot_error.is_empty()) {
+                        let entries: Vec<String> = v
+                            .boot_entries
+                            .iter()
+                            .map(|e| {
+                                let slot = if e.slot.is_empty() { "?" } else { e.slot.as_str() };
+                                match e.state.as_str() {
+                                    "trying" => {
+                                        format!("{} (slot {slot}, trying: {} boots left)", e.version, e.tries_left)
+                                    }
+                                    state => format!("{} (slot {slot}, {state})", e.version),
+                                }
+                            })
+                            .collect();
+                        match v.boot_error.as_str() {
+                            "" => println!("{n} boots: {}", entries.join(", ")),
+                            why => println!("{n} boot entries unknown: {why}"),
+                        }
+                    }
+                }
             }
             done(err)
         }
