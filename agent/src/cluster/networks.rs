@@ -385,6 +385,10 @@ mod tests {
         };
         assert_eq!(spec("team-a", &["back", "default"]).networks(), ["team-a/back", "default"]);
         check_joined(&v, &spec("team-a", &["back", "default"])).unwrap();
+        for reach in [spec("default", &["team-a/back"]), spec("team-b", &["team-a/back"])] {
+            let e = crate::cluster::spec::validate(&ServiceSpec { image: "x".into(), ..reach }, 10);
+            assert!(e.unwrap_err().to_string().contains("own namespace"), "a key reaches another namespace");
+        }
         let e = check_joined(&v, &spec("team-a", &["db"])).unwrap_err().to_string();
         assert!(
             e.contains("\"db\" does not exist in namespace team-a") && e.contains("orcctl -N team-a network create db"),

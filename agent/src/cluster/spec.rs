@@ -116,6 +116,8 @@ pub enum SpecError {
     HostWithNetworks,
     #[error("network {0:?} is named twice")]
     NetworkTwice(String),
+    #[error("network {0:?}: a service joins networks of its own namespace by name (a DNS label: lowercase letters, digits, '-')")]
+    BadNetwork(String),
     #[error("at most {MAX_SERVICE_NETWORKS} networks per service")]
     TooManyNetworks,
 }
@@ -278,6 +280,11 @@ fn networks(s: &ServiceSpec) -> Result<(), SpecError> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for n in &s.networks {
+        // A name, never a key: `team-a/back` would reach into a namespace
+        // from another (or from default, where keys are bare).
+        if !super::networks::valid_name(n) {
+            return Err(SpecError::BadNetwork(n.clone()));
+        }
         if !seen.insert(n) {
             return Err(SpecError::NetworkTwice(n.clone()));
         }
