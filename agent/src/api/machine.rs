@@ -46,12 +46,13 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Machine for MachineService {
     async fn version(&self, _: Request<VersionRequest>) -> Result<Response<VersionResponse>, Status> {
         // A node booted from its disk reads the ESP: vfat is a late module.
-        if crate::node::boot_slots::booted().is_some() {
+        let booted = crate::node::boot_slots::booted();
+        if booted.is_some() {
             let run = &self.state.config.run_dir;
             crate::late_modules::loaded(&run.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
         }
         let state = self.state.clone();
-        let v = tokio::task::spawn_blocking(move || version::do_version(&state))
+        let v = tokio::task::spawn_blocking(move || version::do_version(&state, booted))
             .await
             .map_err(|e| Status::internal(format!("version task: {e}")))?;
         Ok(Response::new(v))

@@ -114,11 +114,10 @@ pub fn booted() -> Option<Slot> {
     Slot::of_cmdline(&std::fs::read_to_string("/proc/cmdline").ok()?)
 }
 
-/// This node's slots: the one it booted and the entries on its ESP. None
-/// when it did not boot from the disk image. Blocks (a mount, file reads).
-pub fn read(run_dir: &Path) -> Option<(Slot, Result<Vec<SlotEntry>, BootSlotsError>)> {
-    let booted = booted()?;
-    Some((booted, esp(run_dir).and_then(|e| entries(&e))))
+/// The entries on this node's ESP (mounted under `run_dir` on first
+/// use). Blocks (a mount, file reads).
+pub fn read(run_dir: &Path) -> Result<Vec<SlotEntry>, BootSlotsError> {
+    esp(run_dir).and_then(|e| entries(&e))
 }
 
 #[cfg(test)]

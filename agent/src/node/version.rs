@@ -3,13 +3,14 @@
 use orc_image::boot_entry::{Counter, ENTRY_DIR};
 use orc_proto::machine::{BootEntry, VersionResponse};
 
-use super::boot_slots::SlotEntry;
+use super::boot_slots::{Slot, SlotEntry};
 use crate::pki;
 use crate::pki::tls;
 use crate::state::NodeState;
 
-/// Blocks: the first call mounts the ESP to read the boot entries.
-pub fn do_version(state: &NodeState) -> VersionResponse {
+/// `booted`: the slot this boot came from ([`super::boot_slots::booted`]).
+/// Blocks: with a slot, the first call mounts the ESP to read its entries.
+pub fn do_version(state: &NodeState, booted: Option<Slot>) -> VersionResponse {
     let uts = nix::sys::utsname::uname().ok();
     let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| {
         uts.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default()
@@ -23,9 +24,9 @@ pub fn do_version(state: &NodeState) -> VersionResponse {
         maintenance: true,
         ..Default::default()
     };
-    if let Some((booted, entries)) = super::boot_slots::read(&state.config.run_dir) {
+    if let Some(booted) = booted {
         v.boot_slot = booted.as_str().into();
-        match entries {
+        match super::boot_slots::read(&state.config.run_dir) {
             Ok(mut e) => {
                 e.sort_by(|a, b| orc_image::boot_entry::compare_versions(&b.entry.version, &a.entry.version));
                 v.boot_entries = e.iter().map(entry_to_proto).collect();

@@ -73,15 +73,16 @@ pub fn release(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::is_mountpoint;
 
     #[test]
     fn a_plain_directory_is_no_mountpoint_and_needs_no_release() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("_data");
         std::fs::create_dir(&d).unwrap();
-        assert!(!crate::fsutil::is_mountpoint(&d));
+        assert!(!is_mountpoint(&d));
         assert!(release(&d));
-        assert!(crate::fsutil::is_mountpoint(Path::new("/proc")), "/proc is a filesystem of its own");
+        assert!(is_mountpoint(Path::new("/proc")), "/proc is a filesystem of its own");
     }
 
     #[test]
