@@ -5,6 +5,8 @@
 //! who calls whom is in `docs/architecture.md`).
 //! - [`api`]: the gRPC server (TLS, peers), the authorization table, the
 //!   handlers (three lines each), proto conversions, the one error → status map.
+//! - [`upgrade`]: the node's OS upgrades (A/B slots, boot counting,
+//!   blessing or falling back).
 //! - [`node`]: what the Machine API reads and does (versions, health, logs, power, bootstrap).
 //! - [`worker`]: the node's session with the leader; its tasks as containers
 //!   through a small runtime trait.
@@ -25,9 +27,6 @@
 //! - [`config`], [`error`], [`fsutil`] (atomic writes, disk usage, confined reads), [`sync`]
 //!   (poison-tolerant locks), [`lookup`] (by name, id or unique id prefix),
 //!   [`clock`] (Unix seconds and milliseconds).
-//!
-//! Next: `net/` (container networking) beside `worker/`, and `upgrade/`
-//! (A/B slots) beside `node/`.
 
 pub mod api;
 pub mod clock;
@@ -51,6 +50,7 @@ pub mod shim_contract;
 pub mod state;
 pub mod sync;
 pub mod timesync;
+pub mod upgrade;
 pub mod worker;
 
 use std::future::Future;
@@ -127,6 +127,10 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     let files = worker::files::TaskFiles::new(&config.run_dir);
     let volumes = worker::volumes::TaskVolumes::new(&config.state_dir, &config.run_dir);
     let executor = worker::executor::Executor::new(Arc::new(runtime.clone()), Some(network.clone()), files, volumes);
+    // Before the first session: the managers hear of a fallen-back upgrade in it.
+    if let Some(pending) = upgrade::bless::at_start(&state) {
+        tokio::spawn(upgrade::bless::prove(state.clone(), executor.clone(), pending));
+    }
     tokio::spawn(worker::session::run(state.clone(), executor));
     node::timeline::mark(on_node, "agent-api");
     let parts = api::server::Parts { runtime, network, liveness, measurements };

@@ -42,6 +42,10 @@ pub struct NodeState {
     /// What the node's container networking says of itself, for `health`:
     /// whether it is well and how it is.
     pub network: RwLock<(bool, String)>,
+    /// The OS this boot runs, the upgrades that failed here and the one in
+    /// progress (set by the upgrade module; reported to the managers at
+    /// each session and shown by `orcctl version`).
+    pub os: RwLock<crate::model::os::OsReport>,
 }
 
 impl NodeState {
@@ -104,6 +108,10 @@ impl NodeState {
                 config.init_pid.is_some(),
             )),
             network: RwLock::new((true, "off: no session with the cluster yet".into())),
+            os: RwLock::new(crate::model::os::OsReport {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            }),
             config,
         }))
     }

@@ -145,6 +145,25 @@ pub fn write(m: &BundleManifest, dir: &Path, key: &Ed25519KeyPair, out: &Path) -
     Ok(())
 }
 
+/// The manifest of the bundle read from `r`, NOT verified: for a client
+/// to say what it is about to send (the node verifies it).
+pub fn manifest_unverified<R: Read>(r: R) -> Result<BundleManifest, BundleError> {
+    let mut archive = tar::Archive::new(r);
+    let mut entries = archive.entries()?;
+    let e =
+        entries.next().ok_or_else(|| BundleError::Order { index: 0, found: "(end)".into(), expected: MANIFEST })??;
+    let found = e.path()?.to_string_lossy().into_owned();
+    if found != MANIFEST {
+        return Err(BundleError::Order { index: 0, found, expected: MANIFEST });
+    }
+    if e.header().size()? > SMALL {
+        return Err(BundleError::TooLarge("manifest"));
+    }
+    let mut b = Vec::new();
+    e.take(SMALL).read_to_end(&mut b)?;
+    serde_json::from_slice(&b).map_err(BundleError::Manifest)
+}
+
 /// Reads a bundle from `r`: verifies the manifest against `trusted`,
 /// then hands each large entry (name, its signed description, a reader)
 /// to `each`, which must consume it; each is checked against the manifest
@@ -262,6 +281,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(m.version, "0.2.0");
+        assert_eq!(manifest_unverified(std::fs::File::open(&path).unwrap()).unwrap(), m);
         assert_eq!(seen[2], (ROOT.to_string(), "the root".to_string()));
         let other = key();
         let e = read(std::fs::File::open(&path).unwrap(), &[public(&other)], |_, _, _| Ok(())).unwrap_err();

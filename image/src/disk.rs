@@ -37,6 +37,35 @@ const GPT_TAIL: u64 = MIB;
 
 /// What systemd-boot is told: boot the newest good `orc-*` entry at once.
 pub const LOADER_CONF: &str = "timeout 0\ndefault orc-*\nconsole-mode keep\n";
+/// Where Debian's `systemd-boot-efi` puts the boot loader.
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+/// The ESP of a new disk: systemd-boot as the removable-media loader, its
+/// configuration (written into `work`), and `uki` as the blessed entry of
+/// `version`.
+pub fn esp_files(work: &Path, uki: &Path, version: &str) -> std::io::Result<Vec<EspFile>> {
+    let loader = work.join("loader.conf");
+    std::fs::write(&loader, LOADER_CONF)?;
+    let entry = crate::boot_entry::BootEntry::blessed(version);
+    Ok(vec![
+        EspFile { path: "EFI/BOOT/BOOTX64.EFI".into(), source: SYSTEMD_BOOT.into() },
+        EspFile { path: "loader/loader.conf".into(), source: loader },
+        EspFile { path: format!("{}/{}", crate::boot_entry::ENTRY_DIR, entry.file_name()), source: uki.to_path_buf() },
+    ])
+}
+
+/// The command line of the unified kernel image that boots the root in
+/// the slot partition named `slot` (its dm-verity value `verity`), with
+/// STATE on its own partition; a kernel panic reboots after 5 s, so a
+/// version that panics falls back by boot counting without anyone.
+pub fn slot_cmdline(slot: &str, verity: &str) -> String {
+    format!(
+        "console=ttyS0 panic=5 printk.devkmsg=on {}=PARTLABEL={slot} {}={verity} {}=PARTLABEL={STATE_NAME}",
+        crate::cmdline::ROOT,
+        crate::cmdline::VERITY,
+        crate::cmdline::STATE
+    )
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {

@@ -25,6 +25,13 @@ pub enum UkiError {
     ObjcopyFailed { path: PathBuf, stderr: String },
 }
 
+/// The `.osrel` section of a version's image.
+pub fn os_release(version: &str, revision: &str) -> String {
+    format!(
+        "NAME=orc\nID=orc\nVERSION_ID={version}\nPRETTY_NAME=\"orc {version} ({revision})\"\nIMAGE_VERSION={version}\n"
+    )
+}
+
 /// What goes into one unified kernel image.
 #[derive(Debug, Clone)]
 pub struct UkiParts<'a> {

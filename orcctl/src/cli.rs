@@ -125,6 +125,33 @@ pub enum Command {
     Reboot,
     /// Power nodes off.
     Shutdown,
+    /// Upgrade the OS of nodes (--nodes, one after another) from a signed
+    /// bundle (`cargo xtask image` makes `orc-<version>.bundle`): written to
+    /// the slot the node did not boot from, booted with 3 tries, blessed once
+    /// the node is back in the cluster with its tasks running; otherwise the
+    /// node falls back to the version it runs now by itself. Waits and shows
+    /// each stage.
+    Upgrade {
+        #[arg(long, value_name = "FILE")]
+        bundle: PathBuf,
+        /// Install a version that is not newer, or one that failed before.
+        #[arg(long)]
+        force: bool,
+        /// How long after its boot the new version has to be back in the
+        /// cluster with its tasks running before the node gives up on it.
+        #[arg(long, default_value = "5m")]
+        health_window: String,
+        /// Stop waiting for a node after this long (it still blesses or falls back by itself).
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
+    /// Boot nodes (--nodes) into the other slot's version again, and wait
+    /// until they run it (a version being proven is recorded as failed).
+    Rollback {
+        /// Stop waiting for a node after this long.
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

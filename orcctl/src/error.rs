@@ -26,6 +26,9 @@ pub enum CliError {
     /// An update or rollback that did not converge (paused, rolled back).
     #[error("{0}")]
     Update(String),
+    /// An OS upgrade or rollback that did not end on the version asked for.
+    #[error("{0}")]
+    Upgrade(String),
     /// A process run through `container exec` ended with this code; orcctl
     /// exits with it and prints nothing.
     #[error("exit status {0}")]

@@ -29,12 +29,14 @@ pub mod lan;
 pub mod nfs_server;
 pub mod ntp;
 pub mod oci;
+pub mod os_images;
 pub mod paths;
 pub mod qemu;
 pub mod qemu_cluster;
 pub mod registry;
 pub mod simulator;
 pub mod small_fs;
+pub mod upgrade_rig;
 pub mod watching;
 
 /// Files under `dir` whose bytes hold `needle`.

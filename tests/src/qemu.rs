@@ -41,6 +41,8 @@ pub struct NodeSpec {
     /// the disk's own partition (a copy of `disk.raw` per node, made on
     /// first boot). No kernel, command line or disks are handed to QEMU.
     pub uefi: bool,
+    /// With `uefi`: this disk image instead of the image's `disk.raw`.
+    pub disk: Option<PathBuf>,
 }
 
 /// Debian's OVMF (package `ovmf`): the firmware and its variable store.
@@ -208,14 +210,15 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
 /// made on first boot (the copy keeps the image's holes: `cp --sparse`).
 fn installed(spec: &NodeSpec) -> anyhow::Result<()> {
     let disk = spec.dir.join(DISK_IMAGE);
+    let source = spec.disk.clone().unwrap_or_else(|| spec.image.join(DISK_IMAGE));
     if !disk.exists() {
         let st = Command::new("cp")
             .arg("--sparse=always")
-            .arg(spec.image.join(DISK_IMAGE))
+            .arg(&source)
             .arg(&disk)
             .status()
             .context("copying the disk image")?;
-        anyhow::ensure!(st.success(), "copying {} failed", spec.image.join(DISK_IMAGE).display());
+        anyhow::ensure!(st.success(), "copying {} failed", source.display());
     }
     let vars = spec.dir.join("ovmf-vars.fd");
     if !vars.exists() {

@@ -376,6 +376,8 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str, lost: Optio
         deltas: true,
         lost_leader: lost.unwrap_or_default().to_string(),
         wg_key: String::new(),
+        os_version: "simulated".into(),
+        failed_upgrades: Vec::new(),
     };
     let mut stream = match tokio::time::timeout(Duration::from_secs(10), client.session(req)).await {
         Ok(Ok(s)) => s.into_inner(),

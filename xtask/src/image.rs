@@ -187,7 +187,6 @@ pub struct Built {
 }
 /// The disk image's size (sparse: what is not written takes no room).
 const DISK_BYTES: u64 = 2 << 30;
-const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 
 /// The unified kernel image booting slot A (`verity`: its root's
 /// dm-verity value) and the GPT disk image holding it, systemd-boot and
@@ -195,15 +194,9 @@ const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 fn disk_image(out: &Path, work: &Path, version: &str, rev: &str, verity: &str) -> anyhow::Result<()> {
     use orc_image::disk;
     eprintln!("xtask: building the unified kernel images and the disk image");
-    let os_release = format!(
-        "NAME=orc\nID=orc\nVERSION_ID={version}\nPRETTY_NAME=\"orc {version} ({rev})\"\nIMAGE_VERSION={version}\n"
-    );
+    let os_release = orc_image::uki::os_release(version, rev);
     for (slot, file) in [(disk::SLOT_A_NAME, UKI_A), (disk::SLOT_B_NAME, UKI_B)] {
-        let cmdline = format!(
-            "console=ttyS0 panic=10 printk.devkmsg=on orc.root=PARTLABEL={slot} orc.verity={verity} \
-             orc.state=PARTLABEL={}",
-            disk::STATE_NAME
-        );
+        let cmdline = disk::slot_cmdline(slot, verity);
         let parts = orc_image::uki::UkiParts {
             stub: Path::new(orc_image::uki::STUB),
             kernel: &out.join("vmlinuz"),
@@ -213,17 +206,7 @@ fn disk_image(out: &Path, work: &Path, version: &str, rev: &str, verity: &str) -
         };
         orc_image::uki::build(&parts, work, &out.join(file))?;
     }
-    let loader = work.join("loader.conf");
-    std::fs::write(&loader, disk::LOADER_CONF)?;
-    let entry = orc_image::boot_entry::BootEntry::blessed(version);
-    let esp = vec![
-        disk::EspFile { path: "EFI/BOOT/BOOTX64.EFI".into(), source: SYSTEMD_BOOT.into() },
-        disk::EspFile { path: "loader/loader.conf".into(), source: loader },
-        disk::EspFile {
-            path: format!("{}/{}", orc_image::boot_entry::ENTRY_DIR, entry.file_name()),
-            source: out.join(UKI_A),
-        },
-    ];
+    let esp = disk::esp_files(work, &out.join(UKI_A), version)?;
     let seed: [u8; 16] = sha2::Sha256::digest(format!("orc-disk {version} {rev}"))[..16].try_into()?;
     disk::write(&disk::DiskSpec { size: DISK_BYTES, esp, root: out.join("root.img"), seed }, &out.join(DISK))?;
     Ok(())

@@ -55,6 +55,9 @@ pub const TABLE: &[(&str, Rule)] = &[
     ("/orc.machine.v1.Machine/RestartService", Rule::AtLeast(Role::Operator)),
     // Who did what: admins only (it names every person and what they did).
     ("/orc.machine.v1.Machine/Audit", Rule::AtLeast(Role::Admin)),
+    // The OS itself: what every workload and key on the node runs on.
+    ("/orc.machine.v1.Machine/Upgrade", Rule::AtLeast(Role::Admin)),
+    ("/orc.machine.v1.Machine/Rollback", Rule::AtLeast(Role::Admin)),
     // Images: bringing them in costs disk, not trust (layers are unpacked safely).
     ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),

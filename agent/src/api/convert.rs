@@ -320,6 +320,12 @@ pub fn node_to_proto(v: &View, n: &Node, manager_status: &str) -> pb::Node {
         manager_status: if n.role == Role::Manager { manager_status.into() } else { String::new() },
         updated_ms: n.updated_ms,
         wg_key: n.wg_key.clone(),
+        os_version: n.os_version.clone(),
+        failed_upgrades: n
+            .failed_upgrades
+            .iter()
+            .map(|f| pb::FailedUpgrade { version: f.version.clone(), reason: f.reason.clone(), at_ms: f.at_ms })
+            .collect(),
     }
 }
 

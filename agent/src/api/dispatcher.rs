@@ -62,6 +62,12 @@ impl Dispatcher for DispatcherService {
             // Unparsable ones are dropped: they only steer leases away.
             networks: d.networks.iter().filter_map(|n| n.parse::<ipnet::Ipv4Net>().ok()).map(|n| n.trunc()).collect(),
             wg_key: d.wg_key,
+            os_version: d.os_version,
+            failed_upgrades: d
+                .failed_upgrades
+                .into_iter()
+                .map(|f| crate::model::os::FailedUpgrade { version: f.version, reason: f.reason, at_ms: f.at_ms })
+                .collect(),
         };
         let s = domain::open_session(&self.raft, &self.liveness, &self.reports, &node_id, role, info).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);

@@ -48,8 +48,7 @@ impl Machine for MachineService {
         // A node booted from its disk reads the ESP: vfat is a late module.
         let booted = crate::node::boot_slots::booted();
         if booted.is_some() {
-            let run = &self.state.config.run_dir;
-            crate::late_modules::loaded(&run.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
+            esp_ready(&self.state).await;
         }
         let state = self.state.clone();
         let v = tokio::task::spawn_blocking(move || version::do_version(&state, booted))
@@ -78,6 +77,55 @@ impl Machine for MachineService {
         let (raft, admin) = (self.state.raft.clone(), res.admin_cert_pem.clone());
         tokio::spawn(async move { crate::cluster::certs::record_bootstrap_admin(&raft, &admin).await });
         Ok(Response::new(res))
+    }
+
+    async fn upgrade(&self, req: Request<tonic::Streaming<UpgradeChunk>>) -> Result<Response<UpgradeResponse>, Status> {
+        esp_ready(&self.state).await;
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("the upgrade stream was empty"))?;
+        let opts = crate::upgrade::stage::Options { force: first.force, health_window_secs: first.health_window_secs };
+        // The bundle goes straight from the stream into the slot: a bounded
+        // channel into the blocking writer.
+        let (tx, rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
+        tokio::spawn(async move {
+            if tx.send(Ok(first.data)).await.is_err() {
+                return;
+            }
+            loop {
+                let next = match input.message().await {
+                    Ok(Some(c)) => Ok(c.data),
+                    Ok(None) => return,
+                    Err(e) => Err(e.message().to_string()),
+                };
+                let stop = next.is_err();
+                if tx.send(next).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let state = self.state.clone();
+        let staged = tokio::task::spawn_blocking(move || {
+            crate::upgrade::stage::stage(&state, ChunkReader { rx, buf: Vec::new(), at: 0 }, opts)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("upgrade task: {e}")))??;
+        super::audit::target(&staged.version);
+        Ok(Response::new(UpgradeResponse {
+            version: staged.version,
+            from_version: staged.from_version,
+            slot: staged.slot.as_str().into(),
+            entry: staged.entry,
+        }))
+    }
+
+    async fn rollback(&self, _: Request<RollbackRequest>) -> Result<Response<RollbackResponse>, Status> {
+        esp_ready(&self.state).await;
+        let state = self.state.clone();
+        let r = tokio::task::spawn_blocking(move || crate::upgrade::rollback::rollback(&state))
+            .await
+            .map_err(|e| Status::internal(format!("rollback task: {e}")))??;
+        super::audit::target(&r.version);
+        Ok(Response::new(RollbackResponse { version: r.version, slot: r.slot.as_str().into() }))
     }
 
     async fn reboot(&self, _: Request<RebootRequest>) -> Result<Response<RebootResponse>, Status> {
@@ -182,5 +230,33 @@ impl Machine for MachineService {
 
     async fn services(&self, _: Request<ServicesRequest>) -> Result<Response<ServicesResponse>, Status> {
         Ok(Response::new(ServicesResponse { services: services::do_services(&self.state) }))
+    }
+}
+
+/// The ESP is vfat, a late module: wait for those (at once when loaded).
+async fn esp_ready(state: &NodeState) {
+    crate::late_modules::loaded(&state.config.run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
+}
+
+/// The chunks of a client stream as one reader (for the blocking writer).
+struct ChunkReader {
+    rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at >= self.buf.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => (self.buf, self.at) = (b, 0),
+                Some(Err(e)) => return Err(std::io::Error::other(format!("the upload broke off: {e}"))),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }

@@ -97,3 +97,32 @@ impl From<ShimError> for Status {
         }
     }
 }
+
+impl From<crate::upgrade::UpgradeError> for Status {
+    fn from(e: crate::upgrade::UpgradeError) -> Status {
+        use crate::upgrade::UpgradeError as E;
+        use orc_image::bundle::BundleError as B;
+        let msg = e.to_string();
+        match e {
+            E::NotFromDisk | E::InProgress { .. } | E::NothingToRollBackTo | E::FailedBefore { .. } => {
+                Status::failed_precondition(msg)
+            }
+            E::Bundle(B::NotNewer { .. }) => Status::failed_precondition(msg),
+            E::Bundle(B::Untrusted { .. }) => Status::permission_denied(msg),
+            E::Bundle(B::Io(_)) | E::Stream(_) => Status::aborted(msg),
+            E::Bundle(_) => Status::invalid_argument(msg),
+            E::TooLarge { .. } => Status::resource_exhausted(msg),
+            E::Agent(a) => a.into(),
+            E::NoPartition(_)
+            | E::Esp(_)
+            | E::Io { .. }
+            | E::Mount { .. }
+            | E::NoKeys { .. }
+            | E::Record { .. }
+            | E::NoEntry(_) => {
+                tracing::error!(error = %msg, "upgrade failed on the node");
+                Status::internal(msg)
+            }
+        }
+    }
+}

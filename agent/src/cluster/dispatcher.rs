@@ -158,6 +158,9 @@ pub struct NodeInfo {
     pub networks: Vec<ipnet::Ipv4Net>,
     /// Its WireGuard public key (empty: none).
     pub wg_key: String,
+    /// The OS version it runs and the versions that failed to upgrade it.
+    pub os_version: String,
+    pub failed_upgrades: Vec<crate::model::os::FailedUpgrade>,
 }
 
 /// The key a node reports, when it is one: a malformed key would make
@@ -209,6 +212,20 @@ pub async fn open_session(
         was_manager: (role == Role::Manager).then_some(true),
         networks: Some(d.networks.into_iter().take(MAX_NETWORKS).collect()),
         wg_key: Some(wg_key(node_id, d.wg_key)),
+        os_version: Some(truncate(d.os_version, MAX_REPORTED)),
+        failed_upgrades: Some(
+            d.failed_upgrades
+                .into_iter()
+                .rev()
+                .take(crate::model::os::MAX_FAILED)
+                .rev()
+                .map(|f| crate::model::os::FailedUpgrade {
+                    version: truncate(f.version, MAX_REPORTED),
+                    reason: truncate(f.reason, MAX_REPORTED * 4),
+                    at_ms: f.at_ms,
+                })
+                .collect(),
+        ),
         // Its role is the certificate's until promoted or demoted.
         role: (!known).then_some(role),
         ..NodePatch::status(NodeStatus::Ready, "")

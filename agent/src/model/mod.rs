@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod namespace;
 pub mod network;
 pub mod objects;
+pub mod os;
 pub mod patch;
 pub mod payload;
 pub mod volume;

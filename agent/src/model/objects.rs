@@ -153,6 +153,12 @@ pub struct Node {
     /// networks reach it with; a new one with each node certificate.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub wg_key: String,
+    /// The OS version it runs (empty until it reports one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub os_version: String,
+    /// Versions that failed to upgrade it, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_upgrades: Vec<super::os::FailedUpgrade>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

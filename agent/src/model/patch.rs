@@ -50,6 +50,10 @@ pub struct NodePatch {
     pub networks: Option<Vec<ipnet::Ipv4Net>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wg_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_upgrades: Option<Vec<super::os::FailedUpgrade>>,
 }
 
 impl NodePatch {
@@ -90,6 +94,8 @@ impl NodePatch {
             was_manager,
             networks,
             wg_key,
+            os_version,
+            failed_upgrades,
         } = self.clone();
         set(&mut n.hostname, hostname);
         set(&mut n.role, role);
@@ -113,6 +119,8 @@ impl NodePatch {
         set(&mut n.was_manager, was_manager);
         set(&mut n.networks, networks);
         set(&mut n.wg_key, wg_key);
+        set(&mut n.os_version, os_version);
+        set(&mut n.failed_upgrades, failed_upgrades);
     }
 }
 
@@ -262,8 +270,16 @@ mod tests {
             was_manager: Some(true),
             networks: Some(vec![]),
             wg_key: Some(String::new()),
+            os_version: Some(String::new()),
+            failed_upgrades: Some(vec![]),
         };
-        let set = Node { networks: vec!["10.0.2.0/24".parse().unwrap()], wg_key: "k".into(), ..Default::default() };
+        let set = Node {
+            networks: vec!["10.0.2.0/24".parse().unwrap()],
+            wg_key: "k".into(),
+            os_version: "0.2.0".into(),
+            failed_upgrades: vec![Default::default()],
+            ..Default::default()
+        };
         let fields = keys(serde_json::to_value(set).unwrap());
         for k in keys(serde_json::to_value(&node).unwrap()) {
             assert!(fields.contains(&k), "NodePatch.{k} is not a field of Node");

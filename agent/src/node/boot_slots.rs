@@ -13,7 +13,7 @@ use orc_image::disk::{ESP_NAME, SLOT_A_NAME, SLOT_B_NAME};
 const ESP_MOUNT: &str = "esp";
 
 /// One of the two root slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Slot {
     A,
     B,
@@ -24,6 +24,22 @@ impl Slot {
         match self {
             Self::A => "A",
             Self::B => "B",
+        }
+    }
+
+    /// The slot an upgrade writes while this one runs.
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+
+    /// Its partition's GPT name.
+    pub fn partition_name(self) -> &'static str {
+        match self {
+            Self::A => SLOT_A_NAME,
+            Self::B => SLOT_B_NAME,
         }
     }
 
@@ -92,7 +108,7 @@ pub fn entries(esp: &Path) -> Result<Vec<SlotEntry>, BootSlotsError> {
 }
 
 /// The ESP, mounted read-only under `run_dir` (once).
-fn esp(run_dir: &Path) -> Result<PathBuf, BootSlotsError> {
+pub fn esp(run_dir: &Path) -> Result<PathBuf, BootSlotsError> {
     let mount = run_dir.join(ESP_MOUNT);
     if crate::fsutil::is_mountpoint(&mount) {
         return Ok(mount);

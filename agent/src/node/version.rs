@@ -1,7 +1,7 @@
 //! `Version`: build and identity of the node.
 
 use orc_image::boot_entry::{Counter, ENTRY_DIR};
-use orc_proto::machine::{BootEntry, VersionResponse};
+use orc_proto::machine::{BootEntry, FailedUpgrade, UpgradeStatus, VersionResponse};
 
 use super::boot_slots::{Slot, SlotEntry};
 use crate::pki;
@@ -34,6 +34,24 @@ pub fn do_version(state: &NodeState, booted: Option<Slot>) -> VersionResponse {
             Err(e) => v.boot_error = e.to_string(),
         }
     }
+    {
+        let os = crate::sync::read(&state.os);
+        v.os_version = os.version.clone();
+        v.upgrade = os.upgrade.as_ref().map(|u| UpgradeStatus {
+            version: u.version.clone(),
+            slot: u.slot.clone(),
+            stage: u.stage.as_str().into(),
+            message: u.message.clone(),
+            health_window_secs: u.health_window_secs,
+        });
+        v.failed_upgrades = os
+            .failed
+            .iter()
+            .map(|f| FailedUpgrade { version: f.version.clone(), reason: f.reason.clone(), at_ms: f.at_ms })
+            .collect();
+    }
+    v.boot_id =
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
     if let Some(id) = state.identity() {
         v.maintenance = false;
         v.node_id = id.meta.node_id;

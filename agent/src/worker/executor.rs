@@ -56,6 +56,8 @@ pub struct Executor {
     /// the digest reference they ran by: what a start runs when the
     /// registry cannot be reached to check again.
     verified: Mutex<HashMap<(String, String), String>>,
+    /// A session delivered this node's tasks at least once.
+    assigned: std::sync::atomic::AtomicBool,
 }
 
 fn status(id: &str, state: TaskState, message: impl Into<String>) -> TaskStatus {
@@ -133,6 +135,7 @@ impl Executor {
             changed: Notify::new(),
             contact: Arc::default(),
             network,
+            assigned: std::sync::atomic::AtomicBool::new(false),
         });
         let watcher = ex.clone();
         tokio::spawn(async move { watcher.follow_containers().await });
@@ -320,6 +323,19 @@ impl Executor {
     }
 
     /// The node's tasks as the leader sent them (all of them, each time).
+    /// Of the tasks the managers want running here, how many there are
+    /// and how many run; None until a session delivered the node's tasks
+    /// (an upgraded node is blessed only once they run again).
+    pub fn running_of_wanted(&self) -> Option<(usize, usize)> {
+        if !self.assigned.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let local = self.lock();
+        let wanted: Vec<&Local> = local.values().filter(|l| l.task.desired == TaskState::Running).collect();
+        let running = wanted.iter().filter(|l| !l.busy && l.status.state == TaskState::Running.as_str()).count();
+        Some((running, wanted.len()))
+    }
+
     pub async fn assign(self: &Arc<Self>, tasks: Vec<Task>) {
         let wanted: std::collections::HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
         self.files.retain(&tasks);
@@ -340,6 +356,7 @@ impl Executor {
                 l.forgotten = !wanted.contains(id);
                 !l.forgotten || l.busy
             });
+            self.assigned.store(true, std::sync::atomic::Ordering::Release);
             // Namespaces and addresses of tasks gone while the agent was down.
             let live: std::collections::HashSet<String> = local.keys().cloned().collect();
             if let Some(n) = &self.network {

@@ -174,6 +174,16 @@ async fn session(
         lost_leader: lost.unwrap_or_default().to_string(),
         networks: crate::network::node::own_networks().iter().map(|n| n.to_string()).collect(),
         wg_key: wg_key(state).await,
+        os_version: crate::sync::read(&state.os).version.clone(),
+        failed_upgrades: crate::sync::read(&state.os)
+            .failed
+            .iter()
+            .map(|f| orc_proto::dispatcher::FailedUpgrade {
+                version: f.version.clone(),
+                reason: f.reason.clone(),
+                at_ms: f.at_ms,
+            })
+            .collect(),
     };
     // A frozen or cut-off manager must not hold the node: give up after a while.
     let mut stream = tokio::time::timeout(SESSION_OPEN, client.session(req))

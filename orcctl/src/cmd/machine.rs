@@ -50,7 +50,11 @@ pub async fn run(command: Command, nodes: &[String], trust: &Trust, out: Output)
                     "boot_entries": v.boot_entries.iter().map(|e| json!({"version": e.version, "slot": e.slot,
                         "state": e.state, "tries_left": e.tries_left, "tries_done": e.tries_done, "file": e.file}))
                         .collect::<Vec<_>>(),
-                    "boot_error": v.boot_error}))
+                    "boot_error": v.boot_error, "os_version": v.os_version, "boot_id": v.boot_id,
+                    "upgrade": v.upgrade.as_ref().map(|u| json!({"version": u.version, "slot": u.slot, "stage": u.stage,
+                        "message": u.message, "health_window_secs": u.health_window_secs})),
+                    "failed_upgrades": v.failed_upgrades.iter().map(|f| json!({"version": f.version, "reason": f.reason,
+                        "at_ms": f.at_ms})).collect::<Vec<_>>()}))
                         .collect::<Vec<_>>())
                 ),
                 Output::Table => {
@@ -61,7 +65,7 @@ pub async fn run(command: Command, nodes: &[String], trust: &Trust, out: Output)
                                 vec![
                                     n.clone(),
                                     v.hostname.clone(),
-                                    v.version.clone(),
+                                    if v.os_version.is_empty() { v.version.clone() } else { v.os_version.clone() },
                                     v.git_revision.clone(),
                                     v.kernel.clone(),
                                     if v.boot_slot.is_empty() { "-".into() } else { v.boot_slot.clone() },
@@ -89,6 +93,14 @@ pub async fn run(command: Command, nodes: &[String], trust: &Trust, out: Output)
                         match v.boot_error.as_str() {
                             "" => println!("{n} boots: {}", entries.join(", ")),
                             why => println!("{n} boot entries unknown: {why}"),
+                        }
+                    }
+                    for (n, v) in &ok {
+                        if let Some(u) = &v.upgrade {
+                            println!("{n} upgrade: {} to {} (slot {}): {}", u.stage, u.version, u.slot, u.message);
+                        }
+                        for f in &v.failed_upgrades {
+                            println!("{n} failed upgrade: {}: {}", f.version, f.reason);
                         }
                     }
                 }

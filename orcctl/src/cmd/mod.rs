@@ -21,6 +21,7 @@ pub mod rollout;
 pub mod service;
 pub mod sign;
 pub mod sign_archive;
+pub mod upgrade;
 pub mod user;
 pub mod volume;
 pub mod watch;
@@ -106,6 +107,12 @@ pub async fn run(mut cli: Cli) -> Result<(), CliError> {
         Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &managers, &trust, out).await,
         Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &managers, &trust, out).await,
         Command::Context(_) => Ok(()),
+        Command::Upgrade { .. } | Command::Rollback { .. } if cli.nodes.is_empty() => {
+            Err(CliError::Usage("name the nodes with --nodes (host[:port], comma-separated)".into()))
+        }
+        cmd @ (Command::Upgrade { .. } | Command::Rollback { .. }) => {
+            upgrade::run(cmd, &nodes, &ctx.endpoints, &trust, out).await
+        }
         machine_command => machine::run(machine_command, &nodes, &trust, out).await,
     }
 }

@@ -21,7 +21,8 @@ fn node_json(n: &Node) -> serde_json::Value {
     json!({"id": n.id, "hostname": n.hostname, "role": n.role, "addr": n.addr, "availability": n.availability,
         "status": n.status, "message": n.message, "labels": n.labels, "cpus": n.cpus, "memory": n.memory,
         "agent_version": n.agent_version, "tasks": n.tasks, "manager_status": n.manager_status, "updated_ms": n.updated_ms,
-        "wg_key": n.wg_key})
+        "wg_key": n.wg_key, "os_version": n.os_version,
+        "failed_upgrades": n.failed_upgrades.iter().map(|f| json!({"version": f.version, "reason": f.reason, "at_ms": f.at_ms})).collect::<Vec<_>>()})
 }
 
 /// `node ls` (and its `--watch`).

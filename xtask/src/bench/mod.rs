@@ -1,6 +1,6 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
 //! benchmark: [`boot`], [`container`] (container-start), [`run`],
-//! [`cluster`], [`scale`], [`update`], [`network`], [`data`]; [`dockerd`]: Docker as a peer.
+//! [`cluster`], [`scale`], [`update`], [`network`], [`data`], [`upgrade`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
@@ -11,6 +11,7 @@ mod network;
 mod run;
 mod scale;
 mod update;
+mod upgrade;
 
 use anyhow::bail;
 
@@ -24,8 +25,9 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "update" => update::run(),
         "network" => network::run(),
         "data" => data::run(),
+        "upgrade" => upgrade::run(),
         other => bail!(
-            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network, data"
+            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network, data, upgrade"
         ),
     }
 }

@@ -1,0 +1,191 @@
+//! After the reboot into a new version: what this boot means for the
+//! pending upgrade ([`at_start`], before the node's session opens, so the
+//! managers hear of a fall back in its first message), and proving the new
+//! version ([`prove`]): it is blessed (its entry renamed without its
+//! counter) once the node is back in the cluster — a session delivered its
+//! tasks, and on a manager the Raft answers linearizable reads — and every
+//! task the managers want running here runs. Not so within the health
+//! window (counted from the boot), the agent says why, marks the entry bad
+//! and reboots into the old version.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::esp;
+use super::record::{self, Assessment, OsRecord, Pending};
+use super::UpgradeError;
+use crate::model::os::{UpgradeProgress, UpgradeStage};
+use crate::node::boot_slots::{self, Slot};
+use crate::pki::role::Role;
+use crate::state::NodeState;
+use crate::worker::executor::Executor;
+
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The managers must have answered this recently for the node to count as
+/// back in the cluster.
+const CONTACT: Duration = Duration::from_secs(15);
+
+fn progress(p: &Pending, stage: UpgradeStage, message: impl Into<String>) -> UpgradeProgress {
+    UpgradeProgress {
+        version: p.version.clone(),
+        slot: p.slot.as_str().into(),
+        stage,
+        message: message.into(),
+        health_window_secs: p.health_window_secs,
+    }
+}
+
+/// Reads the OS record and what this boot means for it; sets the node's
+/// OS report. Returns the upgrade this boot has to prove, if any.
+pub fn at_start(state: &NodeState) -> Option<Pending> {
+    let booted = boot_slots::booted()?;
+    let dir = state.state_dir().to_path_buf();
+    let mut rec = match OsRecord::load(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the OS record cannot be read: upgrades are not judged this boot");
+            return None;
+        }
+    };
+    let assessment = rec.assess(booted, &record::boot_id(), crate::clock::unix_ms());
+    let mut trying = None;
+    let upgrade = match &assessment {
+        Assessment::Nothing => None,
+        Assessment::Waiting(p) => Some(progress(p, UpgradeStage::Written, "written: boots at the next reboot")),
+        Assessment::Trying(p) => {
+            tracing::info!(version = %p.version, slot = p.slot.as_str(), window_secs = p.health_window_secs, "booted a new version: proving it");
+            trying = Some(p.clone());
+            Some(progress(p, UpgradeStage::Trying, "booted; waiting to rejoin the cluster"))
+        }
+        Assessment::FellBack(f) => {
+            tracing::error!(version = %f.version, reason = %f.reason, "the upgrade fell back to the old version");
+            println!("orc: the upgrade to {} fell back: {}", f.version, f.reason);
+            if let Err(e) = rec.save(&dir) {
+                tracing::error!(error = %e, "recording the failed upgrade");
+            }
+            None
+        }
+    };
+    // The installed version: recorded once, so later boots of it know it.
+    if let std::collections::btree_map::Entry::Vacant(slot) = rec.slots.entry(booted) {
+        slot.insert(env!("CARGO_PKG_VERSION").to_string());
+        if let Err(e) = rec.save(&dir) {
+            tracing::warn!(error = %e, "recording the installed version");
+        }
+    }
+    let mut os = crate::sync::write(&state.os);
+    os.version = rec.version_of(Some(booted), env!("CARGO_PKG_VERSION"));
+    os.failed = rec.failed.clone();
+    os.upgrade = upgrade;
+    trying
+}
+
+/// Why the node is not proven yet; None: it is.
+async fn unproven(state: &NodeState, executor: &Executor) -> Option<String> {
+    let Some((running, wanted)) = executor.running_of_wanted() else {
+        return Some("waiting for the session with the cluster to deliver this node's tasks".into());
+    };
+    let silent = executor.contact.silent_for();
+    if silent > CONTACT {
+        return Some(format!("the managers have not answered for {} s", silent.as_secs()));
+    }
+    if state.identity().is_some_and(|i| i.meta.role == Role::Manager) {
+        match tokio::time::timeout(Duration::from_secs(10), state.raft.linearizable()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Some(format!("this manager's Raft has not caught up: {e}")),
+            Err(_) => return Some("this manager's Raft has not caught up (no read index in 10 s)".into()),
+        }
+    }
+    if running < wanted {
+        return Some(format!("{running} of {wanted} tasks running"));
+    }
+    None
+}
+
+/// Proves `p`, the version this boot runs: blesses it, or gives up on it.
+pub async fn prove(state: Arc<NodeState>, executor: Arc<Executor>, p: Pending) {
+    let window = Duration::from_secs(p.health_window_secs.into());
+    let mut said = String::new();
+    loop {
+        let why = unproven(&state, &executor).await;
+        let Some(why) = why else { break };
+        let up = Duration::from_secs_f64(record::uptime_secs());
+        if up >= window {
+            let verdict = format!("not proven within its health window of {} s: {why}", window.as_secs());
+            give_up(&state, &p, verdict).await;
+            return;
+        }
+        if why != said {
+            tracing::info!(version = %p.version, waiting_for = %why, "proving the new version");
+            crate::sync::write(&state.os).upgrade = Some(progress(&p, UpgradeStage::Trying, why.clone()));
+            said = why;
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
+    }
+    esp_ready(&state).await;
+    let (s, p2) = (state.clone(), p.clone());
+    match tokio::task::spawn_blocking(move || bless(&s, &p2)).await {
+        Ok(Ok(())) => {
+            tracing::info!(version = %p.version, slot = p.slot.as_str(), "the new version is blessed");
+            println!("orc: version {} is blessed", p.version);
+            crate::sync::write(&state.os).upgrade = None;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, version = %p.version, "blessing the new version failed: it falls back at a reboot");
+            let msg = format!("blessing failed: {e}");
+            crate::sync::write(&state.os).upgrade = Some(progress(&p, UpgradeStage::Trying, msg));
+        }
+        Err(e) => tracing::error!(error = %e, "the blessing task failed"),
+    }
+}
+
+/// The ESP is vfat, a late module: wait for those.
+async fn esp_ready(state: &NodeState) {
+    crate::late_modules::loaded(&state.config.run_dir.join(orc_image::cmdline::LATE_MODULES_PENDING)).await;
+}
+
+/// Renames the booted entry to its blessed name and forgets the pending upgrade.
+fn bless(state: &NodeState, p: &Pending) -> Result<(), UpgradeError> {
+    esp::writable(&state.config.run_dir, |root| {
+        let e = esp::entry_of(root, p.slot)?.ok_or(UpgradeError::NoEntry(p.slot.as_str()))?;
+        esp::rename(root, &e, &orc_image::boot_entry::BootEntry::blessed(&e.version))
+    })?;
+    let dir = state.state_dir();
+    let mut rec = OsRecord::load(dir)?;
+    rec.pending = None;
+    rec.save(dir)
+}
+
+/// Records why, marks the booted entry bad and reboots into the old version.
+async fn give_up(state: &Arc<NodeState>, p: &Pending, verdict: String) {
+    tracing::error!(version = %p.version, %verdict, "giving up on the new version: back to the old one");
+    println!("orc: giving up on version {}: {verdict}", p.version);
+    crate::sync::write(&state.os).upgrade = Some(progress(p, UpgradeStage::GivingUp, verdict.clone()));
+    esp_ready(state).await;
+    let (s, slot) = (state.clone(), p.slot);
+    let marked = tokio::task::spawn_blocking(move || mark_bad(&s, slot, verdict)).await;
+    match marked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "marking the new version bad failed; its boot counter still runs out")
+        }
+        Err(e) => tracing::error!(error = %e, "the marking task failed"),
+    }
+    if let Err(e) = crate::node::power::do_power(state, crate::node::power::PowerAction::Reboot) {
+        tracing::error!(error = %e, "cannot reboot into the old version");
+    }
+}
+
+/// The verdict on STATE (read after the fall back), the slot's entry bad.
+pub fn mark_bad(state: &NodeState, slot: Slot, verdict: String) -> Result<(), UpgradeError> {
+    let dir = state.state_dir();
+    let mut rec = OsRecord::load(dir)?;
+    if let Some(p) = rec.pending.as_mut() {
+        p.verdict = Some(verdict);
+    }
+    rec.save(dir)?;
+    esp::writable(&state.config.run_dir, |root| {
+        let e = esp::entry_of(root, slot)?.ok_or(UpgradeError::NoEntry(slot.as_str()))?;
+        esp::rename(root, &e, &esp::bad(&e))
+    })
+}

@@ -1,0 +1,270 @@
+//! `orcctl upgrade` and `orcctl rollback`: the node's OS, one node after
+//! another. The bundle is streamed to the node, which verifies and writes
+//! it; then the node reboots, and orcctl follows it through `version`
+//! until it runs the new version blessed — or is back on the old one, with
+//! the reason the node recorded.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orc_proto::cluster::nodes_client::NodesClient;
+use orc_proto::cluster::ListNodesRequest;
+use orc_proto::machine::{RebootRequest, RollbackRequest, UpgradeChunk, VersionRequest, VersionResponse};
+use serde_json::json;
+
+use super::machine::client;
+use super::status_err;
+use crate::cli::{Command, Output};
+use crate::connect::{manager, Trust};
+use crate::error::CliError;
+use crate::parse::parse_duration;
+
+const CHUNK: usize = 1 << 20;
+const POLL: Duration = Duration::from_secs(2);
+
+/// Prints a stage (table output) or a JSON line.
+fn say(out: Output, node: &str, stage: &str, message: &str) {
+    match out {
+        Output::Json => println!("{}", json!({"node": node, "stage": stage, "message": message})),
+        Output::Table => println!("{node}: {message}"),
+    }
+}
+
+pub async fn run(
+    command: Command,
+    nodes: &[String],
+    managers: &[String],
+    trust: &Trust,
+    out: Output,
+) -> Result<(), CliError> {
+    match command {
+        Command::Upgrade { bundle, force, health_window, timeout } => {
+            let window = parse_duration(&health_window)? / 1000;
+            let window = u32::try_from(window)
+                .ok()
+                .filter(|w| *w >= 10)
+                .ok_or_else(|| CliError::Usage(format!("--health-window {health_window}: give 10s or more")))?;
+            let timeout = Duration::from_millis(parse_duration(&timeout)?);
+            let manifest = std::fs::File::open(&bundle)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", bundle.display())))
+                .and_then(|f| {
+                    orc_image::bundle::manifest_unverified(f)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", bundle.display())))
+                })?;
+            if !force {
+                refuse_failed(&manifest.version, managers, trust).await?;
+            }
+            for n in nodes {
+                upgrade_one(n, &bundle, &manifest.version, force, window, timeout, trust, out).await?;
+            }
+            Ok(())
+        }
+        Command::Rollback { timeout } => {
+            let timeout = Duration::from_millis(parse_duration(&timeout)?);
+            for n in nodes {
+                rollback_one(n, timeout, trust, out).await?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a version that failed on any node of the cluster (the managers
+/// keep what the nodes report). A cluster that cannot be asked is said and
+/// left to the nodes, which refuse versions that failed on themselves.
+async fn refuse_failed(version: &str, managers: &[String], trust: &Trust) -> Result<(), CliError> {
+    let nodes = match manager(managers, trust).await {
+        Ok((addr, channel)) => NodesClient::new(channel)
+            .list(ListNodesRequest {})
+            .await
+            .map_err(status_err(&addr))
+            .map(|r| r.into_inner().nodes),
+        Err(e) => Err(e),
+    };
+    let nodes = match nodes {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!(
+                "orcctl: warning: cannot ask the cluster which versions failed ({e}); the nodes still refuse their own"
+            );
+            return Ok(());
+        }
+    };
+    for n in &nodes {
+        if let Some(f) = n.failed_upgrades.iter().find(|f| f.version == version) {
+            return Err(CliError::Upgrade(format!(
+                "version {version} failed on node {} ({}): {}; pass --force to apply it anyway",
+                n.hostname, n.id, f.reason
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn version(n: &str, trust: &Trust) -> Result<VersionResponse, CliError> {
+    let mut c = client(n, trust).await?;
+    Ok(c.version(VersionRequest {}).await.map_err(status_err(n))?.into_inner())
+}
+
+/// `version` until it answers in another boot than `boot_id`, then until
+/// `done` says it is over (Some(result)); stages shown as they change.
+async fn follow(
+    n: &str,
+    boot_id: &str,
+    timeout: Duration,
+    trust: &Trust,
+    out: Output,
+    done: impl Fn(&VersionResponse) -> Option<Result<String, String>>,
+) -> Result<(), CliError> {
+    let began = Instant::now();
+    let mut last = String::new();
+    let mut show = |stage: &str, msg: String| {
+        if msg != last {
+            say(out, n, stage, &msg);
+            last = msg;
+        }
+    };
+    loop {
+        if began.elapsed() > timeout {
+            return Err(CliError::Upgrade(format!(
+                "{n}: not done after {} s: the node still blesses or falls back by itself; see `orcctl -n {n} version`",
+                timeout.as_secs()
+            )));
+        }
+        let v = tokio::time::timeout(Duration::from_secs(10), version(n, trust)).await;
+        match v {
+            Ok(Ok(v)) if v.boot_id != boot_id => {
+                if let Some(r) = done(&v) {
+                    return match r {
+                        Ok(msg) => {
+                            say(out, n, "done", &msg);
+                            Ok(())
+                        }
+                        Err(msg) => {
+                            say(out, n, "failed", &msg);
+                            Err(CliError::Upgrade(format!("{n}: {msg}")))
+                        }
+                    };
+                }
+                match &v.upgrade {
+                    Some(u) => show(&u.stage, format!("{} {} (slot {}): {}", u.stage, u.version, u.slot, u.message)),
+                    None => show("booted", format!("up, running {} from slot {}", v.os_version, v.boot_slot)),
+                }
+            }
+            Ok(Ok(_)) => show("rebooting", "rebooting".into()),
+            _ => show("down", "waiting for the node to come back".into()),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether the entry of `version` in `slot` is blessed.
+fn blessed(v: &VersionResponse, version: &str, slot: &str) -> bool {
+    v.boot_entries.iter().any(|e| e.version == version && e.slot == slot && e.state == "blessed")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upgrade_one(
+    n: &str,
+    bundle: &Path,
+    version: &str,
+    force: bool,
+    window: u32,
+    timeout: Duration,
+    trust: &Trust,
+    out: Output,
+) -> Result<(), CliError> {
+    let before = version_of(n, trust).await?;
+    let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or_default();
+    say(
+        out,
+        n,
+        "sending",
+        &format!(
+            "sending {version} ({} MiB) to write beside {} (slot {})",
+            size >> 20,
+            before.os_version,
+            before.boot_slot
+        ),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel::<UpgradeChunk>(4);
+    let path = bundle.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut first = true;
+        loop {
+            let mut data = vec![0u8; CHUNK];
+            let got = f.read(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
+            if got == 0 {
+                return Ok(());
+            }
+            data.truncate(got);
+            let chunk =
+                UpgradeChunk { data, force: first && force, health_window_secs: if first { window } else { 0 } };
+            first = false;
+            if tx.blocking_send(chunk).is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let mut c = client(n, trust).await?;
+    let staged = c.upgrade(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(status_err(n));
+    if let Ok(Err(e)) = reader.await {
+        return Err(CliError::Usage(e));
+    }
+    let staged = staged?.into_inner();
+    say(out, n, "written", &format!("{} written to slot {} ({})", staged.version, staged.slot, staged.entry));
+    c.reboot(RebootRequest {}).await.map_err(status_err(n))?;
+    say(out, n, "rebooting", "rebooting into it");
+    let (want, slot) = (staged.version.clone(), staged.slot.clone());
+    follow(n, &before.boot_id, timeout, trust, out, |v| {
+        if v.upgrade.is_none() && v.os_version == want && v.boot_slot == slot && blessed(v, &want, &slot) {
+            return Some(Ok(format!("running {want} from slot {slot}, blessed")));
+        }
+        if v.upgrade.is_none() && v.boot_slot != slot {
+            let why = v
+                .failed_upgrades
+                .iter()
+                .rev()
+                .find(|f| f.version == want)
+                .map(|f| f.reason.clone())
+                .unwrap_or_else(|| "no reason recorded".into());
+            return Some(Err(format!("fell back to {} (slot {}): {want} failed: {why}", v.os_version, v.boot_slot)));
+        }
+        None
+    })
+    .await
+}
+
+/// The node's version, refusing one that did not boot from a disk.
+async fn version_of(n: &str, trust: &Trust) -> Result<VersionResponse, CliError> {
+    let v = version(n, trust).await?;
+    if v.boot_slot.is_empty() {
+        return Err(CliError::Upgrade(format!(
+            "{n}: this node did not boot from the disk image (no A/B slots): install it to a disk first"
+        )));
+    }
+    Ok(v)
+}
+
+async fn rollback_one(n: &str, timeout: Duration, trust: &Trust, out: Output) -> Result<(), CliError> {
+    let before = version_of(n, trust).await?;
+    let mut c = client(n, trust).await?;
+    let r = c.rollback(RollbackRequest {}).await.map_err(status_err(n))?.into_inner();
+    say(out, n, "written", &format!("{} (slot {}) boots next, instead of {}", r.version, r.slot, before.os_version));
+    c.reboot(RebootRequest {}).await.map_err(status_err(n))?;
+    say(out, n, "rebooting", "rebooting into it");
+    let (want, slot) = (r.version.clone(), r.slot.clone());
+    follow(n, &before.boot_id, timeout, trust, out, |v| {
+        if v.boot_slot == slot && v.os_version == want {
+            return Some(Ok(format!("running {want} from slot {slot}")));
+        }
+        if v.boot_slot != slot {
+            return Some(Err(format!("came back on slot {} ({}), not {slot}", v.boot_slot, v.os_version)));
+        }
+        None
+    })
+    .await
+}

@@ -1,0 +1,132 @@
+//! VM end to end: OS upgrades of a worker booted from its disk under UEFI
+//! (OVMF, systemd-boot, unified kernel images), in a cluster with a
+//! manager on the L2 hub (`orc_e2e::upgrade_rig`); everything through the
+//! `orcctl` binary. One cluster for every check (CI time matters): a
+//! bundle signed with another key is refused; v1 → v2 keeps the node's
+//! identity, STATE and its task; four broken v3 bundles (kernel panic, PID
+//! 1 exiting, no network, never rejoining) each fall back to v2 by
+//! themselves, recorded as failed in the cluster, and the cluster refuses
+//! v3 unforced; a good v4 is blessed and a rollback by hand goes back to v2.
+
+// The test harness: a failed unwrap is a failed test, with its line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use orc_e2e::os_images::{self, Variant};
+use orc_e2e::upgrade_rig::{Rig, W_NAME, W_NET};
+
+const BOOT: Duration = Duration::from_secs(300);
+const TASK: Duration = Duration::from_secs(120);
+
+fn inspect_w(rig: &Rig) -> serde_json::Value {
+    let o = rig.ctl(&["-o", "json", "node", "inspect", W_NAME]).check().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    if v.is_array() {
+        v[0].clone()
+    } else {
+        v
+    }
+}
+
+#[test]
+fn a_worker_upgrades_and_falls_back_by_itself() {
+    let Some(image) = orc_e2e::e2e_image() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let rig = Rig::start(&image, tmp.path(), BOOT).unwrap_or_else(|e| panic!("{e:#}"));
+    let v1 = rig.w_version().unwrap();
+    let node_id = v1["node_id"].as_str().unwrap().to_string();
+    let v1_version = rig.built.version.clone();
+    assert_eq!((v1["boot_slot"].as_str(), v1["os_version"].as_str()), (Some("A"), Some(v1_version.as_str())), "{v1}");
+    let key = rig.built.dev_key().unwrap();
+    let (v2, v3, v4) = (format!("{v1_version}.1"), format!("{v1_version}.2"), format!("{v1_version}.3"));
+
+    // Signed with a key the image does not trust: refused, nothing written.
+    let foreign = rig.bundle("foreign", &v2, &Rig::net(), &os_images::other_key().unwrap()).unwrap();
+    let o = rig.on_w(&["upgrade", "--bundle", foreign.to_str().unwrap()]);
+    assert!(!o.ok && o.stderr.contains("not signed by a key this image trusts"), "{}{}", o.stderr, o.stdout);
+    assert_eq!(rig.w_version().unwrap()["boot_entries"].as_array().unwrap().len(), 1, "nothing written");
+
+    // v1 → v2: written to slot B, booted, blessed once back with its task.
+    let good = rig.bundle("v2", &v2, &Rig::net(), &key).unwrap();
+    let o = rig.on_w(&["upgrade", "--bundle", good.to_str().unwrap(), "--health-window", "240s"]);
+    assert!(o.ok, "{}{}\n--- console:\n{}", o.stderr, o.stdout, rig.console());
+    assert!(o.stdout.contains("blessed"), "{}", o.stdout);
+    let v = rig.w_version().unwrap();
+    assert_eq!(v["node_id"], node_id.as_str(), "the identity is kept on STATE");
+    assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{v}");
+    let entries = v["boot_entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v}");
+    assert!(entries.iter().all(|e| e["state"] == "blessed"), "{v}");
+    rig.wait_task(TASK).unwrap();
+    assert_eq!(inspect_w(&rig)["os_version"], v2.as_str());
+
+    // Four broken v3 bundles: each falls back to v2 by itself.
+    let breaks = tmp.path().join("breaks");
+    std::fs::create_dir_all(&breaks).unwrap();
+    let garbage = breaks.join("garbage.img");
+    os_images::garbage_initramfs(&garbage).unwrap();
+    let exiting = breaks.join("exiting.img");
+    os_images::exiting_initramfs(&breaks.join("exit"), &exiting).unwrap();
+    let with = |extra: &str, initrd: Option<std::path::PathBuf>| Variant { extra_cmdline: extra.into(), initrd };
+    let cases = [
+        ("panic", with(W_NET, Some(garbage)), "boot tries ran out"),
+        ("init-exits", with(W_NET, Some(exiting)), "boot tries ran out"),
+        (
+            "no-network",
+            with("orc.hostname=upg-w orc.ip=eth0:192.0.2.10/24 orc.ip=eth1:10.99.0.12/24", None),
+            "not proven within its health window",
+        ),
+        (
+            "never-rejoins",
+            with("orc.hostname=upg-w orc.ip=eth1:10.99.0.12/24 orc.advertise=10.42.0.12:7443", None),
+            "not proven within its health window",
+        ),
+    ];
+    for (i, (name, variant, reason)) in cases.into_iter().enumerate() {
+        let b = rig.bundle(name, &v3, &variant, &key).unwrap();
+        let path = b.to_str().unwrap();
+        if i == 1 {
+            // It failed on a node of the cluster: refused unforced.
+            let o = rig.on_w(&["upgrade", "--bundle", path]);
+            assert!(!o.ok && o.stderr.contains(&format!("failed on node {W_NAME}")), "{}{}", o.stderr, o.stdout);
+        }
+        let started = Instant::now();
+        let o = rig.on_w(&["upgrade", "--bundle", path, "--force", "--health-window", "40s"]);
+        eprintln!("{name}: back on v2 {} s after the command", started.elapsed().as_secs());
+        assert!(!o.ok, "{name}: the broken upgrade succeeded?\n{}", o.stdout);
+        let all = format!("{}{}", o.stdout, o.stderr);
+        assert!(all.contains(&format!("fell back to {v2}")), "{name}: {all}\n--- console:\n{}", rig.console());
+        let v = rig.w_version().unwrap();
+        assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{name}: {v}");
+        assert_eq!(v["node_id"], node_id.as_str());
+        let failed = v["failed_upgrades"].as_array().unwrap();
+        let f = failed.iter().find(|f| f["version"] == v3.as_str()).unwrap_or_else(|| panic!("{name}: {v}"));
+        assert!(f["reason"].as_str().unwrap().contains(reason), "{name}: {f}");
+        if name == "never-rejoins" {
+            assert!(o.stdout.contains("waiting for the session"), "{name}: seen trying: {}", o.stdout);
+        }
+        rig.wait_task(TASK).unwrap();
+        // The cluster has it on record.
+        let start = Instant::now();
+        while !inspect_w(&rig)["failed_upgrades"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["version"] == v3.as_str()))
+        {
+            assert!(start.elapsed() < Duration::from_secs(60), "{name}: the failure is not on record");
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    // A good v4 into slot A, then back to v2 by hand.
+    let fixed = rig.bundle("v4", &v4, &Rig::net(), &key).unwrap();
+    let o = rig.on_w(&["upgrade", "--bundle", fixed.to_str().unwrap(), "--health-window", "240s"]);
+    assert!(o.ok, "{}{}", o.stderr, o.stdout);
+    assert_eq!(rig.w_version().unwrap()["os_version"], v4.as_str());
+    let o = rig.on_w(&["rollback"]);
+    assert!(o.ok, "{}{}", o.stderr, o.stdout);
+    let v = rig.w_version().unwrap();
+    assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{v}");
+    assert_eq!(v["node_id"], node_id.as_str());
+    rig.wait_task(TASK).unwrap();
+}
