@@ -131,8 +131,8 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
     if let Some(pending) = upgrade::bless::at_start(&state) {
         tokio::spawn(upgrade::bless::prove(state.clone(), executor.clone(), pending));
     }
-    tokio::spawn(worker::session::run(state.clone(), executor));
+    tokio::spawn(worker::session::run(state.clone(), executor.clone()));
     node::timeline::mark(on_node, "agent-api");
-    let parts = api::server::Parts { runtime, network, liveness, measurements };
+    let parts = api::server::Parts { runtime, network, liveness, measurements, executor };
     api::server::run(state, parts, tcp, vsock, shutdown).await.context("serving the API")
 }

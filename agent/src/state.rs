@@ -46,6 +46,9 @@ pub struct NodeState {
     /// progress (set by the upgrade module; reported to the managers at
     /// each session and shown by `orcctl version`).
     pub os: RwLock<crate::model::os::OsReport>,
+    /// What the heartbeats ask the leader about readiness elsewhere, and
+    /// its answer (the upgrade module asks during a health window).
+    pub ready_elsewhere: RwLock<crate::model::os::ReadyElsewhere>,
 }
 
 impl NodeState {
@@ -112,6 +115,7 @@ impl NodeState {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 ..Default::default()
             }),
+            ready_elsewhere: RwLock::default(),
             config,
         }))
     }

@@ -414,7 +414,11 @@ async fn session(node: &Arc<SimNode>, opts: &SimOptions, addr: &str, lost: Optio
         if report {
             let all = node.statuses();
             let beat = reported.next(&all, Instant::now());
-            let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage: Vec::new() });
+            let mut req = tonic::Request::new(HeartbeatRequest {
+                statuses: beat.statuses.clone(),
+                usage: Vec::new(),
+                ..Default::default()
+            });
             req.set_timeout(HEARTBEAT_TIMEOUT);
             if let Err(s) = client.heartbeat(req).await {
                 return ended(s);

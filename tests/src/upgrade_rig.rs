@@ -22,6 +22,8 @@ pub const W_NET: &str = "orc.hostname=upg-w orc.ip=eth1:10.42.0.12/24 orc.advert
 pub const W_NAME: &str = "upg-w";
 /// The service whose task runs on the worker.
 pub const SERVICE: &str = "keep";
+/// The image loaded on both nodes (no registry).
+pub const IMAGE: &str = "local/busybox:1";
 
 /// What an orcctl run printed.
 pub struct Out {
@@ -73,10 +75,13 @@ impl Rig {
         crate::qemu_cluster::save(&config, "upg", ctx)?;
         let rig = Self { nodes, config, w_api, built, dir: dir.to_path_buf() };
         let archive = dir.join("busybox.tar");
-        std::fs::write(&archive, crate::oci::busybox(0)?.layout_tar("local/busybox:1")?)?;
-        rig.on_w(&["image", "load", &archive.display().to_string()]).check()?;
-        let constraint = format!("node.hostname=={W_NAME}");
-        let create = ["service", "create", "--name", SERVICE, "--constraint", &constraint, "local/busybox:1"];
+        std::fs::write(&archive, crate::oci::busybox(0)?.layout_tar(IMAGE)?)?;
+        let m_api = format!("127.0.0.1:{}", rig.nodes[0].spec.api_port);
+        for node in [m_api.as_str(), rig.w_api.as_str()] {
+            rig.ctl(&["-n", node, "image", "load", &archive.display().to_string()]).check()?;
+        }
+        let constraint = format!("node.id=={}", rig.w_id()?);
+        let create = ["service", "create", "--name", SERVICE, "--constraint", &constraint, IMAGE];
         rig.ctl(&[&create[..], &["--", "sleep", "100000"]].concat()).check()?;
         rig.wait_task(limit)?;
         Ok(rig)
@@ -101,6 +106,19 @@ impl Rig {
     /// orcctl with `--nodes` the worker.
     pub fn on_w(&self, args: &[&str]) -> Out {
         self.ctl(&[&["-n", self.w_api.as_str()][..], args].concat())
+    }
+
+    /// The worker's node id (from its `version`).
+    pub fn w_id(&self) -> anyhow::Result<String> {
+        let v = self.w_version()?;
+        Ok(v["node_id"].as_str().context("no node id")?.to_string())
+    }
+
+    /// The worker as the managers see it (`node inspect`), as JSON.
+    pub fn w_node(&self) -> anyhow::Result<serde_json::Value> {
+        let o = self.ctl(&["-o", "json", "node", "inspect", &self.w_id()?]).check()?;
+        let v: serde_json::Value = serde_json::from_str(&o.stdout)?;
+        Ok(if v.is_array() { v[0].clone() } else { v })
     }
 
     /// The worker's `version`, as JSON.

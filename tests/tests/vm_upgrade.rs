@@ -6,7 +6,9 @@
 //! identity, STATE and its task; four broken v3 bundles (kernel panic, PID
 //! 1 exiting, no network, never rejoining) each fall back to v2 by
 //! themselves, recorded as failed in the cluster, and the cluster refuses
-//! v3 unforced; a good v4 is blessed and a rollback by hand goes back to v2.
+//! v3 unforced; a v4 that breaks a workload on this node only is blessed
+//! and then rolled back within its health window; a good v5 is blessed and
+//! a rollback by hand goes back to v2.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,19 +16,21 @@
 use std::time::{Duration, Instant};
 
 use orc_e2e::os_images::{self, Variant};
-use orc_e2e::upgrade_rig::{Rig, W_NAME, W_NET};
+use orc_e2e::upgrade_rig::{Rig, IMAGE, W_NAME, W_NET};
 
 const BOOT: Duration = Duration::from_secs(300);
 const TASK: Duration = Duration::from_secs(120);
 
 fn inspect_w(rig: &Rig) -> serde_json::Value {
-    let o = rig.ctl(&["-o", "json", "node", "inspect", W_NAME]).check().unwrap();
-    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    if v.is_array() {
-        v[0].clone()
-    } else {
-        v
-    }
+    rig.w_node().unwrap()
+}
+
+/// The tasks of `service` are `n`, all ready.
+fn all_ready(rig: &Rig, service: &str, n: usize) -> bool {
+    let o = rig.ctl(&["-o", "json", "service", "ps", service]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
+    let ready = v.as_array().map(|t| t.iter().filter(|t| t["state"] == "running" && t["health"] == "ready").count());
+    ready == Some(n)
 }
 
 #[test]
@@ -39,7 +43,7 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
     let v1_version = rig.built.version.clone();
     assert_eq!((v1["boot_slot"].as_str(), v1["os_version"].as_str()), (Some("A"), Some(v1_version.as_str())), "{v1}");
     let key = rig.built.dev_key().unwrap();
-    let (v2, v3, v4) = (format!("{v1_version}.1"), format!("{v1_version}.2"), format!("{v1_version}.3"));
+    let [v2, v3, v4, v5] = [1, 2, 3, 4].map(|n| format!("{v1_version}.{n}"));
 
     // Signed with a key the image does not trust: refused, nothing written.
     let foreign = rig.bundle("foreign", &v2, &Rig::net(), &os_images::other_key().unwrap()).unwrap();
@@ -118,11 +122,47 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
         }
     }
 
-    // A good v4 into slot A, then back to v2 by hand.
-    let fixed = rig.bundle("v4", &v4, &Rig::net(), &key).unwrap();
+    // Workloads: a global service on the nodes' own network whose readiness
+    // checks the node's hostname. v4 renames the worker: it boots, rejoins
+    // and is blessed, then its task fails readiness there only (the
+    // manager's is ready) within the health window: back to v2.
+    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m interval=2s";
+    let create = ["service", "create", "--name", "probe", "--mode", "global", "--network", "host", "--probe", probe];
+    rig.ctl(&[&create[..], &[IMAGE, "--", "sleep", "100000"]].concat()).check().unwrap();
+    let start = Instant::now();
+    while !all_ready(&rig, "probe", 2) {
+        assert!(start.elapsed() < TASK, "the probe service is not ready on both nodes");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let renamed = with("orc.hostname=upg-w4 orc.ip=eth1:10.42.0.12/24 orc.advertise=10.42.0.12:7443", None);
+    let b = rig.bundle("workloads", &v4, &renamed, &key).unwrap();
+    // orcctl returns once it is blessed (or, on a slow poll, once it fell back).
+    let o = rig.on_w(&["upgrade", "--bundle", b.to_str().unwrap(), "--health-window", "180s"]);
+    eprintln!("workloads: orcctl said: {}{}", o.stdout, o.stderr);
+    let start = Instant::now();
+    let v = loop {
+        let v = rig.w_version();
+        if let Ok(v) = v {
+            let fell = v["failed_upgrades"].as_array().is_some_and(|f| f.iter().any(|f| f["version"] == v4.as_str()));
+            if fell && v["boot_slot"] == "B" {
+                break v;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(400), "v4 did not roll back:\n{}", rig.console());
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    assert_eq!(v["os_version"], v2.as_str(), "{v}");
+    let f = v["failed_upgrades"].as_array().unwrap().iter().find(|f| f["version"] == v4.as_str()).unwrap().clone();
+    assert!(f["reason"].as_str().unwrap().contains("service probe's task is not ready on this node"), "{f}");
+    let bad = v["boot_entries"].as_array().unwrap().iter().find(|e| e["version"] == v4.as_str()).unwrap().clone();
+    assert_eq!(bad["state"], "bad", "the blessed entry was marked bad: {v}");
+    rig.wait_task(TASK).unwrap();
+
+    // A good v5 into slot A, then back to v2 by hand.
+    let fixed = rig.bundle("v5", &v5, &Rig::net(), &key).unwrap();
     let o = rig.on_w(&["upgrade", "--bundle", fixed.to_str().unwrap(), "--health-window", "240s"]);
     assert!(o.ok, "{}{}", o.stderr, o.stdout);
-    assert_eq!(rig.w_version().unwrap()["os_version"], v4.as_str());
+    assert_eq!(rig.w_version().unwrap()["os_version"], v5.as_str());
     let o = rig.on_w(&["rollback"]);
     assert!(o.ok, "{}{}", o.stderr, o.stdout);
     let v = rig.w_version().unwrap();

@@ -169,6 +169,10 @@ impl Dispatcher for DispatcherService {
         let heard =
             domain::Heard { liveness: &self.liveness, measurements: &self.measurements, reports: &self.reports };
         domain::heartbeat(&self.raft, heard, &node_id, statuses, usage).await?;
-        Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32 }))
+        let ready_elsewhere = match beat.ready_elsewhere_of.is_empty() {
+            true => Default::default(),
+            false => domain::ready_elsewhere(&self.raft, &node_id, &beat.ready_elsewhere_of).await?,
+        };
+        Ok(Response::new(pb::HeartbeatResponse { period_ms: HEARTBEAT.as_millis() as u32, ready_elsewhere }))
     }
 }

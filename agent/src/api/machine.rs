@@ -18,11 +18,13 @@ use crate::state::NodeState;
 pub struct MachineService {
     state: Arc<NodeState>,
     audit: Arc<AuditLog>,
+    /// The node's tasks (what an upgrade records as ready before it).
+    executor: Arc<crate::worker::executor::Executor>,
 }
 
 impl MachineService {
-    pub fn new(state: Arc<NodeState>, audit: Arc<AuditLog>) -> Self {
-        Self { state, audit }
+    pub fn new(state: Arc<NodeState>, audit: Arc<AuditLog>, executor: Arc<crate::worker::executor::Executor>) -> Self {
+        Self { state, audit, executor }
     }
 }
 
@@ -83,7 +85,22 @@ impl Machine for MachineService {
         esp_ready(&self.state).await;
         let mut input = req.into_inner();
         let first = input.message().await?.ok_or_else(|| Status::invalid_argument("the upgrade stream was empty"))?;
-        let opts = crate::upgrade::stage::Options { force: first.force, health_window_secs: first.health_window_secs };
+        let ready_before = self
+            .executor
+            .readiness()
+            .into_iter()
+            .filter(|t| t.running && t.health == crate::cluster::objects::Health::Ready)
+            .map(|t| crate::model::os::ReadyBefore {
+                service_id: t.service_id,
+                service: t.service,
+                spec_version: t.spec_version,
+            })
+            .collect();
+        let opts = crate::upgrade::stage::Options {
+            force: first.force,
+            health_window_secs: first.health_window_secs,
+            ready_before,
+        };
         // The bundle goes straight from the stream into the slot: a bounded
         // channel into the blocking writer.
         let (tx, rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);

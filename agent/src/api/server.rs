@@ -125,6 +125,7 @@ pub struct Parts {
     pub network: Arc<crate::network::node::NodeNetwork>,
     pub liveness: Arc<crate::cluster::dispatcher::Liveness>,
     pub measurements: Arc<crate::cluster::usage::Measurements>,
+    pub executor: Arc<crate::worker::executor::Executor>,
 }
 
 /// Serves the API until `shutdown` completes.
@@ -135,7 +136,7 @@ pub async fn run(
     vsock: Option<tokio_vsock::VsockListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let Parts { runtime, network, liveness, measurements } = parts;
+    let Parts { runtime, network, liveness, measurements, executor } = parts;
     let audit = crate::node::audit::AuditLog::open(state.state_dir());
     let (tx, rx) = mpsc::channel(64);
     let slots = Arc::new(Slots {
@@ -203,7 +204,7 @@ pub async fn run(
             liveness,
             measurements,
         )))
-        .add_service(MachineServer::new(MachineService::new(state, audit)))
+        .add_service(MachineServer::new(MachineService::new(state, audit, executor)))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime, network)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)

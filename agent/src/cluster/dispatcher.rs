@@ -331,6 +331,31 @@ pub struct Heard<'a> {
 /// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
 /// was not, its tasks' usage is kept, and the task states that changed are
 /// queued for the log.
+/// For each service of `services` (at most 64 asked), how many of its
+/// tasks are ready on nodes other than `node_id`: a node that finds its
+/// tasks failing readiness after an OS upgrade asks whether it is the
+/// only one.
+pub async fn ready_elsewhere(
+    raft: &RaftHandle,
+    node_id: &str,
+    services: &[String],
+) -> Result<std::collections::HashMap<String, u32>, DispatchError> {
+    let s = leading(raft)?;
+    let a = s.sm.applied.read().await;
+    Ok(services
+        .iter()
+        .take(64)
+        .map(|id| {
+            let ready = a
+                .state
+                .tasks_of(id)
+                .filter(|t| t.node != node_id && t.state == TaskState::Running && t.health == Health::Ready)
+                .count();
+            (id.clone(), ready as u32)
+        })
+        .collect())
+}
+
 pub async fn heartbeat(
     raft: &RaftHandle,
     heard: Heard<'_>,

@@ -25,6 +25,9 @@ pub enum UpgradeStage {
     Written,
     /// Booted, proving itself (back in the cluster, tasks running).
     Trying,
+    /// Blessed; until the health window ends, a workload failing readiness
+    /// on this node only still rolls it back.
+    Watching,
     /// Not healthy in time: the entry is marked bad and the node reboots
     /// into the old version.
     GivingUp,
@@ -35,6 +38,7 @@ impl UpgradeStage {
         match self {
             Self::Written => "written",
             Self::Trying => "trying",
+            Self::Watching => "watching",
             Self::GivingUp => "giving-up",
         }
     }
@@ -50,6 +54,27 @@ pub struct UpgradeProgress {
     /// What it waits for, or why it gives up.
     pub message: String,
     pub health_window_secs: u32,
+}
+
+/// A service whose task on the node was ready when an upgrade was written:
+/// after the upgrade, its task failing readiness on this node only (the
+/// same spec, ready on other nodes) rolls the upgrade back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyBefore {
+    pub service_id: String,
+    pub service: String,
+    pub spec_version: u64,
+}
+
+/// The node's question to the leader in its heartbeats (services whose
+/// tasks fail readiness here) and the leader's last answer.
+#[derive(Debug, Clone, Default)]
+pub struct ReadyElsewhere {
+    pub asked: Vec<String>,
+    /// Service id → its tasks ready on other nodes.
+    pub answer: std::collections::HashMap<String, u32>,
+    /// When the answer came.
+    pub at: Option<std::time::Instant>,
 }
 
 /// What the node says of its OS (to the managers at each session, to

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::UpgradeError;
-use crate::model::os::{FailedUpgrade, MAX_FAILED};
+use crate::model::os::{FailedUpgrade, ReadyBefore, MAX_FAILED};
 use crate::node::boot_slots::Slot;
 
 /// The record's file under the state directory.
@@ -35,6 +35,13 @@ pub struct Pending {
     /// the entry bad and reboots).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
+    /// Services whose task here was ready when it was written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready_before: Vec<ReadyBefore>,
+    /// Its entry is blessed; its workloads are watched until the health
+    /// window ends.
+    #[serde(default)]
+    pub blessed: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +150,8 @@ mod tests {
             health_window_secs: 60,
             written_boot_id: "boot-1".into(),
             verdict: None,
+            ready_before: Vec::new(),
+            blessed: false,
         }
     }
 

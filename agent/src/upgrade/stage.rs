@@ -14,7 +14,7 @@ use orc_image::bundle::{self, BundleError};
 use super::esp;
 use super::record::{self, OsRecord, Pending};
 use super::UpgradeError;
-use crate::model::os::{UpgradeProgress, UpgradeStage};
+use crate::model::os::{ReadyBefore, UpgradeProgress, UpgradeStage};
 use crate::node::boot_slots::{self, Slot};
 use crate::state::NodeState;
 
@@ -22,11 +22,13 @@ use crate::state::NodeState;
 /// entry (systemd-boot only looks at `*.efi`).
 const PARTIAL: &str = ".orc-upgrade.partial";
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub force: bool,
     /// 0: [`record::DEFAULT_WINDOW_SECS`].
     pub health_window_secs: u32,
+    /// Services whose task here is ready now.
+    pub ready_before: Vec<ReadyBefore>,
 }
 
 /// What was written.
@@ -60,8 +62,10 @@ pub fn stage(state: &NodeState, input: impl Read, opts: Options) -> Result<Stage
     let mut rec = OsRecord::load(&state_dir)?;
     let boot_id = record::boot_id();
     if let Some(p) = &rec.pending {
-        // One written but not booted yet is simply replaced.
-        if p.written_boot_id != boot_id {
+        // One written but not booted yet is simply replaced; so is one
+        // blessed whose workloads are being watched (the next version
+        // falls back to it).
+        if p.written_boot_id != boot_id && !p.blessed {
             return Err(UpgradeError::InProgress { version: p.version.clone() });
         }
     }
@@ -149,6 +153,8 @@ pub fn stage(state: &NodeState, input: impl Read, opts: Options) -> Result<Stage
         health_window_secs: window,
         written_boot_id: boot_id,
         verdict: None,
+        ready_before: opts.ready_before,
+        blessed: false,
     });
     rec.save(&state_dir)?;
     crate::sync::write(&state.os).upgrade = Some(UpgradeProgress {

@@ -34,6 +34,16 @@ struct Local {
     forgotten: bool,
 }
 
+/// A task's readiness as the node sees it ([`Executor::readiness`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReadiness {
+    pub service_id: String,
+    pub service: String,
+    pub spec_version: u64,
+    pub running: bool,
+    pub health: Health,
+}
+
 pub struct Executor {
     runtime: Arc<dyn TaskRuntime>,
     tasks: Mutex<HashMap<String, Local>>,
@@ -334,6 +344,22 @@ impl Executor {
         let wanted: Vec<&Local> = local.values().filter(|l| l.task.desired == TaskState::Running).collect();
         let running = wanted.iter().filter(|l| !l.busy && l.status.state == TaskState::Running.as_str()).count();
         Some((running, wanted.len()))
+    }
+
+    /// Each task here wanted running: its service (id, name), spec
+    /// version, and whether it runs and is ready.
+    pub fn readiness(&self) -> Vec<TaskReadiness> {
+        self.lock()
+            .values()
+            .filter(|l| l.task.desired == TaskState::Running)
+            .map(|l| TaskReadiness {
+                service_id: l.task.service_id.clone(),
+                service: l.task.service.clone(),
+                spec_version: l.task.spec_version,
+                running: !l.busy && l.status.state == TaskState::Running.as_str(),
+                health: Health::parse(&l.status.health).unwrap_or_default(),
+            })
+            .collect()
     }
 
     pub async fn assign(self: &Arc<Self>, tasks: Vec<Task>) {

@@ -255,8 +255,8 @@ async fn session(
                 }
             }
             _ = cert_check.tick() => {}
-            _ = beat.tick() => heartbeat(&mut client, executor, &mut reported, usage).await?,
-            _ = executor.changed.notified() => heartbeat(&mut client, executor, &mut reported, usage).await?,
+            _ = beat.tick() => heartbeat(state, &mut client, executor, &mut reported, usage).await?,
+            _ = executor.changed.notified() => heartbeat(state, &mut client, executor, &mut reported, usage).await?,
         }
         let Some(current) = state.identity() else { return Ok(()) };
         if renew::due(&current.node.cert_pem, ttl, current.meta.role, want) {
@@ -273,6 +273,7 @@ async fn session(
 }
 
 async fn heartbeat(
+    state: &NodeState,
     client: &mut DispatcherClient<Channel>,
     executor: &Executor,
     reported: &mut Reported,
@@ -283,12 +284,18 @@ async fn heartbeat(
     // Every running task's: a service's autoscaling may be turned on
     // without replacing its tasks (their specs on the node do not say).
     let usage = usage.sample(|| executor.running(|_| true), Instant::now());
-    let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage });
+    let ready_elsewhere_of = crate::sync::read(&state.ready_elsewhere).asked.clone();
+    let mut req = tonic::Request::new(HeartbeatRequest { statuses: beat.statuses.clone(), usage, ready_elsewhere_of });
     // Generous: a slow leader (an emulated VM under load) must not look dead.
     // A new leader's grace covers this wait when the old one froze.
     req.set_timeout(HEARTBEAT_TIMEOUT);
-    client.heartbeat(req).await?;
+    let answer = client.heartbeat(req).await?.into_inner();
     executor.contact.heard();
+    if !answer.ready_elsewhere.is_empty() {
+        let mut r = crate::sync::write(&state.ready_elsewhere);
+        r.answer = answer.ready_elsewhere.into_iter().collect();
+        r.at = Some(Instant::now());
+    }
     reported.taken(beat, &all, Instant::now());
     Ok(())
 }

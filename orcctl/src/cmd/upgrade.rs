@@ -220,8 +220,16 @@ async fn upgrade_one(
     say(out, n, "rebooting", "rebooting into it");
     let (want, slot) = (staged.version.clone(), staged.slot.clone());
     follow(n, &before.boot_id, timeout, trust, out, |v| {
-        if v.upgrade.is_none() && v.os_version == want && v.boot_slot == slot && blessed(v, &want, &slot) {
-            return Some(Ok(format!("running {want} from slot {slot}, blessed")));
+        let watching = v.upgrade.as_ref().is_some_and(|u| u.stage == "watching");
+        if (v.upgrade.is_none() || watching) && v.os_version == want && v.boot_slot == slot && blessed(v, &want, &slot)
+        {
+            let more = if watching {
+                "; until its health window ends, a task that was ready before failing readiness on this node only \
+                 still rolls it back"
+            } else {
+                ""
+            };
+            return Some(Ok(format!("running {want} from slot {slot}, blessed{more}")));
         }
         if v.upgrade.is_none() && v.boot_slot != slot {
             let why = v

@@ -2,10 +2,11 @@
 //! disk under UEFI (OVMF + systemd-boot, TCG here) in a cluster with one
 //! manager (`orc_e2e::upgrade_rig`). Per round: a good upgrade (command to
 //! blessed, with its stages), a version whose kernel panics (command to
-//! back on the old slot: systemd-boot's three tries), and one that boots
-//! but never rejoins (command to back: the agent's health window, then one
-//! reboot). Writes bench/results/upgrade.md with the published behaviour
-//! of Talos and Flatcar beside it.
+//! back on the old slot: systemd-boot's three tries), one that boots but
+//! never rejoins (command to back: the agent's health window, then one
+//! reboot), and one that is blessed but breaks a workload on this node
+//! only (command to back). Writes bench/results/upgrade.md with the
+//! published behaviour of Talos, Flatcar and Bottlerocket beside it.
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use orc_e2e::os_images::{self, Variant};
-use orc_e2e::upgrade_rig::{Rig, W_NET};
+use orc_e2e::upgrade_rig::{Rig, IMAGE, W_NET};
 
 use crate::bench::{machine, median};
 
@@ -51,6 +52,38 @@ fn timed(rig: &Rig, args: &[&str]) -> anyhow::Result<(bool, f64, Stages)> {
     Ok((ok, start.elapsed().as_secs_f64(), stages))
 }
 
+/// The tasks of `service` are `n`, all ready.
+fn all_ready(rig: &Rig, service: &str, n: usize) -> bool {
+    let o = rig.ctl(&["-o", "json", "service", "ps", service]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_default();
+    let ready = v.as_array().map(|t| t.iter().filter(|t| t["state"] == "running" && t["health"] == "ready").count());
+    ready == Some(n)
+}
+
+fn wait(what: &str, limit: Duration, f: impl Fn() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !f() {
+        anyhow::ensure!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// Seconds from now until the worker runs slot B again with `version`
+/// recorded as failed.
+fn until_back(rig: &Rig, version: &str, start: Instant) -> anyhow::Result<f64> {
+    loop {
+        if let Ok(v) = rig.w_version() {
+            let failed = v["failed_upgrades"].as_array().is_some_and(|f| f.iter().any(|f| f["version"] == version));
+            if failed {
+                return Ok(start.elapsed().as_secs_f64());
+            }
+        }
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(600), "{version} did not roll back");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn at(stages: &[(String, f64)], stage: &str) -> Option<f64> {
     stages.iter().find(|(s, _)| s == stage).map(|(_, t)| *t)
 }
@@ -68,6 +101,11 @@ pub fn run() -> anyhow::Result<()> {
     let garbage = dir.join("garbage.img");
     os_images::garbage_initramfs(&garbage)?;
     let never = "orc.hostname=upg-w orc.ip=eth1:10.99.0.12/24 orc.advertise=10.42.0.12:7443";
+    let renamed = "orc.hostname=upg-w9 orc.ip=eth1:10.42.0.12/24 orc.advertise=10.42.0.12:7443";
+    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m interval=2s";
+    let create = ["service", "create", "--name", "probe", "--mode", "global", "--network", "host", "--probe", probe];
+    rig.ctl(&[&create[..], &[IMAGE, "--", "sleep", "100000"]].concat()).check()?;
+    wait("the probe service ready on both nodes", Duration::from_secs(180), || all_ready(&rig, "probe", 2))?;
     let mut n = 0;
     let mut next = || {
         n += 1;
@@ -75,6 +113,7 @@ pub fn run() -> anyhow::Result<()> {
     };
     // (total, written, back up, blessed) of good upgrades; totals of fallbacks.
     let (mut good, mut written, mut up, mut panic, mut judged) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut workloads = vec![];
     for round in 1..=ROUNDS {
         eprintln!("xtask: round {round} of {ROUNDS}");
         let v = next();
@@ -100,10 +139,20 @@ pub fn run() -> anyhow::Result<()> {
         anyhow::ensure!(!ok, "a version that never rejoined was blessed?");
         judged.push(total);
         rig.wait_task(Duration::from_secs(120))?;
+
+        wait("the probe service ready on both nodes", Duration::from_secs(180), || all_ready(&rig, "probe", 2))?;
+        let broken = Variant { extra_cmdline: renamed.into(), initrd: None };
+        let v = next();
+        let b = rig.bundle(&format!("workloads{round}"), &v, &broken, &key)?;
+        let start = Instant::now();
+        let _ = timed(&rig, &["upgrade", "--bundle", &b.display().to_string(), "--health-window", "180s"])?;
+        workloads.push(until_back(&rig, &v, start)?);
+        rig.wait_task(Duration::from_secs(120))?;
     }
     let bundle_mib = std::fs::metadata(dir.join("bundles/good1.bundle")).map(|m| m.len() >> 20).unwrap_or_default();
     let (g, w, u, p, j) =
         (median(&mut good), median(&mut written), median(&mut up), median(&mut panic), median(&mut judged));
+    let wl = median(&mut workloads);
     let mut md = String::from("# Benchmark: OS upgrades (`cargo xtask bench upgrade`)\n\n");
     md.push_str(&format!(
         "Machine: {}. QEMU with TCG (no KVM), a UEFI worker (OVMF, systemd-boot, unified kernel images) and a \
@@ -117,32 +166,37 @@ pub fn run() -> anyhow::Result<()> {
     md.push_str(&format!("| command → the new version's agent answers (reboot through the firmware) | {u:.1} s |\n"));
     md.push_str(&format!("| command → blessed (back in the cluster, its task running) | {g:.1} s |\n"));
     md.push_str(&format!("| kernel panics at boot: command → back on the old slot, failure recorded | {p:.1} s |\n"));
-    md.push_str(&format!("| never rejoins: command → back on the old slot, failure recorded | {j:.1} s |\n\n"));
+    md.push_str(&format!("| never rejoins: command → back on the old slot, failure recorded | {j:.1} s |\n"));
+    md.push_str(&format!(
+        "| blessed, then a workload fails readiness on this node only: command → back on the old slot | {wl:.1} s |\n\n"
+    ));
     md.push_str(
         "Not measured yet: the 3-node rolling upgrade and a replicated service's unavailability during it \
          (`orcctl upgrade --all` is not built).\n\n",
     );
     md.push_str(
         "## What each system detects, and how fast it is back\n\n\
-         Talos and Flatcar are not run here (no images of theirs on this machine); their behaviour as \
-         published:\n\n\
-         | failure after an upgrade | orc | Talos (`talosctl upgrade`, A/B) | Flatcar (update-engine, USR-A/B) |\n\
-         |---|---|---|---|\n",
+         Talos, Flatcar and Bottlerocket are not run here (no images of theirs on this machine); their \
+         behaviour as published:\n\n\
+         | failure after an upgrade | orc | Talos (`talosctl upgrade`, A/B) | Flatcar (update-engine, USR-A/B) | \
+         Bottlerocket |\n\
+         |---|---|---|---|---|\n",
     );
     md.push_str(&format!(
         "| kernel panic / PID 1 exits before userspace | boot counting (3 tries, `panic=5`): back in {p:.0} s here | \
          on the systemd-boot path no boot counting: a human picks the old entry (talos#14146, #10364) | GPT \
-         tries: falls back at the next boot |\n"
+         tries: falls back at the next boot | signpost tries: falls back |\n"
     ));
     md.push_str(&format!(
         "| boots but never rejoins the cluster / no network | the agent's health window, then one reboot: back \
          in {j:.0} s with a {WINDOW} window | success is the machine reaching Running+Ready, not rejoining | \
-         marked successful after ~2 min of uptime, whatever the cluster says |\n"
+         marked successful after ~2 min of uptime, whatever the cluster says | marked successful by a unit early in its boot |\n"
     ));
     md.push_str(
-        "| workloads fail after the boot | not yet (issue 15 item 6) | no | no |\n\
+        "| workloads fail after the boot | a task ready before failing readiness on this node only (ready \
+         elsewhere, same spec) within the health window: rolled back | no | no | no |\n\
          | the failed version comes again | never unforced: the cluster keeps it and `orcctl upgrade` refuses it | \
-         up to the operator | re-applied in a loop (Flatcar#1924) |\n",
+         up to the operator | re-applied in a loop (Flatcar#1924) | up to the operator |\n",
     );
     let out = crate::image::workspace().join("bench/results/upgrade.md");
     std::fs::write(&out, &md)?;
