@@ -104,9 +104,11 @@ impl From<crate::upgrade::UpgradeError> for Status {
         use orc_image::bundle::BundleError as B;
         let msg = e.to_string();
         match e {
-            E::NotFromDisk | E::InProgress { .. } | E::NothingToRollBackTo | E::FailedBefore { .. } => {
-                Status::failed_precondition(msg)
-            }
+            E::NotFromDisk
+            | E::InProgress { .. }
+            | E::NothingToRollBackTo
+            | E::WrittenNotBooted { .. }
+            | E::FailedBefore { .. } => Status::failed_precondition(msg),
             E::Bundle(B::NotNewer { .. }) => Status::failed_precondition(msg),
             E::Bundle(B::Untrusted { .. }) => Status::permission_denied(msg),
             E::Bundle(B::Io(_)) | E::Stream(_) => Status::aborted(msg),

@@ -86,6 +86,8 @@ pub fn at_start(state: &NodeState) -> Option<Pending> {
 
 /// Why the node is not proven yet; None: it is.
 async fn unproven(state: &NodeState, executor: &Executor) -> Option<String> {
+    // In maintenance mode (no identity): no cluster to be back in, no tasks.
+    state.identity()?;
     let Some((running, wanted)) = executor.running_of_wanted() else {
         return Some("waiting for the session with the cluster to deliver this node's tasks".into());
     };

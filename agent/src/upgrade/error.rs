@@ -30,6 +30,8 @@ pub enum UpgradeError {
     Record { path: PathBuf, source: serde_json::Error },
     #[error("there is no other version to go back to: the other slot has no good boot entry")]
     NothingToRollBackTo,
+    #[error("the other slot holds {version}, written by an upgrade and booted at the next reboot: there is nothing older to roll back to")]
+    WrittenNotBooted { version: String },
     #[error("no boot entry on the ESP boots slot {0}: the ESP was changed by hand")]
     NoEntry(&'static str),
     #[error("the upgrade stream ended early or failed: {0}")]

@@ -34,11 +34,9 @@ pub fn rollback(state: &NodeState) -> Result<RolledBack, UpgradeError> {
             .ok_or(UpgradeError::NothingToRollBackTo)?
             .entry
             .clone();
-        // A written upgrade not booted yet is undone: its entry goes.
-        if let Some(p) = rec.pending.as_ref().filter(|p| p.written_boot_id == record::boot_id()) {
-            if p.slot == other {
-                return Err(UpgradeError::NothingToRollBackTo);
-            }
+        // The other slot holds a version written this boot, not an older one.
+        if let Some(p) = rec.pending.as_ref().filter(|p| p.written_boot_id == record::boot_id() && p.slot == other) {
+            return Err(UpgradeError::WrittenNotBooted { version: p.version.clone() });
         }
         let current = entries.iter().find(|e| e.slot == Some(booted)).ok_or(UpgradeError::NoEntry(booted.as_str()))?;
         esp::rename(root, &current.entry, &esp::bad(&current.entry))?;
