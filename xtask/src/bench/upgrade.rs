@@ -158,7 +158,8 @@ pub fn run() -> anyhow::Result<()> {
         "Machine: {}. QEMU with TCG (no KVM), a UEFI worker (OVMF, systemd-boot, unified kernel images) and a \
          manager booted directly, on one L2 hub; the bundle is {bundle_mib} MiB, streamed from the host over \
          QEMU's user network. Medians of {ROUNDS} rounds, each: a good upgrade, one whose kernel panics at \
-         boot, one that boots but never rejoins (health window {WINDOW}).\n\n",
+         boot, one that boots but never rejoins (health window {WINDOW}), and one that is blessed and then breaks a \
+         workload on this node only (health window 180 s).\n\n",
         machine()
     ));
     md.push_str("| one node | median |\n|---|---|\n");
