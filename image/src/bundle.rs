@@ -145,23 +145,37 @@ pub fn write(m: &BundleManifest, dir: &Path, key: &Ed25519KeyPair, out: &Path) -
     Ok(())
 }
 
+/// The entry `index` of `entries`, which must be named `expected`.
+fn next_entry<'a, R: Read>(
+    entries: &mut tar::Entries<'a, R>,
+    index: usize,
+    expected: &'static str,
+) -> Result<tar::Entry<'a, R>, BundleError> {
+    let e = entries.next().ok_or_else(|| BundleError::Order { index, found: "(end)".into(), expected })??;
+    let found = e.path()?.to_string_lossy().into_owned();
+    if found != expected {
+        return Err(BundleError::Order { index, found, expected });
+    }
+    Ok(e)
+}
+
+/// A small entry (the manifest, the signature) read whole.
+fn small<R: Read>(e: tar::Entry<'_, R>, what: &'static str) -> Result<Vec<u8>, BundleError> {
+    if e.header().size()? > SMALL {
+        return Err(BundleError::TooLarge(what));
+    }
+    let mut b = Vec::new();
+    e.take(SMALL).read_to_end(&mut b)?;
+    Ok(b)
+}
+
 /// The manifest of the bundle read from `r`, NOT verified: for a client
 /// to say what it is about to send (the node verifies it).
 pub fn manifest_unverified<R: Read>(r: R) -> Result<BundleManifest, BundleError> {
     let mut archive = tar::Archive::new(r);
     let mut entries = archive.entries()?;
-    let e =
-        entries.next().ok_or_else(|| BundleError::Order { index: 0, found: "(end)".into(), expected: MANIFEST })??;
-    let found = e.path()?.to_string_lossy().into_owned();
-    if found != MANIFEST {
-        return Err(BundleError::Order { index: 0, found, expected: MANIFEST });
-    }
-    if e.header().size()? > SMALL {
-        return Err(BundleError::TooLarge("manifest"));
-    }
-    let mut b = Vec::new();
-    e.take(SMALL).read_to_end(&mut b)?;
-    serde_json::from_slice(&b).map_err(BundleError::Manifest)
+    let manifest = small(next_entry(&mut entries, 0, MANIFEST)?, "manifest")?;
+    serde_json::from_slice(&manifest).map_err(BundleError::Manifest)
 }
 
 /// Reads a bundle from `r`: verifies the manifest against `trusted`,
@@ -176,27 +190,11 @@ pub fn read<R: Read>(
 ) -> Result<BundleManifest, BundleError> {
     let mut archive = tar::Archive::new(r);
     let mut entries = archive.entries()?;
-    let mut next = |index: usize, expected: &'static str| -> Result<tar::Entry<'_, R>, BundleError> {
-        let e = entries.next().ok_or_else(|| BundleError::Order { index, found: "(end)".into(), expected })??;
-        let found = e.path()?.to_string_lossy().into_owned();
-        if found != expected {
-            return Err(BundleError::Order { index, found, expected });
-        }
-        Ok(e)
-    };
-    let small = |e: tar::Entry<'_, R>, what: &'static str| -> Result<Vec<u8>, BundleError> {
-        if e.header().size()? > SMALL {
-            return Err(BundleError::TooLarge(what));
-        }
-        let mut b = Vec::new();
-        e.take(SMALL).read_to_end(&mut b)?;
-        Ok(b)
-    };
-    let manifest = small(next(0, MANIFEST)?, "manifest")?;
-    let signature = small(next(1, SIGNATURE)?, "signature")?;
+    let manifest = small(next_entry(&mut entries, 0, MANIFEST)?, "manifest")?;
+    let signature = small(next_entry(&mut entries, 1, SIGNATURE)?, "signature")?;
     let m = verify(&manifest, &String::from_utf8_lossy(&signature), trusted)?;
     for (i, (name, want)) in [(UKI_A, &m.uki_a), (UKI_B, &m.uki_b), (ROOT, &m.root)].into_iter().enumerate() {
-        let e = next(2 + i, name)?;
+        let e = next_entry(&mut entries, 2 + i, name)?;
         let mut hashing = Hashing { inner: e.take(want.size), hasher: sha2::Sha256::default(), size: 0 };
         each(&m, want, &mut hashing)?;
         std::io::copy(&mut hashing, &mut std::io::sink())?;

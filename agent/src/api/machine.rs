@@ -85,21 +85,10 @@ impl Machine for MachineService {
         esp_ready(&self.state).await;
         let mut input = req.into_inner();
         let first = input.message().await?.ok_or_else(|| Status::invalid_argument("the upgrade stream was empty"))?;
-        let ready_before = self
-            .executor
-            .readiness()
-            .into_iter()
-            .filter(|t| t.running && t.health == crate::cluster::objects::Health::Ready)
-            .map(|t| crate::model::os::ReadyBefore {
-                service_id: t.service_id,
-                service: t.service,
-                spec_version: t.spec_version,
-            })
-            .collect();
         let opts = crate::upgrade::stage::Options {
             force: first.force,
             health_window_secs: first.health_window_secs,
-            ready_before,
+            ready_before: crate::upgrade::stage::ready_now(&self.executor),
         };
         // The bundle goes straight from the stream into the slot: a bounded
         // channel into the blocking writer.

@@ -328,9 +328,6 @@ pub struct Heard<'a> {
     pub reports: &'a Reports,
 }
 
-/// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
-/// was not, its tasks' usage is kept, and the task states that changed are
-/// queued for the log.
 /// For each service of `services` (at most 64 asked), how many of its
 /// tasks are ready on nodes other than `node_id`: a node that finds its
 /// tasks failing readiness after an OS upgrade asks whether it is the
@@ -356,6 +353,9 @@ pub async fn ready_elsewhere(
         .collect())
 }
 
+/// A heartbeat of `node_id` on the leader: it is alive, back to ready if it
+/// was not, its tasks' usage is kept, and the task states that changed are
+/// queued for the log.
 pub async fn heartbeat(
     raft: &RaftHandle,
     heard: Heard<'_>,

@@ -50,8 +50,7 @@ pub fn do_version(state: &NodeState, booted: Option<Slot>) -> VersionResponse {
             .map(|f| FailedUpgrade { version: f.version.clone(), reason: f.reason.clone(), at_ms: f.at_ms })
             .collect();
     }
-    v.boot_id =
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default();
+    v.boot_id = boot_id();
     if let Some(id) = state.identity() {
         v.maintenance = false;
         v.node_id = id.meta.node_id;
@@ -63,6 +62,11 @@ pub fn do_version(state: &NodeState, booted: Option<Slot>) -> VersionResponse {
             .unwrap_or_default();
     }
     v
+}
+
+/// This boot's id (the kernel's; changes with every boot).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 fn entry_to_proto(e: &SlotEntry) -> BootEntry {

@@ -51,7 +51,7 @@ pub fn at_start(state: &NodeState) -> Option<Pending> {
             return None;
         }
     };
-    let assessment = rec.assess(booted, &record::boot_id(), crate::clock::unix_ms());
+    let assessment = rec.assess(booted, &crate::node::version::boot_id(), crate::clock::unix_ms());
     let mut trying = None;
     let upgrade = match &assessment {
         Assessment::Nothing => None,
@@ -88,9 +88,10 @@ pub fn at_start(state: &NodeState) -> Option<Pending> {
 async fn unproven(state: &NodeState, executor: &Executor) -> Option<String> {
     // In maintenance mode (no identity): no cluster to be back in, no tasks.
     state.identity()?;
-    let Some((running, wanted)) = executor.running_of_wanted() else {
+    let Some(tasks) = executor.readiness() else {
         return Some("waiting for the session with the cluster to deliver this node's tasks".into());
     };
+    let (running, wanted) = (tasks.iter().filter(|t| t.running).count(), tasks.len());
     let silent = executor.contact.silent_for();
     if silent > CONTACT {
         return Some(format!("the managers have not answered for {} s", silent.as_secs()));
@@ -228,7 +229,7 @@ async fn workloads_failing(state: &NodeState, executor: &Executor, p: &Pending) 
         if !still_pending(state, p) {
             return Watched::Replaced;
         }
-        let failing = failing_here(p, &executor.readiness());
+        let failing = failing_here(p, &executor.readiness().unwrap_or_default());
         counts.retain(|id, _| failing.contains(id));
         for id in &failing {
             *counts.entry(id.clone()).or_default() += 1;

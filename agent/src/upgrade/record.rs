@@ -125,11 +125,6 @@ impl OsRecord {
     }
 }
 
-/// This boot's id (changes with every boot).
-pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
-}
-
 /// Seconds since this boot.
 pub fn uptime_secs() -> f64 {
     std::fs::read_to_string("/proc/uptime")

@@ -6,7 +6,7 @@
 use orc_image::boot_entry::ENTRY_DIR;
 
 use super::esp;
-use super::record::{self, OsRecord};
+use super::record::OsRecord;
 use super::UpgradeError;
 use crate::node::boot_slots::{self, Slot};
 use crate::state::NodeState;
@@ -35,7 +35,9 @@ pub fn rollback(state: &NodeState) -> Result<RolledBack, UpgradeError> {
             .entry
             .clone();
         // The other slot holds a version written this boot, not an older one.
-        if let Some(p) = rec.pending.as_ref().filter(|p| p.written_boot_id == record::boot_id() && p.slot == other) {
+        if let Some(p) =
+            rec.pending.as_ref().filter(|p| p.written_boot_id == crate::node::version::boot_id() && p.slot == other)
+        {
             return Err(UpgradeError::WrittenNotBooted { version: p.version.clone() });
         }
         let current = entries.iter().find(|e| e.slot == Some(booted)).ok_or(UpgradeError::NoEntry(booted.as_str()))?;

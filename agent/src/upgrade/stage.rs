@@ -40,6 +40,18 @@ pub struct Staged {
     pub entry: String,
 }
 
+/// The services whose task here runs and is ready now (what an upgrade
+/// written now watches after its boot).
+pub fn ready_now(executor: &crate::worker::executor::Executor) -> Vec<ReadyBefore> {
+    executor
+        .readiness()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.running && t.health == crate::cluster::objects::Health::Ready)
+        .map(|t| ReadyBefore { service_id: t.service_id, service: t.service, spec_version: t.spec_version })
+        .collect()
+}
+
 /// The block device of the partition named `name`, and its size.
 fn partition(name: &'static str) -> Result<(PathBuf, u64), UpgradeError> {
     let sys = Path::new("/sys/class/block");
@@ -60,7 +72,7 @@ pub fn stage(state: &NodeState, input: impl Read, opts: Options) -> Result<Stage
     let target = booted.other();
     let state_dir = state.state_dir().to_path_buf();
     let mut rec = OsRecord::load(&state_dir)?;
-    let boot_id = record::boot_id();
+    let boot_id = crate::node::version::boot_id();
     if let Some(p) = &rec.pending {
         // One written but not booted yet is simply replaced; so is one
         // blessed whose workloads are being watched (the next version

@@ -332,24 +332,16 @@ impl Executor {
         self.lock().values().map(|l| l.status.clone()).collect()
     }
 
-    /// The node's tasks as the leader sent them (all of them, each time).
-    /// Of the tasks the managers want running here, how many there are
-    /// and how many run; None until a session delivered the node's tasks
-    /// (an upgraded node is blessed only once they run again).
-    pub fn running_of_wanted(&self) -> Option<(usize, usize)> {
+    /// Each task here wanted running: its service (id, name), spec
+    /// version, and whether it runs and is ready; None until a session
+    /// delivered the node's tasks (an upgraded node is blessed only once
+    /// they run again).
+    pub fn readiness(&self) -> Option<Vec<TaskReadiness>> {
         if !self.assigned.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let local = self.lock();
-        let wanted: Vec<&Local> = local.values().filter(|l| l.task.desired == TaskState::Running).collect();
-        let running = wanted.iter().filter(|l| !l.busy && l.status.state == TaskState::Running.as_str()).count();
-        Some((running, wanted.len()))
-    }
-
-    /// Each task here wanted running: its service (id, name), spec
-    /// version, and whether it runs and is ready.
-    pub fn readiness(&self) -> Vec<TaskReadiness> {
-        self.lock()
+        let tasks = self
+            .lock()
             .values()
             .filter(|l| l.task.desired == TaskState::Running)
             .map(|l| TaskReadiness {
@@ -359,9 +351,11 @@ impl Executor {
                 running: !l.busy && l.status.state == TaskState::Running.as_str(),
                 health: Health::parse(&l.status.health).unwrap_or_default(),
             })
-            .collect()
+            .collect();
+        Some(tasks)
     }
 
+    /// The node's tasks as the leader sent them (all of them, each time).
     pub async fn assign(self: &Arc<Self>, tasks: Vec<Task>) {
         let wanted: std::collections::HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
         self.files.retain(&tasks);
