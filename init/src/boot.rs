@@ -10,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::cmdline::{self, Cmdline};
 use crate::mounts::{self, EARLY, LATE};
 use crate::power::{self, Action};
+use crate::remembered;
 use crate::supervisor::{Service, Supervisor};
 use crate::timeline::Timeline;
 use crate::{log, modules, net, reaper, root, state};
@@ -86,7 +87,8 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     // Ctrl-Alt-Del sends SIGINT to PID 1 rather than rebooting at once.
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
-    let cmd = cmdline::parse(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())?;
+    let booted = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let cmd = cmdline::parse(&booted)?;
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let modules_dir = Path::new("/lib/modules").join(&release);
     let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &modules_dir)?;
@@ -114,9 +116,13 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
         .as_deref()
         .map(|s| crate::device::wait_for(s, std::time::Duration::from_secs(2)).unwrap_or_else(|| s.into()));
     let named = named_state.as_deref();
+    let mut cmd = cmd;
     let state_error = match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
         Ok(kind) => {
             tracing::info!(?kind, path = STATE_DIR, "STATE mounted");
+            if let state::StateKind::Disk { .. } = kind {
+                cmd = with_remembered(cmd, &booted);
+            }
             None
         }
         Err(e) => {
@@ -137,6 +143,25 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
     timeline.mark("state");
     Ok(Early { cmd, state_error, late_modules: late })
+}
+
+/// The command line with the node's settings kept on STATE
+/// ([`remembered`]); the booted one alone if they cannot be read or parsed.
+fn with_remembered(cmd: Cmdline, booted: &str) -> Cmdline {
+    let effective = match remembered::apply(Path::new(STATE_DIR), booted) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, file = remembered::FILE, "cannot read the node's kept settings; booting with the command line alone");
+            return cmd;
+        }
+    };
+    match cmdline::parse(&effective) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, file = remembered::FILE, "the node's kept settings are malformed; booting with the command line alone");
+            cmd
+        }
+    }
 }
 
 fn set_hostname(cmd: &Cmdline, dhcp: Option<String>) {

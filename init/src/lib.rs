@@ -9,6 +9,7 @@
 //! - [`device`]: block devices named by path or GPT partition name.
 //! - [`root`]: mounting the read-only root and switching to it.
 //! - [`state`]: the STATE filesystem (find, format when blank and named, grow, mount).
+//! - [`remembered`]: the node's own settings from its first boot, kept on STATE.
 //! - [`net`]: loopback, static addresses, the DHCP client.
 //! - [`supervisor`]: the agent's life: start, logs, backoff, status.
 //! - [`console`]: service output to the console, never waiting for it.
@@ -28,6 +29,7 @@ pub mod mounts;
 pub mod net;
 pub mod power;
 pub mod reaper;
+pub mod remembered;
 pub mod root;
 pub mod state;
 pub mod supervisor;

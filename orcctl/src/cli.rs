@@ -134,6 +134,21 @@ pub enum Command {
     Upgrade {
         #[arg(long, value_name = "FILE")]
         bundle: PathBuf,
+        /// Every node of the cluster, one batch after another: workers first
+        /// (--batch at a time), then managers one at a time while the quorum
+        /// is whole (the leader last); each drained, upgraded, blessed and
+        /// set back. Stops at the first failure; run it again to resume.
+        /// Nodes are reached at their advertised addresses, or at the
+        /// --nodes endpoints matched to them by node id.
+        #[arg(long)]
+        all: bool,
+        /// With --all: workers upgraded at once.
+        #[arg(long, default_value_t = 1, requires = "all", value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        /// With --all: how long to wait for a drained node's tasks to run
+        /// (and be ready) elsewhere before going on without them.
+        #[arg(long, default_value = "5m", requires = "all")]
+        drain_timeout: String,
         /// Install a version that is not newer, or one that failed before.
         #[arg(long)]
         force: bool,

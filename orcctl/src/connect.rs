@@ -78,6 +78,12 @@ pub fn scoped(channel: Channel, trust: &Trust) -> Result<Scoped, CliError> {
     Ok(tonic::service::interceptor::InterceptedService::new(channel, InNamespace(value)))
 }
 
+/// `channel`, its calls in namespace `ns` (whatever the context says).
+pub fn in_namespace(channel: Channel, ns: &str) -> Result<Scoped, CliError> {
+    let value = ns.parse().map_err(|_| CliError::Usage(format!("namespace {ns:?} is not a valid header value")))?;
+    Ok(tonic::service::interceptor::InterceptedService::new(channel, InNamespace(Some(value))))
+}
+
 /// `host` or `host:port`.
 pub fn with_port(addr: &str) -> String {
     if addr.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !addr.ends_with(']') {

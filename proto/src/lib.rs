@@ -57,6 +57,10 @@ pub use orc::shim::v1 as shim;
 /// any handler runs.
 pub const NAMESPACE_HEADER: &str = "orc-namespace";
 
+/// How the message of a task the scheduler could place on no node begins
+/// (`orcctl upgrade --all` does not wait for such a task to move).
+pub const NO_SUITABLE_NODE: &str = "no suitable node";
+
 /// The namespace of calls without [`NAMESPACE_HEADER`]: always there,
 /// never removed.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -1,9 +1,10 @@
-//! Two QEMU nodes for OS upgrades, shared by the VM test and `cargo xtask
-//! bench upgrade`: a manager booted directly, and a worker booted from its
+//! Three QEMU nodes for OS upgrades, shared by the VM test and `cargo
+//! xtask bench upgrade`: a manager and two workers, each booted from its
 //! own disk under UEFI (OVMF, systemd-boot, unified kernel images whose
-//! command line gives it its address on the L2 hub), with a task pinned to
-//! the worker from an image loaded there. Driven through the `orcctl`
-//! binary.
+//! command line gives the node its address on the L2 hub — kept on STATE
+//! by its first boot, so later images need not carry it), with a task
+//! pinned to the first worker from an image loaded on every node. Driven
+//! through the `orcctl` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,10 +17,14 @@ use crate::os_images::{BuiltImage, Variant};
 use crate::qemu::{Node, NodeSpec};
 
 /// The worker's own addresses on the hub (its command line is in its
-/// unified kernel image, so every version built for it carries them).
+/// unified kernel image; [`Rig::net`] builds versions that carry them).
 pub const W_NET: &str = "orc.hostname=upg-w orc.ip=eth1:10.42.0.12/24 orc.advertise=10.42.0.12:7443";
 /// The worker's hostname.
 pub const W_NAME: &str = "upg-w";
+/// A port the benchmark publishes a service on, forwarded from this host to every node.
+pub const WEB_PORT: u16 = 8080;
+/// The nodes: hostname and index on the hub (address 10.42.0.(10 + index)).
+pub const NODES: [(&str, u8); 3] = [("upg-m", 1), (W_NAME, 2), ("upg-w2", 3)];
 /// The service whose task runs on the worker.
 pub const SERVICE: &str = "keep";
 /// The image loaded on both nodes (no registry).
@@ -33,11 +38,22 @@ pub struct Out {
 }
 
 pub struct Rig {
+    /// Manager, worker, second worker.
     pub nodes: Vec<Node>,
     pub config: PathBuf,
     pub w_api: String,
+    /// Each node's API as reached from this host, in [`NODES`] order.
+    pub apis: Vec<String>,
+    /// Each node's port [`WEB_PORT`] as reached from this host, in [`NODES`] order.
+    pub webs: Vec<std::net::SocketAddr>,
     pub built: BuiltImage,
     pub dir: PathBuf,
+}
+
+/// A node's addresses on the hub, for its first image's command line.
+pub fn net_of(name: &str, index: u8) -> String {
+    let ip = format!("10.42.0.{}", 10 + u32::from(index));
+    format!("orc.hostname={name} orc.ip=eth1:{ip}/24 orc.advertise={ip}:7443")
 }
 
 fn spec(image: &Path, dir: &Path, name: &str, hub: &Path, index: u8) -> NodeSpec {
@@ -53,7 +69,7 @@ fn spec(image: &Path, dir: &Path, name: &str, hub: &Path, index: u8) -> NodeSpec
 }
 
 impl Rig {
-    /// Boots both nodes, forms the cluster and starts the worker's task.
+    /// Boots the nodes, forms the cluster and starts the worker's task.
     pub fn start(image: &Path, dir: &Path, limit: Duration) -> anyhow::Result<Self> {
         let built = BuiltImage::open(image)?;
         let hub = dir.join("hub.sock");
@@ -61,23 +77,29 @@ impl Rig {
             let hub = hub.clone();
             std::thread::spawn(move || crate::hub::run(&hub));
         }
-        let w_disk = dir.join("w-disk.raw");
-        built.disk(&Self::net(), &dir.join("w-disk"), &w_disk)?;
-        let m = spec(image, dir, "upg-m", &hub, 1);
-        let mut w = spec(image, dir, W_NAME, &hub, 2);
-        w.uefi = true;
-        w.disk = Some(w_disk);
-        let w_api = format!("127.0.0.1:{}", w.api_port);
-        let nodes = vec![Node::start(m)?, Node::start(w)?];
-        let (_, ctx) = crate::qemu_cluster::form(&nodes, &[NodeRole::Manager, NodeRole::Worker], None, limit)
+        let mut specs = Vec::new();
+        for (name, index) in NODES {
+            let disk = dir.join(format!("{name}-disk.raw"));
+            let net = Variant { extra_cmdline: net_of(name, index), initrd: None };
+            built.disk(&net, &dir.join(format!("{name}-disk")), &disk)?;
+            let mut s = spec(image, dir, name, &hub, index);
+            s.uefi = true;
+            s.disk = Some(disk);
+            s.forwards = vec![(crate::free_port(), WEB_PORT)];
+            specs.push(s);
+        }
+        let apis: Vec<String> = specs.iter().map(|s| format!("127.0.0.1:{}", s.api_port)).collect();
+        let webs = specs.iter().map(|s| std::net::SocketAddr::from(([127, 0, 0, 1], s.forwards[0].0))).collect();
+        let nodes = specs.into_iter().map(Node::start).collect::<anyhow::Result<Vec<_>>>()?;
+        let roles = [NodeRole::Manager, NodeRole::Worker, NodeRole::Worker];
+        let (_, ctx) = crate::qemu_cluster::form(&nodes, &roles, None, limit)
             .with_context(|| format!("--- worker console:\n{}", nodes[1].console_from(0)))?;
         let config = dir.join("orcctl.toml");
         crate::qemu_cluster::save(&config, "upg", ctx)?;
-        let rig = Self { nodes, config, w_api, built, dir: dir.to_path_buf() };
+        let rig = Self { nodes, config, w_api: apis[1].clone(), apis, webs, built, dir: dir.to_path_buf() };
         let archive = dir.join("busybox.tar");
         std::fs::write(&archive, crate::oci::busybox(0)?.layout_tar(IMAGE)?)?;
-        let m_api = format!("127.0.0.1:{}", rig.nodes[0].spec.api_port);
-        for node in [m_api.as_str(), rig.w_api.as_str()] {
+        for node in &rig.apis {
             rig.ctl(&["-n", node, "image", "load", &archive.display().to_string()]).check()?;
         }
         let constraint = format!("node.id=={}", rig.w_id()?);
@@ -85,6 +107,12 @@ impl Rig {
         rig.ctl(&[&create[..], &["--", "sleep", "100000"]].concat()).check()?;
         rig.wait_task(limit)?;
         Ok(rig)
+    }
+
+    /// A version with no addresses of any node on its command line: each
+    /// node boots it with those its STATE kept.
+    pub fn generic() -> Variant {
+        Variant { extra_cmdline: String::new(), initrd: None }
     }
 
     /// The worker's own command line additions (its addresses).

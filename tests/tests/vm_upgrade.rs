@@ -1,14 +1,16 @@
-//! VM end to end: OS upgrades of a worker booted from its disk under UEFI
-//! (OVMF, systemd-boot, unified kernel images), in a cluster with a
-//! manager on the L2 hub (`orc_e2e::upgrade_rig`); everything through the
-//! `orcctl` binary. One cluster for every check (CI time matters): a
+//! VM end to end: OS upgrades of nodes booted from their disks under UEFI
+//! (OVMF, systemd-boot, unified kernel images), a manager and two workers
+//! on the L2 hub (`orc_e2e::upgrade_rig`); everything through the `orcctl`
+//! binary. One cluster for every check (CI time matters): a
 //! bundle signed with another key is refused; v1 → v2 keeps the node's
 //! identity, STATE and its task; four broken v3 bundles (kernel panic, PID
 //! 1 exiting, no network, never rejoining) each fall back to v2 by
 //! themselves, recorded as failed in the cluster, and the cluster refuses
 //! v3 unforced; a v4 that breaks a workload on this node only is blessed
-//! and then rolled back within its health window; a good v5 is blessed and
-//! a rollback by hand goes back to v2.
+//! and then rolled back within its health window; `upgrade --all` takes
+//! every node to a good v5 built without any node's addresses (kept on
+//! STATE) while a 3-replica service keeps running, and a second run finds
+//! nothing to do; a rollback by hand goes back to v2.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -126,12 +128,12 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
     // checks the node's hostname. v4 renames the worker: it boots, rejoins
     // and is blessed, then its task fails readiness there only (the
     // manager's is ready) within the health window: back to v2.
-    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m interval=2s";
+    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m -e upg-w2 interval=2s";
     let create = ["service", "create", "--name", "probe", "--mode", "global", "--network", "host", "--probe", probe];
     rig.ctl(&[&create[..], &[IMAGE, "--", "sleep", "100000"]].concat()).check().unwrap();
     let start = Instant::now();
-    while !all_ready(&rig, "probe", 2) {
-        assert!(start.elapsed() < TASK, "the probe service is not ready on both nodes");
+    while !all_ready(&rig, "probe", 3) {
+        assert!(start.elapsed() < TASK, "the probe service is not ready on every node");
         std::thread::sleep(Duration::from_secs(2));
     }
     let renamed = with("orc.hostname=upg-w4 orc.ip=eth1:10.42.0.12/24 orc.advertise=10.42.0.12:7443", None);
@@ -158,15 +160,73 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
     assert_eq!(bad["state"], "bad", "the blessed entry was marked bad: {v}");
     rig.wait_task(TASK).unwrap();
 
-    // A good v5 into slot A, then back to v2 by hand.
-    let fixed = rig.bundle("v5", &v5, &Rig::net(), &key).unwrap();
-    let o = rig.on_w(&["upgrade", "--bundle", fixed.to_str().unwrap(), "--health-window", "240s"]);
-    assert!(o.ok, "{}{}", o.stderr, o.stdout);
-    assert_eq!(rig.w_version().unwrap()["os_version"], v5.as_str());
+    // Every node to a good v5 with `upgrade --all`: one bundle with no
+    // node's addresses in it (each node boots with those its STATE kept),
+    // the workers one at a time, then the manager; a 3-replica service keeps
+    // running throughout.
+    let web = ["service", "create", "--name", "web", "--replicas", "3", IMAGE, "--", "sleep", "100000"];
+    rig.ctl(&web).check().unwrap();
+    let start = Instant::now();
+    while running(&rig, "web") != Some(3) {
+        assert!(start.elapsed() < TASK, "web is not running");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let fixed = rig.bundle("v5", &v5, &Rig::generic(), &key).unwrap();
+    let endpoints = rig.apis.join(",");
+    let all = ["-n", &endpoints, "upgrade", "--all", "--bundle", fixed.to_str().unwrap(), "--health-window", "240s"];
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (o, seen) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // None while the only manager reboots: nobody to ask.
+                seen.extend(running(&rig, "web"));
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            seen
+        });
+        let o = rig.ctl(&[&all[..], &["--drain-timeout", "90s"]].concat());
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (o, watcher.join().unwrap())
+    });
+    eprintln!("upgrade --all said:\n{}{}", o.stdout, o.stderr);
+    assert!(o.ok, "{}{}\n--- worker console:\n{}", o.stderr, o.stdout, rig.console());
+    let least = seen.iter().min().copied();
+    eprintln!("web's running tasks seen during the rolling upgrade: {} samples, least {least:?}", seen.len());
+    assert!(least >= Some(2), "the service went below two running tasks: {seen:?}");
+    let o = rig.ctl(&["-o", "json", "node", "ls"]).check().unwrap();
+    let nodes: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let mut hosts: Vec<(String, String)> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["hostname"].as_str().unwrap().to_string(), n["os_version"].as_str().unwrap().to_string()))
+        .collect();
+    hosts.sort();
+    let want: Vec<(String, String)> =
+        [("upg-m", &v5), ("upg-w", &v5), ("upg-w2", &v5)].iter().map(|(h, v)| (h.to_string(), v.to_string())).collect();
+    assert_eq!(hosts, want, "every node on v5 with the addresses and name its STATE kept");
+    let start = Instant::now();
+    while running(&rig, "web") != Some(3) {
+        assert!(start.elapsed() < TASK, "web is not back to 3 running");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // Run again: nothing left to do.
+    let o = rig.ctl(&all).check().unwrap();
+    assert!(o.stdout.contains("every node runs"), "{}", o.stdout);
+
+    // Back to v2 by hand on the worker.
     let o = rig.on_w(&["rollback"]);
     assert!(o.ok, "{}{}", o.stderr, o.stdout);
     let v = rig.w_version().unwrap();
     assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{v}");
     assert_eq!(v["node_id"], node_id.as_str());
     rig.wait_task(TASK).unwrap();
+}
+
+/// How many tasks of `service` run, as the managers see it (None: no answer).
+fn running(rig: &Rig, service: &str) -> Option<usize> {
+    let o = rig.ctl(&["-o", "json", "service", "ps", service]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).ok()?;
+    Some(v.as_array()?.iter().filter(|t| t["state"] == "running").count())
 }

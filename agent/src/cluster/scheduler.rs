@@ -134,10 +134,10 @@ pub struct Unplaceable {
 impl fmt::Display for Unplaceable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.nodes == 0 {
-            return f.write_str("no suitable node: the cluster has no nodes");
+            return write!(f, "{}: the cluster has no nodes", orc_proto::NO_SUITABLE_NODE);
         }
         let parts: Vec<String> = self.counts.iter().map(|(why, n)| format!("{n} {why}")).collect();
-        write!(f, "no suitable node ({} nodes: {})", self.nodes, parts.join(", "))
+        write!(f, "{} ({} nodes: {})", orc_proto::NO_SUITABLE_NODE, self.nodes, parts.join(", "))
     }
 }
 

@@ -107,9 +107,15 @@ pub fn entries(esp: &Path) -> Result<Vec<SlotEntry>, BootSlotsError> {
     Ok(out)
 }
 
+/// Held while the ESP is looked at and mounted: two callers at once (a
+/// `version` while an upgrade is blessed) would both mount it, and the
+/// second would fail with EBUSY.
+static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The ESP, mounted read-only under `run_dir` (once).
 pub fn esp(run_dir: &Path) -> Result<PathBuf, BootSlotsError> {
     let mount = run_dir.join(ESP_MOUNT);
+    let _one = MOUNTING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if crate::fsutil::is_mountpoint(&mount) {
         return Ok(mount);
     }

@@ -116,7 +116,24 @@ pub async fn prove(state: Arc<NodeState>, executor: Arc<Executor>, mut p: Pendin
     if !p.blessed {
         let mut said = String::new();
         loop {
-            let Some(why) = unproven(&state, &executor).await else { break };
+            let why = match unproven(&state, &executor).await {
+                Some(why) => why,
+                None => {
+                    esp_ready(&state).await;
+                    let (s, p2) = (state.clone(), p.clone());
+                    // A failure is retried until the window ends, then given up on.
+                    match tokio::task::spawn_blocking(move || bless(&s, &p2)).await {
+                        Ok(Ok(())) => {
+                            tracing::info!(version = %p.version, slot = p.slot.as_str(), "the new version is blessed");
+                            println!("orc: version {} is blessed", p.version);
+                            p.blessed = true;
+                            break;
+                        }
+                        Ok(Err(e)) => format!("proven, but blessing it failed: {e}"),
+                        Err(e) => format!("proven, but the blessing task failed: {e}"),
+                    }
+                }
+            };
             if Duration::from_secs_f64(record::uptime_secs()) >= window {
                 let verdict = format!("not proven within its health window of {} s: {why}", window.as_secs());
                 give_up(&state, &p, verdict).await;
@@ -128,25 +145,6 @@ pub async fn prove(state: Arc<NodeState>, executor: Arc<Executor>, mut p: Pendin
                 said = why;
             }
             tokio::time::sleep(CHECK_EVERY).await;
-        }
-        esp_ready(&state).await;
-        let (s, p2) = (state.clone(), p.clone());
-        match tokio::task::spawn_blocking(move || bless(&s, &p2)).await {
-            Ok(Ok(())) => {
-                tracing::info!(version = %p.version, slot = p.slot.as_str(), "the new version is blessed");
-                println!("orc: version {} is blessed", p.version);
-                p.blessed = true;
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, version = %p.version, "blessing the new version failed: it falls back at a reboot");
-                let msg = format!("blessing failed: {e}");
-                crate::sync::write(&state.os).upgrade = Some(progress(&p, UpgradeStage::Trying, msg));
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the blessing task failed");
-                return;
-            }
         }
     }
     let watched = workloads_failing(&state, &executor, &p).await;

@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod network;
 pub mod node;
 pub mod payload;
+pub mod rolling;
 pub mod rollout;
 pub mod service;
 pub mod sign;
@@ -107,6 +108,7 @@ pub async fn run(mut cli: Cli) -> Result<(), CliError> {
         Command::Secret(cmd) => payload::run(PayloadKind::Secret, cmd, &managers, &trust, out).await,
         Command::Config(cmd) => payload::run(PayloadKind::Config, cmd, &managers, &trust, out).await,
         Command::Context(_) => Ok(()),
+        cmd @ Command::Upgrade { all: true, .. } => upgrade::run(cmd, &cli.nodes, &ctx.endpoints, &trust, out).await,
         Command::Upgrade { .. } | Command::Rollback { .. } if cli.nodes.is_empty() => {
             Err(CliError::Usage("name the nodes with --nodes (host[:port], comma-separated)".into()))
         }

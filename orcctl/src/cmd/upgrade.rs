@@ -24,7 +24,7 @@ const CHUNK: usize = 1 << 20;
 const POLL: Duration = Duration::from_secs(2);
 
 /// Prints a stage (table output) or a JSON line.
-fn say(out: Output, node: &str, stage: &str, message: &str) {
+pub(super) fn say(out: Output, node: &str, stage: &str, message: &str) {
     match out {
         Output::Json => println!("{}", json!({"node": node, "stage": stage, "message": message})),
         Output::Table => println!("{node}: {message}"),
@@ -39,7 +39,7 @@ pub async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     match command {
-        Command::Upgrade { bundle, force, health_window, timeout } => {
+        Command::Upgrade { bundle, force, health_window, timeout, all, batch, drain_timeout } => {
             let window = parse_duration(&health_window)? / 1000;
             let window = u32::try_from(window)
                 .ok()
@@ -55,8 +55,13 @@ pub async fn run(
             if !force {
                 refuse_failed(&manifest.version, managers, trust).await?;
             }
+            let how = How { bundle: &bundle, version: &manifest.version, force, window, timeout, trust, out };
+            if all {
+                let drain_timeout = Duration::from_millis(parse_duration(&drain_timeout)?);
+                return super::rolling::run(&how, nodes, managers, batch as usize, drain_timeout).await;
+            }
             for n in nodes {
-                upgrade_one(n, &bundle, &manifest.version, force, window, timeout, trust, out).await?;
+                upgrade_one(n, &how).await?;
             }
             Ok(())
         }
@@ -165,17 +170,23 @@ fn blessed(v: &VersionResponse, version: &str, slot: &str) -> bool {
     v.boot_entries.iter().any(|e| e.version == version && e.slot == slot && e.state == "blessed")
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn upgrade_one(
-    n: &str,
-    bundle: &Path,
-    version: &str,
-    force: bool,
-    window: u32,
-    timeout: Duration,
-    trust: &Trust,
-    out: Output,
-) -> Result<(), CliError> {
+/// What to upgrade nodes to, and how.
+#[derive(Clone, Copy)]
+pub(super) struct How<'a> {
+    pub bundle: &'a Path,
+    pub version: &'a str,
+    pub force: bool,
+    /// The health window, in seconds.
+    pub window: u32,
+    pub timeout: Duration,
+    pub trust: &'a Trust,
+    pub out: Output,
+}
+
+/// Upgrades the node at `n` and follows it until it runs the new version
+/// blessed, or fell back.
+pub(super) async fn upgrade_one(n: &str, how: &How<'_>) -> Result<(), CliError> {
+    let How { bundle, version, force, window, timeout, trust, out } = *how;
     let before = version_of(n, trust).await?;
     let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or_default();
     say(

@@ -1,6 +1,6 @@
 //! `cargo xtask bench <name>`, and what the benchmarks share. One file per
 //! benchmark: [`boot`], [`container`] (container-start), [`run`],
-//! [`cluster`], [`scale`], [`update`], [`network`], [`data`], [`upgrade`]; [`dockerd`]: Docker as a peer.
+//! [`cluster`], [`scale`], [`update`], [`network`], [`data`], [`upgrade`], [`upgrade_cluster`]; [`dockerd`]: Docker as a peer.
 
 mod boot;
 mod cluster;
@@ -10,8 +10,9 @@ mod dockerd;
 mod network;
 mod run;
 mod scale;
-mod update;
+pub(crate) mod update;
 mod upgrade;
+mod upgrade_cluster;
 
 use anyhow::bail;
 
@@ -26,8 +27,9 @@ pub fn run(name: &str) -> anyhow::Result<()> {
         "network" => network::run(),
         "data" => data::run(),
         "upgrade" => upgrade::run(),
+        "upgrade-cluster" => upgrade_cluster::run(),
         other => bail!(
-            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network, data, upgrade"
+            "unknown benchmark {other:?}; benchmarks: boot, container-start, run, cluster, scale, update, network, data, upgrade, upgrade-cluster"
         ),
     }
 }

@@ -23,7 +23,7 @@ use orc_proto::cluster::InspectServiceRequest;
 use super::cluster::{start_both, Both, Orc, Swarm, IMAGE};
 use crate::bench::{machine, median, versus_row};
 
-mod load;
+pub(super) mod load;
 
 const ROUNDS: usize = 3;
 const REPLICAS: &str = "20";

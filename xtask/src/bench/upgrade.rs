@@ -1,6 +1,6 @@
 //! `cargo xtask bench upgrade`: OS upgrades of a worker booted from its
 //! disk under UEFI (OVMF + systemd-boot, TCG here) in a cluster with one
-//! manager (`orc_e2e::upgrade_rig`). Per round: a good upgrade (command to
+//! manager and another worker (`orc_e2e::upgrade_rig`). Per round: a good upgrade (command to
 //! blessed, with its stages), a version whose kernel panics (command to
 //! back on the old slot: systemd-boot's three tries), one that boots but
 //! never rejoins (command to back: the agent's health window, then one
@@ -102,10 +102,10 @@ pub fn run() -> anyhow::Result<()> {
     os_images::garbage_initramfs(&garbage)?;
     let never = "orc.hostname=upg-w orc.ip=eth1:10.99.0.12/24 orc.advertise=10.42.0.12:7443";
     let renamed = "orc.hostname=upg-w9 orc.ip=eth1:10.42.0.12/24 orc.advertise=10.42.0.12:7443";
-    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m interval=2s";
+    let probe = "readiness shell hostname | grep -qx -e upg-w -e upg-m -e upg-w2 interval=2s";
     let create = ["service", "create", "--name", "probe", "--mode", "global", "--network", "host", "--probe", probe];
     rig.ctl(&[&create[..], &[IMAGE, "--", "sleep", "100000"]].concat()).check()?;
-    wait("the probe service ready on both nodes", Duration::from_secs(180), || all_ready(&rig, "probe", 2))?;
+    wait("the probe service ready on every node", Duration::from_secs(180), || all_ready(&rig, "probe", 3))?;
     let mut n = 0;
     let mut next = || {
         n += 1;
@@ -140,7 +140,7 @@ pub fn run() -> anyhow::Result<()> {
         judged.push(total);
         rig.wait_task(Duration::from_secs(120))?;
 
-        wait("the probe service ready on both nodes", Duration::from_secs(180), || all_ready(&rig, "probe", 2))?;
+        wait("the probe service ready on every node", Duration::from_secs(180), || all_ready(&rig, "probe", 3))?;
         let broken = Variant { extra_cmdline: renamed.into(), initrd: None };
         let v = next();
         let b = rig.bundle(&format!("workloads{round}"), &v, &broken, &key)?;
@@ -155,8 +155,8 @@ pub fn run() -> anyhow::Result<()> {
     let wl = median(&mut workloads);
     let mut md = String::from("# Benchmark: OS upgrades (`cargo xtask bench upgrade`)\n\n");
     md.push_str(&format!(
-        "Machine: {}. QEMU with TCG (no KVM), a UEFI worker (OVMF, systemd-boot, unified kernel images) and a \
-         manager booted directly, on one L2 hub; the bundle is {bundle_mib} MiB, streamed from the host over \
+        "Machine: {}. QEMU with TCG (no KVM), a UEFI worker (OVMF, systemd-boot, unified kernel images) in a \
+         cluster of three such nodes, on one L2 hub; the bundle is {bundle_mib} MiB, streamed from the host over \
          QEMU's user network. Medians of {ROUNDS} rounds, each: a good upgrade, one whose kernel panics at \
          boot, one that boots but never rejoins (health window {WINDOW}), and one that is blessed and then breaks a \
          workload on this node only (health window 180 s).\n\n",
@@ -172,8 +172,8 @@ pub fn run() -> anyhow::Result<()> {
         "| blessed, then a workload fails readiness on this node only: command → back on the old slot | {wl:.1} s |\n\n"
     ));
     md.push_str(
-        "Not measured yet: the 3-node rolling upgrade and a replicated service's unavailability during it \
-         (`orcctl upgrade --all` is not built).\n\n",
+        "The 3-node rolling upgrade (`orcctl upgrade --all`) and a replicated service's requests during it: \
+         `cargo xtask bench upgrade-cluster`, [upgrade-cluster.md](upgrade-cluster.md).\n\n",
     );
     md.push_str(
         "## What each system detects, and how fast it is back\n\n\

@@ -37,7 +37,7 @@ pub struct Load {
 }
 
 /// One request: did it come back a 200 with `page`?
-fn get(addr: SocketAddr, page: &str) -> bool {
+pub fn get(addr: SocketAddr, page: &str) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, TIMEOUT) else { return false };
     let _ = s.set_read_timeout(Some(TIMEOUT));
     let _ = s.set_write_timeout(Some(TIMEOUT));
