@@ -11,7 +11,8 @@
 //! Driven from orcctl: each node verifies and writes the bundle itself and
 //! blesses or falls back by itself, so a run cut short (orcctl killed, the
 //! workstation gone) leaves no node half-done — at worst one still drained,
-//! which the next run sets back.
+//! which the next run sets back: a node drained by a run carries the label
+//! [`DRAINED_BY`] with its availability before, until it is set back.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ const MANAGER: &str = "manager";
 const READY: &str = "ready";
 const DRAIN: &str = "drain";
 const DEFAULT_NAMESPACE: &str = "default";
+/// The label a node drained by `upgrade --all` carries until it is set
+/// back: the availability it had before.
+pub const DRAINED_BY: &str = "orc.upgrade.drained-from";
 /// The fewest managers whose quorum survives one of them rebooting.
 const QUORUM_SURVIVES: usize = 3;
 
@@ -66,6 +70,15 @@ fn quorum_gap(nodes: &[Node]) -> Option<String> {
         .filter(|n| n.role == MANAGER)
         .find(|n| n.status != READY || !matches!(n.manager_status.as_str(), "leader" | "reachable"))
         .map(|n| format!("manager {} is {} ({})", n.hostname, n.status, n.manager_status))
+}
+
+/// The availability to set `n` back to after its upgrade: the one it had
+/// before a run drained it; None when someone else drained it.
+fn before(n: &Node) -> Option<String> {
+    match n.labels.get(DRAINED_BY) {
+        Some(prev) => Some(prev.clone()),
+        None => (n.availability != DRAIN).then(|| n.availability.clone()),
+    }
 }
 
 /// A node that must be upgraded but is down.
@@ -135,10 +148,35 @@ impl Managers<'_> {
         }
     }
 
-    async fn set_availability(&self, node: &Node, availability: &str) -> Result<(), CliError> {
+    async fn update(&self, req: UpdateNodeRequest) -> Result<(), CliError> {
         let (addr, ch) = manager(self.endpoints, self.trust).await?;
-        let req = UpdateNodeRequest { node: node.id.clone(), availability: availability.into(), ..Default::default() };
         NodesClient::new(ch).update(req).await.map_err(status_err(&addr))?;
+        Ok(())
+    }
+
+    /// Drains `node`, labelled with the availability it had.
+    async fn drain(&self, node: &Node, before: &str) -> Result<(), CliError> {
+        let label_add = [(DRAINED_BY.to_string(), before.to_string())].into();
+        self.update(UpdateNodeRequest {
+            node: node.id.clone(),
+            availability: DRAIN.into(),
+            label_add,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets `node` back to `before`, its label gone.
+    async fn set_back(&self, node: &Node, before: &str, out: crate::cli::Output) -> Result<(), CliError> {
+        let label_rm = vec![DRAINED_BY.to_string()];
+        self.update(UpdateNodeRequest {
+            node: node.id.clone(),
+            availability: before.into(),
+            label_rm,
+            ..Default::default()
+        })
+        .await?;
+        say(out, &node.hostname, "undrained", &format!("{before} again"));
         Ok(())
     }
 
@@ -175,6 +213,12 @@ pub(super) async fn run(
     let reach = reach(&nodes, given, how.trust).await?;
     if let Some(why) = down(&nodes, how.version) {
         return Err(CliError::Upgrade(why));
+    }
+    // Drained by a run cut short after the node was upgraded.
+    for n in nodes.iter().filter(|n| n.os_version == how.version) {
+        if let Some(b) = n.labels.get(DRAINED_BY) {
+            m.set_back(n, b, how.out).await?;
+        }
     }
     let todo: Vec<&str> = pending(&nodes, how.version).map(|n| n.hostname.as_str()).collect();
     if todo.is_empty() {
@@ -257,8 +301,8 @@ async fn step(
         }
     }
     for n in batch {
-        if n.availability != DRAIN {
-            m.set_availability(n, DRAIN).await?;
+        if let Some(b) = before(n) {
+            m.drain(n, &b).await?;
         }
         say(how.out, &n.hostname, "draining", &format!("drained: its {} task(s) move to other nodes", n.tasks));
     }
@@ -269,9 +313,8 @@ async fn step(
     }))
     .await;
     for n in batch {
-        if n.availability != DRAIN {
-            m.set_availability(n, &n.availability).await?;
-            say(how.out, &n.hostname, "undrained", &format!("{} again", n.availability));
+        if let Some(b) = before(n) {
+            m.set_back(n, &b, how.out).await?;
         }
     }
     match results.into_iter().find(|(_, r)| r.is_err()) {
@@ -391,6 +434,17 @@ mod tests {
         assert!(why.contains("w1") && why.contains("orcctl node rm id-w1"), "{why}");
         // A node already on the version may be down: nothing to do there.
         assert_eq!(down(&c, "1"), None);
+    }
+
+    #[test]
+    fn set_back_to_what_it_was_before_any_run() {
+        let mut n = node("w1", "worker", READY, "", "1");
+        n.availability = "active".into();
+        assert_eq!(before(&n).as_deref(), Some("active"));
+        n.availability = DRAIN.into();
+        assert_eq!(before(&n), None, "drained by someone else: left drained");
+        n.labels.insert(DRAINED_BY.into(), "pause".into());
+        assert_eq!(before(&n).as_deref(), Some("pause"), "drained by a run cut short");
     }
 
     #[test]
