@@ -88,7 +88,7 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     let _ = nix::sys::reboot::set_cad_enabled(false);
 
     let booted = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let cmd = cmdline::parse(&booted)?;
+    let mut cmd = cmdline::parse(&booted)?;
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     let modules_dir = Path::new("/lib/modules").join(&release);
     let loaded = modules::load_all(Path::new(MODULE_LIST_PATH), &modules_dir)?;
@@ -116,7 +116,6 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
         .as_deref()
         .map(|s| crate::device::wait_for(s, std::time::Duration::from_secs(2)).unwrap_or_else(|| s.into()));
     let named = named_state.as_deref();
-    let mut cmd = cmd;
     let state_error = match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
         Ok(kind) => {
             tracing::info!(?kind, path = STATE_DIR, "STATE mounted");

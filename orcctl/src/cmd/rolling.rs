@@ -241,10 +241,13 @@ pub(super) async fn run(
     for b in worker_batches(&nodes, how.version, batch) {
         step(&b, &reach, how, &m, drain_timeout).await?;
     }
+    // Done here, whether or not the managers' list shows the new version yet.
+    let mut done = BTreeSet::new();
     loop {
         let nodes = m.nodes().await?;
-        let Some(next) = next_manager(&nodes, how.version).cloned() else { break };
         let managers = nodes.iter().filter(|n| n.role == MANAGER).count();
+        let left: Vec<Node> = nodes.into_iter().filter(|n| !done.contains(&n.id)).collect();
+        let Some(next) = next_manager(&left, how.version).cloned() else { break };
         if managers >= QUORUM_SURVIVES {
             wait_quorum(&m, how).await?;
         } else {
@@ -259,7 +262,8 @@ pub(super) async fn run(
                 ),
             );
         }
-        step(&[next], &reach, how, &m, drain_timeout).await?;
+        step(std::slice::from_ref(&next), &reach, how, &m, drain_timeout).await?;
+        done.insert(next.id);
     }
     say(how.out, "cluster", "done", &format!("every node runs {}", how.version));
     Ok(())
