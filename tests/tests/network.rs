@@ -67,6 +67,48 @@ fn lookup(c: &LocalCluster, node: &str, ctr: &str, name: &str) -> Vec<String> {
     v
 }
 
+/// What a failed DNS wait needs to be understood afterwards: the node's
+/// links and bridge ports, its sockets on :53, its rules, the task's view
+/// of its resolver, and the agent's lines about DNS and networks (the whole
+/// log is too long to survive CI's excerpt).
+fn dns_diagnosis(c: &LocalCluster, node: &str, ctr: &str) -> String {
+    let Some(a) = c.agents.iter().find(|a| a.host.as_ref().is_some_and(|h| node.starts_with(&format!("{}:", h.addr))))
+    else {
+        return format!("no agent at {node}");
+    };
+    let ns = a.host.as_ref().map(|h| h.name.clone()).unwrap_or_default();
+    let run = |args: &[&str]| {
+        let o = Command::new("ip").args(["netns", "exec", &ns]).args(args).output();
+        o.map(|o| {
+            format!(
+                "$ {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_else(|e| format!("$ {}: {e}\n", args.join(" ")))
+    };
+    let mut out = String::new();
+    for cmd in [
+        &["ip", "-br", "addr"][..],
+        &["bridge", "link"],
+        &["ss", "-unlp", "sport", "=", ":53"],
+        &["nft", "list", "ruleset"],
+    ] {
+        out.push_str(&run(cmd));
+    }
+    out.push_str(&c.exec(node, ctr, &["sh", "-c", "cat /etc/resolv.conf; ip addr; ip route"]).1);
+    let keep = ["DNS", "dns", "network", "device", "lease", "panick", "WARN", "ERROR"];
+    let log = a.log();
+    out.push_str("\n--- the agent's lines about networks ---\n");
+    for l in log.lines().filter(|l| keep.iter().any(|k| l.contains(k))).take(200) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
 /// An HTTP GET of `addr:80` from task `ctr`: the body, or the error.
 fn get_from(c: &LocalCluster, node: &str, ctr: &str, addr: &str) -> (bool, String) {
     let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {addr} 80");
@@ -105,7 +147,10 @@ fn services_by_name_and_vip(c: &LocalCluster, image: &str, node0: &str, ctr0: &s
     c.wait(DNS_WAIT, "DNS answering who and tasks.who", |c| {
         lookup(c, node0, ctr0, "who") == std::slice::from_ref(&vip) && lookup(c, node0, ctr0, "tasks.who") == addrs
     })
-    .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", lookup(c, node0, ctr0, "who"), lookup(c, node0, ctr0, "tasks.who")));
+    .unwrap_or_else(|e| {
+        let (who, tasks) = (lookup(c, node0, ctr0, "who"), lookup(c, node0, ctr0, "tasks.who"));
+        panic!("{e}: {who:?} {tasks:?}\n{}", dns_diagnosis(c, node0, ctr0))
+    });
     assert_eq!(lookup(c, node0, ctr0, "who.default"), std::slice::from_ref(&vip));
 
     // Through the VIP, spread over the three.
@@ -174,7 +219,7 @@ fn namespaces_in_dns(c: &LocalCluster, image: &str, node0: &str, ctr0: &str) {
     })
     .unwrap_or_else(|e| {
         let raw = c.exec(node0, ctr0, &["nslookup", "echo"]).1;
-        panic!("{e}: {raw}\n{:?}\n{}", lookup(c, node0, ctr0, "echo.team-a"), c.agents[0].log())
+        panic!("{e}: {raw}\n{:?}\n{}", lookup(c, node0, ctr0, "echo.team-a"), dns_diagnosis(c, node0, ctr0))
     });
     let (_, tn, _, tc) = running_in(c, "team-a", "echo").remove(0);
     let (_, resolv) = c.exec(&tn, &tc, &["cat", "/etc/resolv.conf"]);
@@ -453,6 +498,19 @@ fn tasks_talk_across_nodes_over_the_overlay() {
     // Every node has its subnet and a route to each other node's.
     c.wait(SETTLE, "each node's overlay reaching the two others", |_| ns.iter().all(|n| overlay_routes(n).len() == 2))
         .unwrap_or_else(|e| panic!("{e}: {:?}", ns.iter().map(|n| overlay_routes(n)).collect::<Vec<_>>()));
+
+    // Each node's bridge has an address the agent set: one the kernel
+    // picked would follow the lowest of its ports' as tasks come and go,
+    // and cut tasks off from their gateway while their neighbour entry
+    // holds the old one.
+    for n in &ns {
+        let sys = |f: &str| {
+            let o = Command::new("ip").args(["netns", "exec", n, "cat", &format!("/sys/class/net/orc0/{f}")]).output();
+            o.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+        };
+        assert_eq!(sys("addr_assign_type"), "3", "{n}'s bridge address set (NET_ADDR_SET), not the kernel's");
+        assert!(sys("address").starts_with("02:62:0a:00:"), "{n}'s bridge: {}", sys("address"));
+    }
 
     // Three web servers, one per node, each in a namespace of its own.
     let out = c.ctl(&[

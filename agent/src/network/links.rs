@@ -124,14 +124,27 @@ impl Links {
         self.handle.link().set(b.build()).execute().await.map_err(|e| nl(format!("setting {name} up"), e))
     }
 
-    /// The bridge `name`, made if missing, up with `mtu`.
-    pub async fn bridge(&self, name: &str, mtu: u32) -> Result<Link, NetError> {
-        if self.get(name).await?.is_none() {
-            match self.handle.link().add(LinkBridge::new(name).mtu(mtu).build()).execute().await {
+    /// The bridge `name` with address `mac` (set, so the kernel keeps it
+    /// as ports come and go), made if missing, up with `mtu`.
+    pub async fn bridge(&self, name: &str, mac: [u8; 6], mtu: u32) -> Result<Link, NetError> {
+        match self.get(name).await? {
+            None => match self
+                .handle
+                .link()
+                .add(LinkBridge::new(name).address(mac.to_vec()).mtu(mtu).build())
+                .execute()
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if exists(&e) => {}
                 Err(e) => return Err(nl(format!("creating bridge {name}"), e)),
+            },
+            Some(l) if l.mac != mac => {
+                tracing::info!(device = name, "setting the bridge's address (it followed its ports')");
+                let set = LinkUnspec::new_with_index(l.index).address(mac.to_vec()).build();
+                self.handle.link().set(set).execute().await.map_err(|e| nl(format!("setting {name}'s address"), e))?;
             }
+            Some(_) => {}
         }
         self.up(name, Some(mtu)).await?;
         self.must(name).await

@@ -61,6 +61,17 @@ fn bridge_name(n: &NetworkRef) -> String {
     }
 }
 
+/// The MAC of the bridge of the network of `subnet`: set, never left to
+/// the kernel. A bridge whose address nobody set takes the lowest of its
+/// ports' and changes as tasks come and go; a task whose neighbour entry
+/// for its gateway still holds the old one is cut off from its gateway (its
+/// DNS server, everything outside) until the entry ages out, up to a
+/// minute. Locally administered, `02:62:` and the subnet's four bytes.
+fn bridge_mac(subnet: Ipv4Net) -> [u8; 6] {
+    let o = subnet.network().octets();
+    [0x02, 0x62, o[0], o[1], o[2], o[3]]
+}
+
 /// The rules last loaded: their text and the UDP flows they may carry.
 struct Loaded {
     text: String,
@@ -426,7 +437,7 @@ impl NodeNetwork {
         let overhead = if n.encrypted { wg::WG_OVERHEAD } else { VXLAN_OVERHEAD };
         let mtu = underlay_mtu(lease.underlay)?.saturating_sub(overhead);
         let name = bridge_name(n);
-        let bridge = links.bridge(&name, mtu).await?;
+        let bridge = links.bridge(&name, bridge_mac(lease.subnet), mtu).await?;
         links.address(&name, gateway, lease.subnet.prefix_len()).await?;
         let tunnel = tunnel_name(n);
         let want = overlay::desired(me, &n.name, &map.leases);
