@@ -152,7 +152,7 @@ fn guid(seed: [u8; 16], n: u8) -> uuid::Uuid {
 }
 
 /// The FAT filesystem of the ESP, `size` bytes, holding `files`.
-fn esp_image(size: u64, files: &[EspFile]) -> Result<Vec<u8>, std::io::Error> {
+pub fn esp_image(size: u64, files: &[EspFile]) -> Result<Vec<u8>, std::io::Error> {
     let mut img = Cursor::new(vec![0u8; size as usize]);
     let label = *b"ORC-ESP    ";
     fatfs::format_volume(&mut img, fatfs::FormatVolumeOptions::new().volume_label(label).volume_id(0x6f72_6301))?;

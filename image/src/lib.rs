@@ -12,6 +12,7 @@
 //! - [`boot_entry`]: their names on the ESP and systemd-boot's boot counting.
 //! - [`disk`]: the raw GPT disk image (ESP, slots A and B, STATE).
 //! - [`bundle`]: the signed upgrade bundle (manifest, ed25519 signature, images).
+//! - [`live`]: the live system of the ISO and of PXE (the root inside the initramfs).
 
 pub mod boot_entry;
 pub mod bundle;
@@ -19,6 +20,7 @@ pub mod cmdline;
 pub mod disk;
 pub mod initramfs;
 pub mod kconfig;
+pub mod live;
 pub mod manifest;
 pub mod modules;
 pub mod rootfs;

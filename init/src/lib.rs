@@ -7,6 +7,7 @@
 //! - [`modules`]: kernel module loading (`finit_module`), in the order the build computed.
 //! - [`verity`]: dm-verity over the root device through device-mapper ioctls.
 //! - [`device`]: block devices named by path or GPT partition name.
+//! - [`loopdev`]: the live image's root file as a read-only loop device.
 //! - [`root`]: mounting the read-only root and switching to it.
 //! - [`state`]: the STATE filesystem (find, format when blank and named, grow, mount).
 //! - [`remembered`]: the node's own settings from its first boot, kept on STATE.
@@ -24,6 +25,7 @@ pub mod cmdline;
 pub mod console;
 pub mod device;
 pub mod log;
+pub mod loopdev;
 pub mod modules;
 pub mod mounts;
 pub mod net;

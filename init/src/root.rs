@@ -1,4 +1,5 @@
-//! The real root: wait for the root device, put dm-verity over it, mount the
+//! The real root: wait for the root device (or attach the live image's
+//! root file to a loop device), put dm-verity over it, mount the
 //! erofs read-only at `/sysroot`, move the pseudo-filesystems across and
 //! switch to it (move mount + chroot, as switch_root does).
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use nix::mount::{mount, MsFlags};
 
 use crate::cmdline::Cmdline;
+use crate::loopdev::{LoopError, INITRD};
 use crate::mounts::{mount_fs, MountError, MOVED};
 use crate::verity::{self, VerityError};
 
@@ -16,10 +18,12 @@ const DEVICE_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootError {
-    #[error("no root device: add orc.root=/dev/... or orc.root=PARTLABEL=... to the kernel command line")]
+    #[error("no root device: add orc.root=/dev/..., orc.root=PARTLABEL=... or orc.root=initrd:/root.img to the kernel command line")]
     NoRoot,
     #[error("root device {0} did not appear within 15 s")]
     DeviceMissing(String),
+    #[error("live root: {0}")]
+    Loop(#[from] LoopError),
     #[error("dm-verity: {0}")]
     Verity(#[from] VerityError),
     #[error("cannot mount the root filesystem (a corrupted or tampered root image fails here): {0}")]
@@ -30,8 +34,10 @@ pub enum RootError {
 
 pub fn mount_and_switch(cmd: &Cmdline) -> Result<(), RootError> {
     let spec = cmd.root.as_deref().ok_or(RootError::NoRoot)?;
-    let dev: PathBuf =
-        crate::device::wait_for(spec, DEVICE_WAIT).ok_or_else(|| RootError::DeviceMissing(spec.to_string()))?;
+    let dev: PathBuf = match spec.strip_prefix(INITRD) {
+        Some(image) => crate::loopdev::attach(Path::new(image))?,
+        None => crate::device::wait_for(spec, DEVICE_WAIT).ok_or_else(|| RootError::DeviceMissing(spec.to_string()))?,
+    };
     let source = match &cmd.verity {
         Some(v) => {
             let node = verity::setup("orc-root", &dev, v)?;

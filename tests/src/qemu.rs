@@ -1,7 +1,7 @@
 //! A QEMU node booting the orc image: direct kernel boot of the built
 //! kernel and initramfs, the verified root image as `vda`, a persistent STATE
-//! disk as `vdb` (blank on first boot: PID 1 formats it) — or, with
-//! `uefi`, the image's GPT disk under OVMF — a user-network NIC
+//! disk as `vdb` (blank on first boot: PID 1 formats it) — or the image's
+//! GPT disk under OVMF, its live ISO, or PXE ([`Boot`]) — a user-network NIC
 //! (DHCP from QEMU, the API forwarded to a loopback port) and optionally a
 //! second NIC on the dgram hub with a static address.
 
@@ -36,13 +36,31 @@ pub struct NodeSpec {
     pub forwards: Vec<(u16, u16)>,
     /// Size of the blank STATE disk made on first boot (0: [`STATE_DISK_BYTES`]).
     pub state_disk_bytes: u64,
-    /// Boot as a machine installed from the image's disk: UEFI firmware
-    /// (OVMF), systemd-boot, the unified kernel image of slot A, STATE on
-    /// the disk's own partition (a copy of `disk.raw` per node, made on
-    /// first boot). No kernel, command line or disks are handed to QEMU.
-    pub uefi: bool,
-    /// With `uefi`: this disk image instead of the image's `disk.raw`.
+    /// How the node boots.
+    pub boot: Boot,
+    /// With [`Boot::Disk`]: this disk image instead of the image's `disk.raw`.
     pub disk: Option<PathBuf>,
+}
+
+/// How a node boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU's direct kernel boot: the image's kernel, initramfs and
+    /// command line; the root image as `vda`, STATE as `vdb`.
+    #[default]
+    Kernel,
+    /// A machine installed from the image's disk: UEFI firmware (OVMF),
+    /// systemd-boot, the unified kernel image of slot A, STATE on the
+    /// disk's own partition (a copy of `disk.raw` per node, made on first
+    /// boot). No kernel, command line or disks are handed to QEMU.
+    Disk,
+    /// The live ISO as a CD, under SeaBIOS (isolinux) or, with `uefi`,
+    /// OVMF; no disk (STATE on tmpfs).
+    Iso { uefi: bool },
+    /// Over the network: the NIC's iPXE fetches the image's `pxe/` over
+    /// QEMU's TFTP, with the node's own arguments set before its script
+    /// runs (as a site's DHCP or an embedded script would); no disk.
+    Pxe,
 }
 
 /// Debian's OVMF (package `ovmf`): the firmware and its variable store.
@@ -113,7 +131,13 @@ pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
     let m: Manifest = serde_json::from_slice(
         &std::fs::read(image.join("manifest.json")).context("reading manifest.json; run `cargo xtask image`")?,
     )?;
-    let mut c = format!("{} orc.state=/dev/vdb orc.hostname={}", m.cmdline, spec.name);
+    Ok(format!("{} orc.state=/dev/vdb {}", m.cmdline, node_args(spec)))
+}
+
+/// The node's own command-line arguments: its hostname, its L2 address,
+/// [`NodeSpec::extra_cmdline`].
+pub fn node_args(spec: &NodeSpec) -> String {
+    let mut c = format!("orc.hostname={}", spec.name);
     if let Some((_, i)) = &spec.l2 {
         c.push_str(&format!(" orc.ip=eth1:10.42.0.{}/24", 10 + *i as u32));
         // Managers reach each other on the L2 network, not on user-net's
@@ -124,7 +148,7 @@ pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
         c.push(' ');
         c.push_str(&spec.extra_cmdline);
     }
-    Ok(c)
+    c
 }
 
 /// QEMU's arguments for `spec`.
@@ -155,17 +179,21 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", d("qmp.sock")),
     ];
-    if spec.uefi {
+    if matches!(spec.boot, Boot::Disk | Boot::Iso { uefi: true }) {
         a.extend([
             "-drive".into(),
             format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
             "-drive".into(),
             format!("if=pflash,format=raw,unit=1,file={}", d("ovmf-vars.fd")),
-            "-drive".into(),
-            format!("file={},format=raw,if=virtio", d(DISK_IMAGE)),
         ]);
-    } else {
-        a.extend([
+    }
+    match spec.boot {
+        Boot::Disk => a.extend(["-drive".into(), format!("file={},format=raw,if=virtio", d(DISK_IMAGE))]),
+        Boot::Iso { .. } => {
+            a.extend(["-cdrom".into(), spec.image.join(orc_image::live::ISO).display().to_string()]);
+        }
+        Boot::Pxe => a.extend(["-boot".into(), "n".into()]),
+        Boot::Kernel => a.extend([
             "-kernel".into(),
             spec.image.join("vmlinuz").display().to_string(),
             "-initrd".into(),
@@ -176,17 +204,22 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
             format!("file={},format=raw,if=virtio,readonly=on", root.display()),
             "-drive".into(),
             format!("file={},format=raw,if=virtio", d("state.img")),
-        ]);
+        ]),
     }
+    // iPXE (the NIC's ROM) only where the node boots over the network.
+    let (tftp, rom) = match spec.boot {
+        Boot::Pxe => (format!(",tftp={},bootfile={PXE_SCRIPT}", d(TFTP_DIR)), ""),
+        _ => (String::new(), ",romfile="),
+    };
     a.extend([
         "-netdev".into(),
         format!(
-            "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443{}",
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:7443{}{tftp}",
             spec.api_port,
             spec.forwards.iter().map(|(h, g)| format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}")).collect::<String>()
         ),
         "-device".into(),
-        "virtio-net-pci,netdev=n0,romfile=".into(),
+        format!("virtio-net-pci,netdev=n0{rom}"),
     ]);
     if let Some((hub, i)) = &spec.l2 {
         a.extend([
@@ -206,6 +239,37 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
     a
 }
 
+/// The node's TFTP directory (under its own) and the script QEMU's DHCP
+/// names as the boot file there.
+const TFTP_DIR: &str = "tftp";
+const PXE_SCRIPT: &str = "node.ipxe";
+
+/// The node's TFTP directory: the image's `pxe/` and a script that sets
+/// the node's own arguments and chains the image's.
+fn pxe_dir(spec: &NodeSpec) -> anyhow::Result<()> {
+    use orc_image::live::{IPXE_SCRIPT, PXE_DIR};
+    let dir = spec.dir.join(TFTP_DIR);
+    std::fs::create_dir_all(&dir)?;
+    for e in std::fs::read_dir(spec.image.join(PXE_DIR)).context("the image's pxe/ (cargo xtask image)")? {
+        let e = e?;
+        let to = dir.join(e.file_name());
+        let _ = std::fs::remove_file(&to);
+        std::os::unix::fs::symlink(e.path(), &to)?;
+    }
+    let script = format!("#!ipxe\nset orc-args {}\nchain {IPXE_SCRIPT}\n", node_args(spec));
+    std::fs::write(dir.join(PXE_SCRIPT), script)?;
+    Ok(())
+}
+
+/// OVMF's variable store, the node's own copy.
+fn ovmf_vars(spec: &NodeSpec) -> anyhow::Result<()> {
+    let vars = spec.dir.join("ovmf-vars.fd");
+    if !vars.exists() {
+        std::fs::copy(OVMF_VARS, &vars).context("copying OVMF's variables (cargo xtask installs ovmf)")?;
+    }
+    Ok(())
+}
+
 /// The node's own copy of the image's disk and of OVMF's variable store,
 /// made on first boot (the copy keeps the image's holes: `cp --sparse`).
 fn installed(spec: &NodeSpec) -> anyhow::Result<()> {
@@ -220,11 +284,7 @@ fn installed(spec: &NodeSpec) -> anyhow::Result<()> {
             .context("copying the disk image")?;
         anyhow::ensure!(st.success(), "copying {} failed", source.display());
     }
-    let vars = spec.dir.join("ovmf-vars.fd");
-    if !vars.exists() {
-        std::fs::copy(OVMF_VARS, &vars).context("copying OVMF's variables (cargo xtask installs ovmf)")?;
-    }
-    Ok(())
+    ovmf_vars(spec)
 }
 
 pub struct Node {
@@ -237,11 +297,20 @@ impl Node {
     pub fn start(spec: NodeSpec) -> anyhow::Result<Node> {
         std::fs::create_dir_all(&spec.dir)?;
         let state = spec.dir.join("state.img");
-        if spec.uefi {
-            installed(&spec)?;
-        } else if !state.exists() {
-            let size = if spec.state_disk_bytes == 0 { STATE_DISK_BYTES } else { spec.state_disk_bytes };
-            std::fs::File::create(&state)?.set_len(size)?;
+        match spec.boot {
+            Boot::Disk => installed(&spec)?,
+            Boot::Iso { uefi } => {
+                if uefi {
+                    ovmf_vars(&spec)?;
+                }
+            }
+            Boot::Pxe => pxe_dir(&spec)?,
+            Boot::Kernel => {
+                if !state.exists() {
+                    let size = if spec.state_disk_bytes == 0 { STATE_DISK_BYTES } else { spec.state_disk_bytes };
+                    std::fs::File::create(&state)?.set_len(size)?;
+                }
+            }
         }
         let _ = std::fs::remove_file(spec.dir.join("l2.sock"));
         let accel = accel(&spec.image);

@@ -83,7 +83,7 @@ impl Rig {
             let net = Variant { extra_cmdline: net_of(name, index), initrd: None };
             built.disk(&net, &dir.join(format!("{name}-disk")), &disk)?;
             let mut s = spec(image, dir, name, &hub, index);
-            s.uefi = true;
+            s.boot = crate::qemu::Boot::Disk;
             s.disk = Some(disk);
             s.forwards = vec![(crate::free_port(), WEB_PORT)];
             specs.push(s);

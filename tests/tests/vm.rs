@@ -205,7 +205,7 @@ fn boots_from_its_disk_image_under_uefi() {
     let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut s = spec(&image, dir.path(), "uefi1");
-    s.uefi = true;
+    s.boot = orc_e2e::qemu::Boot::Disk;
     let mut node = Node::start(s).unwrap();
     let fp =
         node.fingerprint(0, BOOT).unwrap_or_else(|| panic!("no maintenance fingerprint:\n{}", node.console_from(0)));
@@ -242,4 +242,51 @@ fn boots_from_its_disk_image_under_uefi() {
     assert!(!node.console_from(before).contains("formatting it"), "STATE formatted again");
     orcctl(&config, &["shutdown"]);
     assert!(node.wait_exit(Duration::from_secs(120)), "node did not power off");
+}
+
+/// The live ISO boots under BIOS (isolinux) and UEFI (El Torito's ESP,
+/// the live UKI) with no disk at all: the root comes out of the
+/// initramfs onto a loop device, verified by dm-verity; STATE is tmpfs.
+/// The BIOS node is made a cluster and says so.
+#[test]
+fn boots_live_from_its_iso_under_bios_and_uefi() {
+    let Some(image) = orc_e2e::e2e_image() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let nodes: Vec<Node> = [("iso-bios", false), ("iso-uefi", true)]
+        .iter()
+        .map(|(name, uefi)| {
+            let mut s = spec(&image, dir.path(), name);
+            s.boot = orc_e2e::qemu::Boot::Iso { uefi: *uefi };
+            Node::start(s).unwrap()
+        })
+        .collect();
+    let mut fps = Vec::new();
+    for n in &nodes {
+        let fp =
+            n.fingerprint(0, BOOT).unwrap_or_else(|| panic!("{}: no fingerprint:\n{}", n.spec.name, n.console_from(0)));
+        let console = n.console_from(0);
+        assert!(console.contains("orc.root=initrd:/root.img"), "{}: {console}", n.spec.name);
+        assert!(console.contains("root verified by dm-verity device=/dev/loop0"), "{}: {console}", n.spec.name);
+        fps.push(fp);
+    }
+    let addr = format!("127.0.0.1:{}", nodes[0].spec.api_port);
+    let config = dir.path().join("orcctl.toml");
+    orcctl(
+        &config,
+        &["cluster", "init", &addr, "--fingerprint", &format!("sha256:{}", fps[0]), "--context-name", "iso"],
+    );
+    let v = &json(&config, &["version"])[0];
+    assert_eq!(v["boot_slot"], "", "a live boot has no slot: {v}");
+    let h = &json(&config, &["health"])[0];
+    let state = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "state").unwrap().clone();
+    assert!(state["message"].as_str().unwrap().contains("is tmpfs"), "diskless: {state}");
+    let start = Instant::now();
+    loop {
+        let ls = json(&config, &["node", "ls"]);
+        if ls.as_array().is_some_and(|n| n.len() == 1 && n[0]["status"] == "ready") {
+            break;
+        }
+        assert!(start.elapsed() < BOOT, "the live node is not a ready node: {ls}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }

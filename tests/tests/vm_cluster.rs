@@ -12,7 +12,8 @@
 //! node's reboot and holds to its size limit; a stateful slot on an NFS
 //! volume (served by an NFS server VM on the same L2 network) moves to
 //! another node with its data. After each, the task count and the containers on the
-//! nodes are exact. Runs when `ORC_E2E_IMAGE` is set.
+//! nodes are exact. Last, a diskless machine PXE-boots with a join token
+//! and joins by itself. Runs when `ORC_E2E_IMAGE` is set.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -581,4 +582,54 @@ fn five_vms_keep_ten_replicas_through_failures() {
     wait_for("every task container to go", SETTLE, || {
         (0..4).all(|i| c.containers(i, "web") == Some(0) && c.containers(i, "page") == Some(0))
     });
+
+    pxe_node_joins_by_itself(&mut c, &image, dir.path(), &hub_path, &registry, &image_ref);
+}
+
+/// Zero touch: a machine with no disk boots over the network (iPXE from
+/// its NIC, the image's `pxe/` over TFTP) with `orc.join=TOKEN@ADDR` among
+/// its arguments, joins as a worker by itself and runs a task; its STATE
+/// is tmpfs.
+fn pxe_node_joins_by_itself(
+    c: &mut Cluster,
+    image: &Path,
+    dir: &Path,
+    hub: &Path,
+    registry: &Registry,
+    image_ref: &str,
+) {
+    let token = c.ok(&["cluster", "join-token", "worker"]).trim().to_string();
+    let spec = orc_e2e::qemu::NodeSpec {
+        name: "pxe1".into(),
+        dir: dir.join("pxe1"),
+        image: image.to_path_buf(),
+        api_port: free_port(),
+        l2: Some((hub.to_path_buf(), 6)),
+        memory_mb: 512,
+        boot: orc_e2e::qemu::Boot::Pxe,
+        extra_cmdline: format!("orc.join={token}@10.42.0.11:7443 orc.insecure_registries=10.0.2.2:{}", registry.port),
+        ..Default::default()
+    };
+    c.nodes.push(Node::start(spec).unwrap());
+    let pxe = c.nodes.len() - 1;
+    let id = || {
+        let nodes = c.json(&["node", "ls"]);
+        nodes.as_array().and_then(|n| n.iter().find(|n| n["hostname"] == "pxe1" && n["status"] == "ready").cloned())
+    };
+    wait_for("the PXE-booted node ready in the cluster", BOOT, || id().is_some());
+    let console = c.nodes[pxe].console_from(0);
+    assert!(console.contains("root verified by dm-verity device=/dev/loop0"), "{console}");
+    let node = id().unwrap();
+    assert_eq!(node["role"], "worker", "{node}");
+    let id = node["id"].as_str().unwrap().to_string();
+    let constraint = format!("node.id=={id}");
+    c.ok(&["service", "create", "--name", "onpxe", "--constraint", &constraint, image_ref, "--", "sleep", "3600"]);
+    wait_for("a task running on the PXE-booted node", SETTLE, || {
+        let t = c.json(&["service", "ps", "onpxe", "--running"]);
+        t.as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "running" && t["node_id"] == id.as_str()))
+    });
+    let h = c.json(&["--nodes", &c.api(pxe), "health"]);
+    let state = h[0]["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "state").cloned());
+    assert!(state.as_ref().is_some_and(|s| s["message"].as_str().is_some_and(|m| m.contains("is tmpfs"))), "{h}");
+    c.ok(&["service", "rm", "onpxe"]);
 }

@@ -45,6 +45,12 @@ pub const PACKAGES: &[(&str, &str)] = &[
     ("systemd-boot-efi", "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"),
     ("binutils", "objcopy"),
     ("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
+    // The live ISO: xorriso writes it, isolinux boots it under BIOS.
+    ("xorriso", "xorriso"),
+    ("isolinux", "/usr/lib/ISOLINUX/isolinux.bin"),
+    ("syslinux-common", "/usr/lib/syslinux/modules/bios/ldlinux.c32"),
+    // The live root in the live initramfs is zstd-compressed.
+    ("zstd", "zstd"),
 ];
 
 /// Peers the tests run from Debian packages that are unpacked, not

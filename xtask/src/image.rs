@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use orc_image::cmdline::{AGENT_PATH, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, STATE_LABEL, STATE_TEMPLATE_PATH};
 use orc_image::initramfs::Initramfs;
+use orc_image::live;
 use orc_image::manifest::{Artifact, Manifest};
 use orc_image::rootfs;
 use sha2::Digest;
@@ -270,6 +271,7 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
     let cmdline =
         format!("console=ttyS0 panic=10 printk.devkmsg=on orc.root=/dev/vda orc.verity={}", root.cmdline_value());
     disk_image(&out, &work, version, &rev, &root.cmdline_value())?;
+    crate::live::build(&out, &work, version, &rev, &root.cmdline_value())?;
     let built = Built {
         version: version.to_string(),
         git_revision: rev.clone(),
@@ -278,10 +280,11 @@ pub fn build(opts: &ImageOptions) -> anyhow::Result<PathBuf> {
     };
     let bundle = crate::bundle::write(&out, &built, &key)?;
     eprintln!("xtask: upgrade bundle {} signed with {}", bundle.display(), key_path.display());
-    let artifacts = ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img", UKI_A, UKI_B]
-        .iter()
-        .map(|n| Artifact::of_file(&out.join(n)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let artifacts =
+        ["vmlinuz", "initramfs.img", "root.img", "floor-initramfs.img", UKI_A, UKI_B, live::LIVE_UKI, live::ISO]
+            .iter()
+            .map(|n| Artifact::of_file(&out.join(n)))
+            .collect::<Result<Vec<_>, _>>()?;
     let manifest = Manifest {
         version: version.to_string(),
         git_revision: rev,

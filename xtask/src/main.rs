@@ -5,6 +5,7 @@ mod bundle;
 mod deps;
 mod image;
 mod kernel;
+mod live;
 mod nfs_server;
 mod qemu;
 mod test;
