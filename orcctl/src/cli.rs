@@ -132,8 +132,14 @@ pub enum Command {
     /// node falls back to the version it runs now by itself. Waits and shows
     /// each stage.
     Upgrade {
-        #[arg(long, value_name = "FILE")]
-        bundle: PathBuf,
+        /// The signed bundle (`orc-<version>.bundle`), sent to each node.
+        #[arg(long, value_name = "FILE", required_unless_present = "image", conflicts_with = "image")]
+        bundle: Option<PathBuf>,
+        /// An image holding the bundle (a layer with a `*.bundle` file, e.g.
+        /// FROM scratch + COPY orc-<version>.bundle /) that each node pulls
+        /// itself from its registry (the node's insecure registries apply).
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
         /// Every node of the cluster, one batch after another: workers first
         /// (--batch at a time), then managers one at a time while the quorum
         /// is whole (the leader last); each drained, upgraded, blessed and

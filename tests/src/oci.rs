@@ -79,6 +79,23 @@ impl Layer {
     }
 }
 
+/// An image of one layer holding `files` (path, contents) and nothing
+/// else: how an OS upgrade bundle is published (`FROM scratch`, `COPY`).
+pub fn files_only(files: &[(&str, Vec<u8>)]) -> anyhow::Result<Image> {
+    let mut l = Layer::new();
+    for (path, data) in files {
+        l.file(path.trim_start_matches('/'), 0o644, data)?;
+    }
+    let (blob, diff_id) = l.finish()?;
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    }))?;
+    Ok(Image { config, layers: vec![blob] })
+}
+
 /// busybox with a shell, httpd, and a web root at /www; `extra` bytes of
 /// incompressible filler in a third layer (for throughput measurements).
 pub fn busybox(extra: usize) -> anyhow::Result<Image> {

@@ -3,8 +3,9 @@
 //! own disk under UEFI (OVMF, systemd-boot, unified kernel images whose
 //! command line gives the node its address on the L2 hub — kept on STATE
 //! by its first boot, so later images need not carry it), with a task
-//! pinned to the first worker from an image loaded on every node. Driven
-//! through the `orcctl` binary.
+//! pinned to the first worker from an image loaded on every node, and a
+//! registry versions can be published to as images. Driven through the
+//! `orcctl` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +49,9 @@ pub struct Rig {
     pub webs: Vec<std::net::SocketAddr>,
     pub built: BuiltImage,
     pub dir: PathBuf,
+    /// Where versions are published as images ([`Rig::publish`]); the
+    /// nodes' first image trusts it over plain HTTP.
+    pub registry: crate::registry::Registry,
 }
 
 /// A node's addresses on the hub, for its first image's command line.
@@ -77,10 +81,12 @@ impl Rig {
             let hub = hub.clone();
             std::thread::spawn(move || crate::hub::run(&hub));
         }
+        let registry = crate::registry::Registry::start()?;
         let mut specs = Vec::new();
         for (name, index) in NODES {
             let disk = dir.join(format!("{name}-disk.raw"));
-            let net = Variant { extra_cmdline: net_of(name, index), initrd: None };
+            let own = format!("{} orc.insecure_registries=10.0.2.2:{}", net_of(name, index), registry.port);
+            let net = Variant { extra_cmdline: own, initrd: None };
             built.disk(&net, &dir.join(format!("{name}-disk")), &disk)?;
             let mut s = spec(image, dir, name, &hub, index);
             s.boot = crate::qemu::Boot::Disk;
@@ -96,7 +102,7 @@ impl Rig {
             .with_context(|| format!("--- worker console:\n{}", nodes[1].console_from(0)))?;
         let config = dir.join("orcctl.toml");
         crate::qemu_cluster::save(&config, "upg", ctx)?;
-        let rig = Self { nodes, config, w_api: apis[1].clone(), apis, webs, built, dir: dir.to_path_buf() };
+        let rig = Self { nodes, config, w_api: apis[1].clone(), apis, webs, built, dir: dir.to_path_buf(), registry };
         let archive = dir.join("busybox.tar");
         std::fs::write(&archive, crate::oci::busybox(0)?.layout_tar(IMAGE)?)?;
         for node in &rig.apis {
@@ -107,6 +113,20 @@ impl Rig {
         rig.ctl(&[&create[..], &["--", "sleep", "100000"]].concat()).check()?;
         rig.wait_task(limit)?;
         Ok(rig)
+    }
+
+    /// Publishes `bundle` as the image `orc/os:<tag>` (one layer holding
+    /// it, as `FROM scratch` + `COPY` makes it); its name as the nodes
+    /// reach the registry.
+    pub fn publish(&self, bundle: &Path, tag: &str) -> anyhow::Result<String> {
+        self.publish_image(&crate::oci::files_only(&[("orc.bundle", std::fs::read(bundle)?)])?, tag)
+    }
+
+    /// Pushes `image` as `orc/os:<tag>`; its name as the nodes reach it.
+    pub fn publish_image(&self, image: &crate::oci::Image, tag: &str) -> anyhow::Result<String> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(self.registry.push(image, &format!("orc/os:{tag}")))?;
+        Ok(format!("10.0.2.2:{}/orc/os:{tag}", self.registry.port))
     }
 
     /// A version with no addresses of any node on its command line: each

@@ -2,8 +2,9 @@
 //! (OVMF, systemd-boot, unified kernel images), a manager and two workers
 //! on the L2 hub (`orc_e2e::upgrade_rig`); everything through the `orcctl`
 //! binary. One cluster for every check (CI time matters): a
-//! bundle signed with another key is refused; v1 → v2 keeps the node's
-//! identity, STATE and its task; four broken v3 bundles (kernel panic, PID
+//! bundle signed with another key is refused; v1 → v2, published as an
+//! image the node pulls itself, keeps the node's identity, STATE and its
+//! task (an image without a bundle is refused); four broken v3 bundles (kernel panic, PID
 //! 1 exiting, no network, never rejoining) each fall back to v2 by
 //! themselves, recorded as failed in the cluster, and the cluster refuses
 //! v3 unforced; a v4 that breaks a workload on this node only is blessed
@@ -53,11 +54,16 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
     assert!(!o.ok && o.stderr.contains("not signed by a key this image trusts"), "{}{}", o.stderr, o.stdout);
     assert_eq!(rig.w_version().unwrap()["boot_entries"].as_array().unwrap().len(), 1, "nothing written");
 
-    // v1 → v2: written to slot B, booted, blessed once back with its task.
+    // v1 → v2, published as an image the node pulls itself: written to
+    // slot B, booted, blessed once back with its task.
     let good = rig.bundle("v2", &v2, &Rig::net(), &key).unwrap();
-    let o = rig.on_w(&["upgrade", "--bundle", good.to_str().unwrap(), "--health-window", "240s"]);
+    let busybox =
+        rig.on_w(&["upgrade", "--image", &rig.publish_image(&orc_e2e::oci::busybox(0).unwrap(), "bb").unwrap()]);
+    assert!(!busybox.ok && busybox.stderr.contains("holds no *.bundle file"), "{}", busybox.stderr);
+    let published = rig.publish(&good, "v2").unwrap();
+    let o = rig.on_w(&["upgrade", "--image", &published, "--health-window", "240s"]);
     assert!(o.ok, "{}{}\n--- console:\n{}", o.stderr, o.stdout, rig.console());
-    assert!(o.stdout.contains("blessed"), "{}", o.stdout);
+    assert!(o.stdout.contains("blessed") && o.stdout.contains(&format!("pulls {v2} from {published}")), "{}", o.stdout);
     let v = rig.w_version().unwrap();
     assert_eq!(v["node_id"], node_id.as_str(), "the identity is kept on STATE");
     assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{v}");

@@ -20,11 +20,18 @@ pub struct MachineService {
     audit: Arc<AuditLog>,
     /// The node's tasks (what an upgrade records as ready before it).
     executor: Arc<crate::worker::executor::Executor>,
+    /// Where `upgrade --image` pulls with (registries, their settings).
+    images: Arc<crate::images::ImageStore>,
 }
 
 impl MachineService {
-    pub fn new(state: Arc<NodeState>, audit: Arc<AuditLog>, executor: Arc<crate::worker::executor::Executor>) -> Self {
-        Self { state, audit, executor }
+    pub fn new(
+        state: Arc<NodeState>,
+        audit: Arc<AuditLog>,
+        executor: Arc<crate::worker::executor::Executor>,
+        images: Arc<crate::images::ImageStore>,
+    ) -> Self {
+        Self { state, audit, executor, images }
     }
 }
 
@@ -89,32 +96,33 @@ impl Machine for MachineService {
             force: first.force,
             health_window_secs: first.health_window_secs,
             ready_before: crate::upgrade::stage::ready_now(&self.executor),
+            refuse: first.refuse_versions.clone(),
         };
-        // The bundle goes straight from the stream into the slot: a bounded
-        // channel into the blocking writer.
-        let (tx, rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
-        tokio::spawn(async move {
-            if tx.send(Ok(first.data)).await.is_err() {
-                return;
-            }
-            loop {
-                let next = match input.message().await {
-                    Ok(Some(c)) => Ok(c.data),
-                    Ok(None) => return,
-                    Err(e) => Err(e.message().to_string()),
-                };
-                let stop = next.is_err();
-                if tx.send(next).await.is_err() || stop {
-                    return;
-                }
-            }
-        });
         let state = self.state.clone();
-        let staged = tokio::task::spawn_blocking(move || {
-            crate::upgrade::stage::stage(&state, ChunkReader { rx, buf: Vec::new(), at: 0 }, opts)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("upgrade task: {e}")))??;
+        if first.probe && !first.image.is_empty() {
+            let layer = crate::upgrade::pull::layer(&self.images, &first.image, first.auth.as_ref()).await?;
+            let name = first.image.clone();
+            let m = tokio::task::spawn_blocking(move || {
+                crate::upgrade::pull::bundle_in(&name, layer.tar(), |r| {
+                    orc_image::bundle::manifest_unverified(r).map_err(crate::upgrade::UpgradeError::from)
+                })
+            })
+            .await
+            .map_err(|e| Status::internal(format!("upgrade task: {e}")))??;
+            return Ok(Response::new(UpgradeResponse { version: m.version, ..Default::default() }));
+        }
+        let staged = if first.image.is_empty() {
+            self.stage_streamed(first, input, opts).await?
+        } else {
+            // The node pulls the bundle itself.
+            let layer = crate::upgrade::pull::layer(&self.images, &first.image, first.auth.as_ref()).await?;
+            let name = first.image.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::upgrade::pull::bundle_in(&name, layer.tar(), |r| crate::upgrade::stage::stage(&state, r, opts))
+            })
+            .await
+            .map_err(|e| Status::internal(format!("upgrade task: {e}")))??
+        };
         super::audit::target(&staged.version);
         Ok(Response::new(UpgradeResponse {
             version: staged.version,
@@ -245,6 +253,42 @@ async fn esp_ready(state: &NodeState) {
 }
 
 /// The chunks of a client stream as one reader (for the blocking writer).
+impl MachineService {
+    /// The bundle in the upload `input` (its first message `first`) into
+    /// the inactive slot: a bounded channel from the stream into the
+    /// blocking writer.
+    async fn stage_streamed(
+        &self,
+        first: UpgradeChunk,
+        mut input: tonic::Streaming<UpgradeChunk>,
+        opts: crate::upgrade::stage::Options,
+    ) -> Result<crate::upgrade::stage::Staged, Status> {
+        let (tx, rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
+        tokio::spawn(async move {
+            if tx.send(Ok(first.data)).await.is_err() {
+                return;
+            }
+            loop {
+                let next = match input.message().await {
+                    Ok(Some(c)) => Ok(c.data),
+                    Ok(None) => return,
+                    Err(e) => Err(e.message().to_string()),
+                };
+                let stop = next.is_err();
+                if tx.send(next).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let state = self.state.clone();
+        Ok(tokio::task::spawn_blocking(move || {
+            crate::upgrade::stage::stage(&state, ChunkReader { rx, buf: Vec::new(), at: 0 }, opts)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("upgrade task: {e}")))??)
+    }
+}
+
 struct ChunkReader {
     rx: mpsc::Receiver<Result<Vec<u8>, String>>,
     buf: Vec<u8>,

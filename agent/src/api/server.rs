@@ -204,7 +204,7 @@ pub async fn run(
             liveness,
             measurements,
         )))
-        .add_service(MachineServer::new(MachineService::new(state, audit, executor)))
+        .add_service(MachineServer::new(MachineService::new(state, audit, executor, runtime.images.clone())))
         .add_service(ImagesServer::new(ImagesService::new(runtime.clone())))
         .add_service(ContainersServer::new(ContainersService::new(runtime, network)))
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)

@@ -108,7 +108,9 @@ impl From<crate::upgrade::UpgradeError> for Status {
             | E::InProgress { .. }
             | E::NothingToRollBackTo
             | E::WrittenNotBooted { .. }
-            | E::FailedBefore { .. } => Status::failed_precondition(msg),
+            | E::FailedBefore { .. }
+            | E::FailedElsewhere { .. }
+            | E::Image(_) => Status::failed_precondition(msg),
             E::Bundle(B::NotNewer { .. }) => Status::failed_precondition(msg),
             E::Bundle(B::Untrusted { .. }) => Status::permission_denied(msg),
             E::Bundle(B::Io(_)) | E::Stream(_) => Status::aborted(msg),

@@ -203,6 +203,31 @@ pub async fn pull(
     Ok(record)
 }
 
+/// The largest layer of image `name`, as a stream, with its media type:
+/// where an OS upgrade image carries its bundle
+/// ([`crate::upgrade::pull`]). Nothing is stored.
+pub async fn largest_layer(
+    store: &Arc<ImageStore>,
+    name: &str,
+    creds: Option<&pb::RegistryAuth>,
+) -> Result<(oci_client::client::SizedStream, String), AgentError> {
+    let r = reference::parse(name)?;
+    let insecure = store.insecure_registries.iter().any(|h| h == r.resolve_registry());
+    let client = client(store);
+    let with_creds = creds.is_some_and(|c| !c.username.is_empty());
+    let err = |e| registry_error(&r, insecure, with_creds, e);
+    let (manifest, digest) = client.pull_image_manifest(&r, &auth(creds)).await.map_err(err)?;
+    let layer = manifest
+        .layers
+        .iter()
+        .max_by_key(|l| l.size)
+        .cloned()
+        .ok_or_else(|| AgentError::InvalidArgument(format!("{}: the image has no layers", r.whole())))?;
+    tracing::info!(image = %r.whole(), %digest, layer = %layer.digest, size = layer.size, "pulling an upgrade");
+    let blob = client.pull_blob_stream(&r, &layer).await.map_err(err)?;
+    Ok((blob, layer.media_type))
+}
+
 /// The diff ids an image config lists.
 pub fn diff_ids(config: &[u8]) -> Result<Vec<String>, String> {
     let c: oci_spec::image::ImageConfiguration = serde_json::from_slice(config).map_err(|e| e.to_string())?;

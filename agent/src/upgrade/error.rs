@@ -12,6 +12,8 @@ pub enum UpgradeError {
     Bundle(#[from] BundleError),
     #[error("version {version} failed on this node before ({reason}): pass --force to try it again")]
     FailedBefore { version: String, reason: String },
+    #[error("version {version} failed on another node of the cluster (orcctl upgrade status shows where and why): pass --force to try it here")]
+    FailedElsewhere { version: String },
     #[error("an upgrade to {version} is being tried on this node: wait until it is blessed or falls back, or `orcctl rollback`")]
     InProgress { version: String },
     #[error("the bundle's root is {size} bytes but slot {slot} ({device}) holds {capacity}: this disk was laid out for smaller images; reinstall the node")]
@@ -36,6 +38,9 @@ pub enum UpgradeError {
     NoEntry(&'static str),
     #[error("the upgrade stream ended early or failed: {0}")]
     Stream(String),
+    /// An image that holds no usable bundle (`upgrade --image`).
+    #[error("{0}")]
+    Image(String),
     #[error("{0}")]
     Agent(#[from] crate::error::AgentError),
 }

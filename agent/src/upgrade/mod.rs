@@ -12,12 +12,14 @@
 //!   upgrade, failures) and what a boot means for a pending upgrade.
 //! - [`esp`]: writing the ESP (remounted read-write for the moment).
 //! - [`stage`]: a bundle into the inactive slot.
+//! - [`pull`]: a bundle published as a container image, pulled by the node.
 //! - [`bless`]: proving a new version after its boot, or giving up on it.
 //! - [`rollback`]: back to the other slot's version by hand.
 
 pub mod bless;
 pub mod error;
 pub mod esp;
+pub mod pull;
 pub mod record;
 pub mod rollback;
 pub mod stage;

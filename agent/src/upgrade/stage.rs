@@ -29,6 +29,8 @@ pub struct Options {
     pub health_window_secs: u32,
     /// Services whose task here is ready now.
     pub ready_before: Vec<ReadyBefore>,
+    /// Versions that failed on other nodes (refused unless `force`).
+    pub refuse: Vec<String>,
 }
 
 /// What was written.
@@ -103,6 +105,8 @@ pub fn stage(state: &NodeState, input: impl Read, opts: Options) -> Result<Stage
                     Some(UpgradeError::Bundle(e))
                 } else if let Some(f) = rec.failed.iter().find(|f| f.version == m.version && !opts.force) {
                     Some(UpgradeError::FailedBefore { version: f.version.clone(), reason: f.reason.clone() })
+                } else if opts.refuse.contains(&m.version) && !opts.force {
+                    Some(UpgradeError::FailedElsewhere { version: m.version.clone() })
                 } else if m.root.size > capacity {
                     Some(UpgradeError::TooLarge {
                         size: m.root.size,

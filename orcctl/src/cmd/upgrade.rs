@@ -39,23 +39,43 @@ pub async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     match command {
-        Command::Upgrade { bundle, force, health_window, timeout, all, batch, drain_timeout } => {
+        Command::Upgrade { bundle, image, force, health_window, timeout, all, batch, drain_timeout } => {
             let window = parse_duration(&health_window)? / 1000;
             let window = u32::try_from(window)
                 .ok()
                 .filter(|w| *w >= 10)
                 .ok_or_else(|| CliError::Usage(format!("--health-window {health_window}: give 10s or more")))?;
             let timeout = Duration::from_millis(parse_duration(&timeout)?);
-            let manifest = std::fs::File::open(&bundle)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", bundle.display())))
-                .and_then(|f| {
-                    orc_image::bundle::manifest_unverified(f)
-                        .map_err(|e| CliError::Usage(format!("{}: {e}", bundle.display())))
-                })?;
-            if !force {
-                refuse_failed(&manifest.version, managers, trust).await?;
+            let source = match (&bundle, &image) {
+                (Some(b), _) => Source::Bundle(b),
+                (None, Some(i)) => Source::Image(i),
+                (None, None) => return Err(CliError::Usage("give --bundle FILE or --image REF".into())),
+            };
+            let failed = if force { Vec::new() } else { failed_versions(managers, trust).await };
+            let version = match source {
+                Source::Bundle(b) => {
+                    std::fs::File::open(b)
+                        .map_err(|e| CliError::Usage(format!("{}: {e}", b.display())))
+                        .and_then(|f| {
+                            orc_image::bundle::manifest_unverified(f)
+                                .map_err(|e| CliError::Usage(format!("{}: {e}", b.display())))
+                        })?
+                        .version
+                }
+                Source::Image(i) => {
+                    let at =
+                        nodes.first().or(managers.first()).ok_or_else(|| CliError::Usage("no node to ask".into()))?;
+                    probe(at, i, trust).await?
+                }
+            };
+            if let Some(f) = failed.iter().find(|f| f.version == version) {
+                return Err(CliError::Upgrade(format!(
+                    "version {version} failed on node {}: {}; pass --force to apply it anyway",
+                    f.node, f.reason
+                )));
             }
-            let how = How { bundle: &bundle, version: &manifest.version, force, window, timeout, trust, out };
+            let refuse: Vec<String> = failed.into_iter().map(|f| f.version).collect();
+            let how = How { source, version: &version, force, window, timeout, trust, out, refuse: &refuse };
             if all {
                 let drain_timeout = Duration::from_millis(parse_duration(&drain_timeout)?);
                 return super::rolling::run(&how, nodes, managers, batch as usize, drain_timeout).await;
@@ -76,10 +96,19 @@ pub async fn run(
     }
 }
 
-/// Refuses a version that failed on any node of the cluster (the managers
-/// keep what the nodes report). A cluster that cannot be asked is said and
-/// left to the nodes, which refuse versions that failed on themselves.
-async fn refuse_failed(version: &str, managers: &[String], trust: &Trust) -> Result<(), CliError> {
+/// A version that failed on a node of the cluster.
+struct Failed {
+    version: String,
+    /// Its hostname and id.
+    node: String,
+    reason: String,
+}
+
+/// The versions that failed on nodes of the cluster (the managers keep
+/// what the nodes report), refused unless forced. A cluster that cannot
+/// be asked is said and left to the nodes, which refuse versions that
+/// failed on themselves.
+async fn failed_versions(managers: &[String], trust: &Trust) -> Vec<Failed> {
     let nodes = match manager(managers, trust).await {
         Ok((addr, channel)) => NodesClient::new(channel)
             .list(ListNodesRequest {})
@@ -88,24 +117,33 @@ async fn refuse_failed(version: &str, managers: &[String], trust: &Trust) -> Res
             .map(|r| r.into_inner().nodes),
         Err(e) => Err(e),
     };
-    let nodes = match nodes {
-        Ok(n) => n,
+    match nodes {
+        Ok(nodes) => nodes
+            .iter()
+            .flat_map(|n| {
+                n.failed_upgrades.iter().map(|f| Failed {
+                    version: f.version.clone(),
+                    node: format!("{} ({})", n.hostname, n.id),
+                    reason: f.reason.clone(),
+                })
+            })
+            .collect(),
         Err(e) => {
             eprintln!(
                 "orcctl: warning: cannot ask the cluster which versions failed ({e}); the nodes still refuse their own"
             );
-            return Ok(());
-        }
-    };
-    for n in &nodes {
-        if let Some(f) = n.failed_upgrades.iter().find(|f| f.version == version) {
-            return Err(CliError::Upgrade(format!(
-                "version {version} failed on node {} ({}): {}; pass --force to apply it anyway",
-                n.hostname, n.id, f.reason
-            )));
+            Vec::new()
         }
     }
-    Ok(())
+}
+
+/// The version of the bundle in `image`, as the node at `n` reads it
+/// from its registry.
+async fn probe(n: &str, image: &str, trust: &Trust) -> Result<String, CliError> {
+    let mut c = client(n, trust).await?;
+    let ask = UpgradeChunk { image: image.to_string(), probe: true, ..Default::default() };
+    let r = c.upgrade(tokio_stream::iter([ask])).await.map_err(status_err(n))?.into_inner();
+    Ok(r.version)
 }
 
 async fn version(n: &str, trust: &Trust) -> Result<VersionResponse, CliError> {
@@ -170,11 +208,22 @@ fn blessed(v: &VersionResponse, version: &str, slot: &str) -> bool {
     v.boot_entries.iter().any(|e| e.version == version && e.slot == slot && e.state == "blessed")
 }
 
+/// Where the new version comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A bundle file, streamed to each node.
+    Bundle(&'a Path),
+    /// An image holding the bundle, which each node pulls.
+    Image(&'a str),
+}
+
 /// What to upgrade nodes to, and how.
 #[derive(Clone, Copy)]
 pub(super) struct How<'a> {
-    pub bundle: &'a Path,
+    pub source: Source<'a>,
     pub version: &'a str,
+    /// Versions that failed elsewhere: the nodes refuse them too.
+    pub refuse: &'a [String],
     pub force: bool,
     /// The health window, in seconds.
     pub window: u32,
@@ -186,45 +235,57 @@ pub(super) struct How<'a> {
 /// Upgrades the node at `n` and follows it until it runs the new version
 /// blessed, or fell back.
 pub(super) async fn upgrade_one(n: &str, how: &How<'_>) -> Result<(), CliError> {
-    let How { bundle, version, force, window, timeout, trust, out } = *how;
+    let How { source, version, force, window, timeout, trust, out, refuse } = *how;
     let before = version_of(n, trust).await?;
-    let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or_default();
-    say(
-        out,
-        n,
-        "sending",
-        &format!(
-            "sending {version} ({} MiB) to write beside {} (slot {})",
-            size >> 20,
-            before.os_version,
-            before.boot_slot
-        ),
-    );
-    let (tx, rx) = tokio::sync::mpsc::channel::<UpgradeChunk>(4);
-    let path = bundle.to_path_buf();
-    let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut first = true;
-        loop {
-            let mut data = vec![0u8; CHUNK];
-            let got = f.read(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
-            if got == 0 {
-                return Ok(());
-            }
-            data.truncate(got);
-            let chunk =
-                UpgradeChunk { data, force: first && force, health_window_secs: if first { window } else { 0 } };
-            first = false;
-            if tx.blocking_send(chunk).is_err() {
-                return Ok(());
-            }
-        }
-    });
     let mut c = client(n, trust).await?;
-    let staged = c.upgrade(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(status_err(n));
-    if let Ok(Err(e)) = reader.await {
-        return Err(CliError::Usage(e));
-    }
+    let staged = match source {
+        Source::Bundle(bundle) => {
+            let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or_default();
+            let beside = format!("{} (slot {})", before.os_version, before.boot_slot);
+            say(out, n, "sending", &format!("sending {version} ({} MiB) to write beside {beside}", size >> 20));
+            let (tx, rx) = tokio::sync::mpsc::channel::<UpgradeChunk>(4);
+            let path = bundle.to_path_buf();
+            let refuse = refuse.to_vec();
+            let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let mut first = Some(UpgradeChunk {
+                    force,
+                    health_window_secs: window,
+                    refuse_versions: refuse,
+                    ..Default::default()
+                });
+                loop {
+                    let mut data = vec![0u8; CHUNK];
+                    let got = f.read(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
+                    if got == 0 {
+                        return Ok(());
+                    }
+                    data.truncate(got);
+                    let chunk = UpgradeChunk { data, ..first.take().unwrap_or_default() };
+                    if tx.blocking_send(chunk).is_err() {
+                        return Ok(());
+                    }
+                }
+            });
+            let staged = c.upgrade(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(status_err(n));
+            if let Ok(Err(e)) = reader.await {
+                return Err(CliError::Usage(e));
+            }
+            staged
+        }
+        Source::Image(image) => {
+            let beside = format!("{} (slot {})", before.os_version, before.boot_slot);
+            say(out, n, "pulling", &format!("the node pulls {version} from {image} to write beside {beside}"));
+            let ask = UpgradeChunk {
+                image: image.to_string(),
+                force,
+                health_window_secs: window,
+                refuse_versions: refuse.to_vec(),
+                ..Default::default()
+            };
+            c.upgrade(tokio_stream::iter([ask])).await.map_err(status_err(n))
+        }
+    };
     let staged = staged?.into_inner();
     say(out, n, "written", &format!("{} written to slot {} ({})", staged.version, staged.slot, staged.entry));
     c.reboot(RebootRequest {}).await.map_err(status_err(n))?;
