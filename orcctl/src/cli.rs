@@ -140,6 +140,9 @@ pub enum Command {
         /// itself from its registry (the node's insecure registries apply).
         #[arg(long, value_name = "REF")]
         image: Option<String>,
+        /// With --image: the nodes' credentials for its registry.
+        #[command(flatten)]
+        login: RegistryLogin,
         /// Every node of the cluster, one batch after another: workers first
         /// (--batch at a time), then managers one at a time while the quorum
         /// is whole (the leader last); each drained, upgraded, blessed and

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use orc_proto::cluster::nodes_client::NodesClient;
 use orc_proto::cluster::ListNodesRequest;
+use orc_proto::container::RegistryAuth;
 use orc_proto::machine::{RebootRequest, RollbackRequest, UpgradeChunk, VersionRequest, VersionResponse};
 use serde_json::json;
 
@@ -39,16 +40,20 @@ pub async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     match command {
-        Command::Upgrade { bundle, image, force, health_window, timeout, all, batch, drain_timeout } => {
+        Command::Upgrade { bundle, image, login, force, health_window, timeout, all, batch, drain_timeout } => {
             let window = parse_duration(&health_window)? / 1000;
             let window = u32::try_from(window)
                 .ok()
                 .filter(|w| *w >= 10)
                 .ok_or_else(|| CliError::Usage(format!("--health-window {health_window}: give 10s or more")))?;
             let timeout = Duration::from_millis(parse_duration(&timeout)?);
+            let auth = super::image::login(&login)?;
+            if auth.is_some() && image.is_none() {
+                return Err(CliError::Usage("--username goes with --image (a bundle file needs no registry)".into()));
+            }
             let source = match (&bundle, &image) {
                 (Some(b), _) => Source::Bundle(b),
-                (None, Some(i)) => Source::Image(i),
+                (None, Some(i)) => Source::Image(i, auth.as_ref()),
                 (None, None) => return Err(CliError::Usage("give --bundle FILE or --image REF".into())),
             };
             let failed = if force { Vec::new() } else { failed_versions(managers, trust).await };
@@ -62,10 +67,10 @@ pub async fn run(
                         })?
                         .version
                 }
-                Source::Image(i) => {
+                Source::Image(i, auth) => {
                     let at =
                         nodes.first().or(managers.first()).ok_or_else(|| CliError::Usage("no node to ask".into()))?;
-                    probe(at, i, trust).await?
+                    probe(at, i, auth, trust).await?
                 }
             };
             if let Some(f) = failed.iter().find(|f| f.version == version) {
@@ -139,9 +144,9 @@ async fn failed_versions(managers: &[String], trust: &Trust) -> Vec<Failed> {
 
 /// The version of the bundle in `image`, as the node at `n` reads it
 /// from its registry.
-async fn probe(n: &str, image: &str, trust: &Trust) -> Result<String, CliError> {
+async fn probe(n: &str, image: &str, auth: Option<&RegistryAuth>, trust: &Trust) -> Result<String, CliError> {
     let mut c = client(n, trust).await?;
-    let ask = UpgradeChunk { image: image.to_string(), probe: true, ..Default::default() };
+    let ask = UpgradeChunk { image: image.to_string(), auth: auth.cloned(), probe: true, ..Default::default() };
     let r = c.upgrade(tokio_stream::iter([ask])).await.map_err(status_err(n))?.into_inner();
     Ok(r.version)
 }
@@ -213,8 +218,9 @@ fn blessed(v: &VersionResponse, version: &str, slot: &str) -> bool {
 pub(super) enum Source<'a> {
     /// A bundle file, streamed to each node.
     Bundle(&'a Path),
-    /// An image holding the bundle, which each node pulls.
-    Image(&'a str),
+    /// An image holding the bundle, which each node pulls (with these
+    /// registry credentials).
+    Image(&'a str, Option<&'a RegistryAuth>),
 }
 
 /// What to upgrade nodes to, and how.
@@ -273,11 +279,12 @@ pub(super) async fn upgrade_one(n: &str, how: &How<'_>) -> Result<(), CliError> 
             }
             staged
         }
-        Source::Image(image) => {
+        Source::Image(image, auth) => {
             let beside = format!("{} (slot {})", before.os_version, before.boot_slot);
             say(out, n, "pulling", &format!("the node pulls {version} from {image} to write beside {beside}"));
             let ask = UpgradeChunk {
                 image: image.to_string(),
+                auth: auth.cloned(),
                 force,
                 health_window_secs: window,
                 refuse_versions: refuse.to_vec(),
