@@ -84,6 +84,35 @@ fn layout(b: &[u8]) -> Result<Layout, &'static str> {
     Ok(Layout { image_base, section_alignment, size_of_image })
 }
 
+/// Sets the COFF header's time stamp of the PE image `b` to 0 and its
+/// checksum to what it then is: objcopy stamps the time of the build
+/// (binutils 2.40 ignores SOURCE_DATE_EPOCH here), which would make every
+/// build's images, and the disk and ISO holding them, differ.
+fn pin_time_stamp(b: &mut [u8]) -> Result<(), &'static str> {
+    let pe = u32_at(b, 0x3c).ok_or("truncated DOS header")? as usize;
+    if b.get(pe..pe + 4) != Some(b"PE\0\0") {
+        return Err("no PE signature");
+    }
+    let (stamp, sum) = (pe + 8, pe + 24 + 64);
+    b.get_mut(stamp..stamp + 4).ok_or("truncated COFF header")?.fill(0);
+    b.get_mut(sum..sum + 4).ok_or("truncated optional header")?.fill(0);
+    let c = pe_checksum(b);
+    b[sum..sum + 4].copy_from_slice(&c.to_le_bytes());
+    Ok(())
+}
+
+/// The PE checksum of `b` (its checksum field zero): 16-bit words summed
+/// with the carries folded in, plus the file's length.
+fn pe_checksum(b: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    for w in b.chunks(2) {
+        sum += u64::from(u16::from_le_bytes([w[0], w.get(1).copied().unwrap_or(0)]));
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    (sum as u32).wrapping_add(b.len() as u32)
+}
+
 /// The file range (offset, length) of PE section `name` (`.cmdline`),
 /// from the headers in `head` (the file's first bytes; 4 KiB hold them).
 fn section_range(head: &[u8], name: &str) -> Option<(u64, u64)> {
@@ -175,7 +204,9 @@ pub fn build(p: &UkiParts, work: &Path, out: &Path) -> Result<(), UkiError> {
             stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    let mut made = read(out)?;
+    pin_time_stamp(&mut made).map_err(|why| UkiError::NotPe { path: out.into(), why })?;
+    std::fs::write(out, made).map_err(|source| UkiError::Write { path: out.into(), source })
 }
 
 #[cfg(test)]
@@ -193,6 +224,24 @@ mod tests {
         b[opt + 32..opt + 36].copy_from_slice(&align.to_le_bytes());
         b[opt + 56..opt + 60].copy_from_slice(&size.to_le_bytes());
         b
+    }
+
+    #[test]
+    fn the_time_stamp_is_pinned_and_the_checksum_follows() {
+        let mut a = pe(0x1_0000_0000, 0x1000, 0x1_2345);
+        let mut b = a.clone();
+        a[0x88..0x8c].copy_from_slice(&1_700_000_000u32.to_le_bytes());
+        b[0x88..0x8c].copy_from_slice(&1_800_000_000u32.to_le_bytes());
+        pin_time_stamp(&mut a).unwrap();
+        pin_time_stamp(&mut b).unwrap();
+        assert_eq!(a, b, "two builds, one image");
+        assert_eq!(u32_at(&a, 0x88), Some(0));
+        let sum = 0x80 + 24 + 64;
+        let mut zeroed = a.clone();
+        zeroed[sum..sum + 4].fill(0);
+        assert_eq!(u32_at(&a, sum), Some(pe_checksum(&zeroed)));
+        assert_eq!(pe_checksum(&[1, 0, 2, 0]), 3 + 4, "words plus the length");
+        assert!(pin_time_stamp(&mut b"MZ not a PE".to_vec()).is_err());
     }
 
     #[test]
