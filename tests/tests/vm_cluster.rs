@@ -605,7 +605,7 @@ fn pxe_node_joins_by_itself(
         image: image.to_path_buf(),
         api_port: free_port(),
         l2: Some((hub.to_path_buf(), 6)),
-        memory_mb: 512,
+        memory_mb: 1024,
         boot: orc_e2e::qemu::Boot::Pxe,
         extra_cmdline: format!("orc.join={token}@10.42.0.11:7443 orc.insecure_registries=10.0.2.2:{}", registry.port),
         ..Default::default()

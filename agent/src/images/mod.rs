@@ -128,9 +128,16 @@ impl ImageStore {
         let st = nix::sys::statvfs::statvfs(&self.root).map_err(|e| AgentError::io(&self.root, e.into()))?;
         let free = st.blocks_available() as u64 * st.fragment_size() as u64;
         if free < needed.saturating_add(SPACE_RESERVE) {
+            let diskless = nix::sys::statfs::statfs(&self.root)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+            let more = if diskless {
+                "give the node more memory (STATE is tmpfs, half of it: a diskless node) or a disk labelled ORC_STATE"
+            } else {
+                "give the node a bigger disk"
+            };
             return Err(AgentError::ResourceExhausted(format!(
                 "{image}: needs at least {needed} bytes and {SPACE_RESERVE} to spare, but STATE has {free} free: \
-                 remove unused images and containers (`orcctl image rm`, `orcctl container rm`) or give the node a bigger disk"
+                 remove unused images and containers (`orcctl image rm`, `orcctl container rm`) or {more}"
             )));
         }
         Ok(())
