@@ -99,29 +99,22 @@ impl Machine for MachineService {
             refuse: first.refuse_versions.clone(),
         };
         let state = self.state.clone();
+        let (images, auth) = (&self.images, first.auth.as_ref());
         if first.probe && !first.image.is_empty() {
-            let layer = crate::upgrade::pull::layer(&self.images, &first.image, first.auth.as_ref()).await?;
-            let name = first.image.clone();
-            let m = tokio::task::spawn_blocking(move || {
-                crate::upgrade::pull::bundle_in(&name, layer.tar(), |r| {
-                    orc_image::bundle::manifest_unverified(r).map_err(crate::upgrade::UpgradeError::from)
-                })
+            let m = crate::upgrade::pull::with_bundle(images, &first.image, auth, |r| {
+                orc_image::bundle::manifest_unverified(r).map_err(crate::upgrade::UpgradeError::from)
             })
-            .await
-            .map_err(|e| Status::internal(format!("upgrade task: {e}")))??;
+            .await?;
             return Ok(Response::new(UpgradeResponse { version: m.version, ..Default::default() }));
         }
         let staged = if first.image.is_empty() {
             self.stage_streamed(first, input, opts).await?
         } else {
             // The node pulls the bundle itself.
-            let layer = crate::upgrade::pull::layer(&self.images, &first.image, first.auth.as_ref()).await?;
-            let name = first.image.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::upgrade::pull::bundle_in(&name, layer.tar(), |r| crate::upgrade::stage::stage(&state, r, opts))
+            crate::upgrade::pull::with_bundle(images, &first.image, auth, move |r| {
+                crate::upgrade::stage::stage(&state, r, opts)
             })
-            .await
-            .map_err(|e| Status::internal(format!("upgrade task: {e}")))??
+            .await?
         };
         super::audit::target(&staged.version);
         Ok(Response::new(UpgradeResponse {

@@ -18,7 +18,7 @@ use crate::images::ImageStore;
 const BUNDLE_SUFFIX: &str = ".bundle";
 
 /// The layer of an image that holds the bundle, being pulled.
-pub struct Layer {
+struct Layer {
     raw: Box<dyn Read + Send>,
     gzip: bool,
 }
@@ -26,7 +26,7 @@ pub struct Layer {
 impl Layer {
     /// Its uncompressed tar. Blocks (reading starts here: call it on a
     /// blocking thread).
-    pub fn tar(self) -> Box<dyn Read + Send> {
+    fn tar(self) -> Box<dyn Read + Send> {
         if self.gzip {
             Box::new(flate2::read::GzDecoder::new(self.raw))
         } else {
@@ -37,7 +37,7 @@ impl Layer {
 
 /// The layer of image `name` that holds the bundle (its largest), opened
 /// on the runtime, to be read on a blocking thread ([`Layer::tar`]).
-pub async fn layer(store: &Arc<ImageStore>, name: &str, creds: Option<&RegistryAuth>) -> Result<Layer, UpgradeError> {
+async fn layer(store: &Arc<ImageStore>, name: &str, creds: Option<&RegistryAuth>) -> Result<Layer, UpgradeError> {
     let (blob, media_type) = crate::images::pull::largest_layer(store, name, creds).await?;
     let raw = Box::new(tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(blob.stream)));
     if media_type.ends_with("gzip") {
@@ -49,6 +49,21 @@ pub async fn layer(store: &Arc<ImageStore>, name: &str, creds: Option<&RegistryA
             "{name}: its layer is {media_type}: a bundle image's layer must be a tar, plain or gzip'd (as docker build makes it)"
         )))
     }
+}
+
+/// The bundle in image `name`, pulled now, handed to `use_it` as a
+/// reader on a blocking thread.
+pub async fn with_bundle<T: Send + 'static>(
+    store: &Arc<ImageStore>,
+    name: &str,
+    creds: Option<&RegistryAuth>,
+    use_it: impl FnOnce(&mut dyn Read) -> Result<T, UpgradeError> + Send + 'static,
+) -> Result<T, UpgradeError> {
+    let layer = layer(store, name, creds).await?;
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || bundle_in(&name, layer.tar(), use_it))
+        .await
+        .map_err(|e| UpgradeError::Stream(format!("upgrade task: {e}")))?
 }
 
 /// The bundle file in the layer tar `layer`, handed to `use_it` as a
