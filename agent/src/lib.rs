@@ -5,6 +5,7 @@
 //! who calls whom is in `docs/architecture.md`).
 //! - [`api`]: the gRPC server (TLS, peers), the authorization table, the
 //!   handlers (three lines each), proto conversions, the one error → status map.
+//! - [`install`]: a live node onto a disk (layout, slot A, STATE with its identity).
 //! - [`upgrade`]: the node's OS upgrades (A/B slots, boot counting,
 //!   blessing or falling back).
 //! - [`node`]: what the Machine API reads and does (versions, health, logs, power, bootstrap).
@@ -36,6 +37,7 @@ pub mod error;
 pub mod fields;
 pub mod fsutil;
 pub mod images;
+pub mod install;
 pub mod late_modules;
 pub mod lookup;
 pub mod model;

@@ -32,6 +32,9 @@ pub const STATE_LABEL: &str = "ORC_STATE";
 pub const VERITY_BLOCK_SIZE: u64 = 4096;
 /// Where the STATE template (a small gzip'd ext4 image) lives in the initramfs.
 pub const STATE_TEMPLATE_PATH: &str = "/etc/orc/state.ext4.gz";
+/// Where PID 1 leaves it after switching root, for the agent's installer
+/// (the initramfs is gone by then).
+pub const STATE_TEMPLATE_RUN: &str = "/run/orc/state.ext4.gz";
 /// Where the module load list lives in the initramfs (one path per line, in
 /// order): what the root, STATE, the network and the agent's API need.
 pub const MODULE_LIST_PATH: &str = "/etc/orc/modules";

@@ -12,7 +12,7 @@
 //! written there, so a version only ever boots the root it was built with.
 //! GUIDs are derived from a seed, not random: two builds give the same bytes.
 
-use std::io::{Cursor, Seek, SeekFrom, Write};
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use gpt::partition_types;
@@ -39,16 +39,18 @@ const GPT_TAIL: u64 = MIB;
 pub const LOADER_CONF: &str = "timeout 0\ndefault orc-*\nconsole-mode keep\n";
 /// Where Debian's `systemd-boot-efi` puts the boot loader.
 pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// Where the root image carries it, for the installer.
+pub const SYSTEMD_BOOT_ON_NODE: &str = "/usr/lib/orc/systemd-bootx64.efi";
 
-/// The ESP of a new disk: systemd-boot as the removable-media loader, its
-/// configuration (written into `work`), and `uki` as the blessed entry of
-/// `version`.
-pub fn esp_files(work: &Path, uki: &Path, version: &str) -> std::io::Result<Vec<EspFile>> {
+/// The ESP of a new disk: systemd-boot (read from `boot_loader`) as the
+/// removable-media loader, its configuration (written into `work`), and
+/// `uki` as the blessed entry of `version`.
+pub fn esp_files(work: &Path, boot_loader: &Path, uki: &Path, version: &str) -> std::io::Result<Vec<EspFile>> {
     let loader = work.join("loader.conf");
     std::fs::write(&loader, LOADER_CONF)?;
     let entry = crate::boot_entry::BootEntry::blessed(version);
     Ok(vec![
-        EspFile { path: "EFI/BOOT/BOOTX64.EFI".into(), source: SYSTEMD_BOOT.into() },
+        EspFile { path: "EFI/BOOT/BOOTX64.EFI".into(), source: boot_loader.to_path_buf() },
         EspFile { path: "loader/loader.conf".into(), source: loader },
         EspFile { path: format!("{}/{}", crate::boot_entry::ENTRY_DIR, entry.file_name()), source: uki.to_path_buf() },
     ])
@@ -112,9 +114,12 @@ pub struct Layout {
     pub state: (u64, u64),
 }
 
+/// The smallest disk orc lays out.
+pub const MIN_DISK: u64 = ALIGN + ESP_SIZE + 2 * SLOT_SIZE + MIN_STATE + GPT_TAIL;
+
 /// The partitions of a disk of `size` bytes: (start, length) of each.
 pub fn layout(size: u64) -> Result<Layout, DiskError> {
-    let need = ALIGN + ESP_SIZE + 2 * SLOT_SIZE + MIN_STATE + GPT_TAIL;
+    let need = MIN_DISK;
     if size < need {
         return Err(DiskError::TooSmall { size, need });
     }
@@ -151,74 +156,113 @@ fn guid(seed: [u8; 16], n: u8) -> uuid::Uuid {
     uuid::Uuid::from_bytes(b)
 }
 
-/// The FAT filesystem of the ESP, `size` bytes, holding `files`.
+/// `len` bytes of `inner` from `at`, seen as a device of their own (what
+/// the FAT writer sees of the ESP partition on a whole disk).
+struct Region<T> {
+    inner: T,
+    at: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl<T: Seek> Region<T> {
+    fn place(&mut self, want: usize) -> std::io::Result<usize> {
+        self.inner.seek(SeekFrom::Start(self.at + self.pos))?;
+        Ok(want.min(self.len.saturating_sub(self.pos) as usize))
+    }
+}
+
+impl<T: Read + Seek> Read for Region<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.place(buf.len())?;
+        let got = self.inner.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl<T: Write + Seek> Write for Region<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.place(buf.len())?;
+        if n == 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "past the end of the partition"));
+        }
+        let put = self.inner.write(&buf[..n])?;
+        self.pos += put as u64;
+        Ok(put)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T> Seek for Region<T> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Formats `storage` (the whole ESP) as FAT and writes `files` into it.
+fn fill_esp<T: Read + Write + Seek>(mut storage: T, files: &[EspFile]) -> std::io::Result<()> {
+    let label = *b"ORC-ESP    ";
+    fatfs::format_volume(&mut storage, fatfs::FormatVolumeOptions::new().volume_label(label).volume_id(0x6f72_6301))?;
+    storage.seek(SeekFrom::Start(0))?;
+    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new())?;
+    for f in files {
+        let parts: Vec<&str> = f.path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some((_, dirs)) = parts.split_last() else { continue };
+        for i in 1..=dirs.len() {
+            let d = dirs[..i].join("/");
+            if fs.root_dir().open_dir(&d).is_err() {
+                fs.root_dir().create_dir(&d)?;
+            }
+        }
+        let mut data = std::fs::File::open(&f.source)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.source.display())))?;
+        let mut out = fs.root_dir().create_file(&f.path)?;
+        out.truncate()?;
+        std::io::copy(&mut data, &mut out)?;
+    }
+    fs.unmount()
+}
+
+/// The FAT filesystem of an ESP, `size` bytes, holding `files`.
 pub fn esp_image(size: u64, files: &[EspFile]) -> Result<Vec<u8>, std::io::Error> {
     let mut img = Cursor::new(vec![0u8; size as usize]);
-    let label = *b"ORC-ESP    ";
-    fatfs::format_volume(&mut img, fatfs::FormatVolumeOptions::new().volume_label(label).volume_id(0x6f72_6301))?;
-    img.seek(SeekFrom::Start(0))?;
-    {
-        let fs = fatfs::FileSystem::new(&mut img, fatfs::FsOptions::new())?;
-        for f in files {
-            let parts: Vec<&str> = f.path.split('/').filter(|p| !p.is_empty()).collect();
-            let Some((_, dirs)) = parts.split_last() else { continue };
-            for i in 1..=dirs.len() {
-                let d = dirs[..i].join("/");
-                if fs.root_dir().open_dir(&d).is_err() {
-                    fs.root_dir().create_dir(&d)?;
-                }
-            }
-            let data = std::fs::read(&f.source)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", f.source.display())))?;
-            let mut out = fs.root_dir().create_file(&f.path)?;
-            out.truncate()?;
-            out.write_all(&data)?;
-        }
-        fs.unmount()?;
-    }
+    fill_esp(&mut img, files)?;
     Ok(img.into_inner())
 }
 
-/// Writes the disk image `spec` describes to `out` (sparse: only what
-/// holds data is written).
-pub fn write(spec: &DiskSpec, out: &Path) -> Result<Layout, DiskError> {
-    fn io(path: &Path) -> impl Fn(std::io::Error) -> DiskError + '_ {
-        move |source| DiskError::Io { path: path.into(), source }
-    }
-    let l = layout(spec.size)?;
-    let root_len = std::fs::metadata(&spec.root).map_err(io(&spec.root))?.len();
-    if root_len > SLOT_SIZE {
-        return Err(DiskError::TooBig {
-            what: spec.root.display().to_string(),
-            size: root_len,
-            room: SLOT_SIZE,
-            constant: "SLOT_SIZE",
-        });
-    }
-    let esp_total: u64 = spec.esp.iter().filter_map(|f| std::fs::metadata(&f.source).ok()).map(|m| m.len()).sum();
-    // FAT's own tables and slack: keep a tenth free.
-    if esp_total > ESP_SIZE / 10 * 9 {
-        return Err(DiskError::TooBig {
-            what: "the ESP's files".into(),
-            size: esp_total,
-            room: ESP_SIZE,
-            constant: "ESP_SIZE",
-        });
-    }
-    let _ = std::fs::remove_file(out);
-    let file =
-        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(out).map_err(io(out))?;
-    file.set_len(spec.size).map_err(io(out))?;
+/// Formats the ESP of layout `l` on `disk` and writes `files` into it.
+pub fn write_esp(disk: &mut std::fs::File, l: &Layout, files: &[EspFile]) -> std::io::Result<()> {
+    fill_esp(Region { inner: disk, at: l.esp.0, len: l.esp.1, pos: 0 }, files)
+}
 
+/// The protective MBR and the GPT of a disk of `size` bytes on `file`
+/// (an image or a whole block device), the partitions named and placed as
+/// [`layout`] says, GUIDs from `seed`; returns the file and the layout.
+pub fn write_table(
+    file: std::fs::File,
+    size: u64,
+    seed: [u8; 16],
+    path: &Path,
+) -> Result<(std::fs::File, Layout), DiskError> {
+    let l = layout(size)?;
     let lb = gpt::disk::LogicalBlockSize::Lb512;
-    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(spec.size / 512 - 1).unwrap_or(u32::MAX));
+    let mbr = gpt::mbr::ProtectiveMBR::with_lb_size(u32::try_from(size / 512 - 1).unwrap_or(u32::MAX));
     let mut file = file;
-    mbr.overwrite_lba0(&mut file).map_err(|e| DiskError::Io { path: out.into(), source: std::io::Error::other(e) })?;
-    let gpt_err = |source| DiskError::Gpt { path: out.into(), source };
+    mbr.overwrite_lba0(&mut file).map_err(|e| DiskError::Io { path: path.into(), source: std::io::Error::other(e) })?;
+    let gpt_err = |source| DiskError::Gpt { path: path.into(), source };
     let mut disk = gpt::GptConfig::new()
         .writable(true)
         .logical_block_size(lb)
-        .create_from_device(file, Some(guid(spec.seed, 0)))
+        .create_from_device(file, Some(guid(seed, 0)))
         .map_err(gpt_err)?;
     let parts = [
         (ESP_NAME, l.esp, partition_types::EFI),
@@ -233,7 +277,7 @@ pub fn write(spec: &DiskSpec, out: &Path) -> Result<Layout, DiskError> {
             id,
             gpt::partition::Partition {
                 part_type_guid: kind.clone(),
-                part_guid: guid(spec.seed, id as u8),
+                part_guid: guid(seed, id as u8),
                 first_lba: start / 512,
                 last_lba: (start + len) / 512 - 1,
                 flags: 0,
@@ -242,17 +286,43 @@ pub fn write(spec: &DiskSpec, out: &Path) -> Result<Layout, DiskError> {
         );
     }
     disk.update_partitions(table).map_err(gpt_err)?;
-    let mut file = disk.write().map_err(gpt_err)?;
+    let file = disk.write().map_err(gpt_err)?;
+    Ok((file, l))
+}
 
-    let esp = esp_image(l.esp.1, &spec.esp).map_err(|source| DiskError::Esp { path: out.into(), source })?;
-    // Only what holds data: the rest stays a hole.
-    const CHUNK: usize = 64 << 10;
-    for (i, chunk) in esp.chunks(CHUNK).enumerate() {
-        if chunk.iter().any(|b| *b != 0) {
-            file.seek(SeekFrom::Start(l.esp.0 + (i * CHUNK) as u64)).map_err(io(out))?;
-            file.write_all(chunk).map_err(io(out))?;
-        }
+/// Checks that a root image of `len` bytes fits a slot.
+pub fn check_root(what: &str, len: u64) -> Result<(), DiskError> {
+    if len > SLOT_SIZE {
+        return Err(DiskError::TooBig { what: what.into(), size: len, room: SLOT_SIZE, constant: "SLOT_SIZE" });
     }
+    Ok(())
+}
+
+/// Writes the disk image `spec` describes to `out` (sparse: only what
+/// holds data is written).
+pub fn write(spec: &DiskSpec, out: &Path) -> Result<Layout, DiskError> {
+    fn io(path: &Path) -> impl Fn(std::io::Error) -> DiskError + '_ {
+        move |source| DiskError::Io { path: path.into(), source }
+    }
+    layout(spec.size)?;
+    check_root(&spec.root.display().to_string(), std::fs::metadata(&spec.root).map_err(io(&spec.root))?.len())?;
+    let esp_total: u64 = spec.esp.iter().filter_map(|f| std::fs::metadata(&f.source).ok()).map(|m| m.len()).sum();
+    // FAT's own tables and slack: keep a tenth free.
+    if esp_total > ESP_SIZE / 10 * 9 {
+        return Err(DiskError::TooBig {
+            what: "the ESP's files".into(),
+            size: esp_total,
+            room: ESP_SIZE,
+            constant: "ESP_SIZE",
+        });
+    }
+    let _ = std::fs::remove_file(out);
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(out).map_err(io(out))?;
+    file.set_len(spec.size).map_err(io(out))?;
+    let (mut file, l) = write_table(file, spec.size, spec.seed, out)?;
+    // What FAT writes, and no more: the rest of the image stays a hole.
+    write_esp(&mut file, &l, &spec.esp).map_err(|source| DiskError::Esp { path: out.into(), source })?;
     let mut root = std::fs::File::open(&spec.root).map_err(io(&spec.root))?;
     file.seek(SeekFrom::Start(l.slot_a.0)).map_err(io(out))?;
     std::io::copy(&mut root, &mut file).map_err(io(out))?;

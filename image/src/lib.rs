@@ -13,6 +13,8 @@
 //! - [`disk`]: the raw GPT disk image (ESP, slots A and B, STATE).
 //! - [`bundle`]: the signed upgrade bundle (manifest, ed25519 signature, images).
 //! - [`live`]: the live system of the ISO and of PXE (the root inside the initramfs).
+//! - [`node_settings`]: the node's own settings on its command line, kept on STATE.
+//! - [`state_fs`]: the STATE filesystem: probing a device, formatting from the template.
 
 pub mod boot_entry;
 pub mod bundle;
@@ -23,5 +25,7 @@ pub mod kconfig;
 pub mod live;
 pub mod manifest;
 pub mod modules;
+pub mod node_settings;
 pub mod rootfs;
+pub mod state_fs;
 pub mod uki;

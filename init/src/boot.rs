@@ -15,7 +15,7 @@ use crate::supervisor::{Service, Supervisor};
 use crate::timeline::Timeline;
 use crate::{log, modules, net, reaper, root, state};
 use orc_image::cmdline::{
-    AGENT_PATH, LATE_MODULES_PENDING, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH,
+    AGENT_PATH, LATE_MODULES_PENDING, LATE_MODULE_LIST_PATH, MODULE_LIST_PATH, STATE_TEMPLATE_PATH, STATE_TEMPLATE_RUN,
 };
 
 pub const STATE_DIR: &str = "/var/lib/orc";
@@ -107,7 +107,7 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
     mounts::favor_dynamic_cgroups();
     timeline.mark("root");
     if let Some(t) = template {
-        let _ = std::fs::write("/run/orc/state.ext4.gz", t);
+        let _ = std::fs::write(STATE_TEMPLATE_RUN, t);
     }
     // A partition named by its GPT name is there by now: the root's disk
     // was read; a path is taken as given (a blank disk needs no wait).
@@ -116,7 +116,7 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
         .as_deref()
         .map(|s| crate::device::wait_for(s, std::time::Duration::from_secs(2)).unwrap_or_else(|| s.into()));
     let named = named_state.as_deref();
-    let state_error = match state::mount_state(named, Path::new("/run/orc/state.ext4.gz"), Path::new(STATE_DIR)) {
+    let state_error = match state::mount_state(named, Path::new(STATE_TEMPLATE_RUN), Path::new(STATE_DIR)) {
         Ok(kind) => {
             tracing::info!(?kind, path = STATE_DIR, "STATE mounted");
             if let state::StateKind::Disk { .. } = kind {
@@ -139,7 +139,6 @@ fn early(timeline: &mut Timeline) -> Result<Early, BootError> {
             Some(e.to_string())
         }
     };
-    let _ = std::fs::remove_file("/run/orc/state.ext4.gz");
     timeline.mark("state");
     Ok(Early { cmd, state_error, late_modules: late })
 }

@@ -132,17 +132,8 @@ pub enum Command {
     /// node falls back to the version it runs now by itself. Waits and shows
     /// each stage.
     Upgrade {
-        /// The signed bundle (`orc-<version>.bundle`), sent to each node.
-        #[arg(long, value_name = "FILE", required_unless_present = "image", conflicts_with = "image")]
-        bundle: Option<PathBuf>,
-        /// An image holding the bundle (a layer with a `*.bundle` file, e.g.
-        /// FROM scratch + COPY orc-<version>.bundle /) that each node pulls
-        /// itself from its registry (the node's insecure registries apply).
-        #[arg(long, value_name = "REF")]
-        image: Option<String>,
-        /// With --image: the nodes' credentials for its registry.
         #[command(flatten)]
-        login: RegistryLogin,
+        source: BundleSource,
         /// Every node of the cluster, one batch after another: workers first
         /// (--batch at a time), then managers one at a time while the quorum
         /// is whole (the leader last); each drained, upgraded, blessed and
@@ -431,6 +422,22 @@ pub enum UserCertCommand {
     Revoke { cert: String },
     /// People's certificates on record (admin only).
     Ls,
+}
+
+/// Where an OS bundle comes from (`upgrade`, `node install`).
+#[derive(clap::Args, Debug)]
+pub struct BundleSource {
+    /// The signed bundle (`orc-<version>.bundle`), sent to each node.
+    #[arg(long, value_name = "FILE", required_unless_present = "image", conflicts_with = "image")]
+    pub bundle: Option<PathBuf>,
+    /// An image holding the bundle (a layer with a `*.bundle` file, e.g.
+    /// FROM scratch + COPY orc-<version>.bundle /) that each node pulls
+    /// itself from its registry (the node's insecure registries apply).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// With --image: the nodes' credentials for its registry.
+    #[command(flatten)]
+    pub login: RegistryLogin,
 }
 
 /// Registry credentials: `--username` with the password on stdin.
@@ -997,6 +1004,38 @@ pub enum NodeCommand {
         node: String,
         #[arg(long)]
         force: bool,
+    },
+    /// Install a node in maintenance mode (booted from the ISO or over PXE)
+    /// to a disk from a signed bundle, then wait until it runs from the
+    /// disk (slot A) with the same identity. Writes only the disk named,
+    /// and a disk holding data only with --wipe. The machine must boot
+    /// with UEFI, the disk before the live medium in its boot order.
+    Install {
+        /// host[:port] of the node in maintenance mode.
+        addr: String,
+        /// The disk: /dev/disk/by-id/… (virtio-SERIAL, nvme-MODEL_SERIAL,
+        /// ata-MODEL_SERIAL, wwn-0x…) or /dev/NAME. A wrong name is answered
+        /// with the node's disks.
+        #[arg(long)]
+        disk: String,
+        /// Erase the disk when it holds data (partitions, filesystems).
+        #[arg(long)]
+        wipe: bool,
+        #[command(flatten)]
+        source: BundleSource,
+        /// The fingerprint the node prints on its console (sha256:...); the
+        /// installed node must present the same one.
+        #[arg(long, conflicts_with = "insecure")]
+        fingerprint: Option<String>,
+        /// Trust whatever certificate the node presents (only on a network you trust).
+        #[arg(long)]
+        insecure: bool,
+        /// The node's `orc.maintenance_token=`, when it was booted with one.
+        #[arg(long, default_value = "")]
+        maintenance_token: String,
+        /// Stop waiting for the node to come back from its disk after this long.
+        #[arg(long, default_value = "10m")]
+        timeout: String,
     },
     /// Make a node in maintenance mode join a cluster (its role comes from the token).
     Join {

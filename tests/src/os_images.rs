@@ -75,7 +75,7 @@ impl BuiltImage {
         std::fs::create_dir_all(work)?;
         let uki = work.join(UKI_A);
         self.uki(SLOT_A_NAME, &self.version, v, &uki)?;
-        let esp = disk::esp_files(work, &uki, &self.version)?;
+        let esp = disk::esp_files(work, Path::new(disk::SYSTEMD_BOOT), &uki, &self.version)?;
         let spec = disk::DiskSpec { size: 2 << 30, esp, root: self.dir.join(ROOT), seed: [7; 16] };
         disk::write(&spec, out)?;
         Ok(())

@@ -40,6 +40,11 @@ pub struct NodeSpec {
     pub boot: Boot,
     /// With [`Boot::Disk`]: this disk image instead of the image's `disk.raw`.
     pub disk: Option<PathBuf>,
+    /// More disks (virtio, by serial: `/dev/disk/by-id/virtio-SERIAL`),
+    /// made blank of this size on first boot unless their file
+    /// (`disk-SERIAL.img`) is there; the firmware tries them before the
+    /// live media.
+    pub extra_disks: Vec<(String, u64)>,
 }
 
 /// How a node boots.
@@ -190,7 +195,16 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
     match spec.boot {
         Boot::Disk => a.extend(["-drive".into(), format!("file={},format=raw,if=virtio", d(DISK_IMAGE))]),
         Boot::Iso { .. } => {
-            a.extend(["-cdrom".into(), spec.image.join(orc_image::live::ISO).display().to_string()]);
+            // As `-cdrom` would, with a place in the boot order after the disks.
+            a.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,media=cdrom,if=none,id=cd,readonly=on",
+                    spec.image.join(orc_image::live::ISO).display()
+                ),
+                "-device".into(),
+                "ide-cd,drive=cd,bus=ide.2,bootindex=9".into(),
+            ]);
         }
         Boot::Pxe => a.extend(["-boot".into(), "n".into()]),
         Boot::Kernel => a.extend([
@@ -205,6 +219,14 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
             "-drive".into(),
             format!("file={},format=raw,if=virtio", d("state.img")),
         ]),
+    }
+    for (i, (serial, _)) in spec.extra_disks.iter().enumerate() {
+        a.extend([
+            "-drive".into(),
+            format!("file={},format=raw,if=none,id=x{i}", spec.dir.join(extra_disk(serial)).display()),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=x{i},serial={serial},bootindex={}", i + 1),
+        ]);
     }
     // iPXE (the NIC's ROM) only where the node boots over the network.
     let (tftp, rom) = match spec.boot {
@@ -237,6 +259,11 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         a.extend(["-daemonize".into(), "-pidfile".into(), d("qemu.pid")]);
     }
     a
+}
+
+/// The file of the extra disk with `serial`, in the node's directory.
+pub fn extra_disk(serial: &str) -> String {
+    format!("disk-{serial}.img")
 }
 
 /// The node's TFTP directory (under its own) and the script QEMU's DHCP
@@ -310,6 +337,12 @@ impl Node {
                     let size = if spec.state_disk_bytes == 0 { STATE_DISK_BYTES } else { spec.state_disk_bytes };
                     std::fs::File::create(&state)?.set_len(size)?;
                 }
+            }
+        }
+        for (serial, bytes) in &spec.extra_disks {
+            let f = spec.dir.join(extra_disk(serial));
+            if !f.exists() {
+                std::fs::File::create(&f)?.set_len(*bytes)?;
             }
         }
         let _ = std::fs::remove_file(spec.dir.join("l2.sock"));

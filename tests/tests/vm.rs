@@ -249,14 +249,26 @@ fn boots_from_its_disk_image_under_uefi() {
 /// initramfs onto a loop device, verified by dm-verity; STATE is tmpfs.
 /// The BIOS node is made a cluster and says so.
 #[test]
-fn boots_live_from_its_iso_under_bios_and_uefi() {
+fn boots_live_from_its_iso_under_bios_and_uefi_and_installs_to_a_disk() {
     let Some(image) = orc_e2e::e2e_image() else { return };
     let dir = tempfile::tempdir().unwrap();
+    // The UEFI machine has a disk with data and a blank one, both tried
+    // before the CD: neither boots until the install.
+    const GIB: u64 = 1 << 30;
+    let data_disk = dir.path().join("iso-uefi").join(orc_e2e::qemu::extra_disk("orc-data"));
+    std::fs::create_dir_all(data_disk.parent().unwrap()).unwrap();
+    let mut data = vec![0u8; 1 << 20];
+    data[..12].copy_from_slice(b"someone's fs");
+    std::fs::write(&data_disk, &data).unwrap();
+    std::fs::File::options().write(true).open(&data_disk).unwrap().set_len(GIB).unwrap();
     let nodes: Vec<Node> = [("iso-bios", false), ("iso-uefi", true)]
         .iter()
         .map(|(name, uefi)| {
             let mut s = spec(&image, dir.path(), name);
             s.boot = orc_e2e::qemu::Boot::Iso { uefi: *uefi };
+            if *uefi {
+                s.extra_disks = vec![("orc-data".into(), GIB), ("orc-install".into(), 2 * GIB)];
+            }
             Node::start(s).unwrap()
         })
         .collect();
@@ -267,26 +279,80 @@ fn boots_live_from_its_iso_under_bios_and_uefi() {
         let console = n.console_from(0);
         assert!(console.contains("orc.root=initrd:/root.img"), "{}: {console}", n.spec.name);
         assert!(console.contains("root verified by dm-verity device=/dev/loop0"), "{}: {console}", n.spec.name);
-        fps.push(fp);
+        fps.push(format!("sha256:{fp}"));
     }
-    let addr = format!("127.0.0.1:{}", nodes[0].spec.api_port);
     let config = dir.path().join("orcctl.toml");
-    orcctl(
-        &config,
-        &["cluster", "init", &addr, "--fingerprint", &format!("sha256:{}", fps[0]), "--context-name", "iso"],
-    );
-    let v = &json(&config, &["version"])[0];
+    let bios = format!("127.0.0.1:{}", nodes[0].spec.api_port);
+    orcctl(&config, &["cluster", "init", &bios, "--fingerprint", &fps[0], "--context-name", "iso"]);
+    let v = &json(&config, &["--context", "iso", "version"])[0];
     assert_eq!(v["boot_slot"], "", "a live boot has no slot: {v}");
-    let h = &json(&config, &["health"])[0];
+
+    // Install the UEFI node: wrong disks are refused with what to do.
+    let uefi = format!("127.0.0.1:{}", nodes[1].spec.api_port);
+    let bundle = std::fs::read_dir(&image)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "bundle"))
+        .expect("the image's bundle (cargo xtask image)");
+    let bundle = bundle.to_str().unwrap();
+    let install = |disk: &str| {
+        Command::new(orc_e2e::paths::debug_bin("orcctl"))
+            .arg("--orcconfig")
+            .arg(&config)
+            .args([
+                "node",
+                "install",
+                &uefi,
+                "--fingerprint",
+                &fps[1],
+                "--bundle",
+                bundle,
+                "--timeout",
+                "5m",
+                "--disk",
+                disk,
+            ])
+            .output()
+            .unwrap()
+    };
+    let refused = |disk: &str, want: &str| {
+        let out = install(disk);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "install to {disk}: wanted {want:?}, got {err}");
+    };
+    refused("/dev/disk/by-id/virtio-nope", "/dev/disk/by-id/virtio-orc-install");
+    refused("/dev/disk/by-id/virtio-orc-data", "holds data of an unknown kind: pass --wipe");
+    let start = Instant::now();
+    let out = install("/dev/disk/by-id/virtio-orc-install");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("from slot A of its disk"),
+        "install: {said}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        nodes[1].console_from(0)
+    );
+    eprintln!("installed and booted from the disk in {:?}:\n{said}", start.elapsed());
+    assert_eq!(std::fs::read(&data_disk).unwrap()[..data.len()], data[..], "the disk not named was written");
+
+    // The installed node is the node it was: the same fingerprint claims
+    // it, and STATE is its disk's.
+    orcctl(&config, &["cluster", "init", &uefi, "--fingerprint", &fps[1], "--context-name", "installed"]);
+    let v = &json(&config, &["--context", "installed", "version"])[0];
+    assert_eq!(v["boot_slot"], "A", "{v}");
+    let entries = v["boot_entries"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(entries.len(), 1, "{v}");
+    assert_eq!((&entries[0]["slot"], &entries[0]["state"]), (&"A".into(), &"blessed".into()), "{v}");
+    let h = &json(&config, &["--context", "installed", "health"])[0];
     let state = h["checks"].as_array().unwrap().iter().find(|c| c["name"] == "state").unwrap().clone();
-    assert!(state["message"].as_str().unwrap().contains("is tmpfs"), "diskless: {state}");
+    assert!(!state["message"].as_str().unwrap().contains("tmpfs"), "STATE on the disk: {state}");
     let start = Instant::now();
     loop {
-        let ls = json(&config, &["node", "ls"]);
+        let ls = json(&config, &["--context", "installed", "node", "ls"]);
         if ls.as_array().is_some_and(|n| n.len() == 1 && n[0]["status"] == "ready") {
             break;
         }
-        assert!(start.elapsed() < BOOT, "the live node is not a ready node: {ls}");
+        assert!(start.elapsed() < BOOT, "the installed node is not a ready node: {ls}");
         std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -120,7 +120,12 @@ fn root_tree(dir: &Path, bins: &Path, version: &str, rev: &str, upgrade_keys: &s
     std::fs::create_dir_all(dir.join("etc/ssl/certs"))?;
     std::fs::copy(roots, dir.join(CA_BUNDLE.trim_start_matches('/')))
         .with_context(|| format!("copying {CA_BUNDLE} (Debian's ca-certificates)"))?;
-    for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/'), "etc/orc/upgrade-keys"] {
+    // systemd-boot, which the installer puts on the ESP of the disk it lays out.
+    let boot = orc_image::disk::SYSTEMD_BOOT_ON_NODE.trim_start_matches('/');
+    std::fs::create_dir_all(dir.join(boot).parent().context("systemd-boot's directory")?)?;
+    std::fs::copy(orc_image::disk::SYSTEMD_BOOT, dir.join(boot))
+        .with_context(|| format!("copying {} (package systemd-boot-efi)", orc_image::disk::SYSTEMD_BOOT))?;
+    for f in ["etc/os-release", "etc/hosts", CA_BUNDLE.trim_start_matches('/'), "etc/orc/upgrade-keys", boot] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644))?;
     }
     netfilter_tools(dir)
@@ -207,7 +212,7 @@ fn disk_image(out: &Path, work: &Path, version: &str, rev: &str, verity: &str) -
         };
         orc_image::uki::build(&parts, work, &out.join(file))?;
     }
-    let esp = disk::esp_files(work, &out.join(UKI_A), version)?;
+    let esp = disk::esp_files(work, Path::new(disk::SYSTEMD_BOOT), &out.join(UKI_A), version)?;
     let seed: [u8; 16] = sha2::Sha256::digest(format!("orc-disk {version} {rev}"))[..16].try_into()?;
     disk::write(&disk::DiskSpec { size: DISK_BYTES, esp, root: out.join("root.img"), seed }, &out.join(DISK))?;
     Ok(())

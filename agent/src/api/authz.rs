@@ -58,6 +58,9 @@ pub const TABLE: &[(&str, Rule)] = &[
     // The OS itself: what every workload and key on the node runs on.
     ("/orc.machine.v1.Machine/Upgrade", Rule::AtLeast(Role::Admin)),
     ("/orc.machine.v1.Machine/Rollback", Rule::AtLeast(Role::Admin)),
+    // Installing to a disk: like claiming the node, whoever pinned its
+    // fingerprint while it is blank (the handler checks the maintenance token).
+    ("/orc.machine.v1.Machine/Install", Rule::MaintenanceOnly),
     // Images: bringing them in costs disk, not trust (layers are unpacked safely).
     ("/orc.container.v1.Images/Pull", Rule::AtLeast(Role::Operator)),
     ("/orc.container.v1.Images/Load", Rule::AtLeast(Role::Operator)),

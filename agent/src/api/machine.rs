@@ -135,6 +135,36 @@ impl Machine for MachineService {
         Ok(Response::new(RollbackResponse { version: r.version, slot: r.slot.as_str().into() }))
     }
 
+    async fn install(&self, req: Request<tonic::Streaming<InstallChunk>>) -> Result<Response<InstallResponse>, Status> {
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("the install stream was empty"))?;
+        self.state.check_maintenance_token(&first.maintenance_token)?;
+        if !self.state.mode().0 {
+            return Err(crate::install::InstallError::NotMaintenance.into());
+        }
+        let request = crate::install::Request { disk: first.disk.clone(), wipe: first.wipe };
+        let (state_dir, run_dir) = (self.state.state_dir().to_path_buf(), self.state.config.run_dir.clone());
+        // Refused before a byte of the bundle travels.
+        let checked = request.clone();
+        tokio::task::spawn_blocking(move || crate::install::target(&checked))
+            .await
+            .map_err(|e| Status::internal(format!("install task: {e}")))??;
+        let installed = if first.image.is_empty() {
+            let reader = ChunkReader::of(first.data, input, |c| c.data);
+            tokio::task::spawn_blocking(move || crate::install::install(&state_dir, &run_dir, &request, reader))
+                .await
+                .map_err(|e| Status::internal(format!("install task: {e}")))??
+        } else {
+            crate::upgrade::pull::with_bundle(&self.images, &first.image, first.auth.as_ref(), move |r| {
+                crate::install::install(&state_dir, &run_dir, &request, r)
+            })
+            .await?
+        };
+        super::audit::target(&installed.version);
+        power::do_power(&self.state, power::PowerAction::Reboot)?;
+        Ok(Response::new(InstallResponse { version: installed.version, disk: installed.disk, entry: installed.entry }))
+    }
+
     async fn reboot(&self, _: Request<RebootRequest>) -> Result<Response<RebootResponse>, Status> {
         power::do_power(&self.state, power::PowerAction::Reboot)?;
         Ok(Response::new(RebootResponse {}))
@@ -253,17 +283,35 @@ impl MachineService {
     async fn stage_streamed(
         &self,
         first: UpgradeChunk,
-        mut input: tonic::Streaming<UpgradeChunk>,
+        input: tonic::Streaming<UpgradeChunk>,
         opts: crate::upgrade::stage::Options,
     ) -> Result<crate::upgrade::stage::Staged, Status> {
+        let reader = ChunkReader::of(first.data, input, |c| c.data);
+        let state = self.state.clone();
+        Ok(tokio::task::spawn_blocking(move || crate::upgrade::stage::stage(&state, reader, opts))
+            .await
+            .map_err(|e| Status::internal(format!("upgrade task: {e}")))??)
+    }
+}
+
+struct ChunkReader {
+    rx: mpsc::Receiver<Result<Vec<u8>, String>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    /// The bytes of a client stream as a reader for a blocking thread:
+    /// `first`'s (already received), then each message's `data`.
+    fn of<T: Send + 'static>(first: Vec<u8>, mut input: tonic::Streaming<T>, data: fn(T) -> Vec<u8>) -> ChunkReader {
         let (tx, rx) = mpsc::channel::<Result<Vec<u8>, String>>(8);
         tokio::spawn(async move {
-            if tx.send(Ok(first.data)).await.is_err() {
+            if tx.send(Ok(first)).await.is_err() {
                 return;
             }
             loop {
                 let next = match input.message().await {
-                    Ok(Some(c)) => Ok(c.data),
+                    Ok(Some(c)) => Ok(data(c)),
                     Ok(None) => return,
                     Err(e) => Err(e.message().to_string()),
                 };
@@ -273,19 +321,8 @@ impl MachineService {
                 }
             }
         });
-        let state = self.state.clone();
-        Ok(tokio::task::spawn_blocking(move || {
-            crate::upgrade::stage::stage(&state, ChunkReader { rx, buf: Vec::new(), at: 0 }, opts)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("upgrade task: {e}")))??)
+        ChunkReader { rx, buf: Vec::new(), at: 0 }
     }
-}
-
-struct ChunkReader {
-    rx: mpsc::Receiver<Result<Vec<u8>, String>>,
-    buf: Vec<u8>,
-    at: usize,
 }
 
 impl std::io::Read for ChunkReader {

@@ -98,6 +98,40 @@ impl From<ShimError> for Status {
     }
 }
 
+impl From<crate::install::InstallError> for Status {
+    fn from(e: crate::install::InstallError) -> Status {
+        use crate::install::InstallError as E;
+        use orc_image::bundle::BundleError as B;
+        let msg = e.to_string();
+        match e {
+            E::Upgrade(u) => u.into(),
+            E::NoSuchDisk { .. } => Status::not_found(msg),
+            E::NotUefi
+            | E::NotMaintenance
+            | E::Partition { .. }
+            | E::ReadOnly(_)
+            | E::InUse { .. }
+            | E::TooSmall { .. }
+            | E::NotBlank { .. }
+            | E::Busy => Status::failed_precondition(msg),
+            E::Bundle(B::Untrusted { .. }) => Status::permission_denied(msg),
+            E::Bundle(B::Io(_)) | E::Stream(_) => Status::aborted(msg),
+            E::Bundle(_) => Status::invalid_argument(msg),
+            E::TooLarge { .. } => Status::resource_exhausted(msg),
+            E::NoKeys { .. }
+            | E::Missing { .. }
+            | E::Disk(_)
+            | E::StateFs(_)
+            | E::Io { .. }
+            | E::Sys { .. }
+            | E::NoPartition { .. } => {
+                tracing::error!(error = %msg, "install failed on the node");
+                Status::internal(msg)
+            }
+        }
+    }
+}
+
 impl From<crate::upgrade::UpgradeError> for Status {
     fn from(e: crate::upgrade::UpgradeError) -> Status {
         use crate::upgrade::UpgradeError as E;

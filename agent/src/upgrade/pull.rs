@@ -52,28 +52,29 @@ async fn layer(store: &Arc<ImageStore>, name: &str, creds: Option<&RegistryAuth>
 }
 
 /// The bundle in image `name`, pulled now, handed to `use_it` as a
-/// reader on a blocking thread.
-pub async fn with_bundle<T: Send + 'static>(
+/// reader on a blocking thread (an upgrade, an install, a probe: each
+/// with its own error type).
+pub async fn with_bundle<T: Send + 'static, E: From<UpgradeError> + Send + 'static>(
     store: &Arc<ImageStore>,
     name: &str,
     creds: Option<&RegistryAuth>,
-    use_it: impl FnOnce(&mut dyn Read) -> Result<T, UpgradeError> + Send + 'static,
-) -> Result<T, UpgradeError> {
+    use_it: impl FnOnce(&mut dyn Read) -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     let layer = layer(store, name, creds).await?;
     let name = name.to_string();
     tokio::task::spawn_blocking(move || bundle_in(&name, layer.tar(), use_it))
         .await
-        .map_err(|e| UpgradeError::Stream(format!("upgrade task: {e}")))?
+        .map_err(|e| UpgradeError::Stream(format!("pull task: {e}")))?
 }
 
 /// The bundle file in the layer tar `layer`, handed to `use_it` as a
 /// reader; an image without one is refused, naming it.
-pub fn bundle_in<T>(
+pub fn bundle_in<T, E: From<UpgradeError>>(
     name: &str,
     layer: impl Read,
-    use_it: impl FnOnce(&mut dyn Read) -> Result<T, UpgradeError>,
-) -> Result<T, UpgradeError> {
-    let bad = |e: std::io::Error| UpgradeError::Image(format!("{name}: reading its layer: {e}"));
+    use_it: impl FnOnce(&mut dyn Read) -> Result<T, E>,
+) -> Result<T, E> {
+    let bad = |e: std::io::Error| E::from(UpgradeError::Image(format!("{name}: reading its layer: {e}")));
     let mut archive = tar::Archive::new(layer);
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
@@ -83,9 +84,9 @@ pub fn bundle_in<T>(
             return use_it(&mut entry);
         }
     }
-    Err(UpgradeError::Image(format!(
+    Err(E::from(UpgradeError::Image(format!(
         "{name} holds no *{BUNDLE_SUFFIX} file: publish the bundle as an image (FROM scratch, COPY orc-<version>.bundle /)"
-    )))
+    ))))
 }
 
 #[cfg(test)]
@@ -107,7 +108,7 @@ mod tests {
     #[test]
     fn the_bundle_is_found_wherever_it_is_in_the_layer() {
         let layer = tar_of(&[("etc/motd", b"hello"), ("srv/orc-0.2.0.bundle", b"the bundle")]);
-        let got = bundle_in("r/orc:0.2.0", layer.as_slice(), |r| {
+        let got = bundle_in::<_, UpgradeError>("r/orc:0.2.0", layer.as_slice(), |r| {
             let mut s = String::new();
             r.read_to_string(&mut s).map_err(|e| UpgradeError::Stream(e.to_string()))?;
             Ok(s)
@@ -119,9 +120,13 @@ mod tests {
     #[test]
     fn an_image_without_a_bundle_is_refused_by_name() {
         let layer = tar_of(&[("bin/sh", b"#!")]);
-        let e = bundle_in("r/busybox:1", layer.as_slice(), |_| Ok(())).unwrap_err().to_string();
+        let e = bundle_in::<_, UpgradeError>("r/busybox:1", layer.as_slice(), |_| Ok(())).unwrap_err().to_string();
         assert!(e.contains("r/busybox:1 holds no *.bundle file"), "{e}");
-        let e = bundle_in("r/x:1", &b"not a tar at all, just bytes that are long enough......"[..], |_| Ok(()));
+        let e = bundle_in::<_, UpgradeError>(
+            "r/x:1",
+            &b"not a tar at all, just bytes that are long enough......"[..],
+            |_| Ok(()),
+        );
         assert!(e.is_err());
     }
 }

@@ -12,6 +12,7 @@ pub mod container;
 pub mod context;
 pub mod events;
 pub mod image;
+pub mod install;
 pub mod machine;
 pub mod namespace;
 pub mod network;
@@ -61,6 +62,7 @@ pub async fn run(mut cli: Cli) -> Result<(), CliError> {
             };
         }
         Command::Node(cmd @ NodeCommand::Join { .. }) => return node::join(cmd, out).await,
+        Command::Node(cmd @ NodeCommand::Install { .. }) => return install::run(cmd, out).await,
         Command::Image(cmd @ (ImageCommand::Keygen { .. } | ImageCommand::Sign { .. })) => {
             return sign::run(cmd, out).await
         }

@@ -127,8 +127,8 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
                 Output::Table => println!("{node} ({}) removed", r.id),
             }
         }
-        NodeCommand::Join { .. } => {
-            return Err(CliError::Usage("node join talks to the joining node, not to a manager".into()))
+        NodeCommand::Join { .. } | NodeCommand::Install { .. } => {
+            return Err(CliError::Usage("node join and node install talk to the node itself, not to a manager".into()))
         }
     }
     Ok(())

@@ -40,7 +40,8 @@ pub async fn run(
     out: Output,
 ) -> Result<(), CliError> {
     match command {
-        Command::Upgrade { bundle, image, login, force, health_window, timeout, all, batch, drain_timeout } => {
+        Command::Upgrade { source, force, health_window, timeout, all, batch, drain_timeout } => {
+            let crate::cli::BundleSource { bundle, image, login } = source;
             let window = parse_duration(&health_window)? / 1000;
             let window = u32::try_from(window)
                 .ok()
@@ -151,14 +152,14 @@ async fn probe(n: &str, image: &str, auth: Option<&RegistryAuth>, trust: &Trust)
     Ok(r.version)
 }
 
-async fn version(n: &str, trust: &Trust) -> Result<VersionResponse, CliError> {
+pub(super) async fn version(n: &str, trust: &Trust) -> Result<VersionResponse, CliError> {
     let mut c = client(n, trust).await?;
     Ok(c.version(VersionRequest {}).await.map_err(status_err(n))?.into_inner())
 }
 
 /// `version` until it answers in another boot than `boot_id`, then until
 /// `done` says it is over (Some(result)); stages shown as they change.
-async fn follow(
+pub(super) async fn follow(
     n: &str,
     boot_id: &str,
     timeout: Duration,
@@ -249,31 +250,14 @@ pub(super) async fn upgrade_one(n: &str, how: &How<'_>) -> Result<(), CliError> 
             let size = std::fs::metadata(bundle).map(|m| m.len()).unwrap_or_default();
             let beside = format!("{} (slot {})", before.os_version, before.boot_slot);
             say(out, n, "sending", &format!("sending {version} ({} MiB) to write beside {beside}", size >> 20));
-            let (tx, rx) = tokio::sync::mpsc::channel::<UpgradeChunk>(4);
-            let path = bundle.to_path_buf();
-            let refuse = refuse.to_vec();
-            let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
-                let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let mut first = Some(UpgradeChunk {
-                    force,
-                    health_window_secs: window,
-                    refuse_versions: refuse,
-                    ..Default::default()
-                });
-                loop {
-                    let mut data = vec![0u8; CHUNK];
-                    let got = f.read(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
-                    if got == 0 {
-                        return Ok(());
-                    }
-                    data.truncate(got);
-                    let chunk = UpgradeChunk { data, ..first.take().unwrap_or_default() };
-                    if tx.blocking_send(chunk).is_err() {
-                        return Ok(());
-                    }
-                }
-            });
-            let staged = c.upgrade(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(status_err(n));
+            let first = UpgradeChunk {
+                force,
+                health_window_secs: window,
+                refuse_versions: refuse.to_vec(),
+                ..Default::default()
+            };
+            let (rx, reader) = file_stream(bundle, first, |c, data| UpgradeChunk { data, ..c });
+            let staged = c.upgrade(rx).await.map_err(status_err(n));
             if let Ok(Err(e)) = reader.await {
                 return Err(CliError::Usage(e));
             }
@@ -323,6 +307,34 @@ pub(super) async fn upgrade_one(n: &str, how: &How<'_>) -> Result<(), CliError> 
         None
     })
     .await
+}
+
+/// The file at `path` as a stream of messages: `first` carries the first
+/// chunk (and the options), then one per MiB; the task reports a file
+/// that could not be read.
+pub(super) fn file_stream<T: Default + Send + 'static>(
+    path: &Path,
+    first: T,
+    with_data: fn(T, Vec<u8>) -> T,
+) -> (tokio_stream::wrappers::ReceiverStream<T>, tokio::task::JoinHandle<Result<(), String>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<T>(4);
+    let path = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut first = Some(first);
+        loop {
+            let mut data = vec![0u8; CHUNK];
+            let got = f.read(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
+            if got == 0 {
+                return Ok(());
+            }
+            data.truncate(got);
+            if tx.blocking_send(with_data(first.take().unwrap_or_default(), data)).is_err() {
+                return Ok(());
+            }
+        }
+    });
+    (tokio_stream::wrappers::ReceiverStream::new(rx), reader)
 }
 
 /// The node's version, refusing one that did not boot from a disk.
