@@ -55,6 +55,15 @@ pub struct Config {
     /// orc-init). On a node: `orc.ntp=a,b`.
     #[arg(long = "ntp-server", value_delimiter = ',')]
     pub ntp_servers: Vec<String>,
+    /// Install to this disk at start while in maintenance mode (a blank
+    /// one only), from the bundle in `--install-image`, and reboot into it;
+    /// `--join` then happens from the disk. On a node: `orc.install=`.
+    #[arg(long, requires = "install_image")]
+    pub install: Option<String>,
+    /// The image holding the bundle `--install` installs. On a node:
+    /// `orc.install_image=`.
+    #[arg(long)]
+    pub install_image: Option<String>,
     /// Why STATE could not be used (set by orc-init): the node then serves
     /// `health` and cannot be claimed.
     #[arg(long)]

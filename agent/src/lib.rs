@@ -113,9 +113,17 @@ pub async fn run(mut config: config::Config, shutdown: impl Future<Output = ()> 
         let state = state.clone();
         tokio::spawn(async move { state.start_raft(false).await });
     }
-    if let (true, Some(join)) = (maintenance, join) {
-        let state = state.clone();
-        tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
+    match (maintenance, config.install.clone(), config.install_image.clone(), join) {
+        // Installing first: the installed node keeps `orc.join` and joins from its disk.
+        (true, Some(disk), Some(image), _) => {
+            let req = install::Request { disk, wipe: false };
+            tokio::spawn(install::at_start(state.clone(), runtime.images.clone(), req, image));
+        }
+        (true, _, _, Some(join)) => {
+            let state = state.clone();
+            tokio::spawn(async move { cluster::join::join_at_start(&state, &join).await });
+        }
+        _ => {}
     }
     tokio::spawn(cluster::certs::follow(state.clone()));
     tokio::spawn(cluster::autolock::follow(state.clone()));

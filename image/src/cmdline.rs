@@ -25,6 +25,11 @@ pub const MAX_IMAGE_SIZE: &str = "orc.max_image_size";
 pub const MAINTENANCE_TOKEN: &str = "orc.maintenance_token";
 /// NTP servers (`host[:port]`, comma-separated); before those DHCP offers.
 pub const NTP: &str = "orc.ntp";
+/// A live node installs itself to this disk at start (`/dev/disk/by-id/…`
+/// or `/dev/NAME`; blank disks only), from the bundle in [`INSTALL_IMAGE`].
+pub const INSTALL: &str = "orc.install";
+/// The image holding the bundle [`INSTALL`] installs (`REGISTRY/REPO:TAG`).
+pub const INSTALL_IMAGE: &str = "orc.install_image";
 
 /// The filesystem label of the STATE partition.
 pub const STATE_LABEL: &str = "ORC_STATE";

@@ -212,6 +212,12 @@ async fn main_loop(early: Early, mut timeline: Timeline) -> BootError {
     for s in &cmd.ntp {
         agent_args.extend(["--ntp-server".to_string(), s.clone()]);
     }
+    if let Some(d) = &cmd.install {
+        agent_args.extend(["--install".to_string(), d.clone()]);
+    }
+    if let Some(i) = &cmd.install_image {
+        agent_args.extend(["--install-image".to_string(), i.clone()]);
+    }
     if let Some(t) = &cmd.maintenance_token {
         agent_args.extend(["--maintenance-token".to_string(), t.clone()]);
     }

@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 
 pub use orc_image::cmdline::{
-    ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, IP, JOIN, MAINTENANCE_TOKEN, MAX_IMAGE_SIZE, NTP, ROOT, STATE, VERITY,
+    ADVERTISE, HOSTNAME, INSECURE_REGISTRIES, INSTALL, INSTALL_IMAGE, IP, JOIN, MAINTENANCE_TOKEN, MAX_IMAGE_SIZE, NTP,
+    ROOT, STATE, VERITY,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Cmdline {
     pub max_image_size: Option<u64>,
     pub maintenance_token: Option<String>,
     pub ntp: Vec<String>,
+    pub install: Option<String>,
+    pub install_image: Option<String>,
 }
 
 fn parse_verity(v: &str) -> Result<Verity, CmdlineError> {
@@ -104,6 +107,8 @@ pub fn parse(cmdline: &str) -> Result<Cmdline, CmdlineError> {
                 c.insecure_registries.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from))
             }
             NTP => c.ntp.extend(value.split(',').filter(|r| !r.is_empty()).map(String::from)),
+            INSTALL => c.install = Some(value.to_string()),
+            INSTALL_IMAGE => c.install_image = Some(value.to_string()),
             _ => {}
         }
     }
@@ -125,6 +130,14 @@ mod tests {
                 Cmdline {
                     advertise: Some("10.42.0.11:7443".into()),
                     join: Some("ORC1-x@10.42.0.10:7443".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "orc.install=/dev/disk/by-id/virtio-d1 orc.install_image=10.0.2.2:5000/orc:0.2.0",
+                Cmdline {
+                    install: Some("/dev/disk/by-id/virtio-d1".into()),
+                    install_image: Some("10.0.2.2:5000/orc:0.2.0".into()),
                     ..Default::default()
                 },
             ),

@@ -62,6 +62,10 @@ pub enum Boot {
     /// The live ISO as a CD, under SeaBIOS (isolinux) or, with `uefi`,
     /// OVMF; no disk (STATE on tmpfs).
     Iso { uefi: bool },
+    /// The live system's kernel and initramfs (`pxe/`) handed to OVMF by
+    /// QEMU, with the live command line and the node's arguments: a UEFI
+    /// network boot as a site's iPXE does it, without the network.
+    LiveKernel,
     /// Over the network: the NIC's iPXE fetches the image's `pxe/` over
     /// QEMU's TFTP, with the node's own arguments set before its script
     /// runs (as a site's DHCP or an embedded script would); no disk.
@@ -136,6 +140,14 @@ pub fn cmdline(image: &Path, spec: &NodeSpec) -> anyhow::Result<String> {
     let m: Manifest = serde_json::from_slice(
         &std::fs::read(image.join("manifest.json")).context("reading manifest.json; run `cargo xtask image`")?,
     )?;
+    if spec.boot == Boot::LiveKernel {
+        let verity = m
+            .cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{}=", orc_image::cmdline::VERITY)))
+            .context("the manifest's command line has no orc.verity")?;
+        return Ok(format!("{} {}", orc_image::live::cmdline(verity), node_args(spec)));
+    }
     Ok(format!("{} orc.state=/dev/vdb {}", m.cmdline, node_args(spec)))
 }
 
@@ -184,7 +196,7 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
         "-qmp".into(),
         format!("unix:{},server=on,wait=off", d("qmp.sock")),
     ];
-    if matches!(spec.boot, Boot::Disk | Boot::Iso { uefi: true }) {
+    if matches!(spec.boot, Boot::Disk | Boot::Iso { uefi: true } | Boot::LiveKernel) {
         a.extend([
             "-drive".into(),
             format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
@@ -207,6 +219,17 @@ pub fn args(spec: &NodeSpec, accel: &str, cmdline: &str) -> Vec<String> {
             ]);
         }
         Boot::Pxe => a.extend(["-boot".into(), "n".into()]),
+        Boot::LiveKernel => {
+            let pxe = spec.image.join(orc_image::live::PXE_DIR);
+            a.extend([
+                "-kernel".into(),
+                pxe.join("vmlinuz").display().to_string(),
+                "-initrd".into(),
+                pxe.join("initramfs.img").display().to_string(),
+                "-append".into(),
+                cmdline.into(),
+            ]);
+        }
         Boot::Kernel => a.extend([
             "-kernel".into(),
             spec.image.join("vmlinuz").display().to_string(),
@@ -331,6 +354,7 @@ impl Node {
                     ovmf_vars(&spec)?;
                 }
             }
+            Boot::LiveKernel => ovmf_vars(&spec)?,
             Boot::Pxe => pxe_dir(&spec)?,
             Boot::Kernel => {
                 if !state.exists() {

@@ -11,7 +11,10 @@
 //! and then rolled back within its health window; `upgrade --all` takes
 //! every node to a good v5 built without any node's addresses (kept on
 //! STATE) while a 3-replica service keeps running, and a second run finds
-//! nothing to do; a rollback by hand goes back to v2.
+//! nothing to do; a rollback by hand goes back to v2. Last, zero touch: a
+//! UEFI machine booted live with `orc.install=` and `orc.join=` installs
+//! itself from a published bundle to its blank disk, and the disk boots
+//! and joins the cluster with the name and addresses of the live boot.
 
 // The test harness: a failed unwrap is a failed test, with its line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -228,6 +231,63 @@ fn a_worker_upgrades_and_falls_back_by_itself() {
     assert_eq!((v["boot_slot"].as_str(), v["os_version"].as_str()), (Some("B"), Some(v2.as_str())), "{v}");
     assert_eq!(v["node_id"], node_id.as_str());
     rig.wait_task(TASK).unwrap();
+
+    installs_itself_and_joins(&rig, &image, tmp.path());
+}
+
+/// A live UEFI machine with `orc.install=`, `orc.install_image=` and
+/// `orc.join=` installs itself and reboots; its disk (booted on a machine
+/// of its own, as QEMU's kernel loader would boot the live system again)
+/// joins as a worker named as the live command line said.
+fn installs_itself_and_joins(rig: &Rig, image: &std::path::Path, dir: &std::path::Path) {
+    use orc_e2e::qemu::{extra_disk, Boot, Node, NodeSpec};
+    let token = rig.ctl(&["cluster", "join-token", "worker"]).check().unwrap().stdout.trim().to_string();
+    let bundle = std::fs::read_dir(image)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "bundle"))
+        .expect("the image's bundle (cargo xtask image)");
+    let published = rig.publish(&bundle, "install").unwrap();
+    let mut spec = NodeSpec {
+        name: "upg-new".into(),
+        dir: dir.join("upg-new"),
+        image: image.to_path_buf(),
+        api_port: orc_e2e::free_port(),
+        l2: Some((dir.join("hub.sock"), 4)),
+        memory_mb: 768,
+        boot: Boot::LiveKernel,
+        extra_disks: vec![("orc-install".into(), 2 << 30)],
+        extra_cmdline: format!(
+            "orc.insecure_registries=10.0.2.2:{} orc.join={token}@10.42.0.11:7443 \
+             orc.install=/dev/disk/by-id/virtio-orc-install orc.install_image={published}",
+            rig.registry.port
+        ),
+        ..Default::default()
+    };
+    let start = Instant::now();
+    let mut live = Node::start(spec.clone()).unwrap();
+    let said = live.wait_console(0, "orc: installed", BOOT);
+    live.kill();
+    assert!(said.is_some(), "no install:\n{}", live.console_from(0));
+    eprintln!("live boot to installed in {:?}", start.elapsed());
+    spec.disk = Some(spec.dir.join(extra_disk("orc-install")));
+    spec.dir = dir.join("upg-new-disk");
+    spec.boot = Boot::Disk;
+    spec.extra_disks.clear();
+    let installed = Node::start(spec).unwrap();
+    let start = Instant::now();
+    loop {
+        let o = rig.ctl(&["-o", "json", "node", "ls"]).check().unwrap();
+        let nodes: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        let new = nodes.as_array().unwrap().iter().find(|n| n["hostname"] == "upg-new").cloned();
+        if new.as_ref().is_some_and(|n| n["status"] == "ready") {
+            eprintln!("the installed disk booted and joined in {:?}: {}", start.elapsed(), new.unwrap());
+            break;
+        }
+        assert!(start.elapsed() < BOOT, "the installed node did not join: {nodes}\n{}", installed.console_from(0));
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
 
 /// How many tasks of `service` run, as the managers see it (None: no answer).

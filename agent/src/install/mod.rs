@@ -185,3 +185,69 @@ fn wipe(f: &mut std::fs::File, size: u64) -> std::io::Result<()> {
     }
     f.sync_all()
 }
+
+/// `orc.install=`: at start in maintenance mode, installs to `req`'s disk
+/// from the bundle in `image` and reboots into it. The disk is checked
+/// first (a disk that is not blank is left alone: the firmware booted
+/// the live system again after an install, or the wrong disk was named);
+/// a registry that cannot be reached yet is tried again, every 10 s for
+/// 10 minutes. What happens is said on the console.
+pub async fn at_start(
+    state: std::sync::Arc<crate::state::NodeState>,
+    images: std::sync::Arc<crate::images::ImageStore>,
+    mut req: Request,
+    image: String,
+) {
+    const TRIES: u32 = 60;
+    let checked = req.clone();
+    match tokio::task::spawn_blocking(move || target(&checked)).await {
+        Ok(Ok(d)) => println!("orc: installing to {d} from {image} (orc.install=)"),
+        Ok(Err(e)) => {
+            println!("orc: not installing (orc.install={}): {e}", req.disk);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "install task");
+            return;
+        }
+    }
+    for attempt in 1..=TRIES {
+        let (state_dir, run_dir) = (state.state_dir().to_path_buf(), state.config.run_dir.clone());
+        let r = req.clone();
+        let done = crate::upgrade::pull::with_bundle(&images, &image, None, move |bundle| {
+            install(&state_dir, &run_dir, &r, bundle)
+        })
+        .await;
+        match done {
+            Ok(i) => {
+                println!("orc: installed {} on {}; rebooting into it", i.version, i.disk);
+                if let Err(e) = crate::node::power::do_power(&state, crate::node::power::PowerAction::Reboot) {
+                    println!("orc: installed, but cannot reboot: {e}");
+                }
+                return;
+            }
+            Err(e) if retried(&e) && attempt < TRIES => {
+                tracing::warn!(error = %e, attempt, image = %image, "install: the bundle could not be read; trying again in 10 s");
+                // The disk was blank when checked: what is on it now is ours.
+                req.wipe = true;
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            }
+            Err(e) => {
+                println!("orc: install failed (orc.install={}): {e}", req.disk);
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an install that failed may work when tried again: the
+/// registry or the stream, not the disk or the bundle's signature.
+fn retried(e: &InstallError) -> bool {
+    use crate::upgrade::UpgradeError;
+    matches!(
+        e,
+        InstallError::Upgrade(UpgradeError::Agent(_) | UpgradeError::Stream(_))
+            | InstallError::Bundle(BundleError::Io(_))
+            | InstallError::Stream(_)
+    )
+}
