@@ -7,6 +7,7 @@ use std::path::Path;
 /// Top to bottom.
 const ORDER: &[&str] = &[
     "api",
+    "install",
     "upgrade",
     "node",
     "worker",
