@@ -1023,16 +1023,8 @@ pub enum NodeCommand {
         wipe: bool,
         #[command(flatten)]
         source: BundleSource,
-        /// The fingerprint the node prints on its console (sha256:...); the
-        /// installed node must present the same one.
-        #[arg(long, conflicts_with = "insecure")]
-        fingerprint: Option<String>,
-        /// Trust whatever certificate the node presents (only on a network you trust).
-        #[arg(long)]
-        insecure: bool,
-        /// The node's `orc.maintenance_token=`, when it was booted with one.
-        #[arg(long, default_value = "")]
-        maintenance_token: String,
+        #[command(flatten)]
+        access: MaintenanceAccess,
         /// Stop waiting for the node to come back from its disk after this long.
         #[arg(long, default_value = "10m")]
         timeout: String,
@@ -1047,16 +1039,24 @@ pub enum NodeCommand {
         /// host:port of a manager of the cluster.
         #[arg(long)]
         manager: String,
-        /// The fingerprint the node prints on its console (sha256:...).
-        #[arg(long, conflicts_with = "insecure")]
-        fingerprint: Option<String>,
-        /// Trust whatever certificate the node presents (only on a network you trust).
-        #[arg(long)]
-        insecure: bool,
-        /// The node's `orc.maintenance_token=`, when it was booted with one.
-        #[arg(long, default_value = "")]
-        maintenance_token: String,
+        #[command(flatten)]
+        access: MaintenanceAccess,
     },
+}
+
+/// How orcctl reaches a node in maintenance mode (`node join`, `node install`).
+#[derive(clap::Args, Debug)]
+pub struct MaintenanceAccess {
+    /// The fingerprint the node prints on its console (sha256:...); after
+    /// an install, the node must present the same one.
+    #[arg(long, conflicts_with = "insecure")]
+    pub fingerprint: Option<String>,
+    /// Trust whatever certificate the node presents (only on a network you trust).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The node's `orc.maintenance_token=`, when it was booted with one.
+    #[arg(long, default_value = "")]
+    pub maintenance_token: String,
 }
 
 impl PayloadCommand {

@@ -21,9 +21,7 @@ pub async fn run(cmd: NodeCommand, out: Output) -> Result<(), CliError> {
         disk,
         wipe,
         source: crate::cli::BundleSource { bundle, image, login },
-        fingerprint,
-        insecure,
-        maintenance_token,
+        access: crate::cli::MaintenanceAccess { fingerprint, insecure, maintenance_token },
         timeout,
     } = cmd
     else {

@@ -136,7 +136,13 @@ pub async fn run(cmd: NodeCommand, candidates: &[String], trust: &Trust, out: Ou
 
 /// `node join`: a node in maintenance mode joins through `manager` with `token`.
 pub async fn join(cmd: NodeCommand, out: Output) -> Result<(), CliError> {
-    let NodeCommand::Join { addr, token, manager, fingerprint, insecure, maintenance_token } = cmd else {
+    let NodeCommand::Join {
+        addr,
+        token,
+        manager,
+        access: crate::cli::MaintenanceAccess { fingerprint, insecure, maintenance_token },
+    } = cmd
+    else {
         return Ok(());
     };
     let trust = Trust::maintenance(fingerprint, insecure)?;
